@@ -1,0 +1,37 @@
+"""Baton's functional core: the plan, the Goal aggregate and its events, lifecycles and `decide`.
+
+Imports only the standard library, pydantic, `eventsourcing.domain` and `statemachine`; no I/O,
+no clock, no randomness.
+"""
+
+from domain.contracts import AgentContract, Contracts
+from domain.decide import decide, settle
+from domain.decisions import Decision
+from domain.errors import BatonError, GoalInputError, IllegalTransition, PlanError, PlanIssue
+from domain.goal import DECISION_KINDS, OBSERVATION_KINDS, Goal
+from domain.lifecycle import GoalLifecycle, TaskLifecycle
+from domain.plan import Plan, TaskSpec, load_plan
+from domain.state import GoalState, TaskState
+
+__all__ = [
+    "DECISION_KINDS",
+    "OBSERVATION_KINDS",
+    "AgentContract",
+    "BatonError",
+    "Contracts",
+    "Decision",
+    "Goal",
+    "GoalInputError",
+    "GoalLifecycle",
+    "GoalState",
+    "IllegalTransition",
+    "Plan",
+    "PlanError",
+    "PlanIssue",
+    "TaskLifecycle",
+    "TaskSpec",
+    "TaskState",
+    "decide",
+    "load_plan",
+    "settle",
+]

@@ -1,0 +1,112 @@
+"""Agent contracts at the handoffs: build an input only from bindings, judge every output.
+
+Both directions go through the agent's own pydantic models, so what an agent receives and what
+downstream tasks read is exactly what the contracts allow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from domain.errors import ResolveError
+from domain.plan import TaskSpec
+from domain.references import resolve_binding
+from domain.state import GoalState
+
+__all__ = [
+    "AgentContract",
+    "Contracts",
+    "Verdict",
+    "build_input",
+    "digest",
+    "idempotency_key",
+    "judge_output",
+    "validation_errors",
+]
+
+_KEY_NAMESPACE = uuid.UUID("6f1f4bb8-5a7d-4d8e-9c55-0b9a7d1c2e10")
+
+
+@dataclass(frozen=True)
+class AgentContract:
+    """What Baton knows of an agent from its signature."""
+
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    takes_idempotency_key: bool = False
+    is_async: bool = False
+
+
+Contracts = Mapping[str, AgentContract]  # keyed by the plan's agent name
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    rule: str
+    errors: tuple[str, ...] = ()
+    normalised: Any = None  # the validated output as JSON, when it differs from the raw one
+
+
+def validation_errors(exc: ValidationError, *, limit: int = 10) -> list[str]:
+    """pydantic errors as short `field: message` lines (bounded, so events stay small)."""
+    lines = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"{where}: {err['msg']}")
+    if exc.error_count() > limit:
+        lines.append(f"... and {exc.error_count() - limit} more")
+    return lines
+
+
+def build_input(
+    state: GoalState, task: TaskSpec, contract: AgentContract
+) -> tuple[BaseModel | None, list[str]]:
+    """The agent's input built from the task's bindings only, validated; or the errors."""
+    try:
+        data = resolve_binding(task.bindings, state.input, state.outputs())
+    except ResolveError as exc:
+        return None, [str(exc)]
+    try:
+        return contract.input_model.model_validate(data), []
+    except ValidationError as exc:
+        return None, validation_errors(exc)
+
+
+def judge_output(raw: Any, contract: AgentContract, *, min_confidence: float | None) -> Verdict:
+    """Validate a raw output against the output contract and the confidence threshold."""
+    try:
+        model = contract.output_model.model_validate(raw)
+    except ValidationError as exc:
+        return Verdict(False, "validation.contract", tuple(validation_errors(exc)))
+    if min_confidence is not None:
+        confidence = getattr(model, "confidence", None)
+        if not isinstance(confidence, int | float):
+            return Verdict(
+                False, "validation.confidence", ("confidence: missing, min_confidence is set",)
+            )
+        if confidence < min_confidence:
+            message = f"confidence: {confidence:g} is below min_confidence {min_confidence:g}"
+            return Verdict(False, "validation.confidence", (message,))
+    normalised = model.model_dump(mode="json")
+    return Verdict(
+        True, "validation.contract", normalised=None if normalised == raw else normalised
+    )
+
+
+def digest(value: Any) -> str:
+    """A stable digest of a JSON value: what was sent, without storing it twice."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def idempotency_key(goal_id: str, task_id: str) -> str:
+    """Identical for every retry and crash-resume of the same task of the same goal."""
+    return str(uuid.uuid5(_KEY_NAMESPACE, f"{goal_id}/{task_id}"))

@@ -1,0 +1,492 @@
+"""The decision core: a pure function from a goal's state to the orchestrator's next decisions.
+
+No I/O, no clock, no randomness: time is `state.now`, the time of the last observation, and
+backoff jitter is derived from goal, task and attempt. `settle` asks again after recording each
+batch until nothing is left to decide, so one observation yields all its consequences; replay
+does exactly the same and compares.
+
+Each phase returns the first non-empty batch; decisions within one batch are independent of each
+other, so the batch can be recorded in one store transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Protocol
+
+from domain.contracts import Contracts, build_input, digest, idempotency_key, judge_output
+from domain.decisions import Decision
+from domain.errors import ResolveError
+from domain.lifecycle import GOAL_FINAL, TASK_FINAL
+from domain.plan import TaskSpec
+from domain.policies import BudgetBreach, backoff_delay, budget_breach, jitter_fraction
+from domain.references import resolve_binding
+from domain.state import GoalState, TaskState, Usage
+
+__all__ = ["Recorder", "decide", "settle"]
+
+_UNFINISHED_INPUTS = ("abandoned", "skipped", "failed", "cancelled")
+
+
+def decide(state: GoalState, contracts: Contracts) -> list[Decision]:
+    """The next batch of decisions for this state, or [] when nothing is left to decide."""
+    if state.status in GOAL_FINAL:
+        return []
+    if state.cancel_requested is not None:
+        return _cancel(state)
+    for phase in (_judge, _orphans, _propagate, _dispatch, _settle_goal):
+        decisions = phase(state, contracts)
+        if decisions:
+            return decisions
+    return []
+
+
+class Recorder(Protocol):
+    """What `settle` needs of the aggregate: its state and a way to record a decision."""
+
+    @property
+    def state(self) -> GoalState: ...
+
+    def record(self, decision: Decision) -> None: ...
+
+
+def settle(goal: Recorder, contracts: Contracts, *, limit: int = 100_000) -> list[Decision]:
+    """Decide and record until nothing is left to decide; returns what was recorded."""
+    recorded: list[Decision] = []
+    while decisions := decide(goal.state, contracts):
+        for decision in decisions:
+            goal.record(decision)
+        recorded.extend(decisions)
+        if len(recorded) > limit:  # a rule that never settles is a bug, not a long goal
+            raise RuntimeError(f"decide did not settle after {limit} decisions")
+    return recorded
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
+    """Give every observed outcome its verdict: accept, reject, retry, or give up."""
+    for task_id in state.plan.order:
+        task = state.tasks[task_id]
+        outcome = task.outcome
+        if outcome is None or task.status not in ("running", "escalated"):
+            continue
+        spec = state.plan.task_map[task_id]
+        if outcome.kind in ("raised", "timed_out"):
+            return _after_failure(state, task, spec, outcome.error or outcome.kind, "retry")
+        base = {"task": task_id, "attempt": outcome.attempt}
+        if outcome.error is not None:  # the runner could not even record the value
+            errors = [outcome.error]
+            rule = "validation.serialisable"
+        else:
+            contract = contracts[spec.agent]
+            verdict = judge_output(outcome.output, contract, min_confidence=spec.min_confidence)
+            if verdict.accepted:
+                human = outcome.kind == "human"
+                reason = (
+                    f"{task.reason or 'a human'} supplied an output that satisfies "
+                    f"{contract.output_model.__name__}"
+                    if human
+                    else f"output satisfies {contract.output_model.__name__}"
+                    + _confidence_note(outcome.output, spec)
+                )
+                fields = {
+                    **base,
+                    "rule": "human.output" if human else verdict.rule,
+                    "reason": reason,
+                }
+                if verdict.normalised is not None:
+                    fields["output"] = verdict.normalised
+                return [Decision("OutputAccepted", fields)]
+            errors, rule = list(verdict.errors), verdict.rule
+        rejected = Decision(
+            "OutputRejected",
+            {**base, "errors": errors, "rule": rule, "reason": "output rejected: " + errors[0]},
+        )
+        if outcome.kind == "human":
+            return [rejected]  # the task stays escalated until a valid output or another choice
+        failure = f"{rule}: " + "; ".join(errors)
+        if rule == "validation.confidence" and spec.on_low_confidence == "escalate":
+            reason = f"attempt {outcome.attempt}: {errors[0]}; on_low_confidence is escalate"
+            escalate = {"task": task_id, "rule": "validation.confidence", "reason": reason}
+            return [rejected, Decision("TaskEscalated", escalate)]
+        return [rejected, *_after_failure(state, task, spec, failure, "retry")]
+    return []
+
+
+def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
+    """After a restart, an attempt with no outcome is re-dispatched, unless it is unsafe."""
+    decisions = []
+    for task_id, attempt in sorted(state.orphaned.items()):
+        task = state.tasks[task_id]
+        if task.status != "running" or task.in_flight != attempt or task.outcome is not None:
+            continue
+        spec = state.plan.task_map[task_id]
+        if spec.side_effects == "unsafe":
+            reason = (
+                f"outcome unknown: attempt {attempt} of an unsafe task was in flight when the "
+                "runner stopped; it is never re-run automatically"
+            )
+            decisions.append(
+                Decision(
+                    "TaskEscalated",
+                    {"task": task_id, "rule": "side_effects.unsafe", "reason": reason},
+                )
+            )
+        else:
+            key_note = " with the same idempotency key" if spec.side_effects == "idempotent" else ""
+            reason = (
+                f"attempt {attempt} was in flight when the runner stopped; "
+                f"side_effects is {spec.side_effects}, so it is dispatched again{key_note}"
+            )
+            decisions.append(
+                Decision(
+                    "AttemptInterrupted",
+                    {
+                        "task": task_id,
+                        "attempt": attempt,
+                        "rule": "side_effects.redispatch",
+                        "reason": reason,
+                    },
+                )
+            )
+    return decisions
+
+
+def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
+    """Tasks whose inputs all arrived become ready; those behind an abandoned task are skipped."""
+    decisions = []
+    for task_id in state.plan.order:
+        task = state.tasks[task_id]
+        if task.status == "pending":
+            deps = state.plan.deps[task_id]
+            blocked = next(
+                (dep for dep in deps if state.tasks[dep].status in _UNFINISHED_INPUTS), None
+            )
+            if blocked is not None:
+                status = state.tasks[blocked].status
+                reason = f"upstream task {blocked!r} was {status}, so its output will never arrive"
+                decisions.append(
+                    Decision(
+                        "TaskSkipped",
+                        {
+                            "task": task_id,
+                            "because": blocked,
+                            "rule": "dag.upstream_unavailable",
+                            "reason": reason,
+                        },
+                    )
+                )
+            elif all(state.tasks[dep].status == "succeeded" for dep in deps):
+                reason = (
+                    "inputs arrived from " + ", ".join(deps)
+                    if deps
+                    else "reads only the goal input"
+                )
+                decisions.append(
+                    Decision(
+                        "TaskReady",
+                        {
+                            "task": task_id,
+                            "inputs": list(deps),
+                            "rule": "dag.inputs_ready",
+                            "reason": reason,
+                        },
+                    )
+                )
+        elif task.status == "retry_wait" and task.due_at is not None and task.due_at <= state.now:
+            reason = f"backoff elapsed at {task.due_at.isoformat()}"
+            decisions.append(
+                Decision(
+                    "TaskReady",
+                    {
+                        "task": task_id,
+                        "inputs": [],
+                        "rule": "retry.backoff_elapsed",
+                        "reason": reason,
+                    },
+                )
+            )
+        elif task.status == "escalated" and task.resolution == "retry":
+            decisions.append(
+                Decision(
+                    "TaskReady",
+                    {
+                        "task": task_id,
+                        "inputs": [],
+                        "rule": "human.retry",
+                        "reason": f"retry requested by {task.reason}",
+                    },
+                )
+            )
+        elif task.status == "escalated" and task.resolution == "abandon":
+            decisions.append(
+                Decision(
+                    "TaskAbandoned",
+                    {
+                        "task": task_id,
+                        "rule": "human.abandon",
+                        "reason": f"abandoned by {task.reason}",
+                    },
+                )
+            )
+    return decisions
+
+
+def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
+    """Send ready tasks to their agents, in plan order, within concurrency and budgets."""
+    if state.status != "running":
+        return []
+    decisions: list[Decision] = []
+    slots = state.concurrency - state.in_flight
+    extra = Usage()  # what this batch's own dispatches reserve, before they are recorded
+    for task_id in state.plan.order:
+        if slots <= 0:
+            break
+        task = state.tasks[task_id]
+        if task.status != "ready":
+            continue
+        spec = state.plan.task_map[task_id]
+        breach = budget_breach(state, task, spec, extra_attempts=len(decisions), extra=extra)
+        if breach is not None:
+            if decisions:
+                return decisions  # record these first; the breach is decided on its own
+            return _budget_exhausted(state, task_id, breach)
+        contract = contracts[spec.agent]
+        agent_input, errors = build_input(state, spec, contract)
+        if agent_input is None:
+            if decisions:
+                return decisions
+            rejected = Decision(
+                "InputRejected",
+                {
+                    "task": task_id,
+                    "errors": errors,
+                    "rule": "validation.input",
+                    "reason": "input rejected: " + errors[0],
+                },
+            )
+            failure = "validation.input: " + "; ".join(errors)
+            # The same bindings give the same input, so retrying cannot help.
+            return [rejected, *_after_failure(state, task, spec, failure, "no_retry")]
+        attempt = task.attempts + 1
+        policy = state.plan.retry_for(spec)
+        fields: dict[str, Any] = {
+            "task": task_id,
+            "attempt": attempt,
+            "input_digest": digest(agent_input.model_dump(mode="json")),
+            "idempotency_key": idempotency_key(state.goal_id, task_id),
+            "rule": "dag.dispatch",
+            "reason": f"attempt {attempt} (retry policy allows {policy.max_attempts})",
+        }
+        if spec.estimate is not None:
+            fields["reserved"] = spec.estimate.model_dump()
+            extra.tokens += spec.estimate.tokens
+            extra.cost_usd += spec.estimate.cost_usd
+        decisions.append(Decision("TaskDispatched", fields))
+        slots -= 1
+    return decisions
+
+
+def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
+    """End, suspend or resume the goal once its tasks say so."""
+    tasks = state.tasks.values()
+    failed = next((t for t in tasks if t.status == "failed"), None)
+    if failed is not None:
+        return _fail_goal(
+            state, "on_failure.fail", f"task {failed.id!r} failed: {failed.last_error}", failed.id
+        )
+    deadline = state.plan.budget.deadline_s
+    if (
+        deadline is not None
+        and state.plan.budget.on_exhausted == "fail"
+        and (state.now - state.started_at).total_seconds() >= deadline
+    ):
+        elapsed = round((state.now - state.started_at).total_seconds(), 3)
+        return _budget_exhausted(state, None, BudgetBreach("deadline_s", deadline, elapsed))
+    if all(t.status in TASK_FINAL for t in tasks):
+        if state.status == "waiting":
+            return [
+                Decision(
+                    "GoalResumed", {"rule": "goal.resume", "reason": "every task has finished"}
+                )
+            ]
+        return _complete(state)
+    movable = any(t.status in ("ready", "running", "retry_wait") for t in tasks)
+    if state.status == "waiting" and movable:
+        return [
+            Decision(
+                "GoalResumed",
+                {"rule": "goal.resume", "reason": "a human's decision let work continue"},
+            )
+        ]
+    escalated = [t.id for t in tasks if t.status == "escalated"]
+    if state.status == "running" and escalated and not movable:
+        reason = "waiting for a human on " + ", ".join(
+            f"{tid} ({state.tasks[tid].reason})" for tid in escalated
+        )
+        return [
+            Decision(
+                "GoalSuspended",
+                {"waiting_on": escalated, "rule": "escalation.wait", "reason": reason},
+            )
+        ]
+    return []
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _after_failure(
+    state: GoalState, task: TaskState, spec: TaskSpec, failure: str, mode: str
+) -> list[Decision]:
+    """A failed attempt: schedule a retry while the policy allows, else apply `on_failure`."""
+    policy = state.plan.retry_for(spec)
+    failures = task.failures + 1
+    attempt = task.in_flight if task.in_flight is not None else task.attempts
+    if mode == "retry" and failures < policy.max_attempts:
+        delay = backoff_delay(
+            policy, failures=failures, jitter=jitter_fraction(state.goal_id, task.id, attempt)
+        )
+        due = state.now + timedelta(seconds=delay)
+        reason = (
+            f"attempt {attempt} failed ({failure}); failure {failures} of "
+            f"{policy.max_attempts} allowed, next attempt after {delay:g}s"
+        )
+        return [
+            Decision(
+                "RetryScheduled",
+                {
+                    "task": task.id,
+                    "attempt": attempt,
+                    "failure": failure,
+                    "due_at": due,
+                    "delay_s": delay,
+                    "rule": "retry.backoff",
+                    "reason": reason,
+                },
+            )
+        ]
+    why = (
+        f"retries exhausted after {failures} failed attempts"
+        if mode == "retry"
+        else "not retryable"
+    )
+    reason = f"{why}; last error: {failure}; on_failure is {spec.on_failure}"
+    rule = f"on_failure.{spec.on_failure}"
+    if spec.on_failure == "escalate":
+        return [Decision("TaskEscalated", {"task": task.id, "rule": rule, "reason": reason})]
+    if spec.on_failure == "abandon":
+        return [Decision("TaskAbandoned", {"task": task.id, "rule": rule, "reason": reason})]
+    return [
+        Decision("TaskFailed", {"task": task.id, "error": failure, "rule": rule, "reason": reason})
+    ]
+
+
+def _budget_exhausted(
+    state: GoalState, task_id: str | None, breach: BudgetBreach
+) -> list[Decision]:
+    rule = f"budget.{breach.budget}"
+    exhausted = Decision(
+        "BudgetExhausted",
+        {
+            "budget": breach.budget,
+            "limit": breach.limit,
+            "used": breach.used,
+            "rule": rule,
+            "reason": breach.describe() + ("" if task_id is None else f"; {task_id!r} not started"),
+            "task": task_id,
+        },
+    )
+    if state.plan.budget.on_exhausted == "escalate" and task_id is not None:
+        reason = breach.describe() + "; budget.on_exhausted is escalate"
+        return [
+            exhausted,
+            Decision("TaskEscalated", {"task": task_id, "rule": rule, "reason": reason}),
+        ]
+    return [exhausted, *_fail_goal(state, rule, breach.describe(), task_id)]
+
+
+def _fail_goal(state: GoalState, rule: str, reason: str, task_id: str | None) -> list[Decision]:
+    """Stop every unfinished task, then record the goal failed."""
+    decisions = []
+    for other_id in state.plan.order:
+        other = state.tasks[other_id]
+        if other.status in TASK_FINAL:
+            continue
+        if other.status == "running":
+            decisions.append(
+                Decision(
+                    "TaskCancelled",
+                    {
+                        "task": other_id,
+                        "rule": "goal.failed",
+                        "reason": "the goal failed while this ran; a late result is ignored",
+                    },
+                )
+            )
+        else:
+            decisions.append(
+                Decision(
+                    "TaskSkipped",
+                    {
+                        "task": other_id,
+                        "because": task_id or "goal",
+                        "rule": "goal.failed",
+                        "reason": f"the goal failed: {reason}",
+                    },
+                )
+            )
+    fields: dict[str, Any] = {"rule": rule, "reason": reason}
+    if task_id is not None:
+        fields["task"] = task_id
+    return [*decisions, Decision("GoalFailed", fields)]
+
+
+def _complete(state: GoalState) -> list[Decision]:
+    missing = sorted(
+        tid for tid in state.plan.output_sources if state.tasks[tid].status != "succeeded"
+    )
+    if missing:
+        reason = "the goal output reads " + ", ".join(
+            f"{tid!r} ({state.tasks[tid].status})" for tid in missing
+        )
+        return _fail_goal(state, "output.unavailable", reason, missing[0])
+    try:
+        output = _goal_output(state)
+    except ResolveError as exc:
+        return _fail_goal(state, "output.unresolved", str(exc), None)
+    return [
+        Decision(
+            "GoalCompleted",
+            {"output": output, "rule": "goal.completed", "reason": "every task finished"},
+        )
+    ]
+
+
+def _goal_output(state: GoalState) -> Any:
+    outputs = state.outputs()
+    if state.plan.output is None:  # no output declared: the outputs of the final tasks
+        return {
+            tid: outputs[tid]
+            for tid in state.plan.order
+            if not state.plan.dependants.get(tid) and tid in outputs
+        }
+    return resolve_binding(state.plan.output_binding, state.input, outputs)
+
+
+def _cancel(state: GoalState) -> list[Decision]:
+    reason = f"cancelled by {state.cancel_requested}"
+    decisions = [
+        Decision("TaskCancelled", {"task": tid, "rule": "goal.cancel", "reason": reason})
+        for tid in state.plan.order
+        if state.tasks[tid].status not in TASK_FINAL
+    ]
+    return [*decisions, Decision("GoalCancelled", {"rule": "goal.cancel", "reason": reason})]
+
+
+def _confidence_note(raw: Any, spec: TaskSpec) -> str:
+    if spec.min_confidence is None or not isinstance(raw, dict):
+        return ""
+    return f"; confidence {raw.get('confidence')} >= {spec.min_confidence:g}"

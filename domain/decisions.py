@@ -1,0 +1,25 @@
+"""A decision: what `decide` returns and what the aggregate records as an event of that kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Decision"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`kind` names a decision event class of `Goal`; `fields` are exactly its payload.
+
+    Every decision carries `rule` (a stable id of the rule that made it, e.g. `retry.backoff`)
+    and `reason` (a sentence for the audit trail), plus `task` when it concerns one task.
+    """
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str | None:
+        task = self.fields.get("task")
+        return task if isinstance(task, str) else None

@@ -1,0 +1,65 @@
+"""One error root for Baton; small subclasses that carry the fields a message needs.
+
+Exceptions are for rejected commands (an invalid plan, an illegal transition, a store that is
+down). Business failures of a goal (an agent raised, a budget ran out) are events, not exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BatonError",
+    "GoalInputError",
+    "IllegalTransition",
+    "PlanError",
+    "PlanIssue",
+    "ResolveError",
+]
+
+
+class BatonError(Exception):
+    """Root of every error Baton raises on purpose; the CLI turns these into exit code 2."""
+
+
+@dataclass(frozen=True)
+class PlanIssue:
+    """One thing wrong with a plan, located as precisely as we can."""
+
+    where: str  # e.g. "tasks[price].input.flights" or "agents.search"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class PlanError(BatonError):
+    """The plan cannot run; `issues` lists every problem found, each naming task and field."""
+
+    def __init__(self, issues: list[PlanIssue], *, source: str = "plan") -> None:
+        self.issues = issues
+        self.source = source
+        first = issues[0] if issues else PlanIssue(source, "invalid plan")
+        more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+        super().__init__(f"{source}: {first}{more}")
+
+
+class GoalInputError(BatonError):
+    """The goal input does not satisfy the plan's input model."""
+
+
+class ResolveError(BatonError):
+    """A reference could not be resolved against the recorded data."""
+
+
+class IllegalTransition(BatonError):
+    """A lifecycle was asked to move along an edge its state machine does not have."""
+
+    def __init__(self, *, lifecycle: str, subject: str, status: str, event: str) -> None:
+        self.lifecycle = lifecycle
+        self.subject = subject
+        self.status = status
+        self.event = event
+        super().__init__(
+            f"{lifecycle} {subject!r}: cannot {event.replace('_', ' ')} from status {status!r}"
+        )

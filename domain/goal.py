@@ -1,0 +1,514 @@
+"""The Goal aggregate: one per goal, its state folded only from its events.
+
+Events are past-tense facts of two sorts. *Observations* record what happened outside the
+orchestrator (a goal was submitted, an agent returned or raised, the clock moved on, a human
+decided). *Decisions* record what the orchestrator concluded from them, each with the `rule` that
+made it and a `reason`. Replay re-runs `decide` after every observation and compares.
+
+Mutators (`apply`) only assign. The status a transition leads to comes from the lifecycle tables
+(`domain.lifecycle`), checked in `Goal.record` before the event is triggered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    MetaDomainEvent,
+)
+
+from domain.decisions import Decision
+from domain.lifecycle import goal_target, task_target
+from domain.plan import Plan
+from domain.state import GoalState, Outcome, TaskState, Usage
+
+__all__ = ["DECISION_KINDS", "OBSERVATION_KINDS", "Goal", "GoalEvent"]
+
+
+@dataclass(frozen=True)
+class GoalEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
+    """Base of every Goal event; goal ids are strings chosen by users or generated."""
+
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+    observation: ClassVar[bool] = False
+    task_event: ClassVar[str | None] = None  # TaskLifecycle event this decision sends
+    goal_event: ClassVar[str | None] = None  # GoalLifecycle event this decision sends
+
+
+def _task(goal: Goal, event: Any) -> TaskState:
+    return goal.state.tasks[event.task]
+
+
+def _move_task(goal: Goal, event: GoalEvent) -> TaskState:
+    task = _task(goal, event)
+    if event.task_event is not None:
+        task.status = task_target(task.id, task.status, event.task_event)
+    return task
+
+
+def _conclude_attempt(task: TaskState, state: GoalState | None = None) -> None:
+    task.in_flight = None
+    task.outcome = None
+    task.reserved = None
+    task.resolution = None
+    if state is not None:
+        state.orphaned.pop(task.id, None)
+
+
+class Goal(BaseAggregate[str]):
+    """A goal: the accepted plan, the goal input, and each task's status and attempts."""
+
+    class Event(GoalEvent):
+        pass
+
+    # --- observations -------------------------------------------------------------------------
+
+    @dataclass(frozen=True)
+    class Started(Event, CanInitAggregate[str]):
+        """A goal was submitted: the validated plan, the goal input, how wide to run it."""
+
+        originator_topic: str
+        plan: dict[str, Any]
+        input: Any
+        concurrency: int
+        forked_from: str | None = None
+        forked_at: int | None = None
+        observation: ClassVar[bool] = True
+
+    class RunResumed(Event):
+        """A runner took the goal up again; attempts still in flight have no known outcome."""
+
+        concurrency: int
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            goal.state.concurrency = self.concurrency
+            goal.state.now = self.timestamp
+            goal.state.orphaned = {
+                task.id: task.in_flight
+                for task in goal.state.tasks.values()
+                if task.status == "running" and task.in_flight is not None and task.outcome is None
+            }
+
+    class AgentReturned(Event):
+        """An attempt returned; `output` is the raw value as returned, before validation."""
+
+        task: str
+        attempt: int
+        output: Any
+        duration_ms: float
+        usage: dict[str, Any] | None = None
+        output_error: str | None = None  # set when the value could not be recorded as JSON
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            goal.state.now = self.timestamp
+            _account(goal.state, task, self.usage)
+            if task.in_flight == self.attempt:
+                task.outcome = Outcome(self.attempt, "returned", self.output, self.output_error)
+
+    class AgentRaised(Event):
+        task: str
+        attempt: int
+        error_type: str
+        message: str
+        duration_ms: float
+        usage: dict[str, Any] | None = None
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            goal.state.now = self.timestamp
+            _account(goal.state, task, self.usage)
+            if task.in_flight == self.attempt:
+                error = f"{self.error_type}: {self.message}"
+                task.outcome = Outcome(self.attempt, "raised", None, error)
+
+    class AgentTimedOut(Event):
+        task: str
+        attempt: int
+        timeout_s: float
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            goal.state.now = self.timestamp
+            if task.in_flight == self.attempt:
+                error = f"TimeoutError: no result within {self.timeout_s:g}s"
+                task.outcome = Outcome(self.attempt, "timed_out", None, error)
+
+    class ClockTicked(Event):
+        """Time passed with nothing else to report: a backoff or a deadline came due."""
+
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            goal.state.now = self.timestamp
+
+    class HumanResolved(Event):
+        """A human decided an escalated task: `retry`, `abandon`, or supply an `output`."""
+
+        task: str
+        action: str
+        reason: str
+        by: str
+        output: Any = None
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            goal.state.now = self.timestamp
+            if self.action == "output":
+                task.outcome = Outcome(task.attempts, "human", self.output, None)
+            else:
+                task.resolution = self.action
+                if self.action == "retry":
+                    task.failures = 0
+                    task.granted_attempts += 1
+            task.reason = f"{self.by}: {self.reason}"
+
+    class CancelRequested(Event):
+        reason: str
+        by: str
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            goal.state.now = self.timestamp
+            goal.state.cancel_requested = f"{self.by}: {self.reason}"
+
+    # --- task decisions -----------------------------------------------------------------------
+
+    class TaskReady(Event):
+        """Every input a task reads has arrived (or its backoff elapsed, or a human retried)."""
+
+        task: str
+        inputs: list[str]
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "make_ready"
+
+        def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)
+            task.due_at = None
+            task.resolution = None
+            task.reason = self.reason
+
+    class TaskDispatched(Event):
+        """An attempt was sent to its agent: stored before the agent is called."""
+
+        task: str
+        attempt: int
+        input_digest: str
+        idempotency_key: str
+        rule: str
+        reason: str
+        reserved: dict[str, Any] | None = None
+        task_event: ClassVar[str | None] = "dispatch"
+
+        def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)
+            task.attempts = self.attempt
+            task.in_flight = self.attempt
+            task.idempotency_key = self.idempotency_key
+            if self.reserved is not None:
+                task.reserved = Usage(self.reserved["tokens"], self.reserved["cost_usd"])
+            if task.granted_attempts > 0:
+                task.granted_attempts -= 1
+            goal.state.attempts_used += 1
+
+    class OutputAccepted(Event):
+        """The output passed its contract; `output` is set only where validation normalised it."""
+
+        task: str
+        attempt: int
+        rule: str
+        reason: str
+        output: Any = None
+        task_event: ClassVar[str | None] = "succeed"
+
+        def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)
+            raw = task.outcome.output if task.outcome is not None else None
+            task.output = self.output if self.output is not None else raw
+            task.last_error = None
+            task.reason = self.reason
+            _conclude_attempt(task, goal.state)
+
+    class OutputRejected(Event):
+        """The output failed its contract or confidence threshold; it is never forwarded."""
+
+        task: str
+        attempt: int
+        errors: list[str]
+        rule: str
+        reason: str
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            task.last_error = "; ".join(self.errors)
+            task.reason = self.reason
+            if task.status == "escalated":
+                task.outcome = None  # a human's output was refused; the task keeps waiting
+
+    class InputRejected(Event):
+        """The input built from the bindings failed the agent's input contract."""
+
+        task: str
+        errors: list[str]
+        rule: str
+        reason: str
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            task.last_error = "; ".join(self.errors)
+            task.reason = self.reason
+
+    class RetryScheduled(Event):
+        task: str
+        attempt: int
+        failure: str
+        due_at: datetime
+        delay_s: float
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "schedule_retry"
+
+        def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)
+            task.failures += 1
+            task.due_at = self.due_at
+            task.last_error = self.failure
+            task.reason = self.reason
+            _conclude_attempt(task, goal.state)
+
+    class AttemptInterrupted(Event):
+        """A crash left an attempt without an outcome; a safe task may be dispatched again."""
+
+        task: str
+        attempt: int
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "interrupt"
+
+        def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)
+            task.reason = self.reason
+            _conclude_attempt(task, goal.state)
+
+    class TaskFailed(Event):
+        task: str
+        error: str
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "fail"
+
+        def apply(self, goal: Goal) -> None:
+            _end_task(goal, self, error=self.error)
+
+    class TaskEscalated(Event):
+        """The task waits for a human (`baton resolve`)."""
+
+        task: str
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "escalate"
+
+        def apply(self, goal: Goal) -> None:
+            _end_task(goal, self)
+
+    class TaskAbandoned(Event):
+        task: str
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "abandon"
+
+        def apply(self, goal: Goal) -> None:
+            _end_task(goal, self)
+
+    class TaskSkipped(Event):
+        task: str
+        because: str
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "skip"
+
+        def apply(self, goal: Goal) -> None:
+            _end_task(goal, self)
+
+    class TaskCancelled(Event):
+        task: str
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "cancel"
+
+        def apply(self, goal: Goal) -> None:
+            _end_task(goal, self)
+
+    class BudgetExhausted(Event):
+        """A goal-wide budget would be exceeded by the next attempt; no attempt starts."""
+
+        budget: str  # attempts | tokens | cost_usd | deadline_s
+        limit: float
+        used: float
+        rule: str
+        reason: str
+        task: str | None = None
+
+    # --- goal decisions -----------------------------------------------------------------------
+
+    class GoalSuspended(Event):
+        """Nothing can move without a human: the goal waits (exit code 3)."""
+
+        waiting_on: list[str]
+        rule: str
+        reason: str
+        goal_event: ClassVar[str | None] = "wait"
+
+        def apply(self, goal: Goal) -> None:
+            _move_goal(goal, self)
+
+    class GoalResumed(Event):
+        rule: str
+        reason: str
+        goal_event: ClassVar[str | None] = "resume"
+
+        def apply(self, goal: Goal) -> None:
+            _move_goal(goal, self)
+
+    class GoalCompleted(Event):
+        output: Any
+        rule: str
+        reason: str
+        goal_event: ClassVar[str | None] = "complete"
+
+        def apply(self, goal: Goal) -> None:
+            _move_goal(goal, self)
+            goal.state.output = self.output
+
+    class GoalFailed(Event):
+        rule: str
+        reason: str
+        task: str | None = None
+        goal_event: ClassVar[str | None] = "fail"
+
+        def apply(self, goal: Goal) -> None:
+            _move_goal(goal, self)
+
+    class GoalCancelled(Event):
+        rule: str
+        reason: str
+        goal_event: ClassVar[str | None] = "cancel"
+
+        def apply(self, goal: Goal) -> None:
+            _move_goal(goal, self)
+
+    # --- behaviour ----------------------------------------------------------------------------
+
+    def __init__(
+        self,
+        plan: dict[str, Any],
+        input: Any,
+        concurrency: int,
+        forked_from: str | None = None,
+        forked_at: int | None = None,
+    ) -> None:
+        validated = Plan.model_validate(plan)
+        started: datetime = self.created_on
+        self.state = GoalState(
+            goal_id=self.id,
+            plan=validated,
+            input=input,
+            started_at=started,
+            now=started,
+            concurrency=concurrency,
+            tasks={task_id: TaskState(task_id) for task_id in validated.order},
+            forked_from=forked_from,
+        )
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        goal_id: str,
+        plan: Plan,
+        goal_input: Any,
+        concurrency: int,
+        at: datetime,
+        forked_from: str | None = None,
+        forked_at: int | None = None,
+    ) -> Goal:
+        return cls._create(
+            cls.Started,
+            id=goal_id,
+            timestamp=at,
+            plan=plan.model_dump(mode="json", exclude_unset=True),
+            input=goal_input,
+            concurrency=concurrency,
+            forked_from=forked_from,
+            forked_at=forked_at,
+        )
+
+    def observe(self, kind: str, *, at: datetime, **fields: Any) -> None:
+        """Record an observation; `at` is when the adapter saw it (the domain reads no clock)."""
+        event_class = OBSERVATION_KINDS[kind]
+        self.trigger_event(event_class, timestamp=at, **fields)
+
+    def record(self, decision: Decision) -> None:
+        """Record a decision, refusing any status change its lifecycle does not allow."""
+        event_class = DECISION_KINDS[decision.kind]
+        if event_class.task_event is not None:
+            task = self.state.tasks[decision.fields["task"]]
+            task_target(task.id, task.status, event_class.task_event)
+        if event_class.goal_event is not None:
+            goal_target(self.id, self.state.status, event_class.goal_event)
+        self.trigger_event(event_class, timestamp=self.state.now, **decision.fields)
+
+
+def _account(state: GoalState, task: TaskState, usage: dict[str, Any] | None) -> None:
+    """Add reported usage to the task and the goal, releasing the attempt's reservation."""
+    task.reserved = None
+    if usage:
+        tokens = int(usage.get("tokens", 0) or 0)
+        cost = float(usage.get("cost_usd", 0.0) or 0.0)
+        task.used.tokens += tokens
+        task.used.cost_usd += cost
+        state.used.tokens += tokens
+        state.used.cost_usd += cost
+
+
+def _end_task(goal: Goal, event: Any, *, error: str | None = None) -> None:
+    task = _move_task(goal, event)
+    task.reason = event.reason
+    if error is not None:
+        task.last_error = error
+    _conclude_attempt(task, goal.state)
+
+
+def _move_goal(goal: Goal, event: Any) -> None:
+    goal.state.status = goal_target(goal.id, goal.state.status, event.goal_event)
+    goal.state.reason = event.reason
+
+
+def _event_classes() -> list[type[GoalEvent]]:
+    return [
+        value
+        for value in vars(Goal).values()
+        if isinstance(value, type) and issubclass(value, GoalEvent) and value is not Goal.Event
+    ]
+
+
+OBSERVATION_KINDS: dict[str, type[GoalEvent]] = {
+    cls.__name__: cls for cls in _event_classes() if cls.observation
+}
+DECISION_KINDS: dict[str, type[GoalEvent]] = {
+    cls.__name__: cls for cls in _event_classes() if not cls.observation
+}
