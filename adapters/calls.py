@@ -1,0 +1,186 @@
+"""Calling agents: sync ones on daemon worker threads, async ones on one event loop thread.
+
+Whatever an agent does (raise, hang, return junk) comes back as a `Completion` on a queue; the
+orchestrator thread alone touches the aggregate. Worker threads are daemons so that an agent
+hanging past its timeout cannot keep the process alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = ["AgentCall", "CallPool", "Completion", "to_recordable"]
+
+DEFAULT_MAX_OUTPUT_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    task: str
+    attempt: int
+    agent: Callable[..., Any]
+    agent_input: BaseModel
+    idempotency_key: str | None
+    is_async: bool
+    timeout_s: float | None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one call produced, ready to record as an observation."""
+
+    task: str
+    attempt: int
+    kind: str  # "AgentReturned" | "AgentRaised"
+    fields: dict[str, Any]
+
+
+def to_recordable(result: Any, *, max_bytes: int) -> tuple[Any, dict[str, Any] | None, str | None]:
+    """(JSON output, usage, error) from what an agent returned.
+
+    Usage is reported without importing Baton: a `usage` field (with `tokens` and/or
+    `cost_usd`) on the output, or a returned pair `(output, {"tokens": .., "cost_usd": ..})`.
+    """
+    usage: dict[str, Any] | None = None
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+        result, usage = result[0], _usage(result[1])
+    try:
+        if isinstance(result, BaseModel):
+            output = result.model_dump(mode="json")
+        else:
+            output = json.loads(json.dumps(result))  # proves it is plain JSON
+        size = len(json.dumps(output, separators=(",", ":")))
+    except (TypeError, ValueError) as exc:
+        return None, usage, f"output of type {type(result).__name__} is not JSON: {exc}"
+    if size > max_bytes:
+        return None, usage, f"output is {size} bytes, over the {max_bytes}-byte cap"
+    if usage is None and isinstance(output, dict) and isinstance(output.get("usage"), dict):
+        usage = _usage(output["usage"])
+    return output, usage, None
+
+
+def _usage(raw: dict[str, Any]) -> dict[str, Any] | None:
+    tokens = raw.get("tokens")
+    if tokens is None and ("input_tokens" in raw or "output_tokens" in raw):
+        tokens = int(raw.get("input_tokens") or 0) + int(raw.get("output_tokens") or 0)
+    try:
+        return {"tokens": int(tokens or 0), "cost_usd": float(raw.get("cost_usd") or 0.0)}
+    except (TypeError, ValueError):
+        return None
+
+
+class CallPool:
+    """Runs agent calls and puts each `Completion` on `self.completions`."""
+
+    def __init__(self, *, workers: int, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+        self.completions: queue.Queue[Completion] = queue.Queue()
+        self.max_output_bytes = max_output_bytes
+        self._jobs: queue.Queue[AgentCall | None] = queue.Queue()
+        self._workers = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._futures: dict[tuple[str, int], Any] = {}
+        for _ in range(max(1, workers)):
+            self._add_worker()
+
+    def submit(self, call: AgentCall) -> None:
+        if call.is_async:
+            loop = self._event_loop()
+            future = asyncio.run_coroutine_threadsafe(self._run_async(call), loop)
+            self._futures[(call.task, call.attempt)] = future
+        else:
+            self._jobs.put(call)
+
+    def abandon(self, task: str, attempt: int) -> None:
+        """An attempt timed out: cancel it if async; a sync one's thread is replaced."""
+        future = self._futures.pop((task, attempt), None)
+        if future is not None:
+            future.cancel()
+        else:
+            self._add_worker()  # the hung thread keeps running; keep capacity
+
+    def close(self) -> None:
+        for _ in range(self._workers):
+            self._jobs.put(None)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # --- internals ---
+
+    def _add_worker(self) -> None:
+        with self._lock:
+            self._workers += 1
+            threading.Thread(target=self._work, name="baton-agent", daemon=True).start()
+
+    def _work(self) -> None:
+        while (call := self._jobs.get()) is not None:
+            started = time.perf_counter()
+            try:
+                result = call.agent(call.agent_input, **_kwargs(call))
+            except BaseException as exc:  # an agent must never take the orchestrator down
+                self.completions.put(_raised(call, exc, started))
+            else:
+                self.completions.put(self._returned(call, result, started))
+
+    async def _run_async(self, call: AgentCall) -> None:
+        started = time.perf_counter()
+        try:
+            result = await call.agent(call.agent_input, **_kwargs(call))
+        except asyncio.CancelledError:
+            return  # timed out and already recorded as such
+        except BaseException as exc:
+            self.completions.put(_raised(call, exc, started))
+        else:
+            self.completions.put(self._returned(call, result, started))
+        finally:
+            self._futures.pop((call.task, call.attempt), None)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="baton-async", daemon=True).start()
+            self._loop = loop
+        return self._loop
+
+    def _returned(self, call: AgentCall, result: Any, started: float) -> Completion:
+        output, usage, error = to_recordable(result, max_bytes=self.max_output_bytes)
+        fields: dict[str, Any] = {
+            "task": call.task,
+            "attempt": call.attempt,
+            "output": output,
+            "duration_ms": _elapsed_ms(started),
+        }
+        if usage is not None:
+            fields["usage"] = usage
+        if error is not None:
+            fields["output_error"] = error
+        return Completion(call.task, call.attempt, "AgentReturned", fields)
+
+
+def _kwargs(call: AgentCall) -> dict[str, Any]:
+    return {"idempotency_key": call.idempotency_key} if call.idempotency_key else {}
+
+
+def _raised(call: AgentCall, exc: BaseException, started: float) -> Completion:
+    message = " ".join(str(exc).split())[:500]
+    fields = {
+        "task": call.task,
+        "attempt": call.attempt,
+        "error_type": type(exc).__name__,
+        "message": message,
+        "duration_ms": _elapsed_ms(started),
+    }
+    return Completion(call.task, call.attempt, "AgentRaised", fields)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,75 @@
+"""`baton`: the command line of CONTRACT.md §3.
+
+Exit codes: 0 completed / succeeded, 1 goal failed or cancelled (or replay diverged), 2 invalid
+usage, plan, input or store (one line on stderr, no traceback), 3 the goal waits for a human.
+Each command lives in `adapters.commands`; this module only builds the parser and maps errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from adapters.commands import COMMANDS
+from domain.errors import BatonError
+
+__all__ = ["EXIT_DIVERGED", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_WAITING", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
+EXIT_DIVERGED = EXIT_FAILED
+EXIT_INTERNAL = 70  # a bug in Baton itself (BSD EX_SOFTWARE); BATON_DEBUG=1 shows the traceback
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line that points at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="baton",
+        description="A thin, deterministic, event-sourced orchestrator for multi-agent systems.",
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="sqlite:///path.db or postgresql://user:pass@host:port/db "
+        "(default: $BATON_STORE, else sqlite:///baton.db)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except BatonError as exc:
+        print(f"baton: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("baton: interrupted; `baton resume GOAL` continues from the events", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("BATON_DEBUG"):
+            raise
+        detail = " ".join(str(exc).split())
+        print(
+            f"baton: internal error: {type(exc).__name__}: {detail} (BATON_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""The CLI's commands, one module per concern; each exposes `register(subparsers)`."""
+
+from __future__ import annotations
+
+from adapters.commands import goals, human, plans
+
+__all__ = ["COMMANDS"]
+
+COMMANDS = [plans.register, goals.register, human.register]

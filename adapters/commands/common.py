@@ -1,0 +1,56 @@
+"""Helpers shared by the commands: the store, JSON arguments, goal exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from adapters.store import BatonStore, open_store
+from domain.errors import BatonError
+from domain.goal import Goal
+
+__all__ = ["exit_code", "json_argument", "store_from", "who"]
+
+_EXIT_BY_STATUS = {"completed": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 0}
+
+
+class ArgumentError(BatonError):
+    pass
+
+
+def store_from(args: argparse.Namespace) -> BatonStore:
+    return open_store(args.store)
+
+
+def json_argument(value: str, *, name: str) -> Any:
+    """Parse `JSON` or `@FILE` (JSON or YAML file); one-line errors naming the option."""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ArgumentError(f"{name} {value}: {exc.strerror or exc}") from None
+        where = f"{name} {value}"
+    else:
+        text, where = value, name
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArgumentError(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def exit_code(goal: Goal) -> int:
+    return _EXIT_BY_STATUS.get(goal.state.status, 1)
+
+
+def who(args: argparse.Namespace) -> str:
+    if getattr(args, "by", None):
+        return str(args.by)
+    try:
+        return os.environ.get("BATON_USER") or getpass.getuser()
+    except Exception:  # no user database in some containers
+        return "unknown"

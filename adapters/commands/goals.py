@@ -1,0 +1,101 @@
+"""`baton run`, `baton resume` and `baton status`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from adapters.commands.common import exit_code, json_argument, store_from
+from adapters.loading import load_plan_file
+from adapters.render import goal_json, print_goal, print_json
+from adapters.runner import DEFAULT_CONCURRENCY
+from adapters.service import resume_goal, start_goal
+from adapters.status import goal_list, task_durations
+from domain.goal import Goal
+
+__all__ = ["register"]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser(
+        "run", help="start a goal and drive it until it ends or waits for a human",
+        description="Check the plan, validate the input, store the goal and run it. Exit 0 "
+        "completed, 1 failed or cancelled, 2 invalid, 3 waiting for a human.",
+    )
+    run.add_argument("plan", help="plan file (YAML or JSON)")
+    run.add_argument("--input", default="{}", help="goal input: JSON, or @FILE")
+    run.add_argument("--goal-id", default=None, help="id for the new goal (default: a UUID)")
+    run.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY,
+                     help=f"tasks run at once (default {DEFAULT_CONCURRENCY})")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.set_defaults(func=_run)
+
+    resume = sub.add_parser(
+        "resume", help="drive an interrupted or resolved goal on from its events",
+        description="Continue a goal from its events: after a crash (attempts left in flight "
+        "are re-dispatched, or escalated when unsafe) or after a human's resolution.",
+    )
+    resume.add_argument("goal", help="goal id")
+    resume.add_argument("--concurrency", type=_positive, default=None)
+    resume.add_argument("--json", action="store_true")
+    resume.set_defaults(func=_resume)
+
+    status = sub.add_parser("status", help="all goals, or one goal's tasks",
+                            description="Without GOAL, every goal; with GOAL, its tasks.")
+    status.add_argument("goal", nargs="?", help="goal id")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_status)
+
+
+def _report(goal: Goal, as_json: bool, store: Any) -> int:
+    if as_json:
+        print_json(goal_json(goal))
+    else:
+        print_goal(goal, task_durations(store, goal.id))
+    return exit_code(goal)
+
+
+def _run(args: argparse.Namespace) -> int:
+    loaded = load_plan_file(args.plan)  # before the store: an invalid plan stores nothing
+    goal_input = json_argument(args.input, name="--input")
+    store = store_from(args)
+    goal = start_goal(
+        store, loaded, goal_input, goal_id=args.goal_id, concurrency=args.concurrency
+    )
+    return _report(goal, args.json, store)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    goal = resume_goal(store, args.goal, concurrency=args.concurrency)
+    return _report(goal, args.json, store)
+
+
+def _status(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    if args.goal:
+        goal = store.get(args.goal)
+        if args.json:
+            print_json(goal_json(goal))
+        else:
+            print_goal(goal, task_durations(store, goal.id))
+        return 0
+    goals = goal_list(store)
+    if args.json:
+        print_json({"goals": goals})
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("goal", "plan", "status", "updated")
+        for row in goals:
+            table.add_row(row["goal_id"], row["plan"], row["status"], str(row["updated_at"]))
+        Console().print(table)
+    return 0

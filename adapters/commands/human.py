@@ -1,0 +1,97 @@
+"""`baton escalations`, `baton resolve` and `baton cancel`: the human in the loop."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from adapters.commands.common import exit_code, json_argument, store_from, who
+from adapters.render import goal_json, print_json
+from adapters.service import cancel_goal, resolve_task
+from adapters.status import goal_list
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    escalations = sub.add_parser("escalations", help="what waits for a human")
+    escalations.add_argument("--json", action="store_true")
+    escalations.set_defaults(func=_escalations)
+
+    resolve = sub.add_parser(
+        "resolve", help="record a human's decision on an escalated task",
+        description="Retry the task, abandon it, or supply its output (validated against the "
+        "task's output contract). Recorded as an event with who and why; then `baton resume`.",
+    )
+    resolve.add_argument("goal")
+    resolve.add_argument("task")
+    action = resolve.add_mutually_exclusive_group(required=True)
+    action.add_argument("--retry", action="store_true", help="try the task again")
+    action.add_argument("--abandon", action="store_true", help="give the task up")
+    action.add_argument("--output", help="the task's output: JSON, or @FILE")
+    resolve.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    resolve.add_argument("--by", default=None, help="who decided (default: $BATON_USER or $USER)")
+    resolve.add_argument("--json", action="store_true")
+    resolve.set_defaults(func=_resolve)
+
+    cancel = sub.add_parser("cancel", help="stop a goal")
+    cancel.add_argument("goal")
+    cancel.add_argument("--reason", required=True)
+    cancel.add_argument("--by", default=None)
+    cancel.add_argument("--json", action="store_true")
+    cancel.set_defaults(func=_cancel)
+
+
+def _escalations(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    rows = []
+    for summary in goal_list(store):
+        if summary["status"] not in ("running", "waiting"):
+            continue
+        goal = store.get(summary["goal_id"])
+        for tid, task in goal.state.tasks.items():
+            if task.status == "escalated":
+                rows.append({"goal_id": goal.id, "task": tid, "reason": task.reason,
+                             "since": _escalated_since(store, goal.id, tid)})
+    if args.json:
+        print_json({"escalations": rows})
+    else:
+        if not rows:
+            print("nothing waits for a human")
+        for row in rows:
+            print(f"{row['goal_id']}  {row['task']}  since {row['since']}\n    {row['reason']}")
+    return 0
+
+
+def _escalated_since(store: Any, goal_id: str, task_id: str) -> str | None:
+    since = None
+    for event in store.events(goal_id):
+        if type(event).__name__ == "TaskEscalated" and getattr(event, "task", None) == task_id:
+            since = event.timestamp.isoformat()
+    return since
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    if args.output is not None:
+        action, output = "output", json_argument(args.output, name="--output")
+    else:
+        action, output = ("retry" if args.retry else "abandon"), None
+    goal = resolve_task(store, args.goal, args.task, action=action, reason=args.reason,
+                        by=who(args), output=output)
+    if args.json:
+        print_json(goal_json(goal))
+    else:
+        print(f"recorded: {action} of {args.task} by {who(args)}; "
+              f"goal {goal.id} is {goal.state.status} — continue with: baton resume {goal.id}")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    goal = cancel_goal(store, args.goal, reason=args.reason, by=who(args))
+    if args.json:
+        print_json(goal_json(goal))
+    else:
+        print(f"goal {goal.id} cancelled")
+    return exit_code(goal)

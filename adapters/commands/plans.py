@@ -1,0 +1,58 @@
+"""`baton validate PLAN` and `baton graph PLAN|GOAL`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from adapters.commands.common import store_from
+from adapters.loading import load_plan_file
+from adapters.render import render_graph
+from adapters.service import load_goal_plan
+from domain.errors import PlanError
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    validate = sub.add_parser(
+        "validate", help="check a plan and its contracts; nothing is stored",
+        description="Check the plan, import its agents and check every binding against their "
+        "contracts. Exit 0 when valid, 2 with one line per problem otherwise.",
+    )
+    validate.add_argument("plan", help="plan file (YAML or JSON)")
+    validate.set_defaults(func=_validate)
+
+    graph = sub.add_parser("graph", help="the task graph of a plan or a goal",
+                           description="Print the DAG as Mermaid or DOT; for a goal, with "
+                           "each task's status.")
+    graph.add_argument("target", help="a plan file, or a goal id in the store")
+    graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    graph.set_defaults(func=_graph)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_plan_file(args.plan)
+    except PlanError as exc:
+        for issue in exc.issues:
+            print(f"{args.plan}: {issue}", file=sys.stderr)
+        return 2
+    tasks = len(loaded.plan.tasks)
+    print(f"{args.plan}: ok — plan {loaded.plan.name!r}, {tasks} tasks, "
+          f"{len(loaded.contracts)} agents checked")
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    if os.path.exists(args.target):
+        plan, statuses = load_plan_file(args.target).plan, None
+    else:
+        store = store_from(args)
+        goal = store.get(args.target)
+        plan = load_goal_plan(goal).plan
+        statuses = {tid: task.status for tid, task in goal.state.tasks.items()}
+    print(render_graph(plan, statuses, args.format))
+    return 0

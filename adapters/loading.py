@@ -1,0 +1,166 @@
+"""Loading what a plan names: the plan file itself, agents from `module:callable`, contracts.
+
+Importing user code is I/O, so it lives here; the domain receives the resulting contracts.
+Every failure becomes a PlanIssue naming where it happened (`agents.search`, `input`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from domain.contract_check import check_contracts
+from domain.contracts import AgentContract, validation_errors
+from domain.errors import GoalInputError, PlanError, PlanIssue
+from domain.plan import Plan, load_plan
+
+__all__ = ["LoadedPlan", "import_object", "inspect_agent", "load_plan_file", "prepare_plan"]
+
+
+@dataclass
+class LoadedPlan:
+    """A plan that passed every static check, with its agents and contracts resolved."""
+
+    plan: Plan
+    contracts: dict[str, AgentContract]
+    agents: dict[str, Callable[..., Any]]
+    input_model: type[BaseModel] | None = None
+    source: str = "plan"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def validate_input(self, data: Any) -> Any:
+        """The goal input as JSON, validated against the plan's input model when it has one."""
+        if self.input_model is None:
+            if not isinstance(data, dict):
+                raise GoalInputError("goal input: expected a JSON object")
+            return data
+        try:
+            return self.input_model.model_validate(data).model_dump(mode="json")
+        except ValidationError as exc:
+            errors = "; ".join(validation_errors(exc, limit=5))
+            raise GoalInputError(
+                f"goal input does not satisfy {self.input_model.__name__}: {errors}"
+            ) from None
+
+
+def _ensure_cwd_importable() -> None:
+    # Like pytest and uvicorn: `examples.travel.agents` resolves from the working directory.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def import_object(path: str) -> Any:
+    """Import `module:attribute`; raises ValueError/ImportError/AttributeError with detail."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"{path!r} is not of the form 'module:callable'")
+    _ensure_cwd_importable()
+    module = importlib.import_module(module_name)
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
+    """Read an agent's contract from its signature: first parameter in, return annotation out."""
+    if not callable(agent):
+        raise TypeError("is not callable")
+    try:
+        hints = typing.get_type_hints(agent)
+    except Exception as exc:  # unresolvable string annotations
+        raise TypeError(f"annotations cannot be resolved: {exc}") from None
+    params = list(inspect.signature(agent).parameters.values())
+    if not params:
+        raise TypeError("takes no parameter; its first parameter must be its input model")
+    input_model = hints.get(params[0].name)
+    output_model = hints.get("return")
+    if not (isinstance(input_model, type) and issubclass(input_model, BaseModel)):
+        raise TypeError(
+            f"first parameter {params[0].name!r} must be annotated with a pydantic model"
+        )
+    if not (isinstance(output_model, type) and issubclass(output_model, BaseModel)):
+        raise TypeError("return annotation must be a pydantic model")
+    takes_key = any(p.name == "idempotency_key" for p in params[1:])
+    for extra in params[1:]:
+        if extra.name != "idempotency_key" and extra.default is inspect.Parameter.empty and (
+            extra.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        ):
+            raise TypeError(f"parameter {extra.name!r} has no default and Baton cannot bind it")
+    return AgentContract(
+        input_model=input_model,
+        output_model=output_model,
+        takes_idempotency_key=takes_key,
+        is_async=inspect.iscoroutinefunction(agent),
+    )
+
+
+def read_plan_data(path: str) -> dict[str, Any]:
+    """Parse a plan file (YAML or JSON) into data; PlanError on a missing or malformed file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanError([PlanIssue(path, exc.strerror or str(exc))], source=path) from None
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())
+        raise PlanError([PlanIssue(path, f"not valid YAML/JSON: {detail}")], source=path) from None
+    if not isinstance(data, dict):
+        raise PlanError([PlanIssue(path, "a plan must be a mapping")], source=path)
+    return data
+
+
+def prepare_plan(data: dict[str, Any], *, source: str = "plan") -> LoadedPlan:
+    """Validate plan data, load its allowlisted agents, and check every contract statically."""
+    plan = load_plan(data, source=source)
+    issues: list[PlanIssue] = []
+    agents: dict[str, Callable[..., Any]] = {}
+    contracts: dict[str, AgentContract] = {}
+    used = {task.agent for task in plan.tasks}
+    for name, target in plan.agents.items():
+        if name not in used:
+            continue  # allowlisted but unused: nothing to import
+        try:
+            agent = import_object(target)
+            contracts[name] = inspect_agent(agent)
+            agents[name] = agent
+        except Exception as exc:  # any import-time failure of user code is a plan problem
+            issues.append(PlanIssue(f"agents.{name}", f"{target}: {_short(exc)}"))
+    input_model: type[BaseModel] | None = None
+    if plan.input is not None:
+        try:
+            candidate = import_object(plan.input)
+        except Exception as exc:
+            issues.append(PlanIssue("input", f"{plan.input}: {_short(exc)}"))
+        else:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                input_model = candidate
+            else:
+                issues.append(PlanIssue("input", f"{plan.input}: is not a pydantic model"))
+    issues += check_contracts(plan, contracts, input_model=input_model)
+    if issues:
+        raise PlanError(issues, source=source)
+    return LoadedPlan(plan, contracts, agents, input_model, source, data)
+
+
+def load_plan_file(path: str) -> LoadedPlan:
+    return prepare_plan(read_plan_data(path), source=path)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,213 @@
+"""The runner: the imperative shell around `decide`.
+
+Loop: record an observation, let `settle` decide and record the consequences, save them in one
+transaction, then execute the dispatches just saved (so a side-effecting call is always on disk
+before the agent runs), and wait for the next completion or timer. The orchestrator thread alone
+touches the aggregate; agents run in `CallPool`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+
+from adapters.calls import DEFAULT_MAX_OUTPUT_BYTES, AgentCall, CallPool, Completion
+from adapters.loading import LoadedPlan
+from adapters.store import BatonStore
+from domain.contracts import build_input
+from domain.decide import settle
+from domain.decisions import Decision
+from domain.goal import Goal
+from domain.lifecycle import GOAL_FINAL
+
+__all__ = ["DEFAULT_CONCURRENCY", "Clock", "Runner", "utc_now"]
+
+DEFAULT_CONCURRENCY = 8
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _InFlight:
+    task: str
+    attempt: int
+    deadline: float | None  # monotonic seconds, None for no timeout
+
+
+@dataclass
+class Runner:
+    """Drives one goal at a time until it ends, waits for a human, or has nothing to wait for."""
+
+    store: BatonStore
+    loaded: LoadedPlan
+    clock: Clock = utc_now
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    # Fault injection for crash tests: SIGKILL this process once a save brings the goal's
+    # event count to this number or beyond (BATON_CRASH_AT_EVENT).
+    crash_at_event: int | None = field(default_factory=lambda: _env_int("BATON_CRASH_AT_EVENT"))
+
+    def start(self, goal: Goal) -> Goal:
+        """Settle and save a new goal's first decisions, then drive it."""
+        return self._drive(goal)
+
+    def resume(self, goal: Goal, *, concurrency: int) -> Goal:
+        """Take a goal up again: attempts left in flight by a dead runner get decided first."""
+        if goal.state.status in GOAL_FINAL:
+            return goal
+        goal.observe("RunResumed", at=self.clock(), concurrency=concurrency)
+        return self._drive(goal)
+
+    # --- the loop ---
+
+    def _drive(self, goal: Goal) -> Goal:
+        pool = CallPool(workers=goal.state.concurrency, max_output_bytes=self.max_output_bytes)
+        in_flight: dict[tuple[str, int], _InFlight] = {}
+        try:
+            goal, dispatched = self._settle_and_save(goal, None)
+            self._launch(goal, dispatched, pool, in_flight)
+            while True:
+                if goal.state.status in GOAL_FINAL:
+                    break
+                if not in_flight and not self._has_timer(goal):
+                    break  # waiting for a human, or nothing left that time can move
+                observation = self._next_observation(goal, pool, in_flight)
+                goal, dispatched = self._settle_and_save(goal, observation)
+                self._launch(goal, dispatched, pool, in_flight)
+        finally:
+            pool.close()
+        return goal
+
+    def _next_observation(
+        self, goal: Goal, pool: CallPool, in_flight: dict[tuple[str, int], _InFlight]
+    ) -> tuple[str, dict[str, Any]]:
+        """Block until an agent finishes or a timer is due; return what to record."""
+        wake = self._next_wake(goal, in_flight)
+        timeout = None if wake is None else max(0.0, wake - time.monotonic())
+        try:
+            completion: Completion = pool.completions.get(timeout=timeout)
+        except queue.Empty:
+            now = time.monotonic()
+            for key, call in sorted(in_flight.items()):
+                if call.deadline is not None and call.deadline <= now:
+                    del in_flight[key]
+                    pool.abandon(call.task, call.attempt)
+                    timeout_s = self.loaded.plan.timeout_for(
+                        self.loaded.plan.task_map[call.task]
+                    )
+                    return "AgentTimedOut", {
+                        "task": call.task,
+                        "attempt": call.attempt,
+                        "timeout_s": timeout_s or 0.0,
+                    }
+            return "ClockTicked", {}
+        in_flight.pop((completion.task, completion.attempt), None)
+        return completion.kind, completion.fields
+
+    def _settle_and_save(
+        self, goal: Goal, observation: tuple[str, dict[str, Any]] | None
+    ) -> tuple[Goal, list[Decision]]:
+        """Record the observation and its consequences in one transaction.
+
+        Another process may have written in between (`baton cancel`): then the save conflicts,
+        and we re-read the goal and record the same observation on top of its events.
+        """
+        for _ in range(10):
+            at = self.clock()
+            if observation is not None:
+                kind, fields = observation
+                goal.observe(kind, at=at, **fields)
+            decisions = settle(goal, self.loaded.contracts)
+            try:
+                self.store.save(goal)
+            except IntegrityError:
+                goal = self.store.get(goal.id)
+                if observation is None:
+                    return goal, []
+                continue
+            self._maybe_crash(goal)
+            return goal, [d for d in decisions if d.kind == "TaskDispatched"]
+        raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
+
+    def _launch(
+        self,
+        goal: Goal,
+        dispatched: list[Decision],
+        pool: CallPool,
+        in_flight: dict[tuple[str, int], _InFlight],
+    ) -> None:
+        plan = self.loaded.plan
+        for decision in dispatched:
+            task_id = decision.fields["task"]
+            attempt = decision.fields["attempt"]
+            spec = plan.task_map[task_id]
+            contract = self.loaded.contracts[spec.agent]
+            agent_input, errors = build_input(goal.state, spec, contract)
+            if agent_input is None:  # decide built the same input a moment ago
+                raise RuntimeError(f"task {task_id}: input no longer builds: {errors}")
+            timeout = plan.timeout_for(spec)
+            key = decision.fields["idempotency_key"] if contract.takes_idempotency_key else None
+            in_flight[(task_id, attempt)] = _InFlight(
+                task_id, attempt, None if timeout is None else time.monotonic() + timeout
+            )
+            pool.submit(
+                AgentCall(
+                    task=task_id,
+                    attempt=attempt,
+                    agent=self.loaded.agents[spec.agent],
+                    agent_input=agent_input,
+                    idempotency_key=key,
+                    is_async=contract.is_async,
+                    timeout_s=timeout,
+                )
+            )
+
+    # --- timers ---
+
+    def _has_timer(self, goal: Goal) -> bool:
+        return self._goal_timer(goal) is not None
+
+    def _goal_timer(self, goal: Goal) -> float | None:
+        """Seconds from now until a backoff or the deadline comes due, if any."""
+        state = goal.state
+        now = self.clock()
+        dues = [
+            (task.due_at - now).total_seconds()
+            for task in state.tasks.values()
+            if task.status == "retry_wait" and task.due_at is not None
+        ]
+        deadline = state.plan.budget.deadline_s
+        if deadline is not None and (dues or state.in_flight):
+            remaining = deadline - (now - state.started_at).total_seconds()
+            if remaining > 0:  # once past, the next observation carries the news
+                dues.append(remaining)
+        return min(dues) if dues else None
+
+    def _next_wake(
+        self, goal: Goal, in_flight: dict[tuple[str, int], _InFlight]
+    ) -> float | None:
+        wakes = [call.deadline for call in in_flight.values() if call.deadline is not None]
+        timer = self._goal_timer(goal)
+        if timer is not None:
+            wakes.append(time.monotonic() + max(0.0, timer))
+        return min(wakes) if wakes else None
+
+    def _maybe_crash(self, goal: Goal) -> None:
+        if self.crash_at_event is not None and goal.version >= self.crash_at_event:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None

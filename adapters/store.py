@@ -1,0 +1,164 @@
+"""The event store: eventsourcing's own SQLite and PostgreSQL persistence, chosen by a URL.
+
+`sqlite:///baton.db` (relative), `sqlite:////abs/path.db` (absolute) or
+`postgresql://user:pass@host:port/db[?schema=NAME]`. Driver errors are translated here, at the
+boundary, into `StoreError` with one line naming the store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from domain.errors import BatonError
+from domain.goal import Goal, GoalEvent
+
+__all__ = [
+    "DEFAULT_STORE",
+    "BatonStore",
+    "GoalNotFound",
+    "StoreError",
+    "describe_store",
+    "open_store",
+    "store_env",
+]
+
+DEFAULT_STORE = "sqlite:///baton.db"
+
+
+class StoreError(BatonError):
+    """The store is unreachable, misconfigured, or refused a write."""
+
+
+class GoalNotFound(BatonError):
+    def __init__(self, goal_id: str) -> None:
+        self.goal_id = goal_id
+        super().__init__(f"no goal {goal_id!r} in this store")
+
+
+class BatonApplication(Application[str]):
+    """eventsourcing's application: repository, recorder and notification log for goals."""
+
+    name = "baton"
+
+
+def store_env(url: str) -> dict[str, str]:
+    """The eventsourcing environment for a store URL (settings read in this one place)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        raw_path = unquote(parts.path)
+        path = raw_path[1:] if raw_path.startswith("/") else raw_path
+        if not path:
+            raise StoreError(f"store {url!r}: no database file (try sqlite:///baton.db)")
+        if path != ":memory:":
+            parent = Path(path).parent
+            if not parent.is_dir():
+                raise StoreError(f"store {url!r}: directory {str(parent)!r} does not exist")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "ORIGINATOR_ID_TYPE": "text",
+        }
+    if parts.scheme in ("postgresql", "postgres"):
+        if not parts.path.strip("/"):
+            raise StoreError(f"store {describe_store(url)!r}: no database name in the URL")
+        query = parse_qs(parts.query)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")),
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or os.environ.get("PGUSER", "postgres")),
+            "POSTGRES_PASSWORD": unquote(parts.password or os.environ.get("PGPASSWORD", "")),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "ORIGINATOR_ID_TYPE": "text",
+        }
+        if "schema" in query:
+            env["POSTGRES_SCHEMA"] = query["schema"][0]
+        return env
+    raise StoreError(
+        f"store {url!r}: unsupported scheme {parts.scheme!r} (use sqlite:/// or postgresql://)"
+    )
+
+
+def describe_store(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+@contextmanager
+def translated_errors(url: str) -> Iterator[None]:
+    """Turn driver and library errors into one-line StoreErrors naming the store."""
+    try:
+        yield
+    except (BatonError, IntegrityError):
+        raise  # ours already, or a version conflict the caller resolves by re-reading
+    except (PersistenceError, OSError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise StoreError(f"store {describe_store(url)}: {detail}") from None
+
+
+class BatonStore:
+    """Goals in and out of the event store; the one place that touches persistence."""
+
+    def __init__(self, *, url: str) -> None:
+        self.url = url
+        self.env = store_env(url)
+        with translated_errors(url):
+            self.app = BatonApplication(env=self.env)
+
+    @property
+    def recorder(self) -> Any:
+        return self.app.recorder
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.env["PERSISTENCE_MODULE"].endswith("postgres")
+
+    def get(self, goal_id: str) -> Goal:
+        with translated_errors(self.url):
+            try:
+                goal: Goal = self.app.repository.get(goal_id)
+            except AggregateNotFoundError:
+                raise GoalNotFound(goal_id) from None
+        return goal
+
+    def exists(self, goal_id: str) -> bool:
+        try:
+            self.get(goal_id)
+        except GoalNotFound:
+            return False
+        return True
+
+    def save(self, goal: Goal) -> None:
+        """Save pending events in one transaction; a conflict propagates for the caller."""
+        with translated_errors(self.url):
+            self.app.save(goal)
+
+    def events(self, goal_id: str) -> Sequence[GoalEvent]:
+        """Every event of a goal, in order (no agent, no network needed to read them)."""
+        with translated_errors(self.url):
+            events = list(self.app.repository.event_store.get(goal_id))
+        if not events:
+            raise GoalNotFound(goal_id)
+        return events  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def open_store(url: str | None = None) -> BatonStore:
+    """Open the store at `url`, else $BATON_STORE, else sqlite:///baton.db."""
+    return BatonStore(url=url or os.environ.get("BATON_STORE") or DEFAULT_STORE)

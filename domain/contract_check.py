@@ -1,0 +1,118 @@
+"""The static check of a plan against its agents' contracts, before anything runs.
+
+Every binding is followed to the field it reads (a field the upstream output model, or the goal
+input model, must have) and its type is compared with the downstream input field; every required
+input field must be bound. Each problem names the task and the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from domain.contracts import Contracts
+from domain.errors import PlanIssue
+from domain.plan import Plan, TaskSpec
+from domain.references import GOAL, Ref
+from domain.typecheck import PathError, annotation_at, can_satisfy, describe
+
+__all__ = ["check_contracts"]
+
+
+def check_contracts(
+    plan: Plan, contracts: Contracts, *, input_model: type[BaseModel] | None
+) -> list[PlanIssue]:
+    """Problems between the plan's bindings and the agents' pydantic contracts."""
+    issues: list[PlanIssue] = []
+    for task in plan.tasks:
+        contract = contracts.get(task.agent)
+        if contract is None:
+            continue  # the agent failed to load; that issue is already reported
+        fields = contract.input_model.model_fields
+        for name, binding in task.bindings.items():
+            where = f"tasks[{task.id}].input.{name}"
+            if name not in fields:
+                known = ", ".join(fields) or "none"
+                issues.append(PlanIssue(where, f"{contract.input_model.__name__} has no field "
+                                               f"{name!r} (fields: {known})"))
+                continue
+            target = fields[name].annotation
+            issues += _check_binding(plan, contracts, input_model, where, binding, target)
+        for name, field in fields.items():
+            if field.is_required() and name not in task.input:
+                issues.append(PlanIssue(
+                    f"tasks[{task.id}].input.{name}",
+                    f"required by {contract.input_model.__name__} but not bound",
+                ))
+        if task.min_confidence is not None and "confidence" not in (
+            contract.output_model.model_fields
+        ):
+            issues.append(PlanIssue(
+                f"tasks[{task.id}].min_confidence",
+                f"{contract.output_model.__name__} has no 'confidence' field",
+            ))
+    for ref, where in _output_refs(plan):
+        source = _source_annotation(plan, contracts, input_model, ref)
+        if isinstance(source, PlanIssue):
+            issues.append(PlanIssue(where, source.message))
+    return issues
+
+
+def _check_binding(
+    plan: Plan,
+    contracts: Contracts,
+    input_model: type[BaseModel] | None,
+    where: str,
+    binding: Any,
+    target: Any,
+) -> list[PlanIssue]:
+    if isinstance(binding, Ref):
+        source = _source_annotation(plan, contracts, input_model, binding)
+        if isinstance(source, PlanIssue):
+            return [PlanIssue(where, source.message)]
+        if source is not None and not can_satisfy(source, target):
+            return [PlanIssue(where, f"{binding} is {describe(source)}, which can never "
+                                     f"satisfy {describe(target)}")]
+        return []
+    issues: list[PlanIssue] = []
+    # Literal containers may hold references: check those paths exist (types are unknown here).
+    if isinstance(binding, dict):
+        for key, item in binding.items():
+            issues += _check_binding(plan, contracts, input_model, f"{where}.{key}", item, Any)
+    elif isinstance(binding, list):
+        for index, item in enumerate(binding):
+            issues += _check_binding(plan, contracts, input_model, f"{where}.{index}", item, Any)
+    return issues
+
+
+def _source_annotation(
+    plan: Plan, contracts: Contracts, input_model: type[BaseModel] | None, ref: Ref
+) -> Any:
+    """The annotation a reference points at; None when unknown; a PlanIssue when missing."""
+    if ref.source == GOAL:
+        root: Any = input_model if input_model is not None else Any
+        label = f"goal input {input_model.__name__}" if input_model is not None else "goal input"
+    else:
+        upstream: TaskSpec | None = plan.task_map.get(ref.source)
+        contract = contracts.get(upstream.agent) if upstream is not None else None
+        if contract is None:
+            return None
+        root = contract.output_model
+        label = f"{contract.output_model.__name__} (output of {ref.source!r})"
+    try:
+        return annotation_at(root, ref.path)
+    except PathError as exc:
+        return PlanIssue("", f"{ref}: {label} has no field {exc.segment!r}")
+
+
+def _output_refs(plan: Plan) -> list[tuple[Ref, str]]:
+    binding = plan.output_binding
+    if isinstance(binding, Ref):
+        return [(binding, "output")]
+    found: list[tuple[Ref, str]] = []
+    if isinstance(binding, dict):
+        for key, value in binding.items():
+            if isinstance(value, Ref):
+                found.append((value, f"output.{key}"))
+    return found
