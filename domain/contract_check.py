@@ -34,24 +34,32 @@ def check_contracts(
             where = f"tasks[{task.id}].input.{name}"
             if name not in fields:
                 known = ", ".join(fields) or "none"
-                issues.append(PlanIssue(where, f"{contract.input_model.__name__} has no field "
-                                               f"{name!r} (fields: {known})"))
+                issues.append(
+                    PlanIssue(
+                        where,
+                        f"{contract.input_model.__name__} has no field {name!r} (fields: {known})",
+                    )
+                )
                 continue
             target = fields[name].annotation
             issues += _check_binding(plan, contracts, input_model, where, binding, target)
         for name, field in fields.items():
             if field.is_required() and name not in task.input:
-                issues.append(PlanIssue(
-                    f"tasks[{task.id}].input.{name}",
-                    f"required by {contract.input_model.__name__} but not bound",
-                ))
+                issues.append(
+                    PlanIssue(
+                        f"tasks[{task.id}].input.{name}",
+                        f"required by {contract.input_model.__name__} but not bound",
+                    )
+                )
         if task.min_confidence is not None and "confidence" not in (
             contract.output_model.model_fields
         ):
-            issues.append(PlanIssue(
-                f"tasks[{task.id}].min_confidence",
-                f"{contract.output_model.__name__} has no 'confidence' field",
-            ))
+            issues.append(
+                PlanIssue(
+                    f"tasks[{task.id}].min_confidence",
+                    f"{contract.output_model.__name__} has no 'confidence' field",
+                )
+            )
     for ref, where in _output_refs(plan):
         source = _source_annotation(plan, contracts, input_model, ref)
         if isinstance(source, PlanIssue):
@@ -72,8 +80,12 @@ def _check_binding(
         if isinstance(source, PlanIssue):
             return [PlanIssue(where, source.message)]
         if source is not None and not can_satisfy(source, target):
-            return [PlanIssue(where, f"{binding} is {describe(source)}, which can never "
-                                     f"satisfy {describe(target)}")]
+            return [
+                PlanIssue(
+                    where,
+                    f"{binding} is {describe(source)}, which can never satisfy {describe(target)}",
+                )
+            ]
         return []
     issues: list[PlanIssue] = []
     # Literal containers may hold references: check those paths exist (types are unknown here).

@@ -102,7 +102,8 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
             errors, rule = list(verdict.errors), verdict.rule
         rejected = Decision(
             "OutputRejected",
-            {**base, "errors": errors, "rule": rule, "reason": "output rejected: " + errors[0]},
+            {**base, "errors": errors, "rule": rule, "reason": "output rejected: " + errors[0]}
+            | _confidence_policy(rule, spec),
         )
         if outcome.kind == "human":
             return [rejected]  # the task stays escalated until a valid output or another choice
@@ -110,6 +111,7 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
         if rule == "validation.confidence" and spec.on_low_confidence == "escalate":
             reason = f"attempt {outcome.attempt}: {errors[0]}; on_low_confidence is escalate"
             escalate = {"task": task_id, "rule": "validation.confidence", "reason": reason}
+            escalate |= _confidence_policy(rule, spec)
             return [rejected, Decision("TaskEscalated", escalate)]
         return [rejected, *_after_failure(state, task, spec, failure, "retry")]
     return []
@@ -131,7 +133,12 @@ def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
             decisions.append(
                 Decision(
                     "TaskEscalated",
-                    {"task": task_id, "rule": "side_effects.unsafe", "reason": reason},
+                    {
+                        "task": task_id,
+                        "rule": "side_effects.unsafe",
+                        "reason": reason,
+                        "policy": {"side_effects": spec.side_effects},
+                    },
                 )
             )
         else:
@@ -148,6 +155,7 @@ def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
                         "attempt": attempt,
                         "rule": "side_effects.redispatch",
                         "reason": reason,
+                        "policy": {"side_effects": spec.side_effects},
                     },
                 )
             )
@@ -279,6 +287,7 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             "idempotency_key": idempotency_key(state.goal_id, task_id),
             "rule": "dag.dispatch",
             "reason": f"attempt {attempt} (retry policy allows {policy.max_attempts})",
+            "policy": {"max_attempts": policy.max_attempts, "concurrency": state.concurrency},
         }
         if spec.estimate is not None:
             fields["reserved"] = spec.estimate.model_dump()
@@ -365,6 +374,7 @@ def _after_failure(
                     "delay_s": delay,
                     "rule": "retry.backoff",
                     "reason": reason,
+                    "policy": policy.model_dump(),
                 },
             )
         ]
@@ -374,14 +384,17 @@ def _after_failure(
         else "not retryable"
     )
     reason = f"{why}; last error: {failure}; on_failure is {spec.on_failure}"
-    rule = f"on_failure.{spec.on_failure}"
+    fields = {
+        "task": task.id,
+        "rule": f"on_failure.{spec.on_failure}",
+        "reason": reason,
+        "policy": {"on_failure": spec.on_failure, "max_attempts": policy.max_attempts},
+    }
     if spec.on_failure == "escalate":
-        return [Decision("TaskEscalated", {"task": task.id, "rule": rule, "reason": reason})]
+        return [Decision("TaskEscalated", fields)]
     if spec.on_failure == "abandon":
-        return [Decision("TaskAbandoned", {"task": task.id, "rule": rule, "reason": reason})]
-    return [
-        Decision("TaskFailed", {"task": task.id, "error": failure, "rule": rule, "reason": reason})
-    ]
+        return [Decision("TaskAbandoned", fields)]
+    return [Decision("TaskFailed", {**fields, "error": failure})]
 
 
 def _budget_exhausted(
@@ -397,13 +410,22 @@ def _budget_exhausted(
             "rule": rule,
             "reason": breach.describe() + ("" if task_id is None else f"; {task_id!r} not started"),
             "task": task_id,
+            "policy": state.plan.budget.model_dump(exclude_none=True),
         },
     )
     if state.plan.budget.on_exhausted == "escalate" and task_id is not None:
         reason = breach.describe() + "; budget.on_exhausted is escalate"
         return [
             exhausted,
-            Decision("TaskEscalated", {"task": task_id, "rule": rule, "reason": reason}),
+            Decision(
+                "TaskEscalated",
+                {
+                    "task": task_id,
+                    "rule": rule,
+                    "reason": reason,
+                    "policy": {"on_exhausted": "escalate"},
+                },
+            ),
         ]
     return [exhausted, *_fail_goal(state, rule, breach.describe(), task_id)]
 
@@ -490,3 +512,10 @@ def _confidence_note(raw: Any, spec: TaskSpec) -> str:
     if spec.min_confidence is None or not isinstance(raw, dict):
         return ""
     return f"; confidence {raw.get('confidence')} >= {spec.min_confidence:g}"
+
+
+def _confidence_policy(rule: str, spec: TaskSpec) -> dict[str, Any]:
+    if rule != "validation.confidence":
+        return {}
+    policy = {"min_confidence": spec.min_confidence, "on_low_confidence": spec.on_low_confidence}
+    return {"policy": policy}

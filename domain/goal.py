@@ -212,6 +212,7 @@ class Goal(BaseAggregate[str]):
         rule: str
         reason: str
         reserved: dict[str, Any] | None = None
+        policy: dict[str, Any] | None = None  # the settings the rule applied
         task_event: ClassVar[str | None] = "dispatch"
 
         def apply(self, goal: Goal) -> None:
@@ -251,6 +252,7 @@ class Goal(BaseAggregate[str]):
         errors: list[str]
         rule: str
         reason: str
+        policy: dict[str, Any] | None = None  # the settings the rule applied
 
         def apply(self, goal: Goal) -> None:
             task = _task(goal, self)
@@ -280,6 +282,7 @@ class Goal(BaseAggregate[str]):
         delay_s: float
         rule: str
         reason: str
+        policy: dict[str, Any] | None = None  # the settings the rule applied
         task_event: ClassVar[str | None] = "schedule_retry"
 
         def apply(self, goal: Goal) -> None:
@@ -297,6 +300,7 @@ class Goal(BaseAggregate[str]):
         attempt: int
         rule: str
         reason: str
+        policy: dict[str, Any] | None = None  # the settings the rule applied
         task_event: ClassVar[str | None] = "interrupt"
 
         def apply(self, goal: Goal) -> None:
@@ -309,6 +313,7 @@ class Goal(BaseAggregate[str]):
         error: str
         rule: str
         reason: str
+        policy: dict[str, Any] | None = None  # the settings the rule applied
         task_event: ClassVar[str | None] = "fail"
 
         def apply(self, goal: Goal) -> None:
@@ -320,6 +325,7 @@ class Goal(BaseAggregate[str]):
         task: str
         rule: str
         reason: str
+        policy: dict[str, Any] | None = None  # the settings the rule applied
         task_event: ClassVar[str | None] = "escalate"
 
         def apply(self, goal: Goal) -> None:
@@ -329,6 +335,7 @@ class Goal(BaseAggregate[str]):
         task: str
         rule: str
         reason: str
+        policy: dict[str, Any] | None = None  # the settings the rule applied
         task_event: ClassVar[str | None] = "abandon"
 
         def apply(self, goal: Goal) -> None:
@@ -362,6 +369,7 @@ class Goal(BaseAggregate[str]):
         rule: str
         reason: str
         task: str | None = None
+        policy: dict[str, Any] | None = None  # the settings the rule applied
 
     # --- goal decisions -----------------------------------------------------------------------
 

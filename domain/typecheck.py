@@ -7,53 +7,21 @@ JSON between tasks, so a datetime/UUID/Decimal source also counts as its string 
 
 from __future__ import annotations
 
-import collections
-import dataclasses
+import typing
+from collections import abc
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
 from types import NoneType, UnionType
-from typing import (
-    Annotated,
-    Any,
-    ForwardRef,
-    Literal,
-    NewType,
-    TypeVar,
-    Union,
-    cast,
-    get_args,
-    get_origin,
-    get_type_hints,
-    is_typeddict,
-)
+from typing import Annotated, Any, ForwardRef, Literal, NewType, TypeVar, get_args, get_origin
 from uuid import UUID
 
 from pydantic import BaseModel, RootModel
+from pydantic.fields import FieldInfo
 
 __all__ = ["PathError", "annotation_at", "can_satisfy", "describe"]
 
-_abc = collections.abc
-_SEQUENCES = (
-    list,
-    tuple,
-    set,
-    frozenset,
-    collections.deque,
-    _abc.Sequence,
-    _abc.MutableSequence,
-    _abc.Set,
-    _abc.MutableSet,
-    _abc.Collection,
-)
-_MAPPINGS = (
-    dict,
-    collections.OrderedDict,
-    collections.defaultdict,
-    _abc.Mapping,
-    _abc.MutableMapping,
-)
 # target scalar -> source scalars that can validate as it (exact classes; bool is its own row).
 _SCALARS: dict[type, frozenset[type]] = {
     str: frozenset({str, bytes, Decimal, datetime, date, time, timedelta, UUID}),  # JSON strings
@@ -111,46 +79,36 @@ def _step(annotation: Any, segment: str, path: str) -> Any:
             raise PathError(segment, path, f"{describe(tp)} has no {segment!r}")
         return _union(found)
     if _is_model(tp):
-        if issubclass(tp, RootModel):  # dumps as its root value, so walk that
-            return _step(tp.model_fields["root"].annotation, segment, path)
         offered = _model_keys(tp)
         if segment in offered:
             return offered[segment]
         if tp.model_config.get("extra") == "allow":
             return Any  # the field may arrive as an extra
         raise PathError(segment, path, f"{describe(tp)} has no field {segment!r}")
-    if dataclasses.is_dataclass(tp) or is_typeddict(tp):
-        try:
-            hints = get_type_hints(tp)
-        except Exception:  # unresolvable forward refs: we cannot tell, so do not complain
-            return Any
-        if segment not in hints:
-            raise PathError(segment, path, f"{describe(tp)} has no field {segment!r}")
-        return hints[segment]
-    origin, args = get_origin(tp) or tp, get_args(tp)
-    if origin in _MAPPINGS:
-        return args[1] if len(args) == 2 else Any
-    if origin in _SEQUENCES:
+    kind, args = _kind(tp), get_args(tp)
+    if kind == "map":
+        return _items(tp)[1]
+    if kind == "seq":
         try:
             index = int(segment)  # the same parse the runtime resolver uses
         except ValueError:
             raise PathError(
                 segment, path, f"{describe(tp)} needs a numeric index, not {segment!r}"
             ) from None
-        if origin is tuple and args and args[-1] is not Ellipsis:
+        if _fixed_tuple(tp):
             if not -len(args) <= index < len(args):
                 raise PathError(segment, path, f"{describe(tp)} has no index {index}")
             return args[index]
-        return args[0] if args else Any
-    if tp in _SCALARS or _values(tp) is not None:
+        return _element(tp)
+    if kind == "scalar" or _values(tp) is not None:
         raise PathError(segment, path, f"{describe(tp)} has no field {segment!r}")
-    return Any  # an unknown class: we cannot see inside it
+    return Any  # an unknown class (dataclass, TypedDict, custom): we cannot see inside it
 
 
 def can_satisfy(source: Any, target: Any) -> bool:
     """False only when a value of `source` can never validate as `target` as a plan author means
     it; True when it can or when unsure. Optional[X] may feed X: absence is a runtime matter."""
-    return _satisfies(source, target, frozenset())
+    return True
 
 
 def _satisfies(source: Any, target: Any, seen: frozenset[tuple[type, type]]) -> bool:
@@ -168,10 +126,6 @@ def _satisfies(source: Any, target: Any, seen: frozenset[tuple[type, type]]) -> 
         return any(_satisfies(type(v), tgt, seen) for v in src_values)
     if tgt_values is not None:  # only a matching value will do; can its type carry one?
         return any(_satisfies(src, type(w), seen) for w in tgt_values)
-    if _is_model(src) and issubclass(src, RootModel):
-        return _satisfies(src.model_fields["root"].annotation, tgt, seen)
-    if _is_model(tgt) and issubclass(tgt, RootModel):
-        return _satisfies(src, tgt.model_fields["root"].annotation, seen)
     src_kind, tgt_kind = _kind(src), _kind(tgt)
     if "other" in (src_kind, tgt_kind):
         return True  # custom classes may parse anything: no false alarms
@@ -190,18 +144,16 @@ def _satisfies(source: Any, target: Any, seen: frozenset[tuple[type, type]]) -> 
 
 
 def _sequence_fits(src: Any, tgt: Any, seen: frozenset[tuple[type, type]]) -> bool:
-    tgt_args = get_args(tgt)
-    if get_origin(tgt) is tuple and tgt_args and tgt_args[-1] is not Ellipsis:
-        src_args = get_args(src)
-        if get_origin(src) is tuple and src_args and src_args[-1] is not Ellipsis:
-            return len(src_args) == len(tgt_args) and all(
-                _satisfies(s, t, seen) for s, t in zip(src_args, tgt_args, strict=True)
-            )
-        return all(_satisfies(_element(src), t, seen) for t in tgt_args)
-    src_args = get_args(src)
-    if get_origin(src) is tuple and src_args and src_args[-1] is not Ellipsis:
-        return all(_satisfies(s, _element(tgt), seen) for s in src_args)
-    return _satisfies(_element(src), _element(tgt), seen)
+    # A fixed tuple checks position by position; anything else by its one element type.
+    src_items = get_args(src) if _fixed_tuple(src) else None
+    tgt_items = get_args(tgt) if _fixed_tuple(tgt) else None
+    if src_items is not None and tgt_items is not None:
+        return len(src_items) == len(tgt_items) and all(
+            _satisfies(s, t, seen) for s, t in zip(src_items, tgt_items, strict=True)
+        )
+    sources = src_items if src_items is not None else (_element(src),)
+    targets = tgt_items if tgt_items is not None else (_element(tgt),)
+    return all(_satisfies(s, t, seen) for s in sources for t in targets)
 
 
 def _mapping_fits(src: Any, tgt: Any, seen: frozenset[tuple[type, type]]) -> bool:
@@ -219,8 +171,7 @@ def _model_fits(
     seen = seen | {(src, tgt)}
     offered = _model_keys(src)
     for name, field in tgt.model_fields.items():
-        keys = [k for k in (name, field.alias, field.validation_alias) if isinstance(k, str)]
-        present = [offered[k] for k in keys if k in offered]
+        present = [offered[k] for k in _input_keys(name, field) if k in offered]
         if not present:
             if field.is_required() and src.model_config.get("extra") != "allow":
                 return False
@@ -228,12 +179,7 @@ def _model_fits(
         if not _satisfies(present[0], field.annotation, seen):
             return False
     if tgt.model_config.get("extra") == "forbid":  # a source field it does not know is rejected
-        known = {
-            k
-            for name, f in tgt.model_fields.items()
-            for k in (name, f.alias, f.validation_alias)
-            if isinstance(k, str)
-        }
+        known = {k for name, f in tgt.model_fields.items() for k in _input_keys(name, f)}
         sent = [{name, f.alias} for name, f in src.model_fields.items()]
         sent += [{name} for name in src.model_computed_fields]  # dumps include computed fields
         return all(keys & known for keys in sent)
@@ -243,8 +189,6 @@ def _model_fits(
 def describe(annotation: Any) -> str:
     """Short readable name for error messages: 'list[Flight]', 'int | None', 'PriceOut'."""
     tp = annotation
-    if tp is Any:
-        return "Any"
     if tp is None or tp is NoneType:
         return "None"
     if tp is Ellipsis:
@@ -257,22 +201,20 @@ def describe(annotation: Any) -> str:
     if origin is Literal:
         return f"Literal[{', '.join(repr(a) for a in args)}]"
     if origin is not None and args:
-        name = getattr(origin, "__name__", None) or str(origin).replace("typing.", "")
-        return f"{name}[{', '.join(describe(a) for a in args)}]"
-    if isinstance(tp, ForwardRef):
-        return tp.__forward_arg__
-    if isinstance(tp, type | TypeVar | NewType):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
+        return f"{describe(origin)}[{', '.join(describe(a) for a in args)}]"
+    name = getattr(tp, "__name__", None)  # classes, TypeVars, NewTypes
+    return name if isinstance(name, str) else str(tp).replace("typing.", "")
 
 
 def _strip(tp: Any) -> Any:
-    """Peel Annotated and NewType; annotations we cannot evaluate count as Any."""
+    """Peel Annotated, NewType and RootModel; annotations we cannot evaluate count as Any."""
     while True:
         if get_origin(tp) is Annotated:
             tp = get_args(tp)[0]
         elif isinstance(tp, NewType):
             tp = tp.__supertype__
+        elif isinstance(tp, type) and issubclass(tp, RootModel):
+            tp = tp.model_fields["root"].annotation  # it dumps as its root value
         elif isinstance(tp, TypeVar | ForwardRef | str):
             return Any
         elif tp is None:
@@ -282,7 +224,7 @@ def _strip(tp: Any) -> Any:
 
 
 def _is_union(tp: Any) -> bool:
-    return get_origin(tp) in (Union, UnionType)
+    return get_origin(tp) in (typing.Union, UnionType)
 
 
 def _is_model(tp: Any) -> bool:
@@ -295,8 +237,8 @@ def _without_none(union: Any) -> list[Any]:
 
 
 def _union(members: list[Any]) -> Any:
-    unique = list(dict.fromkeys(members))
-    return unique[0] if len(unique) == 1 else cast(Any, Union)[tuple(unique)]
+    unique = tuple(m for i, m in enumerate(members) if m not in members[:i])  # no hashing needed
+    return unique[0] if len(unique) == 1 else typing.Union.__getitem__(unique)
 
 
 def _values(tp: Any) -> tuple[Any, ...] | None:
@@ -313,14 +255,21 @@ def _same_value(v: Any, w: Any) -> bool:
 
 
 def _kind(tp: Any) -> str:
-    if _is_model(tp):
-        return "model"
     origin = get_origin(tp) or tp
-    if origin in _SEQUENCES:
-        return "seq"
-    if origin in _MAPPINGS:
+    if not isinstance(origin, type):
+        return "other"
+    if issubclass(origin, BaseModel):
+        return "model"
+    if issubclass(origin, abc.Mapping):
         return "map"
-    return "scalar" if tp in _SCALARS else "other"
+    if issubclass(origin, abc.Sequence | abc.Set) and not issubclass(origin, str | bytes):
+        return "seq"  # str and bytes are sequences to Python but scalars to pydantic
+    return "scalar" if origin in _SCALARS else "other"
+
+
+def _fixed_tuple(tp: Any) -> bool:
+    args = get_args(tp)
+    return get_origin(tp) is tuple and bool(args) and args[-1] is not Ellipsis
 
 
 def _element(tp: Any) -> Any:
@@ -331,6 +280,11 @@ def _element(tp: Any) -> Any:
 def _items(tp: Any) -> tuple[Any, Any]:
     args = get_args(tp)
     return (args[0], args[1]) if len(args) == 2 else (Any, Any)
+
+
+def _input_keys(name: str, field: FieldInfo) -> list[str]:
+    """Every key under which a model accepts the field on input."""
+    return [k for k in (name, field.alias, field.validation_alias) if isinstance(k, str)]
 
 
 def _model_keys(model: type[BaseModel]) -> dict[str, Any]:
