@@ -108,7 +108,7 @@ def _step(annotation: Any, segment: str, path: str) -> Any:
 def can_satisfy(source: Any, target: Any) -> bool:
     """False only when a value of `source` can never validate as `target` as a plan author means
     it; True when it can or when unsure. Optional[X] may feed X: absence is a runtime matter."""
-    return True
+    return _satisfies(source, target, frozenset())
 
 
 def _satisfies(source: Any, target: Any, seen: frozenset[tuple[type, type]]) -> bool:
