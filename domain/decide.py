@@ -19,7 +19,13 @@ from domain.decisions import Decision
 from domain.errors import ResolveError
 from domain.lifecycle import GOAL_FINAL, TASK_FINAL
 from domain.plan import TaskSpec
-from domain.policies import BudgetBreach, backoff_delay, budget_breach, jitter_fraction
+from domain.policies import (
+    BudgetBreach,
+    backoff_delay,
+    budget_breach,
+    fits_reservations,
+    jitter_fraction,
+)
 from domain.references import resolve_binding
 from domain.state import GoalState, TaskState, Usage
 
@@ -120,7 +126,10 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
 def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
     """After a restart, an attempt with no outcome is re-dispatched, unless it is unsafe."""
     decisions = []
-    for task_id, attempt in sorted(state.orphaned.items()):
+    for task_id in state.plan.order:
+        attempt = state.orphaned.get(task_id)
+        if attempt is None:
+            continue
         task = state.tasks[task_id]
         if task.status != "running" or task.in_flight != attempt or task.outcome is not None:
             continue
@@ -256,11 +265,14 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
         if task.status != "ready":
             continue
         spec = state.plan.task_map[task_id]
-        breach = budget_breach(state, task, spec, extra_attempts=len(decisions), extra=extra)
+        breach = budget_breach(state, task, spec, extra_attempts=len(decisions))
         if breach is not None:
             if decisions:
                 return decisions  # record these first; the breach is decided on its own
             return _budget_exhausted(state, task_id, breach)
+        if not fits_reservations(state, spec, extra):
+            continue  # running attempts hold estimates; wait for their real usage
+
         contract = contracts[spec.agent]
         agent_input, errors = build_input(state, spec, contract)
         if agent_input is None:

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from domain.plan import Budget, RetryPolicy, TaskSpec
 from domain.state import GoalState, TaskState, Usage
 
-__all__ = ["BudgetBreach", "backoff_delay", "budget_breach", "jitter_fraction"]
+__all__ = [
+    "BudgetBreach",
+    "backoff_delay",
+    "budget_breach",
+    "fits_reservations",
+    "jitter_fraction",
+]
 
 
 def jitter_fraction(goal_id: str, task_id: str, attempt: int) -> float:
@@ -35,18 +41,14 @@ class BudgetBreach:
 
 
 def budget_breach(
-    state: GoalState,
-    task: TaskState,
-    spec: TaskSpec,
-    *,
-    extra_attempts: int = 0,
-    extra: Usage | None = None,
+    state: GoalState, task: TaskState, spec: TaskSpec, *, extra_attempts: int = 0
 ) -> BudgetBreach | None:
     """Would one more attempt of `task` break a goal-wide budget? Checked before it starts.
 
-    Spend already reported plus the estimates reserved by running attempts plus this task's
-    own estimate must stay within each cap. `extra_*` count dispatches decided in the same batch
-    but not yet recorded.
+    Spend already reported plus this task's own estimate must stay within each cap;
+    `extra_attempts` counts dispatches decided in the same batch but not yet recorded.
+    Estimates held by running attempts are not counted here (see `fits_reservations`): they may
+    still come back lower, so they make a task wait, never exhaust the budget.
     """
     budget: Budget = state.plan.budget
     if task.granted_attempts > 0:
@@ -58,18 +60,34 @@ def budget_breach(
     attempts = state.attempts_used + extra_attempts
     if budget.max_attempts is not None and attempts >= budget.max_attempts:
         return BudgetBreach("attempts", budget.max_attempts, attempts)
-    reserved = state.reserved
-    if extra is not None:
-        reserved = Usage(reserved.tokens + extra.tokens, reserved.cost_usd + extra.cost_usd)
-    estimate_tokens = spec.estimate.tokens if spec.estimate else 0
-    estimate_cost = spec.estimate.cost_usd if spec.estimate else 0.0
+    estimate = spec.estimate
     if budget.max_tokens is not None:
-        would = state.used.tokens + reserved.tokens + estimate_tokens
-        if would > budget.max_tokens or state.used.tokens >= budget.max_tokens:
-            return BudgetBreach("tokens", budget.max_tokens, state.used.tokens + reserved.tokens)
+        tokens = state.used.tokens
+        if tokens >= budget.max_tokens or (
+            estimate is not None and tokens + estimate.tokens > budget.max_tokens
+        ):
+            return BudgetBreach("tokens", budget.max_tokens, tokens)
     if budget.max_cost_usd is not None:
-        would_cost = state.used.cost_usd + reserved.cost_usd + estimate_cost
-        if would_cost > budget.max_cost_usd or state.used.cost_usd >= budget.max_cost_usd:
-            used = round(state.used.cost_usd + reserved.cost_usd, 6)
-            return BudgetBreach("cost_usd", budget.max_cost_usd, used)
+        cost = round(state.used.cost_usd, 9)
+        if cost >= budget.max_cost_usd or (
+            estimate is not None and cost + estimate.cost_usd > budget.max_cost_usd
+        ):
+            return BudgetBreach("cost_usd", budget.max_cost_usd, cost)
     return None
+
+
+def fits_reservations(state: GoalState, spec: TaskSpec, extra: Usage) -> bool:
+    """Does this task's estimate fit beside the estimates running attempts hold?"""
+    if spec.estimate is None:
+        return True
+    budget = state.plan.budget
+    reserved = state.reserved
+    if budget.max_tokens is not None:
+        held = state.used.tokens + reserved.tokens + extra.tokens
+        if held + spec.estimate.tokens > budget.max_tokens:
+            return False
+    if budget.max_cost_usd is not None:
+        held_cost = state.used.cost_usd + reserved.cost_usd + extra.cost_usd
+        if held_cost + spec.estimate.cost_usd > budget.max_cost_usd:
+            return False
+    return True

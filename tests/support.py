@@ -1,0 +1,46 @@
+"""Helpers for building plans and running goals in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.loading import LoadedPlan, prepare_plan
+from adapters.service import start_goal
+from adapters.store import BatonStore
+from domain.goal import Goal
+
+AGENTS = "tests.agents"
+
+
+def plan(*tasks: dict[str, Any], agents: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A plan dict whose allowlist holds every agent the tasks name (all from tests.agents)."""
+    names = agents or sorted({task["agent"] for task in tasks})
+    return {
+        "version": 1,
+        "name": extra.pop("name", "test-plan"),
+        "agents": {name: f"{AGENTS}:{name}" for name in names},
+        "tasks": list(tasks),
+        **extra,
+    }
+
+
+def task(task_id: str, agent: str, **fields: Any) -> dict[str, Any]:
+    return {"id": task_id, "agent": agent, **fields}
+
+
+def load(data: dict[str, Any]) -> LoadedPlan:
+    return prepare_plan(data)
+
+
+def run(
+    store: BatonStore, data: dict[str, Any], goal_input: Any = None, **kwargs: Any
+) -> Goal:
+    return start_goal(store, load(data), goal_input if goal_input is not None else {}, **kwargs)
+
+
+def kinds(store: BatonStore, goal_id: str) -> list[str]:
+    return [type(event).__name__ for event in store.events(goal_id)]
+
+
+def events_of(store: BatonStore, goal_id: str, kind: str) -> list[Any]:
+    return [e for e in store.events(goal_id) if type(e).__name__ == kind]

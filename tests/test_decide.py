@@ -1,0 +1,313 @@
+"""The decision core as pure unit tests: an in-memory Goal, observations in, decisions out.
+
+No store, no threads, no clock: time is whatever the test says it is.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from domain.decide import decide, settle
+from domain.goal import Goal
+from domain.policies import backoff_delay, jitter_fraction
+from tests.support import load, plan, task
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Sim:
+    """A goal driven by hand: observe what the test says, settle, inspect the decisions."""
+
+    def __init__(self, data: dict[str, Any], goal_input: Any = None, *, concurrency: int = 8,
+                 goal_id: str = "g-1") -> None:
+        self.loaded = load(data)
+        self.goal = Goal.start(goal_id=goal_id, plan=self.loaded.plan,
+                               goal_input=goal_input or {"text": "hi"},
+                               concurrency=concurrency, at=T0)
+        self.now = T0
+        self.last = settle(self.goal, self.loaded.contracts)
+
+    def observe(self, kind: str, seconds: float = 1.0, **fields: Any) -> list[tuple[str, Any]]:
+        self.now += timedelta(seconds=seconds)
+        self.goal.observe(kind, at=self.now, **fields)
+        self.last = settle(self.goal, self.loaded.contracts)
+        return self.summary()
+
+    def returned(self, task_id: str, output: Any, **kw: Any) -> list[tuple[str, Any]]:
+        attempt = self.goal.state.tasks[task_id].in_flight
+        return self.observe("AgentReturned", task=task_id, attempt=attempt, output=output,
+                            duration_ms=1.0, **kw)
+
+    def raised(self, task_id: str, message: str = "boom") -> list[tuple[str, Any]]:
+        attempt = self.goal.state.tasks[task_id].in_flight
+        return self.observe("AgentRaised", task=task_id, attempt=attempt,
+                            error_type="RuntimeError", message=message, duration_ms=1.0)
+
+    def summary(self) -> list[tuple[str, Any]]:
+        return [(d.kind, d.task) for d in self.last]
+
+    def status(self, task_id: str) -> str:
+        return self.goal.state.tasks[task_id].status
+
+
+def chain(**b_fields: Any) -> dict[str, Any]:
+    return plan(
+        task("a", "upper", input={"text": "$goal.text"}),
+        task("b", "exclaim", input={"text": "$a.text"}, **b_fields),
+        output="$b.text",
+    )
+
+
+def test_first_decisions_make_roots_ready_and_dispatch_them() -> None:
+    sim = Sim(chain())
+    assert sim.summary() == [("TaskReady", "a"), ("TaskDispatched", "a")]
+    assert sim.status("b") == "pending"
+    ready = sim.last[0].fields
+    assert ready["rule"] == "dag.inputs_ready" and ready["reason"] == "reads only the goal input"
+
+
+def test_accepted_output_makes_dependants_ready_with_the_inputs_named() -> None:
+    sim = Sim(chain())
+    assert sim.returned("a", {"text": "HI"}) == [
+        ("OutputAccepted", "a"), ("TaskReady", "b"), ("TaskDispatched", "b"),
+    ]
+    assert sim.last[1].fields["reason"] == "inputs arrived from a"
+    assert sim.returned("b", {"text": "HI!"})[-1] == ("GoalCompleted", None)
+    assert sim.goal.state.status == "completed" and sim.goal.state.output == "HI!"
+
+
+def test_dispatch_records_a_digest_of_the_exact_input_and_a_stable_key() -> None:
+    sim = Sim(chain(), goal_id="g-key")
+    first = sim.last[1].fields
+    other = Sim(chain(), goal_input={"text": "other"}, goal_id="g-key").last[1].fields
+    assert first["input_digest"].startswith("sha256:")
+    assert first["input_digest"] != other["input_digest"]  # the input differs
+    assert first["idempotency_key"] == other["idempotency_key"]  # same goal, same task
+
+
+def test_a_contract_violation_is_rejected_and_never_forwarded() -> None:
+    sim = Sim(chain())
+    decisions = sim.returned("a", {"txt": "HI"})
+    assert decisions[:2] == [("OutputRejected", "a"), ("RetryScheduled", "a")]
+    assert sim.last[0].fields["errors"] == ["text: Field required"]
+    assert sim.last[0].fields["rule"] == "validation.contract"
+    assert sim.status("b") == "pending"
+    assert "a" not in sim.goal.state.outputs()
+
+
+def test_concurrency_limits_dispatches_and_frees_slots() -> None:
+    data = plan(*(task(f"t{i}", "upper", input={"text": "$goal.text"}) for i in range(3)))
+    sim = Sim(data, concurrency=2)
+    dispatched = [t for kind, t in sim.summary() if kind == "TaskDispatched"]
+    assert dispatched == ["t0", "t1"]
+    assert sim.status("t2") == "ready"
+    assert sim.returned("t1", {"text": "X"}) == [("OutputAccepted", "t1"),
+                                                 ("TaskDispatched", "t2")]
+
+
+def test_retry_backoff_is_exponential_with_derived_jitter() -> None:
+    data = chain()
+    data["tasks"][0]["retry"] = {"max_attempts": 4, "backoff_s": 2, "multiplier": 3,
+                                 "max_backoff_s": 10, "jitter": 0.1}
+    sim = Sim(data)
+    delays = []
+    for attempt in (1, 2, 3):
+        decisions = sim.raised("a", f"boom {attempt}")
+        assert decisions[0] == ("RetryScheduled", "a")
+        fields = sim.last[0].fields
+        delays.append(fields["delay_s"])
+        assert fields["due_at"] == sim.now + timedelta(seconds=fields["delay_s"])
+        assert fields["failure"] == f"RuntimeError: boom {attempt}"
+        assert fields["policy"]["max_attempts"] == 4
+        # time passes until the backoff is due
+        assert sim.observe("ClockTicked", seconds=fields["delay_s"]) == [
+            ("TaskReady", "a"), ("TaskDispatched", "a"),
+        ]
+    for failures, (delay, base) in enumerate(zip(delays, [2, 6, 10], strict=True), start=1):
+        assert base * 0.9 <= delay <= base * 1.1
+        assert delay == backoff_delay(
+            load(data).plan.retry_for(load(data).plan.task_map["a"]),
+            failures=failures, jitter=jitter_fraction("g-1", "a", failures),
+        )
+    assert len(set(delays)) == 3
+
+
+def test_a_backoff_not_yet_due_waits() -> None:
+    data = chain()
+    data["tasks"][0]["retry"] = {"backoff_s": 5, "jitter": 0}
+    sim = Sim(data)
+    sim.raised("a")
+    assert sim.observe("ClockTicked", seconds=4.9) == []
+    assert sim.status("a") == "retry_wait"
+
+
+def test_retries_exhausted_fail_the_goal_and_skip_the_rest() -> None:
+    data = chain()
+    data["tasks"][0]["retry"] = {"max_attempts": 2, "backoff_s": 0}
+    sim = Sim(data)
+    sim.raised("a", "first")
+    decisions = sim.raised("a", "second")
+    assert decisions == [("TaskFailed", "a"), ("TaskSkipped", "b"), ("GoalFailed", "a")]
+    failed = sim.last[0].fields
+    assert failed["rule"] == "on_failure.fail"
+    assert "retries exhausted after 2 failed attempts" in failed["reason"]
+    assert sim.goal.state.reason == "task 'a' failed: RuntimeError: second"
+    assert sim.goal.state.tasks["a"].attempts == 2
+
+
+def test_abandon_skips_only_the_dependants() -> None:
+    data = plan(
+        task("a", "upper", input={"text": "$goal.text"}, on_failure="abandon",
+             retry={"max_attempts": 1}),
+        task("b", "exclaim", input={"text": "$a.text"}),
+        task("c", "exclaim", input={"text": "$b.text"}),
+        task("side", "exclaim", input={"text": "$goal.text"}),
+        output={"side": "$side.text"},
+    )
+    sim = Sim(data)
+    assert sim.raised("a") == [("TaskAbandoned", "a"), ("TaskSkipped", "b"), ("TaskSkipped", "c")]
+    assert sim.status("c") == "skipped"
+    skip_c = sim.goal.state.tasks["c"].reason
+    assert "'b' was skipped" in skip_c
+    assert "'a' was abandoned" in sim.goal.state.tasks["b"].reason
+    assert sim.returned("side", {"text": "hi!"})[-1] == ("GoalCompleted", None)
+    assert sim.goal.state.output == {"side": "hi!"}
+
+
+def test_abandoning_a_task_the_output_reads_fails_the_goal() -> None:
+    data = chain()
+    data["tasks"][1].update(on_failure="abandon", retry={"max_attempts": 1})
+    sim = Sim(data)
+    sim.returned("a", {"text": "HI"})
+    assert sim.raised("b")[-1] == ("GoalFailed", "b")
+    assert sim.goal.state.status == "failed"
+    assert "output reads 'b' (abandoned)" in sim.goal.state.reason
+
+
+def test_escalation_waits_for_a_human_and_a_retry_resumes() -> None:
+    data = chain()
+    data["tasks"][0].update(on_failure="escalate", retry={"max_attempts": 1})
+    sim = Sim(data)
+    assert sim.raised("a") == [("TaskEscalated", "a"), ("GoalSuspended", None)]
+    assert sim.goal.state.status == "waiting"
+    decisions = sim.observe("HumanResolved", task="a", action="retry", reason="flaky", by="ana")
+    assert decisions == [("TaskReady", "a"), ("GoalResumed", None), ("TaskDispatched", "a")]
+    assert sim.last[0].fields["rule"] == "human.retry"
+    assert sim.goal.state.tasks["a"].attempts == 2
+
+
+def test_a_human_output_is_validated_and_accepted() -> None:
+    data = chain()
+    data["tasks"][0].update(on_failure="escalate", retry={"max_attempts": 1})
+    sim = Sim(data)
+    sim.raised("a")
+    bad = sim.observe("HumanResolved", task="a", action="output", output={"nope": 1},
+                      reason="typo", by="ana")
+    assert bad == [("OutputRejected", "a")]
+    assert sim.status("a") == "escalated"
+    good = sim.observe("HumanResolved", task="a", action="output", output={"text": "BY HAND"},
+                       reason="checked manually", by="ana")
+    assert good[:2] == [("OutputAccepted", "a"), ("TaskReady", "b")]
+    assert sim.last[0].fields["rule"] == "human.output"
+    assert sim.goal.state.outputs()["a"] == {"text": "BY HAND"}
+
+
+def test_low_confidence_escalates_or_retries() -> None:
+    data = plan(task("s", "scored", input={"text": "$goal.text"}, min_confidence=0.7,
+                     on_low_confidence="escalate"))
+    sim = Sim(data, {"text": "x@0.4"})
+    decisions = sim.returned("s", {"text": "x@0.4", "confidence": 0.4})
+    assert decisions[:2] == [("OutputRejected", "s"), ("TaskEscalated", "s")]
+    assert sim.last[0].fields["errors"] == ["confidence: 0.4 is below min_confidence 0.7"]
+    assert sim.last[1].fields["policy"] == {"min_confidence": 0.7,
+                                            "on_low_confidence": "escalate"}
+    data["tasks"][0]["on_low_confidence"] = "retry"
+    sim = Sim(data, {"text": "x@0.4"})
+    assert sim.returned("s", {"text": "x", "confidence": 0.4})[1] == ("RetryScheduled", "s")
+
+
+def test_the_attempt_budget_stops_exactly_at_the_cap() -> None:
+    data = plan(task("a", "upper", input={"text": "$goal.text"},
+                     retry={"max_attempts": 10, "backoff_s": 0}),
+                budget={"max_attempts": 3})
+    sim = Sim(data)
+    sim.raised("a")
+    sim.raised("a")
+    decisions = sim.raised("a")
+    assert decisions == [("RetryScheduled", "a"), ("TaskReady", "a"),
+                         ("BudgetExhausted", "a"), ("TaskSkipped", "a"), ("GoalFailed", "a")]
+    exhausted = sim.last[2].fields
+    assert (exhausted["budget"], exhausted["limit"], exhausted["used"]) == ("attempts", 3, 3)
+    assert sim.goal.state.attempts_used == 3
+
+
+def test_token_estimates_are_reserved_before_dispatch() -> None:
+    data = plan(*(task(f"t{i}", "costly", input={"text": "$goal.text"},
+                       estimate={"tokens": 100}) for i in range(3)),
+                budget={"max_tokens": 250, "on_exhausted": "escalate"})
+    sim = Sim(data)
+    # two estimates fit in 250 tokens; the third would not, so it is not started
+    assert sim.summary() == [("TaskReady", "t0"), ("TaskReady", "t1"), ("TaskReady", "t2"),
+                             ("TaskDispatched", "t0"), ("TaskDispatched", "t1")]
+    decisions = sim.returned("t0", {"text": "x", "usage": {"tokens": 40, "cost_usd": 0}},
+                             usage={"tokens": 40, "cost_usd": 0.0})
+    # reconciled: 40 spent + 100 reserved + 100 estimate = 240 fits
+    assert decisions == [("OutputAccepted", "t0"), ("TaskDispatched", "t2")]
+    decisions = sim.returned("t1", {"text": "x", "usage": {"tokens": 200, "cost_usd": 0}},
+                             usage={"tokens": 200, "cost_usd": 0.0})
+    assert sim.goal.state.used.tokens == 240
+
+
+def test_budget_escalation_lets_a_human_grant_one_more_attempt() -> None:
+    data = plan(task("a", "upper", input={"text": "$goal.text"},
+                     retry={"max_attempts": 5, "backoff_s": 0}),
+                budget={"max_attempts": 1, "on_exhausted": "escalate"})
+    sim = Sim(data)
+    assert sim.raised("a")[-2:] == [("TaskEscalated", "a"), ("GoalSuspended", None)]
+    decisions = sim.observe("HumanResolved", task="a", action="retry", reason="ok", by="ana")
+    assert ("TaskDispatched", "a") in decisions
+
+
+def test_after_a_restart_unsafe_escalates_and_safe_redispatches_with_the_same_key() -> None:
+    data = plan(
+        task("pay", "book", input={"text": "$goal.text"}, side_effects="unsafe"),
+        task("mail", "book", input={"text": "$goal.text"}, side_effects="idempotent"),
+    )
+    sim = Sim(data)
+    key = sim.goal.state.tasks["mail"].idempotency_key
+    decisions = sim.observe("RunResumed", concurrency=8)
+    assert decisions == [("TaskEscalated", "pay"), ("AttemptInterrupted", "mail"),
+                         ("TaskDispatched", "mail")]
+    assert "outcome unknown" in sim.last[0].fields["reason"]
+    assert sim.last[2].fields["idempotency_key"] == key
+    assert sim.last[2].fields["attempt"] == 2
+
+
+def test_cancel_stops_everything_and_late_results_are_ignored() -> None:
+    sim = Sim(chain())
+    attempt = sim.goal.state.tasks["a"].in_flight
+    decisions = sim.observe("CancelRequested", reason="wrong trip", by="ana")
+    assert decisions == [("TaskCancelled", "a"), ("TaskCancelled", "b"),
+                         ("GoalCancelled", None)]
+    late = sim.observe("AgentReturned", task="a", attempt=attempt, output={"text": "HI"},
+                       duration_ms=1.0)
+    assert late == []
+    assert sim.status("a") == "cancelled"
+
+
+def test_an_input_that_cannot_be_built_fails_without_retrying() -> None:
+    sim = Sim(chain(), goal_input={"other": "field"})
+    assert sim.summary()[:3] == [("TaskReady", "a"), ("InputRejected", "a"), ("TaskFailed", "a")]
+    assert sim.last[1].fields["errors"] == ["$goal.text: $goal has no 'text'"]
+
+
+@pytest.mark.parametrize("goal_id", ["g-1", "another"])
+def test_decide_is_a_pure_function_of_the_state(goal_id: str) -> None:
+    sim = Sim(chain(), goal_id=goal_id)
+    sim.raised("a")
+    assert decide(sim.goal.state, sim.loaded.contracts) == decide(
+        sim.goal.state, sim.loaded.contracts
+    )

@@ -1,0 +1,148 @@
+"""The static plan check: every error names the task and field, and nothing is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adapters.loading import prepare_plan
+from domain.errors import PlanError
+
+M = "tests.check_agents"
+
+
+def base(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "version": 1,
+        "name": "check",
+        "agents": {"search": f"{M}:search", "price": f"{M}:price", "label": f"{M}:label"},
+        "input": f"{M}:Trip",
+        "tasks": [
+            {"id": "search", "agent": "search", "input": {"destination": "$goal.destination"}},
+            {"id": "price", "agent": "price",
+             "input": {"flights": "$search.flights", "passengers": "$goal.passengers"}},
+        ],
+        "output": "$price.total",
+    }
+    data.update(overrides)
+    return data
+
+
+def issues(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(PlanError) as info:
+        prepare_plan(data)
+    return [str(issue) for issue in info.value.issues]
+
+
+def with_task(index: int, **fields: Any) -> dict[str, Any]:
+    data = base()
+    data["tasks"][index] = {**data["tasks"][index], **fields}
+    return data
+
+
+def test_a_valid_plan_passes() -> None:
+    loaded = prepare_plan(base())
+    assert loaded.plan.deps["price"] == ("search",)
+    assert loaded.contracts["price"].output_model.__name__ == "PriceOut"
+
+
+def test_agent_not_in_the_allowlist() -> None:
+    found = issues(with_task(0, agent="google"))
+    assert found == ["tasks[search].agent: agent 'google' is not in the plan's agents allowlist"]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("tests.nope:search", "agents.search: tests.nope:search: ModuleNotFoundError"),
+        (f"{M}:missing", "AttributeError"),
+        (f"{M}:untyped", "must be annotated with a pydantic model"),
+        (f"{M}:not_callable", "is not callable"),
+        ("no_colon", "is not of the form 'module:callable'"),
+    ],
+)
+def test_agent_import_failures(target: str, expected: str) -> None:
+    data = base()
+    data["agents"]["search"] = target
+    found = issues(data)
+    assert len(found) == 1 and found[0].startswith("agents.search: ") and expected in found[0]
+
+
+def test_duplicate_and_unknown_task_ids() -> None:
+    data = base()
+    data["tasks"].append(dict(data["tasks"][0]))
+    assert "tasks[search]: duplicate task id" in issues(data)
+    found = issues(with_task(1, after=["ghost"]))
+    assert found == ["tasks[price].after: no task 'ghost'"]
+    found = issues(with_task(1, input={"flights": "$ghost.flights", "passengers": 1}))
+    assert found == ["tasks[price].input.flights: $ghost.flights: no task 'ghost'"]
+
+
+def test_cycles_are_named() -> None:
+    found = issues(with_task(0, after=["price"]))
+    assert found == ["tasks[search]: dependency cycle: search -> price -> search"]
+
+
+def test_reference_to_a_field_the_upstream_output_lacks() -> None:
+    found = issues(with_task(1, input={"flights": "$search.flihgts", "passengers": 1}))
+    assert len(found) == 1
+    assert found[0].startswith("tasks[price].input.flights: $search.flihgts: SearchOut")
+    assert "'flihgts'" in found[0]
+
+
+def test_reference_into_the_goal_input_model() -> None:
+    found = issues(with_task(0, input={"destination": "$goal.destnation"}))
+    assert found[0].startswith("tasks[search].input.destination: $goal.destnation: goal input")
+
+
+def test_types_that_can_never_satisfy_the_field() -> None:
+    # a single Flight where a list of flights is expected
+    found = issues(with_task(1, input={"flights": "$search.cheapest", "passengers": 1}))
+    assert found == [
+        "tasks[price].input.flights: $search.cheapest is Flight, which can never satisfy "
+        "list[Flight]"
+    ]
+    # a number into a string field, through a nested path in a list
+    data = base()
+    data["tasks"].append({"id": "lbl", "agent": "label", "input": {"label": "$search.count"}})
+    assert issues(data) == [
+        "tasks[lbl].input.label: $search.count is int, which can never satisfy str"
+    ]
+    data["tasks"][-1]["input"] = {"label": "$search.flights.0.id"}
+    prepare_plan(data)  # a nested path into a list item with the right type is fine
+
+
+def test_required_input_field_left_unbound() -> None:
+    found = issues(with_task(1, input={"flights": "$search.flights"}))
+    assert found == ["tasks[price].input.passengers: required by PriceIn but not bound"]
+
+
+def test_binding_a_field_the_input_model_does_not_have() -> None:
+    found = issues(with_task(0, input={"destination": "$goal.destination", "cabin": "eco"}))
+    assert found[0].startswith("tasks[search].input.cabin: SearchIn has no field 'cabin'")
+
+
+def test_unknown_keys_and_bad_values_are_located() -> None:
+    found = issues(with_task(1, on_failur="abandon"))
+    assert found == ["tasks[price].on_failur: Extra inputs are not permitted"]
+    found = issues(with_task(1, side_effects="sometimes"))
+    assert found[0].startswith("tasks[price].side_effects: Input should be")
+
+
+def test_min_confidence_needs_a_confidence_field() -> None:
+    found = issues(with_task(0, min_confidence=0.5))
+    assert found == ["tasks[search].min_confidence: SearchOut has no 'confidence' field"]
+
+
+def test_output_reference_is_checked() -> None:
+    found = issues(base(output={"total": "$price.totl"}))
+    assert found[0].startswith("output.total: $price.totl: PriceOut")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = with_task(1, input={"flights": "$search.nope"}, agent="price")
+    data["agents"]["search"] = "tests.nope:search"
+    found = issues(data)
+    assert any(f.startswith("agents.search") for f in found)
+    assert any(f.startswith("tasks[price].input.passengers") for f in found)
