@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from domain.contract_check import check_contracts
 from domain.contracts import AgentContract, validation_errors
 from domain.errors import GoalInputError, PlanError, PlanIssue
-from domain.plan import Plan, load_plan
+from domain.plan import Plan, parse_plan
 
 __all__ = ["LoadedPlan", "import_object", "inspect_agent", "load_plan_file", "prepare_plan"]
 
@@ -126,8 +126,8 @@ def read_plan_data(path: str) -> dict[str, Any]:
 
 def prepare_plan(data: dict[str, Any], *, source: str = "plan") -> LoadedPlan:
     """Validate plan data, load its allowlisted agents, and check every contract statically."""
-    plan = load_plan(data, source=source)
-    issues: list[PlanIssue] = []
+    plan = parse_plan(data, source=source)
+    issues: list[PlanIssue] = plan.graph_issues()  # reported with the contract issues below
     agents: dict[str, Callable[..., Any]] = {}
     contracts: dict[str, AgentContract] = {}
     used = {task.agent for task in plan.tasks}

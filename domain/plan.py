@@ -24,6 +24,7 @@ __all__ = [
     "RetryPolicy",
     "TaskSpec",
     "load_plan",
+    "parse_plan",
 ]
 
 _ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -222,13 +223,18 @@ class Plan(_Strict):
         return []
 
 
-def load_plan(data: Any, *, source: str = "plan") -> Plan:
-    """Validate plan data (already parsed from YAML/JSON); PlanError lists every problem."""
+def parse_plan(data: Any, *, source: str = "plan") -> Plan:
+    """The plan model from data (already parsed from YAML/JSON), before any graph check."""
     try:
-        plan = Plan.model_validate(data)
+        return Plan.model_validate(data)
     except ValidationError as exc:
         issues = [PlanIssue(_location(data, err["loc"]), err["msg"]) for err in exc.errors()]
         raise PlanError(issues, source=source) from None
+
+
+def load_plan(data: Any, *, source: str = "plan") -> Plan:
+    """Validate plan data and its graph; PlanError lists every problem."""
+    plan = parse_plan(data, source=source)
     issues = plan.graph_issues()
     if issues:
         raise PlanError(issues, source=source)

@@ -1,0 +1,148 @@
+"""The command line end to end, in real processes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli_support import baton
+
+PLAN = "examples/travel/plan.yaml"
+LISBON = '{"origin": "LHR", "destination": "Lisbon", "passengers": 2}'
+BERLIN = '{"origin": "LHR", "destination": "Berlin", "passengers": 2}'
+DUBLIN = '{"origin": "LHR", "destination": "Dublin", "passengers": 2}'
+
+
+def test_validate_accepts_the_example() -> None:
+    result = baton("validate", PLAN)
+    assert result.code == 0
+    assert "ok" in result.out and "4 tasks" in result.out
+
+
+def test_validate_reports_each_problem_on_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = Path(PLAN).read_text().replace("$search.flights", "$search.flihgts")
+    bad.write_text(text.replace("agent: book", "agent: boook"))
+    result = baton("validate", str(bad))
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 2
+    assert any("tasks[price].input.flights: $search.flihgts" in line for line in lines)
+    assert any("tasks[book].agent: agent 'boook' is not in" in line for line in lines)
+    assert "Traceback" not in result.err
+
+
+def test_run_prints_the_contract_json_and_exits_0(store_url: str) -> None:
+    result = baton("run", PLAN, "--input", LISBON, "--goal-id", "trip-1", "--json",
+                   store=store_url)
+    assert result.code == 0, result.err
+    data = result.json()
+    assert data["goal_id"] == "trip-1" and data["status"] == "completed"
+    assert data["output"]["total"] == 113.08
+    assert data["tasks"]["book"] == {"status": "succeeded", "attempts": 1}
+    status = baton("status", "trip-1", "--json", store=store_url).json()
+    assert status["tasks"] == data["tasks"] and status["output"] == data["output"]
+    listed = baton("status", "--json", store=store_url).json()
+    assert [(g["goal_id"], g["plan"], g["status"]) for g in listed["goals"]] == [
+        ("trip-1", "trip-booking", "completed")
+    ]
+
+
+def test_human_readable_summary(store_url: str) -> None:
+    result = baton("run", PLAN, "--input", LISBON, store=store_url)
+    assert result.code == 0
+    assert "search" in result.out and "succeeded" in result.out
+    assert "status: completed" in result.out
+
+
+def test_failed_goal_exits_1(store_url: str) -> None:
+    result = baton("run", PLAN, "--input", DUBLIN, "--json", store=store_url)
+    assert result.code == 1
+    assert result.json()["tasks"]["price"] == {"status": "failed", "attempts": 3}
+
+
+def test_escalate_resolve_resume(store_url: str, tmp_path: Path) -> None:
+    run = baton("run", PLAN, "--input", BERLIN, "--goal-id", "berlin", "--json",
+                store=store_url)
+    assert run.code == 3 and run.json()["status"] == "waiting"
+    waiting = baton("escalations", "--json", store=store_url).json()["escalations"]
+    assert [(e["goal_id"], e["task"]) for e in waiting] == [("berlin", "price")]
+    assert "below min_confidence 0.7" in waiting[0]["reason"] and waiting[0]["since"]
+
+    invalid = baton("resolve", "berlin", "price", "--output", '{"total": "lots"}',
+                    "--reason", "priced by phone", store=store_url)
+    assert invalid.code == 2 and "does not satisfy PriceOut" in invalid.err
+    assert len(invalid.err.strip().splitlines()) == 1
+
+    offer = {"total": 150.0, "confidence": 1.0,
+             "best_offer": {"id": "OF-PHONE", "price_per_passenger": 75.0,
+                            "flight": {"id": "X1", "carrier": "XX", "origin": "LHR",
+                                       "destination": "Berlin", "departs": "09:00",
+                                       "fare": 60.0, "seats_left": 3}}}
+    (tmp_path / "offer.json").write_text(json.dumps(offer))
+    resolved = baton("resolve", "berlin", "price", "--output", f"@{tmp_path / 'offer.json'}",
+                     "--reason", "priced by phone", "--by", "ana", store=store_url)
+    assert resolved.code == 0, resolved.err
+    resumed = baton("resume", "berlin", "--json", store=store_url)
+    assert resumed.code == 0, resumed.err
+    assert resumed.json()["output"]["total"] == 150.0
+    assert baton("escalations", "--json", store=store_url).json() == {"escalations": []}
+
+
+def test_cancel_a_waiting_goal(store_url: str) -> None:
+    baton("run", PLAN, "--input", BERLIN, "--goal-id", "g", store=store_url)
+    result = baton("cancel", "g", "--reason", "trip called off", "--json", store=store_url)
+    assert result.code == 1 and result.json()["status"] == "cancelled"
+    again = baton("cancel", "g", "--reason", "twice", store=store_url)
+    assert again.code == 2 and "already ended" in again.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.yaml"], "missing.yaml: No such file or directory"),
+        (["run", PLAN, "--input", "{not json"], "--input: not valid JSON"),
+        (["run", PLAN, "--input", '{"origin": "LHR"}'], "goal input does not satisfy TripRequest"),
+        (["run", PLAN, "--concurrency", "0"], "must be at least 1"),
+        (["status", "no-such-goal"], "no goal 'no-such-goal'"),
+        (["resolve", "g", "t", "--retry"], "the following arguments are required: --reason"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(
+    args: list[str], message: str, sqlite_url: str
+) -> None:
+    result = baton(*args, store=sqlite_url)
+    assert result.code == 2
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert "Traceback" not in result.err
+
+
+def test_invalid_input_stores_nothing(sqlite_url: str) -> None:
+    baton("run", PLAN, "--input", '{"origin": "LHR"}', "--goal-id", "x", store=sqlite_url)
+    assert baton("status", "--json", store=sqlite_url).json() == {"goals": []}
+
+
+def test_a_store_that_is_down_is_exit_2() -> None:
+    result = baton("run", PLAN, "--input", LISBON,
+                   store="postgresql://postgres@127.0.0.1:1/test")
+    assert result.code == 2
+    assert result.err.startswith("baton: error: store postgresql://postgres@127.0.0.1:1/test")
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_help_on_every_command() -> None:
+    for command in ["validate", "run", "resume", "status", "graph", "escalations", "resolve",
+                    "cancel"]:
+        result = baton(command, "--help")
+        assert result.code == 0 and "usage: baton " + command in result.out
+
+
+def test_graph_of_a_plan() -> None:
+    mermaid = baton("graph", PLAN)
+    assert mermaid.code == 0 and "search --> price" in mermaid.out
+    dot = baton("graph", PLAN, "--format", "dot")
+    assert '"price" -> "book";' in dot.out
