@@ -67,7 +67,7 @@ def test_a_contract_violating_output_is_rejected_not_forwarded(store: BatonStore
         ("always_fails", "RuntimeError: boom #1"),
         ("returns_none", "validation.contract: (root): Input should be a valid dictionary"),
         ("returns_unserialisable", "validation.serialisable: output of type dict is not"),
-        ("returns_huge", "validation.serialisable: output is 2000011 bytes, over the 1000000-byte cap"),
+        ("returns_huge", "validation.serialisable: output is 2000011 bytes, over the 1000000"),
     ],
 )
 def test_bad_agents_are_recorded_failures(store: BatonStore, agent: str, expected: str) -> None:
