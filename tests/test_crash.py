@@ -1,0 +1,162 @@
+"""Crash-resume: a real `baton run` process is SIGKILLed, `baton resume` finishes the goal.
+
+Kill points are the save boundaries of a reference run (a kill between two events of one save
+is the same as a kill before that save: a transaction is all or nothing). Every boundary of a
+goal with more than thirty of them is tried, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from adapters.store import open_store
+from domain.goal import OBSERVATION_KINDS
+from tests.cli_support import baton
+
+STEPS = 28
+FLAKY = {5, 11, 17}
+
+
+def crash_plan(tmp_path: Path) -> Path:
+    tasks: list[dict[str, Any]] = []
+    previous = "$goal.text"
+    for i in range(STEPS):
+        agent = "logged_flaky" if i in FLAKY else "logged_step"
+        tasks.append({"id": f"s{i:02d}", "agent": agent, "input": {"text": previous}})
+        previous = f"$s{i:02d}.text"
+    tasks.append({"id": "book", "agent": "logged_book", "input": {"text": previous},
+                  "side_effects": "idempotent"})
+    data = {
+        "version": 1,
+        "name": "crash-chain",
+        "agents": {name: f"tests.agents:{name}"
+                   for name in ("logged_step", "logged_flaky", "logged_book")},
+        "defaults": {"retry": {"max_attempts": 3, "backoff_s": 0}},
+        "tasks": tasks,
+        "output": {"text": previous, "booking": "$book.text"},
+    }
+    path = tmp_path / "crash.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def calls(directory: Path) -> list[dict[str, Any]]:
+    log = directory / "calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def save_boundaries(store_url: str, goal_id: str) -> list[int]:
+    """Event counts after each save: the version just before every later observation."""
+    store = open_store(store_url)
+    try:
+        events = store.events(goal_id)
+    finally:
+        store.close()
+    names = [type(e).__name__ for e in events]
+    cuts = [i for i in range(1, len(names)) if names[i] in OBSERVATION_KINDS]
+    return [*cuts, len(names)]
+
+
+@pytest.mark.slow
+def test_killed_at_every_save_boundary_resumes_to_the_same_result(
+    store_url: str, tmp_path: Path
+) -> None:
+    plan = str(crash_plan(tmp_path))
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    env = {"BATON_TEST_DIR": str(reference_dir)}
+    reference = baton("run", plan, "--input", '{"text": "go"}', "--goal-id", "ref", "--json",
+                      store=store_url, env=env)
+    assert reference.code == 0, reference.err
+    expected = reference.json()
+    boundaries = save_boundaries(store_url, "ref")
+    assert len(boundaries) - 1 >= 30  # distinct kill points
+
+    for cut in boundaries[:-1]:  # the last boundary is the end: nothing left to resume
+        goal_id = f"kill-{cut}"
+        directory = tmp_path / goal_id
+        directory.mkdir()
+        env = {"BATON_TEST_DIR": str(directory)}
+        killed = baton("run", plan, "--input", '{"text": "go"}', "--goal-id", goal_id,
+                       "--json", store=store_url, env={**env, "BATON_CRASH_AT_EVENT": str(cut)})
+        assert killed.code == -9, f"cut {cut}: {killed.code} {killed.err}"
+        resumed = baton("resume", goal_id, "--json", store=store_url, env=env)
+        assert resumed.code == 0, f"cut {cut}: {resumed.err}"
+        result = resumed.json()
+        assert result["status"] == "completed"
+        assert result["output"]["text"] == expected["output"]["text"], f"cut {cut}"
+        booked = [c for c in calls(directory) if c["agent"] == "logged_book"]
+        assert len(booked) == 1, f"cut {cut}: booked {len(booked)} times"
+        assert result["output"]["booking"] == f"booked:{booked[0]['key'][:8]}"
+
+        made = Counter(c["text"] for c in calls(directory) if c["agent"] == "logged_step")
+        assert all(n == 1 for n in made.values()), f"cut {cut}: a finished task ran again"
+        flaky = Counter(c["text"] for c in calls(directory) if c["agent"] == "logged_flaky")
+        assert sorted(flaky.values()) == [2, 2, 2], f"cut {cut}: {flaky}"
+        store = open_store(store_url)
+        try:
+            accepted = Counter(
+                e.task for e in store.events(goal_id) if type(e).__name__ == "OutputAccepted"
+            )
+        finally:
+            store.close()
+        assert set(accepted.values()) == {1} and len(accepted) == STEPS + 1, f"cut {cut}"
+
+
+def _single_task_plan(tmp_path: Path, side_effects: str) -> str:
+    data = {
+        "version": 1,
+        "name": "pay",
+        "agents": {"charge": "tests.agents:dies_midcall"},
+        "tasks": [{"id": "charge", "agent": "charge", "input": {"text": "$goal.text"},
+                   "side_effects": side_effects}],
+        "output": "$charge.text",
+    }
+    path = tmp_path / f"{side_effects}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_an_unsafe_task_killed_mid_call_is_escalated_never_rerun(
+    store_url: str, tmp_path: Path
+) -> None:
+    plan = _single_task_plan(tmp_path, "unsafe")
+    env = {"BATON_TEST_DIR": str(tmp_path)}
+    killed = baton("run", plan, "--input", '{"text": "card"}', "--goal-id", "pay",
+                   store=store_url, env={**env, "BATON_TEST_DIE": "1"})
+    assert killed.code == -9
+    resumed = baton("resume", "pay", "--json", store=store_url, env=env)
+    assert resumed.code == 3, resumed.err
+    assert resumed.json()["tasks"]["charge"]["status"] == "escalated"
+    assert len(calls(tmp_path)) == 1  # the agent ran once, and only once
+    waiting = baton("escalations", "--json", store=store_url).json()["escalations"]
+    assert "outcome unknown" in waiting[0]["reason"]
+    # a human checks the payment provider and records what happened
+    resolved = baton("resolve", "pay", "charge", "--output", '{"text": "charged:checked"}',
+                     "--reason", "charge found in the provider dashboard", "--by", "ops",
+                     store=store_url, env=env)
+    assert resolved.code == 0, resolved.err
+    done = baton("resume", "pay", "--json", store=store_url, env=env)
+    assert done.code == 0 and done.json()["output"] == "charged:checked"
+    assert len(calls(tmp_path)) == 1
+
+
+def test_an_idempotent_task_killed_mid_call_reruns_with_the_same_key(
+    store_url: str, tmp_path: Path
+) -> None:
+    plan = _single_task_plan(tmp_path, "idempotent")
+    env = {"BATON_TEST_DIR": str(tmp_path)}
+    killed = baton("run", plan, "--input", '{"text": "card"}', "--goal-id", "pay",
+                   store=store_url, env={**env, "BATON_TEST_DIE": "1"})
+    assert killed.code == -9
+    resumed = baton("resume", "pay", "--json", store=store_url, env=env)
+    assert resumed.code == 0, resumed.err
+    made = calls(tmp_path)
+    assert len(made) == 2 and made[0]["key"] == made[1]["key"]
+    assert resumed.json()["output"] == f"charged:{made[0]['key'][:8]}"
