@@ -24,7 +24,6 @@ from adapters.loading import LoadedPlan
 from adapters.store import BatonStore
 from domain.contracts import build_input
 from domain.decide import settle
-from domain.decisions import Decision
 from domain.goal import Goal
 from domain.lifecycle import GOAL_FINAL
 
@@ -75,16 +74,16 @@ class Runner:
         pool = CallPool(workers=goal.state.concurrency, max_output_bytes=self.max_output_bytes)
         in_flight: dict[tuple[str, int], _InFlight] = {}
         try:
-            goal, dispatched = self._settle_and_save(goal, None)
-            self._launch(goal, dispatched, pool, in_flight)
+            goal = self._settle_and_save(goal, None)
+            self._launch(goal, pool, in_flight)
             while True:
                 if goal.state.status in GOAL_FINAL:
                     break
                 if not in_flight and not self._has_timer(goal):
                     break  # waiting for a human, or nothing left that time can move
                 observation = self._next_observation(goal, pool, in_flight)
-                goal, dispatched = self._settle_and_save(goal, observation)
-                self._launch(goal, dispatched, pool, in_flight)
+                goal = self._settle_and_save(goal, observation)
+                self._launch(goal, pool, in_flight)
         finally:
             pool.close()
         return goal
@@ -117,7 +116,7 @@ class Runner:
 
     def _settle_and_save(
         self, goal: Goal, observation: tuple[str, dict[str, Any]] | None
-    ) -> tuple[Goal, list[Decision]]:
+    ) -> Goal:
         """Record the observation and its consequences in one transaction.
 
         Another process may have written in between (`baton cancel`): then the save conflicts,
@@ -128,36 +127,41 @@ class Runner:
             if observation is not None:
                 kind, fields = observation
                 goal.observe(kind, at=at, **fields)
-            decisions = settle(goal, self.loaded.contracts)
+            settle(goal, self.loaded.contracts)
             try:
                 self.store.save(goal)
             except IntegrityError:
                 goal = self.store.get(goal.id)
                 if observation is None:
-                    return goal, []
+                    return goal
                 continue
             self._maybe_crash(goal)
-            return goal, [d for d in decisions if d.kind == "TaskDispatched"]
+            return goal
         raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
 
     def _launch(
-        self,
-        goal: Goal,
-        dispatched: list[Decision],
-        pool: CallPool,
-        in_flight: dict[tuple[str, int], _InFlight],
+        self, goal: Goal, pool: CallPool, in_flight: dict[tuple[str, int], _InFlight]
     ) -> None:
+        """Call the agent of every saved dispatch this process is not running yet.
+
+        Derived from the state rather than from this process's own decisions, so a dispatch
+        recorded by another process (a human's retry during the run) is executed too.
+        """
         plan = self.loaded.plan
-        for decision in dispatched:
-            task_id = decision.fields["task"]
-            attempt = decision.fields["attempt"]
+        for task_id in plan.order:
+            task = goal.state.tasks[task_id]
+            attempt = task.in_flight
+            if task.status != "running" or attempt is None or task.outcome is not None:
+                continue
+            if (task_id, attempt) in in_flight:
+                continue
             spec = plan.task_map[task_id]
             contract = self.loaded.contracts[spec.agent]
             agent_input, errors = build_input(goal.state, spec, contract)
             if agent_input is None:  # decide built the same input a moment ago
                 raise RuntimeError(f"task {task_id}: input no longer builds: {errors}")
             timeout = plan.timeout_for(spec)
-            key = decision.fields["idempotency_key"] if contract.takes_idempotency_key else None
+            key = task.idempotency_key if contract.takes_idempotency_key else None
             in_flight[(task_id, attempt)] = _InFlight(
                 task_id, attempt, None if timeout is None else time.monotonic() + timeout
             )

@@ -326,22 +326,15 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
     ):
         elapsed = round((state.now - state.started_at).total_seconds(), 3)
         return _budget_exhausted(state, None, BudgetBreach("deadline_s", deadline, elapsed))
-    if all(t.status in TASK_FINAL for t in tasks):
-        if state.status == "waiting":
-            return [
-                Decision(
-                    "GoalResumed", {"rule": "goal.resume", "reason": "every task has finished"}
-                )
-            ]
-        return _complete(state)
+    finished = all(t.status in TASK_FINAL for t in tasks)
     movable = any(t.status in ("ready", "running", "retry_wait") for t in tasks)
-    if state.status == "waiting" and movable:
-        return [
-            Decision(
-                "GoalResumed",
-                {"rule": "goal.resume", "reason": "a human's decision let work continue"},
-            )
-        ]
+    if state.status == "waiting":
+        if state.resume_requested and (finished or movable):
+            reason = "a runner took the goal up again and a human's decision lets it continue"
+            return [Decision("GoalResumed", {"rule": "goal.resume", "reason": reason})]
+        return []
+    if finished:
+        return _complete(state)
     escalated = [t.id for t in tasks if t.status == "escalated"]
     if state.status == "running" and escalated and not movable:
         reason = "waiting for a human on " + ", ".join(

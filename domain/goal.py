@@ -92,6 +92,7 @@ class Goal(BaseAggregate[str]):
         def apply(self, goal: Goal) -> None:
             goal.state.concurrency = self.concurrency
             goal.state.now = self.timestamp
+            goal.state.resume_requested = True
             goal.state.orphaned = {
                 task.id: task.in_flight
                 for task in goal.state.tasks.values()
@@ -167,6 +168,7 @@ class Goal(BaseAggregate[str]):
         def apply(self, goal: Goal) -> None:
             task = _task(goal, self)
             goal.state.now = self.timestamp
+            goal.state.resume_requested = False  # recorded by `resolve`; `resume` runs it
             if self.action == "output":
                 task.outcome = Outcome(task.attempts, "human", self.output, None)
             else:
@@ -383,6 +385,7 @@ class Goal(BaseAggregate[str]):
 
         def apply(self, goal: Goal) -> None:
             _move_goal(goal, self)
+            goal.state.resume_requested = False
 
     class GoalResumed(Event):
         rule: str
@@ -391,6 +394,7 @@ class Goal(BaseAggregate[str]):
 
         def apply(self, goal: Goal) -> None:
             _move_goal(goal, self)
+            goal.state.resume_requested = False
 
     class GoalCompleted(Event):
         output: Any

@@ -68,6 +68,9 @@ class GoalState:
     # unknown, so decide must re-dispatch or escalate them (task id -> attempt).
     orphaned: dict[str, int] = field(default_factory=dict)
     cancel_requested: str | None = None
+    # A waiting goal moves on only when a runner takes it up again (`baton resume`): recording
+    # a human's decision must not dispatch work that no process is there to run.
+    resume_requested: bool = False
     forked_from: str | None = None
 
     @property

@@ -214,3 +214,14 @@ def dies_midcall(inp: Text, *, idempotency_key: str) -> Text:
         os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(5)
     return Text(text=f"charged:{idempotency_key[:8]}")
+
+
+def waits_for_file(inp: Text) -> Text:
+    """Blocks until $BATON_TEST_DIR/release exists (at most 20 s), then returns."""
+    release = Path(os.environ["BATON_TEST_DIR"]) / "release"
+    _log("waits_for_file", {"text": inp.text})
+    for _ in range(2000):
+        if release.exists():
+            break
+        time.sleep(0.01)
+    return Text(text=inp.text + " (late)")

@@ -194,8 +194,12 @@ def test_escalation_waits_for_a_human_and_a_retry_resumes() -> None:
     assert sim.raised("a") == [("TaskEscalated", "a"), ("GoalSuspended", None)]
     assert sim.goal.state.status == "waiting"
     decisions = sim.observe("HumanResolved", task="a", action="retry", reason="flaky", by="ana")
-    assert decisions == [("TaskReady", "a"), ("GoalResumed", None), ("TaskDispatched", "a")]
+    assert decisions == [("TaskReady", "a")]  # nothing is dispatched until a runner resumes
     assert sim.last[0].fields["rule"] == "human.retry"
+    assert sim.goal.state.status == "waiting"
+    assert sim.observe("RunResumed", concurrency=8) == [
+        ("GoalResumed", None), ("TaskDispatched", "a"),
+    ]
     assert sim.goal.state.tasks["a"].attempts == 2
 
 
@@ -210,7 +214,7 @@ def test_a_human_output_is_validated_and_accepted() -> None:
     assert sim.status("a") == "escalated"
     good = sim.observe("HumanResolved", task="a", action="output", output={"text": "BY HAND"},
                        reason="checked manually", by="ana")
-    assert good[:2] == [("OutputAccepted", "a"), ("TaskReady", "b")]
+    assert good == [("OutputAccepted", "a"), ("TaskReady", "b")]
     assert sim.last[0].fields["rule"] == "human.output"
     assert sim.goal.state.outputs()["a"] == {"text": "BY HAND"}
 
@@ -267,8 +271,10 @@ def test_budget_escalation_lets_a_human_grant_one_more_attempt() -> None:
                 budget={"max_attempts": 1, "on_exhausted": "escalate"})
     sim = Sim(data)
     assert sim.raised("a")[-2:] == [("TaskEscalated", "a"), ("GoalSuspended", None)]
-    decisions = sim.observe("HumanResolved", task="a", action="retry", reason="ok", by="ana")
+    sim.observe("HumanResolved", task="a", action="retry", reason="ok", by="ana")
+    decisions = sim.observe("RunResumed", concurrency=8)
     assert ("TaskDispatched", "a") in decisions
+    assert sim.goal.state.tasks["a"].attempts == 2
 
 
 def test_after_a_restart_unsafe_escalates_and_safe_redispatches_with_the_same_key() -> None:
