@@ -225,3 +225,16 @@ def waits_for_file(inp: Text) -> Text:
             break
         time.sleep(0.01)
     return Text(text=inp.text + " (late)")
+
+
+_ASYNC_BARRIER: asyncio.Barrier | None = None
+
+
+async def async_meets(inp: Text) -> Text:
+    """Returns only once the other `async_meets` call is awaiting at the same time."""
+    global _ASYNC_BARRIER
+    if _ASYNC_BARRIER is None:
+        _ASYNC_BARRIER = asyncio.Barrier(2)
+    async with asyncio.timeout(10):  # a TimeoutError means the calls never overlapped
+        await _ASYNC_BARRIER.wait()
+    return Text(text=inp.text)

@@ -317,3 +317,17 @@ def test_decide_is_a_pure_function_of_the_state(goal_id: str) -> None:
     assert decide(sim.goal.state, sim.loaded.contracts) == decide(
         sim.goal.state, sim.loaded.contracts
     )
+
+
+def test_a_backoff_blocks_only_its_own_task() -> None:
+    data = plan(
+        task("a", "upper", input={"text": "$goal.text"}, retry={"backoff_s": 30}),
+        task("b", "exclaim", input={"text": "$goal.text"}),
+        task("c", "exclaim", input={"text": "$b.text"}),
+    )
+    sim = Sim(data)
+    sim.raised("a")
+    assert sim.status("a") == "retry_wait"
+    assert sim.returned("b", {"text": "hi!"}) == [
+        ("OutputAccepted", "b"), ("TaskReady", "c"), ("TaskDispatched", "c"),
+    ]

@@ -102,6 +102,13 @@ def test_independent_sync_tasks_run_at_the_same_time(store: BatonStore) -> None:
     assert goal.state.status == "completed", goal.state.reason  # each waited for the others
 
 
+def test_independent_async_tasks_run_at_the_same_time(store: BatonStore) -> None:
+    agents._ASYNC_BARRIER = None
+    data = plan(*(task(f"t{i}", "async_meets", input={"text": f"{i}"}) for i in range(2)))
+    goal = run(store, data, {}, concurrency=2)
+    assert goal.state.status == "completed", goal.state.reason
+
+
 def test_async_agents_share_an_event_loop(store: BatonStore) -> None:
     data = plan(*(task(f"t{i}", "async_upper", input={"text": f"x{i}"}) for i in range(4)),
                 output={"t3": "$t3.text"})
