@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -96,7 +97,7 @@ def test_cancel_from_another_process_stops_the_run(store_url: str, tmp_path: Pat
     runner = subprocess.Popen(
         [sys.executable, "-m", "adapters.cli", "run", str(plan_file), "--input",
          '{"text": "x"}', "--goal-id", "slow", "--json"],
-        cwd=ROOT, env={**__import__("os").environ, **env}, stdout=subprocess.PIPE,
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -105,7 +106,7 @@ def test_cancel_from_another_process_stops_the_run(store_url: str, tmp_path: Pat
                           store=store_url)
         assert cancelled.code == 1, cancelled.err
         (tmp_path / "release").write_text("go")
-        out, err = runner.communicate(timeout=60)
+        _, err = runner.communicate(timeout=60)
     finally:
         runner.kill()
     assert runner.returncode == 1, err
