@@ -1,0 +1,195 @@
+"""What `audit`, `replay` and what-if replay print for people (their `--json` is the full data)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["print_replay", "print_timeline", "print_what_if"]
+
+
+def _compact(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _observed(entry: dict[str, Any]) -> str:
+    """One line on what an observation says."""
+    kind = entry["kind"]
+    if kind == "Started":
+        origin = f"; forked from {entry['forked_from']} at event {entry['forked_at']}"
+        forked = origin if entry.get("forked_from") else ""
+        return f"plan {entry['plan']!r}, input {_compact(entry['input'])}{forked}"
+    usage = entry.get("usage") or {}
+    spent = f" · {usage['tokens']} tokens ${usage['cost_usd']:g}" if usage else ""
+    took = f" in {entry['duration_ms']:g} ms" if "duration_ms" in entry else ""
+    if kind == "AgentReturned":
+        error = f" (not recordable: {entry['output_error']})" if entry.get("output_error") else ""
+        return f"returned{took}{spent}{error}: {_compact(entry.get('output'))}"
+    if kind == "AgentRaised":
+        return f"raised {entry['error_type']}: {entry['message']}{took}{spent}"
+    if kind == "AgentTimedOut":
+        return f"no result within {entry['timeout_s']:g}s"
+    if kind == "HumanResolved":
+        given = f" {_compact(entry['output'])}" if entry.get("output") is not None else ""
+        return f"{entry['by']}: {entry['action']}{given} — {entry['reason']}"
+    if kind == "CancelRequested":
+        return f"{entry['by']}: cancel — {entry['reason']}"
+    if kind == "RunResumed":
+        return f"a runner took the goal up again (concurrency {entry['concurrency']})"
+    return "time passed" if kind == "ClockTicked" else ""
+
+
+def _decided(entry: dict[str, Any]) -> str:
+    why = escape(entry.get("reason") or "")
+    policy = entry.get("policy")
+    if policy:
+        settings = " ".join(f"{k}={v}" for k, v in policy.items())
+        why += f" [dim]\\[{escape(settings)}][/]"
+    return why
+
+
+def print_timeline(audit: dict[str, Any], *, title: str) -> None:
+    """One line per event: observations (▸) and, indented under each, the decisions it caused."""
+    entries = sorted(audit["observations"] + audit["decisions"], key=lambda e: e["seq"])
+    console = Console(highlight=False)
+    if not entries:
+        console.print(f"[bold]{escape(title)}[/]: nothing recorded")
+        return
+    start = datetime.fromisoformat(audit["started_at"] or entries[0]["at"])
+    console.print(f"[bold]{escape(title)}[/] · started {start.isoformat(sep=' ')}")
+    for entry in entries:
+        offset = (datetime.fromisoformat(entry["at"]) - start).total_seconds()
+        observation = "caused" in entry
+        subject = " ".join(
+            part
+            for part in (
+                entry.get("task") or "",
+                "" if entry.get("attempt") is None else f"#{entry['attempt']}",
+            )
+            if part
+        )
+        head = f"{entry['seq']:>4} {f'+{offset:.3f}s':>10}  "
+        if observation:
+            line = f"[bold cyan]▸ {entry['kind']}[/]" + (f" {escape(subject)}" if subject else "")
+            line += f" · {escape(_observed(entry))}" if _observed(entry) else ""
+        else:
+            style = _KIND_STYLE.get(entry["kind"], "")
+            kind = f"[{style}]{entry['kind']}[/]" if style else entry["kind"]
+            line = f"    {kind}" + (f" {escape(subject)}" if subject else "")
+            line += f" · [magenta]{escape(entry.get('rule') or '')}[/]"
+            line += f" · {_decided(entry)}"
+        console.print(head + line)
+
+
+_KIND_STYLE = {
+    "OutputAccepted": "green",
+    "GoalCompleted": "bold green",
+    "OutputRejected": "yellow",
+    "InputRejected": "yellow",
+    "RetryScheduled": "yellow",
+    "TaskEscalated": "bold yellow",
+    "GoalSuspended": "bold yellow",
+    "BudgetExhausted": "red",
+    "TaskFailed": "red",
+    "GoalFailed": "bold red",
+    "TaskCancelled": "red",
+    "GoalCancelled": "bold red",
+    "TaskAbandoned": "magenta",
+    "TaskSkipped": "dim",
+}
+
+
+def _fields_table(
+    recorded: dict[str, Any] | None, replayed: dict[str, Any] | None, fields: list[str]
+) -> Table:
+    table = Table("field", "recorded", "replayed (today's code)", show_lines=True)
+    keys = fields or sorted(
+        (set(recorded or {}) | set(replayed or {})) - {"seq"},
+        key=lambda k: (k != "kind", k),
+    )
+    for key in keys:
+        mine = "—" if recorded is None else _compact(recorded.get(key, "—"), 200)
+        theirs = "—" if replayed is None else _compact(replayed.get(key, "—"), 200)
+        table.add_row(key, escape(mine), escape(theirs))
+    return table
+
+
+def _state_line(state: dict[str, Any]) -> str:
+    tasks = ", ".join(f"{tid} {t['status']} ({t['attempts']})" for tid, t in state["tasks"].items())
+    used = state["used"]
+    return (
+        f"{state['status']} · {tasks} · used {used['attempts']} attempts, "
+        f"{used['tokens']} tokens, ${used['cost_usd']:g}"
+    )
+
+
+def print_replay(result: dict[str, Any], *, source: str, mode: str) -> None:
+    console = Console()
+    inherited = f", {result['inherited']} inherited from the parent" if result["inherited"] else ""
+    if result["ok"]:
+        console.print(
+            f"[green]{mode} of {escape(source)}: ok[/] — {result['events']} events, "
+            f"{result['decisions']} decisions re-decided identically{inherited}"
+        )
+    else:
+        divergence = result["divergence"]
+        recorded, replayed = divergence["recorded"], divergence["replayed"]
+        what = (recorded or replayed or {}).get("kind", "event")
+        console.print(
+            f"[red]{mode} of {escape(source)}: diverged at event "
+            f"{divergence['seq']}[/] ({what}) after {result['decisions']} equal "
+            f"decisions{inherited}"
+        )
+        if recorded is None:
+            console.print("  the recording ends here; today's code decides more:")
+        elif replayed is None:
+            console.print("  today's code decides nothing here; the recording has a decision:")
+        console.print(_fields_table(recorded, replayed, divergence["fields"]))
+    console.print(f"state after event {result['events']}: {escape(_state_line(result['state']))}")
+
+
+def _decision_lines(decisions: list[dict[str, Any]]) -> str:
+    if not decisions:
+        return "(nothing)"
+    return "\n".join(
+        f"{d['kind']} {d.get('task') or ''} [{d.get('rule')}] {d.get('reason')}" for d in decisions
+    )
+
+
+def print_what_if(result: dict[str, Any], *, source: str, plan: str) -> None:
+    console = Console()
+    if result["ok"]:
+        console.print(
+            f"[green]what-if {escape(plan)} on {escape(source)}: the same decisions[/] "
+            f"through event {result['events']}"
+        )
+    else:
+        console.print(
+            f"[yellow]what-if {escape(plan)} on {escape(source)}: "
+            f"{len(result['differences'])} points decide differently[/]"
+        )
+    for diff in result["differences"]:
+        obs = diff["observation"]
+        table = Table(
+            "recorded",
+            f"under {plan}",
+            show_lines=True,
+            title=f"after event {diff['seq']}: {obs['kind']} {obs.get('task') or ''}",
+            title_justify="left",
+        )
+        table.add_row(
+            escape(_decision_lines(diff["recorded"])), escape(_decision_lines(diff["whatif"]))
+        )
+        console.print(table)
+    if result["stopped"]:
+        console.print(
+            f"stopped at event {result['stopped']['seq']}: {escape(result['stopped']['reason'])}"
+        )
+    console.print(f"recorded: {escape(_state_line(result['recorded_state']))}")
+    console.print(f"what-if:  {escape(_state_line(result['state']))}")

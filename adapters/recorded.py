@@ -1,0 +1,214 @@
+"""Re-execution replay: the whole pipeline again, with every agent replaced by its recording.
+
+`RecordedAgents` is the test double: it answers each (task, attempt) with what that attempt
+returned or raised when it ran. `reexecute` starts the goal afresh from its recorded `Started`
+(re-validating the goal input), settles with today's `decide`, builds each dispatched attempt's
+input from its bindings, calls the double, turns the result into an observation the way the
+runner's call pool does (`to_recordable`: JSON, usage, size cap), re-validates a human's output
+against today's contract, and checks that every event of the new stream equals the recorded one.
+Timings (clock readings, durations, timeouts) are taken from the recording: they are observations,
+not computations.
+
+It catches what plain replay cannot: changes in goal-input validation, output recording and
+usage extraction, plan serialisation and lifecycle checks (`Goal.record`), not only in `decide`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from adapters.calls import DEFAULT_MAX_OUTPUT_BYTES, to_recordable
+from adapters.loading import LoadedPlan
+from domain.contracts import build_input
+from domain.decide import settle
+from domain.goal import Goal, GoalEvent
+from domain.history import (
+    collect,
+    copy_events,
+    is_observation,
+    kind_of,
+    payload,
+    started_event,
+    to_json,
+)
+from domain.replay import Divergence, ReplayResult, compare_events
+
+__all__ = ["NotRecorded", "RecordedAgents", "reexecute"]
+
+_OUTCOMES = ("AgentReturned", "AgentRaised")
+
+
+class NotRecorded(LookupError):
+    """The double was asked for an attempt the recording has no outcome for."""
+
+
+class RecordedAgents:
+    """A recorded-output agent double: each attempt gets back exactly what it produced."""
+
+    def __init__(self, events: Sequence[GoalEvent]) -> None:
+        self._outcomes: dict[tuple[str, int], deque[GoalEvent]] = defaultdict(deque)
+        for event in events:
+            if kind_of(event) in _OUTCOMES:
+                key = (getattr(event, "task"), getattr(event, "attempt"))  # noqa: B009
+                self._outcomes[key].append(event)
+
+    def call(
+        self, task: str, attempt: int, agent_input: BaseModel, idempotency_key: str | None = None
+    ) -> Any:
+        """What the agent returned for this attempt, or raise what it raised."""
+        queue = self._outcomes.get((task, attempt))
+        if not queue:
+            raise NotRecorded(f"no recorded outcome for task {task!r} attempt {attempt}")
+        event = queue.popleft()
+        fields = payload(event, timestamp=False)
+        if kind_of(event) == "AgentRaised":
+            raise _recorded_exception(fields["error_type"], fields["message"])
+        output, usage = fields["output"], fields.get("usage")
+        reported_inline = isinstance(output, dict) and isinstance(output.get("usage"), dict)
+        if usage is not None and not reported_inline:
+            return output, usage  # the agent reported usage as a returned pair
+        return output
+
+    def agent(self, task: str, attempt: int) -> Any:
+        """A plain agent callable for one attempt, for tests that call agents directly."""
+
+        def recorded(agent_input: BaseModel, *, idempotency_key: str | None = None) -> Any:
+            return self.call(task, attempt, agent_input, idempotency_key)
+
+        return recorded
+
+
+def _recorded_exception(error_type: str, message: str) -> Exception:
+    # The recording keeps the class name only; a class of that name reproduces `error_type`.
+    cls: type[Exception] = type(error_type, (Exception,), {})
+    return cls(message)
+
+
+class _Reexecution:
+    def __init__(self, events: Sequence[GoalEvent], loaded: LoadedPlan, max_bytes: int) -> None:
+        self.events = events
+        self.loaded = loaded
+        self.max_bytes = max_bytes
+        self.agents = RecordedAgents(events)
+        self.position = 0
+        self.decisions = 0
+
+    def check(self, goal: Goal) -> Divergence | None:
+        """Compare the events the new run just produced with the recording, in order."""
+        for new in collect(goal):
+            if self.position >= len(self.events):
+                return Divergence(new.originator_version, None, to_json(new))
+            divergence = compare_events(self.events[self.position], new)
+            if divergence is not None:
+                return divergence
+            self.decisions += 0 if is_observation(new) else 1
+            self.position += 1
+        return None
+
+    def observation(self, goal: Goal, recorded: GoalEvent) -> dict[str, Any]:
+        """The observation the pipeline makes today where `recorded` was made then."""
+        fields = payload(recorded, timestamp=False)
+        kind = kind_of(recorded)
+        if kind in _OUTCOMES and fields.get("output_error") is None:
+            fields = self._call(goal, fields)
+        elif kind == "AgentTimedOut":
+            spec = self.loaded.plan.task_map[fields["task"]]
+            fields["timeout_s"] = self.loaded.plan.timeout_for(spec) or 0.0
+        elif kind == "HumanResolved" and fields["action"] == "output":
+            spec = self.loaded.plan.task_map[fields["task"]]
+            model = self.loaded.contracts[spec.agent].output_model
+            fields["output"] = model.model_validate(fields["output"]).model_dump(mode="json")
+        return fields
+
+    def _call(self, goal: Goal, recorded: dict[str, Any]) -> dict[str, Any]:
+        task_id, attempt = recorded["task"], recorded["attempt"]
+        spec = self.loaded.plan.task_map[task_id]
+        contract = self.loaded.contracts[spec.agent]
+        agent_input, errors = build_input(goal.state, spec, contract)
+        if agent_input is None:
+            raise ValueError(f"task {task_id}: input no longer builds: {errors}")
+        key = goal.state.tasks[task_id].idempotency_key if contract.takes_idempotency_key else None
+        fields: dict[str, Any] = {"task": task_id, "attempt": attempt}
+        try:
+            result = self.agents.call(task_id, attempt, agent_input, key)
+        except NotRecorded:
+            raise
+        except Exception as exc:  # the recorded raise, recorded again as the call pool does
+            fields |= {
+                "error_type": type(exc).__name__,
+                "message": " ".join(str(exc).split())[:500],
+            }
+        else:
+            output, usage, error = to_recordable(result, max_bytes=self.max_bytes)
+            fields["output"] = output
+            if usage is not None:
+                fields["usage"] = usage
+            if error is not None:
+                fields["output_error"] = error
+        fields["duration_ms"] = recorded["duration_ms"]
+        return fields
+
+
+def reexecute(
+    events: Sequence[GoalEvent],
+    loaded: LoadedPlan,
+    *,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+) -> ReplayResult:
+    """Run the recorded goal again with recorded agents; the first event that differs, if any."""
+    started = started_event(events)
+    run = _Reexecution(events, loaded, max_output_bytes)
+    inherited = started.forked_at or 0
+    goal: Goal | None = None
+    divergence: Divergence | None = None
+    try:
+        goal = Goal.start(
+            goal_id=started.originator_id,
+            plan=loaded.plan,
+            goal_input=loaded.validate_input(started.input),
+            concurrency=started.concurrency,
+            at=started.timestamp,
+            forked_from=started.forked_from,
+            forked_at=started.forked_at,
+        )
+        if inherited:
+            copy_events(goal, events[1:inherited])  # the parent's history, as `fork` copied it
+        else:
+            settle(goal, loaded.contracts)
+        divergence = run.check(goal)
+        while divergence is None and run.position < len(events):
+            recorded = events[run.position]
+            if not is_observation(recorded):
+                divergence = Divergence(recorded.originator_version, to_json(recorded), None)
+                break
+            fields = run.observation(goal, recorded)
+            goal.observe(kind_of(recorded), at=recorded.timestamp, **fields)
+            settle(goal, loaded.contracts)
+            divergence = run.check(goal)
+    except Exception as exc:  # today's pipeline fails where it once worked: that is the finding
+        seq = run.position + 1
+        recorded_json = to_json(events[run.position]) if run.position < len(events) else None
+        detail = " ".join(str(exc).split())
+        divergence = Divergence(seq, recorded_json, {"error": f"{type(exc).__name__}: {detail}"})
+    if goal is None:
+        goal = _fold(events[:1])
+    return ReplayResult(
+        goal_id=started.originator_id,
+        events=run.position,
+        decisions=run.decisions,
+        inherited=inherited,
+        divergence=divergence,
+        state=goal.state,
+    )
+
+
+def _fold(events: Sequence[GoalEvent]) -> Goal:
+    goal: Any = None
+    for event in events:
+        goal = event.mutate(goal)
+    assert isinstance(goal, Goal)
+    return goal

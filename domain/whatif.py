@@ -1,0 +1,183 @@
+"""What-if replay: re-decide a recorded history under a changed plan (retry, budget, thresholds).
+
+The recorded observations are fed, in order, to a goal started with the changed plan; after each
+one, `settle` decides under the new policies and the decisions are set beside the recorded ones.
+This holds only while the recorded observations still apply: an agent's outcome applies when the
+changed run has that same attempt in flight (or, like the recording, ignores it as late); a
+human's resolution when the task is escalated there too. At the first observation that does not
+apply, or when the changed run dispatches an attempt the recording never saw, the comparison
+stops and says why: the recording cannot tell what would have happened next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from domain.contracts import Contracts
+from domain.decide import settle
+from domain.goal import Goal, GoalEvent
+from domain.history import (
+    collect,
+    is_observation,
+    kind_of,
+    payload,
+    started_event,
+    state_summary,
+    to_json,
+)
+from domain.lifecycle import GOAL_FINAL
+from domain.plan import Plan
+from domain.state import GoalState
+
+__all__ = ["Difference", "WhatIfResult", "what_if"]
+
+_OUTCOMES = ("AgentReturned", "AgentRaised", "AgentTimedOut")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """After observation `seq`, the recorded decisions and those the changed plan makes."""
+
+    seq: int
+    observation: dict[str, Any]
+    recorded: list[dict[str, Any]]
+    whatif: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class WhatIfResult:
+    goal_id: str
+    events: int  # recorded events whose observations were applied, with their decisions
+    differences: list[Difference]
+    stopped: dict[str, Any] | None  # {"seq", "reason"}: where the recording stops applying
+    state: GoalState  # the changed run's state at that point
+    recorded_state: GoalState  # the recorded run's state at the same point
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "goal_id": self.goal_id,
+            "ok": self.ok,
+            "events": self.events,
+            "differences": [vars(d) for d in self.differences],
+            "stopped": self.stopped,
+            "state": state_summary(self.state),
+            "recorded_state": state_summary(self.recorded_state),
+        }
+
+
+def _segments(events: Sequence[GoalEvent]) -> list[tuple[GoalEvent, list[GoalEvent]]]:
+    """Each observation with the recorded decisions that followed it."""
+    segments: list[tuple[GoalEvent, list[GoalEvent]]] = []
+    for event in events:
+        if is_observation(event) or not segments:
+            segments.append((event, []))
+        else:
+            segments[-1][1].append(event)
+    return segments
+
+
+def _inapplicable(changed: GoalState, recorded: GoalState, event: GoalEvent) -> str | None:
+    """Why this recorded observation cannot be fed to the changed run, or None if it can."""
+    kind = kind_of(event)
+    if changed.status in GOAL_FINAL:
+        return f"under the changed plan the goal had already ended ({changed.status})"
+    task_id = getattr(event, "task", None)
+    if task_id is None:
+        return None
+    ours, theirs = changed.tasks[task_id], recorded.tasks[task_id]
+    if kind in _OUTCOMES:
+        attempt = getattr(event, "attempt")  # noqa: B009
+        was_awaited = theirs.status == "running" and theirs.in_flight == attempt
+        is_awaited = ours.status == "running" and ours.in_flight == attempt
+        if was_awaited and not is_awaited:
+            return (
+                f"{kind} of {task_id!r} attempt {attempt} does not apply: under the changed "
+                f"plan that task is {ours.status} (attempt {ours.attempts})"
+            )
+    if kind == "HumanResolved" and ours.status != "escalated":
+        return (
+            f"a human resolved {task_id!r}, which under the changed plan is {ours.status}, "
+            "not escalated"
+        )
+    return None
+
+
+def _unobserved(
+    changed: GoalState, recorded: GoalState, outcomes: set[tuple[str, int]]
+) -> str | None:
+    """An attempt in flight under the changed plan that the recording has no outcome for."""
+    for task in changed.tasks.values():
+        if task.status == "running" and task.in_flight is not None:
+            also_recorded = recorded.tasks[task.id].in_flight == task.in_flight
+            if (task.id, task.in_flight) not in outcomes and not also_recorded:
+                return (
+                    f"the changed plan dispatches {task.id!r} attempt {task.in_flight}, "
+                    "which the recording never ran"
+                )
+    return None
+
+
+def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> WhatIfResult:
+    """Feed the recorded observations to a goal under `plan`; where its decisions differ."""
+    started = started_event(events)
+    outcomes = {
+        (getattr(e, "task"), getattr(e, "attempt"))  # noqa: B009
+        for e in events
+        if kind_of(e) in _OUTCOMES
+    }
+    changed = Goal.start(
+        goal_id=started.originator_id,
+        plan=plan,
+        goal_input=started.input,
+        concurrency=started.concurrency,
+        at=started.timestamp,
+    )
+    collect(changed)  # the changed run's own Started: not compared, its plan differs on purpose
+    recorded: Goal | None = None
+    differences: list[Difference] = []
+    stopped: dict[str, Any] | None = None
+    applied = 0
+    for observation, decisions in _segments(events):
+        if recorded is not None:
+            why = _inapplicable(changed.state, recorded.state, observation)
+            if why is not None:
+                stopped = {"seq": observation.originator_version, "reason": why}
+                break
+            fields = payload(observation, timestamp=False)
+            changed.observe(kind_of(observation), at=observation.timestamp, **fields)
+        settle(changed, contracts)
+        ours = [e for e in collect(changed) if not is_observation(e)]
+        for event in (observation, *decisions):
+            recorded = cast(Goal, event.mutate(recorded))
+        if [(kind_of(a), payload(a)) for a in ours] != [
+            (kind_of(b), payload(b)) for b in decisions
+        ]:
+            differences.append(
+                Difference(
+                    seq=observation.originator_version,
+                    observation=to_json(observation),
+                    recorded=[to_json(e) for e in decisions],
+                    whatif=[to_json(e) for e in ours],
+                )
+            )
+        applied = observation.originator_version + len(decisions)
+        assert recorded is not None
+        why = _unobserved(changed.state, recorded.state, outcomes)
+        if why is not None:
+            stopped = {"seq": applied, "reason": why}
+            break
+    assert recorded is not None
+    return WhatIfResult(
+        goal_id=started.originator_id,
+        events=applied,
+        differences=differences,
+        stopped=stopped,
+        state=changed.state,
+        recorded_state=recorded.state,
+    )
