@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["AgentCall", "CallPool", "Completion", "to_recordable"]
+from adapters.settings import DEFAULT_MAX_OUTPUT_BYTES
 
-DEFAULT_MAX_OUTPUT_BYTES = 1_000_000
+__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "AgentCall", "CallPool", "Completion", "to_recordable"]
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("baton: interrupted; `baton resume GOAL` continues from the events", file=sys.stderr)
         return 130
     except Exception as exc:
-        if os.environ.get("BATON_DEBUG"):
+        if os.environ.get("BATON_DEBUG"):  # read directly: settings themselves may be broken
             raise
         detail = " ".join(str(exc).split())
         print(

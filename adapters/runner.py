@@ -13,14 +13,15 @@ import queue
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from adapters.calls import DEFAULT_MAX_OUTPUT_BYTES, AgentCall, CallPool, Completion
+from adapters.calls import AgentCall, CallPool, Completion
 from adapters.loading import LoadedPlan
+from adapters.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from adapters.store import BatonStore
 from domain.contracts import build_input
 from domain.decide import settle
@@ -55,7 +56,17 @@ class Runner:
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     # Fault injection for crash tests: SIGKILL this process once a save brings the goal's
     # event count to this number or beyond (BATON_CRASH_AT_EVENT).
-    crash_at_event: int | None = field(default_factory=lambda: _env_int("BATON_CRASH_AT_EVENT"))
+    crash_at_event: int | None = None
+
+    @classmethod
+    def from_settings(cls, *, store: BatonStore, loaded: LoadedPlan) -> Runner:
+        current = settings()
+        return cls(
+            store=store,
+            loaded=loaded,
+            max_output_bytes=current.max_output_bytes,
+            crash_at_event=current.crash_at_event,
+        )
 
     def start(self, goal: Goal) -> Goal:
         """Settle and save a new goal's first decisions, then drive it."""
@@ -211,7 +222,3 @@ class Runner:
         if self.crash_at_event is not None and goal.version >= self.crash_at_event:
             os.kill(os.getpid(), signal.SIGKILL)
 
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None

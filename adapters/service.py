@@ -52,7 +52,7 @@ def start_goal(
     goal_id = goal_id or new_goal_id()
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
-    runner = runner or Runner(store=store, loaded=loaded)
+    runner = runner or Runner.from_settings(store=store, loaded=loaded)
     goal = Goal.start(
         goal_id=goal_id,
         plan=loaded.plan,
@@ -75,7 +75,7 @@ def resume_goal(
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         return goal
-    runner = runner or Runner(store=store, loaded=load_goal_plan(goal))
+    runner = runner or Runner.from_settings(store=store, loaded=load_goal_plan(goal))
     return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
 
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from adapters.settings import DEFAULT_STORE, settings
 from domain.errors import BatonError
 from domain.goal import Goal, GoalEvent
 
@@ -29,8 +30,6 @@ __all__ = [
     "open_store",
     "store_env",
 ]
-
-DEFAULT_STORE = "sqlite:///baton.db"
 
 
 class StoreError(BatonError):
@@ -161,4 +160,4 @@ class BatonStore:
 
 def open_store(url: str | None = None) -> BatonStore:
     """Open the store at `url`, else $BATON_STORE, else sqlite:///baton.db."""
-    return BatonStore(url=url or os.environ.get("BATON_STORE") or DEFAULT_STORE)
+    return BatonStore(url=url or settings().store)

@@ -155,3 +155,11 @@ def test_an_always_failing_agent_stops_exactly_at_the_attempt_budget(store: Bato
     goal = run(store, data, {"text": "hi"})
     assert agents.CALLS["always_fails"] == 7
     assert goal.state.status == "failed" and "attempts budget exhausted" in goal.state.reason
+
+
+def test_the_output_cap_is_configurable(store: BatonStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_MAX_OUTPUT_BYTES", "10")
+    goal = run(store, plan(task("a", "upper", input={"text": "$goal.text"},
+                                retry={"max_attempts": 1})), {"text": "a longer text"})
+    assert goal.state.status == "failed"
+    assert "over the 10-byte cap" in goal.state.tasks["a"].last_error

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from adapters.settings import settings
 from adapters.store import BatonStore, open_store
 from domain.errors import BatonError
 from domain.goal import Goal
@@ -51,6 +51,6 @@ def who(args: argparse.Namespace) -> str:
     if getattr(args, "by", None):
         return str(args.by)
     try:
-        return os.environ.get("BATON_USER") or getpass.getuser()
+        return settings().user or getpass.getuser()
     except Exception:  # no user database in some containers
         return "unknown"

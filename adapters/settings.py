@@ -1,0 +1,60 @@
+"""Every environment setting Baton reads, read in this one place and only when asked.
+
+| variable | meaning |
+| --- | --- |
+| `BATON_STORE` | the store URL when `--store` is not given (default `sqlite:///baton.db`) |
+| `BATON_MAX_OUTPUT_BYTES` | the largest agent output recorded, as JSON (default 1,000,000) |
+| `BATON_USER` | who `resolve` and `cancel` record when `--by` is not given (default: $USER) |
+| `BATON_DEBUG` | show the traceback of an internal error |
+| `BATON_CRASH_AT_EVENT` | fault injection for crash tests: SIGKILL the runner once a save |
+|  | brings the goal to this many events |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from domain.errors import BatonError
+
+__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "DEFAULT_STORE", "Settings", "settings"]
+
+DEFAULT_STORE = "sqlite:///baton.db"
+DEFAULT_MAX_OUTPUT_BYTES = 1_000_000
+
+
+class SettingError(BatonError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: str = DEFAULT_STORE
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    user: str | None = None
+    debug: bool = False
+    crash_at_event: int | None = None
+
+
+def _int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r}: expected a whole number") from None
+    if number < 1:
+        raise SettingError(f"{name}={value!r}: expected a number of at least 1")
+    return number
+
+
+def settings() -> Settings:
+    """The settings from the environment as it is now."""
+    return Settings(
+        store=os.environ.get("BATON_STORE") or DEFAULT_STORE,
+        max_output_bytes=_int("BATON_MAX_OUTPUT_BYTES") or DEFAULT_MAX_OUTPUT_BYTES,
+        user=os.environ.get("BATON_USER") or None,
+        debug=bool(os.environ.get("BATON_DEBUG")),
+        crash_at_event=_int("BATON_CRASH_AT_EVENT"),
+    )
