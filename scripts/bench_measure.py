@@ -1,0 +1,204 @@
+"""Timing one workload on one store: Baton through its real path, and the raw floor beside it.
+
+Both sides get one untimed warm-up, then `runs` timed runs; the figure is the median.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from adapters.loading import prepare_plan
+from adapters.runner import DEFAULT_CONCURRENCY
+from adapters.service import start_goal
+from adapters.store import BatonStore, open_store
+from scripts.bench_agents import PAYLOAD
+from scripts.bench_history import (
+    history_plan,
+    insert_history,
+    projection_floor,
+    projection_runner,
+    read_floor,
+    replay_runner,
+    reset_projection_floor,
+    simulate,
+)
+from scripts.bench_stores import Target, goal_footprint
+from scripts.bench_workloads import FloorWriter, Workload
+
+__all__ = ["History", "measure_goals", "measure_projection", "measure_replay", "timed"]
+
+
+def timed(
+    run: Callable[[], Any], *, runs: int, setup: Callable[[], Any] | None = None
+) -> list[float]:
+    """Wall seconds of `runs` calls after one warm-up; `setup` runs untimed before each."""
+    samples = []
+    for index in range(runs + 1):
+        if setup is not None:
+            setup()
+        started = time.perf_counter()
+        run()
+        elapsed = time.perf_counter() - started
+        if index:  # the first call is the warm-up
+            samples.append(elapsed)
+    return samples
+
+
+def _summary(samples: list[float], per: int, floor: list[float]) -> dict[str, Any]:
+    per_task = statistics.median(samples) * 1000 / per
+    floor_per_task = statistics.median(floor) * 1000 / per
+    return {
+        "per_task_ms": round(per_task, 4),
+        "floor_per_task_ms": round(floor_per_task, 4),
+        "ratio": round(per_task / floor_per_task, 2),
+        "median_ms": round(statistics.median(samples) * 1000, 2),
+        "min_ms": round(min(samples) * 1000, 2),
+        "max_ms": round(max(samples) * 1000, 2),
+        "runs": len(samples),
+    }
+
+
+def measure_goals(
+    target: Target, workload: Workload, *, runs: int, concurrency: int = DEFAULT_CONCURRENCY
+) -> dict[str, Any]:
+    """Median wall time per goal through `start_goal`, against the floor on the same store."""
+    loaded = prepare_plan(workload.plan(), source=f"bench {workload.name} plan")
+    store = open_store(target.url)
+    goal_ids: list[str] = []
+    try:
+
+        def run_goal() -> None:
+            goal = start_goal(store, loaded, {"payload": PAYLOAD}, concurrency=concurrency)
+            if goal.state.status != "completed":
+                raise RuntimeError(f"{workload.name}: goal ended {goal.state.status}")
+            goal_ids.append(goal.id)
+
+        samples = timed(run_goal, runs=runs)
+        rows, size = goal_footprint(store, goal_ids[-1])
+    finally:
+        store.close()
+    conn = target.connect()
+    try:
+        writer = FloorWriter(conn, postgres=target.pg_schema is not None)
+        floor = timed(lambda: workload.floor(writer), runs=runs)
+    finally:
+        conn.close()
+    return {
+        **_summary(samples, workload.tasks, floor),
+        "events_per_task": round(rows / workload.tasks, 2),
+        "bytes_per_task": round(size / workload.tasks),
+        "tasks": workload.tasks,
+        "concurrency": concurrency,
+    }
+
+
+class History:
+    """The long histories, recorded once per benchmark run and written into each store."""
+
+    def __init__(self, *, replay_tasks: int, replay_attempts: int, projection_goals: int) -> None:
+        self.replay_tasks = replay_tasks
+        self.projection_tasks = projection_goals * 50
+        self.replay_plan = history_plan(replay_tasks, replay_attempts)
+        self.replay_events = simulate(
+            self.replay_plan, "bench-replay", failures=replay_attempts - 1
+        )
+        chain = history_plan(50, 1)
+        self.projection_events = [
+            simulate(chain, f"bench-projection-{index:04d}", failures=0)
+            for index in range(projection_goals)
+        ]
+
+    def load(self, store: BatonStore, *, replay: bool) -> int:
+        """Write the replay goal, or the projection goals; returns how many events."""
+        if replay:
+            insert_history(store, self.replay_events)
+            return len(self.replay_events)
+        for events in self.projection_events:
+            insert_history(store, events)
+        return sum(len(events) for events in self.projection_events)
+
+
+def measure_replay(target: Target, history: History, *, runs: int) -> dict[str, Any]:
+    """Replay-verify the 10,000-event goal (and `--at` its middle); floor: read and decode."""
+    store = open_store(target.url)
+    try:
+        events = history.load(store, replay=True)
+        full, middle, method = replay_runner(
+            store, history.replay_plan, "bench-replay", events // 2
+        )
+        samples = timed(full, runs=runs)
+        at_samples = timed(middle, runs=runs)
+        _, size = goal_footprint(store, "bench-replay")
+    finally:
+        store.close()
+    conn = target.connect()
+    try:
+        postgres = target.pg_schema is not None
+        floor = timed(
+            lambda: read_floor(conn, postgres=postgres, goal_id="bench-replay"), runs=runs
+        )
+    finally:
+        conn.close()
+    return {
+        **_summary(samples, events, floor),
+        "unit": "event",
+        "events": events,
+        "events_per_task": round(events / history.replay_tasks, 2),
+        "bytes_per_task": round(size / history.replay_tasks),
+        "at": events // 2,
+        "at_ms": round(statistics.median(at_samples) * 1000, 2),
+        "method": method,
+        "under_1s": statistics.median(samples) < 1.0,
+    }
+
+
+def measure_projection(target: Target, history: History, *, runs: int) -> dict[str, Any]:
+    """Project every event of many goals into the read models; floor: one view, paged."""
+    store = open_store(target.url)
+    try:
+        events = history.load(store, replay=False)
+        size = sum(
+            goal_footprint(store, goal[0].originator_id)[1] for goal in history.projection_events
+        )
+        run, method = projection_runner(store)
+        samples = timed(run, runs=runs) if run is not None else None
+    finally:
+        store.close()
+    conn = target.connect()
+    postgres = target.pg_schema is not None
+    try:
+        floor = timed(
+            lambda: projection_floor(conn, postgres=postgres),
+            runs=runs,
+            setup=lambda: reset_projection_floor(conn),
+        )
+    finally:
+        conn.close()
+    written = {
+        "events": events,
+        "events_per_task": round(events / history.projection_tasks, 2),
+        "bytes_per_task": round(size / history.projection_tasks),
+    }
+    if samples is None:
+        floor_per = statistics.median(floor) * 1000 / events
+        return {
+            "per_task_ms": None,
+            "floor_per_task_ms": round(floor_per, 4),
+            "ratio": None,
+            "unit": "event",
+            **written,
+            "method": method,
+            "floor_events_per_s": round(1000 / floor_per),
+        }
+    per_event = statistics.median(samples) / events
+    return {
+        **_summary(samples, events, floor),
+        "unit": "event",
+        **written,
+        "method": method,
+        "floor_events_per_s": round(events / statistics.median(floor)),
+        "events_per_s": round(1 / per_event),
+    }
