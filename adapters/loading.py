@@ -24,6 +24,8 @@ from domain.contract_check import check_contracts
 from domain.contracts import AgentContract, validation_errors
 from domain.errors import GoalInputError, PlanError, PlanIssue
 from domain.plan import Plan, parse_plan
+from domain.references import GOAL
+from domain.secrets import redact_source
 
 __all__ = ["LoadedPlan", "import_object", "inspect_agent", "load_plan_file", "prepare_plan"]
 
@@ -44,9 +46,10 @@ class LoadedPlan:
         if self.input_model is None:
             if not isinstance(data, dict):
                 raise GoalInputError("goal input: expected a JSON object")
-            return data
+            return redact_source(data, GOAL, self.plan, self.contracts)
         try:
-            return self.input_model.model_validate(data).model_dump(mode="json")
+            validated = self.input_model.model_validate(data).model_dump(mode="json")
+            return redact_source(validated, GOAL, self.plan, self.contracts)  # never in clear
         except ValidationError as exc:
             errors = "; ".join(validation_errors(exc, limit=5))
             raise GoalInputError(

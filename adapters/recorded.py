@@ -36,6 +36,7 @@ from domain.history import (
     to_json,
 )
 from domain.replay import Divergence, ReplayResult, compare_events
+from domain.secrets import redact_output
 
 __all__ = ["NotRecorded", "RecordedAgents", "reexecute"]
 
@@ -144,7 +145,8 @@ class _Reexecution:
             }
         else:
             output, usage, error = to_recordable(result, max_bytes=self.max_bytes)
-            fields["output"] = output
+            plan, contracts = self.loaded.plan, self.loaded.contracts
+            fields["output"] = redact_output(plan, contracts, task_id, output)  # as the runner
             if usage is not None:
                 fields["usage"] = usage
             if error is not None:

@@ -27,6 +27,7 @@ from domain.contracts import build_input
 from domain.decide import settle
 from domain.goal import Goal
 from domain.lifecycle import GOAL_FINAL
+from domain.secrets import redact_output
 
 __all__ = ["DEFAULT_CONCURRENCY", "Clock", "Runner", "utc_now"]
 
@@ -123,7 +124,12 @@ class Runner:
                     }
             return "ClockTicked", {}
         in_flight.pop((completion.task, completion.attempt), None)
-        return completion.kind, completion.fields
+        fields = completion.fields
+        if completion.kind == "AgentReturned":  # a secret-typed field is never stored in clear
+            plan, contracts = self.loaded.plan, self.loaded.contracts
+            fields = {**fields, "output": redact_output(plan, contracts, completion.task,
+                                                        fields["output"])}
+        return completion.kind, fields
 
     def _settle_and_save(
         self, goal: Goal, observation: tuple[str, dict[str, Any]] | None

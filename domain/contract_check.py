@@ -15,6 +15,7 @@ from domain.contracts import Contracts
 from domain.errors import PlanIssue
 from domain.plan import Plan, TaskSpec
 from domain.references import GOAL, Ref
+from domain.secrets import has_secret
 from domain.typecheck import PathError, annotation_at, can_satisfy, describe
 
 __all__ = ["check_contracts"]
@@ -87,6 +88,10 @@ def _check_binding(
                 )
             ]
         return []
+    if isinstance(binding, str | bytes | int | float) and has_secret(target):
+        message = ("a literal for a secret field would be stored in clear in the goal's events; "
+                   "pass it in the goal input or in the agent's environment")
+        return [PlanIssue(where, message)]
     issues: list[PlanIssue] = []
     # Literal containers may hold references: check those paths exist (types are unknown here).
     if isinstance(binding, dict):
