@@ -37,8 +37,10 @@ __all__ = [
     "VERSION",
     "RunFile",
     "RunFileError",
+    "chain_digest",
     "import_run",
     "read_run",
+    "run_lines",
     "write_run",
 ]
 
@@ -74,7 +76,8 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _chain(previous: str, line: dict[str, Any]) -> str:
+def chain_digest(previous: str, line: dict[str, Any]) -> str:
+    """A line's digest: SHA-256 over the previous line's digest and this line's canonical JSON."""
     text = previous + "\n" + _canonical({k: v for k, v in line.items() if k != "digest"})
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
@@ -92,7 +95,7 @@ def run_lines(events: Sequence[GoalEvent]) -> Iterable[dict[str, Any]]:
         "forked_from": started.forked_from,
         "events": len(events),
     }
-    header["digest"] = previous = _chain("", header)
+    header["digest"] = previous = chain_digest("", header)
     yield header
     for event in events:
         line: dict[str, Any] = {
@@ -100,13 +103,15 @@ def run_lines(events: Sequence[GoalEvent]) -> Iterable[dict[str, Any]]:
             "topic": _TOPIC_PREFIX + type(event).__name__,
             "payload": json.loads(transcoder.encode(payload(event))),
         }
-        line["digest"] = previous = _chain(previous, line)
+        line["digest"] = previous = chain_digest(previous, line)
         yield line
 
 
 def write_run(events: Sequence[GoalEvent], out: IO[str]) -> None:
+    """Canonical JSON lines (sorted keys): the same history gives the same bytes from any store
+    (PostgreSQL hands payload keys back in its own order)."""
     for line in run_lines(events):
-        out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+        out.write(_canonical(line) + "\n")
 
 
 def read_run(path: str) -> RunFile:
@@ -143,7 +148,7 @@ def _verify(path: str, lines: list[tuple[int, dict[str, Any]]]) -> RunFile:
         )
     previous = ""
     for number, line in lines:
-        expected = _chain(previous, line)
+        expected = chain_digest(previous, line)
         if line.get("digest") != expected:
             raise RunFileError(
                 f"run file {path} line {number}: digest mismatch: the file was edited or is corrupt"

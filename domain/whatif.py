@@ -1,7 +1,8 @@
 """What-if replay: re-decide a recorded history under a changed plan (retry, budget, thresholds).
 
 The recorded observations are fed, in order, to a goal started with the changed plan; after each
-one, `settle` decides under the new policies and the decisions are set beside the recorded ones.
+one, `settle` decides under the new policies and the decisions are set beside the recorded ones
+(compared without `reason` and `policy`, which quote the changed settings themselves).
 This holds only while the recorded observations still apply: an agent's outcome applies when the
 changed run has that same attempt in flight (or, like the recording, ignores it as late); a
 human's resolution when the task is escalated there too. At the first observation that does not
@@ -69,6 +70,15 @@ class WhatIfResult:
             "state": state_summary(self.state),
             "recorded_state": state_summary(self.recorded_state),
         }
+
+
+def _substance(event: GoalEvent) -> tuple[str, dict[str, Any]]:
+    """A decision without its provenance: `reason` and `policy` quote the settings, which the
+    changed plan changes on purpose; a difference worth showing is in what was decided."""
+    fields = payload(event)
+    fields.pop("reason", None)
+    fields.pop("policy", None)
+    return kind_of(event), fields
 
 
 def _segments(events: Sequence[GoalEvent]) -> list[tuple[GoalEvent, list[GoalEvent]]]:
@@ -155,9 +165,7 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
         ours = [e for e in collect(changed) if not is_observation(e)]
         for event in (observation, *decisions):
             recorded = cast(Goal, event.mutate(recorded))
-        if [(kind_of(a), payload(a)) for a in ours] != [
-            (kind_of(b), payload(b)) for b in decisions
-        ]:
+        if [_substance(a) for a in ours] != [_substance(b) for b in decisions]:
             differences.append(
                 Difference(
                     seq=observation.originator_version,

@@ -1,0 +1,88 @@
+"""Record the golden run files again: `python -m tests.golden.regenerate` from the repo root.
+
+Do this only when a change *must* alter decisions (and say so in the commit): the golden tests
+failing is the reminder that recorded histories no longer replay under the new rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from adapters.loading import load_plan_file
+from adapters.runfile import write_run
+from adapters.service import start_goal
+from adapters.store import BatonStore, open_store
+from tests import agents
+from tests.replay_agents import SECRET
+from tests.replay_support import SHAPES
+from tests.support import run
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+CRASH_PLAN = """\
+version: 1
+name: crashy
+agents: {step: 'tests.agents:logged_step', book: 'tests.agents:logged_book'}
+tasks:
+  - {id: a, agent: step, input: {text: $goal.text}}
+  - {id: b, agent: book, side_effects: idempotent, input: {text: $a.text}}
+  - {id: c, agent: step, input: {text: $b.text}}
+"""
+
+
+def _export(store: BatonStore, goal_id: str, name: str) -> None:
+    with (HERE / f"{name}.jsonl").open("w", encoding="utf-8") as out:
+        write_run(list(store.events(goal_id)), out)
+
+
+def _crashed(url: str, workdir: Path) -> None:
+    plan = workdir / "crashy.yaml"
+    plan.write_text(CRASH_PLAN)
+    env = {**os.environ, "BATON_STORE": url, "BATON_TEST_DIR": str(workdir)}
+    cli = [sys.executable, "-m", "adapters.cli"]
+    subprocess.run([*cli, "run", str(plan), "--input", '{"text": "go"}', "--goal-id", "crashed"],
+                   cwd=ROOT, env={**env, "BATON_CRASH_AT_EVENT": "7"}, check=False)
+    subprocess.run([*cli, "resume", "crashed"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/golden.db"
+        store = open_store(url)
+        for name, make in SHAPES.items():
+            agents.CALLS.clear()
+            _export(store, make(store).id, name)
+        travel = load_plan_file(str(ROOT / "examples/travel/plan.yaml"))
+        trip = json.loads((ROOT / "examples/travel/trip.json").read_text())
+        _export(store, start_goal(store, travel, trip, goal_id="travel").id, "travel")
+        secret_plan = {
+            "version": 1, "name": "secrets",
+            "agents": {"login": "tests.replay_agents:login_dict",
+                       "use": "tests.replay_agents:use_session"},
+            "input": "tests.replay_agents:Login",
+            "tasks": [
+                {"id": "login", "agent": "login",
+                 "input": {"user": "$goal.user", "api_key": "$goal.api_key"}},
+                {"id": "use", "agent": "use",
+                 "input": {"user": "$login.user", "token": "$login.token"}},
+            ],
+        }
+        _export(store, run(store, secret_plan, {"user": "ada", "api_key": SECRET},
+                           goal_id="secrets").id, "secrets")
+        store.close()
+        _crashed(url, Path(tmp))
+        store = open_store(url)
+        _export(store, "crashed", "crashed")
+        store.close()
+    print("golden run files written to", HERE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Goals of every shape for the replay tests, and a way to see their states as they ran."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from adapters.loading import prepare_plan
+from adapters.service import cancel_goal, resolve_task, resume_goal
+from adapters.store import BatonStore
+from domain.goal import Goal, GoalEvent
+from domain.history import state_summary
+from domain.replay import ReplayResult, replay
+from tests.support import plan, run, task
+
+
+def contracts_of(events: Any) -> Any:
+    return prepare_plan(events[0].plan).contracts
+
+
+def replayed(store: BatonStore, goal_id: str, **kwargs: Any) -> ReplayResult:
+    events = list(store.events(goal_id))
+    return replay(events, contracts_of(events), **kwargs)
+
+
+def seq_of(events: list[GoalEvent], kind: str, nth: int = 0) -> int:
+    return [e.originator_version for e in events if type(e).__name__ == kind][nth]
+
+
+def completed(store: BatonStore) -> Goal:
+    data = plan(task("a", "upper", input={"text": "$goal.text"}),
+                task("b", "exclaim", input={"text": "$a.text"}),
+                task("c", "join", input={"left": "$a.text", "right": "$b.text"}))
+    return run(store, data, {"text": "hi"}, goal_id="completed")
+
+
+def retried(store: BatonStore) -> Goal:
+    """A first attempt fails; the retry waits out a real (tiny) backoff: a ClockTicked."""
+    data = plan(task("a", "flaky", input={"text": "$goal.text"},
+                     retry={"max_attempts": 3, "backoff_s": 0.02}),
+                task("b", "upper", input={"text": "$a.text"}))
+    return run(store, data, {"text": "retried"}, goal_id="retried")
+
+
+def failed(store: BatonStore) -> Goal:
+    data = plan(task("a", "always_fails", input={"text": "$goal.text"},
+                     retry={"max_attempts": 2, "backoff_s": 0}),
+                task("b", "upper", input={"text": "$a.text"}))
+    return run(store, data, {"text": "x"}, goal_id="failed")
+
+
+def escalated(store: BatonStore) -> Goal:
+    """Escalated twice (a failure, a low confidence), resolved by humans, resumed, completed."""
+    data = plan(
+        task("a", "always_fails", input={"text": "$goal.text"}, on_failure="escalate",
+             retry={"max_attempts": 2, "backoff_s": 0}),
+        task("s", "scored", input={"text": "$goal.score"}, min_confidence=0.7,
+             on_low_confidence="escalate"),
+        task("b", "upper", input={"text": "$a.text"}),
+    )
+    goal = run(store, data, {"text": "x", "score": "low@0.4"}, goal_id="escalated")
+    assert goal.state.status == "waiting"
+    resolve_task(store, goal.id, "a", action="retry", reason="one more go", by="ana")
+    goal = resume_goal(store, goal.id)
+    assert goal.state.status == "waiting"  # failed again, escalated again
+    resolve_task(store, goal.id, "a", action="output", reason="typed by hand", by="ana",
+                 output={"text": "manual"})
+    resolve_task(store, goal.id, "s", action="output", reason="checked", by="bo",
+                 output={"text": "ok", "confidence": 0.9})
+    return resume_goal(store, goal.id)
+
+
+def abandoned_then_cancelled(store: BatonStore) -> Goal:
+    data = plan(
+        task("a", "always_fails", input={"text": "$goal.text"}, on_failure="abandon",
+             retry={"max_attempts": 1}),
+        task("b", "upper", input={"text": "$a.text"}),
+        task("c", "always_fails", input={"text": "$goal.text"}, on_failure="escalate",
+             retry={"max_attempts": 1}),
+    )
+    goal = run(store, data, {"text": "x"}, goal_id="cancelled")
+    assert goal.state.status == "waiting"
+    return cancel_goal(store, goal.id, reason="no longer needed", by="ops")
+
+
+SHAPES = {
+    "completed": completed,
+    "retried": retried,
+    "failed": failed,
+    "escalated": escalated,
+    "cancelled": abandoned_then_cancelled,
+}
+
+
+@contextmanager
+def states_as_they_ran() -> Iterator[dict[tuple[str, int], dict[str, Any]]]:
+    """(goal id, version) -> state summary, taken from the live aggregate after every event."""
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    original = Goal.trigger_event
+
+    def capture(self: Goal, *args: Any, **kwargs: Any) -> None:
+        seen.setdefault((self.id, self.version), state_summary(self.state))  # before: Started
+        original(self, *args, **kwargs)
+        seen[(self.id, self.version)] = state_summary(self.state)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Goal, "trigger_event", capture)
+        yield seen
