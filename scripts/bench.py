@@ -12,6 +12,7 @@ file and a PostgreSQL schema, each beside its raw floor measured in the same run
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import sqlite3
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown += [s for s in stores if s not in ("sqlite", "postgres")]
     if unknown or (args.runs is not None and args.runs < 1):
         print(f"bench: unknown workload or store, or bad --runs: {unknown}", file=sys.stderr)
+        return 2
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        print("bench: --plot needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
         return 2
     result = run(
         quick=args.quick,

@@ -58,14 +58,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     workloads = [w for w in ("chain", "fanout", "retry") if w in result["workloads"]]
     series: dict[str, list[float]] = {}
-    for store in ("sqlite", "postgres"):
+    for store in ("sqlite", "postgres"):  # SQLite systems side by side, then PostgreSQL
         rows = [result["workloads"][w].get(store, {}) for w in workloads]
         if all("per_task_ms" in row for row in rows):
             series[f"Baton ({store})"] = [row["per_task_ms"] for row in rows]
             series[f"raw floor ({store})"] = [row["floor_per_task_ms"] for row in rows]
-    for peer, data in result.get("peers", {}).items():
-        if "error" not in data:
-            series[f"{peer} (sqlite)"] = [data[w]["per_task_ms"] for w in workloads]
+        if store == "sqlite":
+            for peer, data in result.get("peers", {}).items():
+                if "error" not in data:
+                    series[f"{peer} (sqlite)"] = [data[w]["per_task_ms"] for w in workloads]
     fig, ax = plt.subplots(figsize=(9, 4.8))
     width = 0.8 / max(1, len(series))
     for index, (label, values) in enumerate(series.items()):
