@@ -158,7 +158,12 @@ def _decision_lines(decisions: list[dict[str, Any]]) -> str:
     if not decisions:
         return "(nothing)"
     return "\n".join(
-        f"{d['kind']} {d.get('task') or ''} [{d.get('rule')}] {d.get('reason')}" for d in decisions
+        " ".join(
+            str(part)
+            for part in (d["kind"], d.get("task"), f"[{d.get('rule')}]", d.get("reason"))
+            if part
+        )
+        for d in decisions
     )
 
 

@@ -6,7 +6,7 @@ Shared by replay, audit, what-if and the run file. Pure: it only reads events an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from domain.decisions import Decision
@@ -107,33 +107,46 @@ def collect(goal: Goal) -> list[GoalEvent]:
     return cast(list[GoalEvent], list(goal.collect_events()))
 
 
-def fork_goal(events: Sequence[GoalEvent], *, goal_id: str, at: int) -> Goal:
+def fork_goal(
+    events: Sequence[GoalEvent], *, goal_id: str, at: int, now: datetime | None = None
+) -> Goal:
     """A new goal whose history is the first `at` events of `events`, its origin in `Started`.
 
     Events 2..at are recorded again as the same kinds with the same payloads, through the
     aggregate's own `observe`/`record`, so the lifecycle checks run on the copy as well.
+
+    With `now` (when the fork is made), the copied history is re-based to start then: every
+    timestamp and recorded time (a retry's `due_at`) moves by the same amount, so the spacing of
+    the inherited run is kept and a time budget (`deadline_s`) counts the inherited run's time
+    but not the hours between that run and the fork. Recorded texts (reasons) are not rewritten.
     """
     started = started_event(events)
     if not 1 <= at <= len(events):
         raise HistoryError(f"--at {at} is outside 1..{len(events)} (the goal's events)")
+    shift = timedelta(0) if now is None else now - started.timestamp
     goal = Goal.start(
         goal_id=goal_id,
         plan=Plan.model_validate(started.plan),
         goal_input=started.input,
         concurrency=started.concurrency,
-        at=started.timestamp,
+        at=started.timestamp + shift,
         forked_from=started.originator_id,
         forked_at=at,
     )
-    copy_events(goal, events[1:at])
+    copy_events(goal, events[1:at], shift=shift)
     return goal
 
 
-def copy_events(goal: Goal, events: Sequence[GoalEvent]) -> None:
+def copy_events(
+    goal: Goal, events: Sequence[GoalEvent], *, shift: timedelta = timedelta(0)
+) -> None:
     """Record `events` again on `goal`: observations as observed, decisions as decided."""
     for event in events:
-        fields = payload(event, timestamp=False)
+        fields = {
+            key: value + shift if isinstance(value, datetime) else value
+            for key, value in payload(event, timestamp=False).items()
+        }
         if is_observation(event):
-            goal.observe(kind_of(event), at=event.timestamp, **fields)
+            goal.observe(kind_of(event), at=event.timestamp + shift, **fields)
         else:
             goal.record(Decision(kind_of(event), fields))

@@ -98,3 +98,37 @@ def test_fork_cli_prints_the_new_id_and_runs_it(sqlite_url: str, tmp_path: Path)
     assert again.code == 2 and "already exists" in again.err
     beyond = baton("fork", "broken", "--at", "999", store=sqlite_url)
     assert beyond.code == 2 and "outside" in beyond.err and "Traceback" not in beyond.err
+
+
+def test_a_fork_of_an_old_run_is_rebased_so_its_deadline_still_holds(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent ran an hour ago under a 60 s deadline; the fork runs now and completes."""
+    from datetime import timedelta
+
+    from adapters.loading import prepare_plan
+    from adapters.runner import Runner, utc_now
+    from adapters.service import start_goal
+
+    monkeypatch.delenv("BATON_TEST_FIXED", raising=False)
+    data = {**PLAN, "budget": {"deadline_s": 60}}
+    loaded = prepare_plan(data)
+    an_hour_ago = Runner(store=store, loaded=loaded, clock=lambda: utc_now() - timedelta(hours=1))
+    assert start_goal(store, loaded, {"text": "trip"}, goal_id="old",
+                      runner=an_hour_ago).state.status == "failed"
+    events = list(store.events("old"))
+    at = seq_of(events, "AgentRaised") - 1
+    monkeypatch.setenv("BATON_TEST_FIXED", "1")
+
+    store.save(fork_goal(events, goal_id="verbatim", at=at))  # times kept as recorded
+    assert resume_goal(store, "verbatim").state.status == "failed"  # the hour counts
+    assert "deadline_s" in [getattr(e, "budget", None) for e in store.events("verbatim")]
+
+    store.save(fork_goal(events, goal_id="rebased", at=at, now=utc_now()))
+    goal = resume_goal(store, "rebased")
+    assert goal.state.status == "completed"
+    spacing = [e.timestamp - events[0].timestamp for e in events[:at]]
+    rebased = list(store.events("rebased"))
+    assert [type(e) for e in rebased[:at]] == [type(e) for e in events[:at]]
+    assert [e.timestamp - rebased[0].timestamp for e in rebased[:at]] == spacing
+    assert replay(rebased, contracts_of(events)).ok

@@ -14,6 +14,7 @@ from adapters.loading import LoadedPlan, load_plan_file, prepare_plan
 from adapters.recorded import reexecute
 from adapters.render import goal_json, print_goal, print_json
 from adapters.runfile import import_run, read_run, write_run
+from adapters.runner import utc_now
 from adapters.service import CommandError, resume_goal
 from adapters.store import BatonStore
 from domain.audit import timeline
@@ -160,7 +161,7 @@ def _fork(args: argparse.Namespace) -> int:
     new_id = args.goal_id or str(uuid.uuid4())
     if store.exists(new_id):
         raise CommandError(f"goal {new_id!r} already exists in this store")
-    goal = fork_goal(events, goal_id=new_id, at=args.at)
+    goal = fork_goal(events, goal_id=new_id, at=args.at, now=utc_now())
     store.save(goal)
     code = 0
     if args.run:
