@@ -115,15 +115,16 @@ def fork_goal(
     Events 2..at are recorded again as the same kinds with the same payloads, through the
     aggregate's own `observe`/`record`, so the lifecycle checks run on the copy as well.
 
-    With `now` (when the fork is made), the copied history is re-based to start then: every
+    With `now` (when the fork is made), the copied history is re-based to end then: every
     timestamp and recorded time (a retry's `due_at`) moves by the same amount, so the spacing of
-    the inherited run is kept and a time budget (`deadline_s`) counts the inherited run's time
-    but not the hours between that run and the fork. Recorded texts (reasons) are not rewritten.
+    the inherited run is kept, time never runs backwards into what the fork does next, and a
+    time budget (`deadline_s`) counts the inherited run's time but not the hours between that
+    run and the fork. Recorded texts (reasons) are not rewritten.
     """
     started = started_event(events)
     if not 1 <= at <= len(events):
         raise HistoryError(f"--at {at} is outside 1..{len(events)} (the goal's events)")
-    shift = timedelta(0) if now is None else now - started.timestamp
+    shift = timedelta(0) if now is None else now - events[at - 1].timestamp
     goal = Goal.start(
         goal_id=goal_id,
         plan=Plan.model_validate(started.plan),

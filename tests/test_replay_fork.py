@@ -131,4 +131,6 @@ def test_a_fork_of_an_old_run_is_rebased_so_its_deadline_still_holds(
     rebased = list(store.events("rebased"))
     assert [type(e) for e in rebased[:at]] == [type(e) for e in events[:at]]
     assert [e.timestamp - rebased[0].timestamp for e in rebased[:at]] == spacing
+    times = [e.timestamp for e in rebased]
+    assert times == sorted(times)  # what the fork did next comes after what it inherited
     assert replay(rebased, contracts_of(events)).ok
