@@ -27,11 +27,9 @@ from domain.policies import (
     jitter_fraction,
 )
 from domain.references import resolve_binding
-from domain.state import GoalState, TaskState, Usage
+from domain.state import UNAVAILABLE, GoalState, TaskState, Usage
 
 __all__ = ["Recorder", "decide", "settle"]
-
-_UNFINISHED_INPUTS = ("abandoned", "skipped", "failed", "cancelled")
 
 
 def decide(state: GoalState, contracts: Contracts) -> list[Decision]:
@@ -73,10 +71,10 @@ def settle(goal: Recorder, contracts: Contracts, *, limit: int = 100_000) -> lis
 
 def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
     """Give every observed outcome its verdict: accept, reject, retry, or give up."""
-    for task_id in state.plan.order:
+    for task_id in state.with_status("running", "escalated"):
         task = state.tasks[task_id]
         outcome = task.outcome
-        if outcome is None or task.status not in ("running", "escalated"):
+        if outcome is None:
             continue
         spec = state.plan.task_map[task_id]
         if outcome.kind in ("raised", "timed_out"):
@@ -125,11 +123,11 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
 
 def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
     """After a restart, an attempt with no outcome is re-dispatched, unless it is unsafe."""
+    if not state.orphaned:
+        return []
     decisions = []
-    for task_id in state.plan.order:
-        attempt = state.orphaned.get(task_id)
-        if attempt is None:
-            continue
+    for task_id in sorted(state.orphaned, key=state.plan.index.__getitem__):
+        attempt = state.orphaned[task_id]
         task = state.tasks[task_id]
         if task.status != "running" or task.in_flight != attempt or task.outcome is not None:
             continue
@@ -174,13 +172,14 @@ def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
 def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
     """Tasks whose inputs all arrived become ready; those behind an abandoned task are skipped."""
     decisions = []
-    for task_id in state.plan.order:
+    pending = state.candidates & state.pending_ids
+    movable = pending | state.by_status.get("retry_wait", set())
+    movable |= state.by_status.get("escalated", set())
+    for task_id in sorted(movable, key=state.plan.index.__getitem__):
         task = state.tasks[task_id]
         if task.status == "pending":
             deps = state.plan.deps[task_id]
-            blocked = next(
-                (dep for dep in deps if state.tasks[dep].status in _UNFINISHED_INPUTS), None
-            )
+            blocked = next((dep for dep in deps if state.tasks[dep].status in UNAVAILABLE), None)
             if blocked is not None:
                 status = state.tasks[blocked].status
                 reason = f"upstream task {blocked!r} was {status}, so its output will never arrive"
@@ -195,7 +194,7 @@ def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
                         },
                     )
                 )
-            elif all(state.tasks[dep].status == "succeeded" for dep in deps):
+            elif state.unmet[task_id] == 0:
                 reason = (
                     "inputs arrived from " + ", ".join(deps)
                     if deps
@@ -258,12 +257,10 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
     decisions: list[Decision] = []
     slots = state.concurrency - state.in_flight
     extra = Usage()  # what this batch's own dispatches reserve, before they are recorded
-    for task_id in state.plan.order:
+    for task_id in state.with_status("ready"):
         if slots <= 0:
             break
         task = state.tasks[task_id]
-        if task.status != "ready":
-            continue
         spec = state.plan.task_map[task_id]
         breach = budget_breach(state, task, spec, extra_attempts=len(decisions))
         if breach is not None:
@@ -312,9 +309,9 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
 
 def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
     """End, suspend or resume the goal once its tasks say so."""
-    tasks = state.tasks.values()
-    failed = next((t for t in tasks if t.status == "failed"), None)
-    if failed is not None:
+    failed_ids = state.with_status("failed")
+    if failed_ids:
+        failed = state.tasks[failed_ids[0]]
         return _fail_goal(
             state, "on_failure.fail", f"task {failed.id!r} failed: {failed.last_error}", failed.id
         )
@@ -326,8 +323,8 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
     ):
         elapsed = round((state.now - state.started_at).total_seconds(), 3)
         return _budget_exhausted(state, None, BudgetBreach("deadline_s", deadline, elapsed))
-    finished = all(t.status in TASK_FINAL for t in tasks)
-    movable = any(t.status in ("ready", "running", "retry_wait") for t in tasks)
+    finished = state.count(*TASK_FINAL) == len(state.tasks)
+    movable = state.count("ready", "running", "retry_wait") > 0
     if state.status == "waiting":
         if state.resume_requested and (finished or movable):
             reason = "a runner took the goal up again and a human's decision lets it continue"
@@ -335,7 +332,7 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
         return []
     if finished:
         return _complete(state)
-    escalated = [t.id for t in tasks if t.status == "escalated"]
+    escalated = state.with_status("escalated")
     if state.status == "running" and escalated and not movable:
         reason = "waiting for a human on " + ", ".join(
             f"{tid} ({state.tasks[tid].reason})" for tid in escalated

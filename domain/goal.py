@@ -50,7 +50,7 @@ def _task(goal: Goal, event: Any) -> TaskState:
 def _move_task(goal: Goal, event: GoalEvent) -> TaskState:
     task = _task(goal, event)
     if event.task_event is not None:
-        task.status = task_target(task.id, task.status, event.task_event)
+        goal.state.move(task, task_target(task.id, task.status, event.task_event))
     return task
 
 
@@ -239,9 +239,10 @@ class Goal(BaseAggregate[str]):
         task_event: ClassVar[str | None] = "succeed"
 
         def apply(self, goal: Goal) -> None:
-            task = _move_task(goal, self)
+            task = _task(goal, self)
             raw = task.outcome.output if task.outcome is not None else None
             task.output = self.output if self.output is not None else raw
+            _move_task(goal, self)  # after the output: the move publishes it to dependants
             task.last_error = None
             task.reason = self.reason
             _conclude_attempt(task, goal.state)

@@ -122,6 +122,11 @@ class Plan(_Strict):
         return tuple(task.id for task in self.tasks)
 
     @cached_property
+    def index(self) -> dict[str, int]:
+        """Each task's position in plan order."""
+        return {task_id: position for position, task_id in enumerate(self.order)}
+
+    @cached_property
     def deps(self) -> dict[str, tuple[str, ...]]:
         """Upstream tasks of each task: those its bindings read, plus `after`."""
         result: dict[str, tuple[str, ...]] = {}

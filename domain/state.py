@@ -12,7 +12,10 @@ from typing import Any
 
 from domain.plan import Plan
 
-__all__ = ["GoalState", "Outcome", "TaskState", "Usage"]
+__all__ = ["UNAVAILABLE", "GoalState", "Outcome", "TaskState", "Usage"]
+
+# Statuses after which a task's output will never arrive: its dependants are skipped.
+UNAVAILABLE = frozenset({"abandoned", "skipped", "failed", "cancelled"})
 
 
 @dataclass
@@ -73,9 +76,57 @@ class GoalState:
     resume_requested: bool = False
     forked_from: str | None = None
 
+    # Indexes folded along with the statuses, so that `decide` looks only at the tasks that can
+    # change instead of scanning the plan after every observation (replay calls it per event).
+    by_status: dict[str, set[str]] = field(default_factory=dict)
+    unmet: dict[str, int] = field(default_factory=dict)  # upstream tasks not yet succeeded
+    candidates: set[str] = field(default_factory=set)  # pending tasks to decide ready/skip for
+    accepted: dict[str, Any] = field(default_factory=dict)  # accepted outputs by task id
+
+    def __post_init__(self) -> None:
+        for task_id, task in self.tasks.items():
+            self.by_status.setdefault(task.status, set()).add(task_id)
+            self.unmet[task_id] = len(self.plan.deps[task_id])
+            if self.unmet[task_id] == 0:
+                self.candidates.add(task_id)
+
+    def with_status(self, *statuses: str) -> list[str]:
+        """Task ids in any of `statuses`, in plan order (the tie-break of every decision)."""
+        found: set[str] = set()
+        for status in statuses:
+            found |= self.by_status.get(status, set())
+        if len(found) > 1:
+            index = self.plan.index
+            return sorted(found, key=index.__getitem__)
+        return list(found)
+
+    def count(self, *statuses: str) -> int:
+        return sum(len(self.by_status.get(status, ())) for status in statuses)
+
+    def move(self, task: TaskState, status: str) -> None:
+        """Assign a task's new status and keep the indexes in step (mutators only)."""
+        self.by_status[task.status].discard(task.id)
+        self.by_status.setdefault(status, set()).add(task.id)
+        task.status = status
+        self.candidates.discard(task.id)
+        if status == "succeeded":
+            self.accepted[task.id] = task.output
+            for dependant in self.plan.dependants.get(task.id, ()):
+                self.unmet[dependant] -= 1
+                if self.unmet[dependant] == 0:
+                    self.candidates.add(dependant)
+        elif status in UNAVAILABLE:
+            self.candidates.update(
+                dep for dep in self.plan.dependants.get(task.id, ()) if dep in self.pending_ids
+            )
+
+    @property
+    def pending_ids(self) -> set[str]:
+        return self.by_status.get("pending", set())
+
     @property
     def in_flight(self) -> int:
-        return sum(1 for task in self.tasks.values() if task.status == "running")
+        return len(self.by_status.get("running", ()))
 
     @property
     def reserved(self) -> Usage:
@@ -88,4 +139,4 @@ class GoalState:
 
     def outputs(self) -> dict[str, Any]:
         """Accepted outputs by task id: the only data bindings may read."""
-        return {tid: t.output for tid, t in self.tasks.items() if t.status == "succeeded"}
+        return self.accepted
