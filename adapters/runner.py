@@ -1,9 +1,11 @@
 """The runner: the imperative shell around `decide`.
 
-Loop: record an observation, let `settle` decide and record the consequences, save them in one
-transaction, then execute the dispatches just saved (so a side-effecting call is always on disk
-before the agent runs), and wait for the next completion or timer. The orchestrator thread alone
-touches the aggregate; agents run in `CallPool`.
+Loop: wait for the next completion or timer, take every other completion already queued, record
+each observation followed by what `settle` decides from it, save them all in one transaction
+(group commit), then execute the dispatches just saved (so a side-effecting call is always on
+disk before the agent runs). The log keeps the shape replay expects: observation, its decisions,
+next observation, its decisions. The orchestrator thread alone touches the aggregate; agents run
+in `CallPool`.
 """
 
 from __future__ import annotations
@@ -86,15 +88,16 @@ class Runner:
         pool = CallPool(workers=goal.state.concurrency, max_output_bytes=self.max_output_bytes)
         in_flight: dict[tuple[str, int], _InFlight] = {}
         try:
-            goal = self._settle_and_save(goal, None)
+            goal = self._settle_and_save(goal, [])
             self._launch(goal, pool, in_flight)
             while True:
                 if goal.state.status in GOAL_FINAL:
                     break
                 if not in_flight and not self._has_timer(goal):
                     break  # waiting for a human, or nothing left that time can move
-                observation = self._next_observation(goal, pool, in_flight)
-                goal = self._settle_and_save(goal, observation)
+                observations = [self._next_observation(goal, pool, in_flight)]
+                observations += self._queued_observations(pool, in_flight)
+                goal = self._settle_and_save(goal, observations)
                 self._launch(goal, pool, in_flight)
         finally:
             pool.close()
@@ -123,6 +126,23 @@ class Runner:
                         "timeout_s": timeout_s or 0.0,
                     }
             return "ClockTicked", {}
+        return self._completed(completion, in_flight)
+
+    def _queued_observations(
+        self, pool: CallPool, in_flight: dict[tuple[str, int], _InFlight]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Every completion already waiting: recorded with the first, in one save."""
+        observations: list[tuple[str, dict[str, Any]]] = []
+        while True:
+            try:
+                completion = pool.completions.get_nowait()
+            except queue.Empty:
+                return observations
+            observations.append(self._completed(completion, in_flight))
+
+    def _completed(
+        self, completion: Completion, in_flight: dict[tuple[str, int], _InFlight]
+    ) -> tuple[str, dict[str, Any]]:
         in_flight.pop((completion.task, completion.attempt), None)
         fields = completion.fields
         if completion.kind == "AgentReturned":  # a secret-typed field is never stored in clear
@@ -132,24 +152,27 @@ class Runner:
         return completion.kind, fields
 
     def _settle_and_save(
-        self, goal: Goal, observation: tuple[str, dict[str, Any]] | None
+        self, goal: Goal, observations: list[tuple[str, dict[str, Any]]]
     ) -> Goal:
-        """Record the observation and its consequences in one transaction.
+        """Record each observation and its consequences, then save them in one transaction.
 
-        Another process may have written in between (`baton cancel`): then the save conflicts,
-        and we re-read the goal and record the same observation on top of its events.
+        Each observation is followed by what `settle` decides from it, exactly as if it had been
+        saved on its own, so replay re-decides the same batches. Every observation taken off the
+        queue is recorded, even one that arrives after the goal ended (a late result: decide
+        ignores it). Another process may have written in between (`baton cancel`): then the save
+        conflicts, and we re-read the goal and record the same observations on top of its events.
         """
         for _ in range(10):
-            at = self.clock()
-            if observation is not None:
-                kind, fields = observation
-                goal.observe(kind, at=at, **fields)
-            settle(goal, self.loaded.contracts)
+            if not observations:
+                settle(goal, self.loaded.contracts)
+            for kind, fields in observations:
+                goal.observe(kind, at=self.clock(), **fields)
+                settle(goal, self.loaded.contracts)
             try:
                 self.store.save(goal)
             except IntegrityError:
                 goal = self.store.get(goal.id)
-                if observation is None:
+                if not observations:
                     return goal
                 continue
             self._maybe_crash(goal)
