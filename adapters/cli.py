@@ -22,6 +22,10 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
 EXIT_DIVERGED = EXIT_FAILED
 EXIT_INTERNAL = 70  # a bug in Baton itself (BSD EX_SOFTWARE); BATON_DEBUG=1 shows the traceback
 
+# Commands that append events: the read models are brought up to date before they exit, so
+# `baton status` right after shows what they did.
+WRITING_COMMANDS = frozenset({"run", "resume", "resolve", "cancel", "fork", "import"})
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line that points at --help."""
@@ -52,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.func(args)
+        try:
+            code: int = args.func(args)
+        finally:
+            if args.command in WRITING_COMMANDS:
+                _refresh_read_models(args)
     except BatonError as exc:
         print(f"baton: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -69,6 +77,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     return code
+
+
+def _refresh_read_models(args: argparse.Namespace) -> None:
+    """Catch the read models up with what the command wrote; a failure here is a warning, never
+    a changed exit code: the events are stored, and any later catch-up applies them."""
+    store = getattr(args, "opened_store", None)
+    if store is None:
+        return
+    from adapters.readmodels import refresh, warn_refresh_failed
+
+    try:
+        refresh(store)
+    except Exception as exc:
+        if os.environ.get("BATON_DEBUG"):
+            raise
+        warn_refresh_failed(exc)
 
 
 if __name__ == "__main__":

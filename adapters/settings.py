@@ -8,6 +8,9 @@
 | `BATON_DEBUG` | show the traceback of an internal error |
 | `BATON_CRASH_AT_EVENT` | fault injection for crash tests: SIGKILL the runner once a save |
 |  | brings the goal to this many events |
+| `BATON_PROJECTION_PAGE` | events per read-model transaction when catching up (default 1,000) |
+| `BATON_CRASH_IN_PROJECTION` | fault injection: `before_commit:N` or `after_commit:N` SIGKILLs |
+|  | the projector at that point of the batch that reaches notification N |
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "DEFAULT_STORE", "Settings", "settings"]
 
 DEFAULT_STORE = "sqlite:///baton.db"
 DEFAULT_MAX_OUTPUT_BYTES = 1_000_000
+DEFAULT_PROJECTION_PAGE = 1_000
+_CRASH_STAGES = ("before_commit", "after_commit")
 
 
 class SettingError(BatonError):
@@ -34,6 +39,8 @@ class Settings:
     user: str | None = None
     debug: bool = False
     crash_at_event: int | None = None
+    projection_page_size: int = DEFAULT_PROJECTION_PAGE
+    crash_in_projection: tuple[str, int] | None = None
 
 
 def _int(name: str) -> int | None:
@@ -49,6 +56,16 @@ def _int(name: str) -> int | None:
     return number
 
 
+def _crash_point(name: str) -> tuple[str, int] | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    stage, _, at = value.partition(":")
+    if stage not in _CRASH_STAGES or not at.isdigit():
+        raise SettingError(f"{name}={value!r}: expected before_commit:N or after_commit:N")
+    return stage, int(at)
+
+
 def settings() -> Settings:
     """The settings from the environment as it is now."""
     return Settings(
@@ -57,4 +74,6 @@ def settings() -> Settings:
         user=os.environ.get("BATON_USER") or None,
         debug=bool(os.environ.get("BATON_DEBUG")),
         crash_at_event=_int("BATON_CRASH_AT_EVENT"),
+        projection_page_size=_int("BATON_PROJECTION_PAGE") or DEFAULT_PROJECTION_PAGE,
+        crash_in_projection=_crash_point("BATON_CRASH_IN_PROJECTION"),
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from adapters.commands import debug, goals, human, plans
+from adapters.commands import debug, goals, human, plans, views
 
 __all__ = ["COMMANDS"]
 
-COMMANDS = [plans.register, goals.register, human.register, debug.register]
+COMMANDS = [plans.register, goals.register, views.register, human.register, debug.register]

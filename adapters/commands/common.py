@@ -23,7 +23,13 @@ class ArgumentError(BatonError):
 
 
 def store_from(args: argparse.Namespace) -> BatonStore:
-    return open_store(args.store)
+    """The store of `--store` / $BATON_STORE, opened once per command (kept on `args`, so the
+    CLI can bring its read models up to date after a command that wrote events)."""
+    store: BatonStore | None = getattr(args, "opened_store", None)
+    if store is None:
+        store = open_store(args.store)
+        args.opened_store = store
+    return store
 
 
 def json_argument(value: str, *, name: str) -> Any:

@@ -1,4 +1,4 @@
-"""`baton run`, `baton resume` and `baton status`."""
+"""`baton run` and `baton resume`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from adapters.loading import load_plan_file
 from adapters.render import goal_json, print_goal, print_json
 from adapters.runner import DEFAULT_CONCURRENCY
 from adapters.service import resume_goal, start_goal
-from adapters.status import goal_list, task_durations
+from adapters.status import task_durations
 from domain.goal import Goal
 
 __all__ = ["register"]
@@ -47,12 +47,6 @@ def register(sub: Any) -> None:
     resume.add_argument("--json", action="store_true")
     resume.set_defaults(func=_resume)
 
-    status = sub.add_parser("status", help="all goals, or one goal's tasks",
-                            description="Without GOAL, every goal; with GOAL, its tasks.")
-    status.add_argument("goal", nargs="?", help="goal id")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(func=_status)
-
 
 def _report(goal: Goal, as_json: bool, store: Any) -> int:
     if as_json:
@@ -76,26 +70,3 @@ def _resume(args: argparse.Namespace) -> int:
     store = store_from(args)
     goal = resume_goal(store, args.goal, concurrency=args.concurrency)
     return _report(goal, args.json, store)
-
-
-def _status(args: argparse.Namespace) -> int:
-    store = store_from(args)
-    if args.goal:
-        goal = store.get(args.goal)
-        if args.json:
-            print_json(goal_json(goal))
-        else:
-            print_goal(goal, task_durations(store, goal.id))
-        return 0
-    goals = goal_list(store)
-    if args.json:
-        print_json({"goals": goals})
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("goal", "plan", "status", "updated")
-        for row in goals:
-            table.add_row(row["goal_id"], row["plan"], row["status"], str(row["updated_at"]))
-        Console().print(table)
-    return 0

@@ -1,4 +1,5 @@
-"""`baton escalations`, `baton resolve` and `baton cancel`: the human in the loop."""
+"""`baton resolve` and `baton cancel`: the human in the loop (`baton escalations` reads the
+read models, in `adapters.commands.views`)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,11 @@ from typing import Any
 from adapters.commands.common import exit_code, json_argument, store_from, who
 from adapters.render import goal_json, print_json
 from adapters.service import cancel_goal, resolve_task
-from adapters.status import goal_list
 
 __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    escalations = sub.add_parser("escalations", help="what waits for a human")
-    escalations.add_argument("--json", action="store_true")
-    escalations.set_defaults(func=_escalations)
-
     resolve = sub.add_parser(
         "resolve", help="record a human's decision on an escalated task",
         description="Retry the task, abandon it, or supply its output (validated against the "
@@ -40,35 +36,6 @@ def register(sub: Any) -> None:
     cancel.add_argument("--by", default=None)
     cancel.add_argument("--json", action="store_true")
     cancel.set_defaults(func=_cancel)
-
-
-def _escalations(args: argparse.Namespace) -> int:
-    store = store_from(args)
-    rows = []
-    for summary in goal_list(store):
-        if summary["status"] not in ("running", "waiting"):
-            continue
-        goal = store.get(summary["goal_id"])
-        for tid, task in goal.state.tasks.items():
-            if task.status == "escalated":
-                rows.append({"goal_id": goal.id, "task": tid, "reason": task.reason,
-                             "since": _escalated_since(store, goal.id, tid)})
-    if args.json:
-        print_json({"escalations": rows})
-    else:
-        if not rows:
-            print("nothing waits for a human")
-        for row in rows:
-            print(f"{row['goal_id']}  {row['task']}  since {row['since']}\n    {row['reason']}")
-    return 0
-
-
-def _escalated_since(store: Any, goal_id: str, task_id: str) -> str | None:
-    since = None
-    for event in store.events(goal_id):
-        if type(event).__name__ == "TaskEscalated" and getattr(event, "task", None) == task_id:
-            since = event.timestamp.isoformat()
-    return since
 
 
 def _resolve(args: argparse.Namespace) -> int:

@@ -1,0 +1,293 @@
+"""The pure part of the projection: fold goal events into read-model rows held in memory.
+
+No I/O here. A view loads the rows a batch of events touches, `ViewFold.apply` updates them
+event by event, and the view writes the dirty rows back with the tracking position in one
+transaction. Statuses move by the same lifecycle tables the aggregate checks, so the projected
+status of a task is the aggregate's own, never a second opinion.
+
+What `agent_stats` counts, per agent name (an *attempt* is one dispatch):
+- `attempts`: dispatches; `succeeded`: attempts whose *agent* output was accepted (a human's
+  output is not the agent's success); `failed`: attempts that raised, timed out, or whose
+  output was rejected; `rejected_outputs` and `timed_out`: those two parts of `failed`;
+  `interrupted`: attempts a crash left without an outcome; `retries`: retries scheduled;
+  `escalations`: escalations of its tasks to a human.
+- `tokens` / `cost_usd`: usage reported with its results, including results that arrived too late
+  to count for their attempt (the spend happened); durations likewise feed the percentiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from domain.errors import BatonError
+from domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
+from projections.schema import AGENT_STATS, TASK_STATUSES
+
+__all__ = ["ProjectionError", "Row", "ViewFold"]
+
+Row = dict[str, Any]
+_ENDED = ("GoalCompleted", "GoalFailed", "GoalCancelled")
+
+
+class ProjectionError(BatonError):
+    """An event the read models cannot apply (the log and the projection code disagree)."""
+
+
+def _new_agent(agent: str) -> Row:
+    row: Row = dict.fromkeys(AGENT_STATS.names, 0)
+    row.update(agent=agent, cost_usd=0.0, p50_ms=None, p95_ms=None)
+    return row
+
+
+class ViewFold:
+    """Rows of the batch being projected, and which of them changed."""
+
+    def __init__(
+        self,
+        goals: dict[str, Row],
+        tasks: dict[tuple[str, str], Row],
+        agents: dict[str, Row],
+    ) -> None:
+        self.goals = goals
+        self.tasks = tasks
+        self.agents = agents
+        self.dirty_goals: set[str] = set()
+        self.dirty_tasks: set[tuple[str, str]] = set()
+        self.dirty_agents: set[str] = set()
+        self.latencies: list[Row] = []
+
+    # --- the fold ---
+
+    def apply(self, event: Any, position: int) -> None:
+        """Apply one stored goal event, `position` being its notification id."""
+        kind = type(event).__name__
+        goal_id = str(event.originator_id)
+        at: datetime = event.timestamp
+        if kind == "Started":
+            self._started(event, goal_id, at)
+        goal = self.goals.get(goal_id)
+        if goal is None:
+            raise ProjectionError(
+                f"event {position} ({kind}) of goal {goal_id!r} precedes the goal's Started event"
+            )
+        goal.update(updated_at=at, events=event.originator_version, position=position)
+        self.dirty_goals.add(goal_id)
+        task = None
+        task_id = getattr(event, "task", None)
+        if task_id is not None:
+            task = self.tasks.get((goal_id, task_id))
+            if task is None:
+                raise ProjectionError(f"event {position} ({kind}): goal {goal_id!r} has no "
+                                      f"task {task_id!r}")
+            task["updated_at"] = at
+            self.dirty_tasks.add((goal_id, task_id))
+            if not event.observation and hasattr(event, "reason"):
+                task.update(last_reason=event.reason, last_rule=event.rule)
+            if event.task_event is not None:
+                self._move_task(goal, task, event.task_event, at, position)
+        if event.goal_event is not None:
+            self._move_goal(goal, event.goal_event, position, kind)
+            goal["reason"] = event.reason
+            if kind in _ENDED:
+                goal["ended_at"] = at
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, event, goal, task, position)
+
+    # --- helpers ---
+
+    def _started(self, event: Any, goal_id: str, at: datetime) -> None:
+        plan = event.plan
+        tasks = plan["tasks"]
+        goal: Row = {
+            "goal_id": goal_id,
+            "plan": plan["name"],
+            "status": "running",
+            "reason": None,
+            "started_at": at,
+            "ended_at": None,
+            "forked_from": event.forked_from,
+            "tasks": len(tasks),
+            **{f"tasks_{status}": 0 for status in TASK_STATUSES},
+            "attempts": 0,
+            "tokens": 0,
+            "cost_usd": 0.0,
+            "output": None,
+        }
+        goal["tasks_pending"] = len(tasks)
+        self.goals[goal_id] = goal
+        for index, spec in enumerate(tasks):
+            key = (goal_id, spec["id"])
+            self.tasks[key] = {
+                "goal_id": goal_id,
+                "task_id": spec["id"],
+                "plan_index": index,
+                "agent": spec["agent"],
+                "status": "pending",
+                "attempts": 0,
+                "last_error": None,
+                "last_reason": None,
+                "last_rule": None,
+                "updated_at": at,
+                "status_since": at,
+                "duration_ms": 0.0,
+                "tokens": 0,
+                "cost_usd": 0.0,
+                "attempt_in_flight": None,
+                "last_outcome": None,
+            }
+            self.dirty_tasks.add(key)
+
+    def _move_task(self, goal: Row, task: Row, event: str, at: datetime, position: int) -> None:
+        source = task["status"]
+        target = TASK_TRANSITIONS.get((source, event))
+        if target is None:
+            raise ProjectionError(
+                f"event {position}: task {task['task_id']!r} of goal {goal['goal_id']!r} "
+                f"cannot {event} from {source}"
+            )
+        task.update(status=target, status_since=at)
+        goal[f"tasks_{source}"] -= 1
+        goal[f"tasks_{target}"] += 1
+
+    def _move_goal(self, goal: Row, event: str, position: int, kind: str) -> None:
+        target = GOAL_TRANSITIONS.get((goal["status"], event))
+        if target is None:
+            raise ProjectionError(
+                f"event {position} ({kind}): goal {goal['goal_id']!r} cannot {event} from "
+                f"{goal['status']}"
+            )
+        goal["status"] = target
+
+    def agent(self, task: Row) -> Row:
+        name: str = task["agent"]
+        row = self.agents.get(name)
+        if row is None:
+            row = self.agents[name] = _new_agent(name)
+        self.dirty_agents.add(name)
+        return row
+
+    def spend(self, event: Any, goal: Row, task: Row, position: int) -> Row:
+        """Usage and duration reported with a result: the task, the goal and the agent."""
+        agent = self.agent(task)
+        usage = event.usage or {}
+        tokens = int(usage.get("tokens", 0) or 0)
+        cost = float(usage.get("cost_usd", 0.0) or 0.0)
+        for row in (goal, task, agent):
+            row["tokens"] += tokens
+            row["cost_usd"] += cost
+        task["duration_ms"] += event.duration_ms
+        self.latencies.append({
+            "position": position,
+            "agent": task["agent"],
+            "goal_id": goal["goal_id"],
+            "task_id": task["task_id"],
+            "attempt": event.attempt,
+            "duration_ms": event.duration_ms,
+        })
+        return agent
+
+
+# --- per-kind effects beyond status, reason and timestamps (handled in `apply`) ---------------
+
+Handler = Callable[[ViewFold, Any, Row, Any, int], None]
+
+
+def _dispatched(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task.update(attempts=event.attempt, attempt_in_flight=event.attempt, last_outcome=None)
+    goal["attempts"] += 1
+    fold.agent(task)["attempts"] += 1
+
+
+def _returned(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    fold.spend(event, goal, task, position)
+    if task["attempt_in_flight"] == event.attempt:
+        task["last_outcome"] = "returned"
+
+
+def _raised(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    agent = fold.spend(event, goal, task, position)
+    if task["attempt_in_flight"] == event.attempt:
+        task["last_outcome"] = "raised"
+        agent["failed"] += 1
+
+
+def _timed_out(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    if task["attempt_in_flight"] == event.attempt:
+        task["last_outcome"] = "timed_out"
+        agent = fold.agent(task)
+        agent["failed"] += 1
+        agent["timed_out"] += 1
+
+
+def _human(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task["last_reason"] = f"{event.by}: {event.reason}"
+    if event.action == "output":
+        task["last_outcome"] = "human"
+
+
+def _accepted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    if task["last_outcome"] == "returned":
+        fold.agent(task)["succeeded"] += 1
+    task.update(last_error=None, attempt_in_flight=None)
+
+
+def _rejected(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task["last_error"] = "; ".join(event.errors)
+    if task["last_outcome"] == "returned" and task["attempt_in_flight"] == event.attempt:
+        agent = fold.agent(task)
+        agent["failed"] += 1
+        agent["rejected_outputs"] += 1
+
+
+def _input_rejected(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task["last_error"] = "; ".join(event.errors)
+
+
+def _retry(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task.update(last_error=event.failure, attempt_in_flight=None)
+    fold.agent(task)["retries"] += 1
+
+
+def _interrupted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task["attempt_in_flight"] = None
+    fold.agent(task)["interrupted"] += 1
+
+
+def _escalated(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task["attempt_in_flight"] = None
+    fold.agent(task)["escalations"] += 1
+
+
+def _task_failed(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task.update(last_error=event.error, attempt_in_flight=None)
+
+
+def _task_ended(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task["attempt_in_flight"] = None
+
+
+def _completed(fold: ViewFold, event: Any, goal: Row, task: Any, position: int) -> None:
+    goal["output"] = event.output
+
+
+_HANDLERS: dict[str, Handler] = {
+    "TaskDispatched": _dispatched,
+    "AgentReturned": _returned,
+    "AgentRaised": _raised,
+    "AgentTimedOut": _timed_out,
+    "HumanResolved": _human,
+    "OutputAccepted": _accepted,
+    "OutputRejected": _rejected,
+    "InputRejected": _input_rejected,
+    "RetryScheduled": _retry,
+    "AttemptInterrupted": _interrupted,
+    "TaskEscalated": _escalated,
+    "TaskFailed": _task_failed,
+    "TaskAbandoned": _task_ended,
+    "TaskSkipped": _task_ended,
+    "TaskCancelled": _task_ended,
+    "GoalCompleted": _completed,
+}

@@ -1,0 +1,142 @@
+"""Keeping the read models current: catch-up in batches, rebuild, lag, and the follow loop.
+
+`GoalProjection` is an eventsourcing `Projection`: `ProjectionRunner` drives it one event at a
+time from a PostgreSQL subscription (LISTEN/NOTIFY) in `baton projections follow`. SQLite has no
+subscriptions in the library, and a catch-up after a run wants throughput more than latency, so
+`catch_up` pulls pages of notifications from the recorder and applies each page as one batch.
+Both go through `GoalViews.apply_batch`: rows and tracking position in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.projection import Projection
+from eventsourcing.utils import Environment
+
+from projections.fold import ProjectionError
+from projections.views import (
+    VIEWS_NAME,
+    BatchHook,
+    GoalViews,
+    PostgresGoalViews,
+    SQLiteGoalViews,
+)
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "GoalProjection",
+    "ProjectionState",
+    "catch_up",
+    "open_views",
+    "projection_state",
+    "rebuild",
+    "view_class",
+]
+
+DEFAULT_PAGE_SIZE = 1000
+
+
+class GoalProjection(Projection[GoalViews]):
+    """goal_summary, task_status and agent_stats, from every event of the goals' log."""
+
+    name = VIEWS_NAME
+    topics = ()  # every goal event counts
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.apply_batch([(domain_event, tracking)], after=None)
+
+
+def view_class(app: Application[Any]) -> type[GoalViews]:
+    """The views' recorder class for the application's persistence module."""
+    module = app.env.get("PERSISTENCE_MODULE", "")
+    if module.endswith("postgres"):
+        return PostgresGoalViews
+    if module.endswith("sqlite"):
+        return SQLiteGoalViews
+    raise ProjectionError(f"read models need SQLite or PostgreSQL, not {module or 'memory'}")
+
+
+@contextmanager
+def open_views(app: Application[Any]) -> Iterator[GoalViews]:
+    """The views of `app`'s store, created (and rebuilt if outdated) on first use."""
+    env = Environment(VIEWS_NAME, dict(app.env))
+    factory = InfrastructureFactory[Any].construct(env)
+    try:
+        views: GoalViews = factory.tracking_recorder(view_class(app))
+        views.ensure_version(app.name)
+        yield views
+    finally:
+        factory.close()
+
+
+def catch_up(
+    app: Application[Any],
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    hook: BatchHook | None = None,
+) -> int:
+    """Apply every event the views have not applied yet; returns how many this call applied."""
+    with open_views(app) as views:
+        return _catch_up(app, views, page_size=page_size, hook=hook)
+
+
+def rebuild(
+    app: Application[Any],
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    hook: BatchHook | None = None,
+) -> int:
+    """Drop every row and tracking position, then project the whole log again."""
+    with open_views(app) as views:
+        views.reset(app.name)
+        return _catch_up(app, views, page_size=page_size, hook=hook)
+
+
+def _catch_up(
+    app: Application[Any], views: GoalViews, *, page_size: int, hook: BatchHook | None
+) -> int:
+    applied = 0
+    while True:
+        after = views.position(app.name)
+        notifications = app.recorder.select_notifications(start=after + 1, limit=page_size)
+        if not notifications:
+            return applied
+        batch = []
+        for notification in notifications:
+            try:
+                event = app.mapper.to_domain_event(notification)
+            except Exception as exc:  # an unknown topic or undecodable state: name the event
+                raise ProjectionError(
+                    f"event {notification.id} ({notification.topic}) cannot be read: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            batch.append((event, Tracking(app.name, notification.id)))
+        if views.apply_batch(batch, after=after, hook=hook):
+            applied += len(batch)
+        # else another projector moved on meanwhile: read the position again
+
+
+@dataclass(frozen=True)
+class ProjectionState:
+    name: str
+    position: int  # notification id of the last event applied
+    head: int  # notification id of the newest event in the log
+    lag: int  # events in the log not applied yet
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "position": self.position, "head": self.head, "lag": self.lag}
+
+
+def projection_state(app: Application[Any]) -> ProjectionState:
+    """Where the views stand against the event log."""
+    with open_views(app) as views:
+        position = views.position(app.name)
+        head = app.recorder.max_notification_id() or 0
+        events_table = views.qualified(app.recorder.events_table_name)  # type: ignore[attr-defined]
+        return ProjectionState(VIEWS_NAME, position, head, views.lag(events_table, position))

@@ -1,0 +1,185 @@
+"""The read models' tables: one definition, rendered for SQLite and for PostgreSQL.
+
+Real tables that users query with SQL, in the same database as the events. Every value is
+derived from events only (times are event timestamps, never the projector's clock), so a rebuild
+gives the same rows whatever the batch boundaries were.
+
+`VIEWS_VERSION` names the meaning of these rows: change a column or how one is derived, bump it,
+and the next catch-up drops the tables and rebuilds them from the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "TABLES",
+    "TASK_STATUSES",
+    "VIEWS_VERSION",
+    "Column",
+    "Table",
+]
+
+VIEWS_VERSION = 1
+
+TASK_STATUSES = (
+    "pending",
+    "ready",
+    "running",
+    "retry_wait",
+    "succeeded",
+    "failed",
+    "escalated",
+    "abandoned",
+    "skipped",
+    "cancelled",
+)
+
+# Column kinds and their SQL type in each dialect.
+_TYPES = {
+    "text": {"sqlite": "TEXT", "postgres": "text"},
+    "int": {"sqlite": "INTEGER", "postgres": "bigint"},
+    "float": {"sqlite": "REAL", "postgres": "double precision"},
+    "time": {"sqlite": "TEXT", "postgres": "timestamptz"},  # ISO 8601 text on SQLite
+    "json": {"sqlite": "TEXT", "postgres": "jsonb"},  # JSON text on SQLite
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    doc: str
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def ddl(self, dialect: str, qualified: str) -> list[str]:
+        """CREATE statements for this table, named `qualified` (schema-qualified on PG)."""
+        cols = ", ".join(f"{c.name} {_TYPES[c.kind][dialect]}" for c in self.columns)
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {qualified} ({cols}, PRIMARY KEY ({', '.join(self.key)}))"
+        ]
+        for position, index in enumerate(self.indexes):
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {self.name}_ix{position} "
+                f"ON {qualified} ({', '.join(index)})"
+            )
+        return statements
+
+
+def _c(name: str, kind: str, doc: str) -> Column:
+    return Column(name, kind, doc)
+
+
+GOAL_SUMMARY = Table(
+    name="goal_summary",
+    key=("goal_id",),
+    doc="One row per goal: where it stands and what it has spent.",
+    columns=(
+        _c("goal_id", "text", "the goal's id"),
+        _c("plan", "text", "the plan's name"),
+        _c("status", "text", "running | waiting | completed | failed | cancelled"),
+        _c("reason", "text", "why the goal is in its status (last goal decision)"),
+        _c("started_at", "time", "when the goal was submitted"),
+        _c("updated_at", "time", "time of the goal's last event"),
+        _c("ended_at", "time", "when it completed, failed or was cancelled"),
+        _c("forked_from", "text", "the goal it was forked from, if any"),
+        _c("tasks", "int", "tasks in the plan"),
+        *(_c(f"tasks_{s}", "int", f"tasks now {s}") for s in TASK_STATUSES),
+        _c("attempts", "int", "agent attempts dispatched, all tasks"),
+        _c("tokens", "int", "tokens reported by agents"),
+        _c("cost_usd", "float", "cost reported by agents"),
+        _c("output", "json", "the goal's output once completed"),
+        _c("events", "int", "events recorded for the goal so far"),
+        _c("position", "int", "notification id of the goal's last event"),
+    ),
+    indexes=(("updated_at",), ("status",)),
+)
+
+TASK_STATUS = Table(
+    name="task_status",
+    key=("goal_id", "task_id"),
+    doc="One row per task of every goal.",
+    columns=(
+        _c("goal_id", "text", "the goal's id"),
+        _c("task_id", "text", "the task's id in the plan"),
+        _c("plan_index", "int", "the task's position in the plan, from 0"),
+        _c("agent", "text", "the plan's name for the task's agent"),
+        _c("status", "text", "one of the task statuses of CONTRACT.md §4"),
+        _c("attempts", "int", "attempts dispatched"),
+        _c("last_error", "text", "the last failure, cleared when an output is accepted"),
+        _c("last_reason", "text", "the reason of the last decision about the task"),
+        _c("last_rule", "text", "the rule id of the last decision about the task"),
+        _c("updated_at", "time", "time of the task's last event"),
+        _c("status_since", "time", "when the task entered its status"),
+        _c("duration_ms", "float", "agent time over all attempts"),
+        _c("tokens", "int", "tokens reported by its attempts"),
+        _c("cost_usd", "float", "cost reported by its attempts"),
+        _c("attempt_in_flight", "int", "the attempt running now, if any"),
+        _c("last_outcome", "text", "returned | raised | timed_out | human: the attempt's fate"),
+    ),
+    indexes=(("status",), ("agent",)),
+)
+
+AGENT_STATS = Table(
+    name="agent_stats",
+    key=("agent",),
+    doc="One row per agent name, over every goal.",
+    columns=(
+        _c("agent", "text", "the plan's name for the agent"),
+        _c("attempts", "int", "attempts dispatched to it"),
+        _c("succeeded", "int", "attempts whose own output was accepted"),
+        _c("failed", "int", "attempts that raised, timed out or had their output rejected"),
+        _c("retries", "int", "retries scheduled after its failures"),
+        _c("escalations", "int", "times a task of this agent was escalated to a human"),
+        _c("rejected_outputs", "int", "outputs that failed the contract or confidence"),
+        _c("timed_out", "int", "attempts that timed out"),
+        _c("interrupted", "int", "attempts left without an outcome by a crash"),
+        _c("tokens", "int", "tokens it reported"),
+        _c("cost_usd", "float", "cost it reported"),
+        _c("latency_samples", "int", "attempts with a measured duration"),
+        _c("p50_ms", "float", "median duration (nearest rank, exact)"),
+        _c("p95_ms", "float", "95th percentile duration (nearest rank, exact)"),
+    ),
+)
+
+# Every measured duration, so the percentiles above stay exact: recomputed per batch for the
+# agents the batch touched, by an index scan (agent, duration_ms).
+AGENT_LATENCY = Table(
+    name="agent_latency",
+    key=("position",),
+    doc="One row per attempt with a measured duration (the samples behind p50/p95).",
+    columns=(
+        _c("position", "int", "notification id of the observation"),
+        _c("agent", "text", "the plan's name for the agent"),
+        _c("goal_id", "text", "the goal's id"),
+        _c("task_id", "text", "the task's id"),
+        _c("attempt", "int", "the attempt"),
+        _c("duration_ms", "float", "how long the agent took"),
+    ),
+    indexes=(("agent", "duration_ms"),),
+)
+
+# The version of the rows above, and the row a projector locks so two never interleave.
+VIEWS_META = Table(
+    name="baton_views_meta",
+    key=("name",),
+    doc="The read models' version.",
+    columns=(
+        _c("name", "text", "always 'baton_views'"),
+        _c("version", "int", "VIEWS_VERSION the rows were built with"),
+    ),
+)
+
+TABLES = (GOAL_SUMMARY, TASK_STATUS, AGENT_STATS, AGENT_LATENCY)

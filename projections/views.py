@@ -1,0 +1,342 @@
+"""The materialised views: eventsourcing tracking recorders that also hold the read-model tables.
+
+Exactly once, the library's way (its `examples/ftsprojection`): a batch's view rows and its
+tracking record are written in one `datastore.transaction(commit=True)`. A projector killed at
+any point either committed both or neither; restarted, it resumes after the last tracked event.
+
+Two projectors never interleave: each batch first locks the views' meta row (SQLite: a write
+that takes the database's write lock; PostgreSQL: `SELECT … FOR UPDATE`), then checks that the
+tracked position is still the one its events follow, and otherwise gives the batch up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from psycopg.sql import SQL
+
+from projections.fold import Row, ViewFold
+from projections.schema import (
+    AGENT_LATENCY,
+    AGENT_STATS,
+    GOAL_SUMMARY,
+    TABLES,
+    TASK_STATUS,
+    VIEWS_META,
+    VIEWS_VERSION,
+    Table,
+)
+
+__all__ = ["BatchHook", "GoalViews", "PostgresGoalViews", "SQLiteGoalViews"]
+
+VIEWS_NAME = "baton_views"
+
+# Called with ("before_commit" | "after_commit", last notification id of the batch): the
+# fault-injection point of the crash tests.
+BatchHook = Callable[[str, int], None]
+
+
+class GoalViews(TrackingRecorder):
+    """The read-model logic both dialects share; mixed into each dialect's tracking recorder."""
+
+    dialect: ClassVar[str]
+    datastore: Any
+
+    # --- dialect specifics, overridden below ---
+
+    def qualified(self, table: str) -> str:
+        return table
+
+    def tracking_table(self) -> str:
+        raise NotImplementedError
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def _lock_statement(self) -> str:
+        raise NotImplementedError
+
+    def _encode(self, kind: str, value: Any) -> Any:
+        return value
+
+    def _decode(self, kind: str, value: Any) -> Any:
+        return value
+
+    if TYPE_CHECKING:  # provided by the library's tracking recorder each dialect mixes in
+
+        def _max_tracking_id(self, application_name: str, c: Any) -> int | None: ...
+
+        def _insert_tracking(self, c: Any, tracking: Tracking) -> None: ...
+
+    # --- schema ---
+
+    def views_ddl(self) -> list[str]:
+        statements: list[str] = []
+        for table in (*TABLES, VIEWS_META):
+            statements += table.ddl(self.dialect, self.qualified(table.name))
+        return statements
+
+    def ensure_version(self, application_name: str) -> None:
+        """Rebuild from scratch when the rows were built by another version of the views."""
+        meta = self.qualified(VIEWS_META.name)
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self.sql(f"SELECT version FROM {meta} WHERE name = ?"), (VIEWS_NAME,))
+            found = c.fetchone()
+            version = None if found is None else _first(found)
+            if version == VIEWS_VERSION:
+                return
+            if found is None:
+                c.execute(self.sql(f"INSERT INTO {meta} VALUES (?, ?)"),
+                          (VIEWS_NAME, VIEWS_VERSION))
+            else:
+                c.execute(self.sql(f"UPDATE {meta} SET version = ? WHERE name = ?"),
+                          (VIEWS_VERSION, VIEWS_NAME))
+                for table in TABLES:  # columns may differ: drop and create them again
+                    c.execute(f"DROP TABLE IF EXISTS {self.qualified(table.name)}")
+                for table in TABLES:
+                    for statement in table.ddl(self.dialect, self.qualified(table.name)):
+                        c.execute(statement)
+            self._clear(c, application_name)
+
+    def reset(self, application_name: str) -> None:
+        """Empty every read model and forget the tracked position, in one transaction."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._lock_statement(), (VIEWS_NAME,))
+            self._clear(c, application_name)
+
+    def _clear(self, c: Any, application_name: str) -> None:
+        for table in TABLES:
+            c.execute(f"DELETE FROM {self.qualified(table.name)}")
+        c.execute(
+            self.sql(f"DELETE FROM {self.tracking_table()} WHERE application_name = ?"),
+            (application_name,),
+        )
+
+    # --- positions ---
+
+    def position(self, application_name: str) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            return self._max_tracking_id(application_name, c) or 0
+
+    def lag(self, events_table: str, position: int) -> int:
+        """How many events of the log the views have not applied yet."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.sql(f"SELECT COUNT(*) FROM {events_table} WHERE "
+                               f"{self._notification_column} > ?"), (position,))
+            return int(_first(c.fetchone()))
+
+    _notification_column: ClassVar[str] = "rowid"
+
+    # --- a batch ---
+
+    def apply_batch(
+        self,
+        batch: Sequence[tuple[Any, Tracking]],
+        *,
+        after: int | None,
+        hook: BatchHook | None = None,
+    ) -> bool:
+        """Fold `batch` into the views, exactly once.
+
+        `after` is the position the batch's events follow, as read before they were selected;
+        None (one event delivered by a subscription) means "if not applied already". False,
+        with nothing written, when the tracked position says the batch does not apply.
+        """
+        first, last = batch[0][1], batch[-1][1]
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._lock_statement(), (VIEWS_NAME,))
+            current = self._max_tracking_id(last.application_name, c) or 0
+            stale = current >= first.notification_id if after is None else current != after
+            if stale:
+                return False
+            fold = self._load(c, {str(event.originator_id) for event, _ in batch})
+            for event, tracking in batch:
+                fold.apply(event, tracking.notification_id)
+            self._write(c, fold)
+            self._insert_tracking(c, last)
+            if hook is not None:
+                hook("before_commit", last.notification_id)
+        if hook is not None:
+            hook("after_commit", last.notification_id)
+        return True
+
+    def _load(self, c: Any, goal_ids: set[str]) -> ViewFold:
+        ids = sorted(goal_ids)
+        goals = {row["goal_id"]: row for row in self._select(c, GOAL_SUMMARY, "goal_id", ids)}
+        tasks = {
+            (row["goal_id"], row["task_id"]): row
+            for row in self._select(c, TASK_STATUS, "goal_id", ids)
+        }
+        agents = {row["agent"]: row for row in self._select(c, AGENT_STATS, None, [])}
+        return ViewFold(goals, tasks, agents)
+
+    def _select(self, c: Any, table: Table, column: str | None, values: list[str]) -> list[Row]:
+        names = ", ".join(table.names)
+        base = f"SELECT {names} FROM {self.qualified(table.name)}"
+        if column is None:
+            c.execute(base)
+            return [self._row(table, found) for found in c.fetchall()]
+        rows: list[Row] = []
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            c.execute(self.sql(f"{base} WHERE {column} IN ({marks})"), chunk)
+            rows += [self._row(table, found) for found in c.fetchall()]
+        return rows
+
+    def _row(self, table: Table, found: Any) -> Row:
+        values = found.values() if isinstance(found, dict) else tuple(found)
+        return {
+            column.name: self._decode(column.kind, value)
+            for column, value in zip(table.columns, values, strict=True)
+        }
+
+    def _write(self, c: Any, fold: ViewFold) -> None:
+        self._upsert(c, GOAL_SUMMARY, (fold.goals[key] for key in sorted(fold.dirty_goals)))
+        self._upsert(c, TASK_STATUS, (fold.tasks[key] for key in sorted(fold.dirty_tasks)))
+        latency = self.qualified(AGENT_LATENCY.name)
+        if fold.latencies:
+            marks = ", ".join("?" * len(AGENT_LATENCY.columns))
+            c.executemany(
+                self.sql(f"INSERT INTO {latency} ({', '.join(AGENT_LATENCY.names)}) "
+                         f"VALUES ({marks})"),
+                [self._encoded(AGENT_LATENCY, row) for row in fold.latencies],
+            )
+        for name in sorted({row["agent"] for row in fold.latencies}):
+            self._percentiles(c, fold.agents[name])
+        self._upsert(c, AGENT_STATS, (fold.agents[key] for key in sorted(fold.dirty_agents)))
+
+    def _percentiles(self, c: Any, agent: Row) -> None:
+        """Exact nearest-rank p50 and p95 over every sample of the agent (an index scan)."""
+        latency = self.qualified(AGENT_LATENCY.name)
+        c.execute(self.sql(f"SELECT COUNT(*) FROM {latency} WHERE agent = ?"), (agent["agent"],))
+        count = int(_first(c.fetchone()))
+        agent["latency_samples"] = count
+        for column, share in (("p50_ms", 50), ("p95_ms", 95)):
+            rank = max(1, -(-count * share // 100))  # ceil(count * share / 100)
+            c.execute(
+                self.sql(f"SELECT duration_ms FROM {latency} WHERE agent = ? "
+                         f"ORDER BY duration_ms LIMIT 1 OFFSET ?"),
+                (agent["agent"], rank - 1),
+            )
+            agent[column] = float(_first(c.fetchone()))
+
+    def _upsert(self, c: Any, table: Table, rows: Iterable[Row]) -> None:
+        encoded = [self._encoded(table, row) for row in rows]
+        if not encoded:
+            return
+        names = table.names
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in table.key)
+        c.executemany(
+            self.sql(
+                f"INSERT INTO {self.qualified(table.name)} ({', '.join(names)}) "
+                f"VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
+            ),
+            encoded,
+        )
+
+    def _encoded(self, table: Table, row: Row) -> tuple[Any, ...]:
+        # Only time and JSON columns need converting; the rest go to the driver as they are.
+        kinds = _conversions(table, self._converted)
+        return tuple(
+            row[name] if kind is None else self._encode(kind, row[name]) for name, kind in kinds
+        )
+
+    _converted: ClassVar[frozenset[str]] = frozenset({"time", "json"})
+
+    # --- reading, for the CLI and for analysts ---
+
+    def rows(self, table: Table, where: str = "", params: Sequence[Any] = (),
+             order: str = "") -> list[Row]:
+        """Rows of one read model; `where` / `order` are SQL fragments with `?` placeholders."""
+        query = f"SELECT {', '.join(table.names)} FROM {self.qualified(table.name)}"
+        if where:
+            query += f" WHERE {where}"
+        query += f" ORDER BY {order or ', '.join(table.key)}"
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.sql(query), tuple(params))
+            return [self._row(table, found) for found in c.fetchall()]
+
+
+@cache
+def _conversions(table: Table, converted: frozenset[str]) -> tuple[tuple[str, str | None], ...]:
+    """(column, kind to convert or None) for each column of `table`."""
+    return tuple((c.name, c.kind if c.kind in converted else None) for c in table.columns)
+
+
+def _first(row: Any) -> Any:
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+class SQLiteGoalViews(GoalViews, SQLiteTrackingRecorder):
+    """The views in the SQLite file beside `stored_events` (tracking in its `tracking` table)."""
+
+    dialect = "sqlite"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *self.views_ddl()]
+
+    def tracking_table(self) -> str:
+        return "tracking"
+
+    def _lock_statement(self) -> str:
+        # A write as the transaction's first statement takes SQLite's write lock at once, so
+        # the position read next cannot go stale before the commit.
+        return f"UPDATE {VIEWS_META.name} SET version = version WHERE name = ?"
+
+    def _encode(self, kind: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if kind == "time":
+            return value.isoformat()
+        if kind == "json":
+            return json.dumps(value, sort_keys=True)
+        return value
+
+    def _decode(self, kind: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if kind == "time":
+            return datetime.fromisoformat(value)
+        if kind == "json":
+            return json.loads(value)
+        return value
+
+
+class PostgresGoalViews(GoalViews, PostgresTrackingRecorder):
+    """The views in the store's schema beside `baton_events` (tracking: `baton_views_tracking`)."""
+
+    dialect = "postgres"
+    _notification_column = "notification_id"
+    _converted = frozenset({"json"})  # psycopg adapts datetimes itself
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements += [SQL(statement).format() for statement in self.views_ddl()]
+
+    def qualified(self, table: str) -> str:
+        return f'"{self.datastore.schema}".{table}'
+
+    def tracking_table(self) -> str:
+        return self.qualified(self.tracking_table_name)
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def _lock_statement(self) -> str:
+        return f"SELECT version FROM {self.qualified(VIEWS_META.name)} WHERE name = %s FOR UPDATE"
+
+    def _encode(self, kind: str, value: Any) -> Any:
+        if kind == "json" and value is not None:
+            from psycopg.types.json import Jsonb
+
+            return Jsonb(value)
+        return value

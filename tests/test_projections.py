@@ -1,0 +1,290 @@
+"""The read models: they agree with the aggregates, rebuild to the same rows, and count exactly.
+
+Every test runs on SQLite and PostgreSQL (the `store` / `store_url` fixtures).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import projections
+from adapters import readmodels
+from adapters.loading import prepare_plan
+from adapters.service import resolve_task, resume_goal
+from adapters.store import BatonStore, open_store
+from domain.decide import settle
+from domain.goal import Goal
+from projections.schema import TABLES, TASK_STATUSES
+from tests import agents
+from tests.cli_support import baton
+from tests.support import plan, run, task
+
+
+@pytest.fixture(autouse=True)
+def _reset_agents() -> Iterator[None]:
+    agents.CALLS.clear()
+    yield
+
+
+def all_rows(store: BatonStore) -> dict[str, list[dict[str, Any]]]:
+    with readmodels.views(store) as views:
+        return {table.name: views.rows(table) for table in TABLES}
+
+
+def assert_matches_aggregate(store: BatonStore, goal_id: str) -> None:
+    """The projected goal and tasks say what the aggregate itself says."""
+    goal = store.get(goal_id)
+    state = goal.state
+    [summary] = readmodels.goal_rows(store, goal_id)
+    tasks = readmodels.task_rows(store, goal_id)
+    assert [row["task_id"] for row in tasks] == list(state.plan.order)
+    for row in tasks:
+        own = state.tasks[row["task_id"]]
+        assert (row["status"], row["attempts"], row["last_error"]) == (
+            own.status, own.attempts, own.last_error), row["task_id"]
+        assert row["agent"] == state.plan.task_map[row["task_id"]].agent
+        assert row["tokens"] == own.used.tokens
+    assert (summary["status"], summary["reason"], summary["output"]) == (
+        state.status, state.reason, state.output)
+    assert (summary["attempts"], summary["tokens"]) == (state.attempts_used, state.used.tokens)
+    assert summary["cost_usd"] == pytest.approx(state.used.cost_usd)
+    assert summary["events"] == goal.version
+    assert summary["updated_at"] == goal.modified_on
+    counts = {status: summary[f"tasks_{status}"] for status in TASK_STATUSES}
+    expected = {status: 0 for status in TASK_STATUSES}
+    for own in state.tasks.values():
+        expected[own.status] += 1
+    assert counts == expected
+    if state.status in ("running", "waiting"):
+        assert summary["ended_at"] is None
+    else:
+        assert summary["started_at"] <= summary["ended_at"] <= summary["updated_at"]
+
+
+SHAPES = {
+    "completed": (plan(task("a", "upper", input={"text": "$goal.text"}),
+                       task("b", "exclaim", input={"text": "$a.text"}), output="$b.text"), None),
+    "failed": (plan(task("a", "always_fails", input={"text": "$goal.text"},
+                         retry={"max_attempts": 2, "backoff_s": 0}),
+                    task("b", "upper", input={"text": "$a.text"})), None),
+    "retried": (plan(task("a", "flaky", input={"text": "$goal.text"},
+                          retry={"max_attempts": 3, "backoff_s": 0}),
+                     task("b", "costly", input={"text": "$a.text"})), None),
+    "abandoned": (plan(task("a", "always_fails", input={"text": "$goal.text"},
+                            on_failure="abandon", retry={"max_attempts": 1}),
+                       task("b", "upper", input={"text": "$a.text"}),
+                       task("c", "exclaim", input={"text": "$goal.text"}),
+                       output="$c.text"), None),
+    "low_confidence": (plan(task("a", "scored", input={"text": "$goal.text"},
+                                 min_confidence=0.99, on_low_confidence="escalate")), None),
+    "escalated_then_resolved": (
+        plan(task("a", "always_fails", input={"text": "$goal.text"}, on_failure="escalate",
+                  retry={"max_attempts": 1}),
+             task("b", "upper", input={"text": "$a.text"}), output="$b.text"),
+        {"text": "by hand"},
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_projected_status_equals_the_aggregates_own(store: BatonStore, shape: str) -> None:
+    data, human_output = SHAPES[shape]
+    goal = run(store, data, {"text": "hi"})
+    readmodels.refresh(store)
+    assert_matches_aggregate(store, goal.id)
+    if human_output is not None:
+        assert goal.state.status == "waiting"
+        [waiting] = readmodels.escalation_rows(store)
+        assert (waiting["goal_id"], waiting["task_id"]) == (goal.id, "a")
+        resolve_task(store, goal.id, "a", action="output", output=human_output,
+                     reason="typed it in", by="ana")
+        readmodels.refresh(store)
+        assert readmodels.task_rows(store, goal.id)[0]["last_reason"].startswith("ana: typed it in")
+        resume_goal(store, goal.id)
+        readmodels.refresh(store)
+        assert_matches_aggregate(store, goal.id)
+        assert readmodels.escalation_rows(store) == []
+
+
+def test_a_rebuild_reproduces_the_same_rows_whatever_the_batch_size(store: BatonStore) -> None:
+    for shape in sorted(SHAPES):
+        run(store, SHAPES[shape][0], {"text": shape})
+    applied = readmodels.refresh(store)
+    assert applied == readmodels.state(store).head
+    before = all_rows(store)
+    assert len(before["goal_summary"]) == len(SHAPES)
+    assert projections.rebuild(store.app) == applied
+    assert all_rows(store) == before
+    assert projections.rebuild(store.app, page_size=3) == applied  # other batch boundaries
+    assert all_rows(store) == before
+    assert readmodels.state(store).lag == 0
+
+
+def test_catching_up_applies_only_new_events_exactly_once(store: BatonStore) -> None:
+    data = SHAPES["retried"][0]
+    run(store, data, {"text": "one"})
+    first = readmodels.refresh(store)
+    assert readmodels.refresh(store) == 0  # nothing new: nothing applied again
+    run(store, data, {"text": "two"})
+    assert readmodels.state(store).lag > 0
+    second = readmodels.refresh(store)
+    assert second > 0 and first + second == readmodels.state(store).head
+    incremental = all_rows(store)
+    projections.rebuild(store.app)
+    assert all_rows(store) == incremental
+
+
+def test_concurrent_projectors_never_apply_an_event_twice(store: BatonStore) -> None:
+    for index in range(4):
+        run(store, SHAPES["retried"][0], {"text": f"g{index}"})
+    head = readmodels.state(store).head
+    applied: list[int] = []
+    errors: list[BaseException] = []
+
+    def project() -> None:
+        try:
+            applied.append(projections.catch_up(store.app, page_size=2))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=project) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(applied) == head  # every event applied once, by whichever projector got it
+    together = all_rows(store)
+    projections.rebuild(store.app)
+    assert all_rows(store) == together
+
+
+def test_a_forked_goal_is_projected_like_any_other(store_url: str, tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(SHAPES["retried"][0]))
+    assert baton("run", str(plan_file), "--input", '{"text": "x"}', "--goal-id", "origin",
+                 store=store_url).code == 0
+    forked = baton("fork", "origin", "--at", "4", "--run", "--json", store=store_url)
+    assert forked.code == 0, forked.err
+    new_id = forked.json()["goal_id"]
+    store = open_store(store_url)
+    try:
+        assert readmodels.state(store).lag == 0  # the CLI caught up before it exited
+        [summary] = readmodels.goal_rows(store, new_id)
+        assert summary["forked_from"] == "origin"
+        assert_matches_aggregate(store, new_id)
+        assert_matches_aggregate(store, "origin")
+    finally:
+        store.close()
+
+
+# --- agent_stats on a scenario computed by hand ---------------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def scripted_goal(store: BatonStore, goal_id: str, data: dict[str, Any],
+                  script: list[tuple[str, str, dict[str, Any]]]) -> Goal:
+    """Record a goal whose observations (and so durations and usage) are chosen by the test.
+
+    Each step is (task, observation kind, fields) for the task's attempt in flight; the real
+    decision core decides everything else, as the runner would.
+    """
+    loaded = prepare_plan(data)
+    ticks = iter(range(1, 10_000))
+
+    def at() -> datetime:
+        return T0 + timedelta(seconds=next(ticks))
+
+    goal = Goal.start(goal_id=goal_id, plan=loaded.plan, goal_input={"text": "hi"},
+                      concurrency=4, at=T0)
+    settle(goal, loaded.contracts)
+    for task_id, kind, fields in script:
+        if goal.state.tasks[task_id].in_flight is None:  # a zero backoff comes due
+            goal.observe("ClockTicked", at=at())
+            settle(goal, loaded.contracts)
+        attempt = goal.state.tasks[task_id].in_flight
+        assert attempt is not None, (task_id, goal.state.tasks[task_id].status)
+        goal.observe(kind, at=at(), task=task_id, attempt=attempt, **fields)
+        settle(goal, loaded.contracts)
+    store.save(goal)
+    return goal
+
+
+def _returned(output: dict[str, Any], ms: float, tokens: int = 0,
+              cost: float = 0.0) -> dict[str, Any]:
+    usage = {"tokens": tokens, "cost_usd": cost} if tokens or cost else None
+    return {"output": output, "duration_ms": ms, "usage": usage}
+
+
+def _raised(ms: float) -> dict[str, Any]:
+    return {"error_type": "RuntimeError", "message": "boom", "duration_ms": ms}
+
+
+def test_agent_stats_match_a_hand_computed_scenario(store: BatonStore) -> None:
+    retry = {"max_attempts": 3, "backoff_s": 0}
+    first = plan(
+        task("a", "upper", input={"text": "$goal.text"}, retry=retry),
+        task("b", "scored", input={"text": "$a.text"}, retry=retry, min_confidence=0.7),
+    )
+    scripted_goal(store, "g1", first, [
+        ("a", "AgentRaised", _raised(10.0)),
+        ("a", "AgentReturned", _returned({"text": "HI"}, 30.0, tokens=100, cost=0.01)),
+        ("b", "AgentReturned", _returned({"text": "HI", "confidence": 0.5}, 20.0)),
+        ("b", "AgentReturned", _returned({"text": "HI", "confidence": 0.9}, 40.0, 50, 0.02)),
+    ])
+    second = plan(task("a", "upper", input={"text": "$goal.text"}, timeout_s=1,
+                       retry={"max_attempts": 1}, on_failure="escalate"))
+    scripted_goal(store, "g2", second, [("a", "AgentTimedOut", {"timeout_s": 1.0})])
+    third = plan(task("a", "upper", input={"text": "$goal.text"}))
+    scripted_goal(store, "g3", third, [
+        ("a", "AgentReturned", _returned({"text": "HI"}, 50.0, tokens=1, cost=0.005)),
+    ])
+    readmodels.refresh(store)
+    stats = {row["agent"]: row for row in readmodels.agent_rows(store)}
+    # upper: g1 raised (10 ms) then returned (30 ms); g2 timed out (no duration) and was
+    # escalated; g3 returned (50 ms). Samples 10, 30, 50: nearest rank p50 = 2nd, p95 = 3rd.
+    assert {k: stats["upper"][k] for k in (
+        "attempts", "succeeded", "failed", "retries", "escalations", "rejected_outputs",
+        "timed_out", "interrupted", "tokens", "latency_samples", "p50_ms", "p95_ms",
+    )} == {
+        "attempts": 4, "succeeded": 2, "failed": 2, "retries": 1, "escalations": 1,
+        "rejected_outputs": 0, "timed_out": 1, "interrupted": 0, "tokens": 101,
+        "latency_samples": 3, "p50_ms": 30.0, "p95_ms": 50.0,
+    }
+    assert stats["upper"]["cost_usd"] == pytest.approx(0.015)
+    # scored: a low-confidence output (rejected, retried), then an accepted one.
+    # Samples 20, 40: p50 = 1st (ceil(0.5 * 2)), p95 = 2nd (ceil(0.95 * 2)).
+    assert {k: stats["scored"][k] for k in (
+        "attempts", "succeeded", "failed", "retries", "escalations", "rejected_outputs",
+        "tokens", "p50_ms", "p95_ms",
+    )} == {
+        "attempts": 2, "succeeded": 1, "failed": 1, "retries": 1, "escalations": 0,
+        "rejected_outputs": 1, "tokens": 50, "p50_ms": 20.0, "p95_ms": 40.0,
+    }
+    [g1] = readmodels.goal_rows(store, "g1")
+    assert (g1["status"], g1["attempts"], g1["tokens"]) == ("completed", 4, 150)
+    assert g1["cost_usd"] == pytest.approx(0.03)
+    assert g1["started_at"] == T0 and g1["ended_at"] == g1["updated_at"]
+    [g2] = readmodels.goal_rows(store, "g2")
+    assert (g2["status"], g2["tasks_escalated"]) == ("waiting", 1)
+    assert all_rows(store)["agent_latency"][0]["duration_ms"] == 10.0
+
+
+def test_a_new_views_version_rebuilds_the_rows(store: BatonStore) -> None:
+    run(store, SHAPES["completed"][0], {"text": "hi"})
+    readmodels.refresh(store)
+    before = all_rows(store)
+    with readmodels.views(store) as views, views.datastore.transaction(commit=True) as c:
+        c.execute(views.sql(f"UPDATE {views.qualified('baton_views_meta')} SET version = ?"),
+                  (0,))
+        c.execute(f"DELETE FROM {views.qualified('task_status')}")  # rows an old version left
+    assert readmodels.refresh(store) == readmodels.state(store).head  # projected again
+    assert all_rows(store) == before

@@ -1,0 +1,246 @@
+"""The read models from the command line: fresh after every writing command, exactly once after
+a killed projector, kept current by `projections follow`, exported for analysts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import projections
+from adapters import readmodels
+from adapters.store import BatonStore
+from projections.schema import TABLES
+from tests import agents
+from tests.cli_support import ROOT, baton
+from tests.support import plan, run, task
+
+RETRIED = plan(task("a", "flaky", input={"text": "$goal.text"},
+                    retry={"max_attempts": 3, "backoff_s": 0}),
+               task("b", "costly", input={"text": "$a.text"}),
+               task("c", "upper", input={"text": "$goal.text"}), output="$b.text")
+
+
+@pytest.fixture(autouse=True)
+def _reset_agents() -> Iterator[None]:
+    agents.CALLS.clear()
+    yield
+
+
+def rows(store: BatonStore) -> dict[str, list[dict[str, Any]]]:
+    with readmodels.views(store) as views:
+        return {table.name: views.rows(table) for table in TABLES}
+
+
+def plan_file(tmp_path: Path, data: dict[str, Any]) -> str:
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_status_right_after_run_shows_the_result(store_url: str, tmp_path: Path) -> None:
+    ran = baton("run", plan_file(tmp_path, RETRIED), "--input", '{"text": "hi"}',
+                "--goal-id", "g-1", "--json", store=store_url)
+    assert ran.code == 0, ran.err
+    status = baton("status", "g-1", "--json", store=store_url)
+    assert status.code == 0, status.err
+    assert status.json() == ran.json()  # the same shape and content as `run --json`
+    assert status.err == ""  # no lag to report
+    listed = baton("status", "--json", store=store_url).json()["goals"]
+    assert [(g["goal_id"], g["plan"], g["status"]) for g in listed] == [
+        ("g-1", "test-plan", "completed")]
+    assert listed[0]["attempts"] == 4 and listed[0]["tokens"] == 100
+    table = baton("status", store=store_url)
+    assert table.code == 0 and "g-1" in table.out and "completed" in table.out
+
+
+def test_stats_json_and_csv(store_url: str, tmp_path: Path) -> None:
+    assert baton("run", plan_file(tmp_path, RETRIED), "--input", '{"text": "hi"}',
+                 store=store_url).code == 0
+    stats = baton("stats", "--json", store=store_url).json()["agents"]
+    assert set(stats) == {"flaky", "costly", "upper"}
+    for name in stats:
+        assert {"attempts", "succeeded", "failed", "retries", "escalations", "rejected_outputs",
+                "tokens", "cost_usd", "p50_ms", "p95_ms"} <= set(stats[name])
+    assert (stats["flaky"]["attempts"], stats["flaky"]["failed"],
+            stats["flaky"]["retries"]) == (2, 1, 1)
+    assert stats["costly"]["tokens"] == 100
+    csv_lines = baton("stats", "--format", "csv", store=store_url).out.splitlines()
+    assert csv_lines[0].startswith("agent,attempts,succeeded,failed,retries,escalations")
+    assert sorted(line.split(",")[0] for line in csv_lines[1:]) == ["costly", "flaky", "upper"]
+    assert "flaky" in baton("stats", store=store_url).out
+
+
+def test_escalations_resolve_and_resume_keep_the_views_current(
+    store_url: str, tmp_path: Path
+) -> None:
+    data = plan(task("a", "always_fails", input={"text": "$goal.text"}, on_failure="escalate",
+                     retry={"max_attempts": 1}),
+                task("b", "upper", input={"text": "$a.text"}), output="$b.text")
+    ran = baton("run", plan_file(tmp_path, data), "--input", '{"text": "hi"}', "--goal-id",
+                "w", store=store_url)
+    assert ran.code == 3, ran.err
+    [waiting] = baton("escalations", "--json", store=store_url).json()["escalations"]
+    assert (waiting["goal_id"], waiting["task"]) == ("w", "a")
+    assert "boom" in waiting["reason"] and waiting["since"]
+    assert baton("resolve", "w", "a", "--output", '{"text": "ok"}', "--reason", "manual",
+                 "--by", "ana", store=store_url).code == 0
+    assert baton("escalations", "--json", store=store_url).json() == {"escalations": []}
+    assert baton("status", "w", "--json", store=store_url).json()["tasks"]["a"] == {
+        "status": "succeeded", "attempts": 1}
+    assert baton("resume", "w", store=store_url).code == 0
+    assert baton("status", "w", "--json", store=store_url).json()["status"] == "completed"
+
+
+def test_status_reports_a_lag_instead_of_hiding_it(store: BatonStore) -> None:
+    run(store, RETRIED, {"text": "hi"})  # through the library: nothing caught up
+    listed = baton("status", "--json", store=store.url)
+    assert listed.json() == {"goals": []}
+    assert "behind the log" in listed.err
+    where = baton("projections", "status", "--json", store=store.url).json()["projections"]
+    assert where[0]["lag"] == where[0]["head"] > 0
+    updated = baton("projections", "update", "--json", store=store.url).json()
+    assert updated["lag"] == 0 and updated["applied"] == where[0]["head"]
+    assert len(baton("status", "--json", store=store.url).json()["goals"]) == 1
+
+
+@pytest.mark.parametrize("point", ["before_commit:7", "after_commit:7", "before_commit:20",
+                                   "after_commit:33"])
+def test_a_killed_projector_resumes_to_the_rows_of_a_clean_rebuild(
+    store: BatonStore, point: str
+) -> None:
+    for index in range(3):
+        run(store, RETRIED, {"text": f"g{index}"})
+    head = readmodels.state(store).head
+    env = {"BATON_PROJECTION_PAGE": "5", "BATON_CRASH_IN_PROJECTION": point}
+    killed = baton("projections", "update", store=store.url, env=env)
+    assert killed.code == -signal.SIGKILL
+    stage, at = point.split(":")
+    position = readmodels.state(store).position
+    assert position < int(at) if stage == "before_commit" else position >= int(at)
+    assert position < head
+    resumed = baton("projections", "update", "--json", store=store.url,
+                    env={"BATON_PROJECTION_PAGE": "5"})
+    assert resumed.code == 0, resumed.err
+    assert resumed.json()["applied"] == head - position
+    after_crash = rows(store)
+    projections.rebuild(store.app)
+    assert rows(store) == after_crash
+
+
+def test_rebuild_from_the_cli(store: BatonStore) -> None:
+    run(store, RETRIED, {"text": "hi"})
+    rebuilt = baton("projections", "rebuild", "--json", store=store.url)
+    assert rebuilt.code == 0, rebuilt.err
+    assert rebuilt.json()["lag"] == 0 and rebuilt.json()["applied"] > 0
+    first = rows(store)
+    assert baton("projections", "rebuild", store=store.url).code == 0
+    assert rows(store) == first
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_follow_keeps_the_views_current_for_other_writers(store: BatonStore) -> None:
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "projections", "follow", "--interval", "0.1"],
+        cwd=ROOT, env={**os.environ, "BATON_STORE": store.url}, stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: readmodels.state(store).position == 0 and
+                  _views_ready(store), "the follower to start")
+        for index in range(3):  # written by this process, which never catches up itself
+            run(store, RETRIED, {"text": f"g{index}"}, goal_id=f"f{index}")
+            _wait_for(lambda i=index: bool(readmodels.goal_rows(store, f"f{i}")) and
+                      readmodels.state(store).lag == 0, f"goal f{index} to be projected")
+            assert readmodels.goal_rows(store, f"f{index}")[0]["status"] == "completed"
+        followed = rows(store)
+        follower.send_signal(signal.SIGTERM)
+        _, err = follower.communicate(timeout=30)
+        assert follower.returncode == 0, err
+    finally:
+        follower.kill()
+    projections.rebuild(store.app)
+    assert rows(store) == followed
+
+
+def _views_ready(store: BatonStore) -> bool:
+    try:
+        readmodels.state(store)
+    except Exception:
+        return False
+    return True
+
+
+def test_export_csv_writes_every_table(store: BatonStore, tmp_path: Path) -> None:
+    run(store, RETRIED, {"text": "hi"})
+    out = tmp_path / "csv"
+    stale = baton("projections", "export", str(out), "--format", "csv", store=store.url)
+    assert stale.code == 0 and "behind the log" in stale.err  # said, not hidden
+    readmodels.refresh(store)
+    exported = baton("projections", "export", str(out), "--format", "csv", store=store.url)
+    assert exported.code == 0 and exported.err == "", exported.err
+    for table in TABLES:
+        lines = (out / f"{table.name}.csv").read_text().splitlines()
+        assert lines[0].split(",") == list(table.names)
+    assert len((out / "task_status.csv").read_text().splitlines()) == 1 + 3
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "duckdb"])
+def test_export_for_analysts(store: BatonStore, tmp_path: Path, fmt: str) -> None:
+    duckdb = pytest.importorskip("duckdb", reason="the analytics extra is not installed")
+    run(store, RETRIED, {"text": "hi"})
+    readmodels.refresh(store)
+    target = tmp_path / ("views.duckdb" if fmt == "duckdb" else "parquet")
+    exported = baton("projections", "export", str(target), "--format", fmt, store=store.url)
+    assert exported.code == 0, exported.err
+    if fmt == "duckdb":
+        connection = duckdb.connect(str(target), read_only=True)
+        source = "task_status"
+    else:
+        connection = duckdb.connect()
+        source = f"read_parquet('{target / 'task_status.parquet'}')"
+    try:
+        found = connection.execute(
+            f"SELECT task_id, status, attempts FROM {source} ORDER BY plan_index").fetchall()
+        assert found == [("a", "succeeded", 2), ("b", "succeeded", 1), ("c", "succeeded", 1)]
+        if fmt == "duckdb":
+            [(cost,)] = connection.execute("SELECT cost_usd FROM goal_summary").fetchall()
+            assert cost == pytest.approx(0.01)
+    finally:
+        connection.close()
+
+
+def test_bad_input_gets_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    cases = [
+        (["status", "no-such-goal"], "no goal 'no-such-goal'"),
+        (["projections", "export", str(tmp_path / "no" / "dir"), "--format", "csv"],
+         "does not exist"),
+        (["projections"], "the following arguments are required"),
+        (["stats", "--format", "xml"], "invalid choice"),
+    ]
+    for args, message in cases:
+        result = baton(*args, store=sqlite_url)
+        assert result.code == 2, (args, result.err)
+        assert message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+        assert "Traceback" not in result.err
+    down = baton("status", store="postgresql://postgres@127.0.0.1:1/nowhere")
+    assert down.code == 2 and "127.0.0.1" in down.err and "Traceback" not in down.err
+    bad = baton("projections", "update", store=sqlite_url,
+                env={"BATON_CRASH_IN_PROJECTION": "sometime"})
+    assert bad.code == 2 and "BATON_CRASH_IN_PROJECTION" in bad.err
