@@ -71,10 +71,12 @@ def settle(goal: Recorder, contracts: Contracts, *, limit: int = 100_000) -> lis
 
 def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
     """Give every observed outcome its verdict: accept, reject, retry, or give up."""
-    for task_id in state.with_status("running", "escalated"):
+    if not state.judgeable:
+        return []
+    for task_id in state.in_plan_order(state.judgeable):
         task = state.tasks[task_id]
         outcome = task.outcome
-        if outcome is None:
+        if outcome is None or task.status not in ("running", "escalated"):
             continue
         spec = state.plan.task_map[task_id]
         if outcome.kind in ("raised", "timed_out"):
@@ -171,11 +173,15 @@ def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
 
 def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
     """Tasks whose inputs all arrived become ready; those behind an abandoned task are skipped."""
+    retry_wait = state.by_status.get("retry_wait")
+    escalated = state.by_status.get("escalated")
+    if not (state.candidates or retry_wait or escalated):
+        return []
     decisions = []
-    pending = state.candidates & state.pending_ids
-    movable = pending | state.by_status.get("retry_wait", set())
-    movable |= state.by_status.get("escalated", set())
-    for task_id in sorted(movable, key=state.plan.index.__getitem__):
+    movable = state.candidates & state.pending_ids  # pending tasks whose upstream just moved
+    movable.update(retry_wait or ())
+    movable.update(escalated or ())
+    for task_id in state.in_plan_order(movable):
         task = state.tasks[task_id]
         if task.status == "pending":
             deps = state.plan.deps[task_id]
@@ -252,12 +258,13 @@ def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
 
 def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
     """Send ready tasks to their agents, in plan order, within concurrency and budgets."""
-    if state.status != "running":
+    ready = state.with_status("ready")
+    if state.status != "running" or not ready:
         return []
     decisions: list[Decision] = []
     slots = state.concurrency - state.in_flight
     extra = Usage()  # what this batch's own dispatches reserve, before they are recorded
-    for task_id in state.with_status("ready"):
+    for task_id in ready:
         if slots <= 0:
             break
         task = state.tasks[task_id]

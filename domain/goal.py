@@ -54,13 +54,12 @@ def _move_task(goal: Goal, event: GoalEvent) -> TaskState:
     return task
 
 
-def _conclude_attempt(task: TaskState, state: GoalState | None = None) -> None:
+def _conclude_attempt(task: TaskState, state: GoalState) -> None:
     task.in_flight = None
-    task.outcome = None
+    state.set_outcome(task, None)
     task.reserved = None
     task.resolution = None
-    if state is not None:
-        state.orphaned.pop(task.id, None)
+    state.orphaned.pop(task.id, None)
 
 
 class Goal(BaseAggregate[str]):
@@ -115,7 +114,8 @@ class Goal(BaseAggregate[str]):
             goal.state.now = self.timestamp
             _account(goal.state, task, self.usage)
             if task.in_flight == self.attempt:
-                task.outcome = Outcome(self.attempt, "returned", self.output, self.output_error)
+                outcome = Outcome(self.attempt, "returned", self.output, self.output_error)
+                goal.state.set_outcome(task, outcome)
 
     class AgentRaised(Event):
         task: str
@@ -132,7 +132,7 @@ class Goal(BaseAggregate[str]):
             _account(goal.state, task, self.usage)
             if task.in_flight == self.attempt:
                 error = f"{self.error_type}: {self.message}"
-                task.outcome = Outcome(self.attempt, "raised", None, error)
+                goal.state.set_outcome(task, Outcome(self.attempt, "raised", None, error))
 
     class AgentTimedOut(Event):
         task: str
@@ -145,7 +145,7 @@ class Goal(BaseAggregate[str]):
             goal.state.now = self.timestamp
             if task.in_flight == self.attempt:
                 error = f"TimeoutError: no result within {self.timeout_s:g}s"
-                task.outcome = Outcome(self.attempt, "timed_out", None, error)
+                goal.state.set_outcome(task, Outcome(self.attempt, "timed_out", None, error))
 
     class ClockTicked(Event):
         """Time passed with nothing else to report: a backoff or a deadline came due."""
@@ -170,7 +170,7 @@ class Goal(BaseAggregate[str]):
             goal.state.now = self.timestamp
             goal.state.resume_requested = False  # recorded by `resolve`; `resume` runs it
             if self.action == "output":
-                task.outcome = Outcome(task.attempts, "human", self.output, None)
+                goal.state.set_outcome(task, Outcome(task.attempts, "human", self.output, None))
             else:
                 task.resolution = self.action
                 if self.action == "retry":
@@ -262,7 +262,7 @@ class Goal(BaseAggregate[str]):
             task.last_error = "; ".join(self.errors)
             task.reason = self.reason
             if task.status == "escalated":
-                task.outcome = None  # a human's output was refused; the task keeps waiting
+                goal.state.set_outcome(task, None)  # a human's output was refused; it waits on
 
     class InputRejected(Event):
         """The input built from the bindings failed the agent's input contract."""

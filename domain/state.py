@@ -82,6 +82,7 @@ class GoalState:
     unmet: dict[str, int] = field(default_factory=dict)  # upstream tasks not yet succeeded
     candidates: set[str] = field(default_factory=set)  # pending tasks to decide ready/skip for
     accepted: dict[str, Any] = field(default_factory=dict)  # accepted outputs by task id
+    judgeable: set[str] = field(default_factory=set)  # tasks holding an outcome to judge
 
     def __post_init__(self) -> None:
         for task_id, task in self.tasks.items():
@@ -92,16 +93,25 @@ class GoalState:
 
     def with_status(self, *statuses: str) -> list[str]:
         """Task ids in any of `statuses`, in plan order (the tie-break of every decision)."""
+        if len(statuses) == 1:
+            return self.in_plan_order(self.by_status.get(statuses[0], ()))
         found: set[str] = set()
         for status in statuses:
-            found |= self.by_status.get(status, set())
-        if len(found) > 1:
-            index = self.plan.index
-            return sorted(found, key=index.__getitem__)
-        return list(found)
+            found.update(self.by_status.get(status, ()))
+        return self.in_plan_order(found)
+
+    def in_plan_order(self, task_ids: set[str] | tuple[()]) -> list[str]:
+        if len(task_ids) > 1:
+            return sorted(task_ids, key=self.plan.index.__getitem__)
+        return list(task_ids)
 
     def count(self, *statuses: str) -> int:
-        return sum(len(self.by_status.get(status, ())) for status in statuses)
+        total = 0
+        for status in statuses:
+            ids = self.by_status.get(status)
+            if ids:
+                total += len(ids)
+        return total
 
     def move(self, task: TaskState, status: str) -> None:
         """Assign a task's new status and keep the indexes in step (mutators only)."""
@@ -120,6 +130,14 @@ class GoalState:
                 dep for dep in self.plan.dependants.get(task.id, ()) if dep in self.pending_ids
             )
 
+    def set_outcome(self, task: TaskState, outcome: Outcome | None) -> None:
+        """Assign what an attempt produced (or clear it) and keep `judgeable` in step."""
+        task.outcome = outcome
+        if outcome is None:
+            self.judgeable.discard(task.id)
+        else:
+            self.judgeable.add(task.id)
+
     @property
     def pending_ids(self) -> set[str]:
         return self.by_status.get("pending", set())
@@ -130,8 +148,10 @@ class GoalState:
 
     @property
     def reserved(self) -> Usage:
+        """What running attempts hold (only a running task holds a reservation)."""
         tokens, cost = 0, 0.0
-        for task in self.tasks.values():
+        for task_id in self.with_status("running"):  # plan order: float sums must not vary
+            task = self.tasks[task_id]
             if task.reserved is not None:
                 tokens += task.reserved.tokens
                 cost += task.reserved.cost_usd
