@@ -30,7 +30,7 @@ from eventsourcing.persistence import (
 from adapters.store import BatonStore, StoreError, translated_errors
 from domain.errors import BatonError
 from domain.goal import DECISION_KINDS, OBSERVATION_KINDS, Goal, GoalEvent
-from domain.history import payload, started_event
+from domain.history import HistoryError, check_history, payload, payload_problems, started_event
 
 __all__ = [
     "FORMAT",
@@ -173,6 +173,10 @@ def _verify(path: str, lines: list[tuple[int, dict[str, Any]]]) -> RunFile:
         started.input
     ) != _canonical(header.get("input")):
         raise RunFileError(f"{where}: header plan or input differs from the Started event's")
+    try:
+        check_history(events)
+    except HistoryError as exc:
+        raise RunFileError(f"run file {path}: {exc}") from None
     return RunFile(path, goal_id, started.plan, started.input, events)
 
 
@@ -190,7 +194,10 @@ def _event(
     raw = line.get("payload")
     if not isinstance(raw, dict):
         raise RunFileError(f"{where}: payload is not an object")
-    state: dict[str, Any] = transcoder.decode(_canonical(raw).encode())
+    try:
+        state: dict[str, Any] = transcoder.decode(_canonical(raw).encode())
+    except Exception as exc:  # an unknown `_type_` or a malformed date, for instance
+        raise RunFileError(f"{where}: payload cannot be decoded: {_short(exc)}") from None
     fields = {f.name: f for f in dataclasses.fields(event_class)}
     unknown = sorted(set(state) - set(fields))
     missing = sorted(
@@ -207,6 +214,9 @@ def _event(
         )
     if not isinstance(state.get("timestamp"), datetime):
         raise RunFileError(f"{where}: timestamp is not a datetime")
+    problems = payload_problems(event_class, state)
+    if problems:
+        raise RunFileError(f"{where}: {kind} payload: {'; '.join(problems)}")
     if event_class is Goal.Started and state.get("originator_topic") != _GOAL_TOPIC:
         raise RunFileError(f"{where}: Started names aggregate {state.get('originator_topic')!r}")
     state |= {"originator_id": goal_id, "originator_version": seq}
@@ -216,8 +226,28 @@ def _event(
     return event
 
 
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+
+
+def _fold(run: RunFile) -> None:
+    """Fold the events into a goal, as every later `get` will: a file whose events cannot make a
+    goal is refused here rather than stored as a goal that no command can read."""
+    goal: Any = None
+    for event in run.events:
+        try:
+            goal = event.mutate(goal)
+        except Exception as exc:  # an illegal transition, a malformed usage figure, ...
+            kind = type(event).__name__
+            raise RunFileError(
+                f"run file {run.source}: event {event.originator_version} ({kind}) cannot be "
+                f"applied: {_short(exc)}; nothing imported"
+            ) from None
+
+
 def import_run(store: BatonStore, run: RunFile) -> str:
     """Store the run's events under the same goal id and versions, in one transaction."""
+    _fold(run)
     if store.exists(run.goal_id):
         raise StoreError(f"goal {run.goal_id!r} already exists in this store; nothing imported")
     try:

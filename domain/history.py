@@ -5,18 +5,24 @@ Shared by replay, audit, what-if and the run file. Pure: it only reads events an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import typing
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
 from domain.decisions import Decision
-from domain.errors import BatonError
+from domain.errors import BatonError, PlanError
 from domain.goal import Goal, GoalEvent
-from domain.plan import Plan
+from domain.plan import Plan, load_plan
 from domain.state import GoalState
 
 __all__ = [
     "HistoryError",
+    "check_history",
     "collect",
     "copy_events",
     "fork_goal",
@@ -24,6 +30,7 @@ __all__ = [
     "jsonable",
     "kind_of",
     "payload",
+    "payload_problems",
     "started_event",
     "state_summary",
     "to_json",
@@ -82,6 +89,74 @@ def started_event(events: Sequence[GoalEvent]) -> Goal.Started:
     if not isinstance(first, Goal.Started) or first.originator_version != 1:
         raise HistoryError(f"the history starts with {kind_of(first)}, not Started")
     return first
+
+
+class _Figures(BaseModel):
+    """What `usage` and `reserved` hold when they are set (the runner records both numbers)."""
+
+    model_config = ConfigDict(strict=True)
+    tokens: int
+    cost_usd: float
+
+
+_FIGURES = ("usage", "reserved")
+
+
+@cache
+def _field_types(event_class: type[GoalEvent]) -> dict[str, TypeAdapter[Any]]:
+    """Each payload field's declared type, checked strictly (no "3" for an int)."""
+    hints = typing.get_type_hints(event_class)
+    strict = ConfigDict(strict=True)
+    return {
+        field.name: (
+            TypeAdapter(_Figures | None)
+            if field.name in _FIGURES
+            else TypeAdapter(hints[field.name], config=strict)
+        )
+        for field in dataclasses.fields(event_class)
+        if field.name not in _IDENTITY
+    }
+
+
+def payload_problems(event_class: type[GoalEvent], fields: Mapping[str, Any]) -> list[str]:
+    """Fields whose value is not of the type the event class declares (one line each)."""
+    problems = []
+    for name, field_type in _field_types(event_class).items():
+        if name not in fields:
+            continue
+        try:
+            field_type.validate_python(fields[name])
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in (name, *error["loc"]))
+            problems.append(f"{where}: {error['msg']}")
+    return problems
+
+
+def check_history(events: Sequence[GoalEvent]) -> Plan:
+    """The recorded plan, after checking what a history read from outside must hold together:
+    a valid plan in `Started`, a fork origin inside the history, and every event's task in the
+    plan. HistoryError names the event otherwise. (Whether the events replay is replay's job.)"""
+    started = started_event(events)
+    try:
+        plan = load_plan(started.plan, source="the recorded plan")
+    except PlanError as exc:
+        raise HistoryError(f"event 1 (Started): {exc}") from None
+    forked_from, forked_at = started.forked_from, started.forked_at
+    if (forked_from is None) != (forked_at is None):
+        raise HistoryError("event 1 (Started): forked_from and forked_at go together")
+    if forked_at is not None and not 1 <= forked_at <= len(events):
+        raise HistoryError(
+            f"event 1 (Started): forked_at {forked_at} is outside 1..{len(events)}"
+        )
+    for event in events:
+        task = getattr(event, "task", None)
+        if task is not None and task not in plan.task_map:
+            raise HistoryError(
+                f"event {event.originator_version} ({kind_of(event)}): "
+                f"no task {task!r} in the recorded plan"
+            )
+    return plan
 
 
 def state_summary(state: GoalState) -> dict[str, Any]:

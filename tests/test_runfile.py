@@ -201,3 +201,82 @@ def test_not_a_run_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert baton("audit", str(empty)).code == 2
+
+
+def _set_payload(kind: str, **fields: Any) -> Callable[[list[dict[str, Any]]], None]:
+    return lambda content: line_of(content, kind)["payload"].update(fields)
+
+
+def _replace_plan(content: list[dict[str, Any]]) -> None:
+    content[0]["plan"] = content[1]["payload"]["plan"] = {"version": 1, "name": "no tasks"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set_payload("AgentReturned", attempt="1"), "AgentReturned payload: attempt: "),
+        (_set_payload("AgentRaised", duration_ms="slow"), "duration_ms: Input should be"),
+        (_set_payload("AgentReturned", usage={"tokens": "many", "cost_usd": 0}),
+         "usage.tokens: Input should be a valid integer"),
+        (_set_payload("TaskReady", task=5), "TaskReady payload: task: Input should be"),
+        (_set_payload("TaskReady", task="nope"), "(TaskReady): no task 'nope' in the recorded"),
+        (_set_payload("TaskReady", timestamp={"_type_": "weird", "_data_": "x"}),
+         "payload cannot be decoded"),
+        (_set_payload("TaskReady", timestamp={"_type_": "datetime_iso", "_data_": "noon"}),
+         "payload cannot be decoded"),
+        (_set_payload("Started", forked_from="elsewhere", forked_at=999),
+         "forked_at 999 is outside"),
+        (_set_payload("Started", forked_at=2), "forked_from and forked_at go together"),
+        (_replace_plan, "event 1 (Started): the recorded plan: "),
+    ],
+)
+def test_a_forged_file_with_values_of_the_wrong_shape_is_refused(
+    exported: Path, edit: Callable[[list[dict[str, Any]]], None], message: str
+) -> None:
+    """A recomputed chain does not get values of the wrong type or a broken plan past the reader
+    (which every command that takes a file uses): one line, exit 2, nothing imported."""
+    forged = rewrite(exported, edit, rechain=True)
+    with pytest.raises(RunFileError) as refused:
+        read_run(str(forged))
+    assert message in str(refused.value)
+    target = f"sqlite:///{forged.parent}/target.db"
+    result = baton("import", str(forged), store=target)
+    assert result.code == 2 and message in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    assert not open_store(target).exists("escalated")
+
+
+def test_every_command_that_reads_a_file_refuses_a_forged_one(exported: Path) -> None:
+    forged = rewrite(exported, _set_payload("AgentReturned", attempt="1"), rechain=True)
+    for command in (["replay"], ["replay", "--reexecute"], ["replay", "--at", "3"], ["audit"],
+                    ["fork", "--at", "2"]):
+        result = baton(command[0], str(forged), *command[1:],
+                       store=f"sqlite:///{forged.parent}/x.db")
+        assert result.code == 2, (command, result.out, result.err)
+        assert "AgentReturned payload: attempt: Input should be a valid integer" in result.err
+        assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+
+
+def test_a_file_whose_events_cannot_make_a_goal_is_not_imported(exported: Path) -> None:
+    """Events that are each well formed but break the lifecycle (a dispatch of a task that never
+    became ready): replay reports it as a divergence, import refuses to store it."""
+    def drop_first_ready(content: list[dict[str, Any]]) -> None:
+        content.remove(line_of(content, "TaskReady"))
+        content[0]["events"] -= 1
+        for seq, line in enumerate(content[1:], start=1):
+            line["seq"] = seq
+
+    forged = rewrite(exported, drop_first_ready, rechain=True)
+    replayed = baton("replay", str(forged), "--json")
+    assert replayed.code == 1
+    divergence = replayed.json()["divergence"]
+    # Today's code readies 'a' first, where the file now has the next task's TaskReady.
+    assert divergence["seq"] == 2 and divergence["fields"] == ["task"]
+    assert (divergence["recorded"]["task"], divergence["replayed"]["task"]) == ("s", "a")
+    target = f"sqlite:///{forged.parent}/target.db"
+    imported = baton("import", str(forged), store=target)
+    assert imported.code == 2, imported.out
+    assert "(TaskDispatched) cannot be applied: IllegalTransition: task 'a': cannot dispatch" in (
+        imported.err)
+    assert "nothing imported" in imported.err
+    assert baton("audit", "escalated", store=target).code == 2
