@@ -18,6 +18,10 @@ def _compact(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
 def _observed(entry: dict[str, Any]) -> str:
     """One line on what an observation says."""
     kind = entry["kind"]
@@ -26,15 +30,15 @@ def _observed(entry: dict[str, Any]) -> str:
         forked = origin if entry.get("forked_from") else ""
         return f"plan {entry['plan']!r}, input {_compact(entry['input'])}{forked}"
     usage = entry.get("usage") or {}
-    spent = f" · {usage['tokens']} tokens ${usage['cost_usd']:g}" if usage else ""
-    took = f" in {entry['duration_ms']:g} ms" if "duration_ms" in entry else ""
+    spent = f" · {usage.get('tokens')} tokens ${_num(usage.get('cost_usd'))}" if usage else ""
+    took = f" in {_num(entry['duration_ms'])} ms" if "duration_ms" in entry else ""
     if kind == "AgentReturned":
         error = f" (not recordable: {entry['output_error']})" if entry.get("output_error") else ""
         return f"returned{took}{spent}{error}: {_compact(entry.get('output'))}"
     if kind == "AgentRaised":
         return f"raised {entry['error_type']}: {entry['message']}{took}{spent}"
     if kind == "AgentTimedOut":
-        return f"no result within {entry['timeout_s']:g}s"
+        return f"no result within {_num(entry['timeout_s'])}s"
     if kind == "HumanResolved":
         given = f" {_compact(entry['output'])}" if entry.get("output") is not None else ""
         return f"{entry['by']}: {entry['action']}{given} — {entry['reason']}"
@@ -175,9 +179,10 @@ def print_what_if(result: dict[str, Any], *, source: str, plan: str) -> None:
             f"through event {result['events']}"
         )
     else:
+        count = len(result["differences"])
+        points = "1 point decides" if count == 1 else f"{count} points decide"
         console.print(
-            f"[yellow]what-if {escape(plan)} on {escape(source)}: "
-            f"{len(result['differences'])} points decide differently[/]"
+            f"[yellow]what-if {escape(plan)} on {escape(source)}: {points} differently[/]"
         )
     for diff in result["differences"]:
         obs = diff["observation"]

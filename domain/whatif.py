@@ -100,6 +100,8 @@ def _inapplicable(changed: GoalState, recorded: GoalState, event: GoalEvent) -> 
     task_id = getattr(event, "task", None)
     if task_id is None:
         return None
+    if task_id not in changed.tasks:
+        return f"{kind} of {task_id!r} does not apply: the changed plan has no task {task_id!r}"
     ours, theirs = changed.tasks[task_id], recorded.tasks[task_id]
     if kind in _OUTCOMES:
         attempt = getattr(event, "attempt")  # noqa: B009
@@ -124,7 +126,8 @@ def _unobserved(
     """An attempt in flight under the changed plan that the recording has no outcome for."""
     for task in changed.tasks.values():
         if task.status == "running" and task.in_flight is not None:
-            also_recorded = recorded.tasks[task.id].in_flight == task.in_flight
+            mirror = recorded.tasks.get(task.id)  # None for a task only the changed plan has
+            also_recorded = mirror is not None and mirror.in_flight == task.in_flight
             if (task.id, task.in_flight) not in outcomes and not also_recorded:
                 return (
                     f"the changed plan dispatches {task.id!r} attempt {task.in_flight}, "

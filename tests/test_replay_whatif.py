@@ -110,3 +110,27 @@ def test_a_lower_budget_stops_earlier_cli(store_url: str, tmp_path: Path) -> Non
     assert human.code == 1 and "BudgetExhausted" in human.out
     same = baton("replay", "g", "--plan", str(tmp_path / "missing.yaml"), store=store_url)
     assert same.code == 2 and "Traceback" not in same.err
+
+
+def test_a_changed_plan_with_other_task_ids_stops_with_a_reason(store: BatonStore) -> None:
+    """Renaming a task: the changed run dispatches a task the recording never ran; removing
+    one: the recorded outcomes of that task do not apply. Neither is a crash."""
+    goal = SHAPES["completed"](store)
+    events = list(store.events(goal.id))
+    data = json.loads(json.dumps(events[0].plan))  # type: ignore[attr-defined]
+    text = json.dumps(data).replace('"b"', '"b2"').replace("$b.", "$b2.")
+    renamed = prepare_plan(json.loads(text))
+    result = what_if(events, renamed.plan, renamed.contracts)
+    assert not result.ok and result.stopped is not None
+    assert "dispatches 'b2' attempt 1, which the recording never ran" in result.stopped["reason"]
+
+    pair = {"version": 1, "name": "pair", "agents": {"upper": "tests.agents:upper"},
+            "tasks": [{"id": tid, "agent": "upper", "input": {"text": "$goal.text"}}
+                      for tid in ("x", "y")]}
+    run(store, pair, {"text": "hi"}, goal_id="pair", concurrency=1)  # x runs first
+    events = list(store.events("pair"))
+    fewer = prepare_plan({**pair, "tasks": pair["tasks"][1:]})
+    result = what_if(events, fewer.plan, fewer.contracts)
+    assert result.stopped is not None
+    assert result.stopped["seq"] == seq_of(events, "AgentReturned")
+    assert "the changed plan has no task 'x'" in result.stopped["reason"]
