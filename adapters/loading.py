@@ -117,6 +117,9 @@ def read_plan_data(path: str) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError([PlanIssue(path, exc.strerror or str(exc))], source=path) from None
+    except UnicodeDecodeError as exc:
+        issue = PlanIssue(path, f"not a text file (UTF-8): {exc.reason} at byte {exc.start}")
+        raise PlanError([issue], source=path) from None
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -91,12 +91,14 @@ def render_graph(plan: Plan, statuses: dict[str, str] | None, fmt: str) -> str:
     edges = [(dep, tid) for tid in plan.order for dep in plan.deps[tid]]
 
     def label(tid: str) -> str:
-        agent = plan.task_map[tid].agent
+        # Agent names are free text: keep quotes from closing the label in either format.
+        agent = plan.task_map[tid].agent.replace('"', "'").replace("\\", "/")
         status = f" · {statuses[tid]}" if statuses else ""
         return f"{tid}\\n({agent}){status}"
 
     if fmt == "dot":
-        lines = [f'digraph "{plan.name}" {{', "  rankdir=LR;", "  node [shape=box];"]
+        name = plan.name.replace("\\", "\\\\").replace('"', '\\"')
+        lines = [f'digraph "{name}" {{', "  rankdir=LR;", "  node [shape=box];"]
         colours = {"green": "palegreen", "red": "salmon", "yellow": "khaki", "cyan": "lightblue",
                    "magenta": "plum", "dim": "lightgrey"}
         for tid in plan.order:

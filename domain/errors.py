@@ -41,7 +41,11 @@ class PlanError(BatonError):
         self.source = source
         first = issues[0] if issues else PlanIssue(source, "invalid plan")
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-        super().__init__(f"{source}: {first}{more}")
+        super().__init__(f"{source}: {self.located(first)}{more}")
+
+    def located(self, issue: PlanIssue) -> str:
+        """The issue as it reads after "SOURCE: " (without saying the source twice)."""
+        return issue.message if issue.where == self.source else str(issue)
 
 
 class GoalInputError(BatonError):

@@ -106,6 +106,9 @@ def test_audit_cli_readable_and_json(store_url: str) -> None:
     assert "RetryScheduled" not in only_b.out and "b #1" in only_b.out
     missing = baton("audit", "nope", store=store_url)
     assert missing.code == 2 and "no goal 'nope'" in missing.err
+    unknown = baton("audit", "retried", "--task", "nope", store=store_url)
+    assert unknown.code == 2
+    assert unknown.err.strip() == "baton: error: --task nope: goal retried has no such task (a, b)"
 
 
 def test_graph_of_a_goal_shows_each_tasks_status(sqlite_url: str) -> None:

@@ -135,10 +135,33 @@ def test_a_store_that_is_down_is_exit_2() -> None:
 
 
 def test_help_on_every_command() -> None:
+    from adapters.cli import build_parser
+
+    listed = baton("--help")
+    assert listed.code == 0
     for command in ["validate", "run", "resume", "status", "graph", "escalations", "resolve",
-                    "cancel"]:
+                    "cancel", "audit", "replay", "fork", "export", "import"]:
+        assert command in listed.out
         result = baton(command, "--help")
         assert result.code == 0 and "usage: baton " + command in result.out
+    # And every command the parser knows, including any added after this list was written.
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert commands is not None
+    for command in commands:
+        result = baton(command, "--help")
+        assert result.code == 0 and "usage: baton " + command in result.out, command
+
+
+def test_a_plan_file_that_is_not_text_or_missing_is_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "plan.yaml"
+    binary.write_bytes(b"\xff\xfe plan")
+    result = baton("validate", str(binary))
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.strip() == f"{binary}: not a text file (UTF-8): invalid start byte at byte 0"
+    missing = tmp_path / "missing.yaml"
+    result = baton("run", str(missing))
+    assert result.code == 2
+    assert result.err.strip() == f"baton: error: {missing}: No such file or directory"
 
 
 def test_graph_of_a_plan() -> None:
@@ -146,3 +169,18 @@ def test_graph_of_a_plan() -> None:
     assert mermaid.code == 0 and "search --> price" in mermaid.out
     dot = baton("graph", PLAN, "--format", "dot")
     assert '"price" -> "book";' in dot.out
+
+
+def test_graph_labels_survive_quotes_in_names() -> None:
+    from adapters.render import render_graph
+    from domain.plan import load_plan
+
+    plan = load_plan({
+        "version": 1, "name": 'say "hi"', "agents": {'the "best" agent': "tests.agents:upper"},
+        "tasks": [{"id": "a", "agent": 'the "best" agent', "input": {"text": "$goal.text"}}],
+    })
+    dot = render_graph(plan, {"a": "succeeded"}, "dot")
+    assert dot.splitlines()[0] == 'digraph "say \\"hi\\"" {'
+    assert '"a" [label="a\\n(the \'best\' agent) · succeeded"' in dot
+    mermaid = render_graph(plan, None, "mermaid")
+    assert "  a[\"a<br/>(the 'best' agent)\"]" in mermaid.splitlines()

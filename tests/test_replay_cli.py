@@ -52,6 +52,7 @@ def test_replay_at_n(retried_url: str) -> None:
     [
         (["--at", "999"], "outside 1.."),
         (["--at", "0"], "must be at least 1"),
+        (["--at", "x"], "argument --at: expected an event number, got 'x'"),
         (["--at", "2", "--reexecute"], "--at applies to plain replay"),
         (["--reexecute", "--plan", "x.yaml"], "not allowed with argument"),
     ],

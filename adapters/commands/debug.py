@@ -27,7 +27,10 @@ __all__ = ["register"]
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an event number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -118,11 +121,15 @@ def _recorded_plan(events: list[GoalEvent], goal_id: str) -> LoadedPlan:
 
 def _audit(args: argparse.Namespace) -> int:
     goal_id, events = _history(args)
+    started = started_event(events)
+    task_ids = [task.get("id") for task in started.plan.get("tasks", [])]
+    if args.task is not None and args.task not in task_ids:
+        known = ", ".join(str(tid) for tid in task_ids)
+        raise CommandError(f"--task {args.task}: goal {goal_id} has no such task ({known})")
     audit = timeline(events, task=args.task)
     if args.json:
         print_json(audit)
         return 0
-    started = started_event(events)
     name = started.plan.get("name", "?")
     scope = f" · task {args.task}" if args.task else ""
     print_timeline(audit, title=f"goal {goal_id} · {name}{scope}")

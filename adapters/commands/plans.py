@@ -38,7 +38,7 @@ def _validate(args: argparse.Namespace) -> int:
         loaded = load_plan_file(args.plan)
     except PlanError as exc:
         for issue in exc.issues:
-            print(f"{args.plan}: {issue}", file=sys.stderr)
+            print(f"{args.plan}: {exc.located(issue)}", file=sys.stderr)
         return 2
     tasks = len(loaded.plan.tasks)
     print(f"{args.plan}: ok — plan {loaded.plan.name!r}, {tasks} tasks, "
