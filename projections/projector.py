@@ -49,7 +49,9 @@ class GoalProjection(Projection[GoalViews]):
     topics = ()  # every goal event counts
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.apply_batch([(domain_event, tracking)], after=None)
+        self.view.apply_batch(
+            tracking.application_name, [(domain_event, tracking.notification_id)], after=None
+        )
 
 
 def view_class(app: Application[Any]) -> type[GoalViews]:
@@ -116,8 +118,8 @@ def _catch_up(
                     f"event {notification.id} ({notification.topic}) cannot be read: "
                     f"{type(exc).__name__}: {exc}"
                 ) from None
-            batch.append((event, Tracking(app.name, notification.id)))
-        if views.apply_batch(batch, after=after, hook=hook):
+            batch.append((event, notification.id))
+        if views.apply_batch(app.name, batch, after=after, hook=hook):
             applied += len(batch)
         # else another projector moved on meanwhile: read the position again
 

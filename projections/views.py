@@ -138,12 +138,13 @@ class GoalViews(TrackingRecorder):
 
     def apply_batch(
         self,
-        batch: Sequence[tuple[Any, Tracking]],
+        application_name: str,
+        batch: Sequence[tuple[Any, int]],
         *,
         after: int | None,
         hook: BatchHook | None = None,
     ) -> bool:
-        """Fold `batch` into the views, exactly once.
+        """Fold `batch` (events with their notification ids) into the views, exactly once.
 
         `after` is the position the batch's events follow, as read before they were selected;
         None (one event delivered by a subscription) means "if not applied already". False,
@@ -152,19 +153,18 @@ class GoalViews(TrackingRecorder):
         first, last = batch[0][1], batch[-1][1]
         with self.datastore.transaction(commit=True) as c:
             c.execute(self._lock_statement(), (VIEWS_NAME,))
-            current = self._max_tracking_id(last.application_name, c) or 0
-            stale = current >= first.notification_id if after is None else current != after
-            if stale:
+            current = self._max_tracking_id(application_name, c) or 0
+            if current >= first if after is None else current != after:
                 return False
             fold = self._load(c, {str(event.originator_id) for event, _ in batch})
-            for event, tracking in batch:
-                fold.apply(event, tracking.notification_id)
+            for event, position in batch:
+                fold.apply(event, position)
             self._write(c, fold)
-            self._insert_tracking(c, last)
+            self._insert_tracking(c, Tracking(application_name, last))
             if hook is not None:
-                hook("before_commit", last.notification_id)
+                hook("before_commit", last)
         if hook is not None:
-            hook("after_commit", last.notification_id)
+            hook("after_commit", last)
         return True
 
     def _load(self, c: Any, goal_ids: set[str]) -> ViewFold:
@@ -245,7 +245,7 @@ class GoalViews(TrackingRecorder):
 
     def _encoded(self, table: Table, row: Row) -> tuple[Any, ...]:
         # Only time and JSON columns need converting; the rest go to the driver as they are.
-        kinds = _conversions(table, self._converted)
+        kinds = _conversions(table.name, self._converted)
         return tuple(
             row[name] if kind is None else self._encode(kind, row[name]) for name, kind in kinds
         )
@@ -266,10 +266,15 @@ class GoalViews(TrackingRecorder):
             return [self._row(table, found) for found in c.fetchall()]
 
 
-@cache
-def _conversions(table: Table, converted: frozenset[str]) -> tuple[tuple[str, str | None], ...]:
+@cache  # keyed by name: hashing a whole Table per row would cost more than the conversion
+def _conversions(table: str, converted: frozenset[str]) -> tuple[tuple[str, str | None], ...]:
     """(column, kind to convert or None) for each column of `table`."""
-    return tuple((c.name, c.kind if c.kind in converted else None) for c in table.columns)
+    return tuple(
+        (c.name, c.kind if c.kind in converted else None) for c in _BY_NAME[table].columns
+    )
+
+
+_BY_NAME = {table.name: table for table in (*TABLES, VIEWS_META)}
 
 
 def _first(row: Any) -> Any:

@@ -126,15 +126,18 @@ def replay_runner(
 
 
 def projection_runner(store: BatonStore) -> tuple[Callable[[], Any] | None, str]:
-    """What to time for projecting every event into the read models, or None if not built yet."""
-    try:
-        module = importlib.import_module("projections")
-    except ImportError:
-        return None, "projections/ not importable"
-    catch_up = getattr(module, "catch_up", None) or getattr(module, "rebuild", None)
-    if catch_up is None:
-        return None, "not measured: projections/ has no catch-up function yet"
-    return (lambda: catch_up(store)), f"projections.{catch_up.__name__}(store)"
+    """What to time for projecting every event into the read models.
+
+    `projections.rebuild`: empty the views and their tracking position (one small transaction),
+    then catch up from the first event in pages, as `baton projections rebuild` does.
+    """
+    import projections
+
+    return (
+        lambda: projections.rebuild(store.app),
+        "projections.rebuild(store.app): reset, then every event in pages of "
+        f"{projections.DEFAULT_PAGE_SIZE}, rows and tracking in one transaction per page",
+    )
 
 
 def read_floor(conn: Any, *, postgres: bool, goal_id: str) -> int:

@@ -185,6 +185,26 @@ def test_a_forked_goal_is_projected_like_any_other(store_url: str, tmp_path: Pat
         store.close()
 
 
+def test_a_goal_resumed_after_a_crash_is_projected_like_the_aggregate(
+    store_url: str, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(SHAPES["retried"][0]))
+    crashed = baton("run", str(plan_file), "--input", '{"text": "x"}', "--goal-id", "crashed",
+                    store=store_url, env={"BATON_CRASH_AT_EVENT": "6"})
+    assert crashed.code == -9, crashed.err  # SIGKILLed mid-run: it never caught up
+    store = open_store(store_url)
+    try:
+        assert readmodels.state(store).position == 0
+        resumed = baton("resume", "crashed", store=store_url)
+        assert resumed.code == 0, resumed.err
+        assert readmodels.state(store).lag == 0
+        assert store.get("crashed").state.status == "completed"
+        assert_matches_aggregate(store, "crashed")
+    finally:
+        store.close()
+
+
 # --- agent_stats on a scenario computed by hand ---------------------------------------------
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
