@@ -60,11 +60,13 @@ def payload(event: GoalEvent, *, timestamp: bool = True) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """Datetimes as ISO text, tuples as lists: what `json.dumps` can print."""
+    """Datetimes as ISO text, tuples as lists, mappings in key order: what `json.dumps` can
+    print, and the same for the same history from any store (PostgreSQL's JSONB hands keys
+    back in its own order, SQLite in the order they were written)."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
