@@ -18,8 +18,9 @@ __all__ = ["timeline"]
 _LEADING = ("seq", "at", "kind", "task", "attempt", "rule", "reason", "policy")
 
 
-def _ordered(entry: dict[str, Any]) -> dict[str, Any]:
-    lead = {key: entry.get(key) for key in _LEADING}
+def _ordered(entry: dict[str, Any], leading: tuple[str, ...] = _LEADING) -> dict[str, Any]:
+    """The keys every entry has first (None when absent), then the rest of the payload."""
+    lead = {key: entry.get(key) for key in leading}
     return lead | {k: v for k, v in entry.items() if k not in lead}
 
 
@@ -47,7 +48,7 @@ def timeline(events: Sequence[GoalEvent], *, task: str | None = None) -> dict[st
         if is_observation(event):
             if kind_of(event) == "Started":
                 entry["plan"] = entry["plan"].get("name")
-            observations.append(_ordered(entry | {"caused": []}))
+            observations.append(_ordered(entry | {"caused": []}, _LEADING[:5]))
         else:
             cause = observations[-1] if observations else None
             entry["caused_by"] = None if cause is None else cause["seq"]
