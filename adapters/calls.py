@@ -79,57 +79,86 @@ def _usage(raw: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class CallPool:
-    """Runs agent calls and puts each `Completion` on `self.completions`."""
+    """Runs agent calls and puts each `Completion` on `self.completions`.
+
+    Sync calls run on worker threads started lazily, up to `workers`: a new thread only when a
+    call is submitted and every thread already started is busy, so a chain runs on one thread
+    however wide the goal may run (starting a thread costs about a millisecond on a busy
+    machine, more than a no-op task's whole orchestration).
+    """
 
     def __init__(self, *, workers: int, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
-        self.completions: queue.Queue[Completion] = queue.Queue()
+        self.completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self.max_output_bytes = max_output_bytes
-        self._jobs: queue.Queue[AgentCall | None] = queue.Queue()
+        self._jobs: queue.SimpleQueue[AgentCall | None] = queue.SimpleQueue()
+        self._max_workers = max(1, workers)
+        # Under the lock: threads serving `_jobs` (one stuck in a timed-out call no longer
+        # counts), how many of them no submitted call has claimed yet (`workers - calls not
+        # finished`, negative when calls queue), the calls running now and the abandoned ones.
         self._workers = 0
+        self._free = 0
+        self._running: set[tuple[str, int]] = set()
+        self._abandoned: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._futures: dict[tuple[str, int], Any] = {}
-        for _ in range(max(1, workers)):
-            self._add_worker()
 
     def submit(self, call: AgentCall) -> None:
         if call.is_async:
             loop = self._event_loop()
             future = asyncio.run_coroutine_threadsafe(self._run_async(call), loop)
             self._futures[(call.task, call.attempt)] = future
-        else:
-            self._jobs.put(call)
+            return
+        with self._lock:
+            if self._free <= 0 and self._workers < self._max_workers:
+                self._workers += 1
+                self._free += 1
+                threading.Thread(target=self._work, name="baton-agent", daemon=True).start()
+            self._free -= 1  # this call claims a worker (or waits for one)
+        self._jobs.put(call)
 
     def abandon(self, task: str, attempt: int) -> None:
-        """An attempt timed out: cancel it if async; a sync one's thread is replaced."""
+        """An attempt timed out: cancel it if async; a sync one's stuck thread is replaced."""
         future = self._futures.pop((task, attempt), None)
         if future is not None:
             future.cancel()
-        else:
-            self._add_worker()  # the hung thread keeps running; keep capacity
+            return
+        with self._lock:
+            if (task, attempt) in self._running:  # its thread stays in the call: not counted
+                self._abandoned.add((task, attempt))
+                self._workers -= 1
 
     def close(self) -> None:
-        for _ in range(self._workers):
-            self._jobs.put(None)
+        with self._lock:
+            for _ in range(self._workers):
+                self._jobs.put(None)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     # --- internals ---
 
-    def _add_worker(self) -> None:
-        with self._lock:
-            self._workers += 1
-            threading.Thread(target=self._work, name="baton-agent", daemon=True).start()
-
     def _work(self) -> None:
         while (call := self._jobs.get()) is not None:
+            key = (call.task, call.attempt)
+            with self._lock:
+                self._running.add(key)
             started = time.perf_counter()
             try:
                 result = call.agent(call.agent_input, **_kwargs(call))
             except BaseException as exc:  # an agent must never take the orchestrator down
-                self.completions.put(_raised(call, exc, started))
+                completion = _raised(call, exc, started)
             else:
-                self.completions.put(self._returned(call, result, started))
+                completion = self._returned(call, result, started)
+            with self._lock:
+                self._running.discard(key)
+                stuck = key in self._abandoned
+                if stuck:
+                    self._abandoned.discard(key)  # replaced already: this thread ends
+                else:
+                    self._free += 1  # before the completion, so the next submit finds it
+            self.completions.put(completion)
+            if stuck:
+                return
 
     async def _run_async(self, call: AgentCall) -> None:
         started = time.perf_counter()

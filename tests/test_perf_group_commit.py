@@ -44,7 +44,7 @@ class _GatedQueue(queue.Queue[Completion]):
 class _GatedPool(CallPool):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.completions = _GatedQueue(WIDTH)
+        self.completions = _GatedQueue(WIDTH)  # type: ignore[assignment]
 
 
 @pytest.fixture

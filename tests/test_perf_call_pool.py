@@ -1,0 +1,113 @@
+"""CallPool starts agent threads lazily: one per call that finds every started thread busy.
+
+Overlap is observed (barriers that break if calls do not run at the same time, thread
+identities), never timed. Every wait has a generous timeout so a bug fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pydantic import BaseModel
+
+from adapters.calls import AgentCall, CallPool, Completion
+
+WAIT = 10  # seconds; only reached when the behaviour under test is broken
+
+
+class Note(BaseModel):
+    text: str
+
+
+def _call(task: str, agent: Any, attempt: int = 1) -> AgentCall:
+    return AgentCall(
+        task=task,
+        attempt=attempt,
+        agent=agent,
+        agent_input=Note(text=task),
+        idempotency_key=None,
+        is_async=False,
+        timeout_s=None,
+    )
+
+
+def _threads_of(pool: CallPool, calls: list[AgentCall]) -> list[Completion]:
+    for call in calls:
+        pool.submit(call)
+    return [pool.completions.get(timeout=WAIT) for _ in calls]
+
+
+def test_calls_one_after_another_run_on_one_thread() -> None:
+    seen: list[int] = []
+
+    def record(inp: Note) -> Note:
+        seen.append(threading.get_ident())
+        return inp
+
+    pool = CallPool(workers=8)
+    try:
+        for i in range(5):  # a chain: the next call is submitted once the last one completed
+            (done,) = _threads_of(pool, [_call(f"t{i}", record)])
+            assert done.kind == "AgentReturned"
+    finally:
+        pool.close()
+    assert len(seen) == 5 and len(set(seen)) == 1
+
+
+def test_independent_calls_submitted_together_run_at_the_same_time() -> None:
+    barrier = threading.Barrier(4)
+
+    def meet(inp: Note) -> Note:
+        barrier.wait(timeout=WAIT)  # BrokenBarrierError unless all four run at once
+        return inp
+
+    pool = CallPool(workers=4)
+    try:
+        done = _threads_of(pool, [_call(f"t{i}", meet) for i in range(4)])
+    finally:
+        pool.close()
+    assert [c.kind for c in done] == ["AgentReturned"] * 4, [c.fields for c in done]
+
+
+def test_never_more_threads_than_workers() -> None:
+    barrier = threading.Barrier(2)
+    seen: set[int] = set()
+
+    def meet(inp: Note) -> Note:
+        seen.add(threading.get_ident())
+        barrier.wait(timeout=WAIT)  # pairs meet: two threads must be running
+        return inp
+
+    pool = CallPool(workers=2)
+    try:
+        done = _threads_of(pool, [_call(f"t{i}", meet) for i in range(4)])
+    finally:
+        pool.close()
+    assert [c.kind for c in done] == ["AgentReturned"] * 4, [c.fields for c in done]
+    assert len(seen) == 2
+
+
+def test_a_thread_stuck_in_a_timed_out_call_is_replaced() -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def hang(inp: Note) -> Note:
+        started.set()
+        release.wait(timeout=WAIT)
+        return inp
+
+    pool = CallPool(workers=1)
+    try:
+        pool.submit(_call("stuck", hang))
+        assert started.wait(timeout=WAIT)
+        pool.abandon("stuck", 1)  # the runner recorded a timeout; the thread stays in the call
+        (done,) = _threads_of(pool, [_call("next", lambda inp: inp)])
+        assert (done.task, done.kind) == ("next", "AgentReturned")
+        assert not release.is_set()  # it ran while the stuck call was still running
+        release.set()
+        late = pool.completions.get(timeout=WAIT)  # the late result still comes back
+        assert (late.task, late.kind) == ("stuck", "AgentReturned")
+    finally:
+        release.set()
+        pool.close()
