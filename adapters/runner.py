@@ -14,8 +14,8 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,9 +27,10 @@ from adapters.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from adapters.store import BatonStore
 from domain.contracts import build_input
 from domain.decide import settle
+from domain.decisions import Decision
 from domain.goal import Goal
 from domain.lifecycle import GOAL_FINAL
-from domain.secrets import redact_output
+from domain.secrets import has_secret, redact_output
 
 __all__ = ["DEFAULT_CONCURRENCY", "Clock", "Runner", "utc_now"]
 
@@ -60,6 +61,14 @@ class Runner:
     # Fault injection for crash tests: SIGKILL this process once a save brings the goal's
     # event count to this number or beyond (BATON_CRASH_AT_EVENT).
     crash_at_event: int | None = None
+    # Does any contract of the plan type a secret? If none does, redaction is the identity.
+    _redacts: bool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._redacts = any(
+            has_secret(contract.input_model) or has_secret(contract.output_model)
+            for contract in self.loaded.contracts.values()
+        )
 
     @classmethod
     def from_settings(cls, *, store: BatonStore, loaded: LoadedPlan) -> Runner:
@@ -88,8 +97,8 @@ class Runner:
         pool = CallPool(workers=goal.state.concurrency, max_output_bytes=self.max_output_bytes)
         in_flight: dict[tuple[str, int], _InFlight] = {}
         try:
-            goal = self._settle_and_save(goal, [])
-            self._launch(goal, pool, in_flight)
+            goal, decided = self._settle_and_save(goal, [])
+            self._launch(goal, pool, in_flight, decided)
             while True:
                 if goal.state.status in GOAL_FINAL:
                     break
@@ -97,8 +106,8 @@ class Runner:
                     break  # waiting for a human, or nothing left that time can move
                 observations = [self._next_observation(goal, pool, in_flight)]
                 observations += self._queued_observations(pool, in_flight)
-                goal = self._settle_and_save(goal, observations)
-                self._launch(goal, pool, in_flight)
+                goal, decided = self._settle_and_save(goal, observations)
+                self._launch(goal, pool, in_flight, decided)
         finally:
             pool.close()
         return goal
@@ -145,7 +154,7 @@ class Runner:
     ) -> tuple[str, dict[str, Any]]:
         in_flight.pop((completion.task, completion.attempt), None)
         fields = completion.fields
-        if completion.kind == "AgentReturned":  # a secret-typed field is never stored in clear
+        if completion.kind == "AgentReturned" and self._redacts:  # never a secret in clear
             plan, contracts = self.loaded.plan, self.loaded.contracts
             fields = {**fields, "output": redact_output(plan, contracts, completion.task,
                                                         fields["output"])}
@@ -153,7 +162,7 @@ class Runner:
 
     def _settle_and_save(
         self, goal: Goal, observations: list[tuple[str, dict[str, Any]]]
-    ) -> Goal:
+    ) -> tuple[Goal, list[Decision]]:
         """Record each observation and its consequences, then save them in one transaction.
 
         Each observation is followed by what `settle` decides from it, exactly as if it had been
@@ -163,43 +172,54 @@ class Runner:
         conflicts, and we re-read the goal and record the same observations on top of its events.
         """
         for _ in range(10):
-            if not observations:
-                settle(goal, self.loaded.contracts)
+            decided = [] if observations else settle(goal, self.loaded.contracts)
             for kind, fields in observations:
                 goal.observe(kind, at=self.clock(), **fields)
-                settle(goal, self.loaded.contracts)
+                decided += settle(goal, self.loaded.contracts)
             try:
                 self.store.save(goal)
             except IntegrityError:
                 goal = self.store.get(goal.id)
                 if not observations:
-                    return goal
+                    return goal, []
                 continue
             self._maybe_crash(goal)
-            return goal
+            return goal, decided
         raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
 
     def _launch(
-        self, goal: Goal, pool: CallPool, in_flight: dict[tuple[str, int], _InFlight]
+        self,
+        goal: Goal,
+        pool: CallPool,
+        in_flight: dict[tuple[str, int], _InFlight],
+        decided: Sequence[Decision] = (),
     ) -> None:
         """Call the agent of every saved dispatch this process is not running yet.
 
         Derived from the state rather than from this process's own decisions, so a dispatch
-        recorded by another process (a human's retry during the run) is executed too.
+        recorded by another process (a human's retry during the run) is executed too; the input
+        `decide` built for one of our own dispatches is used as it is, any other is built again.
         """
         plan = self.loaded.plan
-        for task_id in plan.order:
+        prepared = {
+            (decision.fields["task"], decision.fields["attempt"]): decision.prepared
+            for decision in decided
+            if decision.kind == "TaskDispatched" and decision.prepared is not None
+        }
+        for task_id in goal.state.with_status("running"):
             task = goal.state.tasks[task_id]
             attempt = task.in_flight
-            if task.status != "running" or attempt is None or task.outcome is not None:
+            if attempt is None or task.outcome is not None:
                 continue
             if (task_id, attempt) in in_flight:
                 continue
             spec = plan.task_map[task_id]
             contract = self.loaded.contracts[spec.agent]
-            agent_input, errors = build_input(goal.state, spec, contract)
-            if agent_input is None:  # decide built the same input a moment ago
-                raise RuntimeError(f"task {task_id}: input no longer builds: {errors}")
+            agent_input = prepared.get((task_id, attempt))
+            if agent_input is None:
+                agent_input, errors = build_input(goal.state, spec, contract)
+                if agent_input is None:  # decide built the same input when it dispatched
+                    raise RuntimeError(f"task {task_id}: input no longer builds: {errors}")
             timeout = plan.timeout_for(spec)
             key = task.idempotency_key if contract.takes_idempotency_key else None
             in_flight[(task_id, attempt)] = _InFlight(
@@ -226,11 +246,8 @@ class Runner:
         """Seconds from now until a backoff or the deadline comes due, if any."""
         state = goal.state
         now = self.clock()
-        dues = [
-            (task.due_at - now).total_seconds()
-            for task in state.tasks.values()
-            if task.status == "retry_wait" and task.due_at is not None
-        ]
+        waiting = (state.tasks[task_id] for task_id in state.by_status.get("retry_wait", ()))
+        dues = [(task.due_at - now).total_seconds() for task in waiting if task.due_at is not None]
         deadline = state.plan.budget.deadline_s
         if deadline is not None and (dues or state.in_flight):
             remaining = deadline - (now - state.started_at).total_seconds()

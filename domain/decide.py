@@ -309,7 +309,7 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             fields["reserved"] = spec.estimate.model_dump()
             extra.tokens += spec.estimate.tokens
             extra.cost_usd += spec.estimate.cost_usd
-        decisions.append(Decision("TaskDispatched", fields))
+        decisions.append(Decision("TaskDispatched", fields, prepared=agent_input))
         slots -= 1
     return decisions
 

@@ -14,10 +14,13 @@ class Decision:
 
     Every decision carries `rule` (a stable id of the rule that made it, e.g. `retry.backoff`)
     and `reason` (a sentence for the audit trail), plus `task` when it concerns one task.
+    `prepared` is never recorded nor compared: a dispatch carries the validated agent input
+    `decide` built for its digest, so the runner need not build it again.
     """
 
     kind: str
     fields: dict[str, Any] = field(default_factory=dict)
+    prepared: Any = field(default=None, compare=False, repr=False)
 
     @property
     def task(self) -> str | None:
