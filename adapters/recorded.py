@@ -179,9 +179,11 @@ def reexecute(
         )
         if inherited:
             copy_events(goal, events[1:inherited])  # the parent's history, as `fork` copied it
+            divergence = run.check(goal)
+            run.decisions = 0  # copied, not re-decided: like replay, count only what follows
         else:
             settle(goal, loaded.contracts)
-        divergence = run.check(goal)
+            divergence = run.check(goal)
         while divergence is None and run.position < len(events):
             recorded = events[run.position]
             if not is_observation(recorded):

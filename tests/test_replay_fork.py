@@ -57,6 +57,14 @@ def test_a_fork_before_the_failure_completes_with_the_fixed_agent(
     result = replay(list(store.events("fixed")), contracts_of(events))
     assert result.ok, result.divergence
     assert result.inherited == at
+    from adapters.loading import prepare_plan
+    from adapters.recorded import reexecute
+
+    again = reexecute(list(store.events("fixed")), prepare_plan(events[0].plan))
+    assert again.ok, again.divergence
+    # The same count: inherited decisions are copied, not re-decided, by either replay.
+    assert (again.events, again.decisions, again.inherited) == (
+        result.events, result.decisions, result.inherited)
     assert replay(events, contracts_of(events)).ok  # the parent is untouched
 
 

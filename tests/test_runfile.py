@@ -108,6 +108,12 @@ def test_import_preserves_ids_and_refuses_a_goal_that_exists(
         target.close()
 
 
+def test_export_to_stdout_is_the_same_file(exported: Path, sqlite_url: str) -> None:
+    for args in ([], ["-o", "-"]):
+        result = baton("export", "escalated", *args, store=sqlite_url)
+        assert result.code == 0 and result.out == exported.read_text(), args
+
+
 def test_replay_and_audit_read_a_file_without_a_store(exported: Path, tmp_path: Path) -> None:
     nowhere = f"sqlite:///{tmp_path}/never.db"
     replayed = baton("replay", str(exported), "--json", store=nowhere)

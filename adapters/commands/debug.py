@@ -94,7 +94,8 @@ def register(sub: Any) -> None:
 
     export = sub.add_parser("export", help="write a goal's self-contained run file (JSON Lines)")
     export.add_argument("goal")
-    export.add_argument("-o", "--output", default=None, help="file to write (default: stdout)")
+    export.add_argument("-o", "--output", default=None,
+                        help="file to write (default, or -: stdout)")
     export.set_defaults(func=_export)
 
     imp = sub.add_parser("import", help="load a run file into this store (same id and order)")
@@ -190,7 +191,7 @@ def _fork(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     store = store_from(args)
     events = list(store.events(args.goal))
-    if args.output is None:
+    if args.output in (None, "-"):
         write_run(events, sys.stdout)
         return 0
     try:
