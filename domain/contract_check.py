@@ -16,7 +16,7 @@ from domain.errors import PlanIssue
 from domain.plan import Plan, TaskSpec
 from domain.references import GOAL, Ref
 from domain.secrets import has_secret
-from domain.typecheck import PathError, annotation_at, can_satisfy, describe
+from domain.typecheck import PathError, annotation_at, can_satisfy, describe, member_annotation
 
 __all__ = ["check_contracts"]
 
@@ -93,13 +93,13 @@ def _check_binding(
                    "pass it in the goal input or in the agent's environment")
         return [PlanIssue(where, message)]
     issues: list[PlanIssue] = []
-    # Literal containers may hold references: check those paths exist (types are unknown here).
-    if isinstance(binding, dict):
-        for key, item in binding.items():
-            issues += _check_binding(plan, contracts, input_model, f"{where}.{key}", item, Any)
-    elif isinstance(binding, list):
-        for index, item in enumerate(binding):
-            issues += _check_binding(plan, contracts, input_model, f"{where}.{index}", item, Any)
+    # Literal containers may hold references and literals: each item is checked against the
+    # part of the target it fills (a field, a mapping value, a list item), Any where unknown.
+    items = binding.items() if isinstance(binding, dict) else (
+        enumerate(binding) if isinstance(binding, list) else ())
+    for key, item in items:
+        part = member_annotation(target, str(key))
+        issues += _check_binding(plan, contracts, input_model, f"{where}.{key}", item, part)
     return issues
 
 

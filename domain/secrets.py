@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr
@@ -24,6 +24,7 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 from domain.contracts import Contracts
 from domain.plan import Plan
 from domain.references import Ref
+from domain.typecheck import member_annotation
 
 __all__ = ["MASK", "has_secret", "redact", "redact_output", "redact_source"]
 
@@ -122,11 +123,26 @@ def redact_source(
             continue
         fields = contract.input_model.model_fields
         for name, binding in task.bindings.items():
-            if isinstance(binding, Ref) and binding.source == source and name in fields:
-                annotation = fields[name].annotation
-                if has_secret(annotation):
-                    value = _redact_at(value, binding.path, annotation)
+            if name not in fields:
+                continue
+            for ref, annotation in _secret_refs(binding, fields[name].annotation):
+                if ref.source == source:
+                    value = _redact_at(value, ref.path, annotation)
     return value
+
+
+def _secret_refs(binding: Any, annotation: Any) -> Iterator[tuple[Ref, Any]]:
+    """The references in a binding that fill a part typed as (or holding) a secret, with that
+    part's annotation; references inside literal lists and mappings too."""
+    if isinstance(binding, Ref):
+        if has_secret(annotation):
+            yield binding, annotation
+    elif isinstance(binding, Mapping):
+        for key, item in binding.items():
+            yield from _secret_refs(item, member_annotation(annotation, str(key)))
+    elif isinstance(binding, list):
+        for index, item in enumerate(binding):
+            yield from _secret_refs(item, member_annotation(annotation, str(index)))
 
 
 def redact_output(plan: Plan, contracts: Contracts, task_id: str, output: Any) -> Any:

@@ -20,7 +20,7 @@ from uuid import UUID
 from pydantic import BaseModel, RootModel
 from pydantic.fields import FieldInfo
 
-__all__ = ["PathError", "annotation_at", "can_satisfy", "describe"]
+__all__ = ["PathError", "annotation_at", "can_satisfy", "describe", "member_annotation"]
 
 # target scalar -> source scalars that can validate as it (exact classes; bool is its own row).
 _SCALARS: dict[type, frozenset[type]] = {
@@ -62,6 +62,15 @@ def annotation_at(root: Any, path: Sequence[str]) -> Any:
         if current is Any:
             return Any  # nothing more can be known, so nothing more can be wrong
     return current
+
+
+def member_annotation(annotation: Any, key: str) -> Any:
+    """The annotation of one item of a value typed `annotation` (a field, a mapping value, an
+    index), for a literal container in a binding; Any when the type has no such item."""
+    try:
+        return annotation_at(annotation, (key,))
+    except PathError:
+        return Any
 
 
 def _step(annotation: Any, segment: str, path: str) -> Any:

@@ -55,5 +55,16 @@ def whoami(inp: Login) -> Text:
     return Text(text=inp.user)
 
 
+class Wrapped(BaseModel):
+    """Secrets one level down: in a nested model and in a list."""
+
+    login: Login
+    spare_keys: list[SecretStr] = []
+
+
+def wrapped_whoami(inp: Wrapped) -> Text:
+    return Text(text=inp.login.user)
+
+
 def login_broken(inp: Login) -> Session:
     raise ConnectionError("identity provider unreachable")

@@ -113,6 +113,23 @@ def test_types_that_can_never_satisfy_the_field() -> None:
     prepare_plan(data)  # a nested path into a list item with the right type is fine
 
 
+def test_references_inside_literal_lists_and_mappings_are_type_checked_too() -> None:
+    # flights: [<a Flight>, <a count>] — the list literal is checked item by item
+    found = issues(with_task(1, input={"flights": ["$search.cheapest", "$search.count"],
+                                       "passengers": 1}))
+    assert found == [
+        "tasks[price].input.flights.1: $search.count is int, which can never satisfy Flight"
+    ]
+    found = issues(with_task(1, input={"flights": [{"id": "$search.count", "price": 1.5}],
+                                       "passengers": 1}))
+    assert found == [
+        "tasks[price].input.flights.0.id: $search.count is int, which can never satisfy str"
+    ]
+    prepare_plan(with_task(1, input={"flights": ["$search.cheapest",
+                                                 {"id": "$search.cheapest.id", "price": 2}],
+                                     "passengers": 1}))
+
+
 def test_required_input_field_left_unbound() -> None:
     found = issues(with_task(1, input={"flights": "$search.flights"}))
     assert found == ["tasks[price].input.passengers: required by PriceIn but not bound"]

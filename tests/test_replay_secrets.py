@@ -97,6 +97,33 @@ def test_a_goal_input_without_an_input_model_is_masked_where_it_feeds_a_secret(
     assert_nowhere(store, "g")
 
 
+def test_references_inside_literal_mappings_and_lists_that_feed_a_secret_are_masked(
+    store: BatonStore,
+) -> None:
+    plan = secret_plan(
+        {"id": "who", "agent": "wrapped_whoami",
+         "input": {"login": {"user": "$goal.user", "api_key": "$goal.key"},
+                   "spare_keys": ["$goal.spare", "$goal.creds.0"]}},
+    )
+    goal = run(store, plan, {"user": "ada", "key": SECRET, "spare": SECRET + "-2",
+                             "creds": [SECRET + "-3", "kept"]}, goal_id="g")
+    assert goal.state.status == "completed"
+    started = store.events("g")[0]
+    assert started.input == {  # type: ignore[attr-defined]
+        "user": "ada", "key": MASK, "spare": MASK, "creds": [MASK, "kept"]
+    }
+    assert_nowhere(store, "g")
+
+
+def test_a_literal_secret_inside_a_literal_mapping_is_refused() -> None:
+    plan = secret_plan(
+        {"id": "who", "agent": "wrapped_whoami",
+         "input": {"login": {"user": "ada", "api_key": SECRET}}},
+    )
+    with pytest.raises(PlanError, match=r"tasks\[who\]\.input\.login\.api_key: .*secret"):
+        prepare_plan(plan)
+
+
 def test_an_upstream_str_that_a_downstream_contract_types_as_secret_is_masked(
     store: BatonStore,
 ) -> None:
