@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,13 @@ def test_fork_cli_prints_the_new_id_and_runs_it(sqlite_url: str, tmp_path: Path)
     assert data["status"] == "completed"
     replayed = baton("replay", "fixed", "--json", store=sqlite_url).json()
     assert replayed["ok"] and replayed["inherited"] == at
+
+    readable = baton("fork", "broken", "--at", str(at), "--run", "--goal-id", "fixed-too",
+                     store=sqlite_url, env={"BATON_TEST_FIXED": "1"})
+    assert readable.code == 0 and readable.out.splitlines()[0] == "fixed-too"
+    assert "status: completed" in readable.out
+    row = next(line for line in readable.out.splitlines() if line.startswith("│ b "))
+    assert re.search(r"│\s+2 │\s+\d+\.\d │", row), row  # attempts, then the agent time in ms
 
     again = baton("fork", "broken", "--at", str(at), "--goal-id", "fixed", store=sqlite_url)
     assert again.code == 2 and "already exists" in again.err

@@ -16,6 +16,7 @@ from adapters.render import goal_json, print_goal, print_json
 from adapters.runfile import import_run, read_run, write_run
 from adapters.runner import utc_now
 from adapters.service import CommandError, resume_goal
+from adapters.status import task_durations
 from adapters.store import BatonStore
 from domain.audit import timeline
 from domain.goal import GoalEvent
@@ -182,7 +183,7 @@ def _fork(args: argparse.Namespace) -> int:
         )
     elif args.run:
         print(new_id)
-        print_goal(goal)
+        print_goal(goal, task_durations(store, new_id))
     else:
         print(new_id)
     return code
