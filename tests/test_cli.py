@@ -106,6 +106,7 @@ def test_cancel_a_waiting_goal(store_url: str) -> None:
         (["run", PLAN, "--input", "{not json"], "--input: not valid JSON"),
         (["run", PLAN, "--input", '{"origin": "LHR"}'], "goal input does not satisfy TripRequest"),
         (["run", PLAN, "--concurrency", "0"], "must be at least 1"),
+        (["run", PLAN, "--concurrency", "x"], "expected a whole number, got 'x'"),
         (["status", "no-such-goal"], "no goal 'no-such-goal'"),
         (["resolve", "g", "t", "--retry"], "the following arguments are required: --reason"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -119,6 +120,14 @@ def test_bad_usage_is_one_line_and_exit_2(
     assert message in result.err
     assert len(result.err.strip().splitlines()) == 1, result.err
     assert "Traceback" not in result.err
+
+
+def test_a_binary_input_file_is_one_line_and_exit_2(sqlite_url: str, tmp_path: Path) -> None:
+    binary = tmp_path / "input.json"
+    binary.write_bytes(bytes(range(256)) * 4)
+    result = baton("run", PLAN, "--input", f"@{binary}", store=sqlite_url)
+    assert result.code == 2, result.err
+    assert "not a text file" in result.err and len(result.err.strip().splitlines()) == 1
 
 
 def test_invalid_input_stores_nothing(sqlite_url: str) -> None:

@@ -40,6 +40,8 @@ def json_argument(value: str, *, name: str) -> Any:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ArgumentError(f"{name} {value}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ArgumentError(f"{name} {value}: not a text file (expected JSON)") from None
         where = f"{name} {value}"
     else:
         text, where = value, name
