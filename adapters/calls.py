@@ -56,9 +56,12 @@ def to_recordable(result: Any, *, max_bytes: int) -> tuple[Any, dict[str, Any] |
     try:
         if isinstance(result, BaseModel):
             output = result.model_dump(mode="json")
+            size = len(json.dumps(output, separators=(",", ":")))
         else:
-            output = json.loads(json.dumps(result))  # proves it is plain JSON
-        size = len(json.dumps(output, separators=(",", ":")))
+            # One dump proves it is plain JSON and gives the size: reloading a JSON text and
+            # dumping it again yields the same text.
+            text = json.dumps(result, separators=(",", ":"))
+            output, size = json.loads(text), len(text)
     except (TypeError, ValueError) as exc:
         return None, usage, f"output of type {type(result).__name__} is not JSON: {exc}"
     if size > max_bytes:

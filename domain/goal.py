@@ -11,6 +11,8 @@ Mutators (`apply`) only assign. The status a transition leads to comes from the 
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -434,7 +436,7 @@ class Goal(BaseAggregate[str]):
         forked_from: str | None = None,
         forked_at: int | None = None,
     ) -> None:
-        validated = Plan.model_validate(plan)
+        validated = _validated_plan(plan)
         started: datetime = self.created_on
         self.state = GoalState(
             goal_id=self.id,
@@ -484,6 +486,24 @@ class Goal(BaseAggregate[str]):
         if event_class.goal_event is not None:
             goal_target(self.id, self.state.status, event_class.goal_event)
         self.trigger_event(event_class, timestamp=self.state.now, **decision.fields)
+
+
+# Plans validated lately, by their JSON text (key order kept: it orders deps, hence reasons).
+# A Plan is immutable and a pure function of that text, so goals of one plan share one, with
+# its derived views (deps, parsed bindings) computed once rather than per goal.
+_PLANS: OrderedDict[str, Plan] = OrderedDict()
+_PLANS_KEPT = 16
+
+
+def _validated_plan(data: dict[str, Any]) -> Plan:
+    key = json.dumps(data, separators=(",", ":"), default=str)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = Plan.model_validate(data)
+        _PLANS[key] = plan
+        if len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
+    return plan
 
 
 def _account(state: GoalState, task: TaskState, usage: dict[str, Any] | None) -> None:
