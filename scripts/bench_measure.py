@@ -28,7 +28,14 @@ from scripts.bench_history import (
 from scripts.bench_stores import Target, goal_footprint
 from scripts.bench_workloads import FloorWriter, Workload
 
-__all__ = ["History", "measure_goals", "measure_projection", "measure_replay", "timed"]
+__all__ = [
+    "History",
+    "count_saves",
+    "measure_goals",
+    "measure_projection",
+    "measure_replay",
+    "timed",
+]
 
 
 def timed(
@@ -45,6 +52,19 @@ def timed(
         if index:  # the first call is the warm-up
             samples.append(elapsed)
     return samples
+
+
+def count_saves(store: BatonStore) -> list[int]:
+    """Count the store's transactions: the list gets the goal version after each save."""
+    versions: list[int] = []
+    save = store.save
+
+    def counted(goal: Any) -> None:
+        save(goal)
+        versions.append(goal.version)
+
+    store.save = counted  # type: ignore[method-assign]
+    return versions
 
 
 def _summary(samples: list[float], per: int, floor: list[float]) -> dict[str, Any]:
@@ -68,9 +88,11 @@ def measure_goals(
     loaded = prepare_plan(workload.plan(), source=f"bench {workload.name} plan")
     store = open_store(target.url)
     goal_ids: list[str] = []
+    saves = count_saves(store)
     try:
 
         def run_goal() -> None:
+            saves.clear()
             goal = start_goal(store, loaded, {"payload": PAYLOAD}, concurrency=concurrency)
             if goal.state.status != "completed":
                 raise RuntimeError(f"{workload.name}: goal ended {goal.state.status}")
@@ -90,6 +112,7 @@ def measure_goals(
         **_summary(samples, workload.tasks, floor),
         "events_per_task": round(rows / workload.tasks, 2),
         "bytes_per_task": round(size / workload.tasks),
+        "saves_per_task": round(len(saves) / workload.tasks, 2),  # store transactions
         "tasks": workload.tasks,
         "concurrency": concurrency,
     }

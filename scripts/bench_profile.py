@@ -1,8 +1,12 @@
-"""Where Baton's time goes on a goal workload: pyinstrument (or cProfile) over repeated goals.
+"""Where Baton's time goes on a goal workload: pyinstrument, cProfile, or per-stage wall time.
 
-    python scripts/bench_profile.py chain [--store sqlite:////tmp/p.db] [--goals 20] [--cprofile]
+    python scripts/bench_profile.py chain [--store URL|memory] [--goals 20] [--cprofile|--stages]
 
-Needs `pip install pyinstrument` (in the `bench` extra) unless `--cprofile` is given.
+`--stages` times each stage of the runner's loop with `perf_counter` wrappers (no profiler, so
+small calls are not inflated) and prints microseconds per task. `--store memory` runs on
+eventsourcing's in-memory recorder: what is left is the orchestration's own CPU, with no
+durability cost. Needs `pip install pyinstrument` (in the `bench` extra) unless `--cprofile` or
+`--stages` is given.
 """
 
 from __future__ import annotations
@@ -10,39 +14,98 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import adapters.runner  # noqa: E402
+import domain.goal  # noqa: E402
 from adapters.loading import prepare_plan  # noqa: E402
 from adapters.service import start_goal  # noqa: E402
-from adapters.store import open_store  # noqa: E402
+from adapters.store import BatonApplication, BatonStore, open_store  # noqa: E402
 from scripts.bench_agents import PAYLOAD  # noqa: E402
 from scripts.bench_workloads import WORKLOADS  # noqa: E402
 
 __all__ = ["main"]
 
 
+class MemoryStore(BatonStore):
+    """A Baton store on eventsourcing's in-memory recorder (benchmarks only)."""
+
+    def __init__(self) -> None:  # no URL: nothing to configure
+        self.url = "memory"
+        self.env = {"PERSISTENCE_MODULE": "eventsourcing.popo", "ORIGINATOR_ID_TYPE": "text"}
+        self.app = BatonApplication(env=self.env)
+
+
+def _timed_stages(store: BatonStore) -> Counter[str]:
+    """Wrap the runner's stages so each call adds its wall time (ns) to the counter."""
+    spent: Counter[str] = Counter()
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        inner: Callable[..., Any] = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter_ns()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter_ns() - started
+
+        setattr(owner, name, timed)
+
+    runner = adapters.runner.Runner
+    wrap(adapters.runner, "settle", "settle: decide + record decisions")
+    wrap(store, "save", "store.save (map, insert, commit)")
+    wrap(runner, "_next_observation", "wait for the agent's completion")
+    wrap(runner, "_queued_observations", "take completions already queued")
+    wrap(runner, "_launch", "launch: submit the calls just saved")
+    wrap(domain.goal.Goal, "observe", "record observations")
+    wrap(domain.goal.Goal, "start", "Goal.start (plan, state)")
+    wrap(store, "exists", "store.exists")
+    wrap(adapters.runner.CallPool, "__init__", "call pool: create")
+    wrap(adapters.runner.CallPool, "close", "call pool: close")
+    return spent
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("workload", choices=sorted(WORKLOADS))
-    parser.add_argument("--store", help="store URL (default: a fresh SQLite file)")
+    parser.add_argument("--store", help="store URL, or 'memory' (default: a fresh SQLite file)")
     parser.add_argument("--goals", type=int, default=20)
-    parser.add_argument("--cprofile", action="store_true", help="cProfile, sorted by own time")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--cprofile", action="store_true", help="cProfile, sorted by own time")
+    mode.add_argument("--stages", action="store_true", help="wall time per runner stage")
     args = parser.parse_args(argv)
     workload = WORKLOADS[args.workload]
     loaded = prepare_plan(workload.plan())
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.store or f"sqlite:///{tmp}/profile.db")
+        if args.store == "memory":
+            store: BatonStore = MemoryStore()
+        else:
+            store = open_store(args.store or f"sqlite:///{tmp}/profile.db")
         start_goal(store, loaded, {"payload": PAYLOAD})  # warm-up: tables, imports, caches
 
         def goals() -> None:
             for _ in range(args.goals):
                 start_goal(store, loaded, {"payload": PAYLOAD})
 
-        if args.cprofile:
+        if args.stages:
+            spent = _timed_stages(store)
+            started = time.perf_counter_ns()
+            goals()
+            total = time.perf_counter_ns() - started
+            per_task = args.goals * workload.tasks * 1000  # ns -> us per task
+            print(f"{workload.name} on {store.url}: {total / per_task:.1f} us per task")
+            for label, ns in [*spent.most_common(), ("other", total - sum(spent.values()))]:
+                print(f"  {label:36} {ns / per_task:7.1f} us  {100 * ns / total:5.1f} %")
+        elif args.cprofile:
             import cProfile
             import pstats
 

@@ -15,20 +15,22 @@ def _ms(value: Any) -> str:
 def markdown_table(result: dict[str, Any]) -> str:
     """Per workload and store: Baton per task, the floor, the ratio, and what was written."""
     lines = [
-        "| workload | store | Baton ms/unit | floor ms/unit | ratio | events/task | bytes/task |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| workload | store | Baton ms/unit | floor ms/unit | ratio | events/task | bytes/task "
+        "| saves/task |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, stores in result["workloads"].items():
         for store, row in stores.items():
             if "error" in row:
-                lines.append(f"| {name} | {store} | {row['error']} | | | | |")
+                lines.append(f"| {name} | {store} | {row['error']} | | | | | |")
                 continue
             unit = row.get("unit", "task")
             ratio = "n/a" if row.get("ratio") is None else f"{row['ratio']:.2f}x"
             lines.append(
                 f"| {name} (per {unit}) | {store} | {_ms(row['per_task_ms'])} | "
                 f"{_ms(row['floor_per_task_ms'])} | {ratio} | "
-                f"{row.get('events_per_task', '')} | {row.get('bytes_per_task', '')} |"
+                f"{row.get('events_per_task', '')} | {row.get('bytes_per_task', '')} | "
+                f"{row.get('saves_per_task', '')} |"
             )
     peers = result.get("peers", {})
     if peers:
