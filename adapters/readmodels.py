@@ -59,21 +59,20 @@ def _translated(store: BatonStore) -> Iterator[None]:
         raise StoreError(f"store {describe_store(store.url)}: read models: {detail}") from None
 
 
-def refresh(store: BatonStore, *, page_size: int | None = None) -> int:
+def _page_size() -> int:
+    return settings().projection_page_size or projections.DEFAULT_PAGE_SIZE
+
+
+def refresh(store: BatonStore) -> int:
     """Apply every event the read models have not seen; returns how many."""
     with _translated(store):
-        return projections.catch_up(
-            store.app,
-            page_size=page_size or settings().projection_page_size,
-            hook=_crash_hook(),
-        )
+        return projections.catch_up(store.app, page_size=_page_size(), hook=_crash_hook())
 
 
 def rebuild(store: BatonStore) -> int:
+    """Empty the read models and project every event again; returns how many."""
     with _translated(store):
-        return projections.rebuild(
-            store.app, page_size=settings().projection_page_size, hook=_crash_hook()
-        )
+        return projections.rebuild(store.app, page_size=_page_size(), hook=_crash_hook())
 
 
 def state(store: BatonStore) -> ProjectionState:

@@ -8,7 +8,7 @@
 | `BATON_DEBUG` | show the traceback of an internal error |
 | `BATON_CRASH_AT_EVENT` | fault injection for crash tests: SIGKILL the runner once a save |
 |  | brings the goal to this many events |
-| `BATON_PROJECTION_PAGE` | events per read-model transaction when catching up (default 1,000) |
+| `BATON_PROJECTION_PAGE` | events per read-model transaction when catching up (default 2,000) |
 | `BATON_CRASH_IN_PROJECTION` | fault injection: `before_commit:N` or `after_commit:N` SIGKILLs |
 |  | the projector at that point of the batch that reaches notification N |
 """
@@ -24,7 +24,6 @@ __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "DEFAULT_STORE", "Settings", "settings"]
 
 DEFAULT_STORE = "sqlite:///baton.db"
 DEFAULT_MAX_OUTPUT_BYTES = 1_000_000
-DEFAULT_PROJECTION_PAGE = 1_000
 _CRASH_STAGES = ("before_commit", "after_commit")
 
 
@@ -39,7 +38,7 @@ class Settings:
     user: str | None = None
     debug: bool = False
     crash_at_event: int | None = None
-    projection_page_size: int = DEFAULT_PROJECTION_PAGE
+    projection_page_size: int | None = None  # None: the projections' own default
     crash_in_projection: tuple[str, int] | None = None
 
 
@@ -74,6 +73,6 @@ def settings() -> Settings:
         user=os.environ.get("BATON_USER") or None,
         debug=bool(os.environ.get("BATON_DEBUG")),
         crash_at_event=_int("BATON_CRASH_AT_EVENT"),
-        projection_page_size=_int("BATON_PROJECTION_PAGE") or DEFAULT_PROJECTION_PAGE,
+        projection_page_size=_int("BATON_PROJECTION_PAGE"),
         crash_in_projection=_crash_point("BATON_CRASH_IN_PROJECTION"),
     )

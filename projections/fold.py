@@ -72,19 +72,26 @@ class ViewFold:
             raise ProjectionError(
                 f"event {position} ({kind}) of goal {goal_id!r} precedes the goal's Started event"
             )
-        goal.update(updated_at=at, events=event.originator_version, position=position)
+        # Plain item assignments: this runs for every event of every rebuild.
+        goal["updated_at"] = at
+        goal["events"] = event.originator_version
+        goal["position"] = position
         self.dirty_goals.add(goal_id)
         task = None
         task_id = getattr(event, "task", None)
         if task_id is not None:
-            task = self.tasks.get((goal_id, task_id))
+            key = (goal_id, task_id)
+            task = self.tasks.get(key)
             if task is None:
                 raise ProjectionError(f"event {position} ({kind}): goal {goal_id!r} has no "
                                       f"task {task_id!r}")
             task["updated_at"] = at
-            self.dirty_tasks.add((goal_id, task_id))
-            if not event.observation and hasattr(event, "reason"):
-                task.update(last_reason=event.reason, last_rule=event.rule)
+            self.dirty_tasks.add(key)
+            if not event.observation:
+                reason = getattr(event, "reason", None)
+                if reason is not None:
+                    task["last_reason"] = reason
+                    task["last_rule"] = event.rule
             if event.task_event is not None:
                 self._move_task(goal, task, event.task_event, at, position)
         if event.goal_event is not None:

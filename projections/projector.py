@@ -39,7 +39,7 @@ __all__ = [
     "view_class",
 ]
 
-DEFAULT_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 2000  # events per transaction: larger pages write each row fewer times
 
 
 class GoalProjection(Projection[GoalViews]):
