@@ -9,6 +9,7 @@ Both go through `GoalViews.apply_batch`: rows and tracking position in one trans
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,23 +106,39 @@ def _catch_up(
 ) -> int:
     applied = 0
     while True:
-        after = views.position(app.name)
-        notifications = app.recorder.select_notifications(start=after + 1, limit=page_size)
-        if not notifications:
-            return applied
-        batch = []
-        for notification in notifications:
-            try:
-                event = app.mapper.to_domain_event(notification)
-            except Exception as exc:  # an unknown topic or undecodable state: name the event
-                raise ProjectionError(
-                    f"event {notification.id} ({notification.topic}) cannot be read: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
-            batch.append((event, notification.id))
-        if views.apply_batch(app.name, batch, after=after, hook=hook):
-            applied += len(batch)
-        # else another projector moved on meanwhile: read the position again
+        with _collector_paused():
+            after = views.position(app.name)
+            notifications = app.recorder.select_notifications(start=after + 1, limit=page_size)
+            if not notifications:
+                return applied
+            batch = [(_decoded(app, n), n.id) for n in notifications]
+            if views.apply_batch(app.name, batch, after=after, hook=hook):
+                applied += len(batch)
+            # else another projector moved on meanwhile: read the position again
+
+
+def _decoded(app: Application[Any], notification: Any) -> Any:
+    try:
+        return app.mapper.to_domain_event(notification)
+    except Exception as exc:  # an unknown topic or undecodable state: name the event
+        raise ProjectionError(
+            f"event {notification.id} ({notification.topic}) cannot be read: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a page is decoded and folded: its many small dicts
+    all live until the page is written, so the collector would only re-scan them (5-10% of a
+    rebuild). Reference counting frees as usual; the pause ends with each page."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
