@@ -40,7 +40,7 @@ def _waiting_on_a_lock(conn: psycopg.Connection, schema: str) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
         "AND query LIKE %s",
-        (f'%"{schema}"."es_insert_events_text"%',),
+        (f'%"{schema}"."es_insert_events_locked"%',),
     ).fetchone()
     return bool(row and row[0])
 
