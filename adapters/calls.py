@@ -51,8 +51,9 @@ def to_recordable(result: Any, *, max_bytes: int) -> tuple[Any, dict[str, Any] |
     `cost_usd`) on the output, or a returned pair `(output, {"tokens": .., "cost_usd": ..})`.
     """
     usage: dict[str, Any] | None = None
+    usage_error: str | None = None
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
-        result, usage = result[0], _usage(result[1])
+        result, (usage, usage_error) = result[0], _usage(result[1])
     try:
         if isinstance(result, BaseModel):
             output = result.model_dump(mode="json")
@@ -66,19 +67,49 @@ def to_recordable(result: Any, *, max_bytes: int) -> tuple[Any, dict[str, Any] |
         return None, usage, f"output of type {type(result).__name__} is not JSON: {exc}"
     if size > max_bytes:
         return None, usage, f"output is {size} bytes, over the {max_bytes}-byte cap"
-    if usage is None and isinstance(output, dict) and isinstance(output.get("usage"), dict):
-        usage = _usage(output["usage"])
-    return output, usage, None
+    if usage is None and usage_error is None and isinstance(output, dict) and isinstance(
+        output.get("usage"), dict
+    ):
+        usage, usage_error = _usage(output["usage"])
+    return output, usage, usage_error
 
 
-def _usage(raw: dict[str, Any]) -> dict[str, Any] | None:
-    tokens = raw.get("tokens")
-    if tokens is None and ("input_tokens" in raw or "output_tokens" in raw):
-        tokens = int(raw.get("input_tokens") or 0) + int(raw.get("output_tokens") or 0)
+def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(usage, None) from a usage report, or (None, why) when it is not one.
+
+    A report that is not a count of tokens and a cost, both zero or more, fails the attempt
+    (recorded and explained like any bad output): silently dropping it, or counting a negative
+    figure, would let an agent spend past `max_tokens` / `max_cost_usd`.
+    """
     try:
-        return {"tokens": int(tokens or 0), "cost_usd": float(raw.get("cost_usd") or 0.0)}
-    except (TypeError, ValueError):
-        return None
+        tokens = raw.get("tokens")
+        if tokens is None and ("input_tokens" in raw or "output_tokens" in raw):
+            tokens = _count(raw.get("input_tokens")) + _count(raw.get("output_tokens"))
+        usage = {"tokens": _count(tokens), "cost_usd": _amount(raw.get("cost_usd"))}
+    except (TypeError, ValueError) as exc:
+        shown = json.dumps(raw, default=repr)[:200]
+        return None, f"usage report {shown} is invalid: {exc}"
+    return usage, None
+
+
+def _count(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise TypeError(f"tokens must be a whole number, not {value!r}")
+    if value < 0:
+        raise ValueError(f"tokens must be 0 or more, not {value!r}")
+    return int(value)
+
+
+def _amount(value: Any) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise TypeError(f"cost_usd must be a number, not {value!r}")
+    if value < 0:
+        raise ValueError(f"cost_usd must be 0 or more, not {value!r}")
+    return float(value)
 
 
 class CallPool:
@@ -203,7 +234,10 @@ def _kwargs(call: AgentCall) -> dict[str, Any]:
 
 
 def _raised(call: AgentCall, exc: BaseException, started: float) -> Completion:
-    message = " ".join(str(exc).split())[:500]
+    try:
+        message = " ".join(str(exc).split())[:500]
+    except Exception as broken:  # an exception whose __str__ raises is still a raised attempt
+        message = f"<message unavailable: its __str__ raised {type(broken).__name__}>"
     fields = {
         "task": call.task,
         "attempt": call.attempt,

@@ -12,15 +12,14 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from eventsourcing.persistence import PersistenceError
 from eventsourcing.projection import ProjectionRunner
 
 import projections
 from adapters.settings import settings
-from adapters.store import BatonApplication, BatonStore, StoreError, describe_store
+from adapters.store import BatonApplication, BatonStore, translated_errors
 from projections import GoalViews, ProjectionState
 from projections.schema import AGENT_STATS, GOAL_SUMMARY, TASK_STATUS
 
@@ -50,13 +49,8 @@ def _crash_hook() -> projections.BatchHook | None:
     return hook
 
 
-@contextmanager
-def _translated(store: BatonStore) -> Iterator[None]:
-    try:
-        yield
-    except (PersistenceError, OSError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise StoreError(f"store {describe_store(store.url)}: read models: {detail}") from None
+def _translated(store: BatonStore) -> AbstractContextManager[None]:
+    return translated_errors(store.url)
 
 
 def _page_size() -> int:

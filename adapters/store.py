@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,9 +196,19 @@ def translated_errors(url: str) -> Iterator[None]:
         yield
     except (BatonError, IntegrityError):
         raise  # ours already, or a version conflict the caller resolves by re-reading
-    except (PersistenceError, OSError) as exc:
+    except Exception as exc:
+        if not _is_store_failure(exc):
+            raise
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise StoreError(f"store {describe_store(url)}: {detail}") from None
+
+
+def _is_store_failure(exc: Exception) -> bool:
+    """The library's persistence errors, and driver errors it lets through (a SQLite file that
+    is not a database fails in `PRAGMA journal_mode` before eventsourcing wraps anything)."""
+    return isinstance(exc, PersistenceError | OSError | sqlite3.Error) or type(
+        exc
+    ).__module__.startswith("psycopg")  # by module: SQLite users never import psycopg
 
 
 @contextmanager

@@ -115,6 +115,24 @@ def flaky(inp: Text) -> Text:
     return Text(text=inp.text + "~")
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+def raises_unprintable(inp: Text) -> Text:
+    raise _Unprintable()
+
+
+def negative_usage(inp: Text) -> Text:
+    """Reports a usage that would give budget back (as a returned pair)."""
+    return Text(text=inp.text), {"tokens": -500, "cost_usd": -1.0}  # type: ignore[return-value]
+
+
+def nonsense_usage(inp: Text) -> Costly:
+    return {"text": inp.text, "usage": {"tokens": "lots"}}  # type: ignore[return-value]
+
+
 def returns_none(inp: Text) -> Text:
     return None  # type: ignore[return-value]
 

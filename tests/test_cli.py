@@ -130,6 +130,16 @@ def test_a_binary_input_file_is_one_line_and_exit_2(sqlite_url: str, tmp_path: P
     assert "not a text file" in result.err and len(result.err.strip().splitlines()) == 1
 
 
+def test_a_store_file_that_is_not_a_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(bytes(range(256)) * 20)
+    for args in (["status"], ["audit", "x"], ["run", PLAN, "--input", LISBON]):
+        result = baton(*args, store=f"sqlite:///{junk}")
+        assert result.code == 2, (args, result.err)
+        assert "file is not a database" in result.err, result.err
+        assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+
+
 def test_invalid_input_stores_nothing(sqlite_url: str) -> None:
     baton("run", PLAN, "--input", '{"origin": "LHR"}', "--goal-id", "x", store=sqlite_url)
     assert baton("status", "--json", store=sqlite_url).json() == {"goals": []}

@@ -68,6 +68,11 @@ def test_a_contract_violating_output_is_rejected_not_forwarded(store: BatonStore
         ("returns_none", "validation.contract: (root): Input should be a valid dictionary"),
         ("returns_unserialisable", "validation.serialisable: output of type dict is not"),
         ("returns_huge", "validation.serialisable: output is 2000011 bytes, over the 1000000"),
+        ("raises_unprintable", "_Unprintable: <message unavailable: its __str__ raised"),
+        ("negative_usage", "validation.serialisable: usage report {\"tokens\": -500, "
+                           "\"cost_usd\": -1.0} is invalid: tokens must be 0 or more"),
+        ("nonsense_usage", "validation.serialisable: usage report {\"tokens\": \"lots\"} is "
+                           "invalid: tokens must be a whole number, not 'lots'"),
     ],
 )
 def test_bad_agents_are_recorded_failures(store: BatonStore, agent: str, expected: str) -> None:
@@ -76,6 +81,7 @@ def test_bad_agents_are_recorded_failures(store: BatonStore, agent: str, expecte
     assert goal.state.status == "failed"
     failed = events_of(store, goal.id, "TaskFailed")[0]
     assert failed.error.startswith(expected), failed.error
+    assert goal.state.used.tokens >= 0 and goal.state.used.cost_usd >= 0  # never given back
 
 
 def test_a_model_returned_as_a_dict_is_accepted(store: BatonStore) -> None:
