@@ -119,10 +119,12 @@ def follow(store: BatonStore, *, interval_s: float, stop: threading.Event) -> No
     """
     refresh(store)
     if store.is_postgres:
+        from projections.postgres import PostgresGoalViews
+
         with _translated(store), ProjectionRunner(
             application_class=BatonApplication,
             projection_class=projections.GoalProjection,
-            view_class=projections.PostgresGoalViews,
+            view_class=PostgresGoalViews,
             env=store.env,
         ) as runner:
             while not stop.is_set():

@@ -1,6 +1,7 @@
 """Read models derived from the event log, exactly once: goal_summary, task_status, agent_stats.
 
-Imports `domain` and eventsourcing only; the adapters open a store and call these.
+Imports `domain` and eventsourcing only; the adapters open a store and call these. The
+PostgreSQL views are `projections.postgres.PostgresGoalViews` (psycopg is imported only there).
 """
 
 from projections.fold import ProjectionError, ViewFold
@@ -15,7 +16,7 @@ from projections.projector import (
     view_class,
 )
 from projections.schema import TABLES, TASK_STATUSES, VIEWS_VERSION
-from projections.views import BatchHook, GoalViews, PostgresGoalViews, SQLiteGoalViews
+from projections.views import BatchHook, GoalViews, SQLiteGoalViews
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -25,7 +26,6 @@ __all__ = [
     "BatchHook",
     "GoalProjection",
     "GoalViews",
-    "PostgresGoalViews",
     "ProjectionError",
     "ProjectionState",
     "SQLiteGoalViews",

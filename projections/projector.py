@@ -21,13 +21,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from projections.fold import ProjectionError
-from projections.views import (
-    VIEWS_NAME,
-    BatchHook,
-    GoalViews,
-    PostgresGoalViews,
-    SQLiteGoalViews,
-)
+from projections.views import VIEWS_NAME, BatchHook, GoalViews, SQLiteGoalViews
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -59,6 +53,8 @@ def view_class(app: Application[Any]) -> type[GoalViews]:
     """The views' recorder class for the application's persistence module."""
     module = app.env.get("PERSISTENCE_MODULE", "")
     if module.endswith("postgres"):
+        from projections.postgres import PostgresGoalViews  # psycopg only when needed
+
         return PostgresGoalViews
     if module.endswith("sqlite"):
         return SQLiteGoalViews

@@ -3,6 +3,7 @@
 Exactly once, the library's way (its `examples/ftsprojection`): a batch's view rows and its
 tracking record are written in one `datastore.transaction(commit=True)`. A projector killed at
 any point either committed both or neither; restarted, it resumes after the last tracked event.
+The PostgreSQL views are in `projections.postgres`, imported only for a PostgreSQL store.
 
 Two projectors never interleave: each batch first locks the views' meta row (SQLite: a write
 that takes the database's write lock; PostgreSQL: `SELECT … FOR UPDATE`), then checks that the
@@ -18,9 +19,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
-from psycopg.sql import SQL
 
 from projections.fold import Row, ViewFold
 from projections.schema import (
@@ -34,7 +33,7 @@ from projections.schema import (
     Table,
 )
 
-__all__ = ["BatchHook", "GoalViews", "PostgresGoalViews", "SQLiteGoalViews"]
+__all__ = ["VIEWS_NAME", "BatchHook", "GoalViews", "SQLiteGoalViews"]
 
 VIEWS_NAME = "baton_views"
 
@@ -306,35 +305,4 @@ class SQLiteGoalViews(GoalViews, SQLiteTrackingRecorder):
             return datetime.fromisoformat(value)
         if kind == "json":
             return json.loads(value)
-        return value
-
-
-class PostgresGoalViews(GoalViews, PostgresTrackingRecorder):
-    """The views in the store's schema beside `baton_events` (tracking: `baton_views_tracking`)."""
-
-    dialect = "postgres"
-    _notification_column = "notification_id"
-    _converted = frozenset({"json"})  # psycopg adapts datetimes itself
-
-    def __init__(self, datastore: Any, **kwargs: Any) -> None:
-        super().__init__(datastore, **kwargs)
-        self.sql_create_statements += [SQL(statement).format() for statement in self.views_ddl()]
-
-    def qualified(self, table: str) -> str:
-        return f'"{self.datastore.schema}".{table}'
-
-    def tracking_table(self) -> str:
-        return self.qualified(self.tracking_table_name)
-
-    def sql(self, text: str) -> str:
-        return text.replace("?", "%s")
-
-    def _lock_statement(self) -> str:
-        return f"SELECT version FROM {self.qualified(VIEWS_META.name)} WHERE name = %s FOR UPDATE"
-
-    def _encode(self, kind: str, value: Any) -> Any:
-        if kind == "json" and value is not None:
-            from psycopg.types.json import Jsonb
-
-            return Jsonb(value)
         return value

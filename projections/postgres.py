@@ -1,0 +1,46 @@
+"""The views on PostgreSQL: the store's schema, beside `baton_events`.
+
+A module of its own, as in eventsourcing, so that only PostgreSQL users import psycopg.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.postgres import PostgresTrackingRecorder
+from psycopg.sql import SQL
+from psycopg.types.json import Jsonb
+
+from projections.schema import VIEWS_META
+from projections.views import GoalViews
+
+__all__ = ["PostgresGoalViews"]
+
+
+class PostgresGoalViews(GoalViews, PostgresTrackingRecorder):
+    """The views in the store's schema beside `baton_events` (tracking: `baton_views_tracking`)."""
+
+    dialect = "postgres"
+    _notification_column = "notification_id"
+    _converted = frozenset({"json"})  # psycopg adapts datetimes itself
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements += [SQL(statement).format() for statement in self.views_ddl()]
+
+    def qualified(self, table: str) -> str:
+        return f'"{self.datastore.schema}".{table}'
+
+    def tracking_table(self) -> str:
+        return self.qualified(self.tracking_table_name)
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def _lock_statement(self) -> str:
+        return f"SELECT version FROM {self.qualified(VIEWS_META.name)} WHERE name = %s FOR UPDATE"
+
+    def _encode(self, kind: str, value: Any) -> Any:
+        if kind == "json" and value is not None:
+            return Jsonb(value)
+        return value
