@@ -153,22 +153,31 @@ def test_a_store_that_is_down_is_exit_2() -> None:
     assert len(result.err.strip().splitlines()) == 1
 
 
-def test_help_on_every_command() -> None:
-    from adapters.cli import build_parser
+def test_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from adapters.cli import build_parser, main
 
-    listed = baton("--help")
+    listed = baton("--help")  # once as a user runs it; every command below in-process
     assert listed.code == 0
     for command in ["validate", "run", "resume", "status", "graph", "escalations", "resolve",
-                    "cancel", "audit", "replay", "fork", "export", "import"]:
+                    "cancel", "audit", "replay", "fork", "export", "import", "stats",
+                    "projections"]:
         assert command in listed.out
-        result = baton(command, "--help")
-        assert result.code == 0 and "usage: baton " + command in result.out
-    # And every command the parser knows, including any added after this list was written.
+    # Every command the parser knows, including any added after the list above was written,
+    # and every action of the commands that have actions.
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
     assert commands is not None
-    for command in commands:
-        result = baton(command, "--help")
-        assert result.code == 0 and "usage: baton " + command in result.out, command
+    invocations = []
+    for command, parser in commands.items():
+        invocations.append([command])
+        for action in parser._actions:
+            if action.dest == "action" and action.choices:
+                invocations += [[command, name] for name in action.choices]
+    assert ["projections", "follow"] in invocations
+    for words in invocations:
+        with pytest.raises(SystemExit) as exited:
+            main([*words, "--help"])
+        out = capsys.readouterr().out
+        assert exited.value.code == 0 and "usage: baton " + " ".join(words) in out, words
 
 
 def test_a_plan_file_that_is_not_text_or_missing_is_one_line(tmp_path: Path) -> None:
