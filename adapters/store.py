@@ -8,7 +8,6 @@ boundary, into `StoreError` with one line naming the store.
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 from adapters.settings import DEFAULT_STORE, settings
 from domain.errors import BatonError
 from domain.goal import Goal, GoalEvent
+from projections.collector import collector_paused
 
 __all__ = [
     "DEFAULT_STORE",
@@ -211,23 +211,6 @@ def _is_store_failure(exc: Exception) -> bool:
     ).__module__.startswith("psycopg")  # by module: SQLite users never import psycopg
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a long history is decoded.
-
-    Decoding allocates many small dicts that all survive (they are the result), so the
-    collector keeps re-scanning a growing heap for cycles that cannot be there: a sixth of the
-    read of a 10,000-event goal. Reference counting still frees everything as usual.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class BatonStore:
     """Goals in and out of the event store; the one place that touches persistence."""
 
@@ -277,7 +260,7 @@ class BatonStore:
 
     def events(self, goal_id: str) -> Sequence[GoalEvent]:
         """Every event of a goal, in order (no agent, no network needed to read them)."""
-        with translated_errors(self.url), _collector_paused():
+        with translated_errors(self.url), collector_paused():
             events = list(self.app.repository.event_store.get(goal_id))
         if not events:
             raise GoalNotFound(goal_id)

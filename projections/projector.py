@@ -9,7 +9,6 @@ Both go through `GoalViews.apply_batch`: rows and tracking position in one trans
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
+from projections.collector import collector_paused
 from projections.fold import ProjectionError
 from projections.views import VIEWS_NAME, BatchHook, GoalViews, SQLiteGoalViews
 
@@ -102,7 +102,7 @@ def _catch_up(
 ) -> int:
     applied = 0
     while True:
-        with _collector_paused():
+        with collector_paused():  # per page: its dicts all live until it is written
             after = views.position(app.name)
             notifications = app.recorder.select_notifications(start=after + 1, limit=page_size)
             if not notifications:
@@ -121,20 +121,6 @@ def _decoded(app: Application[Any], notification: Any) -> Any:
             f"event {notification.id} ({notification.topic}) cannot be read: "
             f"{type(exc).__name__}: {exc}"
         ) from None
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a page is decoded and folded: its many small dicts
-    all live until the page is written, so the collector would only re-scan them (5-10% of a
-    rebuild). Reference counting frees as usual; the pause ends with each page."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @dataclass(frozen=True)
