@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.projection import ProjectionRunner
@@ -21,18 +21,9 @@ import projections
 from adapters.settings import settings
 from adapters.store import BatonApplication, BatonStore, translated_errors
 from projections import GoalViews, ProjectionState
-from projections.schema import AGENT_STATS, GOAL_SUMMARY, TASK_STATUS
+from projections.schema import AGENT_STATS, GOAL_SUMMARY, TABLES, TASK_STATUS
 
-__all__ = [
-    "agent_rows",
-    "escalation_rows",
-    "follow",
-    "goal_rows",
-    "refresh",
-    "state",
-    "task_rows",
-    "views",
-]
+__all__ = ["ReadModels", "follow", "read", "rebuild", "refresh", "warn_refresh_failed"]
 
 
 def _crash_hook() -> projections.BatchHook | None:
@@ -49,65 +40,66 @@ def _crash_hook() -> projections.BatchHook | None:
     return hook
 
 
-def _translated(store: BatonStore) -> AbstractContextManager[None]:
-    return translated_errors(store.url)
-
-
 def _page_size() -> int:
     return settings().projection_page_size or projections.DEFAULT_PAGE_SIZE
 
 
 def refresh(store: BatonStore) -> int:
     """Apply every event the read models have not seen; returns how many."""
-    with _translated(store):
+    with translated_errors(store.url):
         return projections.catch_up(store.app, page_size=_page_size(), hook=_crash_hook())
 
 
 def rebuild(store: BatonStore) -> int:
     """Empty the read models and project every event again; returns how many."""
-    with _translated(store):
+    with translated_errors(store.url):
         return projections.rebuild(store.app, page_size=_page_size(), hook=_crash_hook())
 
 
-def state(store: BatonStore) -> ProjectionState:
-    with _translated(store):
-        return projections.projection_state(store.app)
+class ReadModels:
+    """The read models of one store, opened once for everything a command reads."""
+
+    def __init__(self, store: BatonStore, views: GoalViews) -> None:
+        self.store = store
+        self.views = views
+
+    def state(self) -> ProjectionState:
+        """Position, head and lag against the event log."""
+        return projections.projection_state(self.store.app, self.views)
+
+    def goals(self, goal_id: str | None = None) -> list[dict[str, Any]]:
+        """goal_summary rows, most recently updated first (or the one goal)."""
+        if goal_id is not None:
+            return self.views.rows(GOAL_SUMMARY, "goal_id = ?", (goal_id,))
+        return self.views.rows(GOAL_SUMMARY, order="updated_at DESC, goal_id")
+
+    def tasks(self, goal_id: str) -> list[dict[str, Any]]:
+        """task_status rows of one goal, in plan order."""
+        return self.views.rows(TASK_STATUS, "goal_id = ?", (goal_id,), order="plan_index")
+
+    def agents(self) -> list[dict[str, Any]]:
+        return self.views.rows(AGENT_STATS)
+
+    def escalations(self) -> list[dict[str, Any]]:
+        """Escalated tasks of goals that have not ended, longest waiting first."""
+        open_goals = {
+            row["goal_id"]
+            for row in self.views.rows(GOAL_SUMMARY, "status IN ('running', 'waiting')")
+        }
+        rows = self.views.rows(TASK_STATUS, "status = 'escalated'",
+                               order="status_since, goal_id, task_id")
+        return [row for row in rows if row["goal_id"] in open_goals]
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every read-model table, by table name."""
+        return {table.name: self.views.rows(table) for table in TABLES}
 
 
 @contextmanager
-def views(store: BatonStore) -> Iterator[GoalViews]:
-    with _translated(store), projections.open_views(store.app) as opened:
-        yield opened
-
-
-def goal_rows(store: BatonStore, goal_id: str | None = None) -> list[dict[str, Any]]:
-    """goal_summary rows, most recently updated first (or the one goal)."""
-    with views(store) as v:
-        if goal_id is not None:
-            return v.rows(GOAL_SUMMARY, "goal_id = ?", (goal_id,))
-        return v.rows(GOAL_SUMMARY, order="updated_at DESC, goal_id")
-
-
-def task_rows(store: BatonStore, goal_id: str) -> list[dict[str, Any]]:
-    """task_status rows of one goal, in plan order."""
-    with views(store) as v:
-        return v.rows(TASK_STATUS, "goal_id = ?", (goal_id,), order="plan_index")
-
-
-def agent_rows(store: BatonStore) -> list[dict[str, Any]]:
-    with views(store) as v:
-        return v.rows(AGENT_STATS)
-
-
-def escalation_rows(store: BatonStore) -> list[dict[str, Any]]:
-    """Escalated tasks of goals that have not ended, longest waiting first."""
-    with views(store) as v:
-        waiting = {
-            row["goal_id"]
-            for row in v.rows(GOAL_SUMMARY, "status IN ('running', 'waiting')")
-        }
-        rows = v.rows(TASK_STATUS, "status = 'escalated'", order="status_since, goal_id, task_id")
-    return [row for row in rows if row["goal_id"] in waiting]
+def read(store: BatonStore) -> Iterator[ReadModels]:
+    """The store's read models, created (or rebuilt, if outdated) on first use."""
+    with translated_errors(store.url), projections.open_views(store.app) as views:
+        yield ReadModels(store, views)
 
 
 def follow(store: BatonStore, *, interval_s: float, stop: threading.Event) -> None:
@@ -121,7 +113,7 @@ def follow(store: BatonStore, *, interval_s: float, stop: threading.Event) -> No
     if store.is_postgres:
         from projections.postgres import PostgresGoalViews
 
-        with _translated(store), ProjectionRunner(
+        with translated_errors(store.url), ProjectionRunner(
             application_class=BatonApplication,
             projection_class=projections.GoalProjection,
             view_class=PostgresGoalViews,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -12,9 +13,18 @@ from rich.table import Table
 from domain.goal import Goal
 from domain.plan import Plan
 
-__all__ = ["goal_json", "print_goal", "print_json", "render_graph"]
+__all__ = [
+    "STATUS_STYLE",
+    "TaskLine",
+    "goal_json",
+    "print_goal",
+    "print_json",
+    "print_summary",
+    "render_graph",
+    "styled",
+]
 
-_STATUS_STYLE = {
+STATUS_STYLE = {
     "succeeded": "green",
     "completed": "green",
     "running": "cyan",
@@ -49,41 +59,68 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:
+@dataclass(frozen=True)
+class TaskLine:
+    """One row of the task table, from an aggregate or from the task_status read model."""
+
+    task: str
+    agent: str
+    status: str
+    attempts: int
+    ms: float | None
+    last_error: str | None
+    reason: str | None
+
+    @property
+    def note(self) -> str:
+        """The error of a failed or escalated task, else why it was skipped, abandoned…"""
+        note = self.last_error if self.status in ("failed", "escalated") else ""
+        if self.status in ("skipped", "abandoned", "escalated", "cancelled") and not note:
+            note = self.reason or ""
+        return note or ""
+
+
+def styled(status: str) -> str:
+    style = STATUS_STYLE.get(status, "")
+    return f"[{style}]{status}[/]" if style else status
+
+
+def print_summary(
+    *, goal_id: str, plan: str, status: str, reason: str | None, output: Any,
+    lines: list[TaskLine],
+) -> None:
     """A table of tasks with status, attempts and duration, then the goal's outcome."""
-    state = goal.state
     console = Console()
-    table = Table(title=f"goal {goal.id} · {state.plan.name}", title_justify="left")
+    table = Table(title=f"goal {goal_id} · {plan}", title_justify="left")
     table.add_column("task")
     table.add_column("agent")
     table.add_column("status")
     table.add_column("attempts", justify="right")
     table.add_column("ms", justify="right")
     table.add_column("note", overflow="fold", max_width=60)
+    for line in lines:
+        table.add_row(line.task, line.agent, styled(line.status), str(line.attempts),
+                      "" if line.ms is None else f"{line.ms:.1f}", line.note)
+    console.print(table)
+    console.print(f"status: {styled(status)}" + (
+        f" — {reason}" if reason and status != "completed" else ""
+    ))
+    if status == "completed":
+        console.print_json(json.dumps(output, default=str))
+    elif status == "waiting":
+        console.print(f"resolve with: baton resolve {goal_id} TASK --retry|--abandon|--output …")
+
+
+def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:
+    """The summary of a goal from its aggregate (what `run` and `resume` print)."""
+    state = goal.state
+    lines = []
     for tid in state.plan.order:
         task = state.tasks[tid]
-        style = _STATUS_STYLE.get(task.status, "")
-        ms = (durations or {}).get(tid)
-        note = task.last_error if task.status in ("failed", "escalated") else ""
-        if task.status in ("skipped", "abandoned", "escalated", "cancelled") and not note:
-            note = task.reason or ""
-        table.add_row(
-            tid,
-            state.plan.task_map[tid].agent,
-            f"[{style}]{task.status}[/]" if style else task.status,
-            str(task.attempts),
-            "" if ms is None else f"{ms:.1f}",
-            note or "",
-        )
-    console.print(table)
-    style = _STATUS_STYLE.get(state.status, "")
-    console.print(f"status: [{style}]{state.status}[/]" + (
-        f" — {state.reason}" if state.reason and state.status != "completed" else ""
-    ))
-    if state.status == "completed":
-        console.print_json(json.dumps(state.output, default=str))
-    elif state.status == "waiting":
-        console.print(f"resolve with: baton resolve {goal.id} TASK --retry|--abandon|--output …")
+        lines.append(TaskLine(tid, state.plan.task_map[tid].agent, task.status, task.attempts,
+                              (durations or {}).get(tid), task.last_error, task.reason))
+    print_summary(goal_id=goal.id, plan=state.plan.name, status=state.status,
+                  reason=state.reason, output=state.output, lines=lines)
 
 
 def render_graph(plan: Plan, statuses: dict[str, str] | None, fmt: str) -> str:
@@ -104,7 +141,7 @@ def render_graph(plan: Plan, statuses: dict[str, str] | None, fmt: str) -> str:
         for tid in plan.order:
             fill = ""
             if statuses:
-                colour = colours.get(_STATUS_STYLE.get(statuses[tid], ""), "white")
+                colour = colours.get(STATUS_STYLE.get(statuses[tid], ""), "white")
                 fill = f', style=filled, fillcolor="{colour}"'
             lines.append(f'  "{tid}" [label="{label(tid)}"{fill}];')
         lines += [f'  "{a}" -> "{b}";' for a, b in edges]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters import readmodels
-from adapters.store import BatonStore
+from adapters.readmodels import ReadModels
 from domain.errors import BatonError
 from projections.schema import AGENT_STATS, TABLES, Table
 
@@ -41,8 +41,6 @@ def _cell(value: Any, kind: str) -> Any:
     if kind == "time":
         return value.isoformat()
     if kind == "json":
-        import json
-
         return json.dumps(value, sort_keys=True)
     return value
 
@@ -61,13 +59,13 @@ def stats_csv(rows: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def export_views(store: BatonStore, path: str, *, fmt: str) -> list[str]:
+def export_views(models: ReadModels, path: str, *, fmt: str) -> list[str]:
     """Write every read-model table; returns one line per file or table written."""
     target = Path(path)
-    with readmodels.views(store) as views:
-        tables = [(table, views.rows(table)) for table in TABLES]
+    tables = [(table, models.views.rows(table)) for table in TABLES]
     if fmt == "csv":
-        return _to_directory(target, tables, _csv_file)
+        _directory(target)
+        return [_csv_file(target, table, rows) for table, rows in tables]
     try:
         import duckdb
     except ImportError:
@@ -133,9 +131,3 @@ def _csv_file(target: Path, table: Table, rows: Sequence[dict[str, Any]]) -> str
     with out_path.open("w", encoding="utf-8", newline="") as out:
         _write_csv(out, table, rows)
     return f"{out_path} ({len(rows)} rows)"
-
-
-def _to_directory(target: Path, tables: Sequence[tuple[Table, list[dict[str, Any]]]],
-                  write: Any) -> list[str]:
-    _directory(target)
-    return [write(target, table, rows) for table, rows in tables]

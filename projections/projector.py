@@ -134,10 +134,9 @@ class ProjectionState:
         return {"name": self.name, "position": self.position, "head": self.head, "lag": self.lag}
 
 
-def projection_state(app: Application[Any]) -> ProjectionState:
-    """Where the views stand against the event log."""
-    with open_views(app) as views:
-        position = views.position(app.name)
-        head = app.recorder.max_notification_id() or 0
-        events_table = views.qualified(app.recorder.events_table_name)  # type: ignore[attr-defined]
-        return ProjectionState(VIEWS_NAME, position, head, views.lag(events_table, position))
+def projection_state(app: Application[Any], views: GoalViews) -> ProjectionState:
+    """Where the (opened) views stand against the event log."""
+    position = views.position(app.name)
+    head = app.recorder.max_notification_id() or 0
+    events_table = views.qualified(app.recorder.events_table_name)  # type: ignore[attr-defined]
+    return ProjectionState(VIEWS_NAME, position, head, views.lag(events_table, position))

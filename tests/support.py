@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from adapters.loading import LoadedPlan, prepare_plan
+from adapters.readmodels import ReadModels, read
 from adapters.service import start_goal
 from adapters.store import BatonStore
 from domain.goal import Goal
 
 AGENTS = "tests.agents"
+T = TypeVar("T")
 
 
 def plan(*tasks: dict[str, Any], agents: list[str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -44,3 +47,14 @@ def kinds(store: BatonStore, goal_id: str) -> list[str]:
 
 def events_of(store: BatonStore, goal_id: str, kind: str) -> list[Any]:
     return [e for e in store.events(goal_id) if type(e).__name__ == kind]
+
+
+def projected(store: BatonStore, query: Callable[[ReadModels], T]) -> T:
+    """One query against the store's read models, e.g. `projected(store, ReadModels.state)`."""
+    with read(store) as models:
+        return query(models)
+
+
+def view_tables(store: BatonStore) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every read-model table: what two states of the views are compared by."""
+    return projected(store, ReadModels.tables)

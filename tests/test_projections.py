@@ -17,14 +17,15 @@ import yaml
 import projections
 from adapters import readmodels
 from adapters.loading import prepare_plan
+from adapters.readmodels import ReadModels
 from adapters.service import resolve_task, resume_goal
 from adapters.store import BatonStore, open_store
 from domain.decide import settle
 from domain.goal import Goal
-from projections.schema import TABLES, TASK_STATUSES
+from projections.schema import TASK_STATUSES
 from tests import agents
 from tests.cli_support import baton
-from tests.support import plan, run, task
+from tests.support import plan, projected, run, task, view_tables
 
 
 @pytest.fixture(autouse=True)
@@ -33,17 +34,12 @@ def _reset_agents() -> Iterator[None]:
     yield
 
 
-def all_rows(store: BatonStore) -> dict[str, list[dict[str, Any]]]:
-    with readmodels.views(store) as views:
-        return {table.name: views.rows(table) for table in TABLES}
-
-
 def assert_matches_aggregate(store: BatonStore, goal_id: str) -> None:
     """The projected goal and tasks say what the aggregate itself says."""
     goal = store.get(goal_id)
     state = goal.state
-    [summary] = readmodels.goal_rows(store, goal_id)
-    tasks = readmodels.task_rows(store, goal_id)
+    [summary] = projected(store, lambda m: m.goals(goal_id))
+    tasks = projected(store, lambda m: m.tasks(goal_id))
     assert [row["task_id"] for row in tasks] == list(state.plan.order)
     for row in tasks:
         own = state.tasks[row["task_id"]]
@@ -101,30 +97,31 @@ def test_projected_status_equals_the_aggregates_own(store: BatonStore, shape: st
     assert_matches_aggregate(store, goal.id)
     if human_output is not None:
         assert goal.state.status == "waiting"
-        [waiting] = readmodels.escalation_rows(store)
+        [waiting] = projected(store, ReadModels.escalations)
         assert (waiting["goal_id"], waiting["task_id"]) == (goal.id, "a")
         resolve_task(store, goal.id, "a", action="output", output=human_output,
                      reason="typed it in", by="ana")
         readmodels.refresh(store)
-        assert readmodels.task_rows(store, goal.id)[0]["last_reason"].startswith("ana: typed it in")
+        [resolved, _] = projected(store, lambda m: m.tasks(goal.id))
+        assert resolved["last_reason"].startswith("ana: typed it in")
         resume_goal(store, goal.id)
         readmodels.refresh(store)
         assert_matches_aggregate(store, goal.id)
-        assert readmodels.escalation_rows(store) == []
+        assert projected(store, ReadModels.escalations) == []
 
 
 def test_a_rebuild_reproduces_the_same_rows_whatever_the_batch_size(store: BatonStore) -> None:
     for shape in sorted(SHAPES):
         run(store, SHAPES[shape][0], {"text": shape})
     applied = readmodels.refresh(store)
-    assert applied == readmodels.state(store).head
-    before = all_rows(store)
+    assert applied == projected(store, ReadModels.state).head
+    before = view_tables(store)
     assert len(before["goal_summary"]) == len(SHAPES)
     assert projections.rebuild(store.app) == applied
-    assert all_rows(store) == before
+    assert view_tables(store) == before
     assert projections.rebuild(store.app, page_size=3) == applied  # other batch boundaries
-    assert all_rows(store) == before
-    assert readmodels.state(store).lag == 0
+    assert view_tables(store) == before
+    assert projected(store, ReadModels.state).lag == 0
 
 
 def test_catching_up_applies_only_new_events_exactly_once(store: BatonStore) -> None:
@@ -133,18 +130,18 @@ def test_catching_up_applies_only_new_events_exactly_once(store: BatonStore) -> 
     first = readmodels.refresh(store)
     assert readmodels.refresh(store) == 0  # nothing new: nothing applied again
     run(store, data, {"text": "two"})
-    assert readmodels.state(store).lag > 0
+    assert projected(store, ReadModels.state).lag > 0
     second = readmodels.refresh(store)
-    assert second > 0 and first + second == readmodels.state(store).head
-    incremental = all_rows(store)
+    assert second > 0 and first + second == projected(store, ReadModels.state).head
+    incremental = view_tables(store)
     projections.rebuild(store.app)
-    assert all_rows(store) == incremental
+    assert view_tables(store) == incremental
 
 
 def test_concurrent_projectors_never_apply_an_event_twice(store: BatonStore) -> None:
     for index in range(4):
         run(store, SHAPES["retried"][0], {"text": f"g{index}"})
-    head = readmodels.state(store).head
+    head = projected(store, ReadModels.state).head
     applied: list[int] = []
     errors: list[BaseException] = []
 
@@ -161,9 +158,9 @@ def test_concurrent_projectors_never_apply_an_event_twice(store: BatonStore) -> 
         thread.join()
     assert errors == []
     assert sum(applied) == head  # every event applied once, by whichever projector got it
-    together = all_rows(store)
+    together = view_tables(store)
     projections.rebuild(store.app)
-    assert all_rows(store) == together
+    assert view_tables(store) == together
 
 
 def test_a_forked_goal_is_projected_like_any_other(store_url: str, tmp_path: Path) -> None:
@@ -176,8 +173,8 @@ def test_a_forked_goal_is_projected_like_any_other(store_url: str, tmp_path: Pat
     new_id = forked.json()["goal_id"]
     store = open_store(store_url)
     try:
-        assert readmodels.state(store).lag == 0  # the CLI caught up before it exited
-        [summary] = readmodels.goal_rows(store, new_id)
+        assert projected(store, ReadModels.state).lag == 0  # the CLI caught up before it exited
+        [summary] = projected(store, lambda m: m.goals(new_id))
         assert summary["forked_from"] == "origin"
         assert_matches_aggregate(store, new_id)
         assert_matches_aggregate(store, "origin")
@@ -195,10 +192,10 @@ def test_a_goal_resumed_after_a_crash_is_projected_like_the_aggregate(
     assert crashed.code == -9, crashed.err  # SIGKILLed mid-run: it never caught up
     store = open_store(store_url)
     try:
-        assert readmodels.state(store).position == 0
+        assert projected(store, ReadModels.state).position == 0
         resumed = baton("resume", "crashed", store=store_url)
         assert resumed.code == 0, resumed.err
-        assert readmodels.state(store).lag == 0
+        assert projected(store, ReadModels.state).lag == 0
         assert store.get("crashed").state.status == "completed"
         assert_matches_aggregate(store, "crashed")
     finally:
@@ -268,7 +265,7 @@ def test_agent_stats_match_a_hand_computed_scenario(store: BatonStore) -> None:
         ("a", "AgentReturned", _returned({"text": "HI"}, 50.0, tokens=1, cost=0.005)),
     ])
     readmodels.refresh(store)
-    stats = {row["agent"]: row for row in readmodels.agent_rows(store)}
+    stats = {row["agent"]: row for row in projected(store, ReadModels.agents)}
     # upper: g1 raised (10 ms) then returned (30 ms); g2 timed out (no duration) and was
     # escalated; g3 returned (50 ms). Samples 10, 30, 50: nearest rank p50 = 2nd, p95 = 3rd.
     assert {k: stats["upper"][k] for k in (
@@ -289,22 +286,23 @@ def test_agent_stats_match_a_hand_computed_scenario(store: BatonStore) -> None:
         "attempts": 2, "succeeded": 1, "failed": 1, "retries": 1, "escalations": 0,
         "rejected_outputs": 1, "tokens": 50, "p50_ms": 20.0, "p95_ms": 40.0,
     }
-    [g1] = readmodels.goal_rows(store, "g1")
+    [g1] = projected(store, lambda m: m.goals("g1"))
     assert (g1["status"], g1["attempts"], g1["tokens"]) == ("completed", 4, 150)
     assert g1["cost_usd"] == pytest.approx(0.03)
     assert g1["started_at"] == T0 and g1["ended_at"] == g1["updated_at"]
-    [g2] = readmodels.goal_rows(store, "g2")
+    [g2] = projected(store, lambda m: m.goals("g2"))
     assert (g2["status"], g2["tasks_escalated"]) == ("waiting", 1)
-    assert all_rows(store)["agent_latency"][0]["duration_ms"] == 10.0
+    assert view_tables(store)["agent_latency"][0]["duration_ms"] == 10.0
 
 
 def test_a_new_views_version_rebuilds_the_rows(store: BatonStore) -> None:
     run(store, SHAPES["completed"][0], {"text": "hi"})
     readmodels.refresh(store)
-    before = all_rows(store)
-    with readmodels.views(store) as views, views.datastore.transaction(commit=True) as c:
+    before = view_tables(store)
+    with readmodels.read(store) as models, models.views.datastore.transaction(commit=True) as c:
+        views = models.views
         c.execute(views.sql(f"UPDATE {views.qualified('baton_views_meta')} SET version = ?"),
                   (0,))
         c.execute(f"DELETE FROM {views.qualified('task_status')}")  # rows an old version left
-    assert readmodels.refresh(store) == readmodels.state(store).head  # projected again
-    assert all_rows(store) == before
+    assert readmodels.refresh(store) == projected(store, ReadModels.state).head  # projected again
+    assert view_tables(store) == before

@@ -17,11 +17,12 @@ import yaml
 
 import projections
 from adapters import readmodels
+from adapters.readmodels import ReadModels
 from adapters.store import BatonStore
 from projections.schema import TABLES
 from tests import agents
 from tests.cli_support import ROOT, baton
-from tests.support import plan, run, task
+from tests.support import plan, projected, run, task, view_tables
 
 RETRIED = plan(task("a", "flaky", input={"text": "$goal.text"},
                     retry={"max_attempts": 3, "backoff_s": 0}),
@@ -33,11 +34,6 @@ RETRIED = plan(task("a", "flaky", input={"text": "$goal.text"},
 def _reset_agents() -> Iterator[None]:
     agents.CALLS.clear()
     yield
-
-
-def rows(store: BatonStore) -> dict[str, list[dict[str, Any]]]:
-    with readmodels.views(store) as views:
-        return {table.name: views.rows(table) for table in TABLES}
 
 
 def plan_file(tmp_path: Path, data: dict[str, Any]) -> str:
@@ -119,21 +115,21 @@ def test_a_killed_projector_resumes_to_the_rows_of_a_clean_rebuild(
 ) -> None:
     for index in range(3):
         run(store, RETRIED, {"text": f"g{index}"})
-    head = readmodels.state(store).head
+    head = projected(store, ReadModels.state).head
     env = {"BATON_PROJECTION_PAGE": "5", "BATON_CRASH_IN_PROJECTION": point}
     killed = baton("projections", "update", store=store.url, env=env)
     assert killed.code == -signal.SIGKILL
     stage, at = point.split(":")
-    position = readmodels.state(store).position
+    position = projected(store, ReadModels.state).position
     assert position < int(at) if stage == "before_commit" else position >= int(at)
     assert position < head
     resumed = baton("projections", "update", "--json", store=store.url,
                     env={"BATON_PROJECTION_PAGE": "5"})
     assert resumed.code == 0, resumed.err
     assert resumed.json()["applied"] == head - position
-    after_crash = rows(store)
+    after_crash = view_tables(store)
     projections.rebuild(store.app)
-    assert rows(store) == after_crash
+    assert view_tables(store) == after_crash
 
 
 def test_rebuild_from_the_cli(store: BatonStore) -> None:
@@ -141,9 +137,9 @@ def test_rebuild_from_the_cli(store: BatonStore) -> None:
     rebuilt = baton("projections", "rebuild", "--json", store=store.url)
     assert rebuilt.code == 0, rebuilt.err
     assert rebuilt.json()["lag"] == 0 and rebuilt.json()["applied"] > 0
-    first = rows(store)
+    first = view_tables(store)
     assert baton("projections", "rebuild", store=store.url).code == 0
-    assert rows(store) == first
+    assert view_tables(store) == first
 
 
 def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -162,26 +158,31 @@ def test_follow_keeps_the_views_current_for_other_writers(store: BatonStore) -> 
         text=True,
     )
     try:
-        _wait_for(lambda: readmodels.state(store).position == 0 and
+        _wait_for(lambda: projected(store, ReadModels.state).position == 0 and
                   _views_ready(store), "the follower to start")
         for index in range(3):  # written by this process, which never catches up itself
-            run(store, RETRIED, {"text": f"g{index}"}, goal_id=f"f{index}")
-            _wait_for(lambda i=index: bool(readmodels.goal_rows(store, f"f{i}")) and
-                      readmodels.state(store).lag == 0, f"goal f{index} to be projected")
-            assert readmodels.goal_rows(store, f"f{index}")[0]["status"] == "completed"
-        followed = rows(store)
+            goal_id = f"f{index}"
+            run(store, RETRIED, {"text": f"g{index}"}, goal_id=goal_id)
+            _wait_for(lambda g=goal_id: bool(_goal(store, g)) and
+                      projected(store, ReadModels.state).lag == 0, f"goal {goal_id} projected")
+            assert _goal(store, goal_id)[0]["status"] == "completed"
+        followed = view_tables(store)
         follower.send_signal(signal.SIGTERM)
         _, err = follower.communicate(timeout=30)
         assert follower.returncode == 0, err
     finally:
         follower.kill()
     projections.rebuild(store.app)
-    assert rows(store) == followed
+    assert view_tables(store) == followed
+
+
+def _goal(store: BatonStore, goal_id: str) -> list[dict[str, Any]]:
+    return projected(store, lambda models: models.goals(goal_id))
 
 
 def _views_ready(store: BatonStore) -> bool:
     try:
-        readmodels.state(store)
+        projected(store, ReadModels.state)
     except Exception:
         return False
     return True

@@ -20,9 +20,9 @@ from rich.table import Table
 
 from adapters import readmodels
 from adapters.commands.common import store_from
-from adapters.render import _STATUS_STYLE as STATUS_STYLE
-from adapters.render import print_json
-from adapters.store import BatonStore, GoalNotFound
+from adapters.readmodels import ReadModels
+from adapters.render import TaskLine, print_json, print_summary, styled
+from adapters.store import GoalNotFound
 from adapters.views_export import EXPORT_FORMATS, export_views, stats_csv
 
 __all__ = ["register"]
@@ -60,16 +60,14 @@ def register(sub: Any) -> None:
     )
     actions = views.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    rebuild = actions.add_parser("rebuild", help="drop the rows and project every event again")
-    rebuild.add_argument("--json", action="store_true")
-    rebuild.set_defaults(func=_rebuild)
-    update = actions.add_parser(
-        "update", help="apply the events not projected yet, then exit (e.g. from cron)")
-    update.add_argument("--json", action="store_true")
-    update.set_defaults(func=_update)
-    where = actions.add_parser("status", help="the read models' position against the event log")
-    where.add_argument("--json", action="store_true")
-    where.set_defaults(func=_where)
+    for name, summary, func in (
+        ("rebuild", "drop the rows and project every event again", _rebuild),
+        ("update", "apply the events not projected yet, then exit (e.g. from cron)", _update),
+        ("status", "the read models' position against the event log", _where),
+    ):
+        action = actions.add_parser(name, help=summary, description=summary)
+        action.add_argument("--json", action="store_true")
+        action.set_defaults(func=func)
     follow = actions.add_parser(
         "follow", help="keep the read models current until interrupted",
         description="PostgreSQL: LISTEN/NOTIFY through eventsourcing's ProjectionRunner. SQLite: "
@@ -88,8 +86,8 @@ def register(sub: Any) -> None:
     export.set_defaults(func=_export)
 
 
-def _warn_lag(store: BatonStore) -> None:
-    where = readmodels.state(store)
+def _warn_lag(models: ReadModels) -> None:
+    where = models.state()
     if where.lag:
         print(f"baton: note: the read models are {where.lag} event(s) behind the log; "
               f"`baton projections follow` (or any run/resume) catches up", file=sys.stderr)
@@ -112,37 +110,51 @@ def goal_status_json(goal: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[
 
 def _status(args: argparse.Namespace) -> int:
     store = store_from(args)
-    if args.goal:
-        found = readmodels.goal_rows(store, args.goal)
-        if not found:
-            _warn_lag(store)
-            store.get(args.goal)  # GoalNotFound when it is not in the log either
-            raise GoalNotFound(args.goal)
-        tasks = readmodels.task_rows(store, args.goal)
-        if args.json:
-            print_json(goal_status_json(found[0], tasks))
+    with readmodels.read(store) as models:
+        if args.goal:
+            _status_of_goal(models, args.goal, as_json=args.json)
         else:
-            _print_goal(found[0], tasks)
-        _warn_lag(store)
-        return 0
-    goals = readmodels.goal_rows(store)
-    if args.json:
-        print_json({"goals": [_goal_line(row) for row in goals]})
-    else:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        table.add_column("goal", overflow="fold")
-        table.add_column("plan", overflow="fold")
-        table.add_column("status", no_wrap=True)
-        table.add_column("done", justify="right", no_wrap=True)
-        table.add_column("updated (UTC)", no_wrap=True)
-        for row in goals:
-            done = row["tasks_succeeded"]
-            table.add_row(row["goal_id"], row["plan"], _styled(row["status"]),
-                          f"{done}/{row['tasks']}",
-                          row["updated_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
-        Console().print(table)
-    _warn_lag(store)
+            _status_of_all(models, as_json=args.json)
+        _warn_lag(models)
     return 0
+
+
+def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
+    found = models.goals(goal_id)
+    if not found:
+        _warn_lag(models)
+        models.store.get(goal_id)  # GoalNotFound when it is not in the log either
+        raise GoalNotFound(goal_id)
+    goal, tasks = found[0], models.tasks(goal_id)
+    if as_json:
+        print_json(goal_status_json(goal, tasks))
+        return
+    lines = [
+        TaskLine(row["task_id"], row["agent"], row["status"], row["attempts"],
+                 row["duration_ms"] if row["attempts"] else None, row["last_error"],
+                 row["last_reason"])
+        for row in tasks
+    ]
+    print_summary(goal_id=goal["goal_id"], plan=goal["plan"], status=goal["status"],
+                  reason=goal["reason"], output=goal["output"], lines=lines)
+
+
+def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
+    goals = models.goals()
+    if as_json:
+        print_json({"goals": [_goal_line(row) for row in goals]})
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("goal", overflow="fold")
+    table.add_column("plan", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("done", justify="right", no_wrap=True)
+    table.add_column("updated (UTC)", no_wrap=True)
+    for row in goals:
+        table.add_row(row["goal_id"], row["plan"], styled(row["status"]),
+                      f"{row['tasks_succeeded']}/{row['tasks']}",
+                      row["updated_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    Console().print(table)
 
 
 def _goal_line(row: dict[str, Any]) -> dict[str, Any]:
@@ -159,30 +171,6 @@ def _goal_line(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _styled(status: str) -> str:
-    style = STATUS_STYLE.get(status, "")
-    return f"[{style}]{status}[/]" if style else status
-
-
-def _print_goal(goal: dict[str, Any], tasks: list[dict[str, Any]]) -> None:
-    console = Console()
-    table = Table(title=f"goal {goal['goal_id']} · {goal['plan']}", title_justify="left")
-    for name in ("task", "agent", "status"):
-        table.add_column(name)
-    table.add_column("attempts", justify="right")
-    table.add_column("ms", justify="right")
-    table.add_column("note", overflow="fold", max_width=60)
-    for row in tasks:
-        note = row["last_error"] if row["status"] in ("failed", "escalated") else ""
-        if row["status"] in ("skipped", "abandoned", "escalated", "cancelled") and not note:
-            note = row["last_reason"] or ""
-        table.add_row(row["task_id"], row["agent"], _styled(row["status"]), str(row["attempts"]),
-                      f"{row['duration_ms']:.1f}" if row["attempts"] else "", note or "")
-    console.print(table)
-    reason = goal["reason"] if goal["reason"] and goal["status"] != "completed" else ""
-    console.print(f"status: {_styled(goal['status'])}" + (f" — {reason}" if reason else ""))
-
-
 # --- stats ---
 
 
@@ -196,9 +184,13 @@ _STATS_FIELDS = ("attempts", "succeeded", "failed", "retries", "escalations", "r
 
 
 def _stats(args: argparse.Namespace) -> int:
-    store = store_from(args)
-    rows = readmodels.agent_rows(store)
-    fmt = "json" if args.json else args.format
+    with readmodels.read(store_from(args)) as models:
+        _print_stats(models.agents(), "json" if args.json else args.format)
+        _warn_lag(models)
+    return 0
+
+
+def _print_stats(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
         print_json({"agents": {row["agent"]: {k: row[k] for k in _STATS_FIELDS} for row in rows}})
     elif fmt == "csv":
@@ -217,21 +209,20 @@ def _stats(args: argparse.Namespace) -> int:
                              f"{value:.1f}" if field.endswith("_ms") else str(value))
             table.add_row(row["agent"], *cells)
         Console().print(table)
-    _warn_lag(store)
-    return 0
 
 
 # --- escalations ---
 
 
 def _escalations(args: argparse.Namespace) -> int:
-    store = store_from(args)
-    rows = [
-        {"goal_id": row["goal_id"], "task": row["task_id"], "reason": row["last_reason"],
-         "since": row["status_since"].isoformat(), "agent": row["agent"],
-         "attempts": row["attempts"], "last_error": row["last_error"]}
-        for row in readmodels.escalation_rows(store)
-    ]
+    with readmodels.read(store_from(args)) as models:
+        rows = [
+            {"goal_id": row["goal_id"], "task": row["task_id"], "reason": row["last_reason"],
+             "since": row["status_since"].isoformat(), "agent": row["agent"],
+             "attempts": row["attempts"], "last_error": row["last_error"]}
+            for row in models.escalations()
+        ]
+        _warn_lag(models)
     if args.json:
         print_json({"escalations": rows})
     elif not rows:
@@ -239,7 +230,6 @@ def _escalations(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(f"{row['goal_id']}  {row['task']}  since {row['since']}\n    {row['reason']}")
-    _warn_lag(store)
     return 0
 
 
@@ -258,7 +248,8 @@ def _project(args: argparse.Namespace, *, rebuild: bool) -> int:
     store = store_from(args)
     applied = (readmodels.rebuild if rebuild else readmodels.refresh)(store)
     if args.json:
-        print_json({"applied": applied, "rebuilt": rebuild, **readmodels.state(store).as_json()})
+        with readmodels.read(store) as models:
+            print_json({"applied": applied, "rebuilt": rebuild, **models.state().as_json()})
     elif rebuild:
         print(f"read models rebuilt from {applied} event(s)")
     else:
@@ -267,8 +258,8 @@ def _project(args: argparse.Namespace, *, rebuild: bool) -> int:
 
 
 def _where(args: argparse.Namespace) -> int:
-    store = store_from(args)
-    where = readmodels.state(store)
+    with readmodels.read(store_from(args)) as models:
+        where = models.state()
     if args.json:
         print_json({"projections": [where.as_json()]})
     else:
@@ -293,9 +284,8 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    store = store_from(args)
-    written = export_views(store, args.path, fmt=args.format)
-    for line in written:
-        print(line)
-    _warn_lag(store)
+    with readmodels.read(store_from(args)) as models:
+        for line in export_views(models, args.path, fmt=args.format):
+            print(line)
+        _warn_lag(models)
     return 0
