@@ -84,31 +84,29 @@ def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     try:
         tokens = raw.get("tokens")
         if tokens is None and ("input_tokens" in raw or "output_tokens" in raw):
-            tokens = _count(raw.get("input_tokens")) + _count(raw.get("output_tokens"))
-        usage = {"tokens": _count(tokens), "cost_usd": _amount(raw.get("cost_usd"))}
+            tokens = _figure(raw.get("input_tokens"), "tokens", whole=True) + _figure(
+                raw.get("output_tokens"), "tokens", whole=True
+            )
+        usage = {
+            "tokens": int(_figure(tokens, "tokens", whole=True)),
+            "cost_usd": float(_figure(raw.get("cost_usd"), "cost_usd", whole=False)),
+        }
     except (TypeError, ValueError) as exc:
         shown = json.dumps(raw, default=repr)[:200]
         return None, f"usage report {shown} is invalid: {exc}"
     return usage, None
 
 
-def _count(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise TypeError(f"tokens must be a whole number, not {value!r}")
-    if value < 0:
-        raise ValueError(f"tokens must be 0 or more, not {value!r}")
-    return int(value)
-
-
-def _amount(value: Any) -> float:
+def _figure(value: Any, name: str, *, whole: bool) -> float:
+    """A reported figure: absent is 0; a number (whole for tokens), never negative or NaN."""
     if value is None:
         return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise TypeError(f"cost_usd must be a number, not {value!r}")
+    number = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    if not number or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise TypeError(f"{name} must be {kind}, not {value!r}")
     if value < 0:
-        raise ValueError(f"cost_usd must be 0 or more, not {value!r}")
+        raise ValueError(f"{name} must be 0 or more, not {value!r}")
     return float(value)
 
 

@@ -12,9 +12,9 @@ Mutators (`apply`) only assign. The status a transition leads to comes from the 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from eventsourcing.domain import (
@@ -488,22 +488,16 @@ class Goal(BaseAggregate[str]):
         self.trigger_event(event_class, timestamp=self.state.now, **decision.fields)
 
 
-# Plans validated lately, by their JSON text (key order kept: it orders deps, hence reasons).
-# A Plan is immutable and a pure function of that text, so goals of one plan share one, with
-# its derived views (deps, parsed bindings) computed once rather than per goal.
-_PLANS: OrderedDict[str, Plan] = OrderedDict()
-_PLANS_KEPT = 16
-
-
 def _validated_plan(data: dict[str, Any]) -> Plan:
-    key = json.dumps(data, separators=(",", ":"), default=str)
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = Plan.model_validate(data)
-        _PLANS[key] = plan
-        if len(_PLANS) > _PLANS_KEPT:
-            _PLANS.popitem(last=False)
-    return plan
+    # Keyed by the JSON text, key order kept (it orders deps, hence reasons).
+    return _plan_of(json.dumps(data, separators=(",", ":"), default=str))
+
+
+@lru_cache(maxsize=16)
+def _plan_of(text: str) -> Plan:
+    """A Plan is immutable and a pure function of its text, so goals of one plan share one,
+    with its derived views (deps, parsed bindings) computed once rather than per goal."""
+    return Plan.model_validate(json.loads(text))
 
 
 def _account(state: GoalState, task: TaskState, usage: dict[str, Any] | None) -> None:

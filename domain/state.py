@@ -106,12 +106,7 @@ class GoalState:
         return list(task_ids)
 
     def count(self, *statuses: str) -> int:
-        total = 0
-        for status in statuses:
-            ids = self.by_status.get(status)
-            if ids:
-                total += len(ids)
-        return total
+        return sum(len(self.by_status.get(status, ())) for status in statuses)
 
     def move(self, task: TaskState, status: str) -> None:
         """Assign a task's new status and keep the indexes in step (mutators only)."""

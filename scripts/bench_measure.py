@@ -43,16 +43,7 @@ def timed(
     run: Callable[[], Any], *, runs: int, setup: Callable[[], Any] | None = None
 ) -> list[float]:
     """Wall seconds of `runs` calls after one warm-up; `setup` runs untimed before each."""
-    samples = []
-    for index in range(runs + 1):
-        if setup is not None:
-            setup()
-        started = time.perf_counter()
-        run()
-        elapsed = time.perf_counter() - started
-        if index:  # the first call is the warm-up
-            samples.append(elapsed)
-    return samples
+    return timed_alternately(run, runs=runs, setup=setup)[0]
 
 
 def timed_pair(
@@ -63,9 +54,19 @@ def timed_pair(
     The store's commit latency drifts on a shared machine (other writers' fsyncs); alternating
     Baton's goal and the floor's makes both see the same conditions, so their ratio holds still.
     """
-    samples: tuple[list[float], list[float]] = ([], [])
+    one, two = timed_alternately(first, second, runs=runs)
+    return one, two
+
+
+def timed_alternately(
+    *calls: Callable[[], Any], runs: int, setup: Callable[[], Any] | None = None
+) -> list[list[float]]:
+    """Wall seconds of each call, round by round, after one warm-up round."""
+    samples: list[list[float]] = [[] for _ in calls]
     for index in range(runs + 1):
-        for run, kept in ((first, samples[0]), (second, samples[1])):
+        for run, kept in zip(calls, samples, strict=True):
+            if setup is not None:
+                setup()
             started = time.perf_counter()
             run()
             elapsed = time.perf_counter() - started
