@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from domain.errors import BatonError
+from baton.domain.errors import BatonError
 
 __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "DEFAULT_STORE", "Settings", "settings"]
 

@@ -4,14 +4,14 @@ Imports only the standard library, pydantic, `eventsourcing.domain` and `statema
 no clock, no randomness.
 """
 
-from domain.contracts import AgentContract, Contracts
-from domain.decide import decide, settle
-from domain.decisions import Decision
-from domain.errors import BatonError, GoalInputError, IllegalTransition, PlanError, PlanIssue
-from domain.goal import DECISION_KINDS, OBSERVATION_KINDS, Goal
-from domain.lifecycle import GoalLifecycle, TaskLifecycle
-from domain.plan import Plan, TaskSpec, load_plan
-from domain.state import GoalState, TaskState
+from baton.domain.contracts import AgentContract, Contracts
+from baton.domain.decide import decide, settle
+from baton.domain.decisions import Decision
+from baton.domain.errors import BatonError, GoalInputError, IllegalTransition, PlanError, PlanIssue
+from baton.domain.goal import DECISION_KINDS, OBSERVATION_KINDS, Goal
+from baton.domain.lifecycle import GoalLifecycle, TaskLifecycle
+from baton.domain.plan import Plan, TaskSpec, load_plan
+from baton.domain.state import GoalState, TaskState
 
 __all__ = [
     "DECISION_KINDS",

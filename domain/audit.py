@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from domain.goal import GoalEvent
-from domain.history import is_observation, kind_of, to_json
+from baton.domain.goal import GoalEvent
+from baton.domain.history import is_observation, kind_of, to_json
 
 __all__ = ["timeline"]
 

@@ -11,12 +11,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from domain.contracts import Contracts
-from domain.errors import PlanIssue
-from domain.plan import Plan, TaskSpec
-from domain.references import GOAL, Ref
-from domain.secrets import has_secret
-from domain.typecheck import PathError, annotation_at, can_satisfy, describe, member_annotation
+from baton.domain.contracts import Contracts
+from baton.domain.errors import PlanIssue
+from baton.domain.plan import Plan, TaskSpec
+from baton.domain.references import GOAL, Ref
+from baton.domain.secrets import has_secret
+from baton.domain.typecheck import (
+    PathError,
+    annotation_at,
+    can_satisfy,
+    describe,
+    member_annotation,
+)
 
 __all__ = ["check_contracts"]
 

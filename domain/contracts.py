@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from domain.errors import ResolveError
-from domain.plan import TaskSpec
-from domain.references import resolve_binding
-from domain.state import GoalState
+from baton.domain.errors import ResolveError
+from baton.domain.plan import TaskSpec
+from baton.domain.references import resolve_binding
+from baton.domain.state import GoalState
 
 __all__ = [
     "AgentContract",

@@ -14,20 +14,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Protocol
 
-from domain.contracts import Contracts, build_input, digest, idempotency_key, judge_output
-from domain.decisions import Decision
-from domain.errors import ResolveError
-from domain.lifecycle import GOAL_FINAL, TASK_FINAL
-from domain.plan import TaskSpec
-from domain.policies import (
+from baton.domain.contracts import Contracts, build_input, digest, idempotency_key, judge_output
+from baton.domain.decisions import Decision
+from baton.domain.errors import ResolveError
+from baton.domain.lifecycle import GOAL_FINAL, TASK_FINAL
+from baton.domain.plan import TaskSpec
+from baton.domain.policies import (
     BudgetBreach,
     backoff_delay,
     budget_breach,
     fits_reservations,
     jitter_fraction,
 )
-from domain.references import resolve_binding
-from domain.state import UNAVAILABLE, GoalState, TaskState, Usage
+from baton.domain.references import resolve_binding
+from baton.domain.state import UNAVAILABLE, GoalState, TaskState, Usage
 
 __all__ = ["Recorder", "decide", "settle"]
 

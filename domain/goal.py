@@ -6,7 +6,7 @@ decided). *Decisions* record what the orchestrator concluded from them, each wit
 made it and a `reason`. Replay re-runs `decide` after every observation and compares.
 
 Mutators (`apply`) only assign. The status a transition leads to comes from the lifecycle tables
-(`domain.lifecycle`), checked in `Goal.record` before the event is triggered.
+(`baton.domain.lifecycle`), checked in `Goal.record` before the event is triggered.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from eventsourcing.domain import (
     MetaDomainEvent,
 )
 
-from domain.decisions import Decision
-from domain.lifecycle import goal_target, task_target
-from domain.plan import Plan
-from domain.state import GoalState, Outcome, TaskState, Usage
+from baton.domain.decisions import Decision
+from baton.domain.lifecycle import goal_target, task_target
+from baton.domain.plan import Plan
+from baton.domain.state import GoalState, Outcome, TaskState, Usage
 
 __all__ = ["DECISION_KINDS", "OBSERVATION_KINDS", "Goal", "GoalEvent"]
 

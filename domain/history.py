@@ -14,11 +14,11 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from domain.decisions import Decision
-from domain.errors import BatonError, PlanError
-from domain.goal import Goal, GoalEvent
-from domain.plan import Plan, load_plan
-from domain.state import GoalState
+from baton.domain.decisions import Decision
+from baton.domain.errors import BatonError, PlanError
+from baton.domain.goal import Goal, GoalEvent
+from baton.domain.plan import Plan, load_plan
+from baton.domain.state import GoalState
 
 __all__ = [
     "HistoryError",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from statemachine import State, StateMachine
 
-from domain.errors import IllegalTransition
+from baton.domain.errors import IllegalTransition
 
 __all__ = [
     "GOAL_FINAL",

@@ -2,7 +2,7 @@
 
 Unknown keys are errors (`extra="forbid"`): a misspelt `on_failur:` must not silently fall back to
 the default. Graph-level checks that need no agent (ids, cycles, references to unknown tasks) live
-here; the checks against agent contracts live in `domain.contract_check`.
+here; the checks against agent contracts live in `baton.domain.contract_check`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from domain.errors import PlanError, PlanIssue
-from domain.references import GOAL, Ref, iter_refs, parse_binding
+from baton.domain.errors import PlanError, PlanIssue
+from baton.domain.references import GOAL, Ref, iter_refs, parse_binding
 
 __all__ = [
     "Budget",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from domain.plan import Budget, RetryPolicy, TaskSpec
-from domain.state import GoalState, TaskState, Usage
+from baton.domain.plan import Budget, RetryPolicy, TaskSpec
+from baton.domain.state import GoalState, TaskState, Usage
 
 __all__ = [
     "BudgetBreach",

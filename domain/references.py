@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain.errors import ResolveError
+from baton.domain.errors import ResolveError
 
 __all__ = ["GOAL", "Ref", "iter_refs", "parse_binding", "parse_ref", "resolve", "resolve_binding"]
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from domain.contracts import Contracts
-from domain.plan import Plan
-from domain.references import Ref
-from domain.typecheck import member_annotation
+from baton.domain.contracts import Contracts
+from baton.domain.plan import Plan
+from baton.domain.references import Ref
+from baton.domain.typecheck import member_annotation
 
 __all__ = ["MASK", "has_secret", "redact", "redact_output", "redact_source"]
 

@@ -1,6 +1,6 @@
 """The goal's state as folded from its events: plain data that `decide` reads.
 
-Nothing here decides anything; event mutators in `domain.goal` assign these fields and nothing
+Nothing here decides anything; event mutators in `baton.domain.goal` assign these fields and nothing
 else does, so the state is a pure function of the event log.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from domain.plan import Plan
+from baton.domain.plan import Plan
 
 __all__ = ["UNAVAILABLE", "GoalState", "Outcome", "TaskState", "Usage"]
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from domain.contracts import Contracts
-from domain.decide import settle
-from domain.goal import Goal, GoalEvent
-from domain.history import (
+from baton.domain.contracts import Contracts
+from baton.domain.decide import settle
+from baton.domain.goal import Goal, GoalEvent
+from baton.domain.history import (
     collect,
     is_observation,
     kind_of,
@@ -28,9 +28,9 @@ from domain.history import (
     state_summary,
     to_json,
 )
-from domain.lifecycle import GOAL_FINAL
-from domain.plan import Plan
-from domain.state import GoalState
+from baton.domain.lifecycle import GOAL_FINAL
+from baton.domain.plan import Plan
+from baton.domain.state import GoalState
 
 __all__ = ["Difference", "WhatIfResult", "what_if"]
 

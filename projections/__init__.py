@@ -1,11 +1,11 @@
 """Read models derived from the event log, exactly once: goal_summary, task_status, agent_stats.
 
 Imports `domain` and eventsourcing only; the adapters open a store and call these. The
-PostgreSQL views are `projections.postgres.PostgresGoalViews` (psycopg is imported only there).
+PostgreSQL views are `baton.projections.postgres.PostgresGoalViews` (only it imports psycopg).
 """
 
-from projections.fold import ProjectionError, ViewFold
-from projections.projector import (
+from baton.projections.fold import ProjectionError, ViewFold
+from baton.projections.projector import (
     DEFAULT_PAGE_SIZE,
     GoalProjection,
     ProjectionState,
@@ -15,8 +15,8 @@ from projections.projector import (
     rebuild,
     view_class,
 )
-from projections.schema import TABLES, TASK_STATUSES, VIEWS_VERSION
-from projections.views import BatchHook, GoalViews, SQLiteGoalViews
+from baton.projections.schema import TABLES, TASK_STATUSES, VIEWS_VERSION
+from baton.projections.views import BatchHook, GoalViews, SQLiteGoalViews
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from domain.errors import BatonError
-from domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
-from projections.schema import AGENT_STATS, TASK_STATUSES
+from baton.domain.errors import BatonError
+from baton.domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
+from baton.projections.schema import AGENT_STATS, TASK_STATUSES
 
 __all__ = ["ProjectionError", "Row", "ViewFold"]
 

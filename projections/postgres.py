@@ -11,8 +11,8 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg.sql import SQL
 from psycopg.types.json import Jsonb
 
-from projections.schema import VIEWS_META
-from projections.views import GoalViews
+from baton.projections.schema import VIEWS_META
+from baton.projections.views import GoalViews
 
 __all__ = ["PostgresGoalViews"]
 

@@ -19,9 +19,9 @@ from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
-from projections.collector import collector_paused
-from projections.fold import ProjectionError
-from projections.views import VIEWS_NAME, BatchHook, GoalViews, SQLiteGoalViews
+from baton.projections.collector import collector_paused
+from baton.projections.fold import ProjectionError
+from baton.projections.views import VIEWS_NAME, BatchHook, GoalViews, SQLiteGoalViews
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -53,7 +53,7 @@ def view_class(app: Application[Any]) -> type[GoalViews]:
     """The views' recorder class for the application's persistence module."""
     module = app.env.get("PERSISTENCE_MODULE", "")
     if module.endswith("postgres"):
-        from projections.postgres import PostgresGoalViews  # psycopg only when needed
+        from baton.projections.postgres import PostgresGoalViews  # psycopg only when needed
 
         return PostgresGoalViews
     if module.endswith("sqlite"):

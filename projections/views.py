@@ -3,7 +3,7 @@
 Exactly once, the library's way (its `examples/ftsprojection`): a batch's view rows and its
 tracking record are written in one `datastore.transaction(commit=True)`. A projector killed at
 any point either committed both or neither; restarted, it resumes after the last tracked event.
-The PostgreSQL views are in `projections.postgres`, imported only for a PostgreSQL store.
+The PostgreSQL views are in `baton.projections.postgres`, imported only for a PostgreSQL store.
 
 Two projectors never interleave: each batch first locks the views' meta row (SQLite: a write
 that takes the database's write lock; PostgreSQL: `SELECT … FOR UPDATE`), then checks that the
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from projections.fold import Row, ViewFold
-from projections.schema import (
+from baton.projections.fold import Row, ViewFold
+from baton.projections.schema import (
     AGENT_LATENCY,
     AGENT_STATS,
     GOAL_SUMMARY,

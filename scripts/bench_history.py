@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters.loading import LoadedPlan, prepare_plan
-from adapters.store import BatonStore
-from domain.decide import settle
-from domain.goal import Goal
+from baton.domain.decide import settle
+from baton.domain.goal import Goal
+from baton.runtime.loading import LoadedPlan, prepare_plan
+from baton.store.eventstore import BatonStore
 from scripts.bench_agents import PAYLOAD
 from scripts.bench_workloads import AGENTS
 
@@ -98,11 +98,11 @@ def replay_runner(
 ) -> tuple[Callable[[], Any], Callable[[], Any], str]:
     """(full replay-verify, replay `--at` the middle, how it is done).
 
-    Uses `domain.replay` once it exists; until then a plain fold of the events through the
+    Uses `baton.domain.replay` once it exists; until then a plain fold of the events through the
     repository (the floor of any replay: it re-decides nothing).
     """
     try:
-        replay = importlib.import_module("domain.replay")
+        replay = importlib.import_module("baton.domain.replay")
     except ImportError:
         replay = None
     verify = getattr(replay, "replay", None) if replay is not None else None
@@ -116,7 +116,7 @@ def replay_runner(
         return (
             lambda: checked(None),
             lambda: checked(at),
-            "domain.replay.replay(events, contracts[, at=N]) after reading the events",
+            "baton.domain.replay.replay(events, contracts[, at=N]) after reading the events",
         )
     return (
         lambda: store.app.repository.get(goal_id),
@@ -131,8 +131,7 @@ def projection_runner(store: BatonStore) -> tuple[Callable[[], Any] | None, str]
     `projections.rebuild`: empty the views and their tracking position (one small transaction),
     then catch up from the first event in pages, as `baton projections rebuild` does.
     """
-    import projections
-
+    from baton import projections
     return (
         lambda: projections.rebuild(store.app),
         "projections.rebuild(store.app): reset, then every event in pages of "

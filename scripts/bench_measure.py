@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from adapters.loading import prepare_plan
-from adapters.runner import DEFAULT_CONCURRENCY
-from adapters.service import start_goal
-from adapters.store import BatonStore, open_store
+from baton.runtime.loading import prepare_plan
+from baton.runtime.runner import DEFAULT_CONCURRENCY
+from baton.runtime.service import start_goal
+from baton.store.eventstore import BatonStore, open_store
 from scripts.bench_agents import PAYLOAD
 from scripts.bench_history import (
     history_plan,

@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import adapters.runner  # noqa: E402
-import domain.goal  # noqa: E402
-from adapters.loading import prepare_plan  # noqa: E402
-from adapters.service import start_goal  # noqa: E402
-from adapters.store import BatonApplication, BatonStore, open_store  # noqa: E402
+import baton.domain.goal  # noqa: E402
+import baton.runtime.runner  # noqa: E402
+from baton.runtime.loading import prepare_plan  # noqa: E402
+from baton.runtime.service import start_goal  # noqa: E402
+from baton.store.eventstore import BatonApplication, BatonStore, open_store  # noqa: E402
 from scripts.bench_agents import PAYLOAD  # noqa: E402
 from scripts.bench_workloads import WORKLOADS  # noqa: E402
 
@@ -60,17 +60,17 @@ def _timed_stages(store: BatonStore) -> Counter[str]:
 
         setattr(owner, name, timed)
 
-    runner = adapters.runner.Runner
-    wrap(adapters.runner, "settle", "settle: decide + record decisions")
+    runner = baton.runtime.runner.Runner
+    wrap(baton.runtime.runner, "settle", "settle: decide + record decisions")
     wrap(store, "save", "store.save (map, insert, commit)")
     wrap(runner, "_next_observation", "wait for the agent's completion")
     wrap(runner, "_queued_observations", "take completions already queued")
     wrap(runner, "_launch", "launch: submit the calls just saved")
-    wrap(domain.goal.Goal, "observe", "record observations")
-    wrap(domain.goal.Goal, "start", "Goal.start (plan, state)")
+    wrap(baton.domain.goal.Goal, "observe", "record observations")
+    wrap(baton.domain.goal.Goal, "start", "Goal.start (plan, state)")
     wrap(store, "exists", "store.exists")
-    wrap(adapters.runner.CallPool, "__init__", "call pool: create")
-    wrap(adapters.runner.CallPool, "close", "call pool: close")
+    wrap(baton.runtime.runner.CallPool, "__init__", "call pool: create")
+    wrap(baton.runtime.runner.CallPool, "close", "call pool: close")
     return spent
 
 

@@ -30,7 +30,7 @@ def baton(*args: str, store: str | None = None, env: dict[str, str] | None = Non
     if store is not None:
         full_env["BATON_STORE"] = store
     proc = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", *args],
+        [sys.executable, "-m", "baton.cli", *args],
         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -78,7 +78,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[object]:
-    from adapters.store import open_store
+    from baton.store.eventstore import open_store
 
     opened = open_store(store_url)
     try:

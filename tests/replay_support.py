@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from adapters.loading import prepare_plan
-from adapters.service import cancel_goal, resolve_task, resume_goal
-from adapters.store import BatonStore
-from domain.goal import Goal, GoalEvent
-from domain.history import state_summary
-from domain.replay import ReplayResult, replay
+from baton.domain.goal import Goal, GoalEvent
+from baton.domain.history import state_summary
+from baton.domain.replay import ReplayResult, replay
+from baton.runtime.loading import prepare_plan
+from baton.runtime.service import cancel_goal, resolve_task, resume_goal
+from baton.store.eventstore import BatonStore
 from tests.support import plan, run, task
 
 

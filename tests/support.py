@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from adapters.loading import LoadedPlan, prepare_plan
-from adapters.readmodels import ReadModels, read
-from adapters.service import start_goal
-from adapters.store import BatonStore
-from domain.goal import Goal
+from baton.domain.goal import Goal
+from baton.readmodels.reading import ReadModels, read
+from baton.runtime.loading import LoadedPlan, prepare_plan
+from baton.runtime.service import start_goal
+from baton.store.eventstore import BatonStore
 
 AGENTS = "tests.agents"
 T = TypeVar("T")

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.store import BatonStore, open_store
-from domain.audit import timeline
+from baton.domain.audit import timeline
+from baton.store.eventstore import BatonStore, open_store
 from tests import agents
 from tests.cli_support import baton
 from tests.replay_support import SHAPES

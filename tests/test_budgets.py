@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.store import BatonStore
+from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.support import events_of, plan, run, task
 

@@ -154,7 +154,7 @@ def test_a_store_that_is_down_is_exit_2() -> None:
 
 
 def test_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    from adapters.cli import build_parser, main
+    from baton.cli.main import build_parser, main
 
     listed = baton("--help")  # once as a user runs it; every command below in-process
     assert listed.code == 0
@@ -200,8 +200,8 @@ def test_graph_of_a_plan() -> None:
 
 
 def test_graph_labels_survive_quotes_in_names() -> None:
-    from adapters.render import render_graph
-    from domain.plan import load_plan
+    from baton.cli.render import render_graph
+    from baton.domain.plan import load_plan
 
     plan = load_plan({
         "version": 1, "name": 'say "hi"', "agents": {'the "best" agent': "tests.agents:upper"},

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.store import open_store
-from domain.goal import OBSERVATION_KINDS
+from baton.domain.goal import OBSERVATION_KINDS
+from baton.store.eventstore import open_store
 from tests.cli_support import baton
 
 STEPS = 28

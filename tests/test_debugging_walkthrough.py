@@ -9,16 +9,16 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from adapters.loading import load_plan_file, prepare_plan
-from adapters.recorded import reexecute
-from adapters.runner import utc_now
-from adapters.service import resume_goal, start_goal
-from adapters.store import BatonStore
-from domain.audit import timeline
-from domain.goal import GoalEvent
-from domain.history import fork_goal
-from domain.replay import replay
-from domain.whatif import what_if
+from baton.domain.audit import timeline
+from baton.domain.goal import GoalEvent
+from baton.domain.history import fork_goal
+from baton.domain.replay import replay
+from baton.domain.whatif import what_if
+from baton.history.recorded import reexecute
+from baton.runtime.loading import load_plan_file, prepare_plan
+from baton.runtime.runner import utc_now
+from baton.runtime.service import resume_goal, start_goal
+from baton.store.eventstore import BatonStore
 from examples.travel import agents
 
 PLAN = "examples/travel/plan.yaml"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from domain.decide import decide, settle
-from domain.goal import Goal
-from domain.policies import backoff_delay, jitter_fraction
+from baton.domain.decide import decide, settle
+from baton.domain.goal import Goal
+from baton.domain.policies import backoff_delay, jitter_fraction
 from tests.support import load, plan, task
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

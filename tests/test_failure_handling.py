@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.service import resolve_task, resume_goal
-from adapters.store import BatonStore, open_store
+from baton.runtime.service import resolve_task, resume_goal
+from baton.store.eventstore import BatonStore, open_store
 from tests import agents
 from tests.cli_support import ROOT, baton
 from tests.support import events_of, kinds, plan, run, task
@@ -95,7 +95,7 @@ def test_cancel_from_another_process_stops_the_run(store_url: str, tmp_path: Pat
     plan_file.write_text(yaml.safe_dump(data))
     env = {"BATON_TEST_DIR": str(tmp_path), "BATON_STORE": store_url}
     runner = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "run", str(plan_file), "--input",
+        [sys.executable, "-m", "baton.cli", "run", str(plan_file), "--input",
          '{"text": "x"}', "--goal-id", "slow", "--json"],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from statemachine.exceptions import TransitionNotAllowed
 
-from domain.errors import IllegalTransition
-from domain.lifecycle import (
+from baton.domain.errors import IllegalTransition
+from baton.domain.lifecycle import (
     GOAL_TRANSITIONS,
     TASK_FINAL,
     TASK_TRANSITIONS,

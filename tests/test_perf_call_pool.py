@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adapters.calls import AgentCall, CallPool, Completion
+from baton.runtime.calls import AgentCall, CallPool, Completion
 
 WAIT = 10  # seconds; only reached when the behaviour under test is broken
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-import adapters.runner
-from adapters.calls import CallPool, Completion
-from adapters.service import cancel_goal
-from adapters.store import BatonStore, open_store
-from domain.replay import replay
+import baton.runtime.runner
+from baton.domain.replay import replay
+from baton.runtime.calls import CallPool, Completion
+from baton.runtime.service import cancel_goal
+from baton.store.eventstore import BatonStore, open_store
 from tests.replay_support import contracts_of
 from tests.support import plan, run, task
 
@@ -49,7 +49,7 @@ class _GatedPool(CallPool):
 
 @pytest.fixture
 def gated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(adapters.runner, "CallPool", _GatedPool)
+    monkeypatch.setattr(baton.runtime.runner, "CallPool", _GatedPool)
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from adapters.runfile import read_run
-from domain.goal import Goal
-from domain.state import GoalState
+from baton.domain.goal import Goal
+from baton.domain.state import GoalState
+from baton.history.runfile import read_run
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.jsonl"))
 

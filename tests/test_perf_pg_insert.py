@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from adapters.store import BatonStore, open_store
-from domain.decisions import Decision
-from domain.goal import Goal
+from baton.domain.decisions import Decision
+from baton.domain.goal import Goal
+from baton.store.eventstore import BatonStore, open_store
 from tests.conftest import PG_URL
 from tests.support import load, plan, task
 

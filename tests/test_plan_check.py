@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from adapters.loading import prepare_plan
-from domain.errors import PlanError
+from baton.domain.errors import PlanError
+from baton.runtime.loading import prepare_plan
 
 M = "tests.check_agents"
 

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
-import projections
-from adapters import readmodels
-from adapters.loading import prepare_plan
-from adapters.readmodels import ReadModels
-from adapters.service import resolve_task, resume_goal
-from adapters.store import BatonStore, open_store
-from domain.decide import settle
-from domain.goal import Goal
-from projections.schema import TASK_STATUSES
+from baton import projections
+from baton.domain.decide import settle
+from baton.domain.goal import Goal
+from baton.projections.schema import TASK_STATUSES
+from baton.readmodels import reading as readmodels
+from baton.readmodels.reading import ReadModels
+from baton.runtime.loading import prepare_plan
+from baton.runtime.service import resolve_task, resume_goal
+from baton.store.eventstore import BatonStore, open_store
 from tests import agents
 from tests.cli_support import baton
 from tests.support import plan, projected, run, task, view_tables

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-import projections
-from adapters import readmodels
-from adapters.readmodels import ReadModels
-from adapters.store import BatonStore
-from projections.schema import TABLES
+from baton import projections
+from baton.projections.schema import TABLES
+from baton.readmodels import reading as readmodels
+from baton.readmodels.reading import ReadModels
+from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.cli_support import ROOT, baton
 from tests.support import plan, projected, run, task, view_tables
@@ -153,7 +153,7 @@ def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60) -> 
 
 def test_follow_keeps_the_views_current_for_other_writers(store: BatonStore) -> None:
     follower = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "projections", "follow", "--interval", "0.1"],
+        [sys.executable, "-m", "baton.cli", "projections", "follow", "--interval", "0.1"],
         cwd=ROOT, env={**os.environ, "BATON_STORE": store.url}, stderr=subprocess.PIPE,
         text=True,
     )

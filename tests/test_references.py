@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from domain.errors import ResolveError
-from domain.references import Ref, parse_binding, resolve_binding
+from baton.domain.errors import ResolveError
+from baton.domain.references import Ref, parse_binding, resolve_binding
 
 OUTPUTS = {
     "search": {"flights": [{"id": "F1", "price": 10}, {"id": "F2", "price": 20}], "n": 2},

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from adapters.store import BatonStore
-from domain.plan import Plan
+from baton.domain.plan import Plan
+from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.cli_support import baton
 from tests.replay_support import SHAPES, replayed, seq_of, states_as_they_ran
 from tests.support import kinds
 
-# `domain.decide` the attribute is the function (re-exported by `domain`); this is the module.
-DECIDE = importlib.import_module("domain.decide")
+# `baton.domain.decide` the attribute is the function (re-exported by `domain`); this is the module.
+DECIDE = importlib.import_module("baton.domain.decide")
 
 
 @pytest.fixture(autouse=True)
@@ -133,7 +133,7 @@ def test_replay_at_a_timestamp_moved_by_an_edit_diverges(store: BatonStore) -> N
     observation = events[seq_of(events, "AgentReturned") - 1]
     # Decisions take the time of the observation they follow; a moved clock shows.
     object.__setattr__(observation, "timestamp", observation.timestamp + timedelta(seconds=5))
-    from domain.replay import replay
+    from baton.domain.replay import replay
     from tests.replay_support import contracts_of
 
     divergence = replay(events, contracts_of(events)).divergence

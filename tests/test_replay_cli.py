@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.runfile import chain_digest
-from adapters.store import open_store
+from baton.history.runfile import chain_digest
+from baton.store.eventstore import open_store
 from tests import agents
 from tests.cli_support import baton
 from tests.replay_support import SHAPES

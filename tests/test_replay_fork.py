@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.service import resume_goal
-from adapters.store import BatonStore
-from domain.history import HistoryError, fork_goal, payload
-from domain.replay import replay
+from baton.domain.history import HistoryError, fork_goal, payload
+from baton.domain.replay import replay
+from baton.runtime.service import resume_goal
+from baton.store.eventstore import BatonStore
 from tests.cli_support import baton
 from tests.replay_support import contracts_of, seq_of
 from tests.support import run
@@ -58,8 +58,8 @@ def test_a_fork_before_the_failure_completes_with_the_fixed_agent(
     result = replay(list(store.events("fixed")), contracts_of(events))
     assert result.ok, result.divergence
     assert result.inherited == at
-    from adapters.loading import prepare_plan
-    from adapters.recorded import reexecute
+    from baton.history.recorded import reexecute
+    from baton.runtime.loading import prepare_plan
 
     again = reexecute(list(store.events("fixed")), prepare_plan(events[0].plan))
     assert again.ok, again.divergence
@@ -122,9 +122,9 @@ def test_a_fork_of_an_old_run_is_rebased_so_its_deadline_still_holds(
     """The parent ran an hour ago under a 60 s deadline; the fork runs now and completes."""
     from datetime import timedelta
 
-    from adapters.loading import prepare_plan
-    from adapters.runner import Runner, utc_now
-    from adapters.service import start_goal
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.runner import Runner, utc_now
+    from baton.runtime.service import start_goal
 
     monkeypatch.delenv("BATON_TEST_FIXED", raising=False)
     data = {**PLAN, "budget": {"deadline_s": 60}}

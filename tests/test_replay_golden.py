@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from adapters.loading import prepare_plan
-from adapters.recorded import reexecute
-from adapters.runfile import read_run
-from domain.replay import replay
+from baton.domain.replay import replay
+from baton.history.recorded import reexecute
+from baton.history.runfile import read_run
+from baton.runtime.loading import prepare_plan
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.jsonl"))
-DECIDE = importlib.import_module("domain.decide")
+DECIDE = importlib.import_module("baton.domain.decide")
 
 
 def test_there_are_goldens_of_every_shape() -> None:

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from pydantic import BaseModel
 
-from adapters.loading import prepare_plan
-from adapters.recorded import NotRecorded, RecordedAgents, reexecute
-from adapters.store import BatonStore
+from baton.history.recorded import NotRecorded, RecordedAgents, reexecute
+from baton.runtime.loading import prepare_plan
+from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.replay_support import SHAPES, seq_of
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from adapters.loading import prepare_plan
-from adapters.runfile import write_run
-from adapters.service import resolve_task
-from adapters.store import BatonStore
-from domain.audit import timeline
-from domain.errors import PlanError
-from domain.replay import replay
-from domain.secrets import MASK
+from baton.domain.audit import timeline
+from baton.domain.errors import PlanError
+from baton.domain.replay import replay
+from baton.domain.secrets import MASK
+from baton.history.runfile import write_run
+from baton.runtime.loading import prepare_plan
+from baton.runtime.service import resolve_task
+from baton.store.eventstore import BatonStore
 from tests.cli_support import baton
 from tests.replay_agents import SECRET
 from tests.support import run

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapters.loading import prepare_plan
-from adapters.store import BatonStore
-from domain.whatif import what_if
+from baton.domain.whatif import what_if
+from baton.runtime.loading import prepare_plan
+from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.cli_support import baton
 from tests.replay_support import SHAPES, seq_of
@@ -81,7 +81,7 @@ def test_escalating_instead_of_failing(store: BatonStore) -> None:
 
 
 def test_a_lower_budget_stops_earlier_cli(store_url: str, tmp_path: Path) -> None:
-    from adapters.store import open_store
+    from baton.store.eventstore import open_store
 
     store = open_store(store_url)
     try:

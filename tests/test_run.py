@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapters.loading import load_plan_file
-from adapters.service import start_goal
-from adapters.store import BatonStore
-from domain.errors import GoalInputError
+from baton.domain.errors import GoalInputError
+from baton.runtime.loading import load_plan_file
+from baton.runtime.service import start_goal
+from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.support import events_of, kinds, plan, run, task
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapters.runfile import RunFileError, chain_digest, import_run, read_run
-from adapters.store import StoreError, open_store
-from domain.history import payload
+from baton.domain.history import payload
+from baton.history.runfile import RunFileError, chain_digest, import_run, read_run
+from baton.store.eventstore import StoreError, open_store
 from tests import agents
 from tests.cli_support import baton
 from tests.replay_support import SHAPES

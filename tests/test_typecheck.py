@@ -1,4 +1,4 @@
-"""domain.typecheck: walking reference paths through output models and comparing annotations."""
+"""baton.domain.typecheck: walking reference paths through output models, comparing annotations."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from uuid import UUID
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, RootModel, computed_field
 
-from domain.typecheck import PathError, annotation_at, can_satisfy, describe
+from baton.domain.typecheck import PathError, annotation_at, can_satisfy, describe
 
 
 class Flight(BaseModel):

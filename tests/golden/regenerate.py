@@ -13,10 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from adapters.loading import load_plan_file
-from adapters.runfile import write_run
-from adapters.service import start_goal
-from adapters.store import BatonStore, open_store
+from baton.history.runfile import write_run
+from baton.runtime.loading import load_plan_file
+from baton.runtime.service import start_goal
+from baton.store.eventstore import BatonStore, open_store
 from tests import agents
 from tests.replay_agents import SECRET
 from tests.replay_support import SHAPES
@@ -45,7 +45,7 @@ def _crashed(url: str, workdir: Path) -> None:
     plan = workdir / "crashy.yaml"
     plan.write_text(CRASH_PLAN)
     env = {**os.environ, "BATON_STORE": url, "BATON_TEST_DIR": str(workdir)}
-    cli = [sys.executable, "-m", "adapters.cli"]
+    cli = [sys.executable, "-m", "baton.cli"]
     subprocess.run([*cli, "run", str(plan), "--input", '{"text": "go"}', "--goal-id", "crashed"],
                    cwd=ROOT, env={**env, "BATON_CRASH_AT_EVENT": "7"}, check=False)
     subprocess.run([*cli, "resume", "crashed"], cwd=ROOT, env=env, check=True,

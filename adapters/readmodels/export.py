@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.readmodels import ReadModels
-from domain.errors import BatonError
-from projections.schema import AGENT_STATS, TABLES, Table
+from baton.domain.errors import BatonError
+from baton.projections.schema import AGENT_STATS, TABLES, Table
+from baton.readmodels.reading import ReadModels
 
 __all__ = ["EXPORT_FORMATS", "ExportError", "export_views", "stats_csv"]
 

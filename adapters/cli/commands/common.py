@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapters.settings import settings
-from adapters.store import BatonStore, open_store
-from domain.errors import BatonError
-from domain.goal import Goal
+from baton.domain.errors import BatonError
+from baton.domain.goal import Goal
+from baton.settings import settings
+from baton.store.eventstore import BatonStore, open_store
 
 __all__ = ["exit_code", "json_argument", "store_from", "who"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.commands import debug, goals, human, plans, views
+from baton.cli.commands import debug, goals, human, plans, views
 
 __all__ = ["COMMANDS"]
 

@@ -21,12 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adapters.calls import DEFAULT_MAX_OUTPUT_BYTES, to_recordable
-from adapters.loading import LoadedPlan
-from domain.contracts import build_input
-from domain.decide import settle
-from domain.goal import Goal, GoalEvent
-from domain.history import (
+from baton.domain.contracts import build_input
+from baton.domain.decide import settle
+from baton.domain.goal import Goal, GoalEvent
+from baton.domain.history import (
     collect,
     copy_events,
     is_observation,
@@ -35,8 +33,10 @@ from domain.history import (
     started_event,
     to_json,
 )
-from domain.replay import Divergence, ReplayResult, compare_events
-from domain.secrets import redact_output
+from baton.domain.replay import Divergence, ReplayResult, compare_events
+from baton.domain.secrets import redact_output
+from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, to_recordable
+from baton.runtime.loading import LoadedPlan
 
 __all__ = ["NotRecorded", "RecordedAgents", "reexecute"]
 

@@ -1,6 +1,6 @@
 """The application service: the commands behind the CLI, each load → decide → save.
 
-Kept thin on purpose: every rule lives in `domain.decide`; this module only wires the store,
+Kept thin on purpose: every rule lives in `baton.domain.decide`; this module only wires the store,
 the loaded plan and the runner together and records observations from the outside world.
 """
 
@@ -11,14 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapters.loading import LoadedPlan, prepare_plan
-from adapters.runner import DEFAULT_CONCURRENCY, Runner, utc_now
-from adapters.store import BatonStore
-from domain.contracts import judge_output, validation_errors
-from domain.decide import settle
-from domain.errors import BatonError
-from domain.goal import Goal
-from domain.lifecycle import GOAL_FINAL
+from baton.domain.contracts import judge_output, validation_errors
+from baton.domain.decide import settle
+from baton.domain.errors import BatonError
+from baton.domain.goal import Goal
+from baton.domain.lifecycle import GOAL_FINAL
+from baton.runtime.loading import LoadedPlan, prepare_plan
+from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
+from baton.store.eventstore import BatonStore
 
 __all__ = [
     "CommandError",

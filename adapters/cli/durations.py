@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.store import BatonStore
+from baton.store.eventstore import BatonStore
 
 __all__ = ["task_durations"]
 

@@ -7,11 +7,11 @@ import os
 import sys
 from typing import Any
 
-from adapters.commands.common import store_from
-from adapters.loading import load_plan_file
-from adapters.render import render_graph
-from adapters.service import load_goal_plan
-from domain.errors import PlanError
+from baton.cli.commands.common import store_from
+from baton.cli.render import render_graph
+from baton.domain.errors import PlanError
+from baton.runtime.loading import load_plan_file
+from baton.runtime.service import load_goal_plan
 
 __all__ = ["register"]
 

@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from domain.goal import Goal
-from domain.plan import Plan
+from baton.domain.goal import Goal
+from baton.domain.plan import Plan
 
 __all__ = [
     "STATUS_STYLE",

@@ -17,11 +17,11 @@ from typing import Any
 
 from eventsourcing.projection import ProjectionRunner
 
-import projections
-from adapters.settings import settings
-from adapters.store import BatonApplication, BatonStore, translated_errors
-from projections import GoalViews, ProjectionState
-from projections.schema import AGENT_STATS, GOAL_SUMMARY, TABLES, TASK_STATUS
+from baton import projections
+from baton.projections import GoalViews, ProjectionState
+from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, TABLES, TASK_STATUS
+from baton.settings import settings
+from baton.store.eventstore import BatonApplication, BatonStore, translated_errors
 
 __all__ = ["ReadModels", "follow", "read", "rebuild", "refresh", "warn_refresh_failed"]
 
@@ -111,7 +111,7 @@ def follow(store: BatonStore, *, interval_s: float, stop: threading.Event) -> No
     """
     refresh(store)
     if store.is_postgres:
-        from projections.postgres import PostgresGoalViews
+        from baton.projections.postgres import PostgresGoalViews
 
         with translated_errors(store.url), ProjectionRunner(
             application_class=BatonApplication,

@@ -18,12 +18,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from adapters import readmodels
-from adapters.commands.common import store_from
-from adapters.readmodels import ReadModels
-from adapters.render import TaskLine, print_json, print_summary, styled
-from adapters.store import GoalNotFound
-from adapters.views_export import EXPORT_FORMATS, export_views, stats_csv
+from baton.cli.commands.common import store_from
+from baton.cli.render import TaskLine, print_json, print_summary, styled
+from baton.readmodels import reading as readmodels
+from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
+from baton.readmodels.reading import ReadModels
+from baton.store.eventstore import GoalNotFound
 
 __all__ = ["register"]
 

@@ -8,21 +8,21 @@ import sys
 import uuid
 from typing import Any
 
-from adapters.commands.common import exit_code, store_from
-from adapters.debug_view import print_replay, print_timeline, print_what_if
-from adapters.loading import LoadedPlan, load_plan_file, prepare_plan
-from adapters.recorded import reexecute
-from adapters.render import goal_json, print_goal, print_json
-from adapters.runfile import import_run, read_run, write_run
-from adapters.runner import utc_now
-from adapters.service import CommandError, resume_goal
-from adapters.status import task_durations
-from adapters.store import BatonStore
-from domain.audit import timeline
-from domain.goal import GoalEvent
-from domain.history import fork_goal, started_event
-from domain.replay import replay
-from domain.whatif import what_if
+from baton.cli.commands.common import exit_code, store_from
+from baton.cli.debug_view import print_replay, print_timeline, print_what_if
+from baton.cli.durations import task_durations
+from baton.cli.render import goal_json, print_goal, print_json
+from baton.domain.audit import timeline
+from baton.domain.goal import GoalEvent
+from baton.domain.history import fork_goal, started_event
+from baton.domain.replay import replay
+from baton.domain.whatif import what_if
+from baton.history.recorded import reexecute
+from baton.history.runfile import import_run, read_run, write_run
+from baton.runtime.loading import LoadedPlan, load_plan_file, prepare_plan
+from baton.runtime.runner import utc_now
+from baton.runtime.service import CommandError, resume_goal
+from baton.store.eventstore import BatonStore
 
 __all__ = ["register"]
 

@@ -2,7 +2,7 @@
 
 Exit codes: 0 completed / succeeded, 1 goal failed or cancelled (or replay diverged), 2 invalid
 usage, plan, input or store (one line on stderr, no traceback), 3 the goal waits for a human.
-Each command lives in `adapters.commands`; this module only builds the parser and maps errors.
+Each command lives in `baton.cli.commands`; this module only builds the parser and maps errors.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from adapters.commands import COMMANDS
-from domain.errors import BatonError
+from baton.cli.commands import COMMANDS
+from baton.domain.errors import BatonError
 
 __all__ = ["EXIT_DIVERGED", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_WAITING", "main"]
 
@@ -85,7 +85,7 @@ def _refresh_read_models(args: argparse.Namespace) -> None:
     store = getattr(args, "opened_store", None)
     if store is None:
         return
-    from adapters.readmodels import refresh, warn_refresh_failed
+    from baton.readmodels.reading import refresh, warn_refresh_failed
 
     try:
         refresh(store)

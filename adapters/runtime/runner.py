@@ -21,16 +21,16 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from adapters.calls import AgentCall, CallPool, Completion
-from adapters.loading import LoadedPlan
-from adapters.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
-from adapters.store import BatonStore
-from domain.contracts import build_input
-from domain.decide import settle
-from domain.decisions import Decision
-from domain.goal import Goal
-from domain.lifecycle import GOAL_FINAL
-from domain.secrets import has_secret, redact_output
+from baton.domain.contracts import build_input
+from baton.domain.decide import settle
+from baton.domain.decisions import Decision
+from baton.domain.goal import Goal
+from baton.domain.lifecycle import GOAL_FINAL
+from baton.domain.secrets import has_secret, redact_output
+from baton.runtime.calls import AgentCall, CallPool, Completion
+from baton.runtime.loading import LoadedPlan
+from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
+from baton.store.eventstore import BatonStore
 
 __all__ = ["DEFAULT_CONCURRENCY", "Clock", "Runner", "utc_now"]
 

@@ -1,14 +1,14 @@
 """`baton resolve` and `baton cancel`: the human in the loop (`baton escalations` reads the
-read models, in `adapters.commands.views`)."""
+read models, in `baton.cli.commands.views`)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from adapters.commands.common import exit_code, json_argument, store_from, who
-from adapters.render import goal_json, print_json
-from adapters.service import cancel_goal, resolve_task
+from baton.cli.commands.common import exit_code, json_argument, store_from, who
+from baton.cli.render import goal_json, print_json
+from baton.runtime.service import cancel_goal, resolve_task
 
 __all__ = ["register"]
 

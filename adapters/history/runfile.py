@@ -27,10 +27,16 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-from adapters.store import BatonStore, StoreError, translated_errors
-from domain.errors import BatonError
-from domain.goal import DECISION_KINDS, OBSERVATION_KINDS, Goal, GoalEvent
-from domain.history import HistoryError, check_history, payload, payload_problems, started_event
+from baton.domain.errors import BatonError
+from baton.domain.goal import DECISION_KINDS, OBSERVATION_KINDS, Goal, GoalEvent
+from baton.domain.history import (
+    HistoryError,
+    check_history,
+    payload,
+    payload_problems,
+    started_event,
+)
+from baton.store.eventstore import BatonStore, StoreError, translated_errors
 
 __all__ = [
     "FORMAT",
@@ -46,8 +52,12 @@ __all__ = [
 
 FORMAT = "baton-run"
 VERSION = 1
-_TOPIC_PREFIX = "domain.goal:Goal."
-_GOAL_TOPIC = "domain.goal:Goal"
+_TOPIC_PREFIX = "baton.domain.goal:Goal."
+_GOAL_TOPIC = "baton.domain.goal:Goal"
+# Run files written before Baton had one import name (release 0.1) name the same classes by
+# their old module path; they read as the same events.
+_OLD_TOPIC_PREFIX = "domain.goal:Goal."
+_OLD_GOAL_TOPIC = "domain.goal:Goal"
 _KINDS: dict[str, type[GoalEvent]] = {**OBSERVATION_KINDS, **DECISION_KINDS}
 
 
@@ -187,8 +197,11 @@ def _event(
     if line.get("seq") != seq:
         raise RunFileError(f"{where}: seq {line.get('seq')!r}, expected {seq}")
     topic = line.get("topic")
-    kind = topic[len(_TOPIC_PREFIX) :] if isinstance(topic, str) else ""
-    event_class = _KINDS.get(kind) if str(topic).startswith(_TOPIC_PREFIX) else None
+    kind, event_class = "", None
+    for prefix in (_TOPIC_PREFIX, _OLD_TOPIC_PREFIX):
+        if isinstance(topic, str) and topic.startswith(prefix):
+            kind = topic[len(prefix) :]
+            event_class = _KINDS.get(kind)
     if event_class is None:
         raise RunFileError(f"{where}: unknown event topic {topic!r}")
     raw = line.get("payload")
@@ -217,7 +230,10 @@ def _event(
     problems = payload_problems(event_class, state)
     if problems:
         raise RunFileError(f"{where}: {kind} payload: {'; '.join(problems)}")
-    if event_class is Goal.Started and state.get("originator_topic") != _GOAL_TOPIC:
+    if event_class is Goal.Started and state.get("originator_topic") not in (
+        _GOAL_TOPIC,
+        _OLD_GOAL_TOPIC,
+    ):
         raise RunFileError(f"{where}: Started names aggregate {state.get('originator_topic')!r}")
     state |= {"originator_id": goal_id, "originator_version": seq}
     # As eventsourcing's mapper does: the stored fields become the event, no __init__ re-run.

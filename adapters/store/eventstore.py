@@ -18,11 +18,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.utils import register_topic
 
-from adapters.settings import DEFAULT_STORE, settings
-from domain.errors import BatonError
-from domain.goal import Goal, GoalEvent
-from projections.collector import collector_paused
+from baton.domain.errors import BatonError
+from baton.domain.goal import Goal, GoalEvent
+from baton.projections.collector import collector_paused
+from baton.settings import DEFAULT_STORE, settings
 
 __all__ = [
     "DEFAULT_STORE",
@@ -33,6 +34,12 @@ __all__ = [
     "open_store",
     "store_env",
 ]
+
+# Histories stored before Baton had one import name (release 0.1) name the aggregate and its
+# events `domain.goal:Goal[.Event]`; they resolve to the same classes. Only this exact class
+# is registered, never the `domain` prefix: a user's own `domain` package stays theirs.
+OLD_GOAL_TOPIC = "domain.goal:Goal"
+register_topic(OLD_GOAL_TOPIC, Goal)
 
 # The PostgreSQL application recorder, by topic (built on first use: SQLite never imports psycopg).
 PG_RECORDER_TOPIC = f"{__name__}:LockedInsertPostgresRecorder"

@@ -20,12 +20,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from domain.contract_check import check_contracts
-from domain.contracts import AgentContract, validation_errors
-from domain.errors import GoalInputError, PlanError, PlanIssue
-from domain.plan import Plan, parse_plan
-from domain.references import GOAL
-from domain.secrets import redact_source
+from baton.domain.contract_check import check_contracts
+from baton.domain.contracts import AgentContract, validation_errors
+from baton.domain.errors import GoalInputError, PlanError, PlanIssue
+from baton.domain.plan import Plan, parse_plan
+from baton.domain.references import GOAL
+from baton.domain.secrets import redact_source
 
 __all__ = ["LoadedPlan", "import_object", "inspect_agent", "load_plan_file", "prepare_plan"]
 

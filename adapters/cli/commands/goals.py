@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from adapters.commands.common import exit_code, json_argument, store_from
-from adapters.loading import load_plan_file
-from adapters.render import goal_json, print_goal, print_json
-from adapters.runner import DEFAULT_CONCURRENCY
-from adapters.service import resume_goal, start_goal
-from adapters.status import task_durations
-from domain.goal import Goal
+from baton.cli.commands.common import exit_code, json_argument, store_from
+from baton.cli.durations import task_durations
+from baton.cli.render import goal_json, print_goal, print_json
+from baton.domain.goal import Goal
+from baton.runtime.loading import load_plan_file
+from baton.runtime.runner import DEFAULT_CONCURRENCY
+from baton.runtime.service import resume_goal, start_goal
 
 __all__ = ["register"]
 

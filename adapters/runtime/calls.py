@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adapters.settings import DEFAULT_MAX_OUTPUT_BYTES
+from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
 
 __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "AgentCall", "CallPool", "Completion", "to_recordable"]
 
