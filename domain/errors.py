@@ -11,6 +11,7 @@ from dataclasses import dataclass
 __all__ = [
     "BatonError",
     "GoalInputError",
+    "GoalOwned",
     "IllegalTransition",
     "PlanError",
     "PlanIssue",
@@ -50,6 +51,20 @@ class PlanError(BatonError):
 
 class GoalInputError(BatonError):
     """The goal input does not satisfy the plan's input model."""
+
+
+class GoalOwned(BatonError):
+    """Another live process drives this goal (docs/reference.md, "Workers"): one owner at a time."""
+
+    def __init__(self, goal_id: str, *, host: str, pid: int, since: str) -> None:
+        self.goal_id = goal_id
+        self.host = host
+        self.pid = pid
+        self.since = since
+        super().__init__(
+            f"goal {goal_id!r} is driven by another process "
+            f"(host {host!r}, pid {pid}, since {since})"
+        )
 
 
 class ResolveError(BatonError):
