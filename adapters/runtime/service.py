@@ -27,6 +27,7 @@ __all__ = [
     "resolve_task",
     "resume_goal",
     "start_goal",
+    "submit_goal",
 ]
 
 
@@ -61,6 +62,34 @@ def start_goal(
         at=runner.clock(),
     )
     return runner.start(goal)
+
+
+def submit_goal(
+    store: BatonStore,
+    loaded: LoadedPlan,
+    goal_input: Any,
+    *,
+    goal_id: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> Goal:
+    """Validate the input and store the new goal without driving it (a worker or `resume` will).
+
+    Only `Started` is recorded: no decision is taken here, so no dispatch can be stored for an
+    agent call that nobody is about to make.
+    """
+    validated = loaded.validate_input(goal_input)
+    goal_id = goal_id or new_goal_id()
+    if store.exists(goal_id):
+        raise CommandError(f"goal {goal_id!r} already exists in this store")
+    goal = Goal.start(
+        goal_id=goal_id,
+        plan=loaded.plan,
+        goal_input=validated,
+        concurrency=concurrency,
+        at=utc_now(),
+    )
+    store.save(goal)
+    return goal
 
 
 def load_goal_plan(goal: Goal) -> LoadedPlan:
