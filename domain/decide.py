@@ -15,7 +15,27 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from baton.domain.contracts import Contracts, build_input, digest, idempotency_key, judge_output
-from baton.domain.decisions import Decision
+from baton.domain.decisions import (
+    AttemptInterrupted,
+    BudgetExhausted,
+    Decision,
+    GoalCancelled,
+    GoalCompleted,
+    GoalFailed,
+    GoalResumed,
+    GoalSuspended,
+    InputRejected,
+    OutputAccepted,
+    OutputRejected,
+    RetryScheduled,
+    TaskAbandoned,
+    TaskCancelled,
+    TaskDispatched,
+    TaskEscalated,
+    TaskFailed,
+    TaskReady,
+    TaskSkipped,
+)
 from baton.domain.errors import ResolveError
 from baton.domain.lifecycle import GOAL_FINAL, TASK_FINAL
 from baton.domain.plan import TaskSpec
@@ -81,7 +101,6 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
         spec = state.plan.task_map[task_id]
         if outcome.kind in ("raised", "timed_out"):
             return _after_failure(state, task, spec, outcome.error or outcome.kind, "retry")
-        base = {"task": task_id, "attempt": outcome.attempt}
         if outcome.error is not None:  # the runner could not even record the value
             errors = [outcome.error]
             rule = "validation.serialisable"
@@ -97,28 +116,35 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
                     else f"output satisfies {contract.output_model.__name__}"
                     + _confidence_note(outcome.output, spec)
                 )
-                fields = {
-                    **base,
-                    "rule": "human.output" if human else verdict.rule,
-                    "reason": reason,
-                }
-                if verdict.normalised is not None:
-                    fields["output"] = verdict.normalised
-                return [Decision("OutputAccepted", fields)]
+                accepted = OutputAccepted(
+                    task=task_id,
+                    attempt=outcome.attempt,
+                    output=verdict.normalised,
+                    rule="human.output" if human else verdict.rule,
+                    reason=reason,
+                )
+                return [accepted]
             errors, rule = list(verdict.errors), verdict.rule
-        rejected = Decision(
-            "OutputRejected",
-            {**base, "errors": errors, "rule": rule, "reason": "output rejected: " + errors[0]}
-            | _confidence_policy(rule, spec),
+        rejected = OutputRejected(
+            task=task_id,
+            attempt=outcome.attempt,
+            errors=errors,
+            rule=rule,
+            reason="output rejected: " + errors[0],
+            policy=_confidence_policy(rule, spec),
         )
         if outcome.kind == "human":
             return [rejected]  # the task stays escalated until a valid output or another choice
         failure = f"{rule}: " + "; ".join(errors)
         if rule == "validation.confidence" and spec.on_low_confidence == "escalate":
             reason = f"attempt {outcome.attempt}: {errors[0]}; on_low_confidence is escalate"
-            escalate = {"task": task_id, "rule": "validation.confidence", "reason": reason}
-            escalate |= _confidence_policy(rule, spec)
-            return [rejected, Decision("TaskEscalated", escalate)]
+            escalate = TaskEscalated(
+                task=task_id,
+                rule="validation.confidence",
+                reason=reason,
+                policy=_confidence_policy(rule, spec),
+            )
+            return [rejected, escalate]
         return [rejected, *_after_failure(state, task, spec, failure, "retry")]
     return []
 
@@ -127,7 +153,7 @@ def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
     """After a restart, an attempt with no outcome is re-dispatched, unless it is unsafe."""
     if not state.orphaned:
         return []
-    decisions = []
+    decisions: list[Decision] = []
     for task_id in sorted(state.orphaned, key=state.plan.index.__getitem__):
         attempt = state.orphaned[task_id]
         task = state.tasks[task_id]
@@ -140,14 +166,11 @@ def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
                 "runner stopped; it is never re-run automatically"
             )
             decisions.append(
-                Decision(
-                    "TaskEscalated",
-                    {
-                        "task": task_id,
-                        "rule": "side_effects.unsafe",
-                        "reason": reason,
-                        "policy": {"side_effects": spec.side_effects},
-                    },
+                TaskEscalated(
+                    task=task_id,
+                    rule="side_effects.unsafe",
+                    reason=reason,
+                    policy={"side_effects": spec.side_effects},
                 )
             )
         else:
@@ -157,15 +180,12 @@ def _orphans(state: GoalState, contracts: Contracts) -> list[Decision]:
                 f"side_effects is {spec.side_effects}, so it is dispatched again{key_note}"
             )
             decisions.append(
-                Decision(
-                    "AttemptInterrupted",
-                    {
-                        "task": task_id,
-                        "attempt": attempt,
-                        "rule": "side_effects.redispatch",
-                        "reason": reason,
-                        "policy": {"side_effects": spec.side_effects},
-                    },
+                AttemptInterrupted(
+                    task=task_id,
+                    attempt=attempt,
+                    rule="side_effects.redispatch",
+                    reason=reason,
+                    policy={"side_effects": spec.side_effects},
                 )
             )
     return decisions
@@ -177,7 +197,7 @@ def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
     escalated = state.by_status.get("escalated")
     if not (state.candidates or retry_wait or escalated):
         return []
-    decisions = []
+    decisions: list[Decision] = []
     movable = state.candidates & state.pending_ids  # pending tasks whose upstream just moved
     movable.update(retry_wait or ())
     movable.update(escalated or ())
@@ -190,14 +210,11 @@ def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
                 status = state.tasks[blocked].status
                 reason = f"upstream task {blocked!r} was {status}, so its output will never arrive"
                 decisions.append(
-                    Decision(
-                        "TaskSkipped",
-                        {
-                            "task": task_id,
-                            "because": blocked,
-                            "rule": "dag.upstream_unavailable",
-                            "reason": reason,
-                        },
+                    TaskSkipped(
+                        task=task_id,
+                        because=blocked,
+                        rule="dag.upstream_unavailable",
+                        reason=reason,
                     )
                 )
             elif state.unmet[task_id] == 0:
@@ -206,53 +223,21 @@ def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
                     if deps
                     else "reads only the goal input"
                 )
-                decisions.append(
-                    Decision(
-                        "TaskReady",
-                        {
-                            "task": task_id,
-                            "inputs": list(deps),
-                            "rule": "dag.inputs_ready",
-                            "reason": reason,
-                        },
-                    )
+                ready = TaskReady(
+                    task=task_id, inputs=list(deps), rule="dag.inputs_ready", reason=reason
                 )
+                decisions.append(ready)
         elif task.status == "retry_wait" and task.due_at is not None and task.due_at <= state.now:
             reason = f"backoff elapsed at {task.due_at.isoformat()}"
             decisions.append(
-                Decision(
-                    "TaskReady",
-                    {
-                        "task": task_id,
-                        "inputs": [],
-                        "rule": "retry.backoff_elapsed",
-                        "reason": reason,
-                    },
-                )
+                TaskReady(task=task_id, inputs=[], rule="retry.backoff_elapsed", reason=reason)
             )
         elif task.status == "escalated" and task.resolution == "retry":
-            decisions.append(
-                Decision(
-                    "TaskReady",
-                    {
-                        "task": task_id,
-                        "inputs": [],
-                        "rule": "human.retry",
-                        "reason": f"retry requested by {task.reason}",
-                    },
-                )
-            )
+            reason = f"retry requested by {task.reason}"
+            decisions.append(TaskReady(task=task_id, inputs=[], rule="human.retry", reason=reason))
         elif task.status == "escalated" and task.resolution == "abandon":
-            decisions.append(
-                Decision(
-                    "TaskAbandoned",
-                    {
-                        "task": task_id,
-                        "rule": "human.abandon",
-                        "reason": f"abandoned by {task.reason}",
-                    },
-                )
-            )
+            reason = f"abandoned by {task.reason}"
+            decisions.append(TaskAbandoned(task=task_id, rule="human.abandon", reason=reason))
     return decisions
 
 
@@ -282,34 +267,34 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
         if agent_input is None:
             if decisions:
                 return decisions
-            rejected = Decision(
-                "InputRejected",
-                {
-                    "task": task_id,
-                    "errors": errors,
-                    "rule": "validation.input",
-                    "reason": "input rejected: " + errors[0],
-                },
+            rejected = InputRejected(
+                task=task_id,
+                errors=errors,
+                rule="validation.input",
+                reason="input rejected: " + errors[0],
             )
             failure = "validation.input: " + "; ".join(errors)
             # The same bindings give the same input, so retrying cannot help.
             return [rejected, *_after_failure(state, task, spec, failure, "no_retry")]
         attempt = task.attempts + 1
         policy = state.plan.retry_for(spec)
-        fields: dict[str, Any] = {
-            "task": task_id,
-            "attempt": attempt,
-            "input_digest": digest(agent_input.model_dump(mode="json")),
-            "idempotency_key": idempotency_key(state.goal_id, task_id),
-            "rule": "dag.dispatch",
-            "reason": f"attempt {attempt} (retry policy allows {policy.max_attempts})",
-            "policy": {"max_attempts": policy.max_attempts, "concurrency": state.concurrency},
-        }
+        reserved = None
         if spec.estimate is not None:
-            fields["reserved"] = spec.estimate.model_dump()
+            reserved = spec.estimate.model_dump()
             extra.tokens += spec.estimate.tokens
             extra.cost_usd += spec.estimate.cost_usd
-        decisions.append(Decision("TaskDispatched", fields, prepared=agent_input))
+        dispatched = TaskDispatched(
+            task=task_id,
+            attempt=attempt,
+            input_digest=digest(agent_input.model_dump(mode="json")),
+            idempotency_key=idempotency_key(state.goal_id, task_id),
+            rule="dag.dispatch",
+            reason=f"attempt {attempt} (retry policy allows {policy.max_attempts})",
+            reserved=reserved,
+            policy={"max_attempts": policy.max_attempts, "concurrency": state.concurrency},
+            prepared=agent_input,
+        )
+        decisions.append(dispatched)
         slots -= 1
     return decisions
 
@@ -335,7 +320,7 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
     if state.status == "waiting":
         if state.resume_requested and (finished or movable):
             reason = "a runner took the goal up again and a human's decision lets it continue"
-            return [Decision("GoalResumed", {"rule": "goal.resume", "reason": reason})]
+            return [GoalResumed(rule="goal.resume", reason=reason)]
         return []
     if finished:
         return _complete(state)
@@ -344,12 +329,7 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
         reason = "waiting for a human on " + ", ".join(
             f"{tid} ({state.tasks[tid].reason})" for tid in escalated
         )
-        return [
-            Decision(
-                "GoalSuspended",
-                {"waiting_on": escalated, "rule": "escalation.wait", "reason": reason},
-            )
-        ]
+        return [GoalSuspended(waiting_on=escalated, rule="escalation.wait", reason=reason)]
     return []
 
 
@@ -372,107 +352,77 @@ def _after_failure(
             f"attempt {attempt} failed ({failure}); failure {failures} of "
             f"{policy.max_attempts} allowed, next attempt after {delay:g}s"
         )
-        return [
-            Decision(
-                "RetryScheduled",
-                {
-                    "task": task.id,
-                    "attempt": attempt,
-                    "failure": failure,
-                    "due_at": due,
-                    "delay_s": delay,
-                    "rule": "retry.backoff",
-                    "reason": reason,
-                    "policy": policy.model_dump(),
-                },
-            )
-        ]
+        retry = RetryScheduled(
+            task=task.id,
+            attempt=attempt,
+            failure=failure,
+            due_at=due,
+            delay_s=delay,
+            rule="retry.backoff",
+            reason=reason,
+            policy=policy.model_dump(),
+        )
+        return [retry]
     why = (
         f"retries exhausted after {failures} failed attempts"
         if mode == "retry"
         else "not retryable"
     )
     reason = f"{why}; last error: {failure}; on_failure is {spec.on_failure}"
-    fields = {
-        "task": task.id,
-        "rule": f"on_failure.{spec.on_failure}",
-        "reason": reason,
-        "policy": {"on_failure": spec.on_failure, "max_attempts": policy.max_attempts},
-    }
+    rule = f"on_failure.{spec.on_failure}"
+    applied = {"on_failure": spec.on_failure, "max_attempts": policy.max_attempts}
     if spec.on_failure == "escalate":
-        return [Decision("TaskEscalated", fields)]
+        return [TaskEscalated(task=task.id, rule=rule, reason=reason, policy=applied)]
     if spec.on_failure == "abandon":
-        return [Decision("TaskAbandoned", fields)]
-    return [Decision("TaskFailed", {**fields, "error": failure})]
+        return [TaskAbandoned(task=task.id, rule=rule, reason=reason, policy=applied)]
+    return [TaskFailed(task=task.id, error=failure, rule=rule, reason=reason, policy=applied)]
 
 
 def _budget_exhausted(
     state: GoalState, task_id: str | None, breach: BudgetBreach
 ) -> list[Decision]:
     rule = f"budget.{breach.budget}"
-    exhausted = Decision(
-        "BudgetExhausted",
-        {
-            "budget": breach.budget,
-            "limit": breach.limit,
-            "used": breach.used,
-            "rule": rule,
-            "reason": breach.describe() + ("" if task_id is None else f"; {task_id!r} not started"),
-            "task": task_id,
-            "policy": state.plan.budget.model_dump(exclude_none=True),
-        },
+    exhausted = BudgetExhausted(
+        budget=breach.budget,
+        limit=breach.limit,
+        used=breach.used,
+        rule=rule,
+        reason=breach.describe() + ("" if task_id is None else f"; {task_id!r} not started"),
+        task=task_id,
+        policy=state.plan.budget.model_dump(exclude_none=True),
     )
     if state.plan.budget.on_exhausted == "escalate" and task_id is not None:
         reason = breach.describe() + "; budget.on_exhausted is escalate"
-        return [
-            exhausted,
-            Decision(
-                "TaskEscalated",
-                {
-                    "task": task_id,
-                    "rule": rule,
-                    "reason": reason,
-                    "policy": {"on_exhausted": "escalate"},
-                },
-            ),
-        ]
+        policy = {"on_exhausted": "escalate"}
+        return [exhausted, TaskEscalated(task=task_id, rule=rule, reason=reason, policy=policy)]
     return [exhausted, *_fail_goal(state, rule, breach.describe(), task_id)]
 
 
 def _fail_goal(state: GoalState, rule: str, reason: str, task_id: str | None) -> list[Decision]:
     """Stop every unfinished task, then record the goal failed."""
-    decisions = []
+    decisions: list[Decision] = []
     for other_id in state.plan.order:
         other = state.tasks[other_id]
         if other.status in TASK_FINAL:
             continue
         if other.status == "running":
             decisions.append(
-                Decision(
-                    "TaskCancelled",
-                    {
-                        "task": other_id,
-                        "rule": "goal.failed",
-                        "reason": "the goal failed while this ran; a late result is ignored",
-                    },
+                TaskCancelled(
+                    task=other_id,
+                    rule="goal.failed",
+                    reason="the goal failed while this ran; a late result is ignored",
                 )
             )
         else:
             decisions.append(
-                Decision(
-                    "TaskSkipped",
-                    {
-                        "task": other_id,
-                        "because": task_id or "goal",
-                        "rule": "goal.failed",
-                        "reason": f"the goal failed: {reason}",
-                    },
+                TaskSkipped(
+                    task=other_id,
+                    because=task_id or "goal",
+                    rule="goal.failed",
+                    reason=f"the goal failed: {reason}",
                 )
             )
-    fields: dict[str, Any] = {"rule": rule, "reason": reason}
-    if task_id is not None:
-        fields["task"] = task_id
-    return [*decisions, Decision("GoalFailed", fields)]
+    return [*decisions, GoalFailed(task=task_id, rule=rule, reason=reason)]
 
 
 def _complete(state: GoalState) -> list[Decision]:
@@ -488,12 +438,7 @@ def _complete(state: GoalState) -> list[Decision]:
         output = _goal_output(state)
     except ResolveError as exc:
         return _fail_goal(state, "output.unresolved", str(exc), None)
-    return [
-        Decision(
-            "GoalCompleted",
-            {"output": output, "rule": "goal.completed", "reason": "every task finished"},
-        )
-    ]
+    return [GoalCompleted(output=output, rule="goal.completed", reason="every task finished")]
 
 
 def _goal_output(state: GoalState) -> Any:
@@ -509,12 +454,12 @@ def _goal_output(state: GoalState) -> Any:
 
 def _cancel(state: GoalState) -> list[Decision]:
     reason = f"cancelled by {state.cancel_requested}"
-    decisions = [
-        Decision("TaskCancelled", {"task": tid, "rule": "goal.cancel", "reason": reason})
+    decisions: list[Decision] = [
+        TaskCancelled(task=tid, rule="goal.cancel", reason=reason)
         for tid in state.plan.order
         if state.tasks[tid].status not in TASK_FINAL
     ]
-    return [*decisions, Decision("GoalCancelled", {"rule": "goal.cancel", "reason": reason})]
+    return [*decisions, GoalCancelled(rule="goal.cancel", reason=reason)]
 
 
 def _confidence_note(raw: Any, spec: TaskSpec) -> str:
@@ -523,8 +468,8 @@ def _confidence_note(raw: Any, spec: TaskSpec) -> str:
     return f"; confidence {raw.get('confidence')} >= {spec.min_confidence:g}"
 
 
-def _confidence_policy(rule: str, spec: TaskSpec) -> dict[str, Any]:
+def _confidence_policy(rule: str, spec: TaskSpec) -> dict[str, Any] | None:
+    """The settings a confidence verdict applied; None (no policy recorded) for any other rule."""
     if rule != "validation.confidence":
-        return {}
-    policy = {"min_confidence": spec.min_confidence, "on_low_confidence": spec.on_low_confidence}
-    return {"policy": policy}
+        return None
+    return {"min_confidence": spec.min_confidence, "on_low_confidence": spec.on_low_confidence}

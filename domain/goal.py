@@ -480,12 +480,13 @@ class Goal(BaseAggregate[str]):
     def record(self, decision: Decision) -> None:
         """Record a decision, refusing any status change its lifecycle does not allow."""
         event_class = DECISION_KINDS[decision.kind]
+        fields = decision.fields  # built on each access: once here
         if event_class.task_event is not None:
-            task = self.state.tasks[decision.fields["task"]]
+            task = self.state.tasks[fields["task"]]
             task_target(task.id, task.status, event_class.task_event)
         if event_class.goal_event is not None:
             goal_target(self.id, self.state.status, event_class.goal_event)
-        self.trigger_event(event_class, timestamp=self.state.now, **decision.fields)
+        self.trigger_event(event_class, timestamp=self.state.now, **fields)
 
 
 def _validated_plan(data: dict[str, Any]) -> Plan:

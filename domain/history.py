@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from baton.domain.decisions import Decision
+from baton.domain.decisions import decision_of
 from baton.domain.errors import BatonError, PlanError
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.plan import Plan, load_plan
@@ -227,4 +227,4 @@ def copy_events(
         if is_observation(event):
             goal.observe(kind_of(event), at=event.timestamp + shift, **fields)
         else:
-            goal.record(Decision(kind_of(event), fields))
+            goal.record(decision_of(kind_of(event), fields))

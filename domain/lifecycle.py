@@ -6,9 +6,14 @@ transition table `(status, event) -> status`; the aggregate checks that table be
 an event, and event mutators only assign the target status the table gives. The machine classes
 stay the documentation (`f"{TaskLifecycle:mermaid}"` draws them) and the tests check that the
 tables agree with them.
+
+`TaskStatus` and `GoalStatus` name the machines' states for the type checker; a `Literal` cannot
+be computed, so it is written out and checked against the machine when this module is imported.
 """
 
 from __future__ import annotations
+
+from typing import Literal, cast, get_args
 
 from statemachine import State, StateMachine
 
@@ -16,15 +21,34 @@ from baton.domain.errors import IllegalTransition
 
 __all__ = [
     "GOAL_FINAL",
+    "GOAL_STATUSES",
     "GOAL_TRANSITIONS",
     "TASK_FINAL",
+    "TASK_STATUSES",
     "TASK_TRANSITIONS",
     "GoalLifecycle",
+    "GoalStatus",
     "TaskLifecycle",
+    "TaskStatus",
     "goal_target",
     "task_target",
     "transition_table",
 ]
+
+
+TaskStatus = Literal[
+    "pending",
+    "ready",
+    "running",
+    "retry_wait",
+    "escalated",
+    "succeeded",
+    "failed",
+    "abandoned",
+    "skipped",
+    "cancelled",
+]
+GoalStatus = Literal["running", "waiting", "completed", "failed", "cancelled"]
 
 
 class TaskLifecycle(StateMachine):
@@ -87,13 +111,27 @@ def transition_table(machine: type[StateMachine]) -> dict[tuple[str, str], str]:
     return table
 
 
-TASK_TRANSITIONS = transition_table(TaskLifecycle)
-GOAL_TRANSITIONS = transition_table(GoalLifecycle)
-TASK_FINAL = frozenset(s.id for s in TaskLifecycle.states if s.final)
-GOAL_FINAL = frozenset(s.id for s in GoalLifecycle.states if s.final)
+def _statuses(machine: type[StateMachine], literal: object) -> tuple[str, ...]:
+    """The members of a status `Literal`, refused unless they are exactly the machine's states."""
+    members: tuple[str, ...] = get_args(literal)
+    states = {state.id for state in machine.states}
+    if set(members) != states:
+        raise TypeError(
+            f"the status Literal for {machine.__name__} lists {sorted(members)}, "
+            f"its states are {sorted(states)}"
+        )
+    return members
 
 
-def task_target(task_id: str, status: str, event: str) -> str:
+TASK_STATUSES = cast(tuple[TaskStatus, ...], _statuses(TaskLifecycle, TaskStatus))
+GOAL_STATUSES = cast(tuple[GoalStatus, ...], _statuses(GoalLifecycle, GoalStatus))
+TASK_TRANSITIONS = cast(dict[tuple[TaskStatus, str], TaskStatus], transition_table(TaskLifecycle))
+GOAL_TRANSITIONS = cast(dict[tuple[GoalStatus, str], GoalStatus], transition_table(GoalLifecycle))
+TASK_FINAL = cast(frozenset[TaskStatus], frozenset(s.id for s in TaskLifecycle.states if s.final))
+GOAL_FINAL = cast(frozenset[GoalStatus], frozenset(s.id for s in GoalLifecycle.states if s.final))
+
+
+def task_target(task_id: str, status: TaskStatus, event: str) -> TaskStatus:
     """The status `event` moves task `task_id` to, or IllegalTransition."""
     try:
         return TASK_TRANSITIONS[(status, event)]
@@ -103,7 +141,7 @@ def task_target(task_id: str, status: str, event: str) -> str:
         ) from None
 
 
-def goal_target(goal_id: str, status: str, event: str) -> str:
+def goal_target(goal_id: str, status: GoalStatus, event: str) -> GoalStatus:
     """The status `event` moves goal `goal_id` to, or IllegalTransition."""
     try:
         return GOAL_TRANSITIONS[(status, event)]

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from baton.domain.lifecycle import GoalStatus, TaskStatus
 from baton.domain.plan import Plan
 
-__all__ = ["UNAVAILABLE", "GoalState", "Outcome", "TaskState", "Usage"]
+__all__ = ["UNAVAILABLE", "GoalState", "Outcome", "OutcomeKind", "TaskState", "Usage"]
 
 # Statuses after which a task's output will never arrive: its dependants are skipped.
-UNAVAILABLE = frozenset({"abandoned", "skipped", "failed", "cancelled"})
+UNAVAILABLE: frozenset[TaskStatus] = frozenset({"abandoned", "skipped", "failed", "cancelled"})
+
+# How an attempt ended, as observed: an agent returned, raised or timed out, or a human answered.
+OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 
 
 @dataclass
@@ -29,7 +33,7 @@ class Outcome:
     """What one attempt produced, as observed, awaiting the orchestrator's verdict."""
 
     attempt: int
-    kind: str  # "returned" | "raised" | "timed_out" | "human"
+    kind: OutcomeKind
     output: Any = None
     error: str | None = None  # "Type: message" for raised, a note for the rest
 
@@ -37,7 +41,7 @@ class Outcome:
 @dataclass
 class TaskState:
     id: str
-    status: str = "pending"
+    status: TaskStatus = "pending"
     attempts: int = 0  # dispatches, the figure users see
     failures: int = 0  # failed attempts, counted against the task's retry policy
     in_flight: int | None = None  # the attempt now running, if any
@@ -61,7 +65,7 @@ class GoalState:
     started_at: datetime
     now: datetime
     concurrency: int
-    status: str = "running"
+    status: GoalStatus = "running"
     tasks: dict[str, TaskState] = field(default_factory=dict)
     output: Any = None
     reason: str | None = None
@@ -78,7 +82,7 @@ class GoalState:
 
     # Indexes folded along with the statuses, so that `decide` looks only at the tasks that can
     # change instead of scanning the plan after every observation (replay calls it per event).
-    by_status: dict[str, set[str]] = field(default_factory=dict)
+    by_status: dict[TaskStatus, set[str]] = field(default_factory=dict)
     unmet: dict[str, int] = field(default_factory=dict)  # upstream tasks not yet succeeded
     candidates: set[str] = field(default_factory=set)  # pending tasks to decide ready/skip for
     accepted: dict[str, Any] = field(default_factory=dict)  # accepted outputs by task id
@@ -91,7 +95,7 @@ class GoalState:
             if self.unmet[task_id] == 0:
                 self.candidates.add(task_id)
 
-    def with_status(self, *statuses: str) -> list[str]:
+    def with_status(self, *statuses: TaskStatus) -> list[str]:
         """Task ids in any of `statuses`, in plan order (the tie-break of every decision)."""
         if len(statuses) == 1:
             return self.in_plan_order(self.by_status.get(statuses[0], ()))
@@ -105,10 +109,10 @@ class GoalState:
             return sorted(task_ids, key=self.plan.index.__getitem__)
         return list(task_ids)
 
-    def count(self, *statuses: str) -> int:
+    def count(self, *statuses: TaskStatus) -> int:
         return sum(len(self.by_status.get(status, ())) for status in statuses)
 
-    def move(self, task: TaskState, status: str) -> None:
+    def move(self, task: TaskState, status: TaskStatus) -> None:
         """Assign a task's new status and keep the indexes in step (mutators only)."""
         self.by_status[task.status].discard(task.id)
         self.by_status.setdefault(status, set()).add(task.id)

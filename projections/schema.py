@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from baton.domain.lifecycle import TaskStatus
+
 __all__ = [
     "TABLES",
     "TASK_STATUSES",
@@ -22,7 +24,8 @@ __all__ = [
 
 VIEWS_VERSION = 1
 
-TASK_STATUSES = (
+# Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).
+TASK_STATUSES: tuple[TaskStatus, ...] = (
     "pending",
     "ready",
     "running",

@@ -47,7 +47,7 @@ class Sim:
                             error_type="RuntimeError", message=message, duration_ms=1.0)
 
     def summary(self) -> list[tuple[str, Any]]:
-        return [(d.kind, d.task) for d in self.last]
+        return [(d.kind, getattr(d, "task", None)) for d in self.last]
 
     def status(self, task_id: str) -> str:
         return self.goal.state.tasks[task_id].status

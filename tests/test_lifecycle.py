@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import pytest
 from statemachine.exceptions import TransitionNotAllowed
 
+from baton.domain import lifecycle
 from baton.domain.errors import IllegalTransition
 from baton.domain.lifecycle import (
     GOAL_TRANSITIONS,
     TASK_FINAL,
     TASK_TRANSITIONS,
     GoalLifecycle,
+    GoalStatus,
     TaskLifecycle,
+    TaskStatus,
     goal_target,
     task_target,
 )
+from baton.projections.schema import TASK_STATUSES as VIEW_TASK_STATUSES
 
 TASK_STATUSES = [s.id for s in TaskLifecycle.states]
 TASK_EVENTS = sorted({event for _, event in TASK_TRANSITIONS})
@@ -29,6 +35,20 @@ def test_statuses_are_the_contracts() -> None:
     }
     assert set(GOAL_STATUSES) == {"running", "waiting", "completed", "failed", "cancelled"}
     assert {"succeeded", "failed", "abandoned", "skipped", "cancelled"} == TASK_FINAL
+
+
+def test_the_status_literals_are_the_machines_states() -> None:
+    assert set(get_args(TaskStatus)) == set(TASK_STATUSES) == set(VIEW_TASK_STATUSES)
+    assert len(get_args(TaskStatus)) == len(VIEW_TASK_STATUSES)
+    assert set(get_args(GoalStatus)) == set(GOAL_STATUSES)
+    assert set(lifecycle.TASK_STATUSES) == set(TASK_STATUSES)
+    assert set(lifecycle.GOAL_STATUSES) == set(GOAL_STATUSES)
+
+
+def test_a_status_literal_that_drifts_from_its_machine_is_refused() -> None:
+    drifted = Literal["running", "waiting", "completed", "failed", "canceled"]
+    with pytest.raises(TypeError, match=r"'canceled'.*'cancelled'"):
+        lifecycle._statuses(GoalLifecycle, drifted)
 
 
 @pytest.mark.parametrize("status", TASK_STATUSES)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from baton.domain.decisions import Decision
+from baton.domain.decisions import TaskReady
 from baton.domain.goal import Goal
 from baton.store.eventstore import BatonStore, open_store
 from tests.conftest import PG_URL
@@ -32,7 +32,7 @@ def _goal_with_events() -> Goal:
         goal_id=uuid.uuid4().hex, plan=loaded.plan, goal_input={}, concurrency=1,
         at=datetime.now(UTC),
     )
-    goal.record(Decision("TaskReady", {"task": "a", "inputs": [], "rule": "r", "reason": "r"}))
+    goal.record(TaskReady(task="a", inputs=[], rule="r", reason="r"))
     return goal
 
 

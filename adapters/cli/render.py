@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +124,7 @@ def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:
                   reason=state.reason, output=state.output, lines=lines)
 
 
-def render_graph(plan: Plan, statuses: dict[str, str] | None, fmt: str) -> str:
+def render_graph(plan: Plan, statuses: Mapping[str, str] | None, fmt: str) -> str:
     """The task DAG in Mermaid or DOT, annotated with statuses when a goal is given."""
     edges = [(dep, tid) for tid in plan.order for dep in plan.deps[tid]]
 
