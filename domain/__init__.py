@@ -9,7 +9,7 @@ from baton.domain.decide import decide, settle
 from baton.domain.decisions import Decision
 from baton.domain.errors import BatonError, GoalInputError, IllegalTransition, PlanError, PlanIssue
 from baton.domain.goal import DECISION_KINDS, OBSERVATION_KINDS, Goal
-from baton.domain.lifecycle import GoalLifecycle, TaskLifecycle
+from baton.domain.lifecycle import GoalLifecycle, GoalStatus, TaskLifecycle, TaskStatus
 from baton.domain.plan import Plan, TaskSpec, load_plan
 from baton.domain.state import GoalState, TaskState
 
@@ -24,6 +24,7 @@ __all__ = [
     "GoalInputError",
     "GoalLifecycle",
     "GoalState",
+    "GoalStatus",
     "IllegalTransition",
     "Plan",
     "PlanError",
@@ -31,6 +32,7 @@ __all__ = [
     "TaskLifecycle",
     "TaskSpec",
     "TaskState",
+    "TaskStatus",
     "decide",
     "load_plan",
     "settle",

@@ -12,7 +12,7 @@ other, so the batch can be recorded in one store transaction.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from baton.domain.contracts import Contracts, build_input, digest, idempotency_key, judge_output
 from baton.domain.decisions import (
@@ -337,7 +337,11 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
 
 
 def _after_failure(
-    state: GoalState, task: TaskState, spec: TaskSpec, failure: str, mode: str
+    state: GoalState,
+    task: TaskState,
+    spec: TaskSpec,
+    failure: str,
+    mode: Literal["retry", "no_retry"],
 ) -> list[Decision]:
     """A failed attempt: schedule a retry while the policy allows, else apply `on_failure`."""
     policy = state.plan.retry_for(spec)
