@@ -28,7 +28,7 @@ __all__ = [
 
 
 class TaskLifecycle(StateMachine):
-    """pending → ready → running → succeeded, with the failure paths of CONTRACT.md §4."""
+    """pending → ready → running → succeeded, with the failure paths of docs/reference.md."""
 
     pending = State(initial=True)
     ready = State()
