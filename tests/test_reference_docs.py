@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from baton.cli.main import build_parser
 from baton.domain.goal import DECISION_KINDS, OBSERVATION_KINDS
@@ -164,3 +165,15 @@ def test_nothing_in_the_repository_cites_a_file_outside_it() -> None:
         text = path.read_text(encoding="utf-8", errors="replace")
         for needle in outside:
             assert needle not in text, f"{path.relative_to(ROOT)} cites {needle}"
+
+
+def test_every_whole_plan_shown_in_the_docs_validates() -> None:
+    from baton.runtime.loading import prepare_plan
+
+    shown = 0
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for block in re.findall(r"```yaml\n(.*?)```", page.read_text(encoding="utf-8"), re.S):
+            if block.startswith("version: 1"):
+                prepare_plan(yaml.safe_load(block), source=page.name)  # PlanError if not
+                shown += 1
+    assert shown >= 2
