@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,17 +24,44 @@ import pytest
 
 from baton.cli.main import main
 from baton.history.runfile import read_run
-from baton.store.eventstore import open_store
+from baton.store.eventstore import BatonStore, open_store
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.jsonl"))
 ROOT = Path(__file__).resolve().parents[1]
 OLD, NEW = "domain.goal:Goal", "baton.domain.goal:Goal"
 
 
+@pytest.fixture(autouse=True)
+def _close_cli_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI leaves its store open for the process to end; in-process, every call would keep
+    a PostgreSQL connection. Close each store a call opened when the call returns."""
+    opened = _OPENED
+    original = BatonStore.__init__
+
+    def tracked(self: BatonStore, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(BatonStore, "__init__", tracked)
+    yield
+    _close_opened()
+
+
+_OPENED: list[BatonStore] = []
+
+
+def _close_opened() -> None:
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def _cli(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str]:
     """`baton --store URL ARGS…` in-process: (exit code, stdout)."""
     capsys.readouterr()
-    code = main(["--store", url, *args])
+    try:
+        code = main(["--store", url, *args])
+    finally:
+        _close_opened()
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err, captured.err
     return code, captured.out
