@@ -4,6 +4,7 @@ the `py.typed` marker, the metadata, and one version reported everywhere."""
 from __future__ import annotations
 
 import email
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -22,9 +23,17 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
+    # Built from a copy of what the wheel is made of: pip builds in the source tree, and the
+    # repository's build/ holds the strict editable install's links.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("adapters", "domain", "projections"):
+        shutil.copytree(ROOT / folder, source / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(source)],
         check=True, capture_output=True, timeout=300,
     )
     (built,) = out.glob("baton-*.whl")
