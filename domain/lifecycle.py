@@ -52,7 +52,7 @@ GoalStatus = Literal["running", "waiting", "completed", "failed", "cancelled"]
 
 
 class TaskLifecycle(StateMachine):
-    """pending → ready → running → succeeded, with the failure paths of CONTRACT.md §4."""
+    """pending → ready → running → succeeded, with the failure paths of docs/reference.md."""
 
     pending = State(initial=True)
     ready = State()

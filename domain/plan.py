@@ -1,4 +1,4 @@
-"""The plan file's model (CONTRACT.md §2) and the task graph derived from it.
+"""The plan file's model (docs/reference.md, "The plan file") and the task graph derived from it.
 
 Unknown keys are errors (`extra="forbid"`): a misspelt `on_failur:` must not silently fall back to
 the default. Graph-level checks that need no agent (ids, cycles, references to unknown tasks) live

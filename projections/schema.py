@@ -119,7 +119,7 @@ TASK_STATUS = Table(
         _c("task_id", "text", "the task's id in the plan"),
         _c("plan_index", "int", "the task's position in the plan, from 0"),
         _c("agent", "text", "the plan's name for the task's agent"),
-        _c("status", "text", "one of the task statuses of CONTRACT.md §4"),
+        _c("status", "text", "a task status (docs/reference.md, \"Goals and tasks: statuses\")"),
         _c("attempts", "int", "attempts dispatched"),
         _c("last_error", "text", "the last failure, cleared when an output is accepted"),
         _c("last_reason", "text", "the reason of the last decision about the task"),

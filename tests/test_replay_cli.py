@@ -1,4 +1,4 @@
-"""`baton replay` on the command line: the JSON shape of CONTRACT.md §4, exit codes 0/1/2."""
+"""`baton replay` on the command line: its JSON shape and exit codes 0/1/2 (docs/reference.md)."""
 
 from __future__ import annotations
 

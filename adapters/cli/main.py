@@ -1,4 +1,4 @@
-"""`baton`: the command line of CONTRACT.md §3.
+"""`baton`: the command line (docs/reference.md, "Command line").
 
 Exit codes: 0 completed / succeeded, 1 goal failed or cancelled (or replay diverged), 2 invalid
 usage, plan, input or store (one line on stderr, no traceback), 3 the goal waits for a human.

@@ -1,4 +1,4 @@
-"""What the CLI prints: the JSON shapes of CONTRACT.md §4 and rich tables for people."""
+"""What the CLI prints: the JSON shapes of docs/reference.md and rich tables for people."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ def _warn_lag(models: ReadModels) -> None:
 
 
 def goal_status_json(goal: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    """CONTRACT.md §4 `status GOAL`: the same shape as `run --json`."""
+    """`status GOAL --json` (docs/reference.md, "JSON shapes"): the shape of `run --json`."""
     return {
         "goal_id": goal["goal_id"],
         "status": goal["status"],
