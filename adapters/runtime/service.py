@@ -3,8 +3,8 @@ load → decide → save.
 
 Kept thin on purpose: every rule lives in `baton.domain.decide`; this module only wires the store,
 the loaded plan and the runner together and records observations from the outside world. The
-CLI (`baton.cli.commands`) and the API (`baton.api`) both call these functions, and both wrap
-their writing commands in `read_models_kept_current`.
+CLI (`baton.cli.commands`) and the API (`baton.api`) both call these functions, and both call
+`catch_up_read_models` after a command that wrote events.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import asyncio
 import getpass
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,7 +36,6 @@ __all__ = [
     "catch_up_read_models",
     "fork_from",
     "load_goal_plan",
-    "read_models_kept_current",
     "resolve_task",
     "resume_goal",
     "start_goal",
@@ -80,18 +78,6 @@ def catch_up_read_models(store: BatonStore, *, warn: Callable[[Exception], None]
         if os.environ.get("BATON_DEBUG"):  # read directly: settings themselves may be broken
             raise
         warn(exc)
-
-
-@contextmanager
-def read_models_kept_current(
-    store: BatonStore, *, warn: Callable[[Exception], None]
-) -> Iterator[None]:
-    """Around a writing command: catch the read models up afterwards, even when the command
-    failed part-way (what it stored is shown)."""
-    try:
-        yield
-    finally:
-        catch_up_read_models(store, warn=warn)
 
 
 def start_goal(

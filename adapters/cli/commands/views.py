@@ -23,7 +23,7 @@ from baton.cli.commands.common import store_from
 from baton.cli.render import TaskLine, print_json, print_summary, styled
 from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
-from baton.readmodels.reading import ReadModels
+from baton.readmodels.reading import ReadModels, goal_status_json
 from baton.store.eventstore import GoalNotFound
 
 __all__ = ["register"]
@@ -97,18 +97,6 @@ def _warn_lag(models: ReadModels) -> None:
 # --- status ---
 
 
-def goal_status_json(goal: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    """CONTRACT.md §4 `status GOAL`: the same shape as `run --json`."""
-    return {
-        "goal_id": goal["goal_id"],
-        "status": goal["status"],
-        "output": goal["output"],
-        "reason": goal["reason"],
-        "tasks": {row["task_id"]: {"status": row["status"], "attempts": row["attempts"]}
-                  for row in tasks},
-    }
-
-
 def _status(args: argparse.Namespace) -> int:
     store = store_from(args)
     with readmodels.read(store) as models:
@@ -121,12 +109,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
-    found = models.goals(goal_id)
-    if not found:
+    try:
+        goal, tasks = models.goal_with_tasks(goal_id)
+    except GoalNotFound:
         _warn_lag(models)
-        models.store.get(goal_id)  # GoalNotFound when it is not in the log either
-        raise GoalNotFound(goal_id)
-    goal, tasks = found[0], models.tasks(goal_id)
+        raise
     if as_json:
         print_json(goal_status_json(goal, tasks))
         return
