@@ -24,6 +24,7 @@ from baton.api import (
 )
 from baton.domain.errors import BatonError, GoalOwned, InputError, PlanError, PlanIssue
 from baton.domain.plan import Plan, TaskSpec
+from baton.domain.replay import ReplayResult
 from baton.history.runfile import RunFileError
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.service import CommandError
@@ -49,6 +50,7 @@ __all__ = [
     "PlanError",
     "PlanIssue",
     "ReadModelsBehind",
+    "ReplayResult",
     "RunFileError",
     "StoreError",
     "TaskResult",

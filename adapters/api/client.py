@@ -59,14 +59,16 @@ class Baton:
         # One catch-up of the read models at a time from this object: concurrent ones (goals
         # run from several threads or tasks) would only race to apply the same events.
         self._catching_up = threading.Lock()
+        self._opening = threading.Lock()
 
     # --- the store ---
 
     @property
     def store(self) -> BatonStore:
-        if self._store is None:
-            self._store = open_store(self.url)
-        return self._store
+        with self._opening:
+            if self._store is None:
+                self._store = open_store(self.url)
+            return self._store
 
     def open(self) -> Baton:
         """Open the store now (a bad URL or an unreachable server raises `StoreError` here)."""
@@ -74,9 +76,10 @@ class Baton:
         return self
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        with self._opening:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     def __enter__(self) -> Baton:
         return self.open()
@@ -117,7 +120,7 @@ class Baton:
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> str:
         """Store a goal without running it (a worker, or `resume`, drives it); its id."""
-        loaded, goal_input = _prepared(plan, input, concurrency)
+        loaded, goal_input = _prepared(plan, input)
         with self._writing():
             goal = service.submit_goal(
                 self.store, loaded, goal_input, goal_id=goal_id, concurrency=concurrency
@@ -230,7 +233,7 @@ class Baton:
         concurrency: int,
         agent_loop: asyncio.AbstractEventLoop | None = None,
     ) -> GoalResult:
-        loaded, goal_input = _prepared(plan, input, concurrency)
+        loaded, goal_input = _prepared(plan, input)
         with self._writing():
             goal = service.start_goal(
                 self.store, loaded, goal_input, goal_id=goal_id, concurrency=concurrency,
@@ -245,8 +248,6 @@ class Baton:
         concurrency: int | None,
         agent_loop: asyncio.AbstractEventLoop | None = None,
     ) -> GoalResult:
-        if concurrency is not None:
-            _check_concurrency(concurrency)
         with self._writing():
             goal = service.resume_goal(
                 self.store, goal_id, concurrency=concurrency, agent_loop=agent_loop
@@ -286,10 +287,7 @@ class Baton:
             service.catch_up_read_models(self.store, warn=_warn_behind)
 
 
-def _prepared(
-    plan: PlanSource | LoadedPlan, goal_input: Any, concurrency: int
-) -> tuple[LoadedPlan, Any]:
-    _check_concurrency(concurrency)
+def _prepared(plan: PlanSource | LoadedPlan, goal_input: Any) -> tuple[LoadedPlan, Any]:
     loaded = load_plan(plan)
     if goal_input is None:
         goal_input = {}
@@ -298,10 +296,4 @@ def _prepared(
     elif isinstance(goal_input, Mapping):
         goal_input = dict(goal_input)
     return loaded, goal_input
-
-
-def _check_concurrency(concurrency: int) -> None:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise service.CommandError(f"concurrency must be a whole number of at least 1, "
-                                   f"not {concurrency!r}")
 

@@ -34,6 +34,7 @@ __all__ = [
     "CommandError",
     "cancel_goal",
     "catch_up_read_models",
+    "check_concurrency",
     "fork_from",
     "load_goal_plan",
     "resolve_task",
@@ -54,6 +55,14 @@ class CommandError(BatonError):
 
 def new_goal_id() -> str:
     return str(uuid.uuid4())
+
+
+def check_concurrency(concurrency: int) -> None:
+    """Tasks run at once: a whole number of at least 1 (the CLI's parser checks it too)."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise CommandError(
+            f"concurrency must be a whole number of at least 1, not {concurrency!r}"
+        )
 
 
 def who(by: str | None = None) -> str:
@@ -94,6 +103,7 @@ def start_goal(
 
     `agent_loop`: the event loop async agents run on (the API's `AsyncBaton` passes its caller's).
     """
+    check_concurrency(concurrency)
     validated = loaded.validate_input(goal_input)
     goal_id = goal_id or new_goal_id()
     if store.exists(goal_id):
@@ -122,6 +132,7 @@ def submit_goal(
     Only `Started` is recorded: no decision is taken here, so no dispatch can be stored for an
     agent call that nobody is about to make.
     """
+    check_concurrency(concurrency)
     validated = loaded.validate_input(goal_input)
     goal_id = goal_id or new_goal_id()
     if store.exists(goal_id):
@@ -152,6 +163,8 @@ def resume_goal(
     agent_loop: asyncio.AbstractEventLoop | None = None,
 ) -> Goal:
     """Drive a goal on from its events (after a crash, a human's resolution, or a submit)."""
+    if concurrency is not None:
+        check_concurrency(concurrency)
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         return goal
