@@ -13,6 +13,7 @@ __all__ = [
     "GoalInputError",
     "GoalOwned",
     "IllegalTransition",
+    "InputError",
     "PlanError",
     "PlanIssue",
     "ResolveError",
@@ -49,8 +50,11 @@ class PlanError(BatonError):
         return issue.message if issue.where == self.source else str(issue)
 
 
-class GoalInputError(BatonError):
-    """The goal input does not satisfy the plan's input model."""
+class InputError(BatonError):
+    """The goal input does not satisfy the plan's input model (or is not a JSON object)."""
+
+
+GoalInputError = InputError  # its name before release 0.2; kept so existing imports work
 
 
 class GoalOwned(BatonError):

@@ -21,6 +21,7 @@ from baton.domain.plan import Plan, load_plan
 from baton.domain.state import GoalState
 
 __all__ = [
+    "OUTCOME_KINDS",
     "HistoryError",
     "check_history",
     "collect",
@@ -37,6 +38,10 @@ __all__ = [
 ]
 
 _IDENTITY = ("originator_id", "originator_version")
+
+# The observations that end an agent call: what it returned, raised, or that it ran past its
+# timeout. One table for every reader (re-execution, what-if), so they cannot disagree.
+OUTCOME_KINDS = ("AgentReturned", "AgentRaised", "AgentTimedOut")
 
 
 class HistoryError(BatonError):

@@ -20,6 +20,7 @@ from baton.domain.contracts import Contracts
 from baton.domain.decide import settle
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import (
+    OUTCOME_KINDS,
     collect,
     is_observation,
     kind_of,
@@ -33,8 +34,6 @@ from baton.domain.plan import Plan
 from baton.domain.state import GoalState
 
 __all__ = ["Difference", "WhatIfResult", "what_if"]
-
-_OUTCOMES = ("AgentReturned", "AgentRaised", "AgentTimedOut")
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def _inapplicable(changed: GoalState, recorded: GoalState, event: GoalEvent) -> 
     if task_id not in changed.tasks:
         return f"{kind} of {task_id!r} does not apply: the changed plan has no task {task_id!r}"
     ours, theirs = changed.tasks[task_id], recorded.tasks[task_id]
-    if kind in _OUTCOMES:
+    if kind in OUTCOME_KINDS:
         attempt = getattr(event, "attempt")  # noqa: B009
         was_awaited = theirs.status == "running" and theirs.in_flight == attempt
         is_awaited = ours.status == "running" and ours.in_flight == attempt
@@ -142,7 +141,7 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
     outcomes = {
         (getattr(e, "task"), getattr(e, "attempt"))  # noqa: B009
         for e in events
-        if kind_of(e) in _OUTCOMES
+        if kind_of(e) in OUTCOME_KINDS
     }
     changed = Goal.start(
         goal_id=started.originator_id,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from baton.domain.goal import Goal
+from baton.projections.schema import TABLES
 from baton.readmodels.reading import ReadModels, read
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.service import start_goal
@@ -57,4 +58,4 @@ def projected(store: BatonStore, query: Callable[[ReadModels], T]) -> T:
 
 def view_tables(store: BatonStore) -> dict[str, list[dict[str, Any]]]:
     """Every row of every read-model table: what two states of the views are compared by."""
-    return projected(store, ReadModels.tables)
+    return projected(store, lambda models: {t.name: models.views.rows(t) for t in TABLES})

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 from pydantic import BaseModel
 
-from baton.history.recorded import NotRecorded, RecordedAgents, reexecute
+from baton.history.recorded import NotRecorded, RecordedAgents, RecordedTimeout, reexecute
 from baton.runtime.loading import prepare_plan
 from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.replay_support import SHAPES, seq_of
+from tests.support import plan, run, task
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +70,14 @@ def test_the_double_returns_and_raises_what_each_attempt_did(store: BatonStore) 
     assert double.agent("a", 2)(agents.Text(text="retried")) == {"text": "retried~"}
     with pytest.raises(NotRecorded):
         double.agent("a", 2)(agents.Text(text="retried"))  # each outcome is served once
+
+
+def test_a_timed_out_attempt_is_an_outcome_the_double_replays(store: BatonStore) -> None:
+    data = plan(task("a", "async_hangs", input={"text": "x"}, timeout_s=0.05,
+                     retry={"max_attempts": 1}))
+    goal = run(store, data)
+    events = list(store.events(goal.id))
+    assert "AgentTimedOut" in [type(event).__name__ for event in events]
+    with pytest.raises(RecordedTimeout):  # the same outcome table as live runs and what-if
+        RecordedAgents(events).agent("a", 1)(agents.Text(text="x"))
+    assert reexecute(events, prepare_plan(data)).ok

@@ -1,8 +1,7 @@
 """`baton`: the command line (docs/reference.md, "Command line").
 
-Exit codes: 0 completed / succeeded, 1 goal failed or cancelled (or replay diverged), 2 invalid
-usage, plan, input or store (one line on stderr, no traceback), 3 the goal waits for a human.
-Each command lives in `baton.cli.commands`; this module only builds the parser and maps errors.
+Exit codes are in `baton.cli.exits`. Each command lives in `baton.cli.commands`, a thin layer
+over the same service as the Python API; this module only builds the parser and maps errors.
 """
 
 from __future__ import annotations
@@ -13,14 +12,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from baton.cli import exits
 from baton.cli.commands import COMMANDS
 from baton.domain.errors import BatonError
+from baton.runtime.service import catch_up_read_models
 
-__all__ = ["EXIT_DIVERGED", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_WAITING", "main"]
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
-EXIT_DIVERGED = EXIT_FAILED
-EXIT_INTERNAL = 70  # a bug in Baton itself (BSD EX_SOFTWARE); BATON_DEBUG=1 shows the traceback
+__all__ = ["main"]
 
 # Commands that append events: the read models are brought up to date before they exit, so
 # `baton status` right after shows what they did.
@@ -31,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line that points at --help."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_INVALID, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(exits.INVALID, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,10 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _refresh_read_models(args)
     except BatonError as exc:
         print(f"baton: error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.INVALID
     except KeyboardInterrupt:
         print("baton: interrupted; `baton resume GOAL` continues from the events", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     except Exception as exc:
         if os.environ.get("BATON_DEBUG"):  # read directly: settings themselves may be broken
             raise
@@ -75,24 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"baton: internal error: {type(exc).__name__}: {detail} (BATON_DEBUG=1 for details)",
             file=sys.stderr,
         )
-        return EXIT_INTERNAL
+        return exits.INTERNAL
     return code
 
 
 def _refresh_read_models(args: argparse.Namespace) -> None:
-    """Catch the read models up with what the command wrote; a failure here is a warning, never
-    a changed exit code: the events are stored, and any later catch-up applies them."""
+    """Catch the read models up with what the command wrote (the store is opened by the command
+    itself, after its arguments checked out, so an invalid plan never creates a store)."""
     store = getattr(args, "opened_store", None)
-    if store is None:
-        return
-    from baton.readmodels.reading import refresh, warn_refresh_failed
+    if store is not None:
+        from baton.readmodels.reading import warn_refresh_failed
 
-    try:
-        refresh(store)
-    except Exception as exc:
-        if os.environ.get("BATON_DEBUG"):
-            raise
-        warn_refresh_failed(exc)
+        catch_up_read_models(store, warn=warn_refresh_failed)
 
 
 if __name__ == "__main__":

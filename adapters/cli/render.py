@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from baton.api.results import GoalResult
 from baton.domain.goal import Goal
 from baton.domain.plan import Plan
 
@@ -42,18 +43,8 @@ STATUS_STYLE = {
 
 
 def goal_json(goal: Goal) -> dict[str, Any]:
-    """`run` / `resume` / `status GOAL` shape."""
-    state = goal.state
-    return {
-        "goal_id": goal.id,
-        "status": state.status,
-        "output": state.output,
-        "reason": state.reason,
-        "tasks": {
-            tid: {"status": task.status, "attempts": task.attempts}
-            for tid, task in state.tasks.items()
-        },
-    }
+    """`run` / `resume` / `status GOAL` shape: what the Python API returns, as JSON."""
+    return GoalResult.of_goal(goal).to_json()
 
 
 def print_json(data: Any) -> None:

@@ -1,13 +1,14 @@
 """Re-execution replay: the whole pipeline again, with every agent replaced by its recording.
 
 `RecordedAgents` is the test double: it answers each (task, attempt) with what that attempt
-returned or raised when it ran. `reexecute` starts the goal afresh from its recorded `Started`
-(re-validating the goal input), settles with today's `decide`, builds each dispatched attempt's
-input from its bindings, calls the double, turns the result into an observation the way the
-runner's call pool does (`to_recordable`: JSON, usage, size cap), re-validates a human's output
-against today's contract, and checks that every event of the new stream equals the recorded one.
-Timings (clock readings, durations, timeouts) are taken from the recording: they are observations,
-not computations.
+returned or raised when it ran (or that it timed out). `reexecute` starts the goal afresh from its
+recorded `Started` (re-validating the goal input), settles with today's `decide`, builds each
+dispatched attempt's input from its bindings, calls the double, turns its outcome into an
+observation with the live runner's own function (`Observer.observe`: JSON, usage, size cap,
+secrets masked, a timeout's limit from today's plan), re-validates a human's output against
+today's contract, and checks that every event of the new stream equals the recorded one.
+Timings (clock readings, durations) are taken from the recording: they are observations, not
+computations.
 
 It catches what plain replay cannot: changes in goal-input validation, output recording and
 usage extraction, plan serialisation and lifecycle checks (`Goal.record`), not only in `decide`.
@@ -25,6 +26,7 @@ from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import (
+    OUTCOME_KINDS,
     collect,
     copy_events,
     is_observation,
@@ -34,17 +36,18 @@ from baton.domain.history import (
     to_json,
 )
 from baton.domain.replay import Divergence, ReplayResult, compare_events
-from baton.domain.secrets import redact_output
-from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, to_recordable
+from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, CallOutcome, Observer
 from baton.runtime.loading import LoadedPlan
 
-__all__ = ["NotRecorded", "RecordedAgents", "reexecute"]
-
-_OUTCOMES = ("AgentReturned", "AgentRaised")
+__all__ = ["NotRecorded", "RecordedAgents", "RecordedTimeout", "reexecute"]
 
 
 class NotRecorded(LookupError):
     """The double was asked for an attempt the recording has no outcome for."""
+
+
+class RecordedTimeout(TimeoutError):
+    """The recorded attempt ran past its timeout: the double does the same, by raising this."""
 
 
 class RecordedAgents:
@@ -53,19 +56,22 @@ class RecordedAgents:
     def __init__(self, events: Sequence[GoalEvent]) -> None:
         self._outcomes: dict[tuple[str, int], deque[GoalEvent]] = defaultdict(deque)
         for event in events:
-            if kind_of(event) in _OUTCOMES:
+            if kind_of(event) in OUTCOME_KINDS:
                 key = (getattr(event, "task"), getattr(event, "attempt"))  # noqa: B009
                 self._outcomes[key].append(event)
 
     def call(
         self, task: str, attempt: int, agent_input: BaseModel, idempotency_key: str | None = None
     ) -> Any:
-        """What the agent returned for this attempt, or raise what it raised."""
+        """What the agent returned for this attempt, or raise what it raised (or
+        `RecordedTimeout` for an attempt that timed out)."""
         queue = self._outcomes.get((task, attempt))
         if not queue:
             raise NotRecorded(f"no recorded outcome for task {task!r} attempt {attempt}")
         event = queue.popleft()
         fields = payload(event, timestamp=False)
+        if kind_of(event) == "AgentTimedOut":
+            raise RecordedTimeout(f"task {task!r} attempt {attempt} timed out")
         if kind_of(event) == "AgentRaised":
             raise _recorded_exception(fields["error_type"], fields["message"])
         output, usage = fields["output"], fields.get("usage")
@@ -93,7 +99,7 @@ class _Reexecution:
     def __init__(self, events: Sequence[GoalEvent], loaded: LoadedPlan, max_bytes: int) -> None:
         self.events = events
         self.loaded = loaded
-        self.max_bytes = max_bytes
+        self.observer = Observer(loaded, max_output_bytes=max_bytes)
         self.agents = RecordedAgents(events)
         self.position = 0
         self.decisions = 0
@@ -114,11 +120,10 @@ class _Reexecution:
         """The observation the pipeline makes today where `recorded` was made then."""
         fields = payload(recorded, timestamp=False)
         kind = kind_of(recorded)
-        if kind in _OUTCOMES and fields.get("output_error") is None:
+        if kind in OUTCOME_KINDS and fields.get("output_error") is None:
+            # (An output that could not be recorded is kept as it was: its value is not in the
+            # recording, so there is nothing to call the double with.)
             fields = self._call(goal, fields)
-        elif kind == "AgentTimedOut":
-            spec = self.loaded.plan.task_map[fields["task"]]
-            fields["timeout_s"] = self.loaded.plan.timeout_for(spec) or 0.0
         elif kind == "HumanResolved" and fields["action"] == "output":
             spec = self.loaded.plan.task_map[fields["task"]]
             model = self.loaded.contracts[spec.agent].output_model
@@ -133,26 +138,18 @@ class _Reexecution:
         if agent_input is None:
             raise ValueError(f"task {task_id}: input no longer builds: {errors}")
         key = goal.state.tasks[task_id].idempotency_key if contract.takes_idempotency_key else None
-        fields: dict[str, Any] = {"task": task_id, "attempt": attempt}
+        duration = recorded.get("duration_ms", 0.0)
         try:
             result = self.agents.call(task_id, attempt, agent_input, key)
         except NotRecorded:
             raise
-        except Exception as exc:  # the recorded raise, recorded again as the call pool does
-            fields |= {
-                "error_type": type(exc).__name__,
-                "message": " ".join(str(exc).split())[:500],
-            }
+        except RecordedTimeout:
+            outcome = CallOutcome(task_id, attempt, timed_out=True)
+        except Exception as exc:  # the recorded raise
+            outcome = CallOutcome(task_id, attempt, raised=exc, duration_ms=duration)
         else:
-            output, usage, error = to_recordable(result, max_bytes=self.max_bytes)
-            plan, contracts = self.loaded.plan, self.loaded.contracts
-            fields["output"] = redact_output(plan, contracts, task_id, output)  # as the runner
-            if usage is not None:
-                fields["usage"] = usage
-            if error is not None:
-                fields["output_error"] = error
-        fields["duration_ms"] = recorded["duration_ms"]
-        return fields
+            outcome = CallOutcome(task_id, attempt, returned=result, duration_ms=duration)
+        return self.observer.observe(outcome).fields
 
 
 def reexecute(

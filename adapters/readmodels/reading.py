@@ -19,11 +19,19 @@ from eventsourcing.projection import ProjectionRunner
 
 from baton import projections
 from baton.projections import GoalViews, ProjectionState
-from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, TABLES, TASK_STATUS
+from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, TASK_STATUS
 from baton.settings import settings
-from baton.store.eventstore import BatonApplication, BatonStore, translated_errors
+from baton.store.eventstore import BatonApplication, BatonStore, GoalNotFound, translated_errors
 
-__all__ = ["ReadModels", "follow", "read", "rebuild", "refresh", "warn_refresh_failed"]
+__all__ = [
+    "ReadModels",
+    "follow",
+    "goal_status_json",
+    "read",
+    "rebuild",
+    "refresh",
+    "warn_refresh_failed",
+]
 
 
 def _crash_hook() -> projections.BatchHook | None:
@@ -73,6 +81,15 @@ class ReadModels:
             return self.views.rows(GOAL_SUMMARY, "goal_id = ?", (goal_id,))
         return self.views.rows(GOAL_SUMMARY, order="updated_at DESC, goal_id")
 
+    def goal_with_tasks(self, goal_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One goal's goal_summary row and its task_status rows (`status GOAL`, `Baton.status`);
+        GoalNotFound when the read models have no such goal."""
+        found = self.goals(goal_id)
+        if not found:
+            self.store.get(goal_id)  # GoalNotFound when it is not in the log either
+            raise GoalNotFound(goal_id)
+        return found[0], self.tasks(goal_id)
+
     def tasks(self, goal_id: str) -> list[dict[str, Any]]:
         """task_status rows of one goal, in plan order."""
         return self.views.rows(TASK_STATUS, "goal_id = ?", (goal_id,), order="plan_index")
@@ -90,9 +107,17 @@ class ReadModels:
                                order="status_since, goal_id, task_id")
         return [row for row in rows if row["goal_id"] in open_goals]
 
-    def tables(self) -> dict[str, list[dict[str, Any]]]:
-        """Every row of every read-model table, by table name."""
-        return {table.name: self.views.rows(table) for table in TABLES}
+
+def goal_status_json(goal: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """`status GOAL --json` (docs/reference.md): the same shape as `run --json`."""
+    return {
+        "goal_id": goal["goal_id"],
+        "status": goal["status"],
+        "output": goal["output"],
+        "reason": goal["reason"],
+        "tasks": {row["task_id"]: {"status": row["status"], "attempts": row["attempts"]}
+                  for row in tasks},
+    }
 
 
 @contextmanager

@@ -1,8 +1,12 @@
-"""Calling agents: sync ones on daemon worker threads, async ones on one event loop thread.
+"""Calling agents: sync ones on daemon worker threads, async ones on an event loop (the
+caller's, under `AsyncBaton`, else one loop thread of the pool's own).
 
-Whatever an agent does (raise, hang, return junk) comes back as a `Completion` on a queue; the
-orchestrator thread alone touches the aggregate. Worker threads are daemons so that an agent
-hanging past its timeout cannot keep the process alive.
+Whatever an agent does (raise, hang, return junk) becomes a `CallOutcome`, which
+`Observer.observe` turns into the observation to record, a `Completion` on a queue; the
+orchestrator thread alone touches the aggregate. Re-execution replay turns its recorded outcomes
+into observations through the same `Observer.observe`, so live runs and re-execution record
+alike. Worker threads are daemons so that an agent hanging past its timeout cannot keep the
+process alive.
 """
 
 from __future__ import annotations
@@ -18,9 +22,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from baton.domain.secrets import has_secret, redact_output
+from baton.runtime.loading import LoadedPlan
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
 
-__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "AgentCall", "CallPool", "Completion", "to_recordable"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_BYTES",
+    "AgentCall",
+    "CallOutcome",
+    "CallPool",
+    "Completion",
+    "Observer",
+    "to_recordable",
+]
 
 
 @dataclass(frozen=True)
@@ -40,8 +54,76 @@ class Completion:
 
     task: str
     attempt: int
-    kind: str  # "AgentReturned" | "AgentRaised"
+    kind: str  # "AgentReturned" | "AgentRaised" | "AgentTimedOut"
     fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """What one agent call came to: it returned `returned`, raised `raised`, or timed out."""
+
+    task: str
+    attempt: int
+    returned: Any = None
+    raised: BaseException | None = None
+    timed_out: bool = False
+    duration_ms: float = 0.0  # a timeout records its limit instead
+
+
+class Observer:
+    """Turns the outcomes of one plan's agent calls into observations.
+
+    `observe` is the one function that does it, for the live runner (in the call pool, and for
+    timeouts) and for re-execution replay (with recorded outcomes): the output recorded as JSON
+    with its usage, the size cap, secrets masked, an exception's type and message, a timeout's
+    limit. Without a plan (unit tests of the pool) nothing is masked.
+    """
+
+    def __init__(
+        self, loaded: LoadedPlan | None = None, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    ) -> None:
+        self.loaded = loaded
+        self.max_output_bytes = max_output_bytes
+        # Does any contract type a secret? If none does, masking is the identity: skip it.
+        self._redacts = loaded is not None and any(
+            has_secret(contract.input_model) or has_secret(contract.output_model)
+            for contract in loaded.contracts.values()
+        )
+
+    def observe(self, outcome: CallOutcome) -> Completion:
+        fields: dict[str, Any] = {"task": outcome.task, "attempt": outcome.attempt}
+        if outcome.timed_out:
+            fields["timeout_s"] = self._timeout_s(outcome.task)
+            return Completion(outcome.task, outcome.attempt, "AgentTimedOut", fields)
+        if outcome.raised is not None:
+            fields["error_type"] = type(outcome.raised).__name__
+            fields["message"] = _message(outcome.raised)
+            fields["duration_ms"] = outcome.duration_ms
+            return Completion(outcome.task, outcome.attempt, "AgentRaised", fields)
+        output, usage, error = to_recordable(outcome.returned, max_bytes=self.max_output_bytes)
+        if self._redacts and self.loaded is not None:  # never a secret in clear
+            plan, contracts = self.loaded.plan, self.loaded.contracts
+            output = redact_output(plan, contracts, outcome.task, output)
+        fields["output"] = output
+        fields["duration_ms"] = outcome.duration_ms
+        if usage is not None:
+            fields["usage"] = usage
+        if error is not None:
+            fields["output_error"] = error
+        return Completion(outcome.task, outcome.attempt, "AgentReturned", fields)
+
+    def _timeout_s(self, task_id: str) -> float:
+        if self.loaded is None:
+            return 0.0
+        plan = self.loaded.plan
+        return plan.timeout_for(plan.task_map[task_id]) or 0.0
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return " ".join(str(exc).split())[:500]
+    except Exception as broken:  # an exception whose __str__ raises is still a raised attempt
+        return f"<message unavailable: its __str__ raised {type(broken).__name__}>"
 
 
 def to_recordable(result: Any, *, max_bytes: int) -> tuple[Any, dict[str, Any] | None, str | None]:
@@ -119,9 +201,15 @@ class CallPool:
     machine, more than a no-op task's whole orchestration).
     """
 
-    def __init__(self, *, workers: int, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int,
+        observer: Observer | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self.max_output_bytes = max_output_bytes
+        self.observer = observer or Observer()
         self._jobs: queue.SimpleQueue[AgentCall | None] = queue.SimpleQueue()
         self._max_workers = max(1, workers)
         # Under the lock: threads serving `_jobs` (one stuck in a timed-out call no longer
@@ -132,7 +220,10 @@ class CallPool:
         self._running: set[tuple[str, int]] = set()
         self._abandoned: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # Async agents run on `loop` when given (the caller's: never stopped here), else on a
+        # loop thread this pool starts on first use and stops on close.
+        self._loop: asyncio.AbstractEventLoop | None = loop
+        self._owns_loop = loop is None
         self._futures: dict[tuple[str, int], Any] = {}
 
     def submit(self, call: AgentCall) -> None:
@@ -164,7 +255,9 @@ class CallPool:
         with self._lock:
             for _ in range(self._workers):
                 self._jobs.put(None)
-        if self._loop is not None:
+        for future in list(self._futures.values()):
+            future.cancel()  # a call nobody will record: do not leave it running on a loop
+        if self._loop is not None and self._owns_loop:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     # --- internals ---
@@ -178,9 +271,12 @@ class CallPool:
             try:
                 result = call.agent(call.agent_input, **_kwargs(call))
             except BaseException as exc:  # an agent must never take the orchestrator down
-                completion = _raised(call, exc, started)
+                outcome = CallOutcome(call.task, call.attempt, raised=exc,
+                                      duration_ms=_elapsed_ms(started))
             else:
-                completion = self._returned(call, result, started)
+                outcome = CallOutcome(call.task, call.attempt, returned=result,
+                                      duration_ms=_elapsed_ms(started))
+            completion = self.observer.observe(outcome)
             with self._lock:
                 self._running.discard(key)
                 stuck = key in self._abandoned
@@ -199,11 +295,14 @@ class CallPool:
         except asyncio.CancelledError:
             return  # timed out and already recorded as such
         except BaseException as exc:
-            self.completions.put(_raised(call, exc, started))
+            outcome = CallOutcome(call.task, call.attempt, raised=exc,
+                                  duration_ms=_elapsed_ms(started))
         else:
-            self.completions.put(self._returned(call, result, started))
+            outcome = CallOutcome(call.task, call.attempt, returned=result,
+                                  duration_ms=_elapsed_ms(started))
         finally:
             self._futures.pop((call.task, call.attempt), None)
+        self.completions.put(self.observer.observe(outcome))
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -212,38 +311,9 @@ class CallPool:
             self._loop = loop
         return self._loop
 
-    def _returned(self, call: AgentCall, result: Any, started: float) -> Completion:
-        output, usage, error = to_recordable(result, max_bytes=self.max_output_bytes)
-        fields: dict[str, Any] = {
-            "task": call.task,
-            "attempt": call.attempt,
-            "output": output,
-            "duration_ms": _elapsed_ms(started),
-        }
-        if usage is not None:
-            fields["usage"] = usage
-        if error is not None:
-            fields["output_error"] = error
-        return Completion(call.task, call.attempt, "AgentReturned", fields)
-
 
 def _kwargs(call: AgentCall) -> dict[str, Any]:
     return {"idempotency_key": call.idempotency_key} if call.idempotency_key else {}
-
-
-def _raised(call: AgentCall, exc: BaseException, started: float) -> Completion:
-    try:
-        message = " ".join(str(exc).split())[:500]
-    except Exception as broken:  # an exception whose __str__ raises is still a raised attempt
-        message = f"<message unavailable: its __str__ raised {type(broken).__name__}>"
-    fields = {
-        "task": call.task,
-        "attempt": call.attempt,
-        "error_type": type(exc).__name__,
-        "message": message,
-        "duration_ms": _elapsed_ms(started),
-    }
-    return Completion(call.task, call.attempt, "AgentRaised", fields)
 
 
 def _elapsed_ms(started: float) -> float:

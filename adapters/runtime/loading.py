@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,22 @@ from pydantic import BaseModel, ValidationError
 
 from baton.domain.contract_check import check_contracts
 from baton.domain.contracts import AgentContract, validation_errors
-from baton.domain.errors import GoalInputError, PlanError, PlanIssue
+from baton.domain.errors import InputError, PlanError, PlanIssue
 from baton.domain.plan import Plan, parse_plan
 from baton.domain.references import GOAL
 from baton.domain.secrets import redact_source
 
-__all__ = ["LoadedPlan", "import_object", "inspect_agent", "load_plan_file", "prepare_plan"]
+__all__ = [
+    "AgentRef",
+    "LoadedPlan",
+    "import_object",
+    "inspect_agent",
+    "load_plan_file",
+    "prepare_plan",
+]
+
+# An agent named by `module:callable`, or the callable itself (the Python API's `agents=`).
+AgentRef = str | Callable[..., Any]
 
 
 @dataclass
@@ -38,21 +48,19 @@ class LoadedPlan:
     contracts: dict[str, AgentContract]
     agents: dict[str, Callable[..., Any]]
     input_model: type[BaseModel] | None = None
-    source: str = "plan"
-    raw: dict[str, Any] = field(default_factory=dict)
 
     def validate_input(self, data: Any) -> Any:
         """The goal input as JSON, validated against the plan's input model when it has one."""
         if self.input_model is None:
             if not isinstance(data, dict):
-                raise GoalInputError("goal input: expected a JSON object")
+                raise InputError("goal input: expected a JSON object")
             return redact_source(data, GOAL, self.plan, self.contracts)
         try:
             validated = self.input_model.model_validate(data).model_dump(mode="json")
             return redact_source(validated, GOAL, self.plan, self.contracts)  # never in clear
         except ValidationError as exc:
             errors = "; ".join(validation_errors(exc, limit=5))
-            raise GoalInputError(
+            raise InputError(
                 f"goal input does not satisfy {self.input_model.__name__}: {errors}"
             ) from None
 
@@ -130,20 +138,69 @@ def read_plan_data(path: str) -> dict[str, Any]:
     return data
 
 
-def prepare_plan(data: dict[str, Any], *, source: str = "plan") -> LoadedPlan:
-    """Validate plan data, load its allowlisted agents, and check every contract statically."""
+def agent_path(agent: Callable[..., Any]) -> str:
+    """The `module:callable` path that imports `agent` again, recorded in the goal's plan so that
+    `resume` (in any process) finds the same function; ValueError when there is none."""
+    module, name = getattr(agent, "__module__", None), getattr(agent, "__qualname__", None)
+    if not callable(agent) or not module or not name:
+        raise ValueError(f"{agent!r} is not a function or class with a module and a name")
+    path = f"{module}:{name}"
+    try:
+        found = import_object(path)
+    except Exception:
+        found = None
+    if found is not agent:  # a lambda, a function defined inside another, a callable object
+        raise ValueError(
+            f"{path} does not import back as this callable; pass a function defined at the top "
+            "level of a module (a resumed goal imports it by that name)"
+        )
+    return path
+
+
+def _with_agents(
+    data: dict[str, Any], agents: Mapping[str, AgentRef]
+) -> tuple[dict[str, Any], dict[str, Callable[..., Any]], list[PlanIssue]]:
+    """The plan data with `agents` over its `agents:` (callables recorded by their path)."""
+    allowlist = dict(data.get("agents") or {}) if isinstance(data.get("agents"), dict) else {}
+    given: dict[str, Callable[..., Any]] = {}
+    issues: list[PlanIssue] = []
+    for name, agent in agents.items():
+        if isinstance(agent, str):
+            allowlist[name] = agent
+            continue
+        try:
+            allowlist[name] = agent_path(agent)
+        except ValueError as exc:
+            issues.append(PlanIssue(f"agents.{name}", str(exc)))
+            allowlist[name] = f"{getattr(agent, '__module__', '?')}:{name}"  # checked on, not run
+        given[name] = agent
+    return {**data, "agents": allowlist}, given, issues
+
+
+def prepare_plan(
+    data: dict[str, Any], *, source: str = "plan", agents: Mapping[str, AgentRef] | None = None
+) -> LoadedPlan:
+    """Validate plan data, load its allowlisted agents, and check every contract statically.
+
+    `agents` (the Python API) adds to or replaces entries of the plan's `agents:`; a callable
+    is checked like an imported one and recorded by its `module:callable` path.
+    """
+    given: dict[str, Callable[..., Any]] = {}
+    early: list[PlanIssue] = []
+    if agents:
+        data, given, early = _with_agents(data, agents)
     plan = parse_plan(data, source=source)
-    issues: list[PlanIssue] = plan.graph_issues()  # reported with the contract issues below
-    agents: dict[str, Callable[..., Any]] = {}
+    issues: list[PlanIssue] = early + plan.graph_issues()  # reported with the contract issues
+    loaded_agents: dict[str, Callable[..., Any]] = {}
     contracts: dict[str, AgentContract] = {}
     used = {task.agent for task in plan.tasks}
     for name, target in plan.agents.items():
         if name not in used:
             continue  # allowlisted but unused: nothing to import
         try:
-            agent = import_object(target)
+            agent = given[name] if name in given else import_object(target)
             contracts[name] = inspect_agent(agent)
-            agents[name] = agent
+            loaded_agents[name] = agent
         except Exception as exc:  # any import-time failure of user code is a plan problem
             issues.append(PlanIssue(f"agents.{name}", f"{target}: {_short(exc)}"))
     input_model: type[BaseModel] | None = None
@@ -160,7 +217,7 @@ def prepare_plan(data: dict[str, Any], *, source: str = "plan") -> LoadedPlan:
     issues += check_contracts(plan, contracts, input_model=input_model)
     if issues:
         raise PlanError(issues, source=source)
-    return LoadedPlan(plan, contracts, agents, input_model, source, data)
+    return LoadedPlan(plan, contracts, loaded_agents, input_model)
 
 
 def load_plan_file(path: str) -> LoadedPlan:

@@ -10,6 +10,7 @@ in `CallPool`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
@@ -26,8 +27,7 @@ from baton.domain.decide import settle
 from baton.domain.decisions import Decision
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
-from baton.domain.secrets import has_secret, redact_output
-from baton.runtime.calls import AgentCall, CallPool, Completion
+from baton.runtime.calls import AgentCall, CallOutcome, CallPool, Completion, Observer
 from baton.runtime.loading import LoadedPlan
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from baton.store.eventstore import BatonStore
@@ -61,23 +61,29 @@ class Runner:
     # Fault injection for crash tests: SIGKILL this process once a save brings the goal's
     # event count to this number or beyond (BATON_CRASH_AT_EVENT).
     crash_at_event: int | None = None
-    # Does any contract of the plan type a secret? If none does, redaction is the identity.
-    _redacts: bool = field(init=False, repr=False)
+    # The event loop async agents run on (`AsyncBaton`: the caller's); None: one of the pool's.
+    agent_loop: asyncio.AbstractEventLoop | None = None
+    # Call outcomes into observations: the same function re-execution replay uses.
+    observer: Observer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._redacts = any(
-            has_secret(contract.input_model) or has_secret(contract.output_model)
-            for contract in self.loaded.contracts.values()
-        )
+        self.observer = Observer(self.loaded, max_output_bytes=self.max_output_bytes)
 
     @classmethod
-    def from_settings(cls, *, store: BatonStore, loaded: LoadedPlan) -> Runner:
+    def from_settings(
+        cls,
+        *,
+        store: BatonStore,
+        loaded: LoadedPlan,
+        agent_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Runner:
         current = settings()
         return cls(
             store=store,
             loaded=loaded,
             max_output_bytes=current.max_output_bytes,
             crash_at_event=current.crash_at_event,
+            agent_loop=agent_loop,
         )
 
     def start(self, goal: Goal) -> Goal:
@@ -94,7 +100,9 @@ class Runner:
     # --- the loop ---
 
     def _drive(self, goal: Goal) -> Goal:
-        pool = CallPool(workers=goal.state.concurrency, max_output_bytes=self.max_output_bytes)
+        pool = CallPool(
+            workers=goal.state.concurrency, observer=self.observer, loop=self.agent_loop
+        )
         in_flight: dict[tuple[str, int], _InFlight] = {}
         try:
             goal, decided = self._settle_and_save(goal, [])
@@ -126,14 +134,9 @@ class Runner:
                 if call.deadline is not None and call.deadline <= now:
                     del in_flight[key]
                     pool.abandon(call.task, call.attempt)
-                    timeout_s = self.loaded.plan.timeout_for(
-                        self.loaded.plan.task_map[call.task]
-                    )
-                    return "AgentTimedOut", {
-                        "task": call.task,
-                        "attempt": call.attempt,
-                        "timeout_s": timeout_s or 0.0,
-                    }
+                    timed_out = CallOutcome(call.task, call.attempt, timed_out=True)
+                    observed = self.observer.observe(timed_out)
+                    return observed.kind, observed.fields
             return "ClockTicked", {}
         return self._completed(completion, in_flight)
 
@@ -153,12 +156,7 @@ class Runner:
         self, completion: Completion, in_flight: dict[tuple[str, int], _InFlight]
     ) -> tuple[str, dict[str, Any]]:
         in_flight.pop((completion.task, completion.attempt), None)
-        fields = completion.fields
-        if completion.kind == "AgentReturned" and self._redacts:  # never a secret in clear
-            plan, contracts = self.loaded.plan, self.loaded.contracts
-            fields = {**fields, "output": redact_output(plan, contracts, completion.task,
-                                                        fields["output"])}
-        return completion.kind, fields
+        return completion.kind, completion.fields
 
     def _settle_and_save(
         self, goal: Goal, observations: list[tuple[str, dict[str, Any]]]

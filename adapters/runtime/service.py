@@ -1,12 +1,19 @@
-"""The application service: the commands behind the CLI, each load → decide → save.
+"""The application service: the commands behind the CLI and the Python API, each
+load → decide → save.
 
 Kept thin on purpose: every rule lives in `baton.domain.decide`; this module only wires the store,
-the loaded plan and the runner together and records observations from the outside world.
+the loaded plan and the runner together and records observations from the outside world. The
+CLI (`baton.cli.commands`) and the API (`baton.api`) both call these functions, and both call
+`catch_up_read_models` after a command that wrote events.
 """
 
 from __future__ import annotations
 
+import asyncio
+import getpass
+import os
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,21 +21,32 @@ from pydantic import ValidationError
 from baton.domain.contracts import judge_output, validation_errors
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError
-from baton.domain.goal import Goal
+from baton.domain.goal import Goal, GoalEvent
+from baton.domain.history import fork_goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
+from baton.settings import settings
 from baton.store.eventstore import BatonStore
 
 __all__ = [
+    "RESOLVE_ACTIONS",
     "CommandError",
     "cancel_goal",
+    "catch_up_read_models",
+    "check_concurrency",
+    "fork_from",
     "load_goal_plan",
     "resolve_task",
     "resume_goal",
     "start_goal",
     "submit_goal",
+    "who",
 ]
+
+RESOLVE_ACTIONS = ("retry", "abandon", "output")
+# Actions of the contract that come with approval gates (docs/reference.md, "Decomposition").
+_NOT_YET = ("approve", "reject")
 
 
 class CommandError(BatonError):
@@ -39,6 +57,38 @@ def new_goal_id() -> str:
     return str(uuid.uuid4())
 
 
+def check_concurrency(concurrency: int) -> None:
+    """Tasks run at once: a whole number of at least 1 (the CLI's parser checks it too)."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise CommandError(
+            f"concurrency must be a whole number of at least 1, not {concurrency!r}"
+        )
+
+
+def who(by: str | None = None) -> str:
+    """Who a human decision is recorded as: `by`, else $BATON_USER, else the login name."""
+    if by:
+        return by
+    try:
+        return settings().user or getpass.getuser()
+    except Exception:  # no user database in some containers
+        return "unknown"
+
+
+def catch_up_read_models(store: BatonStore, *, warn: Callable[[Exception], None]) -> None:
+    """After a command that wrote events, so the read models show what it did. A failure to
+    catch up goes to `warn`, never replaces the command's outcome: the events are stored, and
+    any later catch-up applies them."""
+    from baton.readmodels.reading import refresh  # the read side only when something was written
+
+    try:
+        refresh(store)
+    except Exception as exc:
+        if os.environ.get("BATON_DEBUG"):  # read directly: settings themselves may be broken
+            raise
+        warn(exc)
+
+
 def start_goal(
     store: BatonStore,
     loaded: LoadedPlan,
@@ -47,13 +97,18 @@ def start_goal(
     goal_id: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     runner: Runner | None = None,
+    agent_loop: asyncio.AbstractEventLoop | None = None,
 ) -> Goal:
-    """Validate the input, store the new goal, and drive it; nothing is stored on bad input."""
+    """Validate the input, store the new goal, and drive it; nothing is stored on bad input.
+
+    `agent_loop`: the event loop async agents run on (the API's `AsyncBaton` passes its caller's).
+    """
+    check_concurrency(concurrency)
     validated = loaded.validate_input(goal_input)
     goal_id = goal_id or new_goal_id()
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
-    runner = runner or Runner.from_settings(store=store, loaded=loaded)
+    runner = runner or Runner.from_settings(store=store, loaded=loaded, agent_loop=agent_loop)
     goal = Goal.start(
         goal_id=goal_id,
         plan=loaded.plan,
@@ -77,6 +132,7 @@ def submit_goal(
     Only `Started` is recorded: no decision is taken here, so no dispatch can be stored for an
     agent call that nobody is about to make.
     """
+    check_concurrency(concurrency)
     validated = loaded.validate_input(goal_input)
     goal_id = goal_id or new_goal_id()
     if store.exists(goal_id):
@@ -99,13 +155,43 @@ def load_goal_plan(goal: Goal) -> LoadedPlan:
 
 
 def resume_goal(
-    store: BatonStore, goal_id: str, *, concurrency: int | None = None, runner: Runner | None = None
+    store: BatonStore,
+    goal_id: str,
+    *,
+    concurrency: int | None = None,
+    runner: Runner | None = None,
+    agent_loop: asyncio.AbstractEventLoop | None = None,
 ) -> Goal:
+    """Drive a goal on from its events (after a crash, a human's resolution, or a submit)."""
+    if concurrency is not None:
+        check_concurrency(concurrency)
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         return goal
-    runner = runner or Runner.from_settings(store=store, loaded=load_goal_plan(goal))
+    runner = runner or Runner.from_settings(
+        store=store, loaded=load_goal_plan(goal), agent_loop=agent_loop
+    )
     return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
+
+
+def fork_from(
+    store: BatonStore,
+    events: Sequence[GoalEvent],
+    *,
+    at: int,
+    goal_id: str | None = None,
+    run: bool = False,
+    agent_loop: asyncio.AbstractEventLoop | None = None,
+) -> Goal:
+    """A new goal that starts from the first `at` events of a history; `run` drives it on."""
+    goal_id = goal_id or new_goal_id()
+    if store.exists(goal_id):
+        raise CommandError(f"goal {goal_id!r} already exists in this store")
+    goal = fork_goal(events, goal_id=goal_id, at=at, now=utc_now())
+    store.save(goal)
+    if run:
+        goal = resume_goal(store, goal_id, agent_loop=agent_loop)
+    return goal
 
 
 def resolve_task(
@@ -119,6 +205,14 @@ def resolve_task(
     output: Any = None,
 ) -> Goal:
     """Record a human's decision on an escalated task, and what the orchestrator makes of it."""
+    if action in _NOT_YET:
+        raise CommandError(
+            f"resolve {action!r} is not supported yet: it decides approval gates, which come "
+            "with plan decomposition"
+        )
+    if action not in RESOLVE_ACTIONS:
+        expected = ", ".join(RESOLVE_ACTIONS)
+        raise CommandError(f"resolve action {action!r}: expected one of {expected}")
     goal = store.get(goal_id)
     task = goal.state.tasks.get(task_id)
     if task is None:

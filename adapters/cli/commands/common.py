@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 from pathlib import Path
 from typing import Any
 
+from baton.cli import exits
 from baton.domain.errors import BatonError
 from baton.domain.goal import Goal
-from baton.settings import settings
+from baton.runtime import service
 from baton.store.eventstore import BatonStore, open_store
 
 __all__ = ["exit_code", "json_argument", "store_from", "who"]
-
-_EXIT_BY_STATUS = {"completed": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 0}
 
 
 class ArgumentError(BatonError):
@@ -52,13 +50,8 @@ def json_argument(value: str, *, name: str) -> Any:
 
 
 def exit_code(goal: Goal) -> int:
-    return _EXIT_BY_STATUS.get(goal.state.status, 1)
+    return exits.for_status(goal.state.status)
 
 
 def who(args: argparse.Namespace) -> str:
-    if getattr(args, "by", None):
-        return str(args.by)
-    try:
-        return settings().user or getpass.getuser()
-    except Exception:  # no user database in some containers
-        return "unknown"
+    return service.who(getattr(args, "by", None))

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import uuid
 from typing import Any
 
+from baton.cli import exits
 from baton.cli.commands.common import exit_code, store_from
 from baton.cli.debug_view import print_replay, print_timeline, print_what_if
 from baton.cli.durations import task_durations
 from baton.cli.render import goal_json, print_goal, print_json
-from baton.domain.audit import timeline
-from baton.domain.goal import GoalEvent
-from baton.domain.history import fork_goal, started_event
-from baton.domain.replay import replay
-from baton.domain.whatif import what_if
-from baton.history.recorded import reexecute
-from baton.history.runfile import import_run, read_run, write_run
-from baton.runtime.loading import LoadedPlan, load_plan_file, prepare_plan
-from baton.runtime.runner import utc_now
-from baton.runtime.service import CommandError, resume_goal
-from baton.store.eventstore import BatonStore
+from baton.domain.history import started_event
+from baton.domain.whatif import WhatIfResult
+from baton.history.service import (
+    History,
+    audit_history,
+    export_goal,
+    import_file,
+    load_history,
+    replay_history,
+)
+from baton.runtime.service import CommandError, fork_from
 
 __all__ = ["register"]
 
@@ -105,111 +104,70 @@ def register(sub: Any) -> None:
     imp.set_defaults(func=_import)
 
 
-def _history(
-    args: argparse.Namespace, store: BatonStore | None = None
-) -> tuple[str, list[GoalEvent]]:
-    """GOAL|FILE: a run file's events when the target is a file, else the stored goal's."""
-    if os.path.isfile(args.target):
-        run = read_run(args.target)
-        return run.goal_id, run.events
-    store = store or store_from(args)
-    return args.target, list(store.events(args.target))
-
-
-def _recorded_plan(events: list[GoalEvent], goal_id: str) -> LoadedPlan:
-    """The goal's own plan with today's agents: their contracts re-judge recorded outputs."""
-    return prepare_plan(started_event(events).plan, source=f"goal {goal_id} plan")
+def _history(args: argparse.Namespace) -> History:
+    return load_history(args.target, lambda: store_from(args))
 
 
 def _audit(args: argparse.Namespace) -> int:
-    goal_id, events = _history(args)
-    started = started_event(events)
-    task_ids = [task.get("id") for task in started.plan.get("tasks", [])]
-    if args.task is not None and args.task not in task_ids:
-        known = ", ".join(str(tid) for tid in task_ids)
-        raise CommandError(f"--task {args.task}: goal {goal_id} has no such task ({known})")
-    audit = timeline(events, task=args.task)
+    history = _history(args)
+    audit = audit_history(history, task=args.task)
     if args.json:
         print_json(audit)
-        return 0
-    name = started.plan.get("name", "?")
+        return exits.OK
+    name = started_event(history.events).plan.get("name", "?")
     scope = f" · task {args.task}" if args.task else ""
-    print_timeline(audit, title=f"goal {goal_id} · {name}{scope}")
-    return 0
+    print_timeline(audit, title=f"goal {history.goal_id} · {name}{scope}")
+    return exits.OK
 
 
 def _replay(args: argparse.Namespace) -> int:
-    goal_id, events = _history(args)
-    if args.at is not None and (args.reexecute or args.plan):
-        raise CommandError("--at applies to plain replay, not to --reexecute or --plan")
-    if args.plan:
-        changed = load_plan_file(args.plan)
-        outcome = what_if(events, changed.plan, changed.contracts)
-        data = outcome.to_json()
-        if args.json:
-            print_json(data)
-        else:
-            print_what_if(data, source=args.target, plan=args.plan)
-        return 0 if outcome.ok else 1
-    loaded = _recorded_plan(events, goal_id)
-    if args.reexecute:
-        result = reexecute(events, loaded)
-    else:
-        result = replay(events, loaded.contracts, at=args.at)
+    history = _history(args)
+    result = replay_history(history, at=args.at, reexecute_agents=args.reexecute, plan=args.plan)
     data = result.to_json()
     if args.json:
         print_json(data)
+    elif isinstance(result, WhatIfResult):
+        print_what_if(data, source=args.target, plan=args.plan)
     else:
         print_replay(data, source=args.target, mode="re-execution" if args.reexecute else "replay")
-    return 0 if result.ok else 1
+    return exits.for_outcome(result.ok)
 
 
 def _fork(args: argparse.Namespace) -> int:
     store = store_from(args)
-    origin, events = _history(args, store)
-    new_id = args.goal_id or str(uuid.uuid4())
-    if store.exists(new_id):
-        raise CommandError(f"goal {new_id!r} already exists in this store")
-    goal = fork_goal(events, goal_id=new_id, at=args.at, now=utc_now())
-    store.save(goal)
-    code = 0
-    if args.run:
-        goal = resume_goal(store, new_id)
-        code = exit_code(goal)
+    history = _history(args)
+    goal = fork_from(store, history.events, at=args.at, goal_id=args.goal_id, run=args.run)
     if args.json:
         print_json(
-            {"goal_id": new_id, "forked_from": origin, "at": args.at}
+            {"goal_id": goal.id, "forked_from": history.goal_id, "at": args.at}
             | ({k: v for k, v in goal_json(goal).items() if k != "goal_id"} if args.run else {})
         )
     elif args.run:
-        print(new_id)
-        print_goal(goal, task_durations(store, new_id))
+        print(goal.id)
+        print_goal(goal, task_durations(store, goal.id))
     else:
-        print(new_id)
-    return code
+        print(goal.id)
+    return exit_code(goal) if args.run else exits.OK
 
 
 def _export(args: argparse.Namespace) -> int:
     store = store_from(args)
-    events = list(store.events(args.goal))
     if args.output in (None, "-"):
-        write_run(events, sys.stdout)
-        return 0
+        export_goal(store, args.goal, sys.stdout)
+        return exits.OK
     try:
         with open(args.output, "w", encoding="utf-8") as out:
-            write_run(events, out)
+            count = export_goal(store, args.goal, out)
     except OSError as exc:
         raise CommandError(f"-o {args.output}: {exc.strerror or exc}") from None
-    print(f"exported {len(events)} events of goal {args.goal} to {args.output}", file=sys.stderr)
-    return 0
+    print(f"exported {count} events of goal {args.goal} to {args.output}", file=sys.stderr)
+    return exits.OK
 
 
 def _import(args: argparse.Namespace) -> int:
-    run = read_run(args.file)
-    store = store_from(args)
-    goal_id = import_run(store, run)
+    run = import_file(args.file, lambda: store_from(args))
     if args.json:
-        print_json({"goal_id": goal_id, "events": len(run.events)})
+        print_json({"goal_id": run.goal_id, "events": len(run.events)})
     else:
-        print(goal_id)
-    return 0
+        print(run.goal_id)
+    return exits.OK

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from baton.cli import exits
 from baton.cli.commands.common import exit_code, json_argument, store_from, who
 from baton.cli.render import goal_json, print_json
 from baton.runtime.service import cancel_goal, resolve_task
@@ -51,7 +52,7 @@ def _resolve(args: argparse.Namespace) -> int:
     else:
         print(f"recorded: {action} of {args.task} by {who(args)}; "
               f"goal {goal.id} is {goal.state.status} — continue with: baton resume {goal.id}")
-    return 0
+    return exits.OK
 
 
 def _cancel(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from baton.cli import exits
 from baton.cli.commands.common import store_from
 from baton.cli.render import render_graph
 from baton.domain.errors import PlanError
@@ -39,11 +40,11 @@ def _validate(args: argparse.Namespace) -> int:
     except PlanError as exc:
         for issue in exc.issues:
             print(f"{args.plan}: {exc.located(issue)}", file=sys.stderr)
-        return 2
+        return exits.INVALID
     tasks = len(loaded.plan.tasks)
     print(f"{args.plan}: ok — plan {loaded.plan.name!r}, {tasks} tasks, "
           f"{len(loaded.contracts)} agents checked")
-    return 0
+    return exits.OK
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -55,4 +56,4 @@ def _graph(args: argparse.Namespace) -> int:
         plan = load_goal_plan(goal).plan
         statuses = {tid: task.status for tid, task in goal.state.tasks.items()}
     print(render_graph(plan, statuses, args.format))
-    return 0
+    return exits.OK

@@ -18,11 +18,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from baton.cli import exits
 from baton.cli.commands.common import store_from
 from baton.cli.render import TaskLine, print_json, print_summary, styled
 from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
-from baton.readmodels.reading import ReadModels
+from baton.readmodels.reading import ReadModels, goal_status_json
 from baton.store.eventstore import GoalNotFound
 
 __all__ = ["register"]
@@ -96,18 +97,6 @@ def _warn_lag(models: ReadModels) -> None:
 # --- status ---
 
 
-def goal_status_json(goal: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    """`status GOAL --json` (docs/reference.md, "JSON shapes"): the shape of `run --json`."""
-    return {
-        "goal_id": goal["goal_id"],
-        "status": goal["status"],
-        "output": goal["output"],
-        "reason": goal["reason"],
-        "tasks": {row["task_id"]: {"status": row["status"], "attempts": row["attempts"]}
-                  for row in tasks},
-    }
-
-
 def _status(args: argparse.Namespace) -> int:
     store = store_from(args)
     with readmodels.read(store) as models:
@@ -116,16 +105,15 @@ def _status(args: argparse.Namespace) -> int:
         else:
             _status_of_all(models, as_json=args.json)
         _warn_lag(models)
-    return 0
+    return exits.OK
 
 
 def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
-    found = models.goals(goal_id)
-    if not found:
+    try:
+        goal, tasks = models.goal_with_tasks(goal_id)
+    except GoalNotFound:
         _warn_lag(models)
-        models.store.get(goal_id)  # GoalNotFound when it is not in the log either
-        raise GoalNotFound(goal_id)
-    goal, tasks = found[0], models.tasks(goal_id)
+        raise
     if as_json:
         print_json(goal_status_json(goal, tasks))
         return
@@ -187,7 +175,7 @@ def _stats(args: argparse.Namespace) -> int:
     with readmodels.read(store_from(args)) as models:
         _print_stats(models.agents(), "json" if args.json else args.format)
         _warn_lag(models)
-    return 0
+    return exits.OK
 
 
 def _print_stats(rows: list[dict[str, Any]], fmt: str) -> None:
@@ -230,7 +218,7 @@ def _escalations(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(f"{row['goal_id']}  {row['task']}  since {row['since']}\n    {row['reason']}")
-    return 0
+    return exits.OK
 
 
 # --- projections ---
@@ -254,7 +242,7 @@ def _project(args: argparse.Namespace, *, rebuild: bool) -> int:
         print(f"read models rebuilt from {applied} event(s)")
     else:
         print(f"applied {applied} event(s) to the read models")
-    return 0
+    return exits.OK
 
 
 def _where(args: argparse.Namespace) -> int:
@@ -265,7 +253,7 @@ def _where(args: argparse.Namespace) -> int:
     else:
         print(f"{where.name}: at event {where.position} of {where.head}; lag {where.lag} "
               f"event(s)")
-    return 0
+    return exits.OK
 
 
 def _follow(args: argparse.Namespace) -> int:
@@ -280,7 +268,7 @@ def _follow(args: argparse.Namespace) -> int:
     print(f"following the event log into the read models (every {args.interval:g}s on SQLite, "
           f"LISTEN/NOTIFY on PostgreSQL); Ctrl-C stops", file=sys.stderr, flush=True)
     readmodels.follow(store, interval_s=args.interval, stop=stop)
-    return 0
+    return exits.OK
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -288,4 +276,4 @@ def _export(args: argparse.Namespace) -> int:
         for line in export_views(models, args.path, fmt=args.format):
             print(line)
         _warn_lag(models)
-    return 0
+    return exits.OK

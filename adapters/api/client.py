@@ -1,0 +1,299 @@
+"""`baton.Baton`: goals from Python, over the same service as the command line.
+
+Every method is the CLI command of the same name (docs/reference.md, "Python API"): the same
+checks, the same events, the same errors (as exceptions instead of exit codes), and the read
+models caught up after every command that writes events, as the CLI does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import IO, Any, overload
+
+from pydantic import BaseModel
+
+from baton.api.plans import PlanSource, load_plan
+from baton.api.results import GoalResult, GoalSummary
+from baton.domain.goal import Goal
+from baton.domain.replay import ReplayResult
+from baton.history import service as history
+from baton.runtime import service
+from baton.runtime.loading import LoadedPlan
+from baton.runtime.runner import DEFAULT_CONCURRENCY
+from baton.settings import settings
+from baton.store.eventstore import BatonStore, open_store
+
+__all__ = ["Baton", "ReadModelsBehind"]
+
+
+class ReadModelsBehind(RuntimeWarning):
+    """The events were stored but the read models could not be caught up with them."""
+
+
+def _warn_behind(exc: Exception) -> None:
+    warnings.warn(
+        f"baton: read models not brought up to date: {exc} (the events are stored; the next "
+        "catch-up applies them)",
+        ReadModelsBehind,
+        stacklevel=5,
+    )
+
+
+class Baton:
+    """A store of goals, opened from a URL: `sqlite:///path.db` or `postgresql://…`.
+
+    The default is `$BATON_STORE`, then `sqlite:///baton.db`. Use it as a context manager (or
+    call `close()`); the store opens on first use. Methods block until done; `run` and `resume`
+    drive the goal until it ends or waits for a human. Safe to share between threads.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or settings().store
+        self._store: BatonStore | None = None
+        # One catch-up of the read models at a time from this object: concurrent ones (goals
+        # run from several threads or tasks) would only race to apply the same events.
+        self._catching_up = threading.Lock()
+        self._opening = threading.Lock()
+
+    # --- the store ---
+
+    @property
+    def store(self) -> BatonStore:
+        with self._opening:
+            if self._store is None:
+                self._store = open_store(self.url)
+            return self._store
+
+    def open(self) -> Baton:
+        """Open the store now (a bad URL or an unreachable server raises `StoreError` here)."""
+        _ = self.store
+        return self
+
+    def close(self) -> None:
+        with self._opening:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def __enter__(self) -> Baton:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        from baton.store.eventstore import describe_store
+
+        return f"Baton({describe_store(self.url)!r})"
+
+    # --- goals ---
+
+    def run(
+        self,
+        plan: PlanSource | LoadedPlan,
+        input: Any = None,
+        *,
+        goal_id: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> GoalResult:
+        """Start a goal and drive it until it completes, fails, is cancelled or waits for a
+        human (`status == "waiting"`). An invalid plan or input raises and stores nothing."""
+        return self._run(plan, input, goal_id=goal_id, concurrency=concurrency)
+
+    def submit(
+        self,
+        plan: PlanSource | LoadedPlan,
+        input: Any = None,
+        *,
+        goal_id: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> str:
+        """Store a goal without running it (a worker, or `resume`, drives it); its id."""
+        loaded, goal_input = _prepared(plan, input)
+        with self._writing():
+            goal = service.submit_goal(
+                self.store, loaded, goal_input, goal_id=goal_id, concurrency=concurrency
+            )
+        return goal.id
+
+    def resume(self, goal_id: str, *, concurrency: int | None = None) -> GoalResult:
+        """Drive an interrupted, submitted or resolved goal on from its events."""
+        return self._resume(goal_id, concurrency=concurrency)
+
+    def resolve(
+        self,
+        goal_id: str,
+        task: str,
+        action: str,
+        *,
+        output: Any = None,
+        reason: str,
+        by: str | None = None,
+    ) -> GoalResult:
+        """A human's decision on an escalated task: `"retry"`, `"abandon"`, or `"output"` (with
+        `output`, validated against the task's output contract). Recorded with `by` (default
+        $BATON_USER, then the login name) and `reason`; `resume` then drives the goal on.
+        `"approve"` / `"reject"` come with approval gates and raise `CommandError` for now."""
+        if isinstance(output, BaseModel):
+            output = output.model_dump(mode="json")
+        with self._writing():
+            goal = service.resolve_task(
+                self.store, goal_id, task, action=action, reason=reason, by=service.who(by),
+                output=output,
+            )
+        return GoalResult.of_goal(goal)
+
+    def cancel(self, goal_id: str, *, reason: str, by: str | None = None) -> GoalResult:
+        """Stop a goal; `CommandError` if it has already ended."""
+        with self._writing():
+            goal = service.cancel_goal(self.store, goal_id, reason=reason, by=service.who(by))
+        return GoalResult.of_goal(goal)
+
+    @overload
+    def status(self, goal_id: str) -> GoalResult: ...
+
+    @overload
+    def status(self, goal_id: None = None) -> list[GoalSummary]: ...
+
+    def status(self, goal_id: str | None = None) -> GoalResult | list[GoalSummary]:
+        """One goal (as `run` returns it), or every goal, newest first: from the read models,
+        caught up with the event log first (so what other processes wrote is included)."""
+        from baton.readmodels.reading import goal_status_json, read
+
+        self._catch_up()
+        with read(self.store) as models:
+            if goal_id is None:
+                return [GoalSummary.of_row(row) for row in models.goals()]
+            goal, tasks = models.goal_with_tasks(goal_id)
+            return GoalResult.of_json(goal_status_json(goal, tasks))
+
+    # --- debugging a run (a goal id, or the path of a run file) ---
+
+    def audit(self, goal: str | os.PathLike[str], *, task: str | None = None) -> dict[str, Any]:
+        """The decision timeline, as `audit --json`: `{"goal_id", "decisions", ...}`."""
+        return history.audit_history(self._history(goal), task=task)
+
+    def replay(
+        self, goal: str | os.PathLike[str], *, at: int | None = None, reexecute: bool = False
+    ) -> ReplayResult:
+        """Re-decide the recorded events with today's code (`.ok`, `.divergence`, `.to_json()`);
+        `at`: stop after event N; `reexecute`: the whole pipeline again, agents replaced by their
+        recorded outputs. No agent is called."""
+        result = history.replay_history(self._history(goal), at=at, reexecute_agents=reexecute)
+        assert isinstance(result, ReplayResult)
+        return result
+
+    def fork(
+        self,
+        goal: str | os.PathLike[str],
+        *,
+        at: int,
+        goal_id: str | None = None,
+        run: bool = False,
+    ) -> GoalResult:
+        """A new goal from the first `at` events of `goal`; `run=True` drives it on."""
+        return self._fork(goal, at=at, goal_id=goal_id, run=run)
+
+    def export_run(self, goal_id: str, file: str | os.PathLike[str] | IO[str]) -> int:
+        """Write the goal's run file (JSON Lines) to a path or an open text file; the number of
+        events written."""
+        if not isinstance(file, str | os.PathLike):
+            return history.export_goal(self.store, goal_id, file)
+        try:
+            with open(file, "w", encoding="utf-8") as out:
+                return history.export_goal(self.store, goal_id, out)
+        except OSError as exc:
+            raise service.CommandError(f"{os.fspath(file)}: {exc.strerror or exc}") from None
+
+    def import_run(self, file: str | os.PathLike[str]) -> str:
+        """Load a run file into this store (refused whole if edited); the goal's id."""
+        with self._writing():
+            run = history.import_file(file, lambda: self.store)
+        return run.goal_id
+
+    # --- shared with AsyncBaton, which passes its caller's event loop for async agents ---
+
+    def _run(
+        self,
+        plan: PlanSource | LoadedPlan,
+        input: Any,
+        *,
+        goal_id: str | None,
+        concurrency: int,
+        agent_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> GoalResult:
+        loaded, goal_input = _prepared(plan, input)
+        with self._writing():
+            goal = service.start_goal(
+                self.store, loaded, goal_input, goal_id=goal_id, concurrency=concurrency,
+                agent_loop=agent_loop,
+            )
+        return GoalResult.of_goal(goal)
+
+    def _resume(
+        self,
+        goal_id: str,
+        *,
+        concurrency: int | None,
+        agent_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> GoalResult:
+        with self._writing():
+            goal = service.resume_goal(
+                self.store, goal_id, concurrency=concurrency, agent_loop=agent_loop
+            )
+        return GoalResult.of_goal(goal)
+
+    def _fork(
+        self,
+        goal: str | os.PathLike[str],
+        *,
+        at: int,
+        goal_id: str | None,
+        run: bool,
+        agent_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> GoalResult:
+        events = self._history(goal).events
+        with self._writing():
+            forked: Goal = service.fork_from(
+                self.store, events, at=at, goal_id=goal_id, run=run, agent_loop=agent_loop
+            )
+        return GoalResult.of_goal(forked)
+
+    def _history(self, goal: str | os.PathLike[str]) -> history.History:
+        return history.load_history(goal, lambda: self.store)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around a command that writes events: the read models caught up afterwards, as the
+        CLI does after its writing commands (even when the command failed part-way)."""
+        try:
+            yield
+        finally:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        with self._catching_up:
+            service.catch_up_read_models(self.store, warn=_warn_behind)
+
+
+def _prepared(plan: PlanSource | LoadedPlan, goal_input: Any) -> tuple[LoadedPlan, Any]:
+    loaded = load_plan(plan)
+    if goal_input is None:
+        goal_input = {}
+    elif isinstance(goal_input, BaseModel):
+        goal_input = goal_input.model_dump(mode="json")
+    elif isinstance(goal_input, Mapping):
+        goal_input = dict(goal_input)
+    return loaded, goal_input
+

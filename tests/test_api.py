@@ -1,0 +1,238 @@
+"""The Python API (`import baton`): goals run, resolved, cancelled and debugged from plain code,
+with the documented errors, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import baton
+from baton.readmodels.reading import read
+from baton.store.eventstore import open_store
+from tests import agents
+
+
+@pytest.fixture(autouse=True)
+def _reset_agents() -> Iterator[None]:
+    agents.CALLS.clear()
+    yield
+
+
+@pytest.fixture
+def bt(store_url: str) -> Iterator[baton.Baton]:
+    with baton.Baton(store_url) as opened:
+        yield opened
+
+
+# Agents defined here, passed to load_plan as callables (no module path in the plan).
+
+
+class Words(BaseModel):
+    text: str
+
+
+class Count(BaseModel):
+    words: int
+
+
+def split_count(inp: Words) -> Count:
+    return Count(words=len(inp.text.split()))
+
+
+def double(inp: Count) -> Count:
+    return Count(words=inp.words * 2)
+
+
+def refuses(inp: Count) -> Count:
+    agents.CALLS["refuses"] += 1
+    raise RuntimeError("the doubling service is down")
+
+
+def _counting_plan(**second: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "name": "count",
+        "tasks": [
+            {"id": "count", "agent": "count", "input": {"text": "$goal.text"}},
+            {"id": "double", "agent": "double", "input": {"words": "$count.words"}, **second},
+        ],
+        "output": "$double",
+    }
+
+
+def _escalating_plan() -> dict[str, Any]:
+    data = _counting_plan(on_failure="escalate", retry={"max_attempts": 1})
+    return data
+
+
+def test_a_plan_given_as_a_dict_with_callables_runs_to_completion(bt: baton.Baton) -> None:
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    result = bt.run(plan, {"text": "one two three"})
+    assert result.status == "completed" and result.ok
+    assert result.output == {"words": 6}
+    assert {tid: (task.status, task.attempts) for tid, task in result.tasks.items()} == {
+        "count": ("succeeded", 1), "double": ("succeeded", 1),
+    }
+    # The goal records where each callable lives, so `baton resume` finds it in any process.
+    assert plan.plan.agents == {"count": "tests.test_api:split_count",
+                                "double": "tests.test_api:double"}
+    assert result.to_json() == bt.status(result.goal_id).to_json()
+
+
+def test_the_read_models_are_current_after_every_writing_method(bt: baton.Baton) -> None:
+    plan = baton.load_plan(_escalating_plan(), agents={"count": split_count,
+                                                       "double": refuses})
+    goal_id = bt.run(plan, {"text": "a b"}).goal_id
+
+    def summary() -> tuple[str, str]:  # straight from the tables, without a catch-up
+        with read(bt.store) as models:
+            goal, tasks = models.goal_with_tasks(goal_id)
+            return goal["status"], {row["task_id"]: row["status"] for row in tasks}["double"]
+
+    assert summary() == ("waiting", "escalated")
+    bt.resolve(goal_id, "double", "output", output=Count(words=9), reason="counted by hand")
+    bt.resume(goal_id)
+    assert summary() == ("completed", "succeeded")
+
+
+def test_a_plan_file_runs_from_a_path(bt: baton.Baton) -> None:
+    trip = json.loads(Path("examples/travel/trip.json").read_text())
+    result = bt.run("examples/travel/plan.yaml", trip, goal_id="trip-1")
+    assert (result.goal_id, result.status) == ("trip-1", "completed")
+    assert [goal.goal_id for goal in bt.status()] == ["trip-1"]
+
+
+def test_a_plan_built_as_pydantic_models_runs(bt: baton.Baton) -> None:
+    plan = baton.Plan(
+        version=1,
+        name="models",
+        agents={"upper": "tests.agents:upper"},
+        tasks=[baton.TaskSpec(id="up", agent="upper", input={"text": "$goal.text"})],
+        output="$up",
+    )
+    result = bt.run(baton.load_plan(plan), agents.Text(text="shout"))
+    assert result.output == {"text": "SHOUT"}
+
+
+def test_agents_given_to_load_plan_replace_the_plans_own(bt: baton.Baton) -> None:
+    data = _counting_plan() | {"agents": {"count": "tests.agents:upper", "double": "os:system"}}
+    plan = baton.load_plan(data, agents={"count": split_count, "double": double})
+    assert bt.run(plan, {"text": "x y"}).output == {"words": 4}
+
+
+def test_resolve_and_resume_from_code(bt: baton.Baton) -> None:
+    plan = baton.load_plan(_escalating_plan(), agents={"count": split_count,
+                                                       "double": refuses})
+    waiting = bt.run(plan, {"text": "a b c"})
+    assert waiting.status == "waiting" and waiting.tasks["double"].status == "escalated"
+    retried = bt.resolve(waiting.goal_id, "double", "retry", reason="try once more", by="ana")
+    assert retried.tasks["double"].status != "escalated"
+    again = bt.resume(waiting.goal_id)
+    assert again.status == "waiting" and again.tasks["double"].attempts == 2
+    resolved = bt.resolve(waiting.goal_id, "double", "output", output={"words": 6},
+                          reason="counted by hand", by="ana")
+    done = bt.resume(resolved.goal_id)
+    assert (done.status, done.output) == ("completed", {"words": 6})
+    resolutions = [d for d in bt.audit(done.goal_id)["decisions"] if d["kind"] == "OutputAccepted"]
+    assert resolutions, "the human's output is an accepted output in the audit trail"
+
+
+def test_cancel_from_code(bt: baton.Baton) -> None:
+    plan = baton.load_plan(_escalating_plan(), agents={"count": split_count,
+                                                       "double": refuses})
+    goal_id = bt.run(plan, {"text": "a"}).goal_id
+    cancelled = bt.cancel(goal_id, reason="not needed", by="ana")
+    assert cancelled.status == "cancelled"
+    assert bt.status(goal_id).status == "cancelled"
+    with pytest.raises(baton.CommandError, match="already ended"):
+        bt.cancel(goal_id, reason="twice")
+
+
+def test_submit_stores_the_goal_and_resume_drives_it(bt: baton.Baton) -> None:
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    goal_id = bt.submit(plan, {"text": "a b"}, goal_id="later")
+    assert goal_id == "later" and bt.status(goal_id).status == "running"
+    assert agents.CALLS == {} and bt.resume(goal_id).output == {"words": 4}
+
+
+def test_export_import_replay_and_fork(bt: baton.Baton, tmp_path: Path) -> None:
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    result = bt.run(plan, {"text": "a b c"})
+    assert bt.replay(result.goal_id).ok and bt.replay(result.goal_id, reexecute=True).ok
+    assert bt.replay(result.goal_id, at=2).to_json()["events"] == 2
+    written = bt.export_run(result.goal_id, tmp_path / "run.jsonl")
+    with baton.Baton(f"sqlite:///{tmp_path}/other.db") as other:
+        assert other.import_run(tmp_path / "run.jsonl") == result.goal_id
+        assert other.status(result.goal_id).output == {"words": 6}
+        assert other.replay(tmp_path / "run.jsonl").events == written
+    forked = bt.fork(result.goal_id, at=3, goal_id="again", run=True)
+    assert (forked.goal_id, forked.status, forked.output) == ("again", "completed", {"words": 6})
+
+
+# --- the documented errors ---
+
+
+def test_every_error_has_one_root_and_says_what_and_where(bt: baton.Baton) -> None:
+    callables = {"count": split_count, "double": double}
+    with pytest.raises(baton.PlanError, match=r"tasks\[double\]") as bad_ref:
+        baton.load_plan(_counting_plan(input={"words": "$count.nope"}), agents=callables)
+    assert bad_ref.value.issues
+    with pytest.raises(baton.PlanError, match=r"agents\.double: .*import back"):
+        baton.load_plan(_counting_plan(), agents={"count": split_count,
+                                                  "double": lambda inp: inp})
+    with pytest.raises(baton.PlanError, match=r"(?i)no such file"):
+        baton.load_plan("does/not/exist.yaml")
+    with pytest.raises(baton.InputError, match="passengers"):
+        bt.run("examples/travel/plan.yaml", {"origin": "LHR", "destination": "Lisbon"})
+    assert baton.InputError is baton.domain.errors.GoalInputError  # the old name still imports
+    with pytest.raises(baton.GoalNotFound, match="nope"):
+        bt.resume("nope")
+    with pytest.raises(baton.GoalNotFound):
+        bt.status("nope")
+    plan = baton.load_plan(_counting_plan(), agents=callables)
+    done = bt.run(plan, {"text": "a"}, goal_id="g")
+    with pytest.raises(baton.CommandError, match="already exists"):
+        bt.run(plan, {"text": "a"}, goal_id="g")
+    with pytest.raises(baton.CommandError, match="not escalated"):
+        bt.resolve(done.goal_id, "double", "retry", reason="r")
+    with pytest.raises(baton.CommandError, match="not supported yet"):
+        bt.resolve(done.goal_id, "double", "approve", reason="r")
+    with pytest.raises(baton.CommandError, match="concurrency"):
+        bt.run(plan, {"text": "a"}, concurrency=0)
+    with pytest.raises(baton.StoreError, match="unsupported scheme"):
+        baton.Baton("mysql://db/x").open()
+    with pytest.raises(baton.RunFileError):
+        bt.import_run(Path("README.md"))
+    for error in (baton.PlanError, baton.InputError, baton.GoalNotFound, baton.GoalOwned,
+                  baton.StoreError, baton.CommandError, baton.RunFileError):
+        assert issubclass(error, baton.BatonError)
+    assert [goal.goal_id for goal in bt.status()] == ["g"]  # nothing stored by the failures
+
+
+def test_the_public_names_are_exactly_all() -> None:
+    for name in baton.__all__:
+        assert getattr(baton, name) is not None
+    assert {"load_plan", "Baton", "AsyncBaton", "BatonError", "PlanError", "InputError",
+            "GoalNotFound", "GoalOwned", "StoreError", "GoalResult"} <= set(baton.__all__)
+
+
+def test_the_default_store_is_baton_store_then_baton_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BATON_STORE", raising=False)
+    assert baton.Baton().url == "sqlite:///baton.db"
+    monkeypatch.setenv("BATON_STORE", f"sqlite:///{tmp_path}/env.db")
+    with baton.Baton() as bt:
+        bt.run(baton.load_plan(_counting_plan(), agents={"count": split_count,
+                                                         "double": double}), {"text": "a"})
+    store = open_store(f"sqlite:///{tmp_path}/env.db")
+    try:
+        assert len(list(store.app.recorder.select_notifications(1, 100))) > 0
+    finally:
+        store.close()
