@@ -29,7 +29,7 @@ from baton.domain.lifecycle import goal_target, task_target
 from baton.domain.plan import Plan
 from baton.domain.state import GoalState, Outcome, TaskState, Usage
 
-__all__ = ["DECISION_KINDS", "OBSERVATION_KINDS", "Goal", "GoalEvent"]
+__all__ = ["DECISION_KINDS", "OBSERVATION_KINDS", "Goal", "GoalEvent", "canonical_plan"]
 
 
 @dataclass(frozen=True)
@@ -465,7 +465,7 @@ class Goal(BaseAggregate[str]):
             cls.Started,
             id=goal_id,
             timestamp=at,
-            plan=plan.model_dump(mode="json", exclude_unset=True),
+            plan=canonical_plan(plan),
             input=goal_input,
             concurrency=concurrency,
             forked_from=forked_from,
@@ -488,9 +488,19 @@ class Goal(BaseAggregate[str]):
         self.trigger_event(event_class, timestamp=self.state.now, **decision.fields)
 
 
+def canonical_plan(plan: Plan) -> dict[str, Any]:
+    """The plan as `Started` records it: its JSON with every mapping's keys sorted, the form a
+    run file writes, so the recorded plan, an export and a re-import are the same bytes. Nothing
+    decided depends on key order (`Plan.deps` is in plan order); lists keep their order."""
+    data: dict[str, Any] = json.loads(
+        json.dumps(plan.model_dump(mode="json", exclude_unset=True), sort_keys=True)
+    )
+    return data
+
+
 def _validated_plan(data: dict[str, Any]) -> Plan:
-    # Keyed by the JSON text, key order kept (it orders deps, hence reasons).
-    return _plan_of(json.dumps(data, separators=(",", ":"), default=str))
+    # Keyed by the JSON text; sorted, so one plan recorded in any key order is parsed once.
+    return _plan_of(json.dumps(data, separators=(",", ":"), sort_keys=True, default=str))
 
 
 @lru_cache(maxsize=16)

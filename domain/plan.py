@@ -8,6 +8,7 @@ here; the checks against agent contracts live in `baton.domain.contract_check`.
 from __future__ import annotations
 
 from functools import cached_property
+from graphlib import CycleError, TopologicalSorter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -128,12 +129,21 @@ class Plan(_Strict):
 
     @cached_property
     def deps(self) -> dict[str, tuple[str, ...]]:
-        """Upstream tasks of each task: those its bindings read, plus `after`."""
+        """Upstream tasks of each task (those its bindings read, plus `after`), in plan order.
+
+        Plan order, never the order the bindings are written in: a mapping's key order is not
+        part of the plan (a run file stores it with sorted keys), so nothing decided from the
+        dependencies (`TaskReady.inputs`, its reason) may depend on it. Unknown ids, which
+        `graph_issues` reports, sort last.
+        """
         result: dict[str, tuple[str, ...]] = {}
+        unknown = len(self.index)
         for task in self.tasks:
-            upstream = [ref.source for _, ref in task.refs if ref.source != GOAL]
-            upstream += task.after
-            result[task.id] = tuple(dict.fromkeys(upstream))
+            upstream = {ref.source for _, ref in task.refs if ref.source != GOAL}
+            upstream.update(task.after)
+            result[task.id] = tuple(
+                sorted(upstream, key=lambda dep: (self.index.get(dep, unknown), dep))
+            )
         return result
 
     @cached_property
@@ -197,35 +207,36 @@ class Plan(_Strict):
         for ref in iter_refs(self.output_binding):
             if ref.source != GOAL and ref.source not in self.task_map:
                 issues.append(PlanIssue("output", f"{ref}: no task {ref.source!r}"))
-        if not issues:
-            cycle = self._find_cycle()
-            if cycle:
-                issues.append(
-                    PlanIssue(f"tasks[{cycle[0]}]", "dependency cycle: " + " -> ".join(cycle))
-                )
+        cycle = self.find_cycle()
+        reads_itself = len(cycle) == 2 and any(
+            ref.source == cycle[0] for _, ref in self.task_map[cycle[0]].refs
+        )
+        if cycle and not reads_itself:  # reported above, with the field
+            issues.append(
+                PlanIssue(f"tasks[{cycle[0]}]", "dependency cycle: " + " -> ".join(cycle))
+            )
         return issues
 
-    def _find_cycle(self) -> list[str]:
-        """A cycle as a list of task ids (first repeated at the end), or [] for a DAG."""
-        state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-        stack: list[str] = []
-
-        def visit(node: str) -> list[str]:
-            state[node] = 1
-            stack.append(node)
-            for dep in self.deps.get(node, ()):
-                if state.get(dep) == 1:
-                    return [*stack[stack.index(dep) :], dep]
-                if dep not in state and (found := visit(dep)):
-                    return found
-            stack.pop()
-            state[node] = 2
-            return []
-
-        for task_id in self.order:
-            if task_id not in state and (found := visit(task_id)):
-                return found
+    def find_cycle(self) -> list[str]:
+        """A cycle as task ids, each reading the next (the first repeated at the end), or [] for a
+        DAG. graphlib sorts without recursion, so a 10,000-task chain is no deeper than a
+        3-task one; its CycleError carries the cycle it found."""
+        try:
+            self.topological_order()
+        except CycleError as exc:
+            # graphlib lists each node before the nodes that depend on it; reversed, each task
+            # is followed by the task it reads, as `a -> b` reads "a needs b". Rotated to start
+            # at the task listed first, so the message does not depend on graphlib's walk.
+            cycle = list(reversed(exc.args[1][1:]))
+            first = min(range(len(cycle)), key=lambda i: self.index.get(cycle[i], 0))
+            cycle = cycle[first:] + cycle[:first]
+            return [*cycle, cycle[0]]
         return []
+
+    def topological_order(self) -> tuple[str, ...]:
+        """Every task after all it depends on; CycleError when there is no such order."""
+        graph = {task_id: self.deps[task_id] for task_id in self.order}
+        return tuple(TopologicalSorter(graph).static_order())
 
 
 def parse_plan(data: Any, *, source: str = "plan") -> Plan:

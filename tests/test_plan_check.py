@@ -163,3 +163,37 @@ def test_every_problem_is_reported_at_once() -> None:
     found = issues(data)
     assert any(f.startswith("agents.search") for f in found)
     assert any(f.startswith("tasks[price].input.passengers") for f in found)
+
+
+def _chain(length: int) -> dict[str, Any]:
+    """A chain t0 <- t1 <- ... listed downstream-first: the deepest walk a plan can ask for."""
+    tasks = [
+        {"id": f"t{i}", "agent": "upper",
+         "input": {"text": f"$t{i - 1}.text" if i else "$goal.text"}}
+        for i in reversed(range(length))
+    ]
+    return {"version": 1, "name": "chain", "agents": {"upper": "tests.agents:upper"},
+            "tasks": tasks}
+
+
+def test_a_10000_task_chain_listed_downstream_first_validates() -> None:
+    loaded = prepare_plan(_chain(10_000))
+    order = loaded.plan.topological_order()
+    assert order[0] == "t0" and order[-1] == "t9999"
+
+
+def test_a_cycle_in_a_long_chain_is_named_task_by_task() -> None:
+    data = _chain(2_000)
+    data["tasks"][-1]["after"] = ["t3"]  # t0 waits for t3, which reads t2, t1, t0
+    found = issues(data)
+    assert found == ["tasks[t3]: dependency cycle: t3 -> t2 -> t1 -> t0 -> t3"]
+
+
+def test_dependencies_are_in_plan_order_whatever_the_binding_order() -> None:
+    data = {"version": 1, "name": "order", "agents": {"upper": "tests.agents:upper",
+                                                      "join": "tests.agents:join"},
+            "tasks": [{"id": "plan", "agent": "upper", "input": {"text": "$goal.text"}},
+                      {"id": "web", "agent": "upper", "input": {"text": "$goal.text"}},
+                      {"id": "merge", "agent": "join",
+                       "input": {"right": "$web.text", "left": "$plan.text"}}]}
+    assert prepare_plan(data).plan.deps["merge"] == ("plan", "web")
