@@ -74,7 +74,13 @@ class Goal(BaseAggregate[str]):
 
     @dataclass(frozen=True)
     class Started(Event, CanInitAggregate[str]):
-        """A goal was submitted: the validated plan, the goal input, how wide to run it."""
+        """A goal was submitted: the validated plan, the goal input, how wide to run it.
+
+        Version 2 adds `schemas`: the JSON schema of every contract the plan uses, as they were
+        when the goal started (`{"agents": {name: {"input", "output"}}, "input": schema|null}`),
+        so a run can be checked where its agent modules cannot be imported. Version 1 events
+        recorded none (`None`). The goal itself never reads them.
+        """
 
         originator_topic: str
         plan: dict[str, Any]
@@ -82,7 +88,13 @@ class Goal(BaseAggregate[str]):
         concurrency: int
         forked_from: str | None = None
         forked_at: int | None = None
+        schemas: dict[str, Any] | None = None
         observation: ClassVar[bool] = True
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["schemas"] = None  # recorded before Baton kept the contracts' schemas
 
     class RunResumed(Event):
         """A runner took the goal up again; attempts still in flight have no known outcome."""
@@ -460,6 +472,7 @@ class Goal(BaseAggregate[str]):
         at: datetime,
         forked_from: str | None = None,
         forked_at: int | None = None,
+        schemas: dict[str, Any] | None = None,
     ) -> Goal:
         return cls._create(
             cls.Started,
@@ -470,6 +483,7 @@ class Goal(BaseAggregate[str]):
             concurrency=concurrency,
             forked_from=forked_from,
             forked_at=forked_at,
+            schemas=schemas,
         )
 
     def observe(self, kind: str, *, at: datetime, **fields: Any) -> None:

@@ -16,6 +16,7 @@ from baton.domain.decide import settle
 from baton.domain.errors import BatonError
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
+from baton.history.schemas import recorded_schemas
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
 from baton.store.eventstore import BatonStore
@@ -60,6 +61,7 @@ def start_goal(
         goal_input=validated,
         concurrency=concurrency,
         at=runner.clock(),
+        schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
     return runner.start(goal)
 
@@ -87,6 +89,7 @@ def submit_goal(
         goal_input=validated,
         concurrency=concurrency,
         at=utc_now(),
+        schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
     store.save(goal)
     return goal

@@ -13,12 +13,15 @@ from baton.cli.debug_view import print_replay, print_timeline, print_what_if
 from baton.cli.durations import task_durations
 from baton.cli.render import goal_json, print_goal, print_json
 from baton.domain.audit import timeline
+from baton.domain.contracts import Contracts
+from baton.domain.errors import PlanError
 from baton.domain.goal import GoalEvent
 from baton.domain.history import fork_goal, started_event
 from baton.domain.replay import replay
 from baton.domain.whatif import what_if
 from baton.history.recorded import reexecute
 from baton.history.runfile import import_run, read_run, write_run
+from baton.history.schemas import SchemaError, contracts_from_schemas
 from baton.runtime.loading import LoadedPlan, load_plan_file, prepare_plan
 from baton.runtime.runner import utc_now
 from baton.runtime.service import CommandError, resume_goal
@@ -76,6 +79,12 @@ def register(sub: Any) -> None:
         default=None,
         metavar="CHANGED_PLAN",
         help="what-if: re-decide the recorded observations under this plan",
+    )
+    rep.add_argument(
+        "--no-code",
+        action="store_true",
+        help="check against the contract schemas recorded in the run, importing no module it "
+        "names (for a run file from elsewhere)",
     )
     rep.add_argument("--json", action="store_true")
     rep.set_defaults(func=_replay)
@@ -138,10 +147,56 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_contracts(
+    events: list[GoalEvent], goal_id: str, *, no_code: bool
+) -> tuple[Contracts, str | None]:
+    """The contracts replay judges with, and why the recorded schemas were used (None when they
+    come from today's agent modules)."""
+    schemas = started_event(events).schemas
+    if no_code:
+        if schemas is None:
+            raise CommandError(
+                f"--no-code: goal {goal_id} records no contract schemas (it was run by a Baton "
+                "before 0.2); replay it where its agent modules import, without --no-code"
+            )
+        return _from_schemas(schemas, goal_id), "--no-code: no module was imported"
+    try:
+        return _recorded_plan(events, goal_id).contracts, None
+    except PlanError as exc:
+        unloadable = [
+            str(i) for i in exc.issues if i.where.startswith("agents.") or i.where == "input"
+        ]
+        if schemas is None or not unloadable:
+            raise
+        return _from_schemas(schemas, goal_id), f"agent modules not importable: {unloadable[0]}"
+
+
+def _from_schemas(schemas: dict[str, Any], goal_id: str) -> Contracts:
+    try:
+        return contracts_from_schemas(schemas)
+    except SchemaError as exc:
+        raise CommandError(f"goal {goal_id}: {exc}") from None
+
+
+def _reexecution_plan(events: list[GoalEvent], goal_id: str) -> LoadedPlan:
+    try:
+        return _recorded_plan(events, goal_id)
+    except PlanError as exc:
+        first = str(exc.issues[0]) if exc.issues else str(exc)
+        raise CommandError(
+            f"--reexecute calls the agents' own contracts and needs their modules ({first}); "
+            "plain `replay` checks against the schemas recorded in the run"
+        ) from None
+
+
 def _replay(args: argparse.Namespace) -> int:
     goal_id, events = _history(args)
     if args.at is not None and (args.reexecute or args.plan):
         raise CommandError("--at applies to plain replay, not to --reexecute or --plan")
+    if args.no_code and (args.reexecute or args.plan):
+        raise CommandError(
+            "--no-code applies to plain replay: --reexecute and --plan import agent modules"
+        )
     if args.plan:
         changed = load_plan_file(args.plan)
         outcome = what_if(events, changed.plan, changed.contracts)
@@ -151,15 +206,19 @@ def _replay(args: argparse.Namespace) -> int:
         else:
             print_what_if(data, source=args.target, plan=args.plan)
         return 0 if outcome.ok else 1
-    loaded = _recorded_plan(events, goal_id)
+    recorded_because: str | None = None
     if args.reexecute:
-        result = reexecute(events, loaded)
+        result = reexecute(events, _reexecution_plan(events, goal_id))
     else:
-        result = replay(events, loaded.contracts, at=args.at)
+        contracts, recorded_because = _replay_contracts(events, goal_id, no_code=args.no_code)
+        result = replay(events, contracts, at=args.at)
     data = result.to_json()
+    data["contracts"] = "modules" if recorded_because is None else "recorded schemas"
     if args.json:
         print_json(data)
     else:
+        if recorded_because is not None:
+            print(f"checked against the contract schemas recorded in the run ({recorded_because})")
         print_replay(data, source=args.target, mode="re-execution" if args.reexecute else "replay")
     return 0 if result.ok else 1
 
