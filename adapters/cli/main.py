@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from baton import __version__
 from baton.cli.commands import COMMANDS
+from baton.cli.pipes import tolerate_closed_stdout
 from baton.domain.errors import BatonError
 
 __all__ = ["EXIT_DIVERGED", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_WAITING", "main"]
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sqlite:///path.db or postgresql://user:pass@host:port/db "
         "(default: $BATON_STORE, else sqlite:///baton.db)",
     )
+    parser.add_argument("--version", action="version", version=f"baton {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for register in COMMANDS:
@@ -57,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         try:
-            code: int = args.func(args)
+            with tolerate_closed_stdout():
+                code: int = args.func(args)
         finally:
             if args.command in WRITING_COMMANDS:
                 _refresh_read_models(args)
@@ -83,7 +87,7 @@ def _refresh_read_models(args: argparse.Namespace) -> None:
     """Catch the read models up with what the command wrote; a failure here is a warning, never
     a changed exit code: the events are stored, and any later catch-up applies them."""
     store = getattr(args, "opened_store", None)
-    if store is None:
+    if store is None or not store.is_open:  # refused before it wrote: create nothing now
         return
     from baton.readmodels.reading import refresh, warn_refresh_failed
 

@@ -13,7 +13,7 @@ from baton.domain.goal import Goal
 from baton.settings import settings
 from baton.store.eventstore import BatonStore, open_store
 
-__all__ = ["exit_code", "json_argument", "store_from", "who"]
+__all__ = ["exit_code", "goal_id_argument", "json_argument", "store_from", "who"]
 
 _EXIT_BY_STATUS = {"completed": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 0}
 
@@ -62,3 +62,10 @@ def who(args: argparse.Namespace) -> str:
         return settings().user or getpass.getuser()
     except Exception:  # no user database in some containers
         return "unknown"
+
+
+def goal_id_argument(text: str) -> str:
+    """`--goal-id`: an id the user chose, never silently replaced by a generated one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("cannot be empty (leave --goal-id out for a UUID)")
+    return text
