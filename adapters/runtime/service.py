@@ -139,8 +139,14 @@ def resolve_task(
             raise CommandError(
                 f"--output does not satisfy {contract.output_model.__name__}: {errors}"
             ) from None
-        verdict = judge_output(output, contract, min_confidence=None)
-        assert verdict.accepted
+        # Judged as `decide` will judge it, min_confidence included: an output that would be
+        # recorded as rejected is refused here, before anything is recorded or reported.
+        verdict = judge_output(output, contract, min_confidence=spec.min_confidence)
+        if not verdict.accepted:
+            raise CommandError(
+                f"--output for task {task_id!r} would be rejected ({'; '.join(verdict.errors)}); "
+                "nothing recorded"
+            )
     goal.observe(
         "HumanResolved", at=utc_now(), task=task_id, action=action, reason=reason, by=by,
         output=output,
