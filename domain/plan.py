@@ -221,22 +221,50 @@ class Plan(_Strict):
         """A cycle as task ids, each reading the next (the first repeated at the end), or [] for a
         DAG. graphlib sorts without recursion, so a 10,000-task chain is no deeper than a
         3-task one; its CycleError carries the cycle it found."""
-        try:
-            self.topological_order()
-        except CycleError as exc:
-            # graphlib lists each node before the nodes that depend on it; reversed, each task
-            # is followed by the task it reads, as `a -> b` reads "a needs b". Rotated to start
-            # at the task listed first, so the message does not depend on graphlib's walk.
-            cycle = list(reversed(exc.args[1][1:]))
-            first = min(range(len(cycle)), key=lambda i: self.index.get(cycle[i], 0))
-            cycle = cycle[first:] + cycle[:first]
-            return [*cycle, cycle[0]]
-        return []
+        return _cycle_in({task_id: self.deps[task_id] for task_id in self.order})
 
     def topological_order(self) -> tuple[str, ...]:
         """Every task after all it depends on; CycleError when there is no such order."""
         graph = {task_id: self.deps[task_id] for task_id in self.order}
         return tuple(TopologicalSorter(graph).static_order())
+
+
+def _cycle_in(graph: dict[str, tuple[str, ...]]) -> list[str]:
+    """A cycle of `graph` (task -> the tasks it reads, in plan order), or []."""
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        # graphlib lists each node before the nodes that depend on it; reversed, each task
+        # is followed by the task it reads, as `a -> b` reads "a needs b". Rotated to start
+        # at the task listed first, so the message does not depend on graphlib's walk.
+        index = {task_id: position for position, task_id in enumerate(graph)}
+        cycle = list(reversed(exc.args[1][1:]))
+        first = min(range(len(cycle)), key=lambda i: index.get(cycle[i], len(index)))
+        cycle = cycle[first:] + cycle[:first]
+        return [*cycle, cycle[0]]
+    return []
+
+
+def _raw_cycle(data: Any) -> list[str]:
+    """A cycle among the tasks of plan data that did not parse (a misspelt key elsewhere), so
+    that one report names both; [] when the tasks are too malformed to tell."""
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, list):
+        return []
+    graph: dict[str, tuple[str, ...]] = {}
+    for task in tasks:
+        if not isinstance(task, dict) or not isinstance(task.get("id"), str):
+            continue
+        try:
+            refs = iter_refs(parse_binding(task.get("input") or {}))
+            upstream = {ref.source for ref in refs if ref.source != GOAL}
+        except Exception:  # a malformed reference: reported by the parse, not a graph edge
+            upstream = set()
+        after = task.get("after")
+        if isinstance(after, list):
+            upstream.update(dep for dep in after if isinstance(dep, str))
+        graph.setdefault(task["id"], tuple(sorted(upstream)))
+    return _cycle_in(graph)
 
 
 def parse_plan(data: Any, *, source: str = "plan") -> Plan:
@@ -245,6 +273,10 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
         return Plan.model_validate(data)
     except ValidationError as exc:
         issues = [PlanIssue(_location(data, err["loc"]), err["msg"]) for err in exc.errors()]
+        if cycle := _raw_cycle(data):  # "every problem at once": the graph's too
+            issues.append(
+                PlanIssue(f"tasks[{cycle[0]}]", "dependency cycle: " + " -> ".join(cycle))
+            )
         raise PlanError(issues, source=source) from None
 
 

@@ -197,3 +197,34 @@ def test_dependencies_are_in_plan_order_whatever_the_binding_order() -> None:
                       {"id": "merge", "agent": "join",
                        "input": {"right": "$web.text", "left": "$plan.text"}}]}
     assert prepare_plan(data).plan.deps["merge"] == ("plan", "web")
+
+
+@pytest.mark.parametrize("literal", ["abc", 3.7, [1], {"n": 1}])
+def test_a_literal_of_the_wrong_type_is_refused_before_anything_runs(literal: Any) -> None:
+    found = issues(with_task(1, input={"flights": "$search.flights", "passengers": literal}))
+    assert len(found) == 1
+    assert found[0].startswith(f"tasks[price].input.passengers: literal {literal!r} can never "
+                               "satisfy int")
+
+
+def test_literals_that_validate_as_the_field_pass() -> None:
+    for literal in (2, "2", 2.0, True):  # pydantic's lax mode, as the agent's input model
+        prepare_plan(with_task(1, input={"flights": "$search.flights", "passengers": literal}))
+
+
+def test_a_literal_inside_a_list_of_models_is_checked_too() -> None:
+    bad_flight = {"id": "X1", "carrier": "XX", "price": "cheap"}
+    found = issues(with_task(1, input={"flights": [bad_flight], "passengers": 1}))
+    assert found == ["tasks[price].input.flights.0.price: literal 'cheap' can never satisfy "
+                     "float: Input should be a valid number, unable to parse string as a number"]
+    missing = issues(with_task(1, input={"flights": [{"id": "X1"}], "passengers": 1}))
+    assert missing == ["tasks[price].input.flights.0: literal {'id': 'X1'} can never satisfy "
+                       "Flight (at price): Field required"]
+
+
+def test_a_misspelt_key_and_a_cycle_are_reported_together() -> None:
+    data = with_task(0, after=["price"])
+    data["tasks"][1]["on_failur"] = "escalate"
+    found = issues(data)
+    assert "tasks[price].on_failur: Extra inputs are not permitted" in found
+    assert "tasks[search]: dependency cycle: search -> price -> search" in found
