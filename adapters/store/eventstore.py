@@ -249,11 +249,17 @@ class BatonStore:
     def __init__(self, *, url: str) -> None:
         self.url = url
         self.env = store_env(url)
+        if not self._would_create_a_file():
+            self.app  # noqa: B018 -- opened now, as it always was; errors surface here
+
+    def _would_create_a_file(self) -> bool:
+        path = self.env.get("SQLITE_DBNAME")
+        return path is not None and path != ":memory:" and not Path(path).exists()
 
     @functools.cached_property
     def app(self) -> BatonApplication:
-        """Opened on first use: a command refused before it reads or writes (an invalid goal
-        input) creates no SQLite file."""
+        """A new SQLite file is created on first use only: a command refused before it reads or
+        writes (an invalid goal input) creates none. Every other store opens at once."""
         try:
             with translated_errors(self.url):
                 return BatonApplication(env=self.env)
