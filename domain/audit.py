@@ -32,6 +32,7 @@ def timeline(events: Sequence[GoalEvent], *, task: str | None = None) -> dict[st
     task, the observations about it, and the observations that caused those decisions.
     """
     attempts: dict[str, int] = {}
+    granted: dict[str, dict[str, Any]] = {}  # task -> the human retry its next dispatch uses
     decisions: list[dict[str, Any]] = []
     observations: list[dict[str, Any]] = []
     for event in events:
@@ -40,6 +41,13 @@ def timeline(events: Sequence[GoalEvent], *, task: str | None = None) -> dict[st
         task_id = entry["task"]
         if kind_of(event) == "TaskDispatched" and task_id is not None:
             attempts[task_id] = entry["attempt"]
+            # The recorded reason counts attempts against the retry policy ("attempt 4 (retry
+            # policy allows 2)"); the attempt was a human's to grant, and the audit says so.
+            if task_id in granted:
+                entry["granted_by"] = granted.pop(task_id)
+        if kind_of(event) == "HumanResolved" and entry.get("action") == "retry" and task_id:
+            granted[task_id] = {"by": entry.get("by"), "reason": entry.get("reason"),
+                                "seq": entry["seq"]}
         if "attempt" not in entry:
             latest = attempts.get(task_id) if task_id is not None else None
             if kind_of(event) == "TaskReady" and task_id is not None:

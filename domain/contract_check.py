@@ -14,13 +14,14 @@ from pydantic import BaseModel
 from baton.domain.contracts import Contracts
 from baton.domain.errors import PlanIssue
 from baton.domain.plan import Plan, TaskSpec
-from baton.domain.references import GOAL, Ref
+from baton.domain.references import GOAL, Ref, iter_refs
 from baton.domain.secrets import has_secret
 from baton.domain.typecheck import (
     PathError,
     annotation_at,
     can_satisfy,
     describe,
+    literal_problem,
     member_annotation,
 )
 
@@ -106,6 +107,12 @@ def _check_binding(
     for key, item in items:
         part = member_annotation(target, str(key))
         issues += _check_binding(plan, contracts, input_model, f"{where}.{key}", item, part)
+    if not issues and next(iter_refs(binding), None) is None:
+        # All literal: known now, so validated as the agent's input model will validate it
+        # (each part above, then the whole, which catches e.g. a model's missing field).
+        problem = literal_problem(binding, target)
+        if problem is not None:
+            issues.append(PlanIssue(where, problem))
     return issues
 
 

@@ -29,7 +29,7 @@ from baton.domain.lifecycle import goal_target, task_target
 from baton.domain.plan import Plan
 from baton.domain.state import GoalState, Outcome, TaskState, Usage
 
-__all__ = ["DECISION_KINDS", "OBSERVATION_KINDS", "Goal", "GoalEvent"]
+__all__ = ["DECISION_KINDS", "OBSERVATION_KINDS", "Goal", "GoalEvent", "canonical_plan"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,13 @@ class Goal(BaseAggregate[str]):
 
     @dataclass(frozen=True)
     class Started(Event, CanInitAggregate[str]):
-        """A goal was submitted: the validated plan, the goal input, how wide to run it."""
+        """A goal was submitted: the validated plan, the goal input, how wide to run it.
+
+        Version 2 adds `schemas`: the JSON schema of every contract the plan uses, as they were
+        when the goal started (`{"agents": {name: {"input", "output"}}, "input": schema|null}`),
+        so a run can be checked where its agent modules cannot be imported. Version 1 events
+        recorded none (`None`). The goal itself never reads them.
+        """
 
         originator_topic: str
         plan: dict[str, Any]
@@ -82,7 +88,13 @@ class Goal(BaseAggregate[str]):
         concurrency: int
         forked_from: str | None = None
         forked_at: int | None = None
+        schemas: dict[str, Any] | None = None
         observation: ClassVar[bool] = True
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["schemas"] = None  # recorded before Baton kept the contracts' schemas
 
     class RunResumed(Event):
         """A runner took the goal up again; attempts still in flight have no known outcome."""
@@ -460,16 +472,18 @@ class Goal(BaseAggregate[str]):
         at: datetime,
         forked_from: str | None = None,
         forked_at: int | None = None,
+        schemas: dict[str, Any] | None = None,
     ) -> Goal:
         return cls._create(
             cls.Started,
             id=goal_id,
             timestamp=at,
-            plan=plan.model_dump(mode="json", exclude_unset=True),
+            plan=canonical_plan(plan),
             input=goal_input,
             concurrency=concurrency,
             forked_from=forked_from,
             forked_at=forked_at,
+            schemas=schemas,
         )
 
     def observe(self, kind: str, *, at: datetime, **fields: Any) -> None:
@@ -489,9 +503,19 @@ class Goal(BaseAggregate[str]):
         self.trigger_event(event_class, timestamp=self.state.now, **fields)
 
 
+def canonical_plan(plan: Plan) -> dict[str, Any]:
+    """The plan as `Started` records it: its JSON with every mapping's keys sorted, the form a
+    run file writes, so the recorded plan, an export and a re-import are the same bytes. Nothing
+    decided depends on key order (`Plan.deps` is in plan order); lists keep their order."""
+    data: dict[str, Any] = json.loads(
+        json.dumps(plan.model_dump(mode="json", exclude_unset=True), sort_keys=True)
+    )
+    return data
+
+
 def _validated_plan(data: dict[str, Any]) -> Plan:
-    # Keyed by the JSON text, key order kept (it orders deps, hence reasons).
-    return _plan_of(json.dumps(data, separators=(",", ":"), default=str))
+    # Keyed by the JSON text; sorted, so one plan recorded in any key order is parsed once.
+    return _plan_of(json.dumps(data, separators=(",", ":"), sort_keys=True, default=str))
 
 
 @lru_cache(maxsize=16)

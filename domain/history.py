@@ -215,6 +215,7 @@ def fork_goal(
         at=started.timestamp + shift,
         forked_from=started.originator_id,
         forked_at=at,
+        schemas=started.schemas,
     )
     copy_events(goal, events[1:at], shift=shift)
     return goal

@@ -8,6 +8,7 @@ here; the checks against agent contracts live in `baton.domain.contract_check`.
 from __future__ import annotations
 
 from functools import cached_property
+from graphlib import CycleError, TopologicalSorter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -128,12 +129,21 @@ class Plan(_Strict):
 
     @cached_property
     def deps(self) -> dict[str, tuple[str, ...]]:
-        """Upstream tasks of each task: those its bindings read, plus `after`."""
+        """Upstream tasks of each task (those its bindings read, plus `after`), in plan order.
+
+        Plan order, never the order the bindings are written in: a mapping's key order is not
+        part of the plan (a run file stores it with sorted keys), so nothing decided from the
+        dependencies (`TaskReady.inputs`, its reason) may depend on it. Unknown ids, which
+        `graph_issues` reports, sort last.
+        """
         result: dict[str, tuple[str, ...]] = {}
+        unknown = len(self.index)
         for task in self.tasks:
-            upstream = [ref.source for _, ref in task.refs if ref.source != GOAL]
-            upstream += task.after
-            result[task.id] = tuple(dict.fromkeys(upstream))
+            upstream = {ref.source for _, ref in task.refs if ref.source != GOAL}
+            upstream.update(task.after)
+            result[task.id] = tuple(
+                sorted(upstream, key=lambda dep: (self.index.get(dep, unknown), dep))
+            )
         return result
 
     @cached_property
@@ -197,35 +207,64 @@ class Plan(_Strict):
         for ref in iter_refs(self.output_binding):
             if ref.source != GOAL and ref.source not in self.task_map:
                 issues.append(PlanIssue("output", f"{ref}: no task {ref.source!r}"))
-        if not issues:
-            cycle = self._find_cycle()
-            if cycle:
-                issues.append(
-                    PlanIssue(f"tasks[{cycle[0]}]", "dependency cycle: " + " -> ".join(cycle))
-                )
+        cycle = self.find_cycle()
+        reads_itself = len(cycle) == 2 and any(
+            ref.source == cycle[0] for _, ref in self.task_map[cycle[0]].refs
+        )
+        if cycle and not reads_itself:  # reported above, with the field
+            issues.append(
+                PlanIssue(f"tasks[{cycle[0]}]", "dependency cycle: " + " -> ".join(cycle))
+            )
         return issues
 
-    def _find_cycle(self) -> list[str]:
-        """A cycle as a list of task ids (first repeated at the end), or [] for a DAG."""
-        state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-        stack: list[str] = []
+    def find_cycle(self) -> list[str]:
+        """A cycle as task ids, each reading the next (the first repeated at the end), or [] for a
+        DAG. graphlib sorts without recursion, so a 10,000-task chain is no deeper than a
+        3-task one; its CycleError carries the cycle it found."""
+        return _cycle_in({task_id: self.deps[task_id] for task_id in self.order})
 
-        def visit(node: str) -> list[str]:
-            state[node] = 1
-            stack.append(node)
-            for dep in self.deps.get(node, ()):
-                if state.get(dep) == 1:
-                    return [*stack[stack.index(dep) :], dep]
-                if dep not in state and (found := visit(dep)):
-                    return found
-            stack.pop()
-            state[node] = 2
-            return []
+    def topological_order(self) -> tuple[str, ...]:
+        """Every task after all it depends on; CycleError when there is no such order."""
+        graph = {task_id: self.deps[task_id] for task_id in self.order}
+        return tuple(TopologicalSorter(graph).static_order())
 
-        for task_id in self.order:
-            if task_id not in state and (found := visit(task_id)):
-                return found
+
+def _cycle_in(graph: dict[str, tuple[str, ...]]) -> list[str]:
+    """A cycle of `graph` (task -> the tasks it reads, in plan order), or []."""
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        # graphlib lists each node before the nodes that depend on it; reversed, each task
+        # is followed by the task it reads, as `a -> b` reads "a needs b". Rotated to start
+        # at the task listed first, so the message does not depend on graphlib's walk.
+        index = {task_id: position for position, task_id in enumerate(graph)}
+        cycle = list(reversed(exc.args[1][1:]))
+        first = min(range(len(cycle)), key=lambda i: index.get(cycle[i], len(index)))
+        cycle = cycle[first:] + cycle[:first]
+        return [*cycle, cycle[0]]
+    return []
+
+
+def _raw_cycle(data: Any) -> list[str]:
+    """A cycle among the tasks of plan data that did not parse (a misspelt key elsewhere), so
+    that one report names both; [] when the tasks are too malformed to tell."""
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, list):
         return []
+    graph: dict[str, tuple[str, ...]] = {}
+    for task in tasks:
+        if not isinstance(task, dict) or not isinstance(task.get("id"), str):
+            continue
+        try:
+            refs = iter_refs(parse_binding(task.get("input") or {}))
+            upstream = {ref.source for ref in refs if ref.source != GOAL}
+        except Exception:  # a malformed reference: reported by the parse, not a graph edge
+            upstream = set()
+        after = task.get("after")
+        if isinstance(after, list):
+            upstream.update(dep for dep in after if isinstance(dep, str))
+        graph.setdefault(task["id"], tuple(sorted(upstream)))
+    return _cycle_in(graph)
 
 
 def parse_plan(data: Any, *, source: str = "plan") -> Plan:
@@ -234,6 +273,10 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
         return Plan.model_validate(data)
     except ValidationError as exc:
         issues = [PlanIssue(_location(data, err["loc"]), err["msg"]) for err in exc.errors()]
+        if cycle := _raw_cycle(data):  # "every problem at once": the graph's too
+            issues.append(
+                PlanIssue(f"tasks[{cycle[0]}]", "dependency cycle: " + " -> ".join(cycle))
+            )
         raise PlanError(issues, source=source) from None
 
 

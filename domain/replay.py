@@ -61,6 +61,8 @@ class ReplayResult:
     inherited: int  # events taken from a fork's parent without comparison
     divergence: Divergence | None
     state: GoalState
+    # Why recorded contract schemas judged the outputs instead of today's modules (None: modules).
+    contracts_source: str | None = None
 
     @property
     def ok(self) -> bool:

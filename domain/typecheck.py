@@ -7,6 +7,7 @@ JSON between tasks, so a datetime/UUID/Decimal source also counts as its string 
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections import abc
 from collections.abc import Sequence
@@ -17,10 +18,17 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, ForwardRef, Literal, NewType, TypeVar, get_args, get_origin
 from uuid import UUID
 
-from pydantic import BaseModel, RootModel
+from pydantic import BaseModel, RootModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-__all__ = ["PathError", "annotation_at", "can_satisfy", "describe", "member_annotation"]
+__all__ = [
+    "PathError",
+    "annotation_at",
+    "can_satisfy",
+    "describe",
+    "literal_problem",
+    "member_annotation",
+]
 
 # target scalar -> source scalars that can validate as it (exact classes; bool is its own row).
 _SCALARS: dict[type, frozenset[type]] = {
@@ -37,6 +45,39 @@ _SCALARS: dict[type, frozenset[type]] = {
     UUID: frozenset({UUID, str}),
     NoneType: frozenset({NoneType}),
 }
+
+
+def literal_problem(value: Any, target: Any) -> str | None:
+    """Why a literal can never validate as `target`, or None. The literal is known now, so it is
+    validated exactly as the agent's input model will validate it (lax mode): `'abc'` or `3.7`
+    for an `int` field is refused here rather than after the goal is stored."""
+    adapter = _adapter(target)
+    if adapter is None:
+        return None
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        inside = ".".join(str(part) for part in error["loc"])
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        at = f" (at {inside})" if inside else ""
+        return f"literal {shown} can never satisfy {describe(target)}{at}: {error['msg']}"
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_adapter(target: Any) -> TypeAdapter[Any] | None:
+    try:
+        return TypeAdapter(target)
+    except Exception:  # an annotation pydantic cannot build on its own (a forward reference)
+        return None
+
+
+def _adapter(target: Any) -> TypeAdapter[Any] | None:
+    try:
+        return _cached_adapter(target)
+    except TypeError:  # an unhashable annotation: build it uncached
+        return _cached_adapter.__wrapped__(target)
 
 
 class PathError(Exception):

@@ -104,7 +104,7 @@ def test_cancel_from_another_process_stops_the_run(store_url: str, tmp_path: Pat
         _wait_for(lambda: (tmp_path / "calls.jsonl").exists(), "the agent to start")
         cancelled = baton("cancel", "slow", "--reason", "not needed", "--by", "ops",
                           store=store_url)
-        assert cancelled.code == 1, cancelled.err
+        assert cancelled.code == 0, cancelled.err  # the cancel succeeded
         (tmp_path / "release").write_text("go")
         _, err = runner.communicate(timeout=60)
     finally:

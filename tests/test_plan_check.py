@@ -163,3 +163,68 @@ def test_every_problem_is_reported_at_once() -> None:
     found = issues(data)
     assert any(f.startswith("agents.search") for f in found)
     assert any(f.startswith("tasks[price].input.passengers") for f in found)
+
+
+def _chain(length: int) -> dict[str, Any]:
+    """A chain t0 <- t1 <- ... listed downstream-first: the deepest walk a plan can ask for."""
+    tasks = [
+        {"id": f"t{i}", "agent": "upper",
+         "input": {"text": f"$t{i - 1}.text" if i else "$goal.text"}}
+        for i in reversed(range(length))
+    ]
+    return {"version": 1, "name": "chain", "agents": {"upper": "tests.agents:upper"},
+            "tasks": tasks}
+
+
+def test_a_10000_task_chain_listed_downstream_first_validates() -> None:
+    loaded = prepare_plan(_chain(10_000))
+    order = loaded.plan.topological_order()
+    assert order[0] == "t0" and order[-1] == "t9999"
+
+
+def test_a_cycle_in_a_long_chain_is_named_task_by_task() -> None:
+    data = _chain(2_000)
+    data["tasks"][-1]["after"] = ["t3"]  # t0 waits for t3, which reads t2, t1, t0
+    found = issues(data)
+    assert found == ["tasks[t3]: dependency cycle: t3 -> t2 -> t1 -> t0 -> t3"]
+
+
+def test_dependencies_are_in_plan_order_whatever_the_binding_order() -> None:
+    data = {"version": 1, "name": "order", "agents": {"upper": "tests.agents:upper",
+                                                      "join": "tests.agents:join"},
+            "tasks": [{"id": "plan", "agent": "upper", "input": {"text": "$goal.text"}},
+                      {"id": "web", "agent": "upper", "input": {"text": "$goal.text"}},
+                      {"id": "merge", "agent": "join",
+                       "input": {"right": "$web.text", "left": "$plan.text"}}]}
+    assert prepare_plan(data).plan.deps["merge"] == ("plan", "web")
+
+
+@pytest.mark.parametrize("literal", ["abc", 3.7, [1], {"n": 1}])
+def test_a_literal_of_the_wrong_type_is_refused_before_anything_runs(literal: Any) -> None:
+    found = issues(with_task(1, input={"flights": "$search.flights", "passengers": literal}))
+    assert len(found) == 1
+    assert found[0].startswith(f"tasks[price].input.passengers: literal {literal!r} can never "
+                               "satisfy int")
+
+
+def test_literals_that_validate_as_the_field_pass() -> None:
+    for literal in (2, "2", 2.0, True):  # pydantic's lax mode, as the agent's input model
+        prepare_plan(with_task(1, input={"flights": "$search.flights", "passengers": literal}))
+
+
+def test_a_literal_inside_a_list_of_models_is_checked_too() -> None:
+    bad_flight = {"id": "X1", "carrier": "XX", "price": "cheap"}
+    found = issues(with_task(1, input={"flights": [bad_flight], "passengers": 1}))
+    assert found == ["tasks[price].input.flights.0.price: literal 'cheap' can never satisfy "
+                     "float: Input should be a valid number, unable to parse string as a number"]
+    missing = issues(with_task(1, input={"flights": [{"id": "X1"}], "passengers": 1}))
+    assert missing == ["tasks[price].input.flights.0: literal {'id': 'X1'} can never satisfy "
+                       "Flight (at price): Field required"]
+
+
+def test_a_misspelt_key_and_a_cycle_are_reported_together() -> None:
+    data = with_task(0, after=["price"])
+    data["tasks"][1]["on_failur"] = "escalate"
+    found = issues(data)
+    assert "tasks[price].on_failur: Extra inputs are not permitted" in found
+    assert "tasks[search]: dependency cycle: search -> price -> search" in found

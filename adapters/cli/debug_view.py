@@ -51,6 +51,12 @@ def _observed(entry: dict[str, Any]) -> str:
 
 def _decided(entry: dict[str, Any]) -> str:
     why = escape(entry.get("reason") or "")
+    granted = entry.get("granted_by")
+    if granted:
+        why += escape(
+            f"; granted by a human: {granted['by']} chose retry at event {granted['seq']} "
+            f"({granted['reason']})"
+        )
     policy = entry.get("policy")
     if policy:
         settings = " ".join(f"{k}={v}" for k, v in policy.items())
@@ -113,7 +119,9 @@ def _fields_table(
     recorded: dict[str, Any] | None, replayed: dict[str, Any] | None, fields: list[str]
 ) -> Table:
     table = Table("field", "recorded", "replayed (today's code)", show_lines=True)
-    keys = fields or sorted(
+    # The kind first, always: a differing kind is the first thing to see, and equal kinds
+    # say what the differing fields belong to.
+    keys = ["kind", *(f for f in fields if f != "kind")] if fields else sorted(
         (set(recorded or {}) | set(replayed or {})) - {"seq"},
         key=lambda k: (k != "kind", k),
     )

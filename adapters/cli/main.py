@@ -12,8 +12,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from baton import __version__
 from baton.cli import exits
 from baton.cli.commands import COMMANDS
+from baton.cli.pipes import tolerate_closed_stdout
 from baton.domain.errors import BatonError
 from baton.runtime.service import catch_up_read_models
 
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sqlite:///path.db or postgresql://user:pass@host:port/db "
         "(default: $BATON_STORE, else sqlite:///baton.db)",
     )
+    parser.add_argument("--version", action="version", version=f"baton {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for register in COMMANDS:
@@ -54,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         try:
-            code: int = args.func(args)
+            with tolerate_closed_stdout():
+                code: int = args.func(args)
         finally:
             if args.command in WRITING_COMMANDS:
                 _refresh_read_models(args)
@@ -80,10 +84,11 @@ def _refresh_read_models(args: argparse.Namespace) -> None:
     """Catch the read models up with what the command wrote (the store is opened by the command
     itself, after its arguments checked out, so an invalid plan never creates a store)."""
     store = getattr(args, "opened_store", None)
-    if store is not None:
-        from baton.readmodels.reading import warn_refresh_failed
+    if store is None or not store.is_open:  # refused before it wrote: create nothing now
+        return
+    from baton.readmodels.reading import warn_refresh_failed
 
-        catch_up_read_models(store, warn=warn_refresh_failed)
+    catch_up_read_models(store, warn=warn_refresh_failed)
 
 
 if __name__ == "__main__":

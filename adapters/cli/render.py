@@ -94,11 +94,18 @@ def print_summary(
         table.add_row(line.task, line.agent, styled(line.status), str(line.attempts),
                       "" if line.ms is None else f"{line.ms:.1f}", line.note)
     console.print(table)
+    # Waiting with nothing escalated: a human resolved what the goal waited for (what
+    # `escalations` says too); the recorded reason for waiting is then history.
+    resolved = status == "waiting" and not any(line.status == "escalated" for line in lines)
+    if resolved:
+        reason = "a human resolved every escalation; the goal has not been resumed yet"
     console.print(f"status: {styled(status)}" + (
         f" — {reason}" if reason and status != "completed" else ""
     ))
     if status == "completed":
         console.print_json(json.dumps(output, default=str))
+    elif resolved:
+        console.print(f"continue with: baton resume {goal_id}")
     elif status == "waiting":
         console.print(f"resolve with: baton resolve {goal_id} TASK --retry|--abandon|--output …")
 

@@ -173,6 +173,7 @@ def reexecute(
             at=started.timestamp,
             forked_from=started.forked_from,
             forked_at=started.forked_at,
+            schemas=started.schemas,  # an observation, taken as recorded
         )
         if inherited:
             copy_events(goal, events[1:inherited])  # the parent's history, as `fork` copied it

@@ -51,7 +51,10 @@ __all__ = [
 ]
 
 FORMAT = "baton-run"
-VERSION = 1
+# Version 2: `Started` may carry `schemas` (the contracts' JSON schemas, for replay without the
+# agent modules); version 1 files hold the same events without them and read as before.
+VERSION = 2
+_READABLE = (1, 2)
 _TOPIC_PREFIX = "baton.domain.goal:Goal."
 _GOAL_TOPIC = "baton.domain.goal:Goal"
 # Run files written before Baton had one import name (release 0.1) name the same classes by
@@ -152,9 +155,10 @@ def _verify(path: str, lines: list[tuple[int, dict[str, Any]]]) -> RunFile:
     where = f"run file {path} line {number}"
     if header.get("format") != FORMAT:
         raise RunFileError(f'{where}: not a Baton run file (no "format": "{FORMAT}" header)')
-    if header.get("version") != VERSION:
+    if header.get("version") not in _READABLE:
         raise RunFileError(
-            f"{where}: format version {header.get('version')!r}, this Baton reads version {VERSION}"
+            f"{where}: format version {header.get('version')!r}, this Baton reads versions "
+            + " and ".join(map(str, _READABLE))
         )
     previous = ""
     for number, line in lines:
@@ -235,6 +239,9 @@ def _event(
         _OLD_GOAL_TOPIC,
     ):
         raise RunFileError(f"{where}: Started names aggregate {state.get('originator_topic')!r}")
+    for name, f in fields.items():  # as an upcaster would: a field added since has its default
+        if name not in state and f.default is not dataclasses.MISSING:
+            state[name] = f.default
     state |= {"originator_id": goal_id, "originator_version": seq}
     # As eventsourcing's mapper does: the stored fields become the event, no __init__ re-run.
     event = object.__new__(event_class)

@@ -7,17 +7,21 @@ run file, anything else is a goal id in the store. No agent is called here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import IO, Any
 
 from baton.domain.audit import timeline
+from baton.domain.contracts import Contracts
+from baton.domain.errors import PlanError
 from baton.domain.goal import GoalEvent
 from baton.domain.history import started_event
 from baton.domain.replay import ReplayResult, replay
 from baton.domain.whatif import WhatIfResult, what_if
 from baton.history.recorded import reexecute
 from baton.history.runfile import RunFile, import_run, read_run, write_run
+from baton.history.schemas import SchemaError, contracts_from_schemas
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.service import CommandError
 from baton.store.eventstore import BatonStore
@@ -28,6 +32,7 @@ __all__ = [
     "export_goal",
     "import_file",
     "load_history",
+    "replay_contracts",
     "replay_history",
 ]
 
@@ -67,28 +72,76 @@ def audit_history(history: History, *, task: str | None = None) -> dict[str, Any
     return timeline(history.events, task=task)
 
 
+def replay_contracts(history: History, *, no_code: bool = False) -> tuple[Contracts, str | None]:
+    """The contracts replay judges with, and why the recorded schemas were used (None when they
+    come from today's agent modules). `no_code` never imports a module the history names."""
+    schemas = started_event(history.events).schemas
+    if no_code:
+        if schemas is None:
+            raise CommandError(
+                f"--no-code: goal {history.goal_id} records no contract schemas (it was run by a "
+                "Baton before 0.2); replay it where its agent modules import, without --no-code"
+            )
+        return _from_schemas(schemas, history.goal_id), "--no-code: no module was imported"
+    try:
+        return history.recorded_plan().contracts, None
+    except PlanError as exc:
+        unloadable = [
+            str(i) for i in exc.issues if i.where.startswith("agents.") or i.where == "input"
+        ]
+        if schemas is None or not unloadable:
+            raise
+        because = f"agent modules not importable: {unloadable[0]}"
+        return _from_schemas(schemas, history.goal_id), because
+
+
+def _from_schemas(schemas: dict[str, Any], goal_id: str) -> Contracts:
+    try:
+        return contracts_from_schemas(schemas)
+    except SchemaError as exc:
+        raise CommandError(f"goal {goal_id}: {exc}") from None
+
+
+def _reexecution_plan(history: History) -> LoadedPlan:
+    try:
+        return history.recorded_plan()
+    except PlanError as exc:
+        first = str(exc.issues[0]) if exc.issues else str(exc)
+        raise CommandError(
+            f"--reexecute calls the agents' own contracts and needs their modules ({first}); "
+            "plain `replay` checks against the schemas recorded in the run"
+        ) from None
+
+
 def replay_history(
     history: History,
     *,
     at: int | None = None,
     reexecute_agents: bool = False,
     plan: str | None = None,
+    no_code: bool = False,
 ) -> ReplayResult | WhatIfResult:
     """Re-decide the recorded events with today's code: plainly (the state after event `at`),
-    re-executing the pipeline with recorded agent outputs, or under a changed `plan` file."""
+    re-executing the pipeline with recorded agent outputs, or under a changed `plan` file.
+    A plain replay sets `contracts_source` on its result: why recorded schemas were used, or
+    None when today's modules were."""
     if at is not None and (reexecute_agents or plan):
         raise CommandError("--at applies to plain replay, not to --reexecute or --plan")
     if reexecute_agents and plan:
         raise CommandError("--reexecute and --plan are exclusive")
+    if no_code and (reexecute_agents or plan):
+        raise CommandError(
+            "--no-code applies to plain replay: --reexecute and --plan import agent modules"
+        )
     if plan:
         from baton.runtime.loading import load_plan_file
 
         changed = load_plan_file(plan)
         return what_if(history.events, changed.plan, changed.contracts)
-    loaded = history.recorded_plan()
     if reexecute_agents:
-        return reexecute(history.events, loaded)
-    return replay(history.events, loaded.contracts, at=at)
+        return reexecute(history.events, _reexecution_plan(history))
+    contracts, because = replay_contracts(history, no_code=no_code)
+    return dataclasses.replace(replay(history.events, contracts, at=at), contracts_source=because)
 
 
 def export_goal(store: BatonStore, goal_id: str, out: IO[str]) -> int:

@@ -35,13 +35,20 @@ class ExportError(BatonError):
     pass
 
 
-def _cell(value: Any, kind: str) -> Any:
+# Sums of floats carry binary noise (0.026399999999999996): money is written to the
+# nano-dollar, durations to the microsecond, in every export.
+_MONEY_DIGITS, _MS_DIGITS = 9, 3
+
+
+def _cell(value: Any, kind: str, name: str = "") -> Any:
     if value is None:
         return ""
     if kind == "time":
         return value.isoformat()
     if kind == "json":
         return json.dumps(value, sort_keys=True)
+    if kind == "float" and isinstance(value, float):
+        return round(value, _MS_DIGITS if name.endswith("_ms") else _MONEY_DIGITS)
     return value
 
 
@@ -49,7 +56,7 @@ def _write_csv(out: Any, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.names)
     for row in rows:
-        writer.writerow([_cell(row[c.name], c.kind) for c in table.columns])
+        writer.writerow([_cell(row[c.name], c.kind, c.name) for c in table.columns])
 
 
 def stats_csv(rows: Sequence[dict[str, Any]]) -> str:

@@ -24,6 +24,7 @@ from baton.domain.errors import BatonError
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import fork_goal
 from baton.domain.lifecycle import GOAL_FINAL
+from baton.history.schemas import recorded_schemas
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
 from baton.settings import settings
@@ -115,6 +116,7 @@ def start_goal(
         goal_input=validated,
         concurrency=concurrency,
         at=runner.clock(),
+        schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
     return runner.start(goal)
 
@@ -143,6 +145,7 @@ def submit_goal(
         goal_input=validated,
         concurrency=concurrency,
         at=utc_now(),
+        schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
     store.save(goal)
     return goal
@@ -230,8 +233,14 @@ def resolve_task(
             raise CommandError(
                 f"--output does not satisfy {contract.output_model.__name__}: {errors}"
             ) from None
-        verdict = judge_output(output, contract, min_confidence=None)
-        assert verdict.accepted
+        # Judged as `decide` will judge it, min_confidence included: an output that would be
+        # recorded as rejected is refused here, before anything is recorded or reported.
+        verdict = judge_output(output, contract, min_confidence=spec.min_confidence)
+        if not verdict.accepted:
+            raise CommandError(
+                f"--output for task {task_id!r} would be rejected ({'; '.join(verdict.errors)}); "
+                "nothing recorded"
+            )
     goal.observe(
         "HumanResolved", at=utc_now(), task=task_id, action=action, reason=reason, by=by,
         output=output,

@@ -1,20 +1,21 @@
 """The event store: eventsourcing's own SQLite and PostgreSQL persistence, chosen by a URL.
 
 `sqlite:///baton.db` (relative), `sqlite:////abs/path.db` (absolute) or
-`postgresql://user:pass@host:port/db[?schema=NAME]`. Driver errors are translated here, at the
-boundary, into `StoreError` with one line naming the store.
+`postgresql://user:pass@host:port/db[?schema=NAME&sslmode=...]` (any libpq parameter). Driver
+errors are translated here, at the boundary, into `StoreError` with one line naming the store.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -80,26 +81,50 @@ def store_env(url: str) -> dict[str, str]:
             "ORIGINATOR_ID_TYPE": "text",
         }
     if parts.scheme in ("postgresql", "postgres"):
-        if not parts.path.strip("/"):
-            raise StoreError(f"store {describe_store(url)!r}: no database name in the URL")
-        query = parse_qs(parts.query)
-        env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")),
-            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(parts.port or 5432),
-            "POSTGRES_USER": unquote(parts.username or os.environ.get("PGUSER", "postgres")),
-            "POSTGRES_PASSWORD": unquote(parts.password or os.environ.get("PGPASSWORD", "")),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
-            "ORIGINATOR_ID_TYPE": "text",
-            "APPLICATION_RECORDER_TOPIC": PG_RECORDER_TOPIC,
-        }
-        if "schema" in query:
-            env["POSTGRES_SCHEMA"] = query["schema"][0]
-        return env
+        return _postgres_env(url)
     raise StoreError(
         f"store {url!r}: unsupported scheme {parts.scheme!r} (use sqlite:/// or postgresql://)"
     )
+
+
+def _postgres_env(url: str) -> dict[str, str]:
+    """A PostgreSQL URL's settings: libpq's own parameters pass through (an unknown one is
+    refused, as libpq would), `schema` picks the schema."""
+    from baton.store.postgres import LIBPQ_PARAMS, UrlError, extra_params, parse_postgres_url
+
+    try:
+        params, schema = parse_postgres_url(url)
+    except UrlError as exc:
+        raise StoreError(f"store {describe_store(url)!r}: {exc}") from None
+    if not params.get("dbname"):
+        raise StoreError(f"store {describe_store(url)!r}: no database name in the URL")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": params["dbname"],
+        "POSTGRES_HOST": params.get("host") or "127.0.0.1",
+        "POSTGRES_PORT": params.get("port") or "5432",
+        "POSTGRES_USER": params.get("user") or os.environ.get("PGUSER", "postgres"),
+        "POSTGRES_PASSWORD": params.get("password") or os.environ.get("PGPASSWORD", ""),
+        "POSTGRES_CONNECT_TIMEOUT": params.get("connect_timeout") or "5",
+        "ORIGINATOR_ID_TYPE": "text",
+        "APPLICATION_RECORDER_TOPIC": PG_RECORDER_TOPIC,
+    }
+    if extra := extra_params(params):
+        env["PERSISTENCE_MODULE"] = "baton.store.postgres"  # eventsourcing's, passing them on
+        env[LIBPQ_PARAMS] = json.dumps(extra, sort_keys=True)
+    if schema is not None:
+        env["POSTGRES_SCHEMA"] = schema
+    return env
+
+
+def _named_connect_failure(url: str, env: dict[str, str]) -> StoreError | None:
+    """The server's reason (a missing database, a refused login) when the pool only timed out."""
+    if not env["PERSISTENCE_MODULE"].endswith("postgres"):
+        return None
+    from baton.store.postgres import connect_problem
+
+    problem = connect_problem(env)
+    return None if problem is None else StoreError(f"store {describe_store(url)}: {problem}")
 
 
 @functools.cache
@@ -224,8 +249,30 @@ class BatonStore:
     def __init__(self, *, url: str) -> None:
         self.url = url
         self.env = store_env(url)
-        with translated_errors(url):
-            self.app = BatonApplication(env=self.env)
+        if not self._would_create_a_file():
+            self.app  # noqa: B018 -- opened now, as it always was; errors surface here
+
+    def _would_create_a_file(self) -> bool:
+        path = self.env.get("SQLITE_DBNAME")
+        return path is not None and path != ":memory:" and not Path(path).exists()
+
+    @functools.cached_property
+    def app(self) -> BatonApplication:
+        """A new SQLite file is created on first use only: a command refused before it reads or
+        writes (an invalid goal input) creates none. Every other store opens at once."""
+        try:
+            with translated_errors(self.url):
+                return BatonApplication(env=self.env)
+        except StoreError:
+            named = _named_connect_failure(self.url, self.env)
+            if named is None:
+                raise
+            raise named from None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store was opened (a SQLite file exists from then on)."""
+        return "app" in self.__dict__
 
     @property
     def recorder(self) -> Any:
@@ -274,7 +321,8 @@ class BatonStore:
         return events  # type: ignore[return-value]
 
     def close(self) -> None:
-        self.app.close()
+        if self.is_open:  # never opened: nothing to close, nothing to create
+            self.app.close()
 
 
 def open_store(url: str | None = None) -> BatonStore:

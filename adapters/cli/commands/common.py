@@ -13,7 +13,7 @@ from baton.domain.goal import Goal
 from baton.runtime import service
 from baton.store.eventstore import BatonStore, open_store
 
-__all__ = ["exit_code", "json_argument", "store_from", "who"]
+__all__ = ["exit_code", "goal_id_argument", "json_argument", "store_from", "who"]
 
 
 class ArgumentError(BatonError):
@@ -55,3 +55,9 @@ def exit_code(goal: Goal) -> int:
 
 def who(args: argparse.Namespace) -> str:
     return service.who(getattr(args, "by", None))
+
+def goal_id_argument(text: str) -> str:
+    """`--goal-id`: an id the user chose, never silently replaced by a generated one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("cannot be empty (leave --goal-id out for a UUID)")
+    return text

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from baton.cli import exits
-from baton.cli.commands.common import exit_code, store_from
+from baton.cli.commands.common import exit_code, goal_id_argument, store_from
 from baton.cli.debug_view import print_replay, print_timeline, print_what_if
 from baton.cli.durations import task_durations
 from baton.cli.render import goal_json, print_goal, print_json
@@ -76,6 +77,12 @@ def register(sub: Any) -> None:
         metavar="CHANGED_PLAN",
         help="what-if: re-decide the recorded observations under this plan",
     )
+    rep.add_argument(
+        "--no-code",
+        action="store_true",
+        help="check against the contract schemas recorded in the run, importing no module it "
+        "names (for a run file from elsewhere)",
+    )
     rep.add_argument("--json", action="store_true")
     rep.set_defaults(func=_replay)
 
@@ -87,20 +94,30 @@ def register(sub: Any) -> None:
     )
     fork.add_argument("target", metavar="GOAL|FILE")
     fork.add_argument("--at", type=_positive, required=True, help="events to keep")
-    fork.add_argument("--goal-id", default=None, help="id for the new goal (default: a UUID)")
+    fork.add_argument("--goal-id", default=None, type=goal_id_argument,
+                      help="id for the new goal (default: a UUID)")
     fork.add_argument("--run", action="store_true", help="then drive the new goal")
     fork.add_argument("--json", action="store_true")
     fork.set_defaults(func=_fork)
 
-    export = sub.add_parser("export", help="write a goal's self-contained run file (JSON Lines)")
-    export.add_argument("goal")
+    export = sub.add_parser(
+        "export", help="write a goal's self-contained run file (JSON Lines)",
+        description="Write every event of GOAL, digest-chained, with the contracts' schemas: "
+        "`audit` and `replay` read the file without a store, `import` loads it into another.",
+    )
+    export.add_argument("goal", help="goal id")
     export.add_argument("-o", "--output", default=None,
-                        help="file to write (default, or -: stdout)")
+                        help="file to write, its directory created if missing "
+                        "(default, or -: stdout)")
     export.set_defaults(func=_export)
 
-    imp = sub.add_parser("import", help="load a run file into this store (same id and order)")
-    imp.add_argument("file")
-    imp.add_argument("--json", action="store_true")
+    imp = sub.add_parser(
+        "import", help="load a run file into this store (same id and order)",
+        description="Check a run file from `baton export` (digest chain, event shapes, plan) "
+        "and store its events under the same goal id; an edited file stores nothing.",
+    )
+    imp.add_argument("file", help="run file (JSON Lines)")
+    imp.add_argument("--json", action="store_true", help='print {"goal_id", "events"}')
     imp.set_defaults(func=_import)
 
 
@@ -122,13 +139,20 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     history = _history(args)
-    result = replay_history(history, at=args.at, reexecute_agents=args.reexecute, plan=args.plan)
+    result = replay_history(
+        history, at=args.at, reexecute_agents=args.reexecute, plan=args.plan, no_code=args.no_code
+    )
     data = result.to_json()
+    recorded_because = getattr(result, "contracts_source", None)
+    if not args.plan:
+        data["contracts"] = "modules" if recorded_because is None else "recorded schemas"
     if args.json:
         print_json(data)
     elif isinstance(result, WhatIfResult):
         print_what_if(data, source=args.target, plan=args.plan)
     else:
+        if recorded_because is not None:
+            print(f"checked against the contract schemas recorded in the run ({recorded_because})")
         print_replay(data, source=args.target, mode="re-execution" if args.reexecute else "replay")
     return exits.for_outcome(result.ok)
 
@@ -156,6 +180,7 @@ def _export(args: argparse.Namespace) -> int:
         export_goal(store, args.goal, sys.stdout)
         return exits.OK
     try:
+        os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
         with open(args.output, "w", encoding="utf-8") as out:
             count = export_goal(store, args.goal, out)
     except OSError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from baton.cli.commands.common import exit_code, json_argument, store_from
+from baton.cli.commands.common import exit_code, goal_id_argument, json_argument, store_from
 from baton.cli.durations import task_durations
 from baton.cli.render import goal_json, print_goal, print_json
 from baton.domain.goal import Goal
@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
     )
     run.add_argument("plan", help="plan file (YAML or JSON)")
     run.add_argument("--input", default="{}", help="goal input: JSON, or @FILE")
-    run.add_argument("--goal-id", default=None, help="id for the new goal (default: a UUID)")
+    run.add_argument("--goal-id", default=None, type=goal_id_argument,
+                     help="id for the new goal (default: a UUID)")
     run.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY,
                      help=f"tasks run at once (default {DEFAULT_CONCURRENCY})")
     run.add_argument("--json", action="store_true", help="print the result as JSON")

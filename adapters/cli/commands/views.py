@@ -20,11 +20,11 @@ from rich.table import Table
 
 from baton.cli import exits
 from baton.cli.commands.common import store_from
-from baton.cli.render import TaskLine, print_json, print_summary, styled
+from baton.cli.durations import task_durations
+from baton.cli.render import TaskLine, goal_json, print_goal, print_json, print_summary, styled
 from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
 from baton.readmodels.reading import ReadModels, goal_status_json
-from baton.store.eventstore import GoalNotFound
 
 __all__ = ["register"]
 
@@ -109,11 +109,18 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
-    try:
-        goal, tasks = models.goal_with_tasks(goal_id)
-    except GoalNotFound:
-        _warn_lag(models)
-        raise
+    found = models.goals(goal_id)
+    if not found or models.state().lag:
+        # Behind the log (a goal still running, or one whose runner was killed before it
+        # caught the read models up): the goal's own events are the live state. A goal that
+        # exists is never "not found"; GoalNotFound only when the log has no such goal.
+        live = models.store.get(goal_id)
+        if as_json:
+            print_json(goal_json(live))
+        else:
+            print_goal(live, task_durations(models.store, goal_id))
+        return
+    goal, tasks = found[0], models.tasks(goal_id)
     if as_json:
         print_json(goal_status_json(goal, tasks))
         return

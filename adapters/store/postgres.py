@@ -1,0 +1,79 @@
+"""PostgreSQL store URLs: libpq's own parameters passed through, a missing database named.
+
+eventsourcing's PostgreSQL persistence connects with host, port, user, password and database
+only. A URL's other libpq parameters (`sslmode`, `sslrootcert`, `application_name`, ...) reach
+every connection through `PostgresFactory` below, which eventsourcing finds by the
+`PERSISTENCE_MODULE` topic (this module, so the application, its read models and the projection
+runner all connect the same way). Only this module and the store's PostgreSQL path import psycopg.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import eventsourcing.postgres as es_postgres
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+__all__ = ["LIBPQ_PARAMS", "PostgresFactory", "connect_problem", "parse_postgres_url"]
+
+LIBPQ_PARAMS = "POSTGRES_LIBPQ_PARAMS"  # env key: JSON of the extra libpq parameters
+# What eventsourcing's datastore sets itself, from its own settings.
+_OWN = ("host", "port", "user", "password", "dbname", "connect_timeout")
+
+
+class UrlError(ValueError):
+    """A PostgreSQL URL libpq would refuse; the message is one line."""
+
+
+def parse_postgres_url(url: str) -> tuple[dict[str, str], str | None]:
+    """libpq's parameters of `url` (checked by libpq's own parser) and Baton's `schema`."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for key, value in query if key == "schema"), None)
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    try:
+        params = conninfo_to_dict(parts._replace(query=rest).geturl())
+    except psycopg.ProgrammingError as exc:
+        detail = " ".join(str(exc).split())
+        raise UrlError(
+            f"{detail} (a PostgreSQL store URL takes libpq's parameters and schema)"
+        ) from None
+    return {key: str(value) for key, value in params.items()}, schema
+
+
+def extra_params(params: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in params.items() if key not in _OWN}
+
+
+def connect_problem(env: dict[str, str]) -> str | None:
+    """Why a connection with these settings fails, in the server's words (None if it works):
+    the pool only says it timed out, which hides a missing database or a refused login."""
+    kwargs: dict[str, Any] = {
+        "host": env.get("POSTGRES_HOST"),
+        "port": env.get("POSTGRES_PORT"),
+        "user": env.get("POSTGRES_USER"),
+        "password": env.get("POSTGRES_PASSWORD") or None,
+        "dbname": env.get("POSTGRES_DBNAME"),
+        "connect_timeout": int(float(env.get("POSTGRES_CONNECT_TIMEOUT", "5"))),
+        **json.loads(env.get(LIBPQ_PARAMS, "{}")),
+    }
+    try:
+        psycopg.connect(**kwargs).close()
+    except psycopg.Error as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return text.rpartition("FATAL: ")[2]  # 'database "x" does not exist', if it says so
+    return None
+
+
+class PostgresFactory(es_postgres.PostgresFactory):
+    """eventsourcing's factory, its connection pool given the URL's other libpq parameters."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        extra = json.loads(self.env.get(LIBPQ_PARAMS) or "{}")
+        pool_kwargs = self.datastore.pool.kwargs
+        if extra and isinstance(pool_kwargs, dict):  # eventsourcing passes a dict
+            pool_kwargs.update(extra)

@@ -1,0 +1,107 @@
+"""Exit codes and one-line errors that a user's trial found wrong: a closed stdout, a cancel, an
+empty goal id, files created on bad input, export into a new directory, --version, PostgreSQL
+URL parameters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+import baton as baton_package
+from tests.cli_support import ROOT, baton
+from tests.conftest import PG_URL, postgres_unreachable
+
+PLAN = "examples/travel/plan.yaml"
+TRIP = "@examples/travel/trip.json"
+
+
+def _with_stdout_closed(*args: str, store: str) -> subprocess.CompletedProcess[str]:
+    """Run baton with a stdout whose reader has already gone: every write is a broken pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "baton.cli", *args], cwd=ROOT, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "BATON_STORE": store},
+            timeout=120, check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_stdout_ends_quietly_with_the_code_for_what_happened(store_url: str) -> None:
+    assert baton("run", PLAN, "--input", TRIP, "--goal-id", "trip", store=store_url).code == 0
+    for args, code in [(["export", "trip"], 0), (["replay", "trip"], 0),
+                       (["replay", "trip", "--json"], 0), (["audit", "trip"], 0),
+                       (["status"], 0), (["status", "trip"], 0),
+                       (["run", PLAN, "--input", TRIP], 0)]:
+        result = _with_stdout_closed(*args, store=store_url)
+        assert (result.returncode, result.stderr) == (code, ""), args
+
+
+def test_an_empty_goal_id_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "baton.db"
+    result = baton("run", PLAN, "--input", TRIP, "--goal-id", "", store=f"sqlite:///{db}")
+    assert result.code == 2 and "--goal-id" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert not db.exists()
+
+
+def test_an_invalid_goal_input_creates_no_sqlite_file(tmp_path: Path) -> None:
+    db = tmp_path / "baton.db"
+    result = baton("run", PLAN, "--input", '{"origin": "LHR"}', store=f"sqlite:///{db}")
+    assert result.code == 2 and "goal input does not satisfy TripRequest" in result.err
+    assert not db.exists()
+
+
+def test_export_creates_the_directory_it_writes_into(store_url: str, tmp_path: Path) -> None:
+    assert baton("run", PLAN, "--input", TRIP, "--goal-id", "trip", store=store_url).code == 0
+    target = tmp_path / "runs" / "2026" / "trip.jsonl"
+    result = baton("export", "trip", "-o", str(target), store=store_url)
+    assert result.code == 0, result.err
+    assert baton("replay", str(target)).code == 0
+
+
+def test_version_is_the_installed_one() -> None:
+    result = baton("--version")
+    assert result.code == 0 and result.out.strip() == f"baton {baton_package.__version__}"
+
+
+@pytest.fixture
+def pg_base() -> str:
+    reason = postgres_unreachable()
+    if reason is not None:
+        pytest.skip(reason)
+    return PG_URL.split("?")[0]
+
+
+@pytest.mark.postgres
+def test_postgres_url_parameters_reach_libpq(postgres_url: str) -> None:
+    name = f"baton-{uuid.uuid4().hex[:8]}"
+    ok = baton("status", store=f"{postgres_url}&application_name={name}&sslmode=disable")
+    assert ok.code == 0, ok.err
+    # This server has no TLS: a dropped sslmode=require would have connected.
+    refused = baton("status", store=f"{postgres_url}&sslmode=require")
+    assert refused.code == 2 and "SSL" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+def test_an_unknown_postgres_parameter_is_one_line(pg_base: str) -> None:
+    result = baton("status", store=f"{pg_base}?sslmod=require")
+    assert result.code == 2 and '"sslmod"' in result.err
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+
+
+@pytest.mark.postgres
+def test_a_missing_postgres_database_is_named(pg_base: str) -> None:
+    missing = f"{pg_base.rsplit('/', 1)[0]}/no_such_db_{uuid.uuid4().hex[:6]}"
+    result = baton("status", store=missing)
+    assert result.code == 2
+    assert result.err.strip().endswith(f'database "{missing.rsplit("/", 1)[1]}" does not exist')
+    assert result.err.count("\n") == 1
