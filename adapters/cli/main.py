@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from baton.cli.commands import COMMANDS
-from baton.domain.errors import BatonError
+from baton.domain.errors import BatonError, one_line
 
 __all__ = ["EXIT_DIVERGED", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_WAITING", "main"]
 
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command in WRITING_COMMANDS:
                 _refresh_read_models(args)
     except BatonError as exc:
-        print(f"baton: error: {exc}", file=sys.stderr)
+        print(f"baton: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
         print("baton: interrupted; `baton resume GOAL` continues from the events", file=sys.stderr)
