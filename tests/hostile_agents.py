@@ -73,3 +73,43 @@ def returns_value(inp: Text) -> Any:
 
 
 returns_value.__annotations__ = {"inp": Text, "return": Scored}
+
+
+# --- store faults: the agent itself takes the store away from the runner -------------------
+
+HELD: list[Any] = []  # connections kept open by `locks_sqlite`, released by the test
+
+
+def locks_sqlite(inp: Text) -> Text:
+    """Holds the SQLite store's write lock (another writer's long transaction) and returns;
+    only on its first call for a store (a marker file beside it)."""
+    import os
+    import sqlite3
+    from pathlib import Path
+
+    marker = Path(os.environ["BATON_TEST_SQLITE"] + ".locked-once")
+    if marker.exists():
+        return Text(text=inp.text)
+    marker.write_text("")
+    conn = sqlite3.connect(os.environ["BATON_TEST_SQLITE"], isolation_level=None,
+                           check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    HELD.append(conn)
+    return Text(text=inp.text)
+
+
+def kills_store_connections(inp: Text) -> Text:
+    """Terminates, server-side, every connection of this process's store (pg_terminate_backend
+    on its application_name), as a failover or an administrator would; then returns."""
+    import os
+
+    import psycopg
+
+    with psycopg.connect(os.environ["BATON_TEST_PG"], autocommit=True,
+                         application_name="baton-test-killer") as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (os.environ["PGAPPNAME"],),
+        ).fetchall()
+    assert rows, "no connection of the store to kill"
+    return Text(text=inp.text + "+")
