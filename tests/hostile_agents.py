@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from tests.agents import Costly, Scored, Text
 
 # What the agent `returns_value` returns; a test sets it before running the goal.
@@ -113,3 +115,12 @@ def kills_store_connections(inp: Text) -> Text:
         ).fetchall()
     assert rows, "no connection of the store to kill"
     return Text(text=inp.text + "+")
+
+
+class Loose(BaseModel):
+    data: Any = None
+
+
+def returns_loose(inp: Text) -> Loose:
+    """Returns {"data": VALUE}: any JSON value is a valid output, so it is stored and printed."""
+    return {"data": VALUE[0]}  # type: ignore[return-value]
