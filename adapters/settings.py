@@ -8,6 +8,8 @@
 | `BATON_DEBUG` | show the traceback of an internal error |
 | `BATON_CRASH_AT_EVENT` | fault injection for crash tests: SIGKILL the runner once a save |
 |  | brings the goal to this many events |
+| `BATON_SQLITE_LOCK_TIMEOUT` | whole seconds a SQLite command waits for another writer's lock |
+|  | before it fails in one line (default 30) |
 | `BATON_PROJECTION_PAGE` | events per read-model transaction when catching up (default 2,000) |
 | `BATON_CRASH_IN_PROJECTION` | fault injection: `before_commit:N` or `after_commit:N` SIGKILLs |
 |  | the projector at that point of the batch that reaches notification N |
@@ -40,6 +42,7 @@ class Settings:
     crash_at_event: int | None = None
     projection_page_size: int | None = None  # None: the projections' own default
     crash_in_projection: tuple[str, int] | None = None
+    sqlite_lock_timeout: int = 30  # whole seconds: eventsourcing's SQLITE_LOCK_TIMEOUT
 
 
 def _int(name: str) -> int | None:
@@ -75,4 +78,5 @@ def settings() -> Settings:
         crash_at_event=_int("BATON_CRASH_AT_EVENT"),
         projection_page_size=_int("BATON_PROJECTION_PAGE"),
         crash_in_projection=_crash_point("BATON_CRASH_IN_PROJECTION"),
+        sqlite_lock_timeout=_int("BATON_SQLITE_LOCK_TIMEOUT") or 30,
     )

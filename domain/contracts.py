@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from baton.domain.errors import ResolveError
+from baton.domain.json_values import json_problem
 from baton.domain.plan import TaskSpec
 from baton.domain.references import resolve_binding
 from baton.domain.state import GoalState
@@ -96,6 +97,9 @@ def judge_output(raw: Any, contract: AgentContract, *, min_confidence: float | N
             message = f"confidence: {confidence:g} is below min_confidence {min_confidence:g}"
             return Verdict(False, "validation.confidence", (message,))
     normalised = model.model_dump(mode="json")
+    problem = json_problem(normalised)  # a float field parses "NaN"; --json could not print it
+    if problem is not None:
+        return Verdict(False, "validation.contract", (problem,))
     return Verdict(
         True, "validation.contract", normalised=None if normalised == raw else normalised
     )

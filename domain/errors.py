@@ -17,7 +17,16 @@ __all__ = [
     "PlanError",
     "PlanIssue",
     "ResolveError",
+    "one_line",
 ]
+
+
+def one_line(text: str) -> str:
+    """`text` with every non-printable character escaped (a newline becomes `\\n`), so an
+    error that quotes user data (a task id, a key, a reference) stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 class BatonError(Exception):
@@ -32,7 +41,7 @@ class PlanIssue:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+        return one_line(f"{self.where}: {self.message}")
 
 
 class PlanError(BatonError):
@@ -43,11 +52,11 @@ class PlanError(BatonError):
         self.source = source
         first = issues[0] if issues else PlanIssue(source, "invalid plan")
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-        super().__init__(f"{source}: {self.located(first)}{more}")
+        super().__init__(f"{one_line(source)}: {self.located(first)}{more}")
 
     def located(self, issue: PlanIssue) -> str:
-        """The issue as it reads after "SOURCE: " (without saying the source twice)."""
-        return issue.message if issue.where == self.source else str(issue)
+        """The issue as it reads after "SOURCE: " (without saying the source twice), one line."""
+        return one_line(issue.message) if issue.where == self.source else str(issue)
 
 
 class InputError(BatonError):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from baton.domain.errors import PlanError, PlanIssue
-from baton.domain.references import GOAL, Ref, iter_refs, parse_binding
+from baton.domain.references import GOAL, BindingError, Ref, iter_refs, parse_binding
 
 __all__ = [
     "Budget",
@@ -32,7 +32,8 @@ _ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and Infinity are not numbers a plan can mean, and not JSON (docs/reference.md).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RetryPolicy(_Strict):
@@ -173,9 +174,29 @@ class Plan(_Strict):
     def timeout_for(self, task: TaskSpec) -> float | None:
         return task.timeout_s if task.timeout_s is not None else self.defaults.timeout_s
 
-    def graph_issues(self) -> list[PlanIssue]:
-        """Duplicate ids, unknown agents and task references, and cycles."""
+    def binding_issues(self) -> list[PlanIssue]:
+        """Bindings that do not parse (a malformed reference, NaN, nesting too deep), each
+        located at its field; every other check reads the parsed bindings, so these come first."""
         issues: list[PlanIssue] = []
+        for task in self.tasks:
+            for name, value in task.input.items():
+                try:
+                    parse_binding(value)
+                except BindingError as exc:
+                    where = ".".join((f"tasks[{task.id}].input", name, *exc.path))
+                    issues.append(PlanIssue(where, exc.message))
+        if self.output is not None:
+            try:
+                parse_binding(self.output)
+            except BindingError as exc:
+                issues.append(PlanIssue(".".join(("output", *exc.path)), exc.message))
+        return issues
+
+    def graph_issues(self) -> list[PlanIssue]:
+        """Malformed bindings; else duplicate ids, unknown agents and task references, cycles."""
+        issues: list[PlanIssue] = self.binding_issues()
+        if issues:
+            return issues
         seen: set[str] = set()
         for task in self.tasks:
             if task.id in seen:

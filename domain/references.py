@@ -10,9 +10,19 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from baton.domain.errors import ResolveError
+from baton.domain.errors import ResolveError, one_line
+from baton.domain.json_values import MAX_DEPTH, json_problem
 
-__all__ = ["GOAL", "Ref", "iter_refs", "parse_binding", "parse_ref", "resolve", "resolve_binding"]
+__all__ = [
+    "GOAL",
+    "BindingError",
+    "Ref",
+    "iter_refs",
+    "parse_binding",
+    "parse_ref",
+    "resolve",
+    "resolve_binding",
+]
 
 GOAL = "goal"
 
@@ -28,27 +38,65 @@ class Ref:
         return "$" + ".".join((self.source, *self.path))
 
 
+class BindingError(ValueError):
+    """A binding that is not a reference nor a storable literal; `path` locates it inside the
+    binding (mapping keys and list indexes), so the plan error can name the field."""
+
+    def __init__(self, message: str, path: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
 def parse_ref(text: str) -> Ref:
-    """Parse `$source.a.b`; raises ValueError on an empty source or segment."""
+    """Parse `$source.a.b`; raises BindingError on an empty source or segment."""
     parts = text[1:].split(".")
     if any(not part for part in parts):
-        raise ValueError(f"malformed reference {text!r}: empty name in the dot path")
+        raise BindingError(
+            f"malformed reference {one_line(text)!r}: empty name in the dot path "
+            "(expected $goal.<path> or $<task id>.<path>)"
+        )
     return Ref(parts[0], tuple(parts[1:]))
 
 
-def parse_binding(value: Any) -> Any:
-    """Turn a plan binding into Refs and literals; refs may sit inside lists and mappings."""
+def parse_binding(value: Any, _path: tuple[str, ...] = ()) -> Any:
+    """Turn a plan binding into Refs and literals; refs may sit inside lists and mappings.
+
+    Raises BindingError (with where inside the binding) for a malformed reference, a literal
+    that is not storable JSON (NaN, a lone surrogate) or nesting deeper than MAX_DEPTH: the
+    recursion below is bounded by that check.
+    """
+    if len(_path) > MAX_DEPTH:
+        raise BindingError(f"nested more than {MAX_DEPTH} levels deep", _path[:3])
     if isinstance(value, str):
         if value.startswith("$$"):
-            return value[1:]  # an escaped literal that starts with "$"
-        if value.startswith("$"):
-            return parse_ref(value)
-        return value
+            literal = value[1:]  # an escaped literal that starts with "$"
+        elif value.startswith("$"):
+            try:
+                return parse_ref(value)
+            except BindingError as exc:
+                raise BindingError(exc.message, _path) from None
+        else:
+            literal = value
+        _check_literal(literal, _path)
+        return literal
     if isinstance(value, Mapping):
-        return {key: parse_binding(item) for key, item in value.items()}
+        parsed: dict[Any, Any] = {}
+        for key, item in value.items():
+            _check_literal(key, _path)
+            parsed[key] = parse_binding(item, (*_path, str(key)))
+        return parsed
     if isinstance(value, list):
-        return [parse_binding(item) for item in value]
+        return [parse_binding(item, (*_path, str(i))) for i, item in enumerate(value)]
+    _check_literal(value, _path)
     return value
+
+
+def _check_literal(value: Any, path: tuple[str, ...]) -> None:
+    # Only what the store or `--json` cannot carry; other YAML scalars (dates) dump as strings.
+    problem = json_problem(value, max_depth=0) if isinstance(value, str | float) else None
+    if problem is not None:
+        raise BindingError(problem, path)
 
 
 def iter_refs(parsed: Any) -> Iterator[Ref]:

@@ -11,13 +11,14 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg.sql import SQL
 from psycopg.types.json import Jsonb
 
+from baton.projections.pg_schema import CreatedOnce
 from baton.projections.schema import VIEWS_META
 from baton.projections.views import GoalViews
 
 __all__ = ["PostgresGoalViews"]
 
 
-class PostgresGoalViews(GoalViews, PostgresTrackingRecorder):
+class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
     """The views in the store's schema beside `baton_events` (tracking: `baton_views_tracking`)."""
 
     dialect = "postgres"
@@ -27,6 +28,14 @@ class PostgresGoalViews(GoalViews, PostgresTrackingRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.sql_create_statements += [SQL(statement).format() for statement in self.views_ddl()]
+
+    @property
+    def marker_table(self) -> str:
+        return str(self.tracking_table_name)
+
+    def _lock_schema(self, c: Any) -> None:
+        c.execute("SELECT pg_advisory_xact_lock(hashtext('baton-ddl'), hashtext(%s))",
+                  (f"{self.datastore.schema}.{VIEWS_META.name}",))
 
     def qualified(self, table: str) -> str:
         return f'"{self.datastore.schema}".{table}'

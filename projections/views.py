@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from baton.projections.fold import Row, ViewFold
@@ -85,7 +85,13 @@ class GoalViews(TrackingRecorder):
     def ensure_version(self, application_name: str) -> None:
         """Rebuild from scratch when the rows were built by another version of the views."""
         meta = self.qualified(VIEWS_META.name)
+        with self.datastore.transaction(commit=False) as c:  # the usual case: up to date
+            c.execute(self.sql(f"SELECT version FROM {meta} WHERE name = ?"), (VIEWS_NAME,))
+            found = c.fetchone()
+            if found is not None and _first(found) == VIEWS_VERSION:
+                return
         with self.datastore.transaction(commit=True) as c:
+            self._lock_schema(c)  # first: other processes opening the store wait, then re-read
             c.execute(self.sql(f"SELECT version FROM {meta} WHERE name = ?"), (VIEWS_NAME,))
             found = c.fetchone()
             version = None if found is None else _first(found)
@@ -103,6 +109,11 @@ class GoalViews(TrackingRecorder):
                     for statement in table.ddl(self.dialect, self.qualified(table.name)):
                         c.execute(statement)
             self._clear(c, application_name)
+
+    def _lock_schema(self, c: Any) -> None:
+        """Serialise a change of the views' schema between processes (the first statement of
+        its transaction)."""
+        raise NotImplementedError
 
     def reset(self, application_name: str) -> None:
         """Empty every read model and forget the tracked position, in one transaction."""
@@ -283,6 +294,19 @@ class SQLiteGoalViews(GoalViews, SQLiteTrackingRecorder):
 
     def tracking_table(self) -> str:
         return "tracking"
+
+    def create_table(self) -> None:
+        try:
+            super().create_table()
+        except IntegrityError:
+            # eventsourcing reads whether the tracking table exists outside the transaction
+            # that creates it, so a process opening a new store beside another one may insert
+            # the same migration row; once the other committed, a second try finds it.
+            super().create_table()
+
+    def _lock_schema(self, c: Any) -> None:
+        # A write as the first statement takes SQLite's write lock, waiting up to the timeout.
+        c.execute(f"UPDATE {VIEWS_META.name} SET version = version WHERE name = ?", (VIEWS_NAME,))
 
     def _lock_statement(self) -> str:
         # A write as the transaction's first statement takes SQLite's write lock at once, so

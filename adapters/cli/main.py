@@ -16,7 +16,7 @@ from baton import __version__
 from baton.cli import exits
 from baton.cli.commands import COMMANDS
 from baton.cli.pipes import tolerate_closed_stdout
-from baton.domain.errors import BatonError
+from baton.domain.errors import BatonError, one_line
 from baton.runtime.service import catch_up_read_models
 
 __all__ = ["main"]
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command in WRITING_COMMANDS:
                 _refresh_read_models(args)
     except BatonError as exc:
-        print(f"baton: error: {exc}", file=sys.stderr)
+        print(f"baton: error: {one_line(str(exc))}", file=sys.stderr)
         return exits.INVALID
     except KeyboardInterrupt:
         print("baton: interrupted; `baton resume GOAL` continues from the events", file=sys.stderr)

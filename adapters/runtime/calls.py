@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import queue
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from baton.domain.json_values import json_problem
 from baton.domain.secrets import has_secret, redact_output
 from baton.runtime.loading import LoadedPlan
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
@@ -96,10 +98,21 @@ class Observer:
             fields["timeout_s"] = self._timeout_s(outcome.task)
             return Completion(outcome.task, outcome.attempt, "AgentTimedOut", fields)
         if outcome.raised is not None:
-            fields["error_type"] = type(outcome.raised).__name__
+            fields["error_type"] = _storable_text(type(outcome.raised).__name__)
             fields["message"] = _message(outcome.raised)
             fields["duration_ms"] = outcome.duration_ms
             return Completion(outcome.task, outcome.attempt, "AgentRaised", fields)
+        try:
+            return self._returned(outcome, fields)
+        except BaseException as exc:
+            # Whatever reading the result raises (a mapping whose items() raises, a model whose
+            # dump fails, a RecursionError) is an output that could not be recorded: a
+            # rejection with its reason, never a dead worker thread and a fake timeout.
+            error = f"output could not be read: {type(exc).__name__}: {_message(exc)}"
+            fields |= {"output": None, "duration_ms": outcome.duration_ms, "output_error": error}
+            return Completion(outcome.task, outcome.attempt, "AgentReturned", fields)
+
+    def _returned(self, outcome: CallOutcome, fields: dict[str, Any]) -> Completion:
         output, usage, error = to_recordable(outcome.returned, max_bytes=self.max_output_bytes)
         if self._redacts and self.loaded is not None:  # never a secret in clear
             plan, contracts = self.loaded.plan, self.loaded.contracts
@@ -108,8 +121,8 @@ class Observer:
         fields["duration_ms"] = outcome.duration_ms
         if usage is not None:
             fields["usage"] = usage
-        if error is not None:
-            fields["output_error"] = error
+        if error is not None:  # may quote the value (a repr): never a lone surrogate in a save
+            fields["output_error"] = _storable_text(error)
         return Completion(outcome.task, outcome.attempt, "AgentReturned", fields)
 
     def _timeout_s(self, task_id: str) -> float:
@@ -120,10 +133,12 @@ class Observer:
 
 
 def _message(exc: BaseException) -> str:
+    """An exception's message, one line, storable (a lone surrogate would fail the save)."""
     try:
-        return " ".join(str(exc).split())[:500]
+        message = " ".join(str(exc).split())[:500]
     except Exception as broken:  # an exception whose __str__ raises is still a raised attempt
-        return f"<message unavailable: its __str__ raised {type(broken).__name__}>"
+        message = f"<message unavailable: its __str__ raised {type(broken).__name__}>"
+    return _storable_text(message)
 
 
 def to_recordable(result: Any, *, max_bytes: int) -> tuple[Any, dict[str, Any] | None, str | None]:
@@ -137,14 +152,16 @@ def to_recordable(result: Any, *, max_bytes: int) -> tuple[Any, dict[str, Any] |
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
         result, (usage, usage_error) = result[0], _usage(result[1])
     try:
-        if isinstance(result, BaseModel):
-            output = result.model_dump(mode="json")
-            size = len(json.dumps(output, separators=(",", ":")))
-        else:
-            # One dump proves it is plain JSON and gives the size: reloading a JSON text and
-            # dumping it again yields the same text.
-            text = json.dumps(result, separators=(",", ":"))
-            output, size = json.loads(text), len(text)
+        raw = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+        # Checked before anything recursive walks it: nesting is bounded, every number finite,
+        # every string valid UTF-8 (a lone surrogate passes json.dumps but not the store).
+        problem = json_problem(raw)
+        if problem is not None:
+            return None, usage, f"output of type {type(result).__name__} is not JSON: {problem}"
+        # One dump gives the size and a plain copy: reloading a JSON text and dumping it again
+        # yields the same text.
+        text = json.dumps(raw, separators=(",", ":"), allow_nan=False)
+        output, size = json.loads(text), len(text)
     except (TypeError, ValueError) as exc:
         return None, usage, f"output of type {type(result).__name__} is not JSON: {exc}"
     if size > max_bytes:
@@ -173,8 +190,11 @@ def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
             "tokens": int(_figure(tokens, "tokens", whole=True)),
             "cost_usd": float(_figure(raw.get("cost_usd"), "cost_usd", whole=False)),
         }
-    except (TypeError, ValueError) as exc:
-        shown = json.dumps(raw, default=repr)[:200]
+    except (TypeError, ValueError, OverflowError) as exc:
+        try:
+            shown = json.dumps(raw, default=repr)[:200]
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            shown = "{...}"
         return None, f"usage report {shown} is invalid: {exc}"
     return usage, None
 
@@ -183,13 +203,24 @@ def _figure(value: Any, name: str, *, whole: bool) -> float:
     """A reported figure: absent is 0; a number (whole for tokens), never negative or NaN."""
     if value is None:
         return 0.0
-    number = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
     if not number or (whole and value != int(value)):
         kind = "a whole number" if whole else "a number"
         raise TypeError(f"{name} must be {kind}, not {value!r}")
     if value < 0:
         raise ValueError(f"{name} must be 0 or more, not {value!r}")
+    if value > _MAX_FIGURE:  # 10**400 has no float; any figure this size is a bug
+        raise ValueError(f"{name} must be at most {_MAX_FIGURE:.0e}, not {_shown(value)}")
     return float(value)
+
+
+_MAX_FIGURE = 10**15  # far beyond any real attempt, and exact as a float and in a bigint sum
+
+
+def _shown(value: float) -> str:
+    return f"a {len(str(value))}-digit number" if isinstance(value, int) else repr(value)
 
 
 class CallPool:
@@ -314,6 +345,11 @@ class CallPool:
 
 def _kwargs(call: AgentCall) -> dict[str, Any]:
     return {"idempotency_key": call.idempotency_key} if call.idempotency_key else {}
+
+
+def _storable_text(text: str) -> str:
+    """Text a store accepts: a lone surrogate (valid in Python, not in UTF-8) is escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _elapsed_ms(started: float) -> float:

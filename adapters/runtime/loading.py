@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from baton.domain.contract_check import check_contracts
 from baton.domain.contracts import AgentContract, validation_errors
 from baton.domain.errors import InputError, PlanError, PlanIssue
+from baton.domain.json_values import MAX_DEPTH, json_problem
 from baton.domain.plan import Plan, parse_plan
 from baton.domain.references import GOAL
 from baton.domain.secrets import redact_source
@@ -51,18 +52,24 @@ class LoadedPlan:
 
     def validate_input(self, data: Any) -> Any:
         """The goal input as JSON, validated against the plan's input model when it has one."""
+        problem = json_problem(data)  # first: nothing below may walk an unbounded value
+        if problem is not None:
+            raise InputError(f"goal input cannot be stored: {problem}")
         if self.input_model is None:
             if not isinstance(data, dict):
                 raise InputError("goal input: expected a JSON object")
             return redact_source(data, GOAL, self.plan, self.contracts)
         try:
             validated = self.input_model.model_validate(data).model_dump(mode="json")
-            return redact_source(validated, GOAL, self.plan, self.contracts)  # never in clear
         except ValidationError as exc:
             errors = "; ".join(validation_errors(exc, limit=5))
             raise InputError(
                 f"goal input does not satisfy {self.input_model.__name__}: {errors}"
             ) from None
+        problem = json_problem(validated)  # a float field accepts "NaN" as text
+        if problem is not None:
+            raise InputError(f"goal input cannot be stored: {problem}")
+        return redact_source(validated, GOAL, self.plan, self.contracts)  # never in clear
 
 
 def _ensure_cwd_importable() -> None:
@@ -118,6 +125,49 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     )
 
 
+class _PlanYamlLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing aliases and bounding nesting while composing.
+
+    Aliases are refused outright rather than counted: a plan has no need for them (a mapping
+    can be written out), and refusing them ends both a self-referencing node (`&r [x, *r]`,
+    which no JSON can hold) and an alias bomb (nine nested aliases that expand to 10^9 items
+    when anything walks the value) at the first `*`, with its line, before anything expands.
+    Nesting is counted as nodes are composed (PyYAML composes recursively), so a document
+    nested thousands deep fails in one line rather than with a RecursionError.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None,
+                f"aliases (*{event.anchor}) are not allowed in a plan file; write the value out",
+                event.start_mark,
+            )
+        if self._depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_DEPTH} levels deep", mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_plan_text(text: str, *, as_json: bool) -> Any:
+    if as_json:
+        return json.loads(text, parse_constant=_refuse_constant)
+    return yaml.load(text, Loader=_PlanYamlLoader)  # a SafeLoader subclass
+
+
 def read_plan_data(path: str) -> dict[str, Any]:
     """Parse a plan file (YAML or JSON) into data; PlanError on a missing or malformed file."""
     file = Path(path)
@@ -129,10 +179,13 @@ def read_plan_data(path: str) -> dict[str, Any]:
         issue = PlanIssue(path, f"not a text file (UTF-8): {exc.reason} at byte {exc.start}")
         raise PlanError([issue], source=path) from None
     try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        data = _parse_plan_text(text, as_json=file.suffix == ".json")
+    except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError is a ValueError
         detail = " ".join(str(exc).split())
         raise PlanError([PlanIssue(path, f"not valid YAML/JSON: {detail}")], source=path) from None
+    except RecursionError:  # the json module's decoder recurses per level
+        issue = PlanIssue(path, f"not valid YAML/JSON: nested more than {MAX_DEPTH} levels deep")
+        raise PlanError([issue], source=path) from None
     if not isinstance(data, dict):
         raise PlanError([PlanIssue(path, "a plan must be a mapping")], source=path)
     return data
@@ -190,6 +243,9 @@ def prepare_plan(
     if agents:
         data, given, early = _with_agents(data, agents)
     plan = parse_plan(data, source=source)
+    binding_issues = plan.binding_issues()
+    if binding_issues:  # every check below reads the parsed bindings
+        raise PlanError(early + binding_issues, source=source)
     issues: list[PlanIssue] = early + plan.graph_issues()  # reported with the contract issues
     loaded_agents: dict[str, Callable[..., Any]] = {}
     contracts: dict[str, AgentContract] = {}

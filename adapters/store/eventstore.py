@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PersistenceError,
+)
 from eventsourcing.utils import register_topic
 
 from baton.domain.errors import BatonError
@@ -141,13 +147,13 @@ def _locked_insert_recorder() -> type:
     notification-id order. A save with tracking (none in Baton) goes the library's way.
     """
     from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-    from eventsourcing.utils import retry
-    from psycopg.errors import InterfaceError, OperationalError
     from psycopg.sql import SQL, Identifier
+
+    from baton.projections.pg_schema import CreatedOnce
 
     function = "es_insert_events_locked"
 
-    class LockedInsertPostgresRecorder(PostgresApplicationRecorder):
+    class LockedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
         def __init__(
             self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
         ) -> None:
@@ -184,12 +190,18 @@ def _locked_insert_recorder() -> type:
                 "SELECT * FROM {schema}.{function}(%b, %b, %b, %b)"
             ).format(**names)
 
-        @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+        @property
+        def marker_table(self) -> str:
+            return str(self.events_table_name)
+
         def insert_events(
             self, stored_events: Sequence[Any], **kwargs: Any
         ) -> Sequence[int] | None:
             if not stored_events or kwargs.get("tracking") is not None:
                 return super().insert_events(stored_events, **kwargs)  # type: ignore[no-any-return]
+            return insert_surviving_drops(self, stored_events, self._insert_locked)
+
+        def _insert_locked(self, stored_events: Sequence[Any]) -> Sequence[int]:
             columns = (
                 [e.originator_id for e in stored_events],
                 [e.originator_version for e in stored_events],
@@ -203,6 +215,53 @@ def _locked_insert_recorder() -> type:
     LockedInsertPostgresRecorder.__module__ = __name__
     LockedInsertPostgresRecorder.__qualname__ = "LockedInsertPostgresRecorder"
     return LockedInsertPostgresRecorder
+
+
+# A dropped connection (server restart, failover, pg_terminate_backend) is retried this many
+# times, waiting 0.05 s doubling to 1 s between tries (about 5 s in all): long enough for a pool
+# to replace every dead connection it holds, short enough that a store that stays down ends the
+# run promptly, in one line.
+RECONNECT_ATTEMPTS = 10
+
+
+def insert_surviving_drops(
+    recorder: Any, stored_events: Sequence[Any], insert: Any, *, attempts: int = RECONNECT_ATTEMPTS
+) -> Sequence[int] | None:
+    """`insert(stored_events)`, retried after a dropped connection.
+
+    eventsourcing re-raises psycopg's errors as its own `OperationalError`/`InterfaceError`
+    (the reason a retry keyed on psycopg's classes never fired). A retry is safe because of the
+    aggregate version: the dropped insert either committed or it did not. If it did, the retry
+    conflicts, and finding exactly these events stored means the save succeeded; a conflict with
+    anything else is a real one, for the caller.
+    """
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return insert(stored_events)  # type: ignore[no-any-return]
+        except IntegrityError:
+            if attempt and _already_stored(recorder, stored_events):
+                return None  # the dropped attempt committed
+            raise
+        except (InterfaceError, OperationalError):
+            if attempt == attempts - 1:
+                raise  # the store stays down: a StoreError at the boundary
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable")
+
+
+def _already_stored(recorder: Any, stored_events: Sequence[Any]) -> bool:
+    by_aggregate: dict[Any, list[Any]] = {}
+    for event in stored_events:
+        by_aggregate.setdefault(event.originator_id, []).append(event)
+    for originator_id, ours in by_aggregate.items():
+        versions = [event.originator_version for event in ours]
+        found = recorder.select_events(originator_id, gt=min(versions) - 1, lte=max(versions))
+        mine = {(e.originator_version, e.topic, bytes(e.state)) for e in ours}
+        if {(e.originator_version, e.topic, bytes(e.state)) for e in found} != mine:
+            return False
+    return True
 
 
 def __getattr__(name: str) -> Any:
@@ -232,7 +291,23 @@ def translated_errors(url: str) -> Iterator[None]:
         if not _is_store_failure(exc):
             raise
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise StoreError(f"store {describe_store(url)}: {detail}") from None
+        raise StoreError(f"store {describe_store(url)}: {_explained(detail)}") from None
+
+
+def with_lock_timeout(env: dict[str, str]) -> dict[str, str]:
+    """The store environment with the SQLite lock wait of BATON_SQLITE_LOCK_TIMEOUT: how long a
+    command waits for another writer's transaction before failing in one line."""
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.sqlite":
+        return env
+    return {**env, "SQLITE_LOCK_TIMEOUT": str(settings().sqlite_lock_timeout)}
+
+
+def _explained(detail: str) -> str:
+    if detail == "database is locked":
+        waited = settings().sqlite_lock_timeout
+        return (f"database is locked by another writer (waited {waited} s; "
+                "BATON_SQLITE_LOCK_TIMEOUT sets how long)")
+    return detail
 
 
 def _is_store_failure(exc: Exception) -> bool:
@@ -248,7 +323,7 @@ class BatonStore:
 
     def __init__(self, *, url: str) -> None:
         self.url = url
-        self.env = store_env(url)
+        self.env = with_lock_timeout(store_env(url))
         if not self._would_create_a_file():
             self.app  # noqa: B018 -- opened now, as it always was; errors surface here
 

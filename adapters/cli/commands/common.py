@@ -10,6 +10,7 @@ from typing import Any
 from baton.cli import exits
 from baton.domain.errors import BatonError
 from baton.domain.goal import Goal
+from baton.domain.json_values import json_problem
 from baton.runtime import service
 from baton.store.eventstore import BatonStore, open_store
 
@@ -44,9 +45,15 @@ def json_argument(value: str, *, name: str) -> Any:
     else:
         text, where = value, name
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ArgumentError(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise ArgumentError(f"{where}: nested too deeply") from None
+    problem = json_problem(value)  # NaN, a lone surrogate, nesting: nothing the store can hold
+    if problem is not None:
+        raise ArgumentError(f"{where}: cannot be stored: {problem}")
+    return value
 
 
 def exit_code(goal: Goal) -> int:

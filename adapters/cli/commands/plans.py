@@ -10,7 +10,7 @@ from typing import Any
 from baton.cli import exits
 from baton.cli.commands.common import store_from
 from baton.cli.render import render_graph
-from baton.domain.errors import PlanError
+from baton.domain.errors import PlanError, one_line
 from baton.runtime.loading import load_plan_file
 from baton.runtime.service import load_goal_plan
 
@@ -39,7 +39,7 @@ def _validate(args: argparse.Namespace) -> int:
         loaded = load_plan_file(args.plan)
     except PlanError as exc:
         for issue in exc.issues:
-            print(f"{args.plan}: {exc.located(issue)}", file=sys.stderr)
+            print(f"{one_line(args.plan)}: {exc.located(issue)}", file=sys.stderr)
         return exits.INVALID
     tasks = len(loaded.plan.tasks)
     print(f"{args.plan}: ok — plan {loaded.plan.name!r}, {tasks} tasks, "

@@ -1,0 +1,142 @@
+"""Store faults: a dropped PostgreSQL connection mid-run, a store that stays down, many processes
+opening one store at once, a SQLite store locked by another writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import OperationalError
+
+from baton.domain.replay import replay
+from baton.store import eventstore
+from baton.store.eventstore import StoreError, open_store
+from tests import hostile_agents
+from tests.cli_support import ROOT
+from tests.conftest import PG_URL
+from tests.inprocess import cli
+from tests.replay_support import contracts_of
+from tests.support import events_of, plan, run, task
+
+H = "tests.hostile_agents"
+
+
+def hostile_plan(*tasks: dict[str, Any]) -> dict[str, Any]:
+    data = plan(*tasks)
+    data["agents"] = {name: f"{H}:{name}" for name in data["agents"]}
+    return data
+
+
+@pytest.mark.postgres
+def test_a_goal_survives_its_connections_being_killed_server_side(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGAPPNAME", f"baton-drop-{uuid.uuid4().hex[:8]}")  # ours only
+    monkeypatch.setenv("BATON_TEST_PG", PG_URL)
+    store = open_store(postgres_url)
+    try:
+        data = hostile_plan(  # every task kills every connection of the store, then returns
+            task("a", "kills_store_connections", input={"text": "$goal.text"}),
+            task("b", "kills_store_connections", input={"text": "$a.text"}),
+            task("c", "kills_store_connections", input={"text": "$b.text"}),
+        )
+        goal = run(store, data, {"text": "x"})
+        assert goal.state.status == "completed"
+        assert goal.state.output is None or goal.state.tasks["c"].status == "succeeded"
+        events = list(store.events(goal.id))
+        # Each observation stored once: a retried save never repeats one that had committed.
+        assert len(events_of(store, goal.id, "AgentReturned")) == 3
+        assert replay(events, contracts_of(events)).divergence is None
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_save_whose_commit_was_lost_with_its_connection_is_not_repeated(
+    postgres_url: str,
+) -> None:
+    store = open_store(postgres_url)
+    try:
+        goal = run(store, plan(task("a", "upper", input={"text": "$goal.text"})), {"text": "x"})
+        before = len(store.events(goal.id))
+        goal.observe("RunResumed", at=goal.state.now, concurrency=1)
+        stored = [store.app.mapper.to_stored_event(e) for e in goal.collect_events()]
+        recorder = store.recorder
+        calls: list[int] = []
+
+        def commits_then_drops(events: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                recorder._insert_locked(events)  # committed, but the answer never arrives
+                raise OperationalError("server closed the connection unexpectedly")
+            return recorder._insert_locked(events)
+
+        eventstore.insert_surviving_drops(recorder, stored, commits_then_drops)
+        assert len(calls) == 2  # retried, found its own events stored, and stopped
+        assert len(store.events(goal.id)) == before + 1
+    finally:
+        store.close()
+
+
+def test_a_store_that_stays_down_ends_the_save_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+
+    def always_down(events: Any) -> Any:
+        calls.append(1)
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(eventstore.time, "sleep", lambda seconds: None)
+    with pytest.raises(StoreError) as info, eventstore.translated_errors("postgresql://h/db"):
+        eventstore.insert_surviving_drops(None, ["event"], always_down)
+    assert len(calls) == eventstore.RECONNECT_ATTEMPTS
+    assert str(info.value) == "store postgresql://h/db: connection refused"
+
+
+def test_eight_processes_open_one_new_store_at_once(store_url: str) -> None:
+    env = {**os.environ, "BATON_STORE": store_url}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "baton.cli", "status", "--json"], cwd=ROOT,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    results = [(proc.wait(timeout=120), proc.stderr.read()) for proc in procs]  # type: ignore[union-attr]
+    for proc in procs:
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert results == [(0, "")] * 8
+
+
+def test_a_sqlite_store_locked_by_another_writer_fails_in_one_line_after_the_timeout(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "baton.db"
+    monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
+    monkeypatch.setenv("BATON_SQLITE_LOCK_TIMEOUT", "1")
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(hostile_plan(
+        task("a", "locks_sqlite", input={"text": "$goal.text"}))))
+    try:
+        result = cli("--store", f"sqlite:///{db}", "run", str(plan_file),
+                     "--input", '{"text": "x"}')
+    finally:
+        for conn in hostile_agents.HELD:
+            conn.close()
+        hostile_agents.HELD.clear()
+    assert result.code == 2
+    assert "Traceback" not in result.err
+    error = [line for line in result.err.splitlines() if line.startswith("baton: error")]
+    assert error == [f"baton: error: store sqlite:///{db}: database is locked by another writer "
+                     "(waited 1 s; BATON_SQLITE_LOCK_TIMEOUT sets how long)"]
+    # Released, the goal resumes from what was stored before the lock.
+    store = open_store(f"sqlite:///{db}")
+    goal_id = store.recorder.select_notifications(1, 1)[0].originator_id
+    store.close()
+    resumed = cli("--store", f"sqlite:///{db}", "resume", goal_id)
+    assert resumed.code in (0, 1), resumed.err
