@@ -19,6 +19,7 @@ from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
 from baton.store.eventstore import BatonStore
+from baton.store.ownership import owning
 
 __all__ = [
     "CommandError",
@@ -47,6 +48,7 @@ def start_goal(
     goal_id: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     runner: Runner | None = None,
+    wait: bool = False,
 ) -> Goal:
     """Validate the input, store the new goal, and drive it; nothing is stored on bad input."""
     validated = loaded.validate_input(goal_input)
@@ -61,7 +63,8 @@ def start_goal(
         concurrency=concurrency,
         at=runner.clock(),
     )
-    return runner.start(goal)
+    with owning(store, goal_id, wait=wait):  # one owner per goal, from its first event
+        return runner.start(goal)
 
 
 def submit_goal(
@@ -99,13 +102,22 @@ def load_goal_plan(goal: Goal) -> LoadedPlan:
 
 
 def resume_goal(
-    store: BatonStore, goal_id: str, *, concurrency: int | None = None, runner: Runner | None = None
+    store: BatonStore,
+    goal_id: str,
+    *,
+    concurrency: int | None = None,
+    runner: Runner | None = None,
+    wait: bool = False,
 ) -> Goal:
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         return goal
-    runner = runner or Runner.from_settings(store=store, loaded=load_goal_plan(goal))
-    return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
+    with owning(store, goal_id, wait=wait):  # GoalOwned when a live process drives it
+        goal = store.get(goal_id)  # as its last owner left it
+        if goal.state.status in GOAL_FINAL:
+            return goal
+        runner = runner or Runner.from_settings(store=store, loaded=load_goal_plan(goal))
+        return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
 
 
 def resolve_task(

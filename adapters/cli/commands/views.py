@@ -24,6 +24,7 @@ from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
 from baton.readmodels.reading import ReadModels
 from baton.store.eventstore import GoalNotFound
+from baton.store.ownership import owner_json
 
 __all__ = ["register"]
 
@@ -126,8 +127,11 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
         models.store.get(goal_id)  # GoalNotFound when it is not in the log either
         raise GoalNotFound(goal_id)
     goal, tasks = found[0], models.tasks(goal_id)
+    owner = owner_json(models.store, goal_id)  # from the store's lock, not the read models
+    if owner is not None and not owner["alive"] and goal["status"] not in ("running", "waiting"):
+        owner = None  # it died driving the goal, but the goal has ended since
     if as_json:
-        print_json(goal_status_json(goal, tasks))
+        print_json({**goal_status_json(goal, tasks), "owner": owner})
         return
     lines = [
         TaskLine(row["task_id"], row["agent"], row["status"], row["attempts"],
@@ -137,6 +141,9 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
     ]
     print_summary(goal_id=goal["goal_id"], plan=goal["plan"], status=goal["status"],
                   reason=goal["reason"], output=goal["output"], lines=lines)
+    if owner is not None:
+        state = "alive" if owner["alive"] else "died while driving it"
+        print(f"owner: {owner['host']} pid {owner['pid']} since {owner['since']} ({state})")
 
 
 def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
