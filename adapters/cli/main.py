@@ -24,7 +24,7 @@ EXIT_INTERNAL = 70  # a bug in Baton itself (BSD EX_SOFTWARE); BATON_DEBUG=1 sho
 
 # Commands that append events: the read models are brought up to date before they exit, so
 # `baton status` right after shows what they did.
-WRITING_COMMANDS = frozenset({"run", "resume", "resolve", "cancel", "fork", "import"})
+WRITING_COMMANDS = frozenset({"run", "resume", "resolve", "cancel", "fork", "import", "submit"})
 
 
 class _Parser(argparse.ArgumentParser):
