@@ -98,14 +98,20 @@ class Worker:
         try:
             while True:
                 self.wake.clear()
-                self._follow()
-                self._reap()
-                if self.stopping.is_set():
-                    if not self.driving:
-                        break
+                try:
+                    self._follow()
+                    self._reap()
+                    if self.stopping.is_set():
+                        if not self.driving:
+                            break
+                        self.wake.wait(self.poll_s)
+                        continue
+                    claimed, pending = self._claim(pool)
+                except Exception as exc:  # the store went away for a moment: look again
+                    log.warning("cannot read the store: %s: %s", type(exc).__name__,
+                                " ".join(str(exc).split()))
                     self.wake.wait(self.poll_s)
                     continue
-                claimed, pending = self._claim(pool)
                 if self.burst and not self.driving and not claimed and not pending:
                     break
                 self._refresh()
@@ -314,4 +320,4 @@ class Worker:
         try:
             refresh(self.store)
         except Exception as exc:  # the events are stored; any later catch-up applies them
-            log.warning("read models not brought up to date: %s", exc)
+            log.warning("read models not brought up to date: %s", " ".join(str(exc).split()))

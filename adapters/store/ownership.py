@@ -255,24 +255,33 @@ class PostgresOwnership:
         return psycopg.connect(application_name="baton", **self.connect_args)
 
     def _lock(self, goal_id: str, *, block: bool) -> GoalLock | None:
-        with self.guard:
-            conn = self.idle.pop() if self.idle else None
-        if conn is None or conn.closed or conn.broken:
-            conn = self._connect()
         host, pid, since = _me()
         key = self.key(goal_id)
-        try:
-            conn.execute("SELECT set_config('application_name', %s, false)",
-                         (f"baton {pid}@{host[:_HOST_CHARS]} {since}",))
-            function = "pg_advisory_lock" if block else "pg_try_advisory_lock"
-            row = conn.execute(f"SELECT {function}(%s)", (key,)).fetchone()
-        except BaseException:
-            conn.close()
-            raise
-        if block or row[0]:
-            return _AdvisoryLock(goal_id, key, conn, self)
-        self._park(conn)
-        return None
+        function = "pg_advisory_lock" if block else "pg_try_advisory_lock"
+        for fresh in (False, True):  # an idle connection may have been cut meanwhile
+            conn = None
+            if not fresh:
+                with self.guard:
+                    conn = self.idle.pop() if self.idle else None
+            if conn is None or conn.closed or conn.broken:
+                conn, fresh = self._connect(), True
+            try:
+                conn.execute("SELECT set_config('application_name', %s, false)",
+                             (f"baton {pid}@{host[:_HOST_CHARS]} {since}",))
+                row = conn.execute(f"SELECT {function}(%s)", (key,)).fetchone()
+            except Exception:
+                conn.close()
+                if fresh:
+                    raise
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            if block or row[0]:
+                return _AdvisoryLock(goal_id, key, conn, self)
+            self._park(conn)
+            return None
+        raise AssertionError("unreachable")
 
     def try_acquire(self, goal_id: str) -> GoalLock | None:
         return self._lock(goal_id, block=False)
