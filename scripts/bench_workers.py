@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,8 @@ def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
     store = open_store(url)
     loaded = prepare_plan(chain(workload, tasks))
     procs = start_workers(url, workers, concurrency, logdir)
+    sampler = LockSampler()
+    sampler.start()
     try:
         pending = [
             Goal.start(goal_id=f"{workload}-{i:05d}", plan=loaded.plan,
@@ -90,13 +93,50 @@ def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
                 break
         first, last = _span(store, ids)
     finally:
+        sampler.stop()
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=120)
         store.close()
     seconds = (last - first).total_seconds()
-    return {"seconds": seconds, "tasks_s": goals * tasks / seconds, "goals_s": goals / seconds}
+    return {"seconds": seconds, "tasks_s": goals * tasks / seconds, "goals_s": goals / seconds,
+            **sampler.summary()}
+
+
+class LockSampler(threading.Thread):
+    """Samples pg_stat_activity every 10 ms: how many sessions are inside Baton's insert, and
+    how many of those wait for the events table's lock (wait_event 'relation')."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.samples = 0
+        self.inserting = 0
+        self.waiting = 0
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            while not self.done.wait(0.01):
+                rows = conn.execute(
+                    "SELECT wait_event_type, wait_event FROM pg_stat_activity "
+                    "WHERE state = 'active' AND query LIKE '%es_insert_events_locked%' "
+                    "AND pid <> pg_backend_pid()").fetchall()
+                self.samples += 1
+                self.inserting += len(rows)
+                self.waiting += sum(1 for kind, event in rows
+                                    if kind == "Lock" and event == "relation")
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+    def summary(self) -> dict[str, float]:
+        samples = max(1, self.samples)
+        return {"inserts_in_flight": self.inserting / samples,
+                "waiting_for_table_lock": self.waiting / samples}
 
 
 def _ended_topics() -> list[str]:
@@ -183,6 +223,9 @@ def main() -> None:
     parser.add_argument("--goals", type=int, default=96)
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--workloads", default="noop,sleep")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="goals per worker (each holds one lock connection: mind "
+                        "max_connections)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--inserts-only", action="store_true",
                         help="no orchestration: N writers through Baton's locking insert "
@@ -197,13 +240,15 @@ def main() -> None:
             with open_target("postgres", ROOT) as target:
                 logdir = Path(f"/tmp/bench-workers-{target.pg_schema}")
                 logdir.mkdir(exist_ok=True)
-                concurrency = 4 if workload == "noop" else 32
+                concurrency = args.concurrency
                 baton = run_baton(target.url, workload, workers=n, goals=args.goals,
                                   tasks=args.tasks, concurrency=concurrency, logdir=logdir)
                 assert target.pg_schema is not None
                 plain = run_plain(target.pg_schema, writers=n, rows=args.goals * args.tasks)
             row = {"workload": workload, "workers": n, "baton_tasks_s": baton["tasks_s"],
-                   "baton_goals_s": baton["goals_s"], "plain_tasks_s": plain["tasks_s"]}
+                   "baton_goals_s": baton["goals_s"], "plain_tasks_s": plain["tasks_s"],
+                   "inserts_in_flight": baton["inserts_in_flight"],
+                   "waiting_for_table_lock": baton["waiting_for_table_lock"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
     _table(rows)
@@ -231,8 +276,8 @@ def _inserts_only(ns: list[int], rows: int) -> None:
 
 def _table(rows: list[dict[str, Any]]) -> None:
     print("| workload | workers | Baton tasks/s | Baton goals/s | vs 1 | plain tasks/s | vs 1 "
-          "| Baton speed-up / plain speed-up |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| Baton speed-up / plain speed-up | inserts in flight | of which wait for the lock |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base: dict[str, dict[str, Any]] = {}
     for row in rows:
         one = base.setdefault(row["workload"], row)
@@ -240,7 +285,8 @@ def _table(rows: list[dict[str, Any]]) -> None:
         p = row["plain_tasks_s"] / one["plain_tasks_s"]
         print(f"| {row['workload']} | {row['workers']} | {row['baton_tasks_s']:,.0f} "
               f"| {row['baton_goals_s']:,.1f} | {b:.2f}x | {row['plain_tasks_s']:,.0f} "
-              f"| {p:.2f}x | {b / p:.2f} |")
+              f"| {p:.2f}x | {b / p:.2f} | {row['inserts_in_flight']:.2f} "
+              f"| {row['waiting_for_table_lock']:.2f} |")
 
 
 if __name__ == "__main__":
