@@ -114,7 +114,7 @@ def test_a_worker_parks_a_goal_in_backoff_and_takes_it_up_when_due(
     store_url: str, tmp_path: Path
 ) -> None:
     env = {"BATON_TEST_DIR": str(tmp_path)}
-    plan = chain_plan(tmp_path, backoff_s=0.3)
+    plan = chain_plan(tmp_path, backoff_s=1.2)
     goal_id = baton("submit", plan, "--input", '{"text": "y"}', store=store_url).out.strip()
     worker = baton("worker", "--burst", store=store_url, env=env)
     assert worker.code == 0, worker.err

@@ -36,6 +36,7 @@ from baton.store.ownership import FencedOut
 __all__ = ["DEFAULT_CONCURRENCY", "RUNNER_OBSERVATIONS", "Clock", "Runner", "utc_now"]
 
 DEFAULT_CONCURRENCY = 8
+PARK_AFTER_S = 1.0  # shorter waits are slept through rather than handed back to the workers
 
 Clock = Callable[[], datetime]
 
@@ -68,11 +69,11 @@ class Runner:
     # Fault injection for crash tests: SIGKILL this process once a save brings the goal's
     # event count to this number or beyond (BATON_CRASH_AT_EVENT).
     crash_at_event: int | None = None
-    # A worker's runner leaves a goal that only waits for a timer (a backoff) and frees its slot;
-    # the goal is picked up again when the timer falls due.
+    # A worker's runner leaves a goal that only waits for a timer (a backoff) further away than
+    # PARK_AFTER_S and frees its slot; the goal is claimed again when the timer falls due.
     park_on_timers: bool = False
-    # Asked to stop (a worker's second SIGTERM): leave after the current save; attempts in
-    # flight then follow the crash rules with the next owner.
+    # Asked to stop (a worker shutting down): leave after the current save; attempts in flight
+    # then follow the crash rules with the next owner.
     should_stop: Callable[[], bool] | None = None
     # Does any contract of the plan type a secret? If none does, redaction is the identity.
     _redacts: bool = field(init=False, repr=False)
@@ -115,8 +116,10 @@ class Runner:
             while True:
                 if goal.state.status in GOAL_FINAL:
                     break
-                if not in_flight and (self.park_on_timers or not self._has_timer(goal)):
-                    break  # waiting for a human, or nothing left that time can move
+                if not in_flight:
+                    timer = self._goal_timer(goal)
+                    if timer is None or (self.park_on_timers and timer > PARK_AFTER_S):
+                        break  # waiting for a human, nothing that time can move, or parked
                 if self.should_stop is not None and self.should_stop():
                     break
                 observations = [self._next_observation(goal, pool, in_flight)]
@@ -262,9 +265,6 @@ class Runner:
             )
 
     # --- timers ---
-
-    def _has_timer(self, goal: Goal) -> bool:
-        return self._goal_timer(goal) is not None
 
     def _goal_timer(self, goal: Goal) -> float | None:
         """Seconds from now until a backoff or the deadline comes due, if any."""

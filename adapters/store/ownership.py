@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -199,6 +200,11 @@ class FileOwnership:
 
     def owner(self, goal_id: str) -> Owner | None:
         alive, text = self._probe(goal_id)
+        for _ in range(50):  # a new holder writes itself in just after taking the lock
+            if not (alive and not text):
+                break
+            time.sleep(0.01)
+            alive, text = self._probe(goal_id)
         try:
             data = json.loads(text)
         except ValueError:  # empty: released cleanly, or the holder has not written yet
