@@ -48,7 +48,9 @@ def test_status_right_after_run_shows_the_result(store_url: str, tmp_path: Path)
     assert ran.code == 0, ran.err
     status = baton("status", "g-1", "--json", store=store_url)
     assert status.code == 0, status.err
-    assert status.json() == ran.json()  # the same shape and content as `run --json`
+    shown = status.json()
+    assert shown.pop("owner") is None  # `status` also says who drives it: nobody, now
+    assert shown == ran.json()  # the same shape and content as `run --json`
     assert status.err == ""  # no lag to report
     listed = baton("status", "--json", store=store_url).json()["goals"]
     assert [(g["goal_id"], g["plan"], g["status"]) for g in listed] == [

@@ -31,12 +31,20 @@ from baton.runtime.calls import AgentCall, CallOutcome, CallPool, Completion, Ob
 from baton.runtime.loading import LoadedPlan
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from baton.store.eventstore import BatonStore
+from baton.store.ownership import FencedOut
 
-__all__ = ["DEFAULT_CONCURRENCY", "Clock", "Runner", "utc_now"]
+__all__ = ["DEFAULT_CONCURRENCY", "RUNNER_OBSERVATIONS", "Clock", "Runner", "utc_now"]
 
 DEFAULT_CONCURRENCY = 8
+PARK_AFTER_S = 1.0  # shorter waits are slept through rather than handed back to the workers
 
 Clock = Callable[[], datetime]
+
+# What only a runner records. A save conflict with one of these means another runner drives the
+# goal: this one stops (the fence). Anything else (cancel, resolve) came from a command.
+RUNNER_OBSERVATIONS = frozenset(
+    {"RunResumed", "AgentReturned", "AgentRaised", "AgentTimedOut", "ClockTicked"}
+)
 
 
 def utc_now() -> datetime:
@@ -65,6 +73,12 @@ class Runner:
     agent_loop: asyncio.AbstractEventLoop | None = None
     # Call outcomes into observations: the same function re-execution replay uses.
     observer: Observer = field(init=False, repr=False)
+    # A worker's runner leaves a goal that only waits for a timer (a backoff) further away than
+    # PARK_AFTER_S and frees its slot; the goal is claimed again when the timer falls due.
+    park_on_timers: bool = False
+    # Asked to stop (a worker shutting down): leave after the current save; attempts in flight
+    # then follow the crash rules with the next owner.
+    should_stop: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
         self.observer = Observer(self.loaded, max_output_bytes=self.max_output_bytes)
@@ -110,8 +124,12 @@ class Runner:
             while True:
                 if goal.state.status in GOAL_FINAL:
                     break
-                if not in_flight and not self._has_timer(goal):
-                    break  # waiting for a human, or nothing left that time can move
+                if not in_flight:
+                    timer = self._goal_timer(goal)
+                    if timer is None or (self.park_on_timers and timer > PARK_AFTER_S):
+                        break  # waiting for a human, nothing that time can move, or parked
+                if self.should_stop is not None and self.should_stop():
+                    break
                 observations = [self._next_observation(goal, pool, in_flight)]
                 observations += self._queued_observations(pool, in_flight)
                 goal, decided = self._settle_and_save(goal, observations)
@@ -166,10 +184,12 @@ class Runner:
         Each observation is followed by what `settle` decides from it, exactly as if it had been
         saved on its own, so replay re-decides the same batches. Every observation taken off the
         queue is recorded, even one that arrives after the goal ended (a late result: decide
-        ignores it). Another process may have written in between (`baton cancel`): then the save
+        ignores it). A command may have written in between (`baton cancel`): then the save
         conflicts, and we re-read the goal and record the same observations on top of its events.
+        If another runner wrote (it took the goal over), this one stops: `FencedOut`.
         """
         for _ in range(10):
+            known = goal.version - len(goal.pending_events)
             decided = [] if observations else settle(goal, self.loaded.contracts)
             for kind, fields in observations:
                 goal.observe(kind, at=self.clock(), **fields)
@@ -178,12 +198,19 @@ class Runner:
                 self.store.save(goal)
             except IntegrityError:
                 goal = self.store.get(goal.id)
+                self._fence(goal, known)
                 if not observations:
                     return goal, []
                 continue
             self._maybe_crash(goal)
             return goal, decided
         raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
+
+    def _fence(self, goal: Goal, known: int) -> None:
+        """Stop if a runner wrote after version `known` (never run a dispatch it recorded)."""
+        written = self.store.events(goal.id)[known:]
+        if any(type(event).__name__ in RUNNER_OBSERVATIONS for event in written):
+            raise FencedOut(goal.id)
 
     def _launch(
         self,
@@ -236,9 +263,6 @@ class Runner:
             )
 
     # --- timers ---
-
-    def _has_timer(self, goal: Goal) -> bool:
-        return self._goal_timer(goal) is not None
 
     def _goal_timer(self, goal: Goal) -> float | None:
         """Seconds from now until a backoff or the deadline comes due, if any."""

@@ -29,6 +29,7 @@ from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
 from baton.settings import settings
 from baton.store.eventstore import BatonStore
+from baton.store.ownership import owning
 
 __all__ = [
     "RESOLVE_ACTIONS",
@@ -99,6 +100,7 @@ def start_goal(
     concurrency: int = DEFAULT_CONCURRENCY,
     runner: Runner | None = None,
     agent_loop: asyncio.AbstractEventLoop | None = None,
+    wait: bool = False,
 ) -> Goal:
     """Validate the input, store the new goal, and drive it; nothing is stored on bad input.
 
@@ -118,7 +120,8 @@ def start_goal(
         at=runner.clock(),
         schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
-    return runner.start(goal)
+    with owning(store, goal_id, wait=wait):  # one owner per goal, from its first event
+        return runner.start(goal)
 
 
 def submit_goal(
@@ -164,6 +167,7 @@ def resume_goal(
     concurrency: int | None = None,
     runner: Runner | None = None,
     agent_loop: asyncio.AbstractEventLoop | None = None,
+    wait: bool = False,
 ) -> Goal:
     """Drive a goal on from its events (after a crash, a human's resolution, or a submit)."""
     if concurrency is not None:
@@ -171,10 +175,14 @@ def resume_goal(
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         return goal
-    runner = runner or Runner.from_settings(
-        store=store, loaded=load_goal_plan(goal), agent_loop=agent_loop
-    )
-    return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
+    with owning(store, goal_id, wait=wait):  # GoalOwned when a live process drives it
+        goal = store.get(goal_id)  # as its last owner left it
+        if goal.state.status in GOAL_FINAL:
+            return goal
+        runner = runner or Runner.from_settings(
+            store=store, loaded=load_goal_plan(goal), agent_loop=agent_loop
+        )
+        return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
 
 
 def fork_from(

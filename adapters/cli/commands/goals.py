@@ -26,6 +26,9 @@ def _positive(text: str) -> int:
     return value
 
 
+_WAIT_HELP = "if another live process drives the goal, wait for it to let go (default: exit 2)"
+
+
 def register(sub: Any) -> None:
     run = sub.add_parser(
         "run", help="start a goal and drive it until it ends or waits for a human",
@@ -39,6 +42,7 @@ def register(sub: Any) -> None:
     run.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY,
                      help=f"tasks run at once (default {DEFAULT_CONCURRENCY})")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--wait", action="store_true", help=_WAIT_HELP)
     run.set_defaults(func=_run)
 
     resume = sub.add_parser(
@@ -49,6 +53,7 @@ def register(sub: Any) -> None:
     resume.add_argument("goal", help="goal id")
     resume.add_argument("--concurrency", type=_positive, default=None)
     resume.add_argument("--json", action="store_true")
+    resume.add_argument("--wait", action="store_true", help=_WAIT_HELP)
     resume.set_defaults(func=_resume)
 
 
@@ -65,12 +70,13 @@ def _run(args: argparse.Namespace) -> int:
     goal_input = json_argument(args.input, name="--input")
     store = store_from(args)
     goal = start_goal(
-        store, loaded, goal_input, goal_id=args.goal_id, concurrency=args.concurrency
+        store, loaded, goal_input, goal_id=args.goal_id, concurrency=args.concurrency,
+        wait=args.wait,
     )
     return _report(goal, args.json, store)
 
 
 def _resume(args: argparse.Namespace) -> int:
     store = store_from(args)
-    goal = resume_goal(store, args.goal, concurrency=args.concurrency)
+    goal = resume_goal(store, args.goal, concurrency=args.concurrency, wait=args.wait)
     return _report(goal, args.json, store)

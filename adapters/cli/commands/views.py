@@ -25,6 +25,7 @@ from baton.cli.render import TaskLine, goal_json, print_goal, print_json, print_
 from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
 from baton.readmodels.reading import ReadModels, goal_status_json
+from baton.store.ownership import owner_json
 
 __all__ = ["register"]
 
@@ -116,13 +117,16 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
         # exists is never "not found"; GoalNotFound only when the log has no such goal.
         live = models.store.get(goal_id)
         if as_json:
-            print_json(goal_json(live))
+            print_json({**goal_json(live), "owner": owner_json(models.store, goal_id)})
         else:
             print_goal(live, task_durations(models.store, goal_id))
         return
     goal, tasks = found[0], models.tasks(goal_id)
+    owner = owner_json(models.store, goal_id)  # from the store's lock, not the read models
+    if owner is not None and not owner["alive"] and goal["status"] not in ("running", "waiting"):
+        owner = None  # it died driving the goal, but the goal has ended since
     if as_json:
-        print_json(goal_status_json(goal, tasks))
+        print_json({**goal_status_json(goal, tasks), "owner": owner})
         return
     lines = [
         TaskLine(row["task_id"], row["agent"], row["status"], row["attempts"],
@@ -132,6 +136,9 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
     ]
     print_summary(goal_id=goal["goal_id"], plan=goal["plan"], status=goal["status"],
                   reason=goal["reason"], output=goal["output"], lines=lines)
+    if owner is not None:
+        state = "alive" if owner["alive"] else "died while driving it"
+        print(f"owner: {owner['host']} pid {owner['pid']} since {owner['since']} ({state})")
 
 
 def _status_of_all(models: ReadModels, *, as_json: bool) -> None:

@@ -1,0 +1,323 @@
+"""`baton worker`: drive every goal of the store that something can move, one owner at a time.
+
+No job table. The event log is the only queue (docs/reference.md, "Workers"):
+
+- **What exists**: the worker follows the store's notification log (eventsourcing's recorder,
+  in order, from the start) and keeps, per goal that has not ended, the version it last saw.
+- **What is runnable** is decided from the goal's own events, under its lock: a submitted goal
+  (only `Started`); a goal that resuming would move now (a `RunResumed` folded in memory, then
+  `settle`: an attempt left in flight by a dead owner, a human's resolution); or a backoff that
+  fell due. Nothing else is written, so nothing can disagree with the log.
+- **Who drives it** is the ownership lock (`baton.store.ownership`): a worker claims a goal by
+  taking its lock, and a dead worker's goals are free the moment it dies.
+- **When to look again**: PostgreSQL's NOTIFY, which every insert sends (LISTEN on the
+  recorder's channel); a poll every `poll_s` (owners that die send nothing; SQLite has no
+  NOTIFY); the earliest backoff due.
+
+A goal that only waits for a timer is parked (its slot and lock let go) and claimed again, by
+any worker, when the timer falls due.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from baton.domain.decide import settle
+from baton.domain.errors import BatonError
+from baton.domain.goal import Goal
+from baton.domain.lifecycle import GOAL_FINAL
+from baton.runtime.loading import LoadedPlan
+from baton.runtime.runner import Runner, utc_now
+from baton.runtime.service import load_goal_plan
+from baton.store.eventstore import BatonStore
+from baton.store.ownership import FencedOut, GoalLock, ownership_of
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("baton.worker")
+
+# The last event of a goal that has ended (matched by class name: old topics name it too).
+ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
+PAGE = 2_000
+
+
+@dataclass
+class _Seen:
+    version: int
+    wake: float | None  # monotonic time to look again; None: only when a new event arrives
+    elsewhere: bool = False  # another live process held it: look again, but not ours to wait for
+
+
+@dataclass
+class Worker:
+    """Claims and drives runnable goals, `concurrency` at a time, until stopped."""
+
+    store: BatonStore
+    concurrency: int = 4
+    burst: bool = False  # exit once nothing is runnable (goals driven elsewhere don't count)
+    poll_s: float = 0.5
+    refresh_s: float = 1.0  # bring the read models up to date this often (0: never)
+    make_runner: Callable[[BatonStore, LoadedPlan], Runner] = field(
+        default=lambda store, loaded: Runner.from_settings(store=store, loaded=loaded)
+    )
+
+    def __post_init__(self) -> None:
+        self.owners = ownership_of(self.store)
+        self.position = 0  # last notification id read
+        self.versions: dict[str, int] = {}  # goals not ended -> last version seen
+        self.seen: dict[str, _Seen] = {}
+        self.driving: dict[str, Future[None]] = {}
+        self.plans: dict[str, LoadedPlan] = {}
+        self.wake = threading.Event()
+        self.stopping = threading.Event()  # no new goals; leave goals when no unsafe call runs
+        self.stopping_now = threading.Event()  # leave goals after the current save
+        self.driven = 0
+        self._count = threading.Lock()
+        self._refreshed = 0.0
+
+    # --- control ---
+
+    def request_stop(self) -> None:
+        """First call: take no new goal, leave each at a safe point. Second: leave at once."""
+        if self.stopping.is_set():
+            self.stopping_now.set()
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> int:
+        """Loop until stopped (or, with `burst`, until nothing is runnable); goals driven."""
+        listener = self._listen()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="baton-goal")
+        log.info("worker started: %d goal(s) at a time", self.concurrency)
+        try:
+            while True:
+                self.wake.clear()
+                try:
+                    self._follow()
+                    self._reap()
+                    if self.stopping.is_set():
+                        if not self.driving:
+                            break
+                        self.wake.wait(self.poll_s)
+                        continue
+                    claimed, pending = self._claim(pool)
+                except Exception as exc:  # the store went away for a moment: look again
+                    log.warning("cannot read the store: %s: %s", type(exc).__name__,
+                                " ".join(str(exc).split()))
+                    self.wake.wait(self.poll_s)
+                    continue
+                if self.burst and not self.driving and not claimed and not pending:
+                    break
+                self._refresh()
+                self.wake.wait(self._timeout())
+        finally:
+            pool.shutdown(wait=True)
+            self._reap()
+            if listener is not None:
+                listener.set()
+            self._refresh(force=True)
+        log.info("worker stopped: drove %d goal(s)", self.driven)
+        return self.driven
+
+    # --- the log ---
+
+    def _follow(self) -> None:
+        recorder = self.store.recorder
+        while True:
+            notes = recorder.select_notifications(start=self.position + 1, limit=PAGE)
+            for note in notes:
+                goal_id = str(note.originator_id)
+                if note.topic.rsplit(".", 1)[-1] in ENDED:
+                    self.versions.pop(goal_id, None)
+                    self.seen.pop(goal_id, None)
+                else:
+                    self.versions[goal_id] = note.originator_version
+                self.position = note.id
+            if len(notes) < PAGE:
+                return
+
+    def _listen(self) -> threading.Event | None:
+        """PostgreSQL: wake the loop on every NOTIFY of the event table's channel."""
+        if not self.store.is_postgres:
+            return None
+        import psycopg
+
+        env = self.store.env
+        conn = psycopg.connect(
+            host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], dbname=env["POSTGRES_DBNAME"],
+            user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"], autocommit=True,
+            application_name="baton worker listener",
+        )
+        conn.execute(f'LISTEN "{self.store.recorder.channel_name}"')
+        done = threading.Event()
+
+        def listen() -> None:
+            try:
+                while not done.is_set():
+                    for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        self.wake.set()
+            except Exception:  # the connection went: the poll still finds everything
+                log.warning("NOTIFY listener stopped; polling every %.1fs", self.poll_s)
+            finally:
+                conn.close()
+
+        threading.Thread(target=listen, name="baton-listen", daemon=True).start()
+        return done
+
+    # --- claiming ---
+
+    def _claim(self, pool: ThreadPoolExecutor) -> tuple[int, int]:
+        """Claim runnable goals into free slots; returns (claimed, runnable later or now)."""
+        now = time.monotonic()
+        candidates = [
+            goal_id for goal_id, version in self.versions.items()
+            if goal_id not in self.driving and self._worth_a_look(goal_id, version, now)
+        ]
+        if not candidates:
+            return 0, self._timers_pending()
+        held = self.owners.held(candidates)
+        claimed = 0
+        for goal_id in candidates:
+            if len(self.driving) >= self.concurrency:
+                return claimed, 1
+            if goal_id in held:
+                self.seen[goal_id] = _Seen(self.versions[goal_id], now + self.poll_s, True)
+                continue
+            lock = self.owners.try_acquire(goal_id)
+            if lock is None:
+                continue
+            try:
+                goal, due = self._due(goal_id)
+            except BaseException:
+                lock.release()
+                raise
+            if due is None or due > 0:
+                lock.release()
+                wake = None if due is None else now + due
+                self.seen[goal_id] = _Seen(goal.version, wake)
+                continue
+            self.seen.pop(goal_id, None)
+            self.driving[goal_id] = pool.submit(self._drive, goal, lock)
+            claimed += 1
+        return claimed, claimed or self._timers_pending()
+
+    def _worth_a_look(self, goal_id: str, version: int, now: float) -> bool:
+        seen = self.seen.get(goal_id)
+        return seen is None or seen.version != version or (
+            seen.wake is not None and seen.wake <= now
+        )
+
+    def _timers_pending(self) -> int:
+        return sum(1 for seen in self.seen.values() if seen.wake is not None and not seen.elsewhere)
+
+    def _due(self, goal_id: str) -> tuple[Goal, float | None]:
+        """The goal as stored, and in how many seconds it can move (None: not by itself)."""
+        goal = self.store.get(goal_id)
+        if goal.state.status in GOAL_FINAL:
+            return goal, None
+        if goal.version == 1:
+            return goal, 0.0  # submitted: nothing decided yet
+        probe = self.store.get(goal_id)  # folded in memory only, never saved
+        probe.observe("RunResumed", at=utc_now(), concurrency=probe.state.concurrency)
+        if settle(probe, self._plan(goal).contracts):
+            return goal, 0.0
+        now = utc_now()
+        dues = [
+            (task.due_at - now).total_seconds()
+            for task in goal.state.tasks.values()
+            if task.status == "retry_wait" and task.due_at is not None
+        ]
+        return goal, (max(0.0, min(dues)) if dues else None)
+
+    def _plan(self, goal: Goal) -> LoadedPlan:
+        key = json.dumps(goal.state.plan.model_dump(mode="json", exclude_unset=True),
+                         sort_keys=True)
+        loaded = self.plans.get(key)
+        if loaded is None:
+            loaded = self.plans[key] = load_goal_plan(goal)
+        return loaded
+
+    # --- driving ---
+
+    def _drive(self, goal: Goal, lock: GoalLock) -> None:
+        goal_id = goal.id
+        try:
+            runner = self.make_runner(self.store, self._plan(goal))
+            runner.park_on_timers = True
+            runner.should_stop = lambda: self._leave(runner, goal_id)
+            if goal.version == 1:
+                log.info("goal %s: claimed (submitted)", goal_id)
+                goal = runner.start(goal)
+            else:
+                log.info("goal %s: claimed (resumed at event %d)", goal_id, goal.version)
+                goal = runner.resume(goal, concurrency=goal.state.concurrency)
+            with self._count:
+                self.driven += 1
+            log.info("goal %s: %s", goal_id, self._outcome(goal))
+        except FencedOut:
+            log.warning("goal %s: another runner recorded events in it; left to that runner",
+                        goal_id)
+        except BatonError as exc:
+            log.error("goal %s: %s", goal_id, exc)
+        except Exception as exc:
+            log.exception("goal %s: internal error: %s: %s", goal_id, type(exc).__name__, exc)
+        finally:
+            lock.release()
+            self.wake.set()
+
+    def _leave(self, runner: Runner, goal_id: str) -> bool:
+        """Stop driving: at once on a second stop, else once no unsafe attempt is in flight."""
+        if self.stopping_now.is_set():
+            return True
+        if not self.stopping.is_set():
+            return False
+        goal = self.store.get(goal_id)
+        plan = runner.loaded.plan
+        return not any(
+            task.in_flight is not None and task.outcome is None
+            and plan.task_map[task.id].side_effects == "unsafe"
+            for task in goal.state.tasks.values() if task.status == "running"
+        )
+
+    @staticmethod
+    def _outcome(goal: Goal) -> str:
+        state = goal.state
+        if state.status in GOAL_FINAL or state.status == "waiting":
+            return state.status + (" (for a human)" if state.status == "waiting" else "")
+        if state.by_status.get("retry_wait"):
+            return "parked until its backoff falls due"
+        if any(t.in_flight is not None and t.outcome is None for t in state.tasks.values()):
+            return "left with attempts in flight (stopping)"
+        return "left running"
+
+    def _reap(self) -> None:
+        for goal_id, future in list(self.driving.items()):
+            if future.done():
+                del self.driving[goal_id]
+
+    # --- waiting ---
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        wakes = [seen.wake - now for seen in self.seen.values() if seen.wake is not None]
+        return max(0.0, min([self.poll_s, *wakes]))
+
+    def _refresh(self, *, force: bool = False) -> None:
+        if not self.refresh_s:
+            return
+        now = time.monotonic()
+        if not force and now - self._refreshed < self.refresh_s:
+            return
+        self._refreshed = now
+        from baton.readmodels.reading import refresh
+
+        try:
+            refresh(self.store)
+        except Exception as exc:  # the events are stored; any later catch-up applies them
+            log.warning("read models not brought up to date: %s", " ".join(str(exc).split()))

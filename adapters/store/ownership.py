@@ -1,0 +1,434 @@
+"""One owner per goal: the store's own locks, which end with the process that holds them.
+
+PostgreSQL: a session-level advisory lock keyed by (schema, goal), held on a connection of its
+own for as long as the process drives the goal; the owner is read back from `pg_locks` joined
+with `pg_stat_activity` (the holder's `application_name` says host, pid and since). SQLite: an
+`fcntl.flock` on `<db>.locks/<hash>.lock`, the owner written inside. Either lock is released by
+the operating system or the server the moment its process dies: no lease, no heartbeat, nothing
+to time out. An in-memory store gets an in-process lock (also the test double).
+
+A lock only keeps honest runners apart; the aggregate version is the fence. A runner whose save
+conflicts with a write by another *runner* stops driving the goal (`FencedOut`) rather than
+executing dispatches it did not record (docs/reference.md, "Workers").
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from baton.domain.errors import BatonError, GoalOwned
+from baton.store.eventstore import BatonStore, describe_store
+
+__all__ = [
+    "FencedOut",
+    "GoalLock",
+    "Owner",
+    "Ownership",
+    "owner_json",
+    "ownership_of",
+    "owning",
+]
+
+
+class FencedOut(BatonError):
+    """Another runner wrote to the goal while this one drove it: this one stopped."""
+
+    def __init__(self, goal_id: str) -> None:
+        self.goal_id = goal_id
+        super().__init__(
+            f"goal {goal_id!r}: another runner recorded events while this one drove it; "
+            "this runner stopped and left the goal to it"
+        )
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who drives (or, with alive=False, last drove and died driving) a goal."""
+
+    host: str
+    pid: int
+    since: str  # UTC, ISO 8601 to the second
+    alive: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "since": self.since, "alive": self.alive}
+
+
+class GoalLock(Protocol):
+    goal_id: str
+
+    def release(self) -> None: ...
+
+
+class Ownership(Protocol):
+    """The port: claim a goal, see who holds one. Implementations are thread-safe."""
+
+    def try_acquire(self, goal_id: str) -> GoalLock | None: ...
+
+    def acquire(self, goal_id: str) -> GoalLock: ...  # blocks until the holder lets go
+
+    def owner(self, goal_id: str) -> Owner | None: ...
+
+    def held(self, goal_ids: Iterable[str]) -> set[str]: ...  # those a live process holds
+
+    def close(self) -> None: ...
+
+
+def _me() -> tuple[str, int, str]:
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return socket.gethostname(), os.getpid(), since
+
+
+# --- in memory (a store at sqlite:///:memory:, and unit tests) ---
+
+
+@dataclass
+class _MemoryLock:
+    goal_id: str
+    owners: MemoryOwnership
+
+    def release(self) -> None:
+        with self.owners.guard:
+            self.owners.holders.pop(self.goal_id, None)
+            self.owners.guard.notify_all()
+
+
+class MemoryOwnership:
+    def __init__(self) -> None:
+        self.guard = threading.Condition()
+        self.holders: dict[str, Owner] = {}
+
+    def try_acquire(self, goal_id: str) -> GoalLock | None:
+        with self.guard:
+            if goal_id in self.holders:
+                return None
+            host, pid, since = _me()
+            self.holders[goal_id] = Owner(host, pid, since, True)
+            return _MemoryLock(goal_id, self)
+
+    def acquire(self, goal_id: str) -> GoalLock:
+        with self.guard:
+            while (lock := self.try_acquire(goal_id)) is None:
+                self.guard.wait()
+            return lock
+
+    def owner(self, goal_id: str) -> Owner | None:
+        with self.guard:
+            return self.holders.get(goal_id)
+
+    def held(self, goal_ids: Iterable[str]) -> set[str]:
+        with self.guard:
+            return {goal_id for goal_id in goal_ids if goal_id in self.holders}
+
+    def close(self) -> None:
+        pass
+
+
+# --- SQLite: a file lock per goal beside the database ---
+
+
+@dataclass
+class _FileLock:
+    goal_id: str
+    fd: int
+
+    def release(self) -> None:
+        # Emptied on a clean release: an owner left in the file means its holder died driving.
+        with suppress(OSError):
+            os.ftruncate(self.fd, 0)
+        os.close(self.fd)  # closing the descriptor drops the flock
+
+
+class FileOwnership:
+    def __init__(self, db_path: str) -> None:
+        self.directory = Path(db_path + ".locks")
+
+    def _path(self, goal_id: str) -> Path:
+        return self.directory / (hashlib.sha256(goal_id.encode()).hexdigest()[:32] + ".lock")
+
+    def _lock(self, goal_id: str, *, block: bool) -> GoalLock | None:
+        self.directory.mkdir(exist_ok=True)
+        fd = os.open(self._path(goal_id), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if block else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        host, pid, since = _me()
+        data = json.dumps({"goal_id": goal_id, "host": host, "pid": pid, "since": since})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data.encode(), 0)
+        return _FileLock(goal_id, fd)
+
+    def try_acquire(self, goal_id: str) -> GoalLock | None:
+        return self._lock(goal_id, block=False)
+
+    def acquire(self, goal_id: str) -> GoalLock:
+        lock = self._lock(goal_id, block=True)
+        assert lock is not None
+        return lock
+
+    def _probe(self, goal_id: str) -> tuple[bool, str]:
+        """(held by a live process, the owner written in the file)."""
+        try:
+            fd = os.open(self._path(goal_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return False, ""
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                alive = False
+            except BlockingIOError:
+                alive = True
+            return alive, os.pread(fd, 4096, 0).decode(errors="replace")
+        finally:
+            os.close(fd)
+
+    def owner(self, goal_id: str) -> Owner | None:
+        alive, text = self._probe(goal_id)
+        for _ in range(50):  # a new holder writes itself in just after taking the lock
+            if not (alive and not text):
+                break
+            time.sleep(0.01)
+            alive, text = self._probe(goal_id)
+        try:
+            data = json.loads(text)
+        except ValueError:  # empty: released cleanly, or the holder has not written yet
+            return Owner("unknown", 0, "unknown", True) if alive else None
+        return Owner(str(data["host"]), int(data["pid"]), str(data["since"]), alive)
+
+    def held(self, goal_ids: Iterable[str]) -> set[str]:
+        return {goal_id for goal_id in goal_ids if self._probe(goal_id)[0]}
+
+    def close(self) -> None:
+        pass
+
+
+# --- PostgreSQL: a session-level advisory lock per goal ---
+
+_APP_NAME = re.compile(r"^baton (\d+)@(\S*) (\S+)$")
+_HOST_CHARS = 28  # application_name keeps 63 bytes: "baton " pid "@" host " " since
+
+
+@dataclass
+class _AdvisoryLock:
+    goal_id: str
+    key: int
+    conn: Any
+    owners: PostgresOwnership
+
+    def release(self) -> None:
+        self.owners._give_back(self)
+
+
+class PostgresOwnership:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.connect_args: dict[str, Any] = {
+            "host": env["POSTGRES_HOST"],
+            "port": env["POSTGRES_PORT"],
+            "dbname": env["POSTGRES_DBNAME"],
+            "user": env["POSTGRES_USER"],
+            "password": env["POSTGRES_PASSWORD"],
+            "connect_timeout": int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")),
+            "autocommit": True,
+        }
+        self.namespace = env.get("POSTGRES_SCHEMA", "public")
+        self.guard = threading.Lock()
+        self.idle: list[Any] = []  # lock connections between goals (a worker reuses them)
+        self.probe: Any = None  # for owner()/held(), which hold nothing
+
+    def key(self, goal_id: str) -> int:
+        digest = hashlib.blake2b(f"baton:{self.namespace}:{goal_id}".encode(), digest_size=8)
+        return int.from_bytes(digest.digest(), "big", signed=True)
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(application_name="baton", **self.connect_args)
+
+    def _lock(self, goal_id: str, *, block: bool) -> GoalLock | None:
+        host, pid, since = _me()
+        key = self.key(goal_id)
+        function = "pg_advisory_lock" if block else "pg_try_advisory_lock"
+        for fresh in (False, True):  # an idle connection may have been cut meanwhile
+            conn = None
+            if not fresh:
+                with self.guard:
+                    conn = self.idle.pop() if self.idle else None
+            if conn is None or conn.closed or conn.broken:
+                conn, fresh = self._connect(), True
+            try:
+                conn.execute("SELECT set_config('application_name', %s, false)",
+                             (f"baton {pid}@{host[:_HOST_CHARS]} {since}",))
+                row = conn.execute(f"SELECT {function}(%s)", (key,)).fetchone()
+            except Exception:
+                conn.close()
+                if fresh:
+                    raise
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            if block or row[0]:
+                return _AdvisoryLock(goal_id, key, conn, self)
+            self._park(conn)
+            return None
+        raise AssertionError("unreachable")
+
+    def try_acquire(self, goal_id: str) -> GoalLock | None:
+        return self._lock(goal_id, block=False)
+
+    def acquire(self, goal_id: str) -> GoalLock:
+        lock = self._lock(goal_id, block=True)
+        assert lock is not None
+        return lock
+
+    def _give_back(self, lock: _AdvisoryLock) -> None:
+        try:
+            lock.conn.execute("SELECT pg_advisory_unlock(%s)", (lock.key,))
+            lock.conn.execute("SELECT set_config('application_name', 'baton', false)")
+        except Exception:  # the session is gone, and the lock with it
+            lock.conn.close()
+            return
+        self._park(lock.conn)
+
+    def _park(self, conn: Any) -> None:
+        with self.guard:
+            if len(self.idle) < 64:
+                self.idle.append(conn)
+                return
+        conn.close()
+
+    def _holders(self, keys: Iterable[int]) -> dict[int, str]:
+        """application_name of the session holding each of `keys`, for those held."""
+        wanted = [((k & 0xFFFFFFFFFFFFFFFF) >> 32, k & 0xFFFFFFFF, k) for k in keys]
+        if not wanted:
+            return {}
+        sql = (
+            "SELECT l.classid::bigint, l.objid::bigint, a.application_name "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        with self.guard:
+            for attempt in (1, 2):
+                try:
+                    if self.probe is None or self.probe.closed or self.probe.broken:
+                        self.probe = self._connect()
+                    rows = self.probe.execute(sql).fetchall()
+                    break
+                except Exception:
+                    if self.probe is not None:
+                        self.probe.close()
+                    self.probe = None
+                    if attempt == 2:
+                        raise
+        found = {(int(c), int(o)): str(name or "") for c, o, name in rows}
+        return {k: found[(c, o)] for c, o, k in wanted if (c, o) in found}
+
+    def owner(self, goal_id: str) -> Owner | None:
+        name = self._holders([self.key(goal_id)]).get(self.key(goal_id))
+        if name is None:
+            return None
+        match = _APP_NAME.match(name)
+        if match is None:
+            return Owner("unknown", 0, "unknown", True)
+        return Owner(match[2], int(match[1]), match[3], True)
+
+    def held(self, goal_ids: Iterable[str]) -> set[str]:
+        by_key = {self.key(goal_id): goal_id for goal_id in goal_ids}
+        return {by_key[key] for key in self._holders(by_key)}
+
+    def close(self) -> None:
+        with self.guard:
+            conns, self.idle = [*self.idle, self.probe], []
+            self.probe = None
+        for conn in conns:
+            if conn is not None:
+                conn.close()
+
+
+# --- per store ---
+
+_BY_STORE: weakref.WeakKeyDictionary[BatonStore, Ownership] = weakref.WeakKeyDictionary()
+_BY_STORE_GUARD = threading.Lock()
+
+
+def ownership_of(store: BatonStore) -> Ownership:
+    """The ownership of `store`'s goals (one per opened store, closed with it)."""
+    with _BY_STORE_GUARD:
+        found = _BY_STORE.get(store)
+        if found is None:
+            found = _new_ownership(store)
+            _BY_STORE[store] = found
+            weakref.finalize(store, found.close)
+        return found
+
+
+def _new_ownership(store: BatonStore) -> Ownership:
+    if store.is_postgres:
+        return PostgresOwnership(store.env)
+    path = store.env["SQLITE_DBNAME"]
+    if path == ":memory:" or path.startswith("file::memory:"):
+        return MemoryOwnership()
+    return FileOwnership(path)
+
+
+@contextmanager
+def owning(store: BatonStore, goal_id: str, *, wait: bool = False) -> Iterator[GoalLock]:
+    """Hold `goal_id` for the block: `GoalOwned` names the live owner (or wait for it)."""
+    owners = ownership_of(store)
+    lock = _claim(owners, store, goal_id, wait=wait)
+    released = False
+    try:
+        yield lock
+    except FencedOut:
+        lock.release()
+        released = True
+        current = owners.owner(goal_id)
+        if current is not None and current.alive:
+            raise GoalOwned(goal_id, host=current.host, pid=current.pid,
+                            since=current.since) from None
+        raise
+    finally:
+        if not released:
+            lock.release()
+
+
+def _claim(owners: Ownership, store: BatonStore, goal_id: str, *, wait: bool) -> GoalLock:
+    try:
+        if wait:
+            return owners.acquire(goal_id)
+        for _ in range(3):
+            lock = owners.try_acquire(goal_id)
+            if lock is not None:
+                return lock
+            found = owners.owner(goal_id)
+            if found is not None:
+                raise GoalOwned(goal_id, host=found.host, pid=found.pid, since=found.since)
+            # the holder let go between our try and our look: try again
+    except OSError as exc:
+        raise BatonError(
+            f"store {describe_store(store.url)}: cannot lock goal {goal_id!r}: {exc}"
+        ) from None
+    raise GoalOwned(goal_id, host="unknown", pid=0, since="unknown")
+
+
+def owner_json(store: BatonStore, goal_id: str) -> dict[str, Any] | None:
+    """`status GOAL`'s "owner": the live owner, or (SQLite) the last one if it died driving."""
+    found = ownership_of(store).owner(goal_id)
+    return None if found is None else found.as_json()

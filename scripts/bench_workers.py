@@ -1,0 +1,293 @@
+"""The write ceiling: N `baton worker` processes on one PostgreSQL against N plain writers.
+
+For each N: a fresh schema; N workers started and ready; then every goal stored at once (one
+insert, so no worker gets a head start); the time from the first dispatch to the last goal's
+end is read from the events themselves. In the same schema, N plain writer processes then do
+one INSERT + COMMIT per task (no table lock), as many rows as Baton's run had tasks.
+
+    .venv/bin/python -m scripts.bench_workers [--workers 1,2,4,8] [--goals 96] [--tasks 10]
+
+Workloads: `noop` (sync agent that returns its input) and `sleep` (async agent, 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scripts.bench_agents import Hop
+from scripts.bench_stores import PG_DSN, open_target
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def nap(inp: Hop) -> Hop:
+    """An agent that waits on I/O for 50 ms."""
+    await asyncio.sleep(0.05)
+    return inp
+
+
+AGENTS = {"noop": "scripts.bench_agents:hop", "sleep": "scripts.bench_workers:nap"}
+
+
+def chain(agent: str, tasks: int) -> dict[str, Any]:
+    steps = [{"id": "t0", "agent": "a", "input": {"payload": "$goal.payload"}}]
+    steps += [{"id": f"t{i}", "agent": "a", "input": {"payload": f"$t{i - 1}.payload"}}
+              for i in range(1, tasks)]
+    return {"version": 1, "name": f"bench-{agent}", "agents": {"a": AGENTS[agent]},
+            "tasks": steps, "output": f"$t{tasks - 1}"}
+
+
+def start_workers(url: str, n: int, concurrency: int, logdir: Path) -> list[Any]:
+    env = {**os.environ, "BATON_STORE": url}
+    procs = []
+    for i in range(n):  # one at a time: concurrent opens of one schema can still collide
+        log = logdir / f"worker-{i}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "baton.cli", "worker", "--concurrency", str(concurrency)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+        )
+        while "worker started" not in log.read_text():
+            if proc.poll() is not None:
+                raise SystemExit(f"worker {i} exited: {log.read_text()[-500:]}")
+            time.sleep(0.02)
+        procs.append(proc)
+    return procs
+
+
+def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
+              concurrency: int, logdir: Path) -> dict[str, float]:
+    from baton.domain.goal import Goal
+    from baton.runtime.loading import prepare_plan
+    from baton.store.eventstore import open_store
+
+    store = open_store(url)
+    loaded = prepare_plan(chain(workload, tasks))
+    procs = start_workers(url, workers, concurrency, logdir)
+    sampler = LockSampler()
+    sampler.start()
+    try:
+        pending = [
+            Goal.start(goal_id=f"{workload}-{i:05d}", plan=loaded.plan,
+                       goal_input={"payload": "x" * 64}, concurrency=1, at=datetime.now(UTC))
+            for i in range(goals)
+        ]
+        store.app.events.put([e for goal in pending for e in goal.collect_events()])
+        ids = [goal.id for goal in pending]
+        while True:  # poll the log's tail: every goal ended?
+            time.sleep(0.2)
+            ended = sum(1 for n in store.recorder.select_notifications(
+                start=1, limit=10**9, topics=_ended_topics()))
+            if ended >= goals:
+                break
+        first, last = _span(store, ids)
+    finally:
+        sampler.stop()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=120)
+        store.close()
+    seconds = (last - first).total_seconds()
+    return {"seconds": seconds, "tasks_s": goals * tasks / seconds, "goals_s": goals / seconds,
+            **sampler.summary()}
+
+
+class LockSampler(threading.Thread):
+    """Samples pg_stat_activity every 10 ms: how many sessions are inside Baton's insert, and
+    how many of those wait for the events table's lock (wait_event 'relation')."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.samples = 0
+        self.inserting = 0
+        self.waiting = 0
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            while not self.done.wait(0.01):
+                rows = conn.execute(
+                    "SELECT wait_event_type, wait_event FROM pg_stat_activity "
+                    "WHERE state = 'active' AND query LIKE '%es_insert_events_locked%' "
+                    "AND pid <> pg_backend_pid()").fetchall()
+                self.samples += 1
+                self.inserting += len(rows)
+                self.waiting += sum(1 for kind, event in rows
+                                    if kind == "Lock" and event == "relation")
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+    def summary(self) -> dict[str, float]:
+        samples = max(1, self.samples)
+        return {"inserts_in_flight": self.inserting / samples,
+                "waiting_for_table_lock": self.waiting / samples}
+
+
+def _ended_topics() -> list[str]:
+    return [f"baton.domain.goal:Goal.{name}" for name in ("GoalCompleted", "GoalFailed")]
+
+
+def _span(store: Any, ids: list[str]) -> tuple[datetime, datetime]:
+    """First dispatch to last goal end, from the events' own timestamps."""
+    firsts, lasts = [], []
+    for goal_id in ids:
+        events = store.events(goal_id)
+        firsts.append(events[1].timestamp)  # the first decision after Started
+        lasts.append(events[-1].timestamp)
+    return min(firsts), max(lasts)
+
+
+def _plain_writer(schema: str, rows: int, start: Any, done: Any) -> None:
+    import psycopg
+
+    conn = psycopg.connect(PG_DSN, autocommit=True)
+    conn.execute(f'SET search_path TO "{schema}"')
+    payload = json.dumps({"payload": "x" * 64}).encode()
+    key = f"{os.getpid()}"
+    start.wait()
+    for seq in range(rows):
+        with conn.transaction():
+            conn.execute("INSERT INTO plain_rows VALUES (%s, %s, %s)", (key, seq, payload))
+    done.put(time.perf_counter())
+    conn.close()
+
+
+def _locked_writer(url: str, rows: int, start: Any, done: Any) -> None:
+    """Baton's own insert (the table-locking function), one event per transaction."""
+    from eventsourcing.persistence import StoredEvent
+
+    from baton.store.eventstore import open_store
+
+    for _ in range(20):  # concurrent opens of one schema can collide on its DDL: try again
+        try:
+            store = open_store(url)
+            break
+        except Exception:
+            time.sleep(0.1)
+    payload = json.dumps({"payload": "x" * 64}).encode()
+    key = f"w{os.getpid()}"
+    start.wait()
+    for seq in range(rows):
+        store.recorder.insert_events(
+            [StoredEvent(originator_id=f"{key}-{seq}", originator_version=1, topic="bench:Row",
+                         state=payload)])
+    done.put(time.perf_counter())
+    store.close()
+
+
+def run_plain(schema: str, *, writers: int, rows: int, url: str | None = None
+              ) -> dict[str, float]:
+    """N plain writers (or, with `url`, N writers through Baton's locking insert)."""
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE IF NOT EXISTS "{schema}".plain_rows (writer text, seq int, '
+                     "state bytea, PRIMARY KEY (writer, seq))")
+    ctx = multiprocessing.get_context("spawn")
+    start, done = ctx.Event(), ctx.Queue()
+    each = rows // writers
+    procs = [ctx.Process(target=_locked_writer, args=(url, each, start, done))
+             if url else ctx.Process(target=_plain_writer, args=(schema, each, start, done))
+             for _ in range(writers)]
+    for proc in procs:
+        proc.start()
+    time.sleep(1.0)  # let every writer connect before the start signal
+    began = time.perf_counter()
+    start.set()
+    ends = [done.get(timeout=300) for _ in procs]
+    for proc in procs:
+        proc.join()
+    seconds = max(ends) - began
+    return {"seconds": seconds, "tasks_s": each * writers / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1,2,4,8")
+    parser.add_argument("--goals", type=int, default=96)
+    parser.add_argument("--tasks", type=int, default=10)
+    parser.add_argument("--workloads", default="noop,sleep")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="goals per worker (each holds one lock connection: mind "
+                        "max_connections)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--inserts-only", action="store_true",
+                        help="no orchestration: N writers through Baton's locking insert "
+                        "against N plain writers (the lock alone)")
+    args = parser.parse_args()
+    rows = []
+    if args.inserts_only:
+        _inserts_only([int(x) for x in args.workers.split(",")], args.goals * args.tasks)
+        return
+    for workload in args.workloads.split(","):
+        for n in [int(x) for x in args.workers.split(",")]:
+            with open_target("postgres", ROOT) as target:
+                logdir = Path(f"/tmp/bench-workers-{target.pg_schema}")
+                logdir.mkdir(exist_ok=True)
+                concurrency = args.concurrency
+                baton = run_baton(target.url, workload, workers=n, goals=args.goals,
+                                  tasks=args.tasks, concurrency=concurrency, logdir=logdir)
+                assert target.pg_schema is not None
+                plain = run_plain(target.pg_schema, writers=n, rows=args.goals * args.tasks)
+            row = {"workload": workload, "workers": n, "baton_tasks_s": baton["tasks_s"],
+                   "baton_goals_s": baton["goals_s"], "plain_tasks_s": plain["tasks_s"],
+                   "inserts_in_flight": baton["inserts_in_flight"],
+                   "waiting_for_table_lock": baton["waiting_for_table_lock"]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    _table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+def _inserts_only(ns: list[int], rows: int) -> None:
+    print("| writers | locked insert/s | vs 1 | plain insert/s | vs 1 | ratio of speed-ups |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    base: tuple[float, float] | None = None
+    for n in ns:
+        with open_target("postgres", ROOT) as target:
+            assert target.pg_schema is not None
+            from baton.store.eventstore import open_store
+
+            open_store(target.url).close()  # create the table and function once
+            locked = run_plain(target.pg_schema, writers=n, rows=rows, url=target.url)["tasks_s"]
+            plain = run_plain(target.pg_schema, writers=n, rows=rows)["tasks_s"]
+        base = base or (locked, plain)
+        lk, pl = locked / base[0], plain / base[1]
+        print(f"| {n} | {locked:,.0f} | {lk:.2f}x | {plain:,.0f} | {pl:.2f}x | {lk / pl:.2f} |",
+              flush=True)
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    print("| workload | workers | Baton tasks/s | Baton goals/s | vs 1 | plain tasks/s | vs 1 "
+          "| Baton speed-up / plain speed-up | inserts in flight | of which wait for the lock |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        one = base.setdefault(row["workload"], row)
+        b = row["baton_tasks_s"] / one["baton_tasks_s"]
+        p = row["plain_tasks_s"] / one["plain_tasks_s"]
+        print(f"| {row['workload']} | {row['workers']} | {row['baton_tasks_s']:,.0f} "
+              f"| {row['baton_goals_s']:,.1f} | {b:.2f}x | {row['plain_tasks_s']:,.0f} "
+              f"| {p:.2f}x | {b / p:.2f} | {row['inserts_in_flight']:.2f} "
+              f"| {row['waiting_for_table_lock']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

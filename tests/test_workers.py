@@ -1,0 +1,155 @@
+"""`baton submit` and `baton worker` (docs/reference.md, "Workers"), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from baton.store.eventstore import open_store
+from baton.store.ownership import ownership_of
+from tests.cli_support import ROOT, baton
+from tests.support import kinds
+
+PLAN = "examples/travel/plan.yaml"
+TRIP = "@examples/travel/trip.json"
+BERLIN = '{"origin": "LHR", "destination": "Berlin", "passengers": 2}'  # escalates its price
+
+
+def recorded(store_url: str, goal_id: str) -> list[str]:
+    store = open_store(store_url)
+    try:
+        return kinds(store, goal_id)
+    finally:
+        store.close()
+
+
+def status_of(store_url: str, goal_id: str) -> str:
+    result = baton("status", goal_id, "--json", store=store_url)
+    assert result.code == 0, result.err
+    status: str = result.json()["status"]
+    return status
+
+
+def test_submit_stores_the_goal_without_running_it(store_url: str) -> None:
+    plain = baton("submit", PLAN, "--input", TRIP, store=store_url)
+    assert plain.code == 0, plain.err
+    goal_id = plain.out.strip()
+    assert len(plain.out.splitlines()) == 1
+    assert recorded(store_url, goal_id) == ["Started"]
+    shaped = baton("submit", PLAN, "--input", TRIP, "--goal-id", "mine", "--json",
+                   store=store_url)
+    assert shaped.json() == {"goal_id": "mine", "status": "running"}
+    again = baton("submit", PLAN, "--input", TRIP, "--goal-id", "mine", store=store_url)
+    assert again.code == 2 and len(again.err.strip().splitlines()) == 1
+    bad = baton("submit", PLAN, "--input", '{"origin": 3}', "--goal-id", "bad",
+                store=store_url)
+    assert bad.code == 2 and "Traceback" not in bad.err
+    assert baton("status", "bad", store=store_url).code == 2  # nothing stored
+
+
+def test_a_burst_worker_drives_every_submitted_goal_then_exits(store_url: str) -> None:
+    ids = [baton("submit", PLAN, "--input", TRIP, store=store_url).out.strip()
+           for _ in range(3)]
+    worker = baton("worker", "--burst", "--concurrency", "2", store=store_url)
+    assert worker.code == 0, worker.err
+    for goal_id in ids:
+        assert status_of(store_url, goal_id) == "completed"
+        assert f"goal {goal_id}: completed" in worker.err  # one log line per goal event
+    idle = baton("worker", "--burst", store=store_url)
+    assert idle.code == 0 and "drove 0 goal(s)" in idle.err
+
+
+def test_a_worker_continues_a_goal_a_human_resolved_without_resume(store_url: str) -> None:
+    run = baton("run", PLAN, "--input", BERLIN, "--goal-id", "berlin", store=store_url)
+    assert run.code == 3, run.err  # the price waits for a human
+    untouched = baton("worker", "--burst", store=store_url)
+    assert untouched.code == 0 and "drove 0 goal(s)" in untouched.err  # nothing to do yet
+    resolved = baton("resolve", "berlin", "price", "--abandon", "--reason", "too dear",
+                     store=store_url)
+    assert resolved.code == 0, resolved.err
+    worker = baton("worker", "--burst", store=store_url)
+    assert worker.code == 0, worker.err
+    assert "goal berlin: claimed" in worker.err
+    assert status_of(store_url, "berlin") not in ("running", "waiting")
+    assert "GoalResumed" in recorded(store_url, "berlin")
+
+
+def chain_plan(tmp_path: Path, *, backoff_s: float = 0.0) -> str:
+    tasks = [{"id": f"s{i}", "agent": "step", "input": {"text": "$goal.text" if i == 0
+                                                        else f"$s{i - 1}.text"}}
+             for i in range(4)]
+    tasks[2]["agent"] = "flaky"
+    tasks.append({"id": "book", "agent": "book", "side_effects": "idempotent",
+                  "input": {"text": "$s3.text"}})
+    data = {
+        "version": 1, "name": "chain",
+        "agents": {"step": "tests.agents:logged_step", "flaky": "tests.agents:logged_flaky",
+                   "book": "tests.agents:logged_book"},
+        "defaults": {"retry": {"max_attempts": 3, "backoff_s": backoff_s}},
+        "tasks": tasks, "output": "$book",
+    }
+    path = tmp_path / "chain.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_a_worker_takes_over_a_goal_whose_owner_died(store_url: str, tmp_path: Path) -> None:
+    env = {"BATON_TEST_DIR": str(tmp_path)}
+    killed = baton("run", chain_plan(tmp_path), "--input", '{"text": "x"}', "--goal-id", "dead",
+                   store=store_url, env={**env, "BATON_CRASH_AT_EVENT": "6"})
+    assert killed.code == -signal.SIGKILL
+    worker = baton("worker", "--burst", store=store_url, env=env)
+    assert worker.code == 0, worker.err
+    assert "goal dead: claimed (resumed" in worker.err
+    assert status_of(store_url, "dead") == "completed"
+
+
+def test_a_worker_parks_a_goal_in_backoff_and_takes_it_up_when_due(
+    store_url: str, tmp_path: Path
+) -> None:
+    env = {"BATON_TEST_DIR": str(tmp_path)}
+    plan = chain_plan(tmp_path, backoff_s=1.2)
+    goal_id = baton("submit", plan, "--input", '{"text": "y"}', store=store_url).out.strip()
+    worker = baton("worker", "--burst", store=store_url, env=env)
+    assert worker.code == 0, worker.err
+    assert f"goal {goal_id}: parked until its backoff falls due" in worker.err
+    assert worker.err.count(f"goal {goal_id}: claimed") == 2
+    assert status_of(store_url, goal_id) == "completed"
+
+
+def test_sigterm_lets_the_worker_finish_recording_and_release(
+    store_url: str, tmp_path: Path
+) -> None:
+    data = {
+        "version": 1, "name": "waits",
+        "agents": {"wait": "tests.agents:waits_for_file"},
+        "tasks": [{"id": "wait", "agent": "wait", "input": {"text": "$goal.text"}}],
+        "output": "$wait",
+    }
+    plan = tmp_path / "waits.yaml"
+    plan.write_text(yaml.safe_dump(data))
+    assert baton("submit", str(plan), "--input", '{"text": "z"}', "--goal-id", "t",
+                 store=store_url).code == 0
+    env = {**os.environ, "BATON_STORE": store_url, "BATON_TEST_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "baton.cli", "worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "calls.jsonl").exists():  # the agent has started: the goal is owned
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    (tmp_path / "release").write_text("")
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert status_of(store_url, "t") == "completed"  # the running attempt was recorded
+    store = open_store(store_url)
+    try:
+        assert ownership_of(store).owner("t") is None
+    finally:
+        store.close()
