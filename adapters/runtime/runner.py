@@ -29,6 +29,7 @@ from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.secrets import has_secret, redact_output
 from baton.runtime.calls import AgentCall, CallPool, Completion
 from baton.runtime.loading import LoadedPlan
+from baton.runtime.observers import RunObserver, with_live_telemetry
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from baton.store.eventstore import BatonStore
 
@@ -61,6 +62,8 @@ class Runner:
     # Fault injection for crash tests: SIGKILL this process once a save brings the goal's
     # event count to this number or beyond (BATON_CRASH_AT_EVENT).
     crash_at_event: int | None = None
+    # Told of every save, may wrap agent calls: live progress and live traces (observers.py).
+    observer: RunObserver | None = None
     # Does any contract of the plan type a secret? If none does, redaction is the identity.
     _redacts: bool = field(init=False, repr=False)
 
@@ -71,13 +74,16 @@ class Runner:
         )
 
     @classmethod
-    def from_settings(cls, *, store: BatonStore, loaded: LoadedPlan) -> Runner:
+    def from_settings(
+        cls, *, store: BatonStore, loaded: LoadedPlan, observer: RunObserver | None = None
+    ) -> Runner:
         current = settings()
         return cls(
             store=store,
             loaded=loaded,
             max_output_bytes=current.max_output_bytes,
             crash_at_event=current.crash_at_event,
+            observer=with_live_telemetry(observer, store),
         )
 
     def start(self, goal: Goal) -> Goal:
@@ -176,6 +182,7 @@ class Runner:
             for kind, fields in observations:
                 goal.observe(kind, at=self.clock(), **fields)
                 decided += settle(goal, self.loaded.contracts)
+            saved: list[Any] = list(goal.pending_events) if self.observer is not None else []
             try:
                 self.store.save(goal)
             except IntegrityError:
@@ -184,6 +191,8 @@ class Runner:
                     return goal, []
                 continue
             self._maybe_crash(goal)
+            if self.observer is not None:
+                self.observer.saved(goal, saved)
             return goal, decided
         raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
 
@@ -215,6 +224,9 @@ class Runner:
                 continue
             spec = plan.task_map[task_id]
             contract = self.loaded.contracts[spec.agent]
+            agent = self.loaded.agents[spec.agent]
+            if self.observer is not None:
+                agent = self.observer.calling(goal.id, task_id, attempt, agent)
             agent_input = prepared.get((task_id, attempt))
             if agent_input is None:
                 agent_input, errors = build_input(goal.state, spec, contract)
@@ -229,7 +241,7 @@ class Runner:
                 AgentCall(
                     task=task_id,
                     attempt=attempt,
-                    agent=self.loaded.agents[spec.agent],
+                    agent=agent,
                     agent_input=agent_input,
                     idempotency_key=key,
                     is_async=contract.is_async,

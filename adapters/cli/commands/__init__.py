@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from baton.cli.commands import debug, goals, human, plans, views
+from baton.cli.commands import debug, goals, human, observe, plans, views
 
 __all__ = ["COMMANDS"]
 
-COMMANDS = [plans.register, goals.register, views.register, human.register, debug.register]
+COMMANDS = [plans.register, goals.register, views.register, human.register, debug.register,
+            observe.register]
