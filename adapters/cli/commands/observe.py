@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from baton.cli.commands.common import store_from
+from baton.domain.errors import BatonError
 from baton.domain.goal import GoalEvent
 from baton.history.runfile import read_run
 
@@ -26,6 +27,62 @@ def register(sub: Any) -> None:
     trace.add_argument("--console", action="store_true",
                        help="print the spans as JSON on stdout instead")
     trace.set_defaults(func=_trace)
+
+    serve = sub.add_parser(
+        "serve",
+        help="the web view: goals, a goal's graph, timeline and decisions, escalations",
+        description="Serve the web view over this store. Bound to 127.0.0.1 by default; bound "
+        "to any other address it requires a token (--token or $BATON_WEB_TOKEN). Needs the "
+        "`web` extra.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8470, help="port (default 8470)")
+    serve.add_argument("--token", default=None,
+                       help="require this token (default $BATON_WEB_TOKEN); needed off loopback")
+    serve.set_defaults(func=_serve)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeError(BatonError):
+    pass
+
+
+def _serve(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("BATON_WEB_TOKEN") or None
+    if not _loopback(args.host) and not token:
+        raise ServeError(f"--host {args.host} is not loopback: set --token or BATON_WEB_TOKEN "
+                         "so that only people holding it can see and resolve goals")
+    try:
+        import uvicorn
+
+        from baton.web.app import create_app
+    except ImportError as exc:
+        raise ServeError(f"the web view needs the web extra: pip install 'baton[web]' ({exc})"
+                         ) from None
+    app = create_app(store_from(args), token=token)
+    print(f"baton serve: http://{args.host}:{args.port}/", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def history_of(args: argparse.Namespace) -> tuple[str, list[GoalEvent]]:
