@@ -41,6 +41,16 @@ def register(sub: Any) -> None:
                        help="require this token (default $BATON_WEB_TOKEN); needed off loopback")
     serve.set_defaults(func=_serve)
 
+    picture = sub.add_parser(
+        "timeline",
+        help="a picture of the run's attempts, backoffs and human waits (PNG or SVG)",
+        description="Draw the attempt timeline of a goal (or of a run file) to FILE.png or "
+        "FILE.svg. Needs the `timeline` extra (matplotlib).",
+    )
+    picture.add_argument("target", metavar="GOAL|FILE")
+    picture.add_argument("-o", "--output", required=True, metavar="FILE.png|svg")
+    picture.set_defaults(func=_timeline)
+
 
 def _port(text: str) -> int:
     try:
@@ -82,6 +92,36 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(store_from(args), token=token)
     print(f"baton serve: http://{args.host}:{args.port}/", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    from baton.domain.history import started_event
+    from baton.web.timeline import timeline_of
+
+    suffix = os.path.splitext(args.output)[1].lower()
+    if suffix not in (".png", ".svg"):
+        raise ServeError(f"-o {args.output}: the picture must be a .png or .svg file")
+    try:
+        import matplotlib  # noqa: F401  (checked here: the error names the extra)
+
+        from baton.web.plot import draw_timeline
+    except ImportError:
+        raise ServeError("baton timeline needs matplotlib: pip install 'baton[timeline]'"
+                         ) from None
+    goal_id, events = history_of(args)
+    started = started_event(events)
+    last = events[-1]
+    status = type(last).__name__.removeprefix("Goal").lower() if type(last).__name__ in (
+        "GoalCompleted", "GoalFailed", "GoalCancelled", "GoalSuspended") else "running"
+    status = "waiting" if status == "suspended" else status
+    title = f"goal {goal_id} · {started.plan.get('name', '?')} · {status}"
+    figure = draw_timeline(timeline_of(events), title=title)
+    try:
+        figure.savefig(args.output, dpi=120)
+    except OSError as exc:
+        raise ServeError(f"-o {args.output}: {exc.strerror or exc}") from None
+    print(f"wrote the timeline of goal {goal_id} to {args.output}", file=sys.stderr)
     return 0
 
 
