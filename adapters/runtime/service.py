@@ -17,6 +17,7 @@ from baton.domain.errors import BatonError
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.loading import LoadedPlan, prepare_plan
+from baton.runtime.observers import RunObserver
 from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
 from baton.store.eventstore import BatonStore
 
@@ -47,13 +48,14 @@ def start_goal(
     goal_id: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     runner: Runner | None = None,
+    observer: RunObserver | None = None,
 ) -> Goal:
     """Validate the input, store the new goal, and drive it; nothing is stored on bad input."""
     validated = loaded.validate_input(goal_input)
     goal_id = goal_id or new_goal_id()
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
-    runner = runner or Runner.from_settings(store=store, loaded=loaded)
+    runner = runner or Runner.from_settings(store=store, loaded=loaded, observer=observer)
     goal = Goal.start(
         goal_id=goal_id,
         plan=loaded.plan,
@@ -99,12 +101,19 @@ def load_goal_plan(goal: Goal) -> LoadedPlan:
 
 
 def resume_goal(
-    store: BatonStore, goal_id: str, *, concurrency: int | None = None, runner: Runner | None = None
+    store: BatonStore,
+    goal_id: str,
+    *,
+    concurrency: int | None = None,
+    runner: Runner | None = None,
+    observer: RunObserver | None = None,
 ) -> Goal:
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         return goal
-    runner = runner or Runner.from_settings(store=store, loaded=load_goal_plan(goal))
+    runner = runner or Runner.from_settings(
+        store=store, loaded=load_goal_plan(goal), observer=observer
+    )
     return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
 
 
