@@ -220,3 +220,32 @@ def test_trace_console_and_errors(tmp_path: Path) -> None:
         "baton: error: OTEL_TRACES_EXPORTER='zipkin' is not supported (otlp, console or none)"]
     missing = baton("trace", "nope", store=f"sqlite:///{tmp_path}/b.db", env={})
     assert missing.code == 2 and len(missing.err.strip().splitlines()) == 1
+
+
+def test_genai_usage_attributes_when_the_split_is_recorded() -> None:
+    """An LLM agent's usage carries input/output tokens and the model: they become the GenAI
+    usage attributes of its attempt span."""
+    from datetime import UTC, datetime, timedelta
+
+    from baton.domain.decide import settle
+    from baton.domain.goal import Goal
+    from baton.domain.history import collect
+
+    loaded = load(plan(task("a", "upper", input={"text": "$goal.text"})))
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    goal = Goal.start(goal_id="llm", plan=loaded.plan, goal_input={"text": "x"},
+                      concurrency=1, at=at)
+    settle(goal, loaded.contracts)
+    goal.observe("AgentReturned", at=at + timedelta(seconds=2), task="a", attempt=1,
+                 output={"text": "X"}, duration_ms=2000.0,
+                 usage={"tokens": 30, "cost_usd": 0.001, "input_tokens": 20,
+                        "output_tokens": 10, "model": "test"})
+    settle(goal, loaded.contracts)
+    spans = {s.name: s for s in _exported("llm", collect(goal))}
+    attempt = spans["invoke_agent upper"]
+    assert {k: attempt.attributes[k] for k in (
+        "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.request.model",
+        "baton.usage.tokens", "baton.usage.cost_usd")} == {
+        "gen_ai.usage.input_tokens": 20, "gen_ai.usage.output_tokens": 10,
+        "gen_ai.request.model": "test", "baton.usage.tokens": 30, "baton.usage.cost_usd": 0.001}
+    assert attempt.end_time - attempt.start_time == 2_000_000_000

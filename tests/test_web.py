@@ -66,6 +66,11 @@ def test_goals_page_lists_goals_with_counts_and_filters(client: TestClient) -> N
     assert sorted(re.findall(r'<a href="/goals/(\w+)"', waiting)) == ["berlin", "human"]
     travel = client.get("/?plan=trip-booking").text
     assert sorted(re.findall(r'<a href="/goals/(\w+)"', travel)) == ["berlin", "done"]
+    assert re.findall(r'<a href="/goals/(\w+)"', client.get("/?since=2999-01-01").text) == []
+    assert len(re.findall(r'<a href="/goals/(\w+)"', client.get("/?since=2000-01-01").text)) == 5
+    bad = client.get("/?since=yesterday")
+    assert bad.status_code == 400
+    assert "since: &#39;yesterday&#39; is not a date or time" in bad.text
 
 
 def test_goal_page_shows_graph_timeline_and_decisions(client: TestClient) -> None:

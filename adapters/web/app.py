@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -71,7 +72,9 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
     def goals(request: Request) -> Any:
         params = request.query_params
         status, plan = params.get("status") or None, params.get("plan") or None
+        since_text = params.get("since") or None
         page = _int(params.get("page"), 1)
+        since, error = _since(since_text)
         with read(store) as models:
             lag = models.state().lag
             if lag:
@@ -80,17 +83,19 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
         counts = Counter(row["status"] for row in rows)
         plans = sorted({row["plan"] for row in rows})
         chosen = [r for r in rows if (status is None or r["status"] == status)
-                  and (plan is None or r["plan"] == plan)]
+                  and (plan is None or r["plan"] == plan)
+                  and (since is None or _when(r["updated_at"]) >= since)]
         pages = max(1, -(-len(chosen) // GOALS_PER_PAGE))
         page = min(max(page, 1), pages)
         return render(request, "goals.html", {
             "goals": chosen[(page - 1) * GOALS_PER_PAGE: page * GOALS_PER_PAGE],
             "counts": dict(sorted(counts.items())), "total": len(rows), "plans": plans,
-            "status": status, "plan": plan, "page": page, "pages": pages, "lag": lag,
-            "query": lambda **kw: "?" + urlencode(
-                {k: v for k, v in {"status": status, "plan": plan, **kw}.items() if v}),
+            "status": status, "plan": plan, "since": since_text, "page": page, "pages": pages,
+            "lag": lag, "error": error,
+            "query": lambda **kw: "?" + urlencode({k: v for k, v in {
+                "status": status, "plan": plan, "since": since_text, **kw}.items() if v}),
             "running": counts.get("running", 0) > 0,
-        })
+        }, 400 if error else 200)
 
     def head(request: Request) -> Any:
         return JSONResponse({"head": store.app.recorder.max_notification_id() or 0})
@@ -222,6 +227,22 @@ def _resume(store: BatonStore, goal_id: str) -> None:
             refresh(store)
         except Exception as exc:
             print(f"baton serve: read models not brought up to date: {exc}")
+
+
+def _since(text: str | None) -> tuple[datetime | None, str | None]:
+    """The `since` filter: an ISO date or time (UTC unless it says otherwise)."""
+    if text is None:
+        return None, None
+    try:
+        return _when(text), None
+    except ValueError:
+        return None, f"since: {text[:40]!r} is not a date or time (e.g. 2026-12-01 or " \
+                     "2026-12-01T09:30)"
+
+
+def _when(text: Any) -> datetime:
+    value = text if isinstance(text, datetime) else datetime.fromisoformat(str(text))
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _check_key(form: Any, key: str) -> str | None:

@@ -1,4 +1,4 @@
-"""`baton trace`, `baton serve` and `baton timeline`: seeing a run (docs/reference.md)."""
+"""`baton trace`, `baton serve` and `baton timeline`: seeing a run (docs/seeing-a-run.md)."""
 
 from __future__ import annotations
 
