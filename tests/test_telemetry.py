@@ -249,3 +249,13 @@ def test_genai_usage_attributes_when_the_split_is_recorded() -> None:
         "gen_ai.usage.input_tokens": 20, "gen_ai.usage.output_tokens": 10,
         "gen_ai.request.model": "test", "baton.usage.tokens": 30, "baton.usage.cost_usd": 0.001}
     assert attempt.end_time - attempt.start_time == 2_000_000_000
+
+
+def test_a_bad_otel_setting_warns_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    result = baton("run", "examples/travel/plan.yaml", "--input", "@examples/travel/trip.json",
+                   store=f"sqlite:///{tmp_path}/b.db",
+                   env={"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert result.code == 0
+    assert result.err.strip().splitlines() == [
+        "baton: warning: no live traces: OTLP protocol 'grpc' is not supported: Baton exports "
+        "http/protobuf (set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)"]

@@ -70,13 +70,23 @@ def live_telemetry(store: Any) -> LiveTelemetry | None:
     try:
         processor = _shared_processor()
     except ImportError:
-        print("baton: warning: OTEL_* settings ask for traces but OpenTelemetry is not "
-              "installed (pip install 'baton[otel]'); no spans are exported", file=sys.stderr)
+        _warn_once("OTEL_* settings ask for traces but OpenTelemetry is not installed "
+                   "(pip install 'baton[otel]'); no spans are exported")
         return None
     except Exception as exc:  # a bad setting: say so, run anyway
-        print(f"baton: warning: no live traces: {exc}", file=sys.stderr)
+        _warn_once(f"no live traces: {exc}")
         return None
     return None if processor is None else LiveTelemetry(store=store, processor=processor)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Once per process: a worker builds a runner per goal, the warning is the same each time."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"baton: warning: {message}", file=sys.stderr)
 
 
 def attempt_context(goal_id: str, task: str, attempt: int) -> Any:
