@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import importlib
 import re
 import time
 from collections.abc import Iterator
@@ -228,3 +229,14 @@ def test_a_10000_event_goal_is_paged(tmp_path: Path) -> None:
         middle = client.get("/goals/big?at=5000&page=3").text
         assert "page 3 of" in middle
     print(f"10,000-event goal page: {took:.2f}s")
+
+
+def test_replay_verification_shows_the_first_divergence(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decide = importlib.import_module("baton.domain.decide")  # the module, not the function
+    monkeypatch.setattr(decide, "backoff_delay", lambda policy, *, failures, jitter: 42.0)
+    page = client.get("/goals/broken/replay").text
+    assert '<p class="error" id="replay-result">diverged at event 5</p>' in page
+    assert '"delay_s": 42.0' in html.unescape(page)
+    assert 'href="/goals/broken?at=5"' in page
