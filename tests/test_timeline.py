@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,15 @@ def test_timeline_command_errors(tmp_path: Path) -> None:
     nowhere = baton("timeline", str(GOLDEN / "retried.jsonl"), "-o",
                     str(tmp_path / "no" / "such" / "x.png"))
     assert nowhere.code == 2 and len(nowhere.err.strip().splitlines()) == 1, nowhere.err
+
+
+def test_open_bars_reach_the_present_while_the_goal_has_not_ended() -> None:
+    run = read_run(GOLDEN / "escalated.jsonl")
+    waiting = run.events[:15]  # GoalSuspended: a human is needed on `s` and `a`
+    later = waiting[-1].timestamp + timedelta(minutes=5)
+    line = timeline_of(waiting, now=later)
+    assert line.ended_at == later
+    assert [(b.task, b.end) for b in line.bars if b.kind == "human"] == [("s", later),
+                                                                         ("a", later)]
+    ended = timeline_of(run.events, now=later)  # completed: the present changes nothing
+    assert ended.ended_at == run.events[-1].timestamp

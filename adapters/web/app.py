@@ -113,6 +113,7 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
             page=_int(params.get("page"), None),
             task=params.get("task") or None,
             tasks_page=_int(params.get("tasks_page"), 1),
+            now=datetime.now(UTC),
         )
         context["error"] = params.get("error")
         context["resuming"] = goal_id in resumes and resumes[goal_id].is_alive()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from baton.domain.errors import ResolveError
@@ -65,6 +66,7 @@ def goal_page(
     page: int | None,
     task: str | None,
     tasks_page: int = 1,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The template context of `/goals/<id>`."""
     total = len(events)
@@ -74,7 +76,7 @@ def goal_page(
     state = goal.state
     plan = state.plan
     statuses = {tid: t.status for tid, t in state.tasks.items()}
-    line = timeline_of(events)
+    line = timeline_of(events, now=now if at == total else None)
     tasks_pages = _pages(len(line.tasks), TASKS_PER_PAGE)
     tasks_page = min(max(tasks_page, 1), tasks_pages)
     shown_rows = line.tasks[(tasks_page - 1) * TASKS_PER_PAGE: tasks_page * TASKS_PER_PAGE]

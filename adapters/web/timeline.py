@@ -1,7 +1,9 @@
 """The attempt timeline of a goal, from its events: attempts, backoffs and human waits as bars.
 
 Shared by the web view's Gantt chart and `baton timeline` (matplotlib). Times are the events'
-own; a bar still open at the last event ends there, marked `open`.
+own; a bar still open at the end (an attempt without an outcome, a human not yet answered) ends
+at the last event, or at `now` when the caller passes the time of looking at a goal that has not
+ended, marked `open`.
 """
 
 from __future__ import annotations
@@ -50,12 +52,17 @@ class Timeline:
         return max(self.offset_s(self.ended_at), 1e-6)
 
 
-def timeline_of(events: Sequence[GoalEvent]) -> Timeline:
+_ENDS = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
+
+
+def timeline_of(events: Sequence[GoalEvent], *, now: datetime | None = None) -> Timeline:
     """Every attempt (dispatch → outcome), backoff (retry scheduled → ready again) and human
     wait (escalated → resolved) of the goal, in event order."""
     started = started_event(events)
     order = [spec["id"] for spec in started.plan.get("tasks", [])]
     last = events[-1].timestamp
+    if now is not None and now > last and not any(kind_of(e) in _ENDS for e in events[-3:]):
+        last = now  # still running or waiting: open bars reach the present
     line = Timeline(started.originator_id, started.timestamp, last, order)
     known = set(order)
     attempts: dict[tuple[str, int], Bar] = {}

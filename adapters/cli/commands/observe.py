@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from baton.cli.commands.common import store_from
@@ -116,7 +117,7 @@ def _timeline(args: argparse.Namespace) -> int:
         "GoalCompleted", "GoalFailed", "GoalCancelled", "GoalSuspended") else "running"
     status = "waiting" if status == "suspended" else status
     title = f"goal {goal_id} · {started.plan.get('name', '?')} · {status}"
-    figure = draw_timeline(timeline_of(events), title=title)
+    figure = draw_timeline(timeline_of(events, now=datetime.now(UTC)), title=title)
     try:
         figure.savefig(args.output, dpi=120)
     except OSError as exc:
