@@ -114,7 +114,8 @@ def timeline_svg(
         x = label_w + seconds * scale
         parts.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 8}" '
                      'stroke="#eee"/>')
-        parts.append(f'<text x="{x:.1f}" y="{top - 10}" font-size="10" text-anchor="middle">'
+        anchor = "end" if i == 4 else "middle"  # the last label inside the picture
+        parts.append(f'<text x="{x:.1f}" y="{top - 10}" font-size="10" text-anchor="{anchor}">'
                      f"+{seconds:.3g}s</text>")
     for task, i in row_of.items():
         y = top + i * row_h
