@@ -191,6 +191,26 @@ def test_cancel_form(tmp_path: Path) -> None:
         done = client.post("/goals/human/cancel", data={"form_key": key, "reason": "dup"})
         assert store.get("human").state.status == "cancelled"
         assert 'id="goal-status">cancelled' in done.text
+        again = client.post("/goals/human/cancel",
+                            data={"form_key": key, "reason": "dup", "back": "escalations"})
+        assert again.status_code == 400
+        assert "human: cancel: goal human has already ended (cancelled)" in again.text
+
+
+def test_cancel_from_the_escalations_page(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/b.db")
+    from tests.support import run
+    from tests.web_goals import escalating_plan
+
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    refresh(store)
+    with TestClient(create_app(store)) as client:
+        page = client.get("/escalations").text
+        assert 'action="/goals/human/cancel"' in page
+        done = client.post("/goals/human/cancel", data={
+            "form_key": _form_key(page), "reason": "duplicate", "back": "escalations"})
+        assert "human: cancelled" in done.text and "Nothing waits for a human" in done.text
+        assert store.get("human").state.status == "cancelled"
 
 
 def test_token_is_required_when_set(filled: str) -> None:

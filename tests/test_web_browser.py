@@ -112,7 +112,7 @@ def test_resolving_an_escalation_from_the_page_moves_the_goal_on(
     goal_tab = driver.current_window_handle
     driver.switch_to.new_window("tab")
     driver.get(base + "/escalations")
-    form = driver.find_element(By.CSS_SELECTOR, 'form[data-goal="to-resolve"]')
+    form = driver.find_element(By.CSS_SELECTOR, 'form.escalation[data-goal="to-resolve"]')
     Select(form.find_element(By.NAME, "action")).select_by_visible_text("output")
     form.find_element(By.NAME, "output").send_keys('{"text": "by hand"}')
     form.find_element(By.NAME, "reason").send_keys("priced by phone")
@@ -131,7 +131,7 @@ def test_resolving_an_escalation_from_the_page_moves_the_goal_on(
 def test_a_bad_form_shows_a_one_line_error(site: tuple[str, str, Any]) -> None:
     base, _, driver = site
     driver.get(base + "/escalations")
-    form = driver.find_element(By.CSS_SELECTOR, 'form[data-goal="human"]')
+    form = driver.find_element(By.CSS_SELECTOR, 'form.escalation[data-goal="human"]')
     Select(form.find_element(By.NAME, "action")).select_by_visible_text("output")
     form.find_element(By.NAME, "output").send_keys("{not json")
     form.find_element(By.NAME, "reason").send_keys("r")

@@ -149,6 +149,11 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
                 refresh(store)
             except BatonError as exc:
                 error = f"cancel: {exc}"
+        if form.get("back") == "escalations":
+            if error is not None:
+                return escalations(request, f"{goal_id}: {_one_line(error)}", 400)
+            done = urlencode({"done": f"{goal_id}: cancelled"})
+            return RedirectResponse(f"/escalations?{done}", status_code=303)
         suffix = "" if error is None else "?" + urlencode({"error": _one_line(error)})
         return RedirectResponse(f"/goals/{goal_id}{suffix}", status_code=303)
 
