@@ -31,6 +31,7 @@ from baton.domain.replay import replay
 from baton.readmodels.reading import read, refresh
 from baton.runtime.service import cancel_goal, load_goal_plan, resolve_task, resume_goal
 from baton.store.eventstore import BatonStore, GoalNotFound
+from baton.web.events import EventCache
 from baton.web.goal_view import goal_page
 
 __all__ = ["GOALS_PER_PAGE", "create_app"]
@@ -63,6 +64,7 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     form_key = secrets.token_urlsafe(24)
     resumes: dict[str, threading.Thread] = {}
+    cache = EventCache(store)
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Any:
         return templates.TemplateResponse(
@@ -103,7 +105,7 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
     def goal(request: Request) -> Any:
         goal_id = request.path_params["goal_id"]
         try:
-            events = list(store.events(goal_id))
+            events = cache.events(goal_id)
         except GoalNotFound:
             return render(request, "error.html", {"error": f"no goal {goal_id!r}"}, 404)
         params = request.query_params
