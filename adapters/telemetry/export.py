@@ -7,6 +7,7 @@ the trace the run emitted live. Needs the `otel` extra (`pip install 'baton[otel
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -51,6 +52,7 @@ def require_otel() -> None:
         )
 
 
+@functools.cache  # read once per process, as the SDK's own providers do (and it costs ~1 ms)
 def resource() -> Resource:
     """OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME as the SDK reads them; service `baton` when
     neither names a service."""
@@ -60,6 +62,7 @@ def resource() -> Resource:
     return found
 
 
+@functools.cache
 def _scope() -> InstrumentationScope:
     from importlib.metadata import PackageNotFoundError, version
 
