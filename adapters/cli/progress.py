@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -69,6 +70,7 @@ class LiveProgress:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._state: GoalState | None = None
         self._lock = threading.Lock()
+        self._drawn = 0.0
         self.live = Live(console=console, transient=True, refresh_per_second=4,
                          get_renderable=self._render)
 
@@ -83,7 +85,12 @@ class LiveProgress:
     def saved(self, goal: Goal, events: Sequence[GoalEvent]) -> None:
         with self._lock:
             self._state = goal.state
-        self.live.refresh()
+        # Drawing costs a few milliseconds: at most ten times a second from here (the refresh
+        # thread draws too, and stopping draws the last state).
+        now = time.monotonic()
+        if now - self._drawn >= 0.1:
+            self._drawn = now
+            self.live.refresh()
 
     def calling(self, goal_id: str, task: str, attempt: int,
                 agent: Callable[..., Any]) -> Callable[..., Any]:
