@@ -283,3 +283,19 @@ def test_replay_verification_shows_the_first_divergence(
     assert '<p class="error" id="replay-result">diverged at event 5</p>' in page
     assert '"delay_s": 42.0' in html.unescape(page)
     assert 'href="/goals/broken?at=5"' in page
+
+
+def test_pages_on_each_store(store_url: str) -> None:
+    """The routes that read the store directly (head, version, events) on SQLite and PostgreSQL."""
+    from tests.support import run
+    from tests.web_goals import escalating_plan
+
+    store = open_store(store_url)
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    with TestClient(create_app(store)) as client:
+        assert client.get("/goals/human/version").json() == {
+            "version": len(store.events("human"))}
+        assert client.get("/head").json()["head"] >= len(store.events("human"))
+        assert _statuses(client.get("/goals/human").text) == {"a": "escalated", "b": "pending"}
+        assert 'data-goal="human" data-task="a"' in client.get("/escalations").text
+        assert 'data-status="waiting"><td><a href="/goals/human"' in client.get("/").text
