@@ -29,6 +29,7 @@ from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.calls import AgentCall, CallOutcome, CallPool, Completion, Observer
 from baton.runtime.loading import LoadedPlan
+from baton.runtime.observers import RunObserver, with_live_telemetry
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut
@@ -79,6 +80,8 @@ class Runner:
     # Asked to stop (a worker shutting down): leave after the current save; attempts in flight
     # then follow the crash rules with the next owner.
     should_stop: Callable[[], bool] | None = None
+    # Told of every save, may wrap agent calls: live progress and live traces (observers.py).
+    run_observer: RunObserver | None = None
 
     def __post_init__(self) -> None:
         self.observer = Observer(self.loaded, max_output_bytes=self.max_output_bytes)
@@ -90,6 +93,7 @@ class Runner:
         store: BatonStore,
         loaded: LoadedPlan,
         agent_loop: asyncio.AbstractEventLoop | None = None,
+        observer: RunObserver | None = None,
     ) -> Runner:
         current = settings()
         return cls(
@@ -98,6 +102,7 @@ class Runner:
             max_output_bytes=current.max_output_bytes,
             crash_at_event=current.crash_at_event,
             agent_loop=agent_loop,
+            run_observer=with_live_telemetry(observer, store),
         )
 
     def start(self, goal: Goal) -> Goal:
@@ -194,6 +199,7 @@ class Runner:
             for kind, fields in observations:
                 goal.observe(kind, at=self.clock(), **fields)
                 decided += settle(goal, self.loaded.contracts)
+            saved: list[Any] = list(goal.pending_events) if self.run_observer is not None else []
             try:
                 self.store.save(goal)
             except IntegrityError:
@@ -203,6 +209,8 @@ class Runner:
                     return goal, []
                 continue
             self._maybe_crash(goal)
+            if self.run_observer is not None:
+                self.run_observer.saved(goal, saved)
             return goal, decided
         raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
 
@@ -240,6 +248,9 @@ class Runner:
                 continue
             spec = plan.task_map[task_id]
             contract = self.loaded.contracts[spec.agent]
+            agent = self.loaded.agents[spec.agent]
+            if self.run_observer is not None:
+                agent = self.run_observer.calling(goal.id, task_id, attempt, agent)
             agent_input = prepared.get((task_id, attempt))
             if agent_input is None:
                 agent_input, errors = build_input(goal.state, spec, contract)
@@ -254,7 +265,7 @@ class Runner:
                 AgentCall(
                     task=task_id,
                     attempt=attempt,
-                    agent=self.loaded.agents[spec.agent],
+                    agent=agent,
                     agent_input=agent_input,
                     idempotency_key=key,
                     is_async=contract.is_async,

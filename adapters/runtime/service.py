@@ -26,6 +26,7 @@ from baton.domain.history import fork_goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.history.schemas import recorded_schemas
 from baton.runtime.loading import LoadedPlan, prepare_plan
+from baton.runtime.observers import RunObserver
 from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
 from baton.settings import settings
 from baton.store.eventstore import BatonStore
@@ -101,6 +102,7 @@ def start_goal(
     runner: Runner | None = None,
     agent_loop: asyncio.AbstractEventLoop | None = None,
     wait: bool = False,
+    observer: RunObserver | None = None,
 ) -> Goal:
     """Validate the input, store the new goal, and drive it; nothing is stored on bad input.
 
@@ -111,7 +113,9 @@ def start_goal(
     goal_id = goal_id or new_goal_id()
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
-    runner = runner or Runner.from_settings(store=store, loaded=loaded, agent_loop=agent_loop)
+    runner = runner or Runner.from_settings(
+        store=store, loaded=loaded, agent_loop=agent_loop, observer=observer
+    )
     goal = Goal.start(
         goal_id=goal_id,
         plan=loaded.plan,
@@ -168,6 +172,7 @@ def resume_goal(
     runner: Runner | None = None,
     agent_loop: asyncio.AbstractEventLoop | None = None,
     wait: bool = False,
+    observer: RunObserver | None = None,
 ) -> Goal:
     """Drive a goal on from its events (after a crash, a human's resolution, or a submit)."""
     if concurrency is not None:
@@ -180,7 +185,7 @@ def resume_goal(
         if goal.state.status in GOAL_FINAL:
             return goal
         runner = runner or Runner.from_settings(
-            store=store, loaded=load_goal_plan(goal), agent_loop=agent_loop
+            store=store, loaded=load_goal_plan(goal), agent_loop=agent_loop, observer=observer
         )
         return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from baton.cli.commands.common import exit_code, goal_id_argument, json_argument, store_from
 from baton.cli.durations import task_durations
+from baton.cli.progress import live_progress
 from baton.cli.render import goal_json, print_goal, print_json
 from baton.domain.goal import Goal
 from baton.runtime.loading import load_plan_file
@@ -69,14 +70,18 @@ def _run(args: argparse.Namespace) -> int:
     loaded = load_plan_file(args.plan)  # before the store: an invalid plan stores nothing
     goal_input = json_argument(args.input, name="--input")
     store = store_from(args)
-    goal = start_goal(
-        store, loaded, goal_input, goal_id=args.goal_id, concurrency=args.concurrency,
-        wait=args.wait,
-    )
+    with live_progress(enabled=not args.json) as progress:
+        goal = start_goal(
+            store, loaded, goal_input, goal_id=args.goal_id, concurrency=args.concurrency,
+            wait=args.wait, observer=progress,
+        )
     return _report(goal, args.json, store)
 
 
 def _resume(args: argparse.Namespace) -> int:
     store = store_from(args)
-    goal = resume_goal(store, args.goal, concurrency=args.concurrency, wait=args.wait)
+    with live_progress(enabled=not args.json) as progress:
+        goal = resume_goal(
+            store, args.goal, concurrency=args.concurrency, wait=args.wait, observer=progress
+        )
     return _report(goal, args.json, store)

@@ -1,0 +1,66 @@
+"""`baton timeline`: the attempt timeline as a picture (PNG or SVG), with matplotlib.
+
+The same bars as the web view's Gantt chart (`baton.web.timeline`): attempts green when
+accepted, red when they failed, blue while open; backoffs amber; human waits orange, hatched.
+Needs the `timeline` extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton.web.svg import BAR_COLOURS, HUMAN_COLOUR
+from baton.web.timeline import Timeline
+
+__all__ = ["MAX_ROWS", "draw_timeline"]
+
+MAX_ROWS = 200  # a picture taller than this is no longer readable
+
+
+def draw_timeline(line: Timeline, *, title: str) -> Any:
+    """A matplotlib Figure: one row per task (at most MAX_ROWS), one bar per interval; each
+    bar's collection carries a gid `<kind>-<task>-<n>` (an element id in SVG output)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: a file is all we make
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    rows = line.tasks[:MAX_ROWS]
+    if len(line.tasks) > MAX_ROWS:
+        title += f" (first {MAX_ROWS} of {len(line.tasks)} tasks)"
+    row_of = {task: i for i, task in enumerate(rows)}
+    figure = Figure(figsize=(10, 1.8 + 0.35 * max(len(rows), 1)), layout="constrained")
+    axes = figure.add_subplot()
+    counts: dict[tuple[str, str], int] = {}
+    for bar in line.bars:
+        if bar.task not in row_of:
+            continue
+        start = line.offset_s(bar.start)
+        width = max((bar.end - bar.start).total_seconds(), line.span_s / 500)
+        y = row_of[bar.task]
+        human = bar.kind == "human"
+        thin = 0.0 if bar.kind == "attempt" else 0.15
+        collection = axes.broken_barh(
+            [(start, width)], (y - 0.35 + thin, 0.7 - 2 * thin),
+            facecolors=HUMAN_COLOUR if human else BAR_COLOURS[bar.outcome],
+            hatch="//" if human else None, edgecolor="white" if human else None,
+        )
+        n = counts[(bar.kind, bar.task)] = counts.get((bar.kind, bar.task), 0) + 1
+        collection.set_gid(f"{bar.kind}-{bar.task}-{n}")
+    axes.set_yticks(range(len(rows)), labels=rows)
+    axes.set_ylim(len(rows) - 0.5, -0.5)
+    axes.set_xlim(0, line.span_s * 1.02)
+    axes.set_xlabel("seconds since the goal started")
+    axes.grid(axis="x", color="#eeeeee")
+    axes.set_title(title)
+    axes.set_axisbelow(True)
+    figure.legend(
+        handles=[Patch(color=BAR_COLOURS["ok"], label="accepted"),
+                 Patch(color=BAR_COLOURS["error"], label="failed"),
+                 Patch(color=BAR_COLOURS["open"], label="no outcome"),
+                 Patch(color=BAR_COLOURS["wait"], label="backoff"),
+                 Patch(facecolor=HUMAN_COLOUR, hatch="//", label="waiting for a human")],
+        loc="outside lower center", ncols=5, frameon=False, fontsize="small",
+    )
+    return figure
