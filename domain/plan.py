@@ -19,6 +19,8 @@ __all__ = [
     "Budget",
     "Defaults",
     "Estimate",
+    "LlmAgentSpec",
+    "LlmDeclaration",
     "Plan",
     "RetryOverride",
     "RetryPolicy",
@@ -71,6 +73,20 @@ class Estimate(_Strict):
     cost_usd: float = Field(0.0, ge=0)
 
 
+class LlmAgentSpec(_Strict):
+    """An LLM agent declared in the plan (`agents: {name: {llm: {...}}}`), no Python needed."""
+
+    model: str = Field(min_length=1)  # `test` (deterministic, local) or `openai:<model>`
+    instructions: str = ""
+    input: str = Field(min_length=1)  # module:Model, the input contract
+    output: str = Field(min_length=1)  # module:Model, the output contract
+    base_url: str | None = None  # any OpenAI-compatible server; else BATON_LLM_BASE_URL
+
+
+class LlmDeclaration(_Strict):
+    llm: LlmAgentSpec
+
+
 class Defaults(_Strict):
     retry: RetryPolicy = RetryPolicy()
     timeout_s: float | None = Field(60.0, gt=0)
@@ -88,6 +104,8 @@ class TaskSpec(_Strict):
     on_failure: Literal["fail", "escalate", "abandon"] = "fail"
     side_effects: Literal["none", "idempotent", "unsafe"] = "none"
     estimate: Estimate | None = None
+    # `process`: a sync agent runs in a worker process its timeout terminates (reference.md)
+    isolation: Literal["thread", "process"] = "thread"
 
     @cached_property
     def bindings(self) -> dict[str, Any]:
@@ -103,7 +121,7 @@ class TaskSpec(_Strict):
 class Plan(_Strict):
     version: Literal[1]
     name: str = Field(min_length=1)
-    agents: dict[str, str] = Field(min_length=1)
+    agents: dict[str, str | LlmDeclaration] = Field(min_length=1)
     input: str | None = None
     budget: Budget = Budget()
     defaults: Defaults = Defaults()

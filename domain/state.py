@@ -32,6 +32,7 @@ class Outcome:
     kind: str  # "returned" | "raised" | "timed_out" | "human"
     output: Any = None
     error: str | None = None  # "Type: message" for raised, a note for the rest
+    retry_after_s: float | None = None  # the failure asked not to be retried sooner
 
 
 @dataclass

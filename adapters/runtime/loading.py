@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from baton.domain.contract_check import check_contracts
 from baton.domain.contracts import AgentContract, validation_errors
 from baton.domain.errors import GoalInputError, PlanError, PlanIssue
-from baton.domain.plan import Plan, parse_plan
+from baton.domain.plan import LlmDeclaration, Plan, parse_plan
 from baton.domain.references import GOAL
 from baton.domain.secrets import redact_source
 
@@ -97,8 +97,10 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     if not (isinstance(output_model, type) and issubclass(output_model, BaseModel)):
         raise TypeError("return annotation must be a pydantic model")
     takes_key = any(p.name == "idempotency_key" for p in params[1:])
+    takes_attempt = any(p.name == "attempt" for p in params[1:])
     for extra in params[1:]:
-        if extra.name != "idempotency_key" and extra.default is inspect.Parameter.empty and (
+        bound = extra.name in ("idempotency_key", "attempt")
+        if not bound and extra.default is inspect.Parameter.empty and (
             extra.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ):
             raise TypeError(f"parameter {extra.name!r} has no default and Baton cannot bind it")
@@ -106,8 +108,26 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
         input_model=input_model,
         output_model=output_model,
         takes_idempotency_key=takes_key,
+        takes_attempt=takes_attempt,
         is_async=inspect.iscoroutinefunction(agent),
     )
+
+
+def _load_agent(name: str, target: str | LlmDeclaration) -> tuple[Any, AgentContract]:
+    """An allowlisted agent and its contract: a typed function, a pydantic-ai Agent object, or
+    an `llm:` declaration (the last two need the `llm` extra; docs/reference.md)."""
+    if isinstance(target, LlmDeclaration):
+        from baton.llm.models import declared_agent  # only plans with LLM agents import it
+
+        llm_agent = declared_agent(name, target.llm, import_object)
+        return llm_agent, llm_agent.contract
+    agent = import_object(target)
+    if type(agent).__module__.startswith("pydantic_ai"):
+        from baton.llm.models import wrap_agent
+
+        wrapped = wrap_agent(agent)
+        return wrapped, wrapped.contract
+    return agent, inspect_agent(agent)
 
 
 def read_plan_data(path: str) -> dict[str, Any]:
@@ -141,11 +161,11 @@ def prepare_plan(data: dict[str, Any], *, source: str = "plan") -> LoadedPlan:
         if name not in used:
             continue  # allowlisted but unused: nothing to import
         try:
-            agent = import_object(target)
-            contracts[name] = inspect_agent(agent)
+            agent, contracts[name] = _load_agent(name, target)
             agents[name] = agent
         except Exception as exc:  # any import-time failure of user code is a plan problem
-            issues.append(PlanIssue(f"agents.{name}", f"{target}: {_short(exc)}"))
+            where = target if isinstance(target, str) else "llm"
+            issues.append(PlanIssue(f"agents.{name}", f"{where}: {_short(exc)}"))
     input_model: type[BaseModel] | None = None
     if plan.input is not None:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
+from baton.domain.attempts import attempt_context
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.decisions import Decision
@@ -234,6 +235,11 @@ class Runner:
                     idempotency_key=key,
                     is_async=contract.is_async,
                     timeout_s=timeout,
+                    attempt_context=(
+                        attempt_context(attempt, task.last_error)
+                        if contract.takes_attempt else None
+                    ),
+                    isolation=spec.isolation,
                 )
             )
 
