@@ -20,10 +20,12 @@ own instructions or tools can read it typed. The same input always gives the sam
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Callable
 from typing import Any
 
+import pydantic_ai
 from pydantic import BaseModel
 from pydantic_ai import Agent, AgentRetries, capture_run_messages
 from pydantic_ai.exceptions import (
@@ -41,6 +43,11 @@ from baton.domain.contracts import AgentContract
 from baton.llm.pricing import priced
 
 __all__ = ["LlmAgent", "LlmCallFailed", "render_prompt"]
+
+_PRICED_BY = (
+    f"pydantic-ai {pydantic_ai.__version__}, "
+    f"genai-prices {importlib.metadata.version('genai-prices')}"
+)
 
 
 class LlmCallFailed(RuntimeError):
@@ -164,7 +171,9 @@ class LlmAgent:
             "requests": len(responses) + (1 if failed_request else 0),
             "model": model or self.model_name,
             "cost_usd": reported_cost or 0.0,
-            "cost_source": "reported" if reported_cost is not None else None,
+            # pydantic-ai prices each response itself (a gateway's reported cost, else its
+            # genai-prices table): recorded with both versions, so the figure is traceable.
+            "cost_source": _PRICED_BY if reported_cost is not None else None,
         }
         return usage if reported_cost is not None else priced(usage)
 
@@ -177,8 +186,8 @@ def _last_answer(messages: list[ModelMessage]) -> Any:
         for part in message.parts:
             if isinstance(part, ToolCallPart):
                 try:
-                    return part.args_as_dict()
-                except ValueError as exc:
+                    return part.args_as_dict(raise_if_invalid=True)
+                except (ValueError, AssertionError) as exc:
                     return f"its arguments are not JSON ({exc})"
             if isinstance(part, TextPart):
                 try:
