@@ -93,7 +93,7 @@ _AGENT_TAGS = ("module:callable", "llm:")
 def _agent_form(value: Any) -> str | None:
     if isinstance(value, str):
         return _AGENT_TAGS[0]
-    return _AGENT_TAGS[1] if isinstance(value, dict) else None
+    return _AGENT_TAGS[1] if isinstance(value, dict | LlmDeclaration) else None
 
 
 # An allowlist entry: `module:callable`, or an `llm:` declaration. The discriminator makes a bad

@@ -11,9 +11,10 @@ import pytest
 pytest.importorskip("pydantic_ai")
 
 from baton.llm.pricing import price_tokens
+from baton.readmodels.reading import ReadModels, refresh
 from tests.cli_support import baton
 from tests.openai_server import Answer, chat_server, tool
-from tests.support import events_of, run
+from tests.support import events_of, projected, run
 
 KEY = "sk-test-4f9c2b7e-DO-NOT-LEAK"
 VALID = {"price": 12.5, "confidence": 0.9}
@@ -61,6 +62,11 @@ def test_a_valid_structured_answer_is_the_output_with_its_usage_and_cost(store) 
     assert usage["cost_usd"] == pytest.approx(expected[0])
     assert "genai-prices" in usage["cost_source"]
     assert goal.state.used.tokens == 1500
+    refresh(store)
+    [row] = projected(store, ReadModels.models)  # model_stats: the read model per model
+    assert (row["agent"], row["model"], row["requests"]) == ("quote", "gpt-4o-mini", 1)
+    assert (row["input_tokens"], row["output_tokens"], row["tokens"]) == (1000, 500, 1500)
+    assert row["cost_usd"] == pytest.approx(expected[0])
 
 
 @pytest.mark.parametrize("bad", ["malformed", "truncated"])
