@@ -153,6 +153,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 0 if outcome.ok else 1
     loaded = _recorded_plan(events, goal_id)
     if args.reexecute:
+        _say_llm_agents(loaded)
         result = reexecute(events, loaded)
     else:
         result = replay(events, loaded.contracts, at=args.at)
@@ -162,6 +163,14 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print_replay(data, source=args.target, mode="re-execution" if args.reexecute else "replay")
     return 0 if result.ok else 1
+
+
+def _say_llm_agents(loaded: LoadedPlan) -> None:
+    """Before re-executing: which agents are LLM agents, and that none of them is called."""
+    names = sorted(name for name, agent in loaded.agents.items() if getattr(agent, "is_llm", 0))
+    if names:
+        print(f"baton: re-execution: LLM agents {', '.join(names)} answer with their recorded "
+              "outputs; no model is called", file=sys.stderr)
 
 
 def _fork(args: argparse.Namespace) -> int:
