@@ -1,4 +1,4 @@
-"""What an agent may learn about the attempt it is running (reference.md, "Re-asking").
+"""What an agent may learn about the attempt it is running (docs/llm.md, "Re-ask").
 
 An agent that declares a keyword parameter `attempt` receives an `AttemptContext`: which attempt
 this is and why the previous one was refused (validation errors, low confidence, the error it

@@ -125,7 +125,7 @@ class TaskSpec(_Strict):
     on_failure: Literal["fail", "escalate", "abandon"] = "fail"
     side_effects: Literal["none", "idempotent", "unsafe"] = "none"
     estimate: Estimate | None = None
-    # `process`: a sync agent runs in a worker process its timeout terminates (reference.md)
+    # `process`: a sync agent runs in a worker process its timeout terminates (docs/llm.md)
     isolation: Literal["thread", "process"] = "thread"
 
     @cached_property

@@ -1,1 +1,1 @@
-"""LLM agents on pydantic-ai (docs/reference.md, "LLM agents"); needs the `llm` extra."""
+"""LLM agents on pydantic-ai (docs/llm.md); needs the `llm` extra."""

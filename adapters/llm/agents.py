@@ -1,6 +1,6 @@
 """A pydantic-ai `Agent` as a Baton agent: one attempt = one run with no retries of its own.
 
-The orchestrator owns every retry (docs/reference.md, "LLM agents"):
+The orchestrator owns every retry (docs/llm.md):
 - pydantic-ai's output retries are 0 for the run, and the OpenAI client's HTTP retries are 0 (see
   `baton.llm.models`): a failed request or a refused answer ends the attempt, and Baton's retry
   policy, budget and backoff decide what happens next, in the event log.

@@ -115,7 +115,7 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
 
 def _load_agent(name: str, target: str | LlmDeclaration) -> tuple[Any, AgentContract]:
     """An allowlisted agent and its contract: a typed function, a pydantic-ai Agent object, or
-    an `llm:` declaration (the last two need the `llm` extra; docs/reference.md)."""
+    an `llm:` declaration (the last two need the `llm` extra; docs/llm.md)."""
     if isinstance(target, LlmDeclaration):
         from baton.llm.models import declared_agent  # only plans with LLM agents import it
 
