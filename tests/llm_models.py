@@ -41,3 +41,24 @@ def writes_at_once(inp: SideEffectIn) -> Done:
     """A process-isolated agent that finishes: its result comes back from the worker process."""
     (Path(inp.directory) / "side-effect").write_text(str(os.getpid()))
     return Done(wrote=str(os.getpid()))
+
+
+def reports_tokens_only(inp: QuoteIn) -> Quote:
+    """A plain agent that reports its tokens and model, but no cost (a returned pair)."""
+    return Quote(price=1.0), {  # type: ignore[return-value]
+        "input_tokens": 1000, "output_tokens": 500, "model": "openai:gpt-4o-mini"}
+
+
+def reports_its_cost(inp: QuoteIn) -> Quote:
+    return Quote(price=1.0), {  # type: ignore[return-value]
+        "input_tokens": 1000, "output_tokens": 500, "model": "openai:gpt-4o-mini",
+        "cost_usd": 0.5}
+
+
+class RateLimited(Exception):
+    retry_after_s = 2.5
+    usage = {"input_tokens": 10, "output_tokens": 0, "requests": 1, "model": "m"}
+
+
+def rate_limited(inp: QuoteIn) -> Quote:
+    raise RateLimited("slow down")
