@@ -18,9 +18,14 @@ class AttemptContext(BaseModel):
 
     number: int
     previous_errors: list[str] = []
+    # What the goal's `max_tokens` leaves for this attempt when it starts (None: no cap). An
+    # agent making several model requests stops before the one that would pass it.
+    tokens_left: int | None = None
 
 
-def attempt_context(number: int, last_error: str | None) -> AttemptContext:
+def attempt_context(
+    number: int, last_error: str | None, *, tokens_left: int | None = None
+) -> AttemptContext:
     """The context of attempt `number`; the first attempt has no previous errors."""
     errors = [last_error] if number > 1 and last_error else []
-    return AttemptContext(number=number, previous_errors=errors)
+    return AttemptContext(number=number, previous_errors=errors, tokens_left=tokens_left)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart, UserPromptPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.usage import RequestUsage
 
 from tests.llm_models import Quote, QuoteIn
 
@@ -33,3 +34,22 @@ quoting = Agent(
 )
 
 no_input_contract = Agent(FunctionModel(_learns_from_rejection), output_type=Quote)
+
+
+CALLS: list[int] = []
+
+
+def _keeps_calling_a_tool(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """Never answers: asks for the tool again and again, 130 tokens a response."""
+    CALLS.append(len(CALLS) + 1)
+    return ModelResponse(parts=[ToolCallPart("lookup", {"key": "x"})],
+                         usage=RequestUsage(input_tokens=100, output_tokens=30))
+
+
+looping = Agent(FunctionModel(_keeps_calling_a_tool, model_name="looper"),
+                deps_type=QuoteIn, output_type=Quote)
+
+
+@looping.tool_plain
+def lookup(key: str) -> str:
+    return "nothing yet"

@@ -63,6 +63,19 @@ def test_an_agent_object_is_re_asked_with_the_low_confidence_reason_and_succeeds
     assert llm_agents.PROMPTS == []
 
 
+def test_an_agent_making_many_requests_stops_once_the_goal_budget_is_spent(store) -> None:
+    llm_agents.CALLS.clear()
+    data = quote_plan("tests.llm_agents:looping") | {"budget": {"max_tokens": 250}}
+    data["defaults"]["retry"]["max_attempts"] = 1
+    goal = run(store, data, {"item": "tea"})
+    assert goal.state.status == "failed"
+    # 130 tokens a response: after the second (260 > 250) no further request is made.
+    assert llm_agents.CALLS == [1, 2]
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert "token budget" in raised.message
+    assert (raised.usage["tokens"], raised.usage["requests"]) == (260, 2)
+
+
 def test_a_declared_agent_on_the_test_model_runs_offline_and_reports_usage(store) -> None:
     goal = run(store, quote_plan(declared()), {"item": "tea"})
     assert goal.state.status == "completed"

@@ -37,6 +37,7 @@ from pydantic_ai.exceptions import (
 )
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import Model
+from pydantic_ai.usage import UsageLimits
 
 from baton.domain.attempts import AttemptContext
 from baton.domain.contracts import AgentContract
@@ -118,13 +119,16 @@ class LlmAgent:
         with capture_run_messages() as messages:
             try:
                 result = await self.agent.run(
-                    prompt, model=model, deps=agent_input, retries=AgentRetries(output=0)
+                    prompt, model=model, deps=agent_input, retries=AgentRetries(output=0),
+                    usage_limits=_limits(attempt),
                 )
             except ModelHTTPError as exc:
                 self._raise(messages, f"HTTP {exc.status_code} from the model: {exc.body}",
                             failed_request=True, retry_after_s=exc.retry_after)
-            except (ModelAPIError, UsageLimitExceeded) as exc:
+            except ModelAPIError as exc:
                 self._raise(messages, f"{type(exc).__name__}: {exc}", failed_request=True)
+            except UsageLimitExceeded as exc:  # stopped before a request: none was made
+                self._raise(messages, f"the goal's token budget stops this attempt: {exc}")
             except UnexpectedModelBehavior as exc:
                 raw = _last_answer(messages)
                 if isinstance(raw, dict):  # Baton judges it, records why, and re-asks
@@ -176,6 +180,14 @@ class LlmAgent:
             "cost_source": _PRICED_BY if reported_cost is not None else None,
         }
         return usage if reported_cost is not None else priced(usage)
+
+
+def _limits(attempt: AttemptContext | None) -> UsageLimits:
+    """The goal's remaining tokens, checked by pydantic-ai before every request of the run
+    (pydantic-ai's default request cap stays: a tool loop cannot run on unbounded)."""
+    if attempt is None or attempt.tokens_left is None:
+        return UsageLimits()
+    return UsageLimits(total_tokens_limit=attempt.tokens_left)
 
 
 def _last_answer(messages: list[ModelMessage]) -> Any:
