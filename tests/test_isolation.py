@@ -82,3 +82,14 @@ def test_a_thread_isolated_agent_that_times_out_keeps_running_which_is_why_proce
         store.close()
     assert goal.state.status == "failed"
     assert _wait_until(lambda: (tmp_path / "side-effect").exists(), timeout_s=10)
+
+
+def test_process_isolation_of_an_async_agent_is_a_plan_error() -> None:
+    import pytest
+
+    from baton.domain.errors import PlanError
+    from baton.runtime.loading import prepare_plan
+
+    data = plan(task("t", "async_upper", input={"text": "x"}, isolation="process"))
+    with pytest.raises(PlanError, match=r"tasks\[t\]\.isolation: process isolation is for sync"):
+        prepare_plan(data)

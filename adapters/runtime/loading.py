@@ -178,6 +178,13 @@ def prepare_plan(data: dict[str, Any], *, source: str = "plan") -> LoadedPlan:
             else:
                 issues.append(PlanIssue("input", f"{plan.input}: is not a pydantic model"))
     issues += check_contracts(plan, contracts, input_model=input_model)
+    issues += [
+        PlanIssue(f"tasks[{task.id}].isolation", "process isolation is for sync agents; an "
+                  "async agent is cancelled at its timeout")
+        for task in plan.tasks
+        if task.isolation == "process" and task.agent in contracts
+        and contracts[task.agent].is_async
+    ]
     if issues:
         raise PlanError(issues, source=source)
     return LoadedPlan(plan, contracts, agents, input_model, source, data)
