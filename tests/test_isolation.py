@@ -9,10 +9,15 @@ from pathlib import Path
 from tests.support import events_of, plan, run, task
 
 
-def _plan(agent: str, directory: Path, *, sleep_s: float, isolation: str = "process") -> dict:
+def _plan(
+    agent: str, directory: Path, *, sleep_s: float, isolation: str = "process",
+    timeout_s: float = 5.0,
+) -> dict:
+    # The timeout covers the worker's start too (the fork server's first start on a loaded
+    # machine takes a second or more): generous here, and far below the agent's sleep.
     return plan(
         task("work", agent, input={"directory": str(directory), "sleep_s": sleep_s},
-             isolation=isolation, timeout_s=1.0, retry={"max_attempts": 1}),
+             isolation=isolation, timeout_s=timeout_s, retry={"max_attempts": 1}),
         agents=[agent],
     ) | {"agents": {agent: f"tests.llm_models:{agent}"}}
 
@@ -41,7 +46,7 @@ def test_a_process_isolated_agent_that_times_out_never_writes_its_side_effect(
 
     store = open_store(sqlite_url)
     try:
-        goal = run(store, _plan("sleeps_then_writes", tmp_path, sleep_s=5.0))
+        goal = run(store, _plan("sleeps_then_writes", tmp_path, sleep_s=60.0))
         assert goal.state.status == "failed"
         [timed_out] = events_of(store, goal.id, "AgentTimedOut")
         assert timed_out.attempt == 1
@@ -61,7 +66,7 @@ def test_a_process_isolated_agent_returns_its_output_from_the_worker_process(
 
     store = open_store(sqlite_url)
     try:
-        goal = run(store, _plan("writes_at_once", tmp_path, sleep_s=0))
+        goal = run(store, _plan("writes_at_once", tmp_path, sleep_s=0, timeout_s=30))
     finally:
         store.close()
     assert goal.state.status == "completed"
@@ -77,7 +82,8 @@ def test_a_thread_isolated_agent_that_times_out_keeps_running_which_is_why_proce
 
     store = open_store(sqlite_url)
     try:
-        goal = run(store, _plan("sleeps_then_writes", tmp_path, sleep_s=1.5, isolation="thread"))
+        goal = run(store, _plan("sleeps_then_writes", tmp_path, sleep_s=1.5, isolation="thread",
+                                timeout_s=0.5))
     finally:
         store.close()
     assert goal.state.status == "failed"
