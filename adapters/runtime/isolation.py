@@ -8,8 +8,9 @@ process (SIGTERM, then SIGKILL), and nothing it had not done by then ever happen
 Standard library `multiprocessing`, one fresh process per call, from a `forkserver`:
 - not plain fork: the runner is multi-threaded (agent threads, the async loop), and forking a
   threaded process can copy a lock held by another thread into a child that then deadlocks. The
-  fork server is a single-threaded process started once (~0.5 s here, with pydantic preloaded);
-  each call forks from it: ~0.15 s per call on this loaded 2-core machine;
+  fork server is a single-threaded process started once (~0.5 s here, with pydantic preloaded),
+  by the runner before any attempt's clock starts; each call forks from it: ~0.15 s per call on
+  this loaded 2-core machine, counted in the attempt's timeout;
 - not spawn: a new interpreter per call, importing pydantic and the agent's module every time;
 - one process per call rather than a pool (pebble's, or `concurrent.futures`): a terminated
   worker must be replaced anyway, and a fresh process holds no state from an earlier attempt;
@@ -29,7 +30,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-__all__ = ["AgentProcessEnded", "ProcessCalls"]
+__all__ = ["AgentProcessEnded", "ProcessCalls", "start_fork_server"]
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _PRELOAD = ["pydantic", "baton.runtime.isolation"]
@@ -57,6 +58,14 @@ def _child(conn: Connection, agent: Any, agent_input: Any, kwargs: dict[str, Any
         conn.send(("raised", AgentProcessRaised(f"{kind} a value that cannot pickle: {message}")))
     finally:
         conn.close()
+
+
+def start_fork_server() -> None:
+    """Start the fork server now (once per process), so no attempt's timeout pays for it."""
+    from multiprocessing import forkserver
+
+    _CONTEXT.set_forkserver_preload(_PRELOAD)
+    forkserver.ensure_running()
 
 
 class ProcessCalls:

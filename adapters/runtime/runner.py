@@ -29,6 +29,7 @@ from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.secrets import has_secret, redact_output
 from baton.runtime.calls import AgentCall, CallPool, Completion
+from baton.runtime.isolation import start_fork_server
 from baton.runtime.loading import LoadedPlan
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from baton.store.eventstore import BatonStore
@@ -95,6 +96,8 @@ class Runner:
     # --- the loop ---
 
     def _drive(self, goal: Goal) -> Goal:
+        if any(task.isolation == "process" for task in self.loaded.plan.tasks):
+            start_fork_server()  # before any deadline runs: its start is not an agent's time
         pool = CallPool(workers=goal.state.concurrency, max_output_bytes=self.max_output_bytes)
         in_flight: dict[tuple[str, int], _InFlight] = {}
         try:
