@@ -10,8 +10,11 @@ import pytest
 
 pytest.importorskip("pydantic_ai")
 
+from baton.domain.replay import replay
+from baton.history.recorded import reexecute
 from baton.llm.pricing import price_tokens
 from baton.readmodels.reading import ReadModels, refresh
+from baton.runtime.loading import prepare_plan
 from tests.cli_support import baton
 from tests.openai_server import Answer, chat_server, tool
 from tests.support import events_of, projected, run
@@ -113,6 +116,11 @@ def test_a_429_with_retry_after_is_a_recorded_failure_retried_no_earlier(store) 
     assert scheduled.rule == "retry.not_before"  # the backoff (0.01 s) alone would be sooner
     assert scheduled.delay_s == 1.0
     assert scheduled.due_at - raised.timestamp == timedelta(seconds=1)
+    # Replay and re-execution reproduce it from the record: the usage and the not-before too.
+    events = list(store.events(goal.id))
+    loaded = prepare_plan(llm_plan(server.url))
+    assert replay(events, loaded.contracts).ok
+    assert reexecute(events, loaded).ok
 
 
 def test_a_500_is_one_request_then_the_orchestrators_retry(store) -> None:

@@ -35,7 +35,7 @@ from baton.domain.history import (
 )
 from baton.domain.replay import Divergence, ReplayResult, compare_events
 from baton.domain.secrets import redact_output
-from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, to_recordable
+from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, failure_details, to_recordable
 from baton.runtime.loading import LoadedPlan
 
 __all__ = ["NotRecorded", "RecordedAgents", "reexecute"]
@@ -67,7 +67,7 @@ class RecordedAgents:
         event = queue.popleft()
         fields = payload(event, timestamp=False)
         if kind_of(event) == "AgentRaised":
-            raise _recorded_exception(fields["error_type"], fields["message"])
+            raise _recorded_exception(fields["error_type"], fields["message"], fields)
         output, usage = fields["output"], fields.get("usage")
         reported_inline = isinstance(output, dict) and isinstance(output.get("usage"), dict)
         if usage is not None and not reported_inline:
@@ -83,10 +83,17 @@ class RecordedAgents:
         return recorded
 
 
-def _recorded_exception(error_type: str, message: str) -> Exception:
-    # The recording keeps the class name only; a class of that name reproduces `error_type`.
+def _recorded_exception(
+    error_type: str, message: str, recorded: dict[str, Any] | None = None
+) -> Exception:
+    # The recording keeps the class name only; a class of that name reproduces `error_type`,
+    # with what the failure carried (its usage, its retry-after) as the live one did.
     cls: type[Exception] = type(error_type, (Exception,), {})
-    return cls(message)
+    exc = cls(message)
+    for name in ("usage", "retry_after_s"):
+        if recorded and recorded.get(name) is not None:
+            setattr(exc, name, recorded[name])
+    return exc
 
 
 class _Reexecution:
@@ -142,7 +149,7 @@ class _Reexecution:
             fields |= {
                 "error_type": type(exc).__name__,
                 "message": " ".join(str(exc).split())[:500],
-            }
+            } | failure_details(exc)
         else:
             output, usage, error = to_recordable(result, max_bytes=self.max_bytes)
             plan, contracts = self.loaded.plan, self.loaded.contracts

@@ -24,7 +24,14 @@ from baton.llm.pricing import priced
 from baton.runtime import isolation
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
 
-__all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "AgentCall", "CallPool", "Completion", "to_recordable"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_BYTES",
+    "AgentCall",
+    "CallPool",
+    "Completion",
+    "failure_details",
+    "to_recordable",
+]
 
 
 @dataclass(frozen=True)
@@ -267,17 +274,22 @@ def _raised(call: AgentCall, exc: BaseException, started: float) -> Completion:
         "message": message,
         "duration_ms": _elapsed_ms(started),
     }
-    # What a failure may carry (the LLM adapter's do): usage spent before it failed, and a
-    # "not before" for the retry (a 429's Retry-After). Anything malformed is left out.
+    return Completion(call.task, call.attempt, "AgentRaised", fields | failure_details(exc))
+
+
+def failure_details(exc: BaseException) -> dict[str, Any]:
+    """What a failure may carry (the LLM adapter's do): usage spent before it failed, and a
+    "not before" for the retry (a 429's Retry-After). Anything malformed is left out."""
+    details: dict[str, Any] = {}
     reported = getattr(exc, "usage", None)
     usage = _usage(reported)[0] if isinstance(reported, dict) else None
     if usage is not None:
-        fields["usage"] = usage
+        details["usage"] = usage
     retry_after: Any = getattr(exc, "retry_after_s", None)
     number = isinstance(retry_after, int | float) and not isinstance(retry_after, bool)
     if number and 0 <= retry_after < float("inf"):
-        fields["retry_after_s"] = float(retry_after)
-    return Completion(call.task, call.attempt, "AgentRaised", fields)
+        details["retry_after_s"] = float(retry_after)
+    return details
 
 
 def _elapsed_ms(started: float) -> float:
