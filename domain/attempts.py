@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from baton.domain.state import GoalState
+
 __all__ = ["AttemptContext", "attempt_context"]
 
 
@@ -23,9 +25,21 @@ class AttemptContext(BaseModel):
     tokens_left: int | None = None
 
 
-def attempt_context(
-    number: int, last_error: str | None, *, tokens_left: int | None = None
-) -> AttemptContext:
-    """The context of attempt `number`; the first attempt has no previous errors."""
-    errors = [last_error] if number > 1 and last_error else []
-    return AttemptContext(number=number, previous_errors=errors, tokens_left=tokens_left)
+def attempt_context(state: GoalState, task_id: str, number: int) -> AttemptContext:
+    """The context of attempt `number` of a task, from the goal's state when it is dispatched:
+    the previous rejection (none for the first attempt) and the tokens the budget leaves it."""
+    task = state.tasks[task_id]
+    errors = [task.last_error] if number > 1 and task.last_error else []
+    return AttemptContext(
+        number=number, previous_errors=errors, tokens_left=_tokens_left(state, task_id)
+    )
+
+
+def _tokens_left(state: GoalState, task_id: str) -> int | None:
+    """The cap, less what was spent and what other running attempts hold in reservation."""
+    cap = state.plan.budget.max_tokens
+    if cap is None:
+        return None
+    own = state.tasks[task_id].reserved
+    held = state.reserved.tokens - (own.tokens if own is not None else 0)
+    return max(0, cap - state.used.tokens - held)

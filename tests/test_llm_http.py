@@ -186,3 +186,21 @@ def test_the_api_key_appears_nowhere_in_the_store_or_any_output(tmp_path) -> Non
     assert KEY.encode() not in stored
     for text in outputs:
         assert KEY not in text
+
+
+def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(store) -> None:
+    from baton.history.live import LiveAgents
+
+    with chat_server([tool(VALID)]) as server:
+        data = llm_plan(server.url)
+        goal = run(store, data, {"item": "tea"})
+        events = list(store.events(goal.id))
+        loaded = prepare_plan(data)
+        assert reexecute(events, loaded).ok
+        assert len(server.requests) == 1  # the recording answered: no request
+        server.script += [tool(VALID), tool({"price": 99.0, "confidence": 0.9})]
+        assert reexecute(events, loaded, agents=LiveAgents(loaded)).ok
+        changed = reexecute(events, loaded, agents=LiveAgents(loaded))
+    assert len(server.requests) == 3
+    assert not changed.ok and changed.divergence is not None
+    assert changed.divergence.recorded["kind"] == "AgentReturned"

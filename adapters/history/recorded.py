@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from baton.domain.attempts import attempt_context
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.goal import Goal, GoalEvent
@@ -58,7 +59,8 @@ class RecordedAgents:
                 self._outcomes[key].append(event)
 
     def call(
-        self, task: str, attempt: int, agent_input: BaseModel, idempotency_key: str | None = None
+        self, task: str, attempt: int, agent_input: BaseModel,
+        idempotency_key: str | None = None, context: Any = None,
     ) -> Any:
         """What the agent returned for this attempt, or raise what it raised."""
         queue = self._outcomes.get((task, attempt))
@@ -97,11 +99,13 @@ def _recorded_exception(
 
 
 class _Reexecution:
-    def __init__(self, events: Sequence[GoalEvent], loaded: LoadedPlan, max_bytes: int) -> None:
+    def __init__(
+        self, events: Sequence[GoalEvent], loaded: LoadedPlan, max_bytes: int, agents: Any = None
+    ) -> None:
         self.events = events
         self.loaded = loaded
         self.max_bytes = max_bytes
-        self.agents = RecordedAgents(events)
+        self.agents = agents if agents is not None else RecordedAgents(events)
         self.position = 0
         self.decisions = 0
 
@@ -142,7 +146,8 @@ class _Reexecution:
         key = goal.state.tasks[task_id].idempotency_key if contract.takes_idempotency_key else None
         fields: dict[str, Any] = {"task": task_id, "attempt": attempt}
         try:
-            result = self.agents.call(task_id, attempt, agent_input, key)
+            context = attempt_context(goal.state, task_id, attempt)
+            result = self.agents.call(task_id, attempt, agent_input, key, context)
         except NotRecorded:
             raise
         except Exception as exc:  # the recorded raise, recorded again as the call pool does
@@ -167,10 +172,12 @@ def reexecute(
     loaded: LoadedPlan,
     *,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    agents: Any = None,
 ) -> ReplayResult:
-    """Run the recorded goal again with recorded agents; the first event that differs, if any."""
+    """Run the recorded goal again with recorded agents (or `agents`, e.g. `LiveAgents`: today's
+    agents called for real); the first event that differs, if any."""
     started = started_event(events)
-    run = _Reexecution(events, loaded, max_output_bytes)
+    run = _Reexecution(events, loaded, max_output_bytes, agents)
     inherited = started.forked_at or 0
     goal: Goal | None = None
     divergence: Divergence | None = None

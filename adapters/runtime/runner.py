@@ -239,8 +239,7 @@ class Runner:
                     is_async=contract.is_async,
                     timeout_s=timeout,
                     attempt_context=(
-                        attempt_context(attempt, task.last_error,
-                                        tokens_left=_tokens_left(goal, task_id))
+                        attempt_context(goal.state, task_id, attempt)
                         if contract.takes_attempt else None
                     ),
                     isolation=spec.isolation,
@@ -278,13 +277,3 @@ class Runner:
         if self.crash_at_event is not None and goal.version >= self.crash_at_event:
             os.kill(os.getpid(), signal.SIGKILL)
 
-
-def _tokens_left(goal: Goal, task_id: str) -> int | None:
-    """Tokens the goal's budget leaves this attempt: the cap, less what was spent and what other
-    running attempts hold in reservation."""
-    cap = goal.state.plan.budget.max_tokens
-    if cap is None:
-        return None
-    state, own = goal.state, goal.state.tasks[task_id].reserved
-    held = state.reserved.tokens - (own.tokens if own is not None else 0)
-    return max(0, cap - state.used.tokens - held)

@@ -17,6 +17,7 @@ from baton.domain.goal import GoalEvent
 from baton.domain.history import fork_goal, started_event
 from baton.domain.replay import replay
 from baton.domain.whatif import what_if
+from baton.history.live import LiveAgents, llm_agent_names
 from baton.history.recorded import reexecute
 from baton.history.runfile import import_run, read_run, write_run
 from baton.runtime.loading import LoadedPlan, load_plan_file, prepare_plan
@@ -76,6 +77,12 @@ def register(sub: Any) -> None:
         default=None,
         metavar="CHANGED_PLAN",
         help="what-if: re-decide the recorded observations under this plan",
+    )
+    rep.add_argument(
+        "--call-agents",
+        action="store_true",
+        help="with --reexecute: call today's agents for real (LLM agents call their models; "
+        "they are named first) instead of answering from the recording",
     )
     rep.add_argument("--json", action="store_true")
     rep.set_defaults(func=_replay)
@@ -152,9 +159,12 @@ def _replay(args: argparse.Namespace) -> int:
             print_what_if(data, source=args.target, plan=args.plan)
         return 0 if outcome.ok else 1
     loaded = _recorded_plan(events, goal_id)
+    if args.call_agents and not args.reexecute:
+        raise CommandError("--call-agents applies to --reexecute")
     if args.reexecute:
-        _say_llm_agents(loaded)
-        result = reexecute(events, loaded)
+        _say_llm_agents(loaded, calling=args.call_agents)
+        live = LiveAgents(loaded) if args.call_agents else None
+        result = reexecute(events, loaded, agents=live)
     else:
         result = replay(events, loaded.contracts, at=args.at)
     data = result.to_json()
@@ -165,12 +175,15 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _say_llm_agents(loaded: LoadedPlan) -> None:
-    """Before re-executing: which agents are LLM agents, and that none of them is called."""
-    names = sorted(name for name, agent in loaded.agents.items() if getattr(agent, "is_llm", 0))
-    if names:
+def _say_llm_agents(loaded: LoadedPlan, *, calling: bool) -> None:
+    """Before re-executing: which agents are LLM agents, and whether their models are called."""
+    names = llm_agent_names(loaded)
+    if names and calling:
+        print(f"baton: re-execution calls today's agents; LLM agents {', '.join(names)} call "
+              "their models", file=sys.stderr)
+    elif names:
         print(f"baton: re-execution: LLM agents {', '.join(names)} answer with their recorded "
-              "outputs; no model is called", file=sys.stderr)
+              "outputs; no model is called (--call-agents calls them)", file=sys.stderr)
 
 
 def _fork(args: argparse.Namespace) -> int:
