@@ -41,4 +41,4 @@ class LiveAgents:
         if context is not None and self.loaded.contracts[spec.agent].takes_attempt:
             kwargs["attempt"] = context
         result = agent(agent_input, **kwargs)
-        return asyncio.run(result) if inspect.isawaitable(result) else result
+        return asyncio.run(result) if inspect.iscoroutine(result) else result
