@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import pydantic_ai
 from pydantic import BaseModel
@@ -101,7 +101,7 @@ class LlmAgent:
         self.model_name = model_name
         self._make_model = make_model
         self._secret = secret
-        # The entry point Baton reads a contract from (and `baton replay --reexecute` lists).
+        # Marks an agent that calls a model: `baton replay --reexecute` names these first.
         self.is_llm = True
 
     @property
@@ -127,7 +127,7 @@ class LlmAgent:
                             failed_request=True, retry_after_s=exc.retry_after)
             except ModelAPIError as exc:
                 self._raise(messages, f"{type(exc).__name__}: {exc}", failed_request=True)
-            except UsageLimitExceeded as exc:  # stopped before a request: none was made
+            except UsageLimitExceeded as exc:  # checked between requests: no request failed
                 self._raise(messages, f"the goal's token budget stops this attempt: {exc}")
             except UnexpectedModelBehavior as exc:
                 raw = _last_answer(messages)
@@ -146,7 +146,7 @@ class LlmAgent:
     def _raise(
         self, messages: list[ModelMessage], message: str, *, failed_request: bool = False,
         retry_after_s: float | None = None,
-    ) -> None:
+    ) -> NoReturn:
         usage = self._usage(messages, failed_request=failed_request)
         raise LlmCallFailed(self._scrub(message), usage=usage, retry_after_s=retry_after_s)
 
