@@ -13,12 +13,15 @@
 | `BATON_PROJECTION_PAGE` | events per read-model transaction when catching up (default 2,000) |
 | `BATON_CRASH_IN_PROJECTION` | fault injection: `before_commit:N` or `after_commit:N` SIGKILLs |
 |  | the projector at that point of the batch that reaches notification N |
+| `BATON_LLM_BASE_URL` | the OpenAI-compatible endpoint of LLM agents (a plan's `base_url` wins) |
+| `BATON_LLM_API_KEY` | its API key (else `OPENAI_API_KEY`); never recorded, logged or printed |
+| `BATON_LLM_MODEL` | the model every LLM agent asks for, overriding the plan's (e.g. on Ollama) |
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from baton.domain.errors import BatonError
 
@@ -43,6 +46,9 @@ class Settings:
     projection_page_size: int | None = None  # None: the projections' own default
     crash_in_projection: tuple[str, int] | None = None
     sqlite_lock_timeout: int = 30  # whole seconds: eventsourcing's SQLITE_LOCK_TIMEOUT
+    llm_base_url: str | None = None
+    llm_api_key: str | None = field(default=None, repr=False)  # never shown, even in a repr
+    llm_model: str | None = None
 
 
 def _int(name: str) -> int | None:
@@ -79,4 +85,7 @@ def settings() -> Settings:
         projection_page_size=_int("BATON_PROJECTION_PAGE"),
         crash_in_projection=_crash_point("BATON_CRASH_IN_PROJECTION"),
         sqlite_lock_timeout=_int("BATON_SQLITE_LOCK_TIMEOUT") or 30,
+        llm_base_url=os.environ.get("BATON_LLM_BASE_URL") or None,
+        llm_api_key=os.environ.get("BATON_LLM_API_KEY") or None,
+        llm_model=os.environ.get("BATON_LLM_MODEL") or None,
     )

@@ -43,6 +43,7 @@ class AgentContract:
     output_model: type[BaseModel]
     takes_idempotency_key: bool = False
     is_async: bool = False
+    takes_attempt: bool = False  # a keyword parameter `attempt` (baton.domain.attempts)
 
 
 Contracts = Mapping[str, AgentContract]  # keyed by the plan's agent name

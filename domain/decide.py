@@ -100,7 +100,10 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
             continue
         spec = state.plan.task_map[task_id]
         if outcome.kind in ("raised", "timed_out"):
-            return _after_failure(state, task, spec, outcome.error or outcome.kind, "retry")
+            failure = outcome.error or outcome.kind
+            return _after_failure(
+                state, task, spec, failure, "retry", not_before_s=outcome.retry_after_s
+            )
         if outcome.error is not None:  # the runner could not even record the value
             errors = [outcome.error]
             rule = "validation.serialisable"
@@ -342,8 +345,13 @@ def _after_failure(
     spec: TaskSpec,
     failure: str,
     mode: Literal["retry", "no_retry"],
+    *,
+    not_before_s: float | None = None,
 ) -> list[Decision]:
-    """A failed attempt: schedule a retry while the policy allows, else apply `on_failure`."""
+    """A failed attempt: schedule a retry while the policy allows, else apply `on_failure`.
+
+    `not_before_s`: the failure said when to come back (a 429's Retry-After, recorded with it);
+    the retry is then due no earlier than that, whatever the backoff says."""
     policy = state.plan.retry_for(spec)
     failures = task.failures + 1
     attempt = task.in_flight if task.in_flight is not None else task.attempts
@@ -351,10 +359,14 @@ def _after_failure(
         delay = backoff_delay(
             policy, failures=failures, jitter=jitter_fraction(state.goal_id, task.id, attempt)
         )
+        rule = "retry.backoff"
+        if not_before_s is not None and not_before_s > delay:
+            delay, rule = round(not_before_s, 6), "retry.not_before"
         due = state.now + timedelta(seconds=delay)
         reason = (
             f"attempt {attempt} failed ({failure}); failure {failures} of "
             f"{policy.max_attempts} allowed, next attempt after {delay:g}s"
+            + (" (the failure asked to wait that long)" if rule == "retry.not_before" else "")
         )
         retry = RetryScheduled(
             task=task.id,
@@ -362,7 +374,7 @@ def _after_failure(
             failure=failure,
             due_at=due,
             delay_s=delay,
-            rule="retry.backoff",
+            rule=rule,
             reason=reason,
             policy=policy.model_dump(),
         )

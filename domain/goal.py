@@ -28,6 +28,7 @@ from baton.domain.decisions import Decision
 from baton.domain.lifecycle import goal_target, task_target
 from baton.domain.plan import Plan
 from baton.domain.state import GoalState, Outcome, TaskState, Usage
+from baton.domain.usage import upcast_usage
 
 __all__ = ["DECISION_KINDS", "OBSERVATION_KINDS", "Goal", "GoalEvent", "canonical_plan"]
 
@@ -122,6 +123,12 @@ class Goal(BaseAggregate[str]):
         usage: dict[str, Any] | None = None
         output_error: str | None = None  # set when the value could not be recorded as JSON
         observation: ClassVar[bool] = True
+        # v2: `usage` carries the per-model figures (baton.domain.usage); v1 histories upcast.
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["usage"] = upcast_usage(state.get("usage"))
 
         def apply(self, goal: Goal) -> None:
             task = _task(goal, self)
@@ -138,7 +145,15 @@ class Goal(BaseAggregate[str]):
         message: str
         duration_ms: float
         usage: dict[str, Any] | None = None
+        # v2: the failure's own "not before" (a 429's Retry-After), and per-model usage figures
+        retry_after_s: float | None = None
         observation: ClassVar[bool] = True
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["usage"] = upcast_usage(state.get("usage"))
+            state.setdefault("retry_after_s", None)
 
         def apply(self, goal: Goal) -> None:
             task = _task(goal, self)
@@ -146,7 +161,8 @@ class Goal(BaseAggregate[str]):
             _account(goal.state, task, self.usage)
             if task.in_flight == self.attempt:
                 error = f"{self.error_type}: {self.message}"
-                goal.state.set_outcome(task, Outcome(self.attempt, "raised", None, error))
+                outcome = Outcome(self.attempt, "raised", None, error, self.retry_after_s)
+                goal.state.set_outcome(task, outcome)
 
     class AgentTimedOut(Event):
         task: str

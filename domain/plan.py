@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from baton.domain.errors import PlanError, PlanIssue
 from baton.domain.references import GOAL, BindingError, Ref, iter_refs, parse_binding
@@ -20,6 +20,8 @@ __all__ = [
     "Budget",
     "Defaults",
     "Estimate",
+    "LlmAgentSpec",
+    "LlmDeclaration",
     "Plan",
     "RetryOverride",
     "RetryPolicy",
@@ -73,6 +75,41 @@ class Estimate(_Strict):
     cost_usd: float = Field(0.0, ge=0)
 
 
+class LlmAgentSpec(_Strict):
+    """An LLM agent declared in the plan (`agents: {name: {llm: {...}}}`), no Python needed."""
+
+    model: str = Field(min_length=1)  # `test` (deterministic, local) or `openai:<model>`
+    instructions: str = ""
+    input: str = Field(min_length=1)  # module:Model, the input contract
+    output: str = Field(min_length=1)  # module:Model, the output contract
+    base_url: str | None = None  # any OpenAI-compatible server; else BATON_LLM_BASE_URL
+
+
+class LlmDeclaration(_Strict):
+    llm: LlmAgentSpec
+
+
+_AGENT_TAGS = ("module:callable", "llm:")
+
+
+def _agent_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return _AGENT_TAGS[0]
+    return _AGENT_TAGS[1] if isinstance(value, dict | LlmDeclaration) else None
+
+
+# An allowlist entry: `module:callable`, or an `llm:` declaration. The discriminator makes a bad
+# declaration's error name its own field (agents.x.llm.temperature), not every union member.
+AgentTarget = Annotated[
+    Annotated[str, Tag(_AGENT_TAGS[0])] | Annotated[LlmDeclaration, Tag(_AGENT_TAGS[1])],
+    Discriminator(
+        _agent_form,
+        custom_error_type="agent_target",
+        custom_error_message="expected 'module:callable' or a mapping with an llm: declaration",
+    ),
+]
+
+
 class Defaults(_Strict):
     retry: RetryPolicy = RetryPolicy()
     timeout_s: float | None = Field(60.0, gt=0)
@@ -90,6 +127,8 @@ class TaskSpec(_Strict):
     on_failure: Literal["fail", "escalate", "abandon"] = "fail"
     side_effects: Literal["none", "idempotent", "unsafe"] = "none"
     estimate: Estimate | None = None
+    # `process`: a sync agent runs in a worker process its timeout terminates (docs/llm.md)
+    isolation: Literal["thread", "process"] = "thread"
 
     @cached_property
     def bindings(self) -> dict[str, Any]:
@@ -105,7 +144,7 @@ class TaskSpec(_Strict):
 class Plan(_Strict):
     version: Literal[1]
     name: str = Field(min_length=1)
-    agents: dict[str, str] = Field(min_length=1)
+    agents: dict[str, AgentTarget] = Field(min_length=1)
     input: str | None = None
     budget: Budget = Budget()
     defaults: Defaults = Defaults()
@@ -315,6 +354,8 @@ def _location(data: Any, loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     node = data
     for key in loc:
+        if len(parts) == 2 and parts[0] == "agents" and key in _AGENT_TAGS:
+            continue  # which form of allowlist entry pydantic tried: not a place in the file
         if isinstance(key, int) and parts and parts[-1] == "tasks":
             task = node[key] if isinstance(node, list) and key < len(node) else None
             label = task.get("id") if isinstance(task, dict) else None

@@ -12,6 +12,7 @@ starts with the first observation after them. Replay the parent to check those.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -171,6 +172,15 @@ class _Replay:
 _MISSING = object()
 
 
+def _added_default(event: GoalEvent, name: str) -> Any:
+    """A field absent from a payload recorded before the field existed reads as its default
+    (e.g. AgentRaised.retry_after_s, added in v2): absent and default are the same fact."""
+    for declared in dataclasses.fields(event):
+        if declared.name == name and declared.default is not dataclasses.MISSING:
+            return declared.default
+    return _MISSING
+
+
 def compare_events(recorded: GoalEvent, replayed: GoalEvent) -> Divergence | None:
     """None when both are the same kind with equal payloads (timestamp included)."""
     ours, theirs = payload(replayed), payload(recorded)
@@ -180,7 +190,8 @@ def compare_events(recorded: GoalEvent, replayed: GoalEvent) -> Divergence | Non
         sorted(
             k
             for k in ours.keys() | theirs.keys()
-            if ours.get(k, _MISSING) != theirs.get(k, _MISSING)
+            if ours.get(k, _added_default(replayed, k))
+            != theirs.get(k, _added_default(recorded, k))
             # Where the aggregate class lives is not a decision: a history stored before the
             # move to `baton.domain` names the same class by its old path.
             and k != "originator_topic"

@@ -36,6 +36,7 @@ class Outcome:
     kind: OutcomeKind
     output: Any = None
     error: str | None = None  # "Type: message" for raised, a note for the rest
+    retry_after_s: float | None = None  # the failure asked not to be retried sooner
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 from baton.domain.errors import BatonError
 from baton.domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
-from baton.projections.schema import AGENT_STATS, TASK_STATUSES
+from baton.projections.schema import AGENT_STATS, MODEL_STATS, TASK_STATUSES
 
 __all__ = ["ProjectionError", "Row", "ViewFold"]
 
@@ -49,10 +49,13 @@ class ViewFold:
         goals: dict[str, Row],
         tasks: dict[tuple[str, str], Row],
         agents: dict[str, Row],
+        models: dict[tuple[str, str], Row] | None = None,
     ) -> None:
         self.goals = goals
         self.tasks = tasks
         self.agents = agents
+        self.models = models if models is not None else {}
+        self.dirty_models: set[tuple[str, str]] = set()
         self.dirty_goals: set[str] = set()
         self.dirty_tasks: set[tuple[str, str]] = set()
         self.dirty_agents: set[str] = set()
@@ -185,6 +188,8 @@ class ViewFold:
         for row in (goal, task, agent):
             row["tokens"] += tokens
             row["cost_usd"] += cost
+        if event.usage:
+            self._model_usage(task["agent"], usage, tokens, cost)
         task["duration_ms"] += event.duration_ms
         self.latencies.append({
             "position": position,
@@ -195,6 +200,20 @@ class ViewFold:
             "duration_ms": event.duration_ms,
         })
         return agent
+
+    def _model_usage(self, agent: str, usage: dict[str, Any], tokens: int, cost: float) -> None:
+        key = (agent, str(usage.get("model") or "unknown"))
+        row = self.models.get(key)
+        if row is None:
+            row = self.models[key] = dict.fromkeys(MODEL_STATS.names, 0)
+            row.update(agent=key[0], model=key[1], cost_usd=0.0)
+        self.dirty_models.add(key)
+        row["results"] += 1
+        row["tokens"] += tokens
+        row["cost_usd"] += cost
+        for name in ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                     "cache_write_tokens"):
+            row[name] += int(usage.get(name) or 0)
 
 
 # --- per-kind effects beyond status, reason and timestamps (handled in `apply`) ---------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from baton.domain.lifecycle import TaskStatus
 
 __all__ = [
+    "MODEL_STATS",
     "TABLES",
     "TASK_STATUSES",
     "VIEWS_VERSION",
@@ -22,7 +23,7 @@ __all__ = [
     "Table",
 ]
 
-VIEWS_VERSION = 1
+VIEWS_VERSION = 2  # 2: model_stats (tokens and cost per agent and model)
 
 # Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).
 TASK_STATUSES: tuple[TaskStatus, ...] = (
@@ -157,6 +158,26 @@ AGENT_STATS = Table(
     ),
 )
 
+# Usage per agent and model: which model answered, in what tokens, at what cost. Only results
+# that report usage count here; `model` is "unknown" when the usage named none.
+MODEL_STATS = Table(
+    name="model_stats",
+    key=("agent", "model"),
+    doc="One row per agent and model, over every goal: what its reported usage adds up to.",
+    columns=(
+        _c("agent", "text", "the plan's name for the agent"),
+        _c("model", "text", "the model its usage names ('unknown' when it names none)"),
+        _c("results", "int", "results (returned or raised) that reported usage"),
+        _c("requests", "int", "model requests those results made"),
+        _c("input_tokens", "int", "input (prompt) tokens"),
+        _c("output_tokens", "int", "output (completion) tokens"),
+        _c("cache_read_tokens", "int", "input tokens read from the provider's cache"),
+        _c("cache_write_tokens", "int", "input tokens written to the provider's cache"),
+        _c("tokens", "int", "tokens counted against budgets"),
+        _c("cost_usd", "float", "cost reported, or priced from tokens"),
+    ),
+)
+
 # Every measured duration, so the percentiles above stay exact: recomputed per batch for the
 # agents the batch touched, by an index scan (agent, duration_ms).
 AGENT_LATENCY = Table(
@@ -185,4 +206,4 @@ VIEWS_META = Table(
     ),
 )
 
-TABLES = (GOAL_SUMMARY, TASK_STATUS, AGENT_STATS, AGENT_LATENCY)
+TABLES = (GOAL_SUMMARY, TASK_STATUS, AGENT_STATS, AGENT_LATENCY, MODEL_STATS)

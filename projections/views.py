@@ -26,6 +26,7 @@ from baton.projections.schema import (
     AGENT_LATENCY,
     AGENT_STATS,
     GOAL_SUMMARY,
+    MODEL_STATS,
     TABLES,
     TASK_STATUS,
     VIEWS_META,
@@ -185,7 +186,10 @@ class GoalViews(TrackingRecorder):
             for row in self._select(c, TASK_STATUS, "goal_id", ids)
         }
         agents = {row["agent"]: row for row in self._select(c, AGENT_STATS, None, [])}
-        return ViewFold(goals, tasks, agents)
+        models = {
+            (row["agent"], row["model"]): row for row in self._select(c, MODEL_STATS, None, [])
+        }
+        return ViewFold(goals, tasks, agents, models)
 
     def _select(self, c: Any, table: Table, column: str | None, values: list[str]) -> list[Row]:
         names = ", ".join(table.names)
@@ -215,6 +219,7 @@ class GoalViews(TrackingRecorder):
         for name in sorted({row["agent"] for row in fold.latencies}):
             self._percentiles(c, fold.agents[name])
         self._upsert(c, AGENT_STATS, (fold.agents[key] for key in sorted(fold.dirty_agents)))
+        self._upsert(c, MODEL_STATS, (fold.models[key] for key in sorted(fold.dirty_models)))
 
     def _percentiles(self, c: Any, agent: Row) -> None:
         """Exact nearest-rank p50 and p95 over every sample of the agent (an index scan)."""

@@ -133,8 +133,8 @@ def test_live_spans_equal_the_projection_and_agent_spans_nest(tmp_path: Path) ->
     data["agents"] = {name: f"tests.telemetry_agents:{name}"
                       for name in ("traced_upper", "traced_async_upper")}
     loaded = load(data)
-    runner = Runner(store=store, loaded=loaded,
-                    run_observer=LiveTelemetry(store=store, processor=SimpleSpanProcessor(exporter)))
+    telemetry = LiveTelemetry(store=store, processor=SimpleSpanProcessor(exporter))
+    runner = Runner(store=store, loaded=loaded, run_observer=telemetry)
     goal = start_goal(store, loaded, {"text": "hi"}, goal_id="live", runner=runner)
     assert goal.state.status == "completed"
     live = {s.context.span_id: s for s in exporter.get_finished_spans()}

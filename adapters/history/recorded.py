@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from baton.domain.attempts import attempt_context
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.goal import Goal, GoalEvent
@@ -61,7 +62,8 @@ class RecordedAgents:
                 self._outcomes[key].append(event)
 
     def call(
-        self, task: str, attempt: int, agent_input: BaseModel, idempotency_key: str | None = None
+        self, task: str, attempt: int, agent_input: BaseModel,
+        idempotency_key: str | None = None, context: Any = None,
     ) -> Any:
         """What the agent returned for this attempt, or raise what it raised (or
         `RecordedTimeout` for an attempt that timed out)."""
@@ -73,7 +75,7 @@ class RecordedAgents:
         if kind_of(event) == "AgentTimedOut":
             raise RecordedTimeout(f"task {task!r} attempt {attempt} timed out")
         if kind_of(event) == "AgentRaised":
-            raise _recorded_exception(fields["error_type"], fields["message"])
+            raise _recorded_exception(fields["error_type"], fields["message"], fields)
         output, usage = fields["output"], fields.get("usage")
         reported_inline = isinstance(output, dict) and isinstance(output.get("usage"), dict)
         if usage is not None and not reported_inline:
@@ -89,18 +91,27 @@ class RecordedAgents:
         return recorded
 
 
-def _recorded_exception(error_type: str, message: str) -> Exception:
-    # The recording keeps the class name only; a class of that name reproduces `error_type`.
+def _recorded_exception(
+    error_type: str, message: str, recorded: dict[str, Any] | None = None
+) -> Exception:
+    # The recording keeps the class name only; a class of that name reproduces `error_type`,
+    # with what the failure carried (its usage, its retry-after) as the live one did.
     cls: type[Exception] = type(error_type, (Exception,), {})
-    return cls(message)
+    exc = cls(message)
+    for name in ("usage", "retry_after_s"):
+        if recorded and recorded.get(name) is not None:
+            setattr(exc, name, recorded[name])
+    return exc
 
 
 class _Reexecution:
-    def __init__(self, events: Sequence[GoalEvent], loaded: LoadedPlan, max_bytes: int) -> None:
+    def __init__(
+        self, events: Sequence[GoalEvent], loaded: LoadedPlan, max_bytes: int, agents: Any = None
+    ) -> None:
         self.events = events
         self.loaded = loaded
         self.observer = Observer(loaded, max_output_bytes=max_bytes)
-        self.agents = RecordedAgents(events)
+        self.agents = agents if agents is not None else RecordedAgents(events)
         self.position = 0
         self.decisions = 0
 
@@ -140,7 +151,8 @@ class _Reexecution:
         key = goal.state.tasks[task_id].idempotency_key if contract.takes_idempotency_key else None
         duration = recorded.get("duration_ms", 0.0)
         try:
-            result = self.agents.call(task_id, attempt, agent_input, key)
+            context = attempt_context(goal.state, task_id, attempt)
+            result = self.agents.call(task_id, attempt, agent_input, key, context)
         except NotRecorded:
             raise
         except RecordedTimeout:
@@ -157,10 +169,12 @@ def reexecute(
     loaded: LoadedPlan,
     *,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    agents: Any = None,
 ) -> ReplayResult:
-    """Run the recorded goal again with recorded agents; the first event that differs, if any."""
+    """Run the recorded goal again with recorded agents (or `agents`, e.g. `LiveAgents`: today's
+    agents called for real); the first event that differs, if any."""
     started = started_event(events)
-    run = _Reexecution(events, loaded, max_output_bytes)
+    run = _Reexecution(events, loaded, max_output_bytes, agents)
     inherited = started.forked_at or 0
     goal: Goal | None = None
     divergence: Divergence | None = None

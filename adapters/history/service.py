@@ -120,6 +120,7 @@ def replay_history(
     reexecute_agents: bool = False,
     plan: str | None = None,
     no_code: bool = False,
+    agents: Any = None,
 ) -> ReplayResult | WhatIfResult:
     """Re-decide the recorded events with today's code: plainly (the state after event `at`),
     re-executing the pipeline with recorded agent outputs, or under a changed `plan` file.
@@ -139,7 +140,8 @@ def replay_history(
         changed = load_plan_file(plan)
         return what_if(history.events, changed.plan, changed.contracts)
     if reexecute_agents:
-        return reexecute(history.events, _reexecution_plan(history))
+        # `agents`: who answers the calls (default: the recording; LiveAgents call them for real)
+        return reexecute(history.events, _reexecution_plan(history), agents=agents)
     contracts, because = replay_contracts(history, no_code=no_code)
     return dataclasses.replace(replay(history.events, contracts, at=at), contracts_source=because)
 

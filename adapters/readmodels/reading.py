@@ -19,7 +19,7 @@ from eventsourcing.projection import ProjectionRunner
 
 from baton import projections
 from baton.projections import GoalViews, ProjectionState
-from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, TASK_STATUS
+from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, MODEL_STATS, TASK_STATUS
 from baton.settings import settings
 from baton.store.eventstore import BatonApplication, BatonStore, GoalNotFound, translated_errors
 
@@ -96,6 +96,10 @@ class ReadModels:
 
     def agents(self) -> list[dict[str, Any]]:
         return self.views.rows(AGENT_STATS)
+
+    def models(self) -> list[dict[str, Any]]:
+        """model_stats rows: usage per agent and model."""
+        return self.views.rows(MODEL_STATS, order="agent, model")
 
     def escalations(self) -> list[dict[str, Any]]:
         """Escalated tasks of goals that have not ended, longest waiting first."""

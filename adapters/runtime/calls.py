@@ -23,8 +23,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from baton.domain.attempts import AttemptContext
 from baton.domain.json_values import json_problem
 from baton.domain.secrets import has_secret, redact_output
+from baton.domain.usage import AttemptUsage
+from baton.llm.pricing import priced
+from baton.runtime import isolation
 from baton.runtime.loading import LoadedPlan
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
 
@@ -35,6 +39,7 @@ __all__ = [
     "CallPool",
     "Completion",
     "Observer",
+    "failure_details",
     "to_recordable",
 ]
 
@@ -48,6 +53,8 @@ class AgentCall:
     idempotency_key: str | None
     is_async: bool
     timeout_s: float | None
+    attempt_context: AttemptContext | None = None  # passed when the agent declares `attempt`
+    isolation: str = "thread"  # "process": a sync agent runs in a process its timeout ends
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class Observer:
             fields["error_type"] = _storable_text(type(outcome.raised).__name__)
             fields["message"] = _message(outcome.raised)
             fields["duration_ms"] = outcome.duration_ms
+            fields |= failure_details(outcome.raised)  # usage spent, a 429's Retry-After
             return Completion(outcome.task, outcome.attempt, "AgentRaised", fields)
         try:
             return self._returned(outcome, fields)
@@ -190,6 +198,14 @@ def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
             "tokens": int(_figure(tokens, "tokens", whole=True)),
             "cost_usd": float(_figure(raw.get("cost_usd"), "cost_usd", whole=False)),
         }
+        # The v2 figures (input/output tokens, model, ...) when reported, checked by their model
+        extra = {k: raw[k] for k in AttemptUsage.model_fields if k in raw and k not in usage}
+        if extra:
+            usage = AttemptUsage(**usage, **extra).model_dump()
+            if raw.get("cost_usd") is None:
+                usage = priced(usage)
+            elif usage["cost_source"] is None:
+                usage["cost_source"] = "reported"
     except (TypeError, ValueError, OverflowError) as exc:
         try:
             shown = json.dumps(raw, default=repr)[:200]
@@ -256,6 +272,7 @@ class CallPool:
         self._loop: asyncio.AbstractEventLoop | None = loop
         self._owns_loop = loop is None
         self._futures: dict[tuple[str, int], Any] = {}
+        self._processes = isolation.ProcessCalls()
 
     def submit(self, call: AgentCall) -> None:
         if call.is_async:
@@ -277,6 +294,7 @@ class CallPool:
         if future is not None:
             future.cancel()
             return
+        self._processes.terminate((task, attempt))  # a process-isolated call stops here
         with self._lock:
             if (task, attempt) in self._running:  # its thread stays in the call: not counted
                 self._abandoned.add((task, attempt))
@@ -300,7 +318,10 @@ class CallPool:
                 self._running.add(key)
             started = time.perf_counter()
             try:
-                result = call.agent(call.agent_input, **_kwargs(call))
+                if call.isolation == "process":
+                    result = self._processes.run(key, call.agent, call.agent_input, _kwargs(call))
+                else:
+                    result = call.agent(call.agent_input, **_kwargs(call))
             except BaseException as exc:  # an agent must never take the orchestrator down
                 outcome = CallOutcome(call.task, call.attempt, raised=exc,
                                       duration_ms=_elapsed_ms(started))
@@ -344,12 +365,32 @@ class CallPool:
 
 
 def _kwargs(call: AgentCall) -> dict[str, Any]:
-    return {"idempotency_key": call.idempotency_key} if call.idempotency_key else {}
+    kwargs: dict[str, Any] = {}
+    if call.idempotency_key:
+        kwargs["idempotency_key"] = call.idempotency_key
+    if call.attempt_context is not None:
+        kwargs["attempt"] = call.attempt_context
+    return kwargs
 
 
 def _storable_text(text: str) -> str:
     """Text a store accepts: a lone surrogate (valid in Python, not in UTF-8) is escaped."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def failure_details(exc: BaseException) -> dict[str, Any]:
+    """What a failure may carry (the LLM adapter's do): usage spent before it failed, and a
+    "not before" for the retry (a 429's Retry-After). Anything malformed is left out."""
+    details: dict[str, Any] = {}
+    reported = getattr(exc, "usage", None)
+    usage = _usage(reported)[0] if isinstance(reported, dict) else None
+    if usage is not None:
+        details["usage"] = usage
+    retry_after: Any = getattr(exc, "retry_after_s", None)
+    number = isinstance(retry_after, int | float) and not isinstance(retry_after, bool)
+    if number and 0 <= retry_after < float("inf"):
+        details["retry_after_s"] = float(retry_after)
+    return details
 
 
 def _elapsed_ms(started: float) -> float:

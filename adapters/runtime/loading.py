@@ -24,7 +24,7 @@ from baton.domain.contract_check import check_contracts
 from baton.domain.contracts import AgentContract, validation_errors
 from baton.domain.errors import InputError, PlanError, PlanIssue
 from baton.domain.json_values import MAX_DEPTH, json_problem
-from baton.domain.plan import Plan, parse_plan
+from baton.domain.plan import LlmDeclaration, Plan, parse_plan
 from baton.domain.references import GOAL
 from baton.domain.secrets import redact_source
 
@@ -112,8 +112,10 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     if not (isinstance(output_model, type) and issubclass(output_model, BaseModel)):
         raise TypeError("return annotation must be a pydantic model")
     takes_key = any(p.name == "idempotency_key" for p in params[1:])
+    takes_attempt = any(p.name == "attempt" for p in params[1:])
     for extra in params[1:]:
-        if extra.name != "idempotency_key" and extra.default is inspect.Parameter.empty and (
+        bound = extra.name in ("idempotency_key", "attempt")
+        if not bound and extra.default is inspect.Parameter.empty and (
             extra.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ):
             raise TypeError(f"parameter {extra.name!r} has no default and Baton cannot bind it")
@@ -121,6 +123,7 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
         input_model=input_model,
         output_model=output_model,
         takes_idempotency_key=takes_key,
+        takes_attempt=takes_attempt,
         is_async=inspect.iscoroutinefunction(agent),
     )
 
@@ -166,6 +169,23 @@ def _parse_plan_text(text: str, *, as_json: bool) -> Any:
     if as_json:
         return json.loads(text, parse_constant=_refuse_constant)
     return yaml.load(text, Loader=_PlanYamlLoader)  # a SafeLoader subclass
+
+
+def _load_agent(name: str, target: str | LlmDeclaration) -> tuple[Any, AgentContract]:
+    """An allowlisted agent and its contract: a typed function, a pydantic-ai Agent object, or
+    an `llm:` declaration (the last two need the `llm` extra; docs/llm.md)."""
+    if isinstance(target, LlmDeclaration):
+        from baton.llm.models import declared_agent  # only plans with LLM agents import it
+
+        llm_agent = declared_agent(name, target.llm, import_object)
+        return llm_agent, llm_agent.contract
+    agent = import_object(target)
+    if type(agent).__module__.startswith("pydantic_ai"):
+        from baton.llm.models import wrap_agent
+
+        wrapped = wrap_agent(agent)
+        return wrapped, wrapped.contract
+    return agent, inspect_agent(agent)
 
 
 def read_plan_data(path: str) -> dict[str, Any]:
@@ -254,11 +274,14 @@ def prepare_plan(
         if name not in used:
             continue  # allowlisted but unused: nothing to import
         try:
-            agent = given[name] if name in given else import_object(target)
-            contracts[name] = inspect_agent(agent)
+            if name in given:
+                agent, contracts[name] = given[name], inspect_agent(given[name])
+            else:
+                agent, contracts[name] = _load_agent(name, target)
             loaded_agents[name] = agent
         except Exception as exc:  # any import-time failure of user code is a plan problem
-            issues.append(PlanIssue(f"agents.{name}", f"{target}: {_short(exc)}"))
+            where = target if isinstance(target, str) else "llm"
+            issues.append(PlanIssue(f"agents.{name}", f"{where}: {_short(exc)}"))
     input_model: type[BaseModel] | None = None
     if plan.input is not None:
         try:
@@ -271,6 +294,13 @@ def prepare_plan(
             else:
                 issues.append(PlanIssue("input", f"{plan.input}: is not a pydantic model"))
     issues += check_contracts(plan, contracts, input_model=input_model)
+    issues += [
+        PlanIssue(f"tasks[{task.id}].isolation", "process isolation is for sync agents; an "
+                  "async agent is cancelled at its timeout")
+        for task in plan.tasks
+        if task.isolation == "process" and task.agent in contracts
+        and contracts[task.agent].is_async
+    ]
     if issues:
         raise PlanError(issues, source=source)
     return LoadedPlan(plan, contracts, loaded_agents, input_model)

@@ -22,12 +22,14 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
+from baton.domain.attempts import attempt_context
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.decisions import Decision
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.calls import AgentCall, CallOutcome, CallPool, Completion, Observer
+from baton.runtime.isolation import start_fork_server
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.observers import RunObserver, with_live_telemetry
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
@@ -119,6 +121,8 @@ class Runner:
     # --- the loop ---
 
     def _drive(self, goal: Goal) -> Goal:
+        if any(task.isolation == "process" for task in self.loaded.plan.tasks):
+            start_fork_server()  # before any deadline runs: its start is not an agent's time
         pool = CallPool(
             workers=goal.state.concurrency, observer=self.observer, loop=self.agent_loop
         )
@@ -270,6 +274,11 @@ class Runner:
                     idempotency_key=key,
                     is_async=contract.is_async,
                     timeout_s=timeout,
+                    attempt_context=(
+                        attempt_context(goal.state, task_id, attempt)
+                        if contract.takes_attempt else None
+                    ),
+                    isolation=spec.isolation,
                 )
             )
 

@@ -12,8 +12,10 @@ from baton.cli.commands.common import exit_code, goal_id_argument, store_from
 from baton.cli.debug_view import print_replay, print_timeline, print_what_if
 from baton.cli.durations import task_durations
 from baton.cli.render import goal_json, print_goal, print_json
+from baton.domain.errors import PlanError
 from baton.domain.history import started_event
 from baton.domain.whatif import WhatIfResult
+from baton.history.live import LiveAgents, llm_agent_names
 from baton.history.service import (
     History,
     audit_history,
@@ -22,6 +24,7 @@ from baton.history.service import (
     load_history,
     replay_history,
 )
+from baton.runtime.loading import LoadedPlan
 from baton.runtime.service import CommandError, fork_from
 
 __all__ = ["register"]
@@ -83,6 +86,12 @@ def register(sub: Any) -> None:
         help="check against the contract schemas recorded in the run, importing no module it "
         "names (for a run file from elsewhere)",
     )
+    rep.add_argument(
+        "--call-agents",
+        action="store_true",
+        help="with --reexecute: call today's agents for real (LLM agents call their models; "
+        "they are named first) instead of answering from the recording",
+    )
     rep.add_argument("--json", action="store_true")
     rep.set_defaults(func=_replay)
 
@@ -139,8 +148,24 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     history = _history(args)
+    if args.call_agents and not args.reexecute:
+        raise CommandError("--call-agents applies to --reexecute")
+    live = None
+    if args.reexecute:
+        try:
+            loaded = history.recorded_plan()
+        except PlanError:
+            pass  # replay_history says in one line that re-execution needs the modules
+        else:
+            _say_llm_agents(loaded, calling=args.call_agents)
+            live = LiveAgents(loaded) if args.call_agents else None
     result = replay_history(
-        history, at=args.at, reexecute_agents=args.reexecute, plan=args.plan, no_code=args.no_code
+        history,
+        at=args.at,
+        reexecute_agents=args.reexecute,
+        plan=args.plan,
+        no_code=args.no_code,
+        agents=live,
     )
     data = result.to_json()
     recorded_because = getattr(result, "contracts_source", None)
@@ -155,6 +180,17 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"checked against the contract schemas recorded in the run ({recorded_because})")
         print_replay(data, source=args.target, mode="re-execution" if args.reexecute else "replay")
     return exits.for_outcome(result.ok)
+
+
+def _say_llm_agents(loaded: LoadedPlan, *, calling: bool) -> None:
+    """Before re-executing: which agents are LLM agents, and whether their models are called."""
+    names = llm_agent_names(loaded)
+    if names and calling:
+        print(f"baton: re-execution calls today's agents; LLM agents {', '.join(names)} call "
+              "their models", file=sys.stderr)
+    elif names:
+        print(f"baton: re-execution: LLM agents {', '.join(names)} answer with their recorded "
+              "outputs; no model is called (--call-agents calls them)", file=sys.stderr)
 
 
 def _fork(args: argparse.Namespace) -> int:

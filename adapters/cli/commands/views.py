@@ -187,14 +187,25 @@ _STATS_FIELDS = ("attempts", "succeeded", "failed", "retries", "escalations", "r
 
 def _stats(args: argparse.Namespace) -> int:
     with readmodels.read(store_from(args)) as models:
-        _print_stats(models.agents(), "json" if args.json else args.format)
+        _print_stats(models.agents(), "json" if args.json else args.format, models.models())
         _warn_lag(models)
     return exits.OK
 
 
-def _print_stats(rows: list[dict[str, Any]], fmt: str) -> None:
+_MODEL_FIELDS = ("results", "requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                 "cache_write_tokens", "tokens", "cost_usd")
+
+
+def _print_stats(
+    rows: list[dict[str, Any]], fmt: str, per_model: list[dict[str, Any]] | None = None
+) -> None:
+    per_model = per_model or []
     if fmt == "json":
-        print_json({"agents": {row["agent"]: {k: row[k] for k in _STATS_FIELDS} for row in rows}})
+        print_json({
+            "agents": {row["agent"]: {k: row[k] for k in _STATS_FIELDS} for row in rows},
+            "models": [{"agent": row["agent"], "model": row["model"],
+                        **{k: row[k] for k in _MODEL_FIELDS}} for row in per_model],
+        })
     elif fmt == "csv":
         sys.stdout.write(stats_csv(rows))
     else:
@@ -211,6 +222,23 @@ def _print_stats(rows: list[dict[str, Any]], fmt: str) -> None:
                              f"{value:.1f}" if field.endswith("_ms") else str(value))
             table.add_row(row["agent"], *cells)
         Console().print(table)
+        if per_model:
+            Console().print(_model_table(per_model))
+
+
+def _model_table(rows: list[dict[str, Any]]) -> Table:
+    """Tokens and cost per agent and model (model_stats)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  title="per model", title_justify="left")
+    for header in ("agent", "model"):
+        table.add_column(header, overflow="fold")
+    for header in ("requests", "in tok", "out tok", "tokens", "cost $"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(row["agent"], row["model"], str(row["requests"]),
+                      str(row["input_tokens"]), str(row["output_tokens"]), str(row["tokens"]),
+                      f"{row['cost_usd']:.6f}")
+    return table
 
 
 # --- escalations ---

@@ -1,0 +1,44 @@
+"""Today's agents for re-execution (`baton replay --reexecute --call-agents`).
+
+Re-execution answers every attempt from the recording unless asked for this: then each
+dispatched attempt calls the plan's agent for real (LLM agents call their models, with the same
+attempt context the live run built), and the first answer that differs from the recording is the
+divergence. Timeouts are not enforced here; isolation is not applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+from pydantic import BaseModel
+
+from baton.domain.attempts import AttemptContext
+from baton.runtime.loading import LoadedPlan
+
+__all__ = ["LiveAgents", "llm_agent_names"]
+
+
+def llm_agent_names(loaded: LoadedPlan) -> list[str]:
+    """The plan's agents that call a model (pydantic-ai Agents and `llm:` declarations)."""
+    return sorted(name for name, agent in loaded.agents.items() if getattr(agent, "is_llm", 0))
+
+
+class LiveAgents:
+    def __init__(self, loaded: LoadedPlan) -> None:
+        self.loaded = loaded
+
+    def call(
+        self, task: str, attempt: int, agent_input: BaseModel,
+        idempotency_key: str | None = None, context: AttemptContext | None = None,
+    ) -> Any:
+        spec = self.loaded.plan.task_map[task]
+        agent = self.loaded.agents[spec.agent]
+        kwargs: dict[str, Any] = {}
+        if idempotency_key:
+            kwargs["idempotency_key"] = idempotency_key
+        if context is not None and self.loaded.contracts[spec.agent].takes_attempt:
+            kwargs["attempt"] = context
+        result = agent(agent_input, **kwargs)
+        return asyncio.run(result) if inspect.iscoroutine(result) else result

@@ -1,0 +1,1 @@
+"""LLM agents on pydantic-ai (docs/llm.md); needs the `llm` extra."""

@@ -1,0 +1,211 @@
+"""A pydantic-ai `Agent` as a Baton agent: one attempt = one run with no retries of its own.
+
+The orchestrator owns every retry (docs/llm.md):
+- pydantic-ai's output retries are 0 for the run, and the OpenAI client's HTTP retries are 0 (see
+  `baton.llm.models`): a failed request or a refused answer ends the attempt, and Baton's retry
+  policy, budget and backoff decide what happens next, in the event log.
+- An answer that does not satisfy the output model is handed back to Baton as it was (the raw
+  arguments), so Baton's own contract check rejects it with the validation errors, records them,
+  and the next attempt re-asks with them (`AttemptContext.previous_errors` rendered into the
+  prompt). A malformed answer (not JSON at all) is a raised attempt.
+- A 429 or 503 with `Retry-After` raises with `retry_after_s`, recorded; the retry is due no
+  earlier.
+- Usage (requests, input/output/cache tokens, model, cost) is read from the run's messages, for a
+  failed attempt too, and returned the way any Baton agent reports it.
+
+The input: the task's built input model, rendered as canonical JSON (sorted keys, no spaces) into
+the user prompt after a line naming the model, and also passed as the run's `deps`, so an Agent's
+own instructions or tools can read it typed. The same input always gives the same prompt.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import pydantic_ai
+from pydantic import BaseModel
+from pydantic_ai import Agent, AgentRetries, capture_run_messages
+from pydantic_ai.exceptions import (
+    AgentRunError,
+    ModelAPIError,
+    ModelHTTPError,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models import Model
+from pydantic_ai.usage import UsageLimits
+
+from baton.domain.attempts import AttemptContext
+from baton.domain.contracts import AgentContract
+from baton.llm.pricing import priced
+
+__all__ = ["LlmAgent", "LlmCallFailed", "render_prompt"]
+
+_PRICED_BY = (
+    f"pydantic-ai {pydantic_ai.__version__}, "
+    f"genai-prices {importlib.metadata.version('genai-prices')}"
+)
+
+
+class LlmCallFailed(RuntimeError):
+    """An attempt's model call failed; carries what it spent and when a retry may come."""
+
+    def __init__(
+        self, message: str, *, usage: dict[str, Any], retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.retry_after_s = retry_after_s
+
+
+def render_prompt(agent_input: BaseModel, attempt: AttemptContext | None) -> str:
+    """The user prompt for an input: deterministic, so equal inputs send equal prompts."""
+    data = json.dumps(
+        agent_input.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    prompt = f"Input ({type(agent_input).__name__}), as JSON:\n{data}"
+    if attempt is not None and attempt.previous_errors:
+        problems = "\n".join(f"- {error}" for error in attempt.previous_errors)
+        prompt += (
+            f"\n\nThis is attempt {attempt.number}. The previous answer was rejected:\n"
+            f"{problems}\nAnswer again, correcting these problems."
+        )
+    return prompt
+
+
+class LlmAgent:
+    """An async Baton agent around a pydantic-ai Agent, with explicit contracts.
+
+    `make_model` builds the model for one call (a fresh HTTP client bound to the running event
+    loop); `secret` is the API key, scrubbed from every message this agent raises.
+    """
+
+    def __init__(
+        self,
+        *,
+        agent: Agent[Any, Any],
+        input_model: type[BaseModel],
+        output_model: type[BaseModel],
+        make_model: Callable[[], tuple[Model, Callable[[], Any] | None]],
+        model_name: str,
+        secret: str | None = None,
+    ) -> None:
+        self.agent = agent
+        self.input_model = input_model
+        self.output_model = output_model
+        self.model_name = model_name
+        self._make_model = make_model
+        self._secret = secret
+        # Marks an agent that calls a model: `baton replay --reexecute` names these first.
+        self.is_llm = True
+
+    @property
+    def contract(self) -> AgentContract:
+        return AgentContract(
+            input_model=self.input_model, output_model=self.output_model, takes_attempt=True,
+            is_async=True,
+        )
+
+    async def __call__(
+        self, agent_input: BaseModel, *, attempt: AttemptContext | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        prompt = render_prompt(agent_input, attempt)
+        model, close = self._make_model()
+        with capture_run_messages() as messages:
+            try:
+                result = await self.agent.run(
+                    prompt, model=model, deps=agent_input, retries=AgentRetries(output=0),
+                    usage_limits=_limits(attempt),
+                )
+            except ModelHTTPError as exc:
+                self._raise(messages, f"HTTP {exc.status_code} from the model: {exc.body}",
+                            failed_request=True, retry_after_s=exc.retry_after)
+            except ModelAPIError as exc:
+                self._raise(messages, f"{type(exc).__name__}: {exc}", failed_request=True)
+            except UsageLimitExceeded as exc:  # checked between requests: no request failed
+                self._raise(messages, f"the goal's token budget stops this attempt: {exc}")
+            except UnexpectedModelBehavior as exc:
+                raw = _last_answer(messages)
+                if isinstance(raw, dict):  # Baton judges it, records why, and re-asks
+                    return raw, self._usage(messages)
+                self._raise(messages, f"the model's answer is unusable: {exc}; {raw}")
+            except AgentRunError as exc:
+                self._raise(messages, f"{type(exc).__name__}: {exc}")
+            finally:
+                if close is not None:
+                    await close()
+        return result.output, self._usage(messages)
+
+    # --- internals ---
+
+    def _raise(
+        self, messages: list[ModelMessage], message: str, *, failed_request: bool = False,
+        retry_after_s: float | None = None,
+    ) -> NoReturn:
+        usage = self._usage(messages, failed_request=failed_request)
+        raise LlmCallFailed(self._scrub(message), usage=usage, retry_after_s=retry_after_s)
+
+    def _scrub(self, text: str) -> str:
+        text = " ".join(text.split())[:400]
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _usage(
+        self, messages: list[ModelMessage], *, failed_request: bool = False
+    ) -> dict[str, Any]:
+        """The attempt's usage in Baton's v2 shape (baton.domain.usage), priced when needed."""
+        responses = [m for m in messages if isinstance(m, ModelResponse)]
+        figures = {"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
+                   "cache_write_tokens": 0}
+        reported_cost: float | None = None
+        for response in responses:
+            for name in figures:
+                figures[name] += getattr(response.usage, name, 0) or 0
+            cost = getattr(response.usage, "cost", None)
+            if cost is not None:
+                reported_cost = (reported_cost or 0.0) + float(cost)
+        model = next((r.model_name for r in reversed(responses) if r.model_name), None)
+        usage: dict[str, Any] = {
+            **figures,
+            "tokens": figures["input_tokens"] + figures["output_tokens"],
+            "requests": len(responses) + (1 if failed_request else 0),
+            "model": model or self.model_name,
+            "cost_usd": reported_cost or 0.0,
+            # pydantic-ai prices each response itself (a gateway's reported cost, else its
+            # genai-prices table): recorded with both versions, so the figure is traceable.
+            "cost_source": _PRICED_BY if reported_cost is not None else None,
+        }
+        return usage if reported_cost is not None else priced(usage)
+
+
+def _limits(attempt: AttemptContext | None) -> UsageLimits:
+    """The goal's remaining tokens, checked by pydantic-ai before every request of the run
+    (pydantic-ai's default request cap stays: a tool loop cannot run on unbounded)."""
+    if attempt is None or attempt.tokens_left is None:
+        return UsageLimits()
+    return UsageLimits(total_tokens_limit=attempt.tokens_left)
+
+
+def _last_answer(messages: list[ModelMessage]) -> Any:
+    """The last response's structured answer as the model sent it: a dict, or why it is not."""
+    for message in reversed(messages):
+        if not isinstance(message, ModelResponse):
+            continue
+        for part in message.parts:
+            if isinstance(part, ToolCallPart):
+                try:
+                    return part.args_as_dict(raise_if_invalid=True)
+                except (ValueError, AssertionError) as exc:
+                    return f"its arguments are not JSON ({exc})"
+            if isinstance(part, TextPart):
+                try:
+                    value = json.loads(part.content)
+                except ValueError:
+                    return "it answered text, not the structured output"
+                return value if isinstance(value, dict) else "its JSON is not an object"
+        return "it holds no answer"
+    return "no answer arrived"

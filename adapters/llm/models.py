@@ -1,0 +1,105 @@
+"""Which model an LLM agent talks to, and building LLM agents from the plan's two forms.
+
+Model names: `test` is pydantic-ai's `TestModel` (deterministic, local, no network);
+`openai:<model>` is the OpenAI chat-completions API, at `base_url` (the plan's, else
+`BATON_LLM_BASE_URL`, else the client's own `OPENAI_BASE_URL` / api.openai.com). With a base URL
+set, every LLM agent talks to that OpenAI-compatible server (vLLM, Ollama, a gateway), asking for
+`BATON_LLM_MODEL` when set. The key is `BATON_LLM_API_KEY`, else `OPENAI_API_KEY`; it lives in
+the HTTP client only and is scrubbed from every error an agent raises.
+
+The OpenAI client is built with `max_retries=0`: the orchestrator owns every retry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from openai import AsyncOpenAI
+from pydantic import BaseModel
+from pydantic_ai import Agent
+from pydantic_ai.models import Model
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.models.test import TestModel
+from pydantic_ai.providers.openai import OpenAIProvider
+
+from baton.domain.plan import LlmAgentSpec
+from baton.llm.agents import LlmAgent
+from baton.settings import Settings, settings
+
+__all__ = ["declared_agent", "wrap_agent"]
+
+ModelFactory = Callable[[], tuple[Model, Callable[[], Any] | None]]
+_OPENAI = "openai:"
+
+
+def _model(requested: str | Model | None, base_url: str | None, current: Settings) -> tuple[
+    ModelFactory, str, str | None
+]:
+    """(a factory of the model for one call, the model's name, the key to scrub)."""
+    base = base_url or current.llm_base_url
+    wanted: str | Model | None = current.llm_model or requested
+    key = current.llm_api_key or os.environ.get("OPENAI_API_KEY") or None
+    if isinstance(wanted, Model) and base is None:
+        model = wanted
+        return (lambda: (model, None)), model.model_name, None
+    if wanted == "test" and base is None:
+        return (lambda: (TestModel(), None)), "test", None
+    if isinstance(wanted, str) and (wanted.startswith(_OPENAI) or base is not None):
+        name = wanted.removeprefix(_OPENAI)
+        if name == "test" or not name:
+            raise ValueError("with a base URL, set BATON_LLM_MODEL (or the plan's model) "
+                             "to a model the endpoint serves")
+
+        def openai_model() -> tuple[Model, Callable[[], Any] | None]:
+            if key is None and base is None:
+                raise ValueError("no API key: set BATON_LLM_API_KEY or OPENAI_API_KEY")
+            client = AsyncOpenAI(base_url=base, api_key=key or "unset", max_retries=0)
+            chat = OpenAIChatModel(name, provider=OpenAIProvider(openai_client=client))
+            return chat, client.close
+
+        return openai_model, wanted if wanted.startswith(_OPENAI) else _OPENAI + name, key
+    if wanted is None:
+        raise ValueError("the Agent has no model; give it one or set BATON_LLM_MODEL")
+    raise ValueError(
+        f"model {wanted!r}: use 'test' or 'openai:<model>' (any OpenAI-compatible server "
+        "through base_url or BATON_LLM_BASE_URL)"
+    )
+
+
+def _pydantic_model(target: Any, what: str) -> type[BaseModel]:
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return target
+    raise TypeError(f"{what} must be a pydantic model, not {target!r}")
+
+
+def declared_agent(
+    name: str, spec: LlmAgentSpec, import_object: Callable[[str], Any]
+) -> LlmAgent:
+    """An `llm:` declaration from the plan as a Baton agent."""
+    input_model = _pydantic_model(import_object(spec.input), "input")
+    output_model = _pydantic_model(import_object(spec.output), "output")
+    agent: Agent[Any, Any] = Agent(
+        output_type=output_model, instructions=spec.instructions or None,
+        deps_type=input_model, name=name, retries=0,
+    )
+    make_model, model_name, secret = _model(spec.model, spec.base_url, settings())
+    return LlmAgent(
+        agent=agent, input_model=input_model, output_model=output_model,
+        make_model=make_model, model_name=model_name, secret=secret,
+    )
+
+
+def wrap_agent(agent: Agent[Any, Any]) -> LlmAgent:
+    """A pydantic-ai Agent named in the allowlist: `output_type` is the output contract and
+    `deps_type` the input contract (the built input is its deps and the prompt)."""
+    output_model = _pydantic_model(agent.output_type, "its output_type")
+    input_model = _pydantic_model(
+        getattr(agent, "deps_type", None), "its deps_type (the input contract)"
+    )
+    make_model, model_name, secret = _model(agent.model, None, settings())
+    return LlmAgent(
+        agent=agent, input_model=input_model, output_model=output_model,
+        make_model=make_model, model_name=model_name, secret=secret,
+    )

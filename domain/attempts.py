@@ -1,0 +1,45 @@
+"""What an agent may learn about the attempt it is running (docs/llm.md, "Re-ask").
+
+An agent that declares a keyword parameter `attempt` receives an `AttemptContext`: which attempt
+this is and why the previous one was refused (validation errors, low confidence, the error it
+raised). Everything in it is read from recorded events, so re-execution hands an agent exactly
+what the live run handed it. The LLM adapter turns `previous_errors` into a re-ask.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from baton.domain.state import GoalState
+
+__all__ = ["AttemptContext", "attempt_context"]
+
+
+class AttemptContext(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    previous_errors: list[str] = []
+    # What the goal's `max_tokens` leaves for this attempt when it starts (None: no cap). An
+    # agent making several model requests stops before the one that would pass it.
+    tokens_left: int | None = None
+
+
+def attempt_context(state: GoalState, task_id: str, number: int) -> AttemptContext:
+    """The context of attempt `number` of a task, from the goal's state when it is dispatched:
+    the previous rejection (none for the first attempt) and the tokens the budget leaves it."""
+    task = state.tasks[task_id]
+    errors = [task.last_error] if number > 1 and task.last_error else []
+    return AttemptContext(
+        number=number, previous_errors=errors, tokens_left=_tokens_left(state, task_id)
+    )
+
+
+def _tokens_left(state: GoalState, task_id: str) -> int | None:
+    """The cap, less what was spent and what other running attempts hold in reservation."""
+    cap = state.plan.budget.max_tokens
+    if cap is None:
+        return None
+    own = state.tasks[task_id].reserved
+    held = state.reserved.tokens - (own.tokens if own is not None else 0)
+    return max(0, cap - state.used.tokens - held)

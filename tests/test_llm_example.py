@@ -1,0 +1,43 @@
+"""examples/llm: offline by default; against any OpenAI-compatible endpoint when configured."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pydantic_ai")
+
+from tests.cli_support import baton
+from tests.openai_server import chat_server, tool
+
+PLAN = "examples/llm/plan.yaml"
+TRIP = "@examples/travel/trip.json"
+
+
+def test_the_example_runs_offline_and_re_execution_names_its_llm_agents(sqlite_url) -> None:
+    ran = baton("run", PLAN, "--input", TRIP, "--json", store=sqlite_url,
+                env={"BATON_LLM_BASE_URL": "", "BATON_LLM_MODEL": ""})
+    assert ran.code == 0, ran.err
+    result = ran.json()
+    assert result["status"] == "completed" and result["output"]["summary"]
+    again = baton("replay", result["goal_id"], "--reexecute", store=sqlite_url)
+    assert again.code == 0, again.err
+    assert "LLM agents price, summarise answer with their recorded outputs" in again.err
+    stats = baton("stats", "--json", store=sqlite_url).json()
+    assert {(row["agent"], row["model"]) for row in stats["models"]} == {
+        ("price", "local-pricing"), ("summarise", "test")
+    }
+
+
+def test_the_example_talks_to_an_openai_compatible_endpoint_when_one_is_set(sqlite_url) -> None:
+    offer = {"id": "offer-X1", "price_per_passenger": 60.0, "flight": {
+        "id": "X1", "carrier": "TP", "origin": "LHR", "destination": "Lisbon", "departs": "09:00",
+        "fare": 45.0, "seats_left": 9}}
+    script = [tool({"total": 120.0, "best_offer": offer, "confidence": 0.9}),
+              tool({"text": "Two seats to Lisbon are booked."})]
+    with chat_server(script) as server:
+        env = {"BATON_LLM_BASE_URL": server.url, "BATON_LLM_MODEL": "llama3.2",
+               "BATON_LLM_API_KEY": "local"}
+        ran = baton("run", PLAN, "--input", TRIP, "--json", store=sqlite_url, env=env)
+    assert ran.code == 0, ran.err
+    assert ran.json()["output"]["summary"] == "Two seats to Lisbon are booked."
+    assert [seen.body["model"] for seen in server.requests] == ["llama3.2", "llama3.2"]

@@ -1,0 +1,206 @@
+"""LLM agents against a real OpenAI-compatible HTTP server on loopback, through the real client
+stack (pydantic-ai -> openai -> httpx), pointed at it by the plan's `base_url`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pydantic_ai")
+
+from baton.domain.replay import replay
+from baton.history.recorded import reexecute
+from baton.llm.pricing import price_tokens
+from baton.readmodels.reading import ReadModels, refresh
+from baton.runtime.loading import prepare_plan
+from tests.cli_support import baton
+from tests.openai_server import Answer, chat_server, tool
+from tests.support import events_of, projected, run
+
+KEY = "sk-test-4f9c2b7e-DO-NOT-LEAK"
+VALID = {"price": 12.5, "confidence": 0.9}
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_LLM_API_KEY", KEY)
+    monkeypatch.delenv("BATON_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("BATON_LLM_MODEL", raising=False)
+
+
+def llm_plan(url: str, *, max_attempts: int = 3, timeout_s: float = 20, **extra: Any) -> dict:
+    task = {"id": "quote", "agent": "quote", "input": {"item": "$goal.item"},
+            **extra.pop("task", {})}
+    return {
+        "version": 1, "name": "llm-http",
+        "agents": {"quote": {"llm": {
+            "model": "openai:gpt-4o-mini", "instructions": "Quote a price for the item.",
+            "input": "tests.llm_models:QuoteIn", "output": "tests.llm_models:Quote",
+            "base_url": url,
+        }}},
+        "defaults": {"retry": {"max_attempts": max_attempts, "backoff_s": 0.01, "jitter": 0},
+                     "timeout_s": timeout_s},
+        "tasks": [task], "output": "$quote", **extra,
+    }
+
+
+def test_a_valid_structured_answer_is_the_output_with_its_usage_and_cost(store) -> None:
+    with chat_server([tool(VALID, prompt_tokens=1000, completion_tokens=500)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    assert goal.state.output == VALID
+    [seen] = server.requests
+    assert seen.headers["authorization"] == f"Bearer {KEY}"
+    assert seen.body["model"] == "gpt-4o-mini"
+    assert 'Input (QuoteIn), as JSON:\n{"item":"tea","quantity":1}' in seen.prompt()
+    [returned] = events_of(store, goal.id, "AgentReturned")
+    usage = returned.usage
+    assert (usage["input_tokens"], usage["output_tokens"], usage["tokens"]) == (1000, 500, 1500)
+    assert usage["requests"] == 1
+    assert usage["model"] == "gpt-4o-mini"
+    expected = price_tokens("openai:gpt-4o-mini", input_tokens=1000, output_tokens=500)
+    assert expected is not None and expected[0] > 0
+    assert usage["cost_usd"] == pytest.approx(expected[0])
+    assert "genai-prices" in usage["cost_source"]
+    assert goal.state.used.tokens == 1500
+    refresh(store)
+    [row] = projected(store, ReadModels.models)  # model_stats: the read model per model
+    assert (row["agent"], row["model"], row["requests"]) == ("quote", "gpt-4o-mini", 1)
+    assert (row["input_tokens"], row["output_tokens"], row["tokens"]) == (1000, 500, 1500)
+    assert row["cost_usd"] == pytest.approx(expected[0])
+
+
+@pytest.mark.parametrize("bad", ["malformed", "truncated"])
+def test_a_malformed_or_truncated_answer_fails_the_attempt_and_the_retry_succeeds(
+    store, bad: str
+) -> None:
+    with chat_server([Answer(bad), tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    assert len(server.requests) == 2  # one per attempt: neither library retried on its own
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert raised.attempt == 1 and raised.error_type == "LlmCallFailed"
+    [scheduled] = events_of(store, goal.id, "RetryScheduled")
+    assert scheduled.rule == "retry.backoff"
+
+
+def test_an_answer_failing_the_output_model_is_rejected_and_the_reask_carries_the_errors(
+    store,
+) -> None:
+    script = [tool({"price": "a lot", "confidence": 0.9}), tool(VALID)]
+    with chat_server(script) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    [rejected] = events_of(store, goal.id, "OutputRejected")
+    assert rejected.attempt == 1 and rejected.errors[0].startswith("price:")
+    first, second = server.requests
+    assert "rejected" not in first.prompt()
+    assert "This is attempt 2. The previous answer was rejected:" in second.prompt()
+    assert "price: Input should be a valid number" in second.prompt()
+    # The rejected answer's tokens count too: both attempts are in the goal's usage.
+    assert goal.state.used.tokens == 240
+
+
+def test_a_429_with_retry_after_is_a_recorded_failure_retried_no_earlier(store) -> None:
+    script = [Answer("status", status=429, headers={"Retry-After": "1"}), tool(VALID)]
+    with chat_server(script) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    assert len(server.requests) == 2
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert raised.retry_after_s == 1.0 and "HTTP 429" in raised.message
+    assert raised.usage["requests"] == 1 and raised.usage["tokens"] == 0
+    [scheduled] = events_of(store, goal.id, "RetryScheduled")
+    assert scheduled.rule == "retry.not_before"  # the backoff (0.01 s) alone would be sooner
+    assert scheduled.delay_s == 1.0
+    assert scheduled.due_at - raised.timestamp == timedelta(seconds=1)
+    # Replay and re-execution reproduce it from the record: the usage and the not-before too.
+    events = list(store.events(goal.id))
+    loaded = prepare_plan(llm_plan(server.url))
+    assert replay(events, loaded.contracts).ok
+    assert reexecute(events, loaded).ok
+
+
+def test_a_500_is_one_request_then_the_orchestrators_retry(store) -> None:
+    with chat_server([Answer("status", status=500), tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    # The OpenAI client would retry a 500 twice by itself; here it is off: two requests only.
+    assert len(server.requests) == 2
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert "HTTP 500" in raised.message and raised.retry_after_s is None
+
+
+def test_a_hanging_answer_is_cancelled_at_the_timeout_and_the_connection_closed(store) -> None:
+    with chat_server([Answer("hang"), tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url, timeout_s=0.5), {"item": "tea"})
+        assert server.closed.wait(10)
+    assert goal.state.status == "completed"
+    [timed_out] = events_of(store, goal.id, "AgentTimedOut")
+    assert timed_out.attempt == 1
+    # The client closed the held connection before the retry's request: the call was cancelled,
+    # not left running beside its retry.
+    assert server.log == ["request", "closed", "request"]
+
+
+def test_the_budget_stops_the_attempt_that_would_break_it_before_its_request(store) -> None:
+    invalid = {"price": "a lot", "confidence": 0.9}
+    script = [tool(invalid), tool(invalid), tool(invalid)]
+    with chat_server(script) as server:
+        data = llm_plan(server.url, max_attempts=5, task={"estimate": {"tokens": 120}},
+                        budget={"max_tokens": 250})
+        goal = run(store, data, {"item": "tea"})
+    assert goal.state.status == "failed"
+    assert len(server.requests) == 2  # 120 + 120 used; a third 120 would pass 250
+    [exhausted] = events_of(store, goal.id, "BudgetExhausted")
+    assert (exhausted.budget, exhausted.used) == ("tokens", 240)
+
+
+def test_the_api_key_appears_nowhere_in_the_store_or_any_output(tmp_path) -> None:
+    import json
+
+    db = tmp_path / "baton.db"
+    url = f"sqlite:///{db}"
+    env = {"BATON_LLM_API_KEY": KEY}
+    script = [Answer("status", status=401, echo_auth=True), tool(VALID)]
+    with chat_server(script) as server:
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps(llm_plan(server.url, max_attempts=2)))
+        ran = baton("run", str(plan), "--input", '{"item": "tea"}', "--json",
+                    store=url, env=env)
+    assert ran.code == 0, ran.err
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"  # it was sent
+    goal_id = ran.json()["goal_id"]
+    outputs = [ran.out, ran.err]
+    for command in (("audit", goal_id, "--json"), ("status", goal_id, "--json"),
+                    ("stats", "--json"), ("export", goal_id, "-o", str(tmp_path / "run.jsonl"))):
+        result = baton(*command, store=url, env=env)
+        assert result.code == 0, result.err
+        outputs += [result.out, result.err]
+    outputs.append((tmp_path / "run.jsonl").read_text())
+    raised = [line for line in outputs[-1].splitlines() if "AgentRaised" in line]
+    assert raised and "Incorrect API key provided: Bearer ***" in raised[0]
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("baton.db*"))
+    assert KEY.encode() not in stored
+    for text in outputs:
+        assert KEY not in text
+
+
+def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(store) -> None:
+    from baton.history.live import LiveAgents
+
+    with chat_server([tool(VALID)]) as server:
+        data = llm_plan(server.url)
+        goal = run(store, data, {"item": "tea"})
+        events = list(store.events(goal.id))
+        loaded = prepare_plan(data)
+        assert reexecute(events, loaded).ok
+        assert len(server.requests) == 1  # the recording answered: no request
+        server.script += [tool(VALID), tool({"price": 99.0, "confidence": 0.9})]
+        assert reexecute(events, loaded, agents=LiveAgents(loaded)).ok
+        changed = reexecute(events, loaded, agents=LiveAgents(loaded))
+    assert len(server.requests) == 3
+    assert not changed.ok and changed.divergence is not None
+    assert changed.divergence.recorded["kind"] == "AgentReturned"
