@@ -182,7 +182,7 @@ def test_the_api_key_appears_nowhere_in_the_store_or_any_output(tmp_path) -> Non
     outputs.append((tmp_path / "run.jsonl").read_text())
     raised = [line for line in outputs[-1].splitlines() if "AgentRaised" in line]
     assert raised and "Incorrect API key provided: Bearer ***" in raised[0]
-    stored = b"".join(path.read_bytes() for path in tmp_path.glob("baton.db*"))
+    stored = b"".join(path.read_bytes() for path in tmp_path.rglob("baton.db*") if path.is_file())
     assert KEY.encode() not in stored
     for text in outputs:
         assert KEY not in text
