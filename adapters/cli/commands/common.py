@@ -14,7 +14,7 @@ from baton.domain.json_values import json_problem
 from baton.runtime import service
 from baton.store.eventstore import BatonStore, open_store
 
-__all__ = ["exit_code", "goal_id_argument", "json_argument", "store_from", "who"]
+__all__ = ["exit_code", "goal_id_argument", "json_argument", "positive_int", "store_from", "who"]
 
 
 class ArgumentError(BatonError):
@@ -68,3 +68,14 @@ def goal_id_argument(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("cannot be empty (leave --goal-id out for a UUID)")
     return text
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts such as `--concurrency`: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

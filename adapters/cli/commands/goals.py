@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from baton.cli.commands.common import exit_code, goal_id_argument, json_argument, store_from
+from baton.cli.commands.common import (
+    exit_code,
+    goal_id_argument,
+    json_argument,
+    positive_int,
+    store_from,
+)
 from baton.cli.durations import task_durations
 from baton.cli.progress import live_progress
 from baton.cli.render import goal_json, print_goal, print_json
@@ -15,16 +21,6 @@ from baton.runtime.runner import DEFAULT_CONCURRENCY
 from baton.runtime.service import resume_goal, start_goal
 
 __all__ = ["register"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 _WAIT_HELP = "if another live process drives the goal, wait for it to let go (default: exit 2)"
@@ -40,7 +36,7 @@ def register(sub: Any) -> None:
     run.add_argument("--input", default="{}", help="goal input: JSON, or @FILE")
     run.add_argument("--goal-id", default=None, type=goal_id_argument,
                      help="id for the new goal (default: a UUID)")
-    run.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY,
+    run.add_argument("--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY,
                      help=f"tasks run at once (default {DEFAULT_CONCURRENCY})")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--wait", action="store_true", help=_WAIT_HELP)
@@ -52,7 +48,7 @@ def register(sub: Any) -> None:
         "are re-dispatched, or escalated when unsafe) or after a human's resolution.",
     )
     resume.add_argument("goal", help="goal id")
-    resume.add_argument("--concurrency", type=_positive, default=None)
+    resume.add_argument("--concurrency", type=positive_int, default=None)
     resume.add_argument("--json", action="store_true")
     resume.add_argument("--wait", action="store_true", help=_WAIT_HELP)
     resume.set_defaults(func=_resume)

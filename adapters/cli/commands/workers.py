@@ -10,7 +10,7 @@ import socket
 import sys
 from typing import Any
 
-from baton.cli.commands.common import json_argument, store_from
+from baton.cli.commands.common import json_argument, positive_int, store_from
 from baton.cli.render import print_json
 from baton.runtime.loading import load_plan_file
 from baton.runtime.runner import DEFAULT_CONCURRENCY
@@ -18,16 +18,6 @@ from baton.runtime.service import submit_goal
 from baton.runtime.worker import Worker
 
 __all__ = ["register"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -39,7 +29,7 @@ def register(sub: Any) -> None:
     submit.add_argument("plan", help="plan file (YAML or JSON)")
     submit.add_argument("--input", default="{}", help="goal input: JSON, or @FILE")
     submit.add_argument("--goal-id", default=None, help="id for the new goal (default: a UUID)")
-    submit.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY,
+    submit.add_argument("--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY,
                         help=f"tasks of this goal run at once (default {DEFAULT_CONCURRENCY})")
     submit.add_argument("--json", action="store_true", help='print {"goal_id", "status"}')
     submit.set_defaults(func=_submit)
@@ -51,7 +41,7 @@ def register(sub: Any) -> None:
         "like against one PostgreSQL. SIGTERM: take no new goal and leave each at a safe point "
         "(a second SIGTERM: after the current save).",
     )
-    worker.add_argument("--concurrency", type=_positive, default=4,
+    worker.add_argument("--concurrency", type=positive_int, default=4,
                         help="goals driven at once (default 4)")
     worker.add_argument("--burst", action="store_true",
                         help="exit 0 once no goal is runnable")
