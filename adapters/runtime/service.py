@@ -237,7 +237,7 @@ def resolve_task(
         raise CommandError(f"goal {goal_id}: task {task_id!r} is {task.status}, not escalated")
     loaded = load_goal_plan(goal)
     if action == "output":
-        spec = loaded.plan.task_map[task_id]
+        spec = goal.state.plan.task_map[task_id]
         contract = loaded.contracts[spec.agent]
         try:
             output = contract.output_model.model_validate(output).model_dump(mode="json")

@@ -278,7 +278,7 @@ class Worker:
         if not self.stopping.is_set():
             return False
         goal = self.store.get(goal_id)
-        plan = runner.loaded.plan
+        plan = goal.state.plan
         return not any(
             task.in_flight is not None and task.outcome is None
             and plan.task_map[task.id].side_effects == "unsafe"
