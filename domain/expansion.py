@@ -338,6 +338,8 @@ def extend_with_map(state: GoalState, map_id: str, width: int) -> list[str]:
 
 
 def _join(state: GoalState, parent: str, specs: list[TaskSpec]) -> list[str]:
+    if state.plan_file is None:
+        state.plan_file = state.plan
     state.plan = _extended(state.plan, parent, specs)
     ids = [spec.id for spec in specs]
     for task_id in ids:

@@ -105,6 +105,12 @@ class GoalState:
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)  # parent -> tasks added
     open_children: dict[str, int] = field(default_factory=dict)  # children not yet finished
     fragment_outputs: dict[str, Any] = field(default_factory=dict)  # planner -> output binding
+    plan_file: Plan | None = None  # the plan as started, once `plan` holds added tasks too
+
+    @property
+    def started_plan(self) -> Plan:
+        """The plan the goal started with (what `load_goal_plan` loads), without added tasks."""
+        return self.plan_file if self.plan_file is not None else self.plan
 
     # Indexes folded along with the statuses, so that `decide` looks only at the tasks that can
     # change instead of scanning the plan after every observation (replay calls it per event).

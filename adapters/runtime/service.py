@@ -160,7 +160,7 @@ def submit_goal(
 
 def load_goal_plan(goal: Goal) -> LoadedPlan:
     """The goal's own recorded plan, with its agents imported again from today's code."""
-    data = goal.state.plan.model_dump(mode="json", exclude_unset=True)
+    data = goal.state.started_plan.model_dump(mode="json", exclude_unset=True, by_alias=True)
     return prepare_plan(data, source=f"goal {goal.id} plan")
 
 

@@ -236,8 +236,10 @@ class Worker:
         return goal, (max(0.0, min(dues)) if dues else None)
 
     def _plan(self, goal: Goal) -> LoadedPlan:
-        key = json.dumps(goal.state.plan.model_dump(mode="json", exclude_unset=True),
-                         sort_keys=True)
+        started = goal.state.started_plan
+        key = json.dumps(
+            started.model_dump(mode="json", exclude_unset=True, by_alias=True), sort_keys=True
+        )
         loaded = self.plans.get(key)
         if loaded is None:
             loaded = self.plans[key] = load_goal_plan(goal)
