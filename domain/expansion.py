@@ -181,7 +181,8 @@ def check_fragment(
     )
     combined = _extended(_replaced(state.plan, waits), planner, specs)
     issues = [issue for issue in combined.graph_issues() if _concerns(issue, new_ids)]
-    if not issues:  # contract checks read a graph that holds together
+    malformed = any(_concerns(issue, new_ids) for issue in combined.binding_issues())
+    if not malformed:  # as `validate`: every problem at once, once the bindings parse
         issues += check_contracts(
             combined, contracts, input_model=input_model_of(contracts), only=new_ids
         )
