@@ -360,7 +360,7 @@ def test_a_map_element_is_typed_and_the_list_must_be_a_list() -> None:
         load(map_plan("a") | {"tasks": [
             {"id": "split", "agent": "split", "input": {"text": "a"}},
             {"id": "each", "agent": "upper", "for_each": "$split.items", "as": "item",
-             "input": {"text": "$item.x"}}]}))
+             "input": {"text": "$item.x"}}]})
     with pytest.raises(PlanError, match=r"\$n.value is int, not a list"):
         load({**map_plan("a"), "tasks": [
             {"id": "n", "agent": "count", "input": {"text": "x"}},
