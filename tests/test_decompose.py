@@ -6,11 +6,14 @@ joins the goal when it passes; a map runs one instance per element of a list kno
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from baton.domain.decide import settle
 from baton.domain.errors import PlanError
+from baton.domain.goal import Goal
 from baton.store.eventstore import BatonStore
 from tests import decompose_agents
 from tests.support import events_of, load, run
@@ -231,7 +234,7 @@ def test_downstream_reads_of_the_planner_are_typed_by_result_at_validate_time() 
         str(issue) for issue in caught.value.issues
     )
     missing = {"id": "after", "agent": "exclaim", "input": {"text": "$plan.nothing"}}
-    with pytest.raises(PlanError, match="Outline .expands.result of 'plan'. has no field"):
+    with pytest.raises(PlanError, match=r"Outline \(expands.result of 'plan'\) has no field"):
         load(planner_plan(missing))
     with pytest.raises(PlanError, match=r"tasks\[plan\]\.expands\.result: tests.nowhere:X"):
         load(planner_plan(expands={"result": "tests.nowhere:X"}))
@@ -366,9 +369,36 @@ def test_a_map_element_is_typed_and_the_list_must_be_a_list() -> None:
             {"id": "n", "agent": "count", "input": {"text": "x"}},
             {"id": "each", "agent": "upper", "for_each": "$n.value", "as": "item",
              "input": {"text": "x"}}]})
-    with pytest.raises(PlanError, match=r"tasks\[all\]\.input\.text: \$each is list\[Text\], which can n"):
+    with pytest.raises(PlanError, match=r"tasks\[all\]\.input\.text: \$each is list\[Text\]"):
         load(map_plan("a", {"id": "all", "agent": "upper", "input": {"text": "$each"}}))
     with pytest.raises(PlanError, match=r"tasks\[each\]\.as: for_each needs 'as'"):
         load({**map_plan("a"), "tasks": [
             {"id": "each", "agent": "upper", "for_each": "$goal.items",
              "input": {"text": "x"}}]})
+
+
+def test_a_map_of_ten_thousand_elements_decides_each_step_without_rescanning_the_map() -> None:
+    """10,000 instances, decided in memory (the store adds only I/O per event): one MapExpanded,
+    every instance ready and dispatched, then each result decided on its own. Each step reads
+    only the tasks it touches, so the whole run stays linear in the width."""
+    width = 10_000
+    loaded = load(map_plan("x", GATHER, output="$all.text") | {"limits": {"max_tasks": width}})
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    goal = Goal.start(goal_id="wide", plan=loaded.plan, goal_input={}, concurrency=width, at=at)
+    settle(goal, loaded.contracts)
+    items = [f"i{index}" for index in range(width)]
+    goal.observe("AgentReturned", at=at, task="split", attempt=1,
+                 output={"items": items, "summary": "many"}, duration_ms=1.0)
+    decided = settle(goal, loaded.contracts)
+    assert [d.kind for d in decided].count("TaskDispatched") == width
+    assert next(d for d in decided if d.kind == "MapExpanded").width == width  # type: ignore[attr-defined]
+    for index in reversed(range(width)):  # results arrive in any order
+        task_id = f"each[{index}]"
+        goal.observe("AgentReturned", at=at, task=task_id, attempt=1,
+                     output={"text": items[index].upper()}, duration_ms=1.0)
+        decided = settle(goal, loaded.contracts)
+        assert [d.kind for d in decided] == ["OutputAccepted"] or index == 0
+    state = goal.state
+    assert state.status == "running"  # `all` was just dispatched
+    assert state.tasks["each"].output[:2] == [{"text": "I0"}, {"text": "I1"}]
+    assert len(state.tasks["each"].output) == width
