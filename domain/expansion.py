@@ -118,7 +118,7 @@ def parse_fragment(planner: str, fragment: Any) -> tuple[list[TaskSpec], Any, An
     issues: list[PlanIssue] = []
     specs = []
     for task in parsed.tasks:
-        values = {name: getattr(task, name) for name in task.model_fields_set}
+        values = _values(task)
         values["id"] = f"{planner}/{task.id}"
         values["input"] = _renamed(task.input, planner, local)
         if task.after:
@@ -292,9 +292,8 @@ def map_instances(spec: TaskSpec, width: int) -> list[TaskSpec]:
     """`width` instances of a map, `<map>[i]` reading element i of the list through the list
     itself: `$query.x` becomes `$plan.queries.3.x`."""
     assert spec.for_each is not None and spec.as_ is not None
-    base = {name: getattr(spec, name) for name in spec.model_fields_set}
-    base.pop("for_each", None)
-    base.pop("as_", None)
+    # Every field given: model_construct then computes no default (10,000 instances).
+    base = _values(spec, for_each=None, as_=None)
     fields_set = spec.model_fields_set - {"for_each", "as_"}
     return [
         TaskSpec.model_construct(
