@@ -115,21 +115,22 @@ def parse_fragment(planner: str, fragment: Any) -> tuple[list[TaskSpec], Any, An
         located = [PlanIssue(_location(fragment, err["loc"]), err["msg"]) for err in exc.errors()]
         raise FragmentError(located) from None
     local = {task.id for task in parsed.tasks}
+    renames = {task_id: f"${planner}/{task_id}" for task_id in local}
     issues: list[PlanIssue] = []
     specs = []
     for task in parsed.tasks:
         values = _values(task)
         values["id"] = f"{planner}/{task.id}"
-        values["input"] = _renamed(task.input, planner, local)
+        values["input"] = _retarget(task.input, renames)
         if task.after:
             values["after"] = [f"{planner}/{dep}" if dep in local else dep for dep in task.after]
         if task.for_each is not None:
-            values["for_each"] = _renamed(task.for_each, planner, local)
+            values["for_each"] = _retarget(task.for_each, renames)
         if task.as_ is not None and task.as_ in local:
             message = f"{task.as_!r} would hide the fragment's task of that id"
             issues.append(PlanIssue(f"tasks[{task.id}].as", message))
         specs.append(TaskSpec.model_construct(task.model_fields_set, **values))
-    raw_output = _renamed(parsed.output, planner, local)
+    raw_output = _retarget(parsed.output, renames)
     try:
         output = parse_binding(raw_output)
     except BindingError as exc:
@@ -140,18 +141,20 @@ def parse_fragment(planner: str, fragment: Any) -> tuple[list[TaskSpec], Any, An
     return specs, raw_output, output
 
 
-def _renamed(value: Any, planner: str, local: set[str]) -> Any:
-    """A raw binding with references to the fragment's own ids prefixed by the planner's id."""
+def _retarget(value: Any, targets: Mapping[str, str]) -> Any:
+    """A raw binding whose references to a source in `targets` read the target instead, the
+    rest of the path kept: `{"a": "$plan/a"}` renames a fragment's own ids, `{"query":
+    "$plan.queries.3"}` points a map instance's element at its place in the list."""
     if isinstance(value, str):
         if value.startswith("$") and not value.startswith("$$"):
             source, dot, rest = value[1:].partition(".")
-            if source in local:
-                return f"${planner}/{source}{dot}{rest}"
+            if source in targets:
+                return f"{targets[source]}{dot}{rest}"
         return value
     if isinstance(value, dict):
-        return {key: _renamed(item, planner, local) for key, item in value.items()}
+        return {key: _retarget(item, targets) for key, item in value.items()}
     if isinstance(value, list):
-        return [_renamed(item, planner, local) for item in value]
+        return [_retarget(item, targets) for item in value]
     return value
 
 
@@ -301,25 +304,11 @@ def map_instances(spec: TaskSpec, width: int) -> list[TaskSpec]:
             **{
                 **base,
                 "id": f"{spec.id}[{index}]",
-                "input": _element(spec.input, spec.as_, f"{spec.for_each}.{index}"),
+                "input": _retarget(spec.input, {spec.as_: f"{spec.for_each}.{index}"}),
             },
         )
         for index in range(width)
     ]
-
-
-def _element(value: Any, name: str, target: str) -> Any:
-    if isinstance(value, str):
-        if value.startswith("$") and not value.startswith("$$"):
-            source, dot, rest = value[1:].partition(".")
-            if source == name:
-                return f"{target}{dot}{rest}"
-        return value
-    if isinstance(value, dict):
-        return {key: _element(item, name, target) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_element(item, name, target) for item in value]
-    return value
 
 
 # --- joining the goal (event mutators only) -----------------------------------------------------
