@@ -402,3 +402,28 @@ def test_a_map_of_ten_thousand_elements_decides_each_step_without_rescanning_the
     assert state.status == "running"  # `all` was just dispatched
     assert state.tasks["each"].output[:2] == [{"text": "I0"}, {"text": "I1"}]
     assert len(state.tasks["each"].output) == width
+
+
+def test_an_escalated_fragment_task_suspends_the_goal_and_a_human_moves_it_on(
+    store: BatonStore,
+) -> None:
+    """The planner runs as its fragment and holds nothing a human must wait on: the goal waits
+    for the escalated fragment task, and resolving it lets the planner finish."""
+    from baton.runtime.service import resolve_task, resume_goal
+
+    escalating = fragment(
+        {"id": "a", "agent": "upper", "input": {"text": "$goal.text"}},
+        {"id": "x", "agent": "fails_on_x", "input": {"text": "x"}, "on_failure": "escalate",
+         "retry": {"max_attempts": 1}},
+        output={"items": ["$a.text"], "summary": "$a.text"},
+    )
+    data = planner_plan(READS_SUMMARY, agents=AGENTS)
+    goal = go(store, data, escalating)
+    assert goal.state.status == "waiting", goal.state.reason
+    assert goal.state.tasks["plan"].status == "running"
+    suspended = events_of(store, goal.id, "GoalSuspended")[0]
+    assert suspended.waiting_on == ["plan/x"]
+    resolve_task(store, goal.id, "plan/x", action="abandon", reason="not needed", by="ops")
+    done = resume_goal(store, goal.id)
+    assert done.state.status == "completed", done.state.reason
+    assert done.state.tasks["plan"].output == {"items": ["HI"], "summary": "HI"}

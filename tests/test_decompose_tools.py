@@ -139,3 +139,14 @@ def test_traces_and_the_web_view_take_added_task_ids(tmp_path: Path) -> None:
             assert detail.status_code == 200 and task_id in detail.text
         at = client.get("/goals/decomposed", params={"at": "12"})  # before the map expanded
         assert at.status_code == 200 and 'data-task="each[0]"' not in at.text
+
+
+def test_the_python_api_runs_planners_and_maps(store_url: str) -> None:
+    import baton
+
+    with baton.Baton(store_url) as bt:
+        result = bt.run(baton.load_plan(RESEARCH), {"question": "Tides and moons"})
+        assert result.status == "completed"
+        assert result.tasks["search[1]"].status == "succeeded"
+        assert result.tasks["plan/scope"].status == "succeeded"
+        assert bt.replay(result.goal_id).ok
