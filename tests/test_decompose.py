@@ -427,3 +427,20 @@ def test_an_escalated_fragment_task_suspends_the_goal_and_a_human_moves_it_on(
     done = resume_goal(store, goal.id)
     assert done.state.status == "completed", done.state.reason
     assert done.state.tasks["plan"].output == {"items": ["HI"], "summary": "HI"}
+
+
+def test_a_fragment_may_hold_a_map_over_its_own_tasks_output(store: BatonStore) -> None:
+    mapped = fragment(
+        {"id": "s", "agent": "split", "input": {"text": "a,b"}},
+        {"id": "m", "agent": "upper", "for_each": "$s.items", "as": "it",
+         "input": {"text": "$it"}},
+        {"id": "c", "agent": "collect", "input": {"texts": "$m"}},
+        output={"items": "$s.items", "summary": "$c.text"},
+    )
+    goal = go(store, planner_plan(READS_SUMMARY, limits={"max_tasks": 5}), mapped)
+    assert goal.state.status == "completed", goal.state.reason
+    assert goal.state.tasks["plan/m[1]"].output == {"text": "B"}
+    assert goal.state.tasks["after"].output == {"text": "A+B!"}
+    # 3 fragment tasks and 2 instances are 5: one fewer allowed fails the map
+    small = go(store, planner_plan(READS_SUMMARY, limits={"max_tasks": 4}), mapped)
+    assert small.state.tasks["plan/m"].status == "failed"
