@@ -27,7 +27,7 @@ from baton.domain.contract_check import check_contracts, check_value
 from baton.domain.contracts import AgentContract, Contracts
 from baton.domain.errors import PlanIssue
 from baton.domain.plan import Plan, TaskSpec, _location
-from baton.domain.references import BindingError, parse_binding
+from baton.domain.references import BindingError, iter_refs, parse_binding
 from baton.domain.state import UNAVAILABLE, GoalState, TaskState, parent_of
 
 __all__ = [
@@ -178,12 +178,21 @@ def check_fragment(
     problems += room_problems(state, specs, depth=_depth(planner) + 1)
     # The goal's tasks and the fragment's, the planner reading its children (its output is
     # theirs): a fragment task reading the planner, or a task downstream of it, is a cycle.
-    new_ids = {task.id for task in specs}
+    added = [task.id for task in specs]
+    new_ids = set(added)
     waits = TaskSpec.model_construct(
-        spec.model_fields_set | {"after"}, **_values(spec, after=[*spec.after, *new_ids])
+        spec.model_fields_set | {"after"}, **_values(spec, after=[*spec.after, *added])
     )
     combined = _extended(_replaced(state.plan, waits), planner, specs)
+    # with the fragment's output as the plan's: its references are checked as a plan output's
+    combined = Plan.model_construct(
+        combined.model_fields_set, **_values(combined, output=raw_output)
+    )
     issues = [issue for issue in combined.graph_issues() if _concerns(issue, new_ids)]
+    issues += [
+        PlanIssue("output", f"{ref}: the fragment's output cannot read its own planner")
+        for ref in iter_refs(output) if ref.source == planner
+    ]
     malformed = any(_concerns(issue, new_ids) for issue in combined.binding_issues())
     if not malformed:  # as `validate`: every problem at once, once the bindings parse
         issues += check_contracts(
@@ -276,7 +285,7 @@ def _in_fragment(issue: PlanIssue, planner: str) -> str:
 
 def _concerns(issue: PlanIssue, new_ids: set[str]) -> bool:
     """Is this issue about the fragment? (The goal's own tasks passed these checks already.)"""
-    if issue.message.startswith("dependency cycle"):
+    if issue.message.startswith("dependency cycle") or issue.where.startswith("output"):
         return True
     if not issue.where.startswith("tasks["):
         return False

@@ -444,3 +444,20 @@ def test_a_fragment_may_hold_a_map_over_its_own_tasks_output(store: BatonStore) 
     # 3 fragment tasks and 2 instances are 5: one fewer allowed fails the map
     small = go(store, planner_plan(READS_SUMMARY, limits={"max_tasks": 4}), mapped)
     assert small.state.tasks["plan/m"].status == "failed"
+
+
+@pytest.mark.parametrize(("output", "problem"), [
+    ({"items": ["$a.text"], "summary": "$nowhere.text"},
+     "output: $nowhere.text: no task 'nowhere'"),
+    ({"items": ["$a.text"], "summary": "$plan.summary"},
+     "output: $plan.summary: the fragment's output cannot read its own planner"),
+    ({"items": ["$a.text"], "summary": "$a.nothing"},
+     "output.summary: $plan/a.nothing: Text (output of 'plan/a') has no field 'nothing'"),
+])
+def test_the_fragment_output_reads_only_what_will_exist(
+    store: BatonStore, output: dict[str, Any], problem: str
+) -> None:
+    bad = fragment({"id": "a", "agent": "upper", "input": {"text": "$goal.text"}}, output=output)
+    goal = go(store, planner_plan(), bad)
+    errors = events_of(store, goal.id, "OutputRejected")[0].errors
+    assert problem in errors, errors
