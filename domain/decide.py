@@ -50,7 +50,14 @@ from baton.domain.decisions import (
     TaskSkipped,
 )
 from baton.domain.errors import ResolveError
-from baton.domain.expansion import CHECKS, check_fragment, fragment_of, result_model, room_problems
+from baton.domain.expansion import (
+    CHECKS,
+    check_fragment,
+    fragment_of,
+    judging_contract,
+    result_model,
+    room_problems,
+)
 from baton.domain.lifecycle import GOAL_FINAL, TASK_FINAL
 from baton.domain.plan import TaskSpec
 from baton.domain.policies import (
@@ -122,9 +129,9 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
             errors = [outcome.error]
             rule = "validation.serialisable"
         else:
-            contract = contracts[spec.agent]
+            contract = judging_contract(state, contracts, spec)
             verdict = judge_output(outcome.output, contract, min_confidence=spec.min_confidence)
-            if verdict.accepted and spec.expands is not None:
+            if verdict.accepted and spec.expands is not None and task_id not in state.children:
                 return _extend(state, contracts, task, spec, outcome, verdict)
             if verdict.accepted:
                 human = outcome.kind == "human"

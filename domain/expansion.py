@@ -80,6 +80,15 @@ def result_model(contracts: Contracts, spec: TaskSpec) -> type[BaseModel] | None
     return results.get(spec.expands.result) if spec.expands is not None else None
 
 
+def judging_contract(state: GoalState, contracts: Contracts, spec: TaskSpec) -> AgentContract:
+    """What an output of this task is judged against: its agent's contract; for a planner whose
+    fragment already joined the goal (a human supplies what it could not build), its result."""
+    result = result_model(contracts, spec) if spec.id in state.children else None
+    if result is None:
+        return contracts[spec.agent]
+    return AgentContract(input_model=result, output_model=result)
+
+
 # --- fragments ----------------------------------------------------------------------------------
 
 

@@ -461,3 +461,31 @@ def test_the_fragment_output_reads_only_what_will_exist(
     goal = go(store, planner_plan(), bad)
     errors = events_of(store, goal.id, "OutputRejected")[0].errors
     assert problem in errors, errors
+
+
+def test_a_planner_whose_fragment_output_cannot_be_built_takes_a_humans_result(
+    store: BatonStore,
+) -> None:
+    from baton.runtime.service import CommandError, resolve_task, resume_goal
+
+    lost = fragment(
+        {"id": "x", "agent": "fails_on_x", "input": {"text": "x"}, "on_failure": "abandon",
+         "retry": {"max_attempts": 1}},
+        output={"items": [], "summary": "$x.text"},
+    )
+    data = planner_plan(READS_SUMMARY, plan_task={"on_failure": "escalate"})
+    goal = go(store, data, lost)
+    assert goal.state.status == "waiting"
+    plan_task = goal.state.tasks["plan"]
+    assert plan_task.status == "escalated"
+    assert "last error: expands.output: $plan/x.text: task 'plan/x' has no" in plan_task.reason
+    with pytest.raises(CommandError, match="already added its fragment's tasks"):
+        resolve_task(store, goal.id, "plan", action="retry", reason="again", by="ops")
+    with pytest.raises(CommandError, match="--output does not satisfy Outline"):
+        resolve_task(store, goal.id, "plan", action="output", output={"tasks": []},
+                     reason="x", by="ops")
+    resolve_task(store, goal.id, "plan", action="output", reason="by hand", by="ops",
+                 output={"items": ["a"], "summary": "done by hand"})
+    done = resume_goal(store, goal.id)
+    assert done.state.status == "completed", done.state.reason
+    assert done.state.tasks["after"].output == {"text": "done by hand!"}

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from baton.domain.contracts import judge_output, validation_errors
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError
+from baton.domain.expansion import judging_contract
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import fork_goal
 from baton.domain.lifecycle import GOAL_FINAL
@@ -236,9 +237,14 @@ def resolve_task(
     if task.status != "escalated":
         raise CommandError(f"goal {goal_id}: task {task_id!r} is {task.status}, not escalated")
     loaded = load_goal_plan(goal)
+    if action == "retry" and task_id in goal.state.children:
+        raise CommandError(
+            f"goal {goal_id}: planner {task_id!r} already added its fragment's tasks; supply its "
+            "result with --output, or --abandon it"
+        )
     if action == "output":
         spec = goal.state.plan.task_map[task_id]
-        contract = loaded.contracts[spec.agent]
+        contract = judging_contract(goal.state, loaded.contracts, spec)
         try:
             output = contract.output_model.model_validate(output).model_dump(mode="json")
         except ValidationError as exc:
