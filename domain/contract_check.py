@@ -66,7 +66,7 @@ def check_contracts(
                 )
                 continue
             target = fields[name].annotation
-            issues += _check_binding(plan, contracts, input_model, where, binding, target, local)
+            issues += check_value(plan, contracts, input_model, where, binding, target, local)
         for name, field in fields.items():
             if field.is_required() and name not in task.input:
                 issues.append(
@@ -98,21 +98,11 @@ def check_value(
     where: str,
     binding: Any,
     target: Any,
-) -> list[PlanIssue]:
-    """A parsed binding checked against the annotation it must satisfy, as a task's input
-    field is (a planner's fragment `output` against `expands.result`)."""
-    return _check_binding(plan, contracts, input_model, where, binding, target)
-
-
-def _check_binding(
-    plan: Plan,
-    contracts: Contracts,
-    input_model: type[BaseModel] | None,
-    where: str,
-    binding: Any,
-    target: Any,
     local: Mapping[str, Any] | None = None,
 ) -> list[PlanIssue]:
+    """A parsed binding checked against the annotation it must satisfy: a task's input field,
+    or a planner's fragment `output` against `expands.result`. `local`: names bound inside the
+    task (a map's element)."""
     if isinstance(binding, Ref):
         source = _source_annotation(plan, contracts, input_model, binding, local)
         if isinstance(source, PlanIssue):
@@ -136,7 +126,7 @@ def _check_binding(
         enumerate(binding) if isinstance(binding, list) else ())
     for key, item in items:
         part = member_annotation(target, str(key))
-        issues += _check_binding(
+        issues += check_value(
             plan, contracts, input_model, f"{where}.{key}", item, part, local
         )
     if not issues and next(iter_refs(binding), None) is None:
