@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from baton.domain.contracts import AgentContract
 from baton.domain.state import GoalState
 
-__all__ = ["AttemptContext", "attempt_context"]
+__all__ = ["AttemptContext", "attempt_context", "context_for"]
 
 
 class AttemptContext(BaseModel):
@@ -33,6 +34,19 @@ def attempt_context(state: GoalState, task_id: str, number: int) -> AttemptConte
     return AttemptContext(
         number=number, previous_errors=errors, tokens_left=_tokens_left(state, task_id)
     )
+
+
+def context_for(
+    contract: AgentContract, state: GoalState, task_id: str, number: int
+) -> BaseModel | None:
+    """What an agent that declares `attempt` is handed (None when it declares none), in the
+    model it annotated the parameter with; live runs and re-execution both call this."""
+    if not contract.takes_attempt:
+        return None
+    context = attempt_context(state, task_id, number)
+    if contract.attempt_model is None:
+        return context
+    return contract.attempt_model.model_validate(context.model_dump())
 
 
 def _tokens_left(state: GoalState, task_id: str) -> int | None:

@@ -21,8 +21,10 @@ from typing import Any, ClassVar
 
 __all__ = [
     "DECISION_TYPES",
+    "ApprovalRequested",
     "AttemptInterrupted",
     "BudgetExhausted",
+    "ClarificationRequested",
     "Decision",
     "GoalCancelled",
     "GoalCompleted",
@@ -171,6 +173,22 @@ class BudgetExhausted(Decision):
     policy: dict[str, Any] | None = None
 
 
+# --- human gates (baton.domain.gates) ------------------------------------------------------------
+
+
+@dataclass(kw_only=True, slots=True)
+class ClarificationRequested(TaskDecision):
+    attempt: int
+    question: str
+    policy: dict[str, Any] | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class ApprovalRequested(TaskDecision):
+    input: Any  # the input the first dispatch will send, shown to whoever approves
+    input_digest: str
+
+
 # --- goal decisions -----------------------------------------------------------------------------
 
 
@@ -220,6 +238,8 @@ DECISION_TYPES: dict[str, type[Decision]] = {
         GoalCompleted,
         GoalFailed,
         GoalCancelled,
+        ClarificationRequested,
+        ApprovalRequested,
     )
 }
 for _cls in DECISION_TYPES.values():

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from baton.domain.attempts import attempt_context
+from baton.domain.attempts import context_for
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.goal import Goal, GoalEvent
@@ -151,7 +151,7 @@ class _Reexecution:
         key = goal.state.tasks[task_id].idempotency_key if contract.takes_idempotency_key else None
         duration = recorded.get("duration_ms", 0.0)
         try:
-            context = attempt_context(goal.state, task_id, attempt)
+            context = context_for(contract, goal.state, task_id, attempt)
             result = self.agents.call(task_id, attempt, agent_input, key, context)
         except NotRecorded:
             raise
