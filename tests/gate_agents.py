@@ -58,12 +58,13 @@ def always_asks(q: Question) -> Reply:
     return Reply(text="", clarification=f"question {len(q.clarifications) + 1}?")
 
 
-def asks_as_dict(q: Question) -> dict[str, object]:
-    """Asks with a plain dict that would fail the output contract (no `text`)."""
+def asks_as_dict(q: Question) -> Draft:
+    """Asks with a plain dict that would fail its output contract (Draft has no such field and
+    needs `text`): a question is not an output, so it is never validated as one."""
     SEEN.append(q.model_dump())
     if not q.clarifications:
-        return {"clarification": "in which language?"}
-    return {"text": q.clarifications[0].answer}
+        return {"clarification": "in which language?"}  # type: ignore[return-value]
+    return Draft(text=q.clarifications[0].answer)
 
 
 def write(q: Question) -> Draft:
