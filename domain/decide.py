@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
+from baton.domain.attempts import attempt_context
 from baton.domain.contracts import Contracts, build_input, digest, idempotency_key, judge_output
 from baton.domain.decisions import (
     AttemptInterrupted,
@@ -288,6 +289,9 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             return [rejected, *_after_failure(state, task, spec, failure, "no_retry")]
         attempt = task.attempts + 1
         policy = state.plan.retry_for(spec)
+        context = None
+        if contract.takes_attempt:  # before this dispatch's own estimate joins `extra`
+            context = attempt_context(state, task_id, attempt, held=extra.tokens)
         reserved = None
         if spec.estimate is not None:
             reserved = spec.estimate.model_dump()
@@ -302,6 +306,7 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             reason=f"attempt {attempt} (retry policy allows {policy.max_attempts})",
             reserved=reserved,
             policy={"max_attempts": policy.max_attempts, "concurrency": state.concurrency},
+            attempt_context=None if context is None else context.model_dump(mode="json"),
             prepared=agent_input,
         )
         decisions.append(dispatched)

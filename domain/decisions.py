@@ -103,6 +103,7 @@ class TaskDispatched(TaskDecision):
     idempotency_key: str
     reserved: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None
+    attempt_context: dict[str, Any] | None = None  # what an agent declaring `attempt` is told
 
 
 @dataclass(kw_only=True, slots=True)

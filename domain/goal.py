@@ -239,7 +239,11 @@ class Goal(BaseAggregate[str]):
             task.reason = self.reason
 
     class TaskDispatched(Event):
-        """An attempt was sent to its agent: stored before the agent is called."""
+        """An attempt was sent to its agent: stored before the agent is called.
+
+        Version 2 adds `attempt_context`: the AttemptContext an agent that declares `attempt`
+        is handed (`None` for any other agent). Release 0.1 had no attempt context, so version
+        1 events upcast with `None`."""
 
         task: str
         attempt: int
@@ -249,12 +253,19 @@ class Goal(BaseAggregate[str]):
         reason: str
         reserved: dict[str, Any] | None = None
         policy: dict[str, Any] | None = None  # the settings the rule applied
+        attempt_context: dict[str, Any] | None = None
         task_event: ClassVar[str | None] = "dispatch"
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["attempt_context"] = None
 
         def apply(self, goal: Goal) -> None:
             task = _move_task(goal, self)
             task.attempts = self.attempt
             task.in_flight = self.attempt
+            task.attempt_context = self.attempt_context
             task.idempotency_key = self.idempotency_key
             if self.reserved is not None:
                 task.reserved = Usage(self.reserved["tokens"], self.reserved["cost_usd"])

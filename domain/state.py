@@ -62,6 +62,7 @@ class TaskState:
     question: str | None = None
     clarifications: list[dict[str, str]] = field(default_factory=list)
     approved: bool = False
+    attempt_context: dict[str, Any] | None = None  # as recorded with the last dispatch
 
 
 @dataclass
