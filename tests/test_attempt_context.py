@@ -70,7 +70,7 @@ def test_replay_and_reexecution_hand_the_agent_the_same_context(store: BatonStor
     gate_agents.CONTEXTS.clear()
     again = reexecute(events, loaded, agents=LiveAgents(loaded))  # today's agent, called again
     assert again.ok, again.divergence
-    assert gate_agents.CONTEXTS == live
+    assert live == gate_agents.CONTEXTS
 
 
 def test_an_agent_not_declaring_attempt_records_none(store: BatonStore) -> None:
