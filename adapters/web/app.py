@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -186,10 +187,21 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
         resumes[goal_id] = thread
         thread.start()
 
-    def back_to(
-        request: Request, form: Any, goal_id: str, task_id: str, error: str | None, done: str
+    def record(
+        request: Request, form: Any, goal_id: str, task_id: str, error: str | None,
+        what: str, command: Callable[[], Any],
     ) -> Any:
-        """Where a form returns: its goal's page (`back=goal`) or the escalations page."""
+        """Run a human's decision (unless the form was refused), resume the goal if asked, and
+        return to the page the form came from: its goal's (`back=goal`) or the escalations."""
+        if error is None:
+            try:
+                command()
+                refresh(store)
+            except BatonError as exc:
+                error = str(exc)
+        if error is None and form.get("resume"):
+            resume_in_background(goal_id)
+        done = f"{goal_id} {task_id}: {what} recorded"
         if form.get("back") == "goal":
             query = {"error": _one_line(error)} if error is not None else {"done": done}
             return RedirectResponse(f"/goals/{goal_id}?{urlencode(query)}", status_code=303)
@@ -205,16 +217,8 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
         error = _check_key(form, form_key)
         if error is None and not text:
             error = "an answer is required"
-        if error is None:
-            try:
-                answer_task(store, goal_id, task_id, answer=text, by=_by(form))
-                refresh(store)
-            except BatonError as exc:
-                error = str(exc)
-        if error is None and form.get("resume"):
-            resume_in_background(goal_id)
-        done = f"{goal_id} {task_id}: answer recorded"
-        return back_to(request, form, goal_id, task_id, error, done)
+        return record(request, form, goal_id, task_id, error, "answer",
+                      lambda: answer_task(store, goal_id, task_id, answer=text, by=_by(form)))
 
     async def resolve(request: Request) -> Any:
         form = await request.form()
@@ -231,17 +235,9 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
                 output = json.loads(str(form.get("output", "")))
             except json.JSONDecodeError as exc:
                 error = f"output is not valid JSON: {exc.msg} at line {exc.lineno}"
-        if error is None:
-            try:
-                resolve_task(store, goal_id, task_id, action=action, reason=reason,
-                             by=_by(form), output=output)
-                refresh(store)
-            except BatonError as exc:
-                error = str(exc)
-        if error is None and form.get("resume"):
-            resume_in_background(goal_id)
-        done = f"{goal_id} {task_id}: {action} recorded"
-        return back_to(request, form, goal_id, task_id, error, done)
+        return record(request, form, goal_id, task_id, error, action,
+                      lambda: resolve_task(store, goal_id, task_id, action=action, reason=reason,
+                                           by=_by(form), output=output))
 
     def static(request: Request) -> Any:
         """The two bundled files (the package's own; nothing comes from the internet)."""
