@@ -256,3 +256,49 @@ def test_export_import_fork_and_replay_reproduce_answers_and_approvals(
     assert bt.resume(fork_id).status == "completed"
     assert gate_agents.PUBLISHED[-1] == "draft on sales during Q4"
     assert bt.replay(fork_id).ok
+
+
+def test_what_if_without_the_approval_gate_stops_where_the_recorded_approval_applies(
+    bt: baton.Baton,
+) -> None:
+    import json
+
+    from baton.domain.whatif import what_if
+    from baton.runtime.loading import prepare_plan
+
+    _to_approval(bt)
+    bt.resolve("g", "publish", "approve", reason="ok", by="bob")
+    bt.resume("g")
+    events = list(bt.store.events("g"))
+    data = json.loads(json.dumps(events[0].plan))  # type: ignore[attr-defined]
+    for spec in data["tasks"]:
+        spec.pop("approval", None)
+    loaded = prepare_plan(data)
+    result = what_if(events, loaded.plan, loaded.contracts)
+    assert not result.ok
+    recorded = [d["kind"] for d in result.differences[0].recorded]
+    assert recorded[-2:] == ["ApprovalRequested", "GoalSuspended"]
+    assert "TaskDispatched" in [d["kind"] for d in result.differences[0].whatif]
+    assert result.stopped is not None
+    assert "resolved 'publish', which under the changed plan is running" in result.stopped[
+        "reason"]
+
+
+def test_what_if_an_answer_meets_a_task_that_waits_for_something_else(bt: baton.Baton) -> None:
+    import json
+
+    from baton.domain.whatif import what_if
+    from baton.runtime.loading import prepare_plan
+
+    bt.run(baton.load_plan(gated_plan()), {"question": "sales"}, goal_id="g")
+    bt.answer("g", "ask", "Q1")
+    events = list(bt.store.events("g"))
+    data = json.loads(json.dumps(events[0].plan))  # type: ignore[attr-defined]
+    data["tasks"][0].update(max_clarifications=0, on_failure="escalate")
+    loaded = prepare_plan(data)
+    result = what_if(events, loaded.plan, loaded.contracts)
+    assert result.state.tasks["ask"].waiting_for == "failure"
+    assert result.stopped is not None
+    assert result.stopped["reason"] == (
+        "a human's answer for 'ask' does not apply: under the changed plan it waits for "
+        "failure, not clarification")

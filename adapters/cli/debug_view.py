@@ -42,6 +42,8 @@ def _observed(entry: dict[str, Any]) -> str:
     if kind == "HumanResolved":
         given = f" {_compact(entry['output'])}" if entry.get("output") is not None else ""
         return f"{entry['by']}: {entry['action']}{given} — {entry['reason']}"
+    if kind == "HumanAnswered":
+        return f"{entry['by']}: answered — {entry['answer']}"
     if kind == "CancelRequested":
         return f"{entry['by']}: cancel — {entry['reason']}"
     if kind == "RunResumed":
@@ -104,6 +106,8 @@ _KIND_STYLE = {
     "InputRejected": "yellow",
     "RetryScheduled": "yellow",
     "TaskEscalated": "bold yellow",
+    "ClarificationRequested": "bold yellow",
+    "ApprovalRequested": "bold yellow",
     "GoalSuspended": "bold yellow",
     "BudgetExhausted": "red",
     "TaskFailed": "red",
