@@ -302,3 +302,18 @@ def test_what_if_an_answer_meets_a_task_that_waits_for_something_else(bt: baton.
     assert result.stopped["reason"] == (
         "a human's answer for 'ask' does not apply: under the changed plan it waits for "
         "failure, not clarification")
+
+
+def test_the_async_api_answers_and_approves(store_url: str) -> None:
+    import asyncio
+
+    async def main() -> baton.GoalResult:
+        async with baton.AsyncBaton(store_url) as abt:
+            await abt.run(baton.load_plan(gated_plan()), {"question": "sales"}, goal_id="g")
+            await abt.answer("g", "ask", "Q1", by="ann")
+            await abt.resume("g")
+            await abt.resolve("g", "publish", "approve", reason="ok", by="bob")
+            return await abt.resume("g")
+
+    assert asyncio.run(main()).status == "completed"
+    assert gate_agents.PUBLISHED == ["draft on sales during Q1"]

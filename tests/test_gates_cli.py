@@ -166,3 +166,39 @@ def test_a_worker_continues_an_answered_goal_without_resume(
     assert worker.code == 0, worker.err
     [entry] = _escalations(store_url)  # driven on to the approval gate, without a resume
     assert (entry["task"], entry["kind"]) == ("publish", "approval")
+
+
+def test_a_runner_killed_at_the_approval_gate_resumes_to_it_and_publishes_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    from tests.cli_support import baton
+
+    data = gated_plan()
+    data["tasks"] = data["tasks"][1:]  # draft -> publish (approval, unsafe)
+    data["tasks"][0]["input"] = {"question": "$goal.question"}
+    plan = _plan_file(tmp_path, data)
+    assert cli("--store", store_url, "run", plan, "--input", '{"question": "q"}',
+               "--goal-id", "ref").code == 3
+    store = open_store(store_url)
+    try:
+        kinds = [type(e).__name__ for e in store.events("ref")]
+    finally:
+        store.close()
+    gate = kinds.index("ApprovalRequested") + 1
+
+    killed = baton("run", plan, "--input", '{"question": "q"}', "--goal-id", "g",
+                   store=store_url, env={"BATON_CRASH_AT_EVENT": str(gate)})
+    assert killed.code == -9, killed.err
+    resumed = baton("resume", "g", "--json", store=store_url)
+    assert resumed.code == 3, resumed.err
+    assert resumed.json()["tasks"]["publish"] == {"status": "escalated", "attempts": 0,
+                                                  "waiting_for": "approval"}
+    assert baton("resolve", "g", "publish", "--approve", "--reason", "ok",
+                 store=store_url).code == 0
+    assert baton("resume", "g", store=store_url).code == 0
+    store = open_store(store_url)
+    try:
+        dispatched = [e.task for e in store.events("g") if type(e).__name__ == "TaskDispatched"]
+    finally:
+        store.close()
+    assert dispatched == ["draft", "publish"]
