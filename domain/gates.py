@@ -17,23 +17,19 @@ from baton.domain.decisions import ApprovalRequested, Decision, TaskAbandoned, T
 from baton.domain.state import GoalState, Outcome, TaskState
 
 __all__ = [
-    "ESCALATION_KINDS",
     "GATE_RESOLUTIONS",
     "EscalationKind",
-    "Gate",
     "approvals",
     "clarification_question",
     "escalation_kind",
     "gate_resolution",
 ]
 
-Gate = Literal["clarification", "approval"]
+# What an escalated task waits for: `escalations` shows it as `kind`, `TaskState.waiting_for`
+# and the read models' `task_status.waiting_for` hold it.
 EscalationKind = Literal[
     "failure", "low_confidence", "budget", "outcome_unknown", "clarification", "approval"
 ]
-ESCALATION_KINDS: tuple[EscalationKind, ...] = (
-    "failure", "low_confidence", "budget", "outcome_unknown", "clarification", "approval"
-)
 # A human's answer to a gate, as `TaskState.resolution` holds it until `decide` acts on it.
 GATE_RESOLUTIONS = frozenset({"answer", "approve", "reject"})
 

@@ -113,7 +113,7 @@ AgentTarget = Annotated[
 class Defaults(_Strict):
     retry: RetryPolicy = RetryPolicy()
     timeout_s: float | None = Field(60.0, gt=0)
-    # Questions a task may ask before an answer is owed no more (baton.domain.gates).
+    # How many clarification questions a task may ask (baton.domain.gates).
     max_clarifications: int = Field(3, ge=0)
 
 
