@@ -26,7 +26,12 @@ from baton.cli.main import main
 from baton.history.runfile import read_run
 from baton.store.eventstore import BatonStore, open_store
 
-GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.jsonl"))
+# The run files recorded by release 0.1; later goldens (e.g. `gated`, human gates) carry today's
+# topics and are replayed by tests/test_replay_golden.py.
+RELEASE_0_1 = {"completed", "retried", "failed", "escalated", "cancelled", "crashed", "travel",
+               "secrets"}
+GOLDEN = sorted(path for path in (Path(__file__).parent / "golden").glob("*.jsonl")
+                if path.stem in RELEASE_0_1)
 ROOT = Path(__file__).resolve().parents[1]
 OLD, NEW = "domain.goal:Goal", "baton.domain.goal:Goal"
 
