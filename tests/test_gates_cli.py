@@ -83,6 +83,9 @@ def test_answer_and_approve_from_the_command_line(store_url: str, tmp_path: Path
     audit = cli("--store", store_url, "audit", "g", "--json").json()
     kinds = [d["kind"] for d in audit["decisions"]]
     assert "ClarificationRequested" in kinds and "ApprovalRequested" in kinds
+    shown = cli("--store", store_url, "audit", "g").out  # the text audit shows what was approved
+    assert 'ApprovalRequested publish' in shown and 'input {"text": "draft on sales' in shown
+    assert "HumanAnswered ask #1 · ann: answered — Q1 2026" in shown
     assert cli("--store", store_url, "replay", "g").code == 0
 
 

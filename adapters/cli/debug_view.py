@@ -59,6 +59,8 @@ def _decided(entry: dict[str, Any]) -> str:
             f"; granted by a human: {granted['by']} chose retry at event {granted['seq']} "
             f"({granted['reason']})"
         )
+    if entry.get("kind") == "ApprovalRequested":  # what the human approves
+        why += escape(f"; input {_compact(entry.get('input'))}")
     policy = entry.get("policy")
     if policy:
         settings = " ".join(f"{k}={v}" for k, v in policy.items())
