@@ -14,8 +14,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
+from pydantic import ValidationError
+
 from baton.domain.attempts import attempt_context
-from baton.domain.contracts import Contracts, build_input, digest, idempotency_key, judge_output
+from baton.domain.contracts import (
+    Contracts,
+    Verdict,
+    build_input,
+    digest,
+    idempotency_key,
+    judge_output,
+    validation_errors,
+)
 from baton.domain.decisions import (
     AttemptInterrupted,
     BudgetExhausted,
@@ -27,8 +37,11 @@ from baton.domain.decisions import (
     GoalResumed,
     GoalSuspended,
     InputRejected,
+    MapCollected,
+    MapExpanded,
     OutputAccepted,
     OutputRejected,
+    PlanExtended,
     RetryScheduled,
     TaskAbandoned,
     TaskCancelled,
@@ -39,6 +52,14 @@ from baton.domain.decisions import (
     TaskSkipped,
 )
 from baton.domain.errors import ResolveError
+from baton.domain.expansion import (
+    CHECKS,
+    check_fragment,
+    fragment_of,
+    judging_contract,
+    result_model,
+    room_problems,
+)
 from baton.domain.gates import GATE_RESOLUTIONS, approvals, clarification_question, gate_resolution
 from baton.domain.lifecycle import GOAL_FINAL, TASK_FINAL
 from baton.domain.plan import TaskSpec
@@ -49,8 +70,8 @@ from baton.domain.policies import (
     fits_reservations,
     jitter_fraction,
 )
-from baton.domain.references import resolve_binding
-from baton.domain.state import UNAVAILABLE, GoalState, TaskState, Usage
+from baton.domain.references import resolve, resolve_binding
+from baton.domain.state import UNAVAILABLE, GoalState, Outcome, TaskState, Usage, parent_of
 
 __all__ = ["Recorder", "decide", "settle"]
 
@@ -61,7 +82,9 @@ def decide(state: GoalState, contracts: Contracts) -> list[Decision]:
         return []
     if state.cancel_requested is not None:
         return _cancel(state)
-    for phase in (_judge, _orphans, _propagate, approvals, _dispatch, _settle_goal):
+    for phase in (
+        _judge, _orphans, _join, _propagate, approvals, _expand_maps, _dispatch, _settle_goal
+    ):
         decisions = phase(state, contracts)
         if decisions:
             return decisions
@@ -114,8 +137,10 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
             errors = [outcome.error]
             rule = "validation.serialisable"
         else:
-            contract = contracts[spec.agent]
+            contract = judging_contract(state, contracts, spec)
             verdict = judge_output(outcome.output, contract, min_confidence=spec.min_confidence)
+            if verdict.accepted and spec.expands is not None and task_id not in state.children:
+                return _extend(state, contracts, task, spec, outcome, verdict)
             if verdict.accepted:
                 human = outcome.kind == "human"
                 reason = (
@@ -331,7 +356,8 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
         elapsed = round((state.now - state.started_at).total_seconds(), 3)
         return _budget_exhausted(state, None, BudgetBreach("deadline_s", deadline, elapsed))
     finished = state.count(*TASK_FINAL) == len(state.tasks)
-    movable = state.count("ready", "running", "retry_wait") > 0
+    # (a planner or map that runs as its added tasks moves only when they do)
+    movable = state.count("ready", "running", "retry_wait") - len(state.joining) > 0
     if state.status == "waiting":
         if state.resume_requested and (finished or movable):
             reason = "a runner took the goal up again and a human's decision lets it continue"
@@ -515,7 +541,7 @@ def _goal_output(state: GoalState) -> Any:
         return {
             tid: outputs[tid]
             for tid in state.plan.order
-            if not state.plan.dependants.get(tid) and tid in outputs
+            if not state.plan.dependants.get(tid) and tid in outputs and parent_of(tid) is None
         }
     return resolve_binding(state.plan.output_binding, state.input, outputs)
 
@@ -541,3 +567,127 @@ def _confidence_policy(rule: str, spec: TaskSpec) -> dict[str, Any] | None:
     if rule != "validation.confidence":
         return None
     return {"min_confidence": spec.min_confidence, "on_low_confidence": spec.on_low_confidence}
+
+
+# --- decomposition (baton.domain.expansion) -----------------------------------------------------
+
+
+def _extend(
+    state: GoalState,
+    contracts: Contracts,
+    task: TaskState,
+    spec: TaskSpec,
+    outcome: Outcome,
+    verdict: Verdict,
+) -> list[Decision]:
+    """A planner's output passed its agent's contract: check it as a plan fragment. Accepted,
+    its tasks join the goal; refused, it is a rejected output like any other (retried with the
+    problems handed to the next attempt, then `on_failure`)."""
+    raw = verdict.normalised if verdict.normalised is not None else outcome.output
+    problems = check_fragment(state, contracts, task.id, raw)
+    if problems:
+        rejected = OutputRejected(
+            task=task.id,
+            attempt=outcome.attempt,
+            errors=problems,
+            rule="expands.check",
+            reason=f"fragment rejected ({len(problems)} problems): " + problems[0],
+        )
+        if outcome.kind == "human":
+            return [rejected]
+        failure = "expands.check: " + "; ".join(problems)
+        return [rejected, *_after_failure(state, task, spec, failure, "retry")]
+    fragment = fragment_of(raw)
+    added = [f"{task.id}/{item['id']}" for item in fragment["tasks"]]
+    agents = sorted({item["agent"] for item in fragment["tasks"]})
+    reason = (
+        f"fragment of {len(added)} tasks ({', '.join(added)}) over {', '.join(agents)} passed "
+        "every check a plan file gets, limits and budget"
+    )
+    extended = PlanExtended(
+        task=task.id,
+        attempt=outcome.attempt,
+        fragment=fragment,
+        added=added,
+        checks=list(CHECKS),
+        rule="expands.accepted",
+        reason=reason,
+    )
+    return [extended]
+
+
+def _join(state: GoalState, contracts: Contracts) -> list[Decision]:
+    """A planner or map whose added tasks have all ended gets its output from theirs."""
+    done = [parent for parent in state.joining if state.open_children.get(parent) == 0]
+    for parent in state.in_plan_order(set(done)):
+        task = state.tasks[parent]
+        spec = state.plan.task_map[parent]
+        children = state.children[parent]
+        if any(state.tasks[child].status == "failed" for child in children):
+            continue  # the goal fails on it
+        if spec.for_each is not None:
+            lost = next((c for c in children if state.tasks[c].status != "succeeded"), None)
+            if lost is None:
+                reason = f"all {len(children)} instances succeeded"
+                return [MapCollected(task=parent, width=len(children), rule="map.collected",
+                                     reason=reason)]
+            reason = (
+                f"instance {lost!r} was {state.tasks[lost].status}, so the list of every "
+                f"instance's output (${parent}) will never be complete"
+            )
+            return [TaskAbandoned(task=parent, rule="map.element_unavailable", reason=reason)]
+        return _planner_output(state, contracts, task, spec)
+    return []
+
+
+def _planner_output(
+    state: GoalState, contracts: Contracts, task: TaskState, spec: TaskSpec
+) -> list[Decision]:
+    """The planner's output: its fragment's `output`, validated as `expands.result`."""
+    model = result_model(contracts, spec)
+    try:
+        value = resolve_binding(state.fragment_outputs[task.id], state.input, state.outputs())
+    except ResolveError as exc:
+        failure = f"expands.output: {exc}"
+        return _after_failure(state, task, spec, failure, "no_retry")
+    if model is not None:
+        try:
+            value = model.model_validate(value).model_dump(mode="json")
+        except ValidationError as exc:
+            failure = "expands.result: " + "; ".join(validation_errors(exc))
+            return _after_failure(state, task, spec, failure, "no_retry")
+    name = model.__name__ if model is not None else "its result"
+    accepted = OutputAccepted(
+        task=task.id,
+        attempt=task.attempts,
+        output=value,
+        rule="expands.result",
+        reason=f"every task of its fragment ended; the fragment's output satisfies {name}",
+    )
+    return [accepted]
+
+
+def _expand_maps(state: GoalState, contracts: Contracts) -> list[Decision]:
+    """A ready map becomes one instance per element of its list, within limits and budget."""
+    for map_id in state.plan.maps:
+        task = state.tasks[map_id]
+        if task.status != "ready":
+            continue
+        spec = state.plan.task_map[map_id]
+        ref = spec.for_each_ref
+        assert ref is not None  # a plan with a malformed for_each never starts
+        try:
+            value = resolve(ref, state.input, state.outputs())
+        except ResolveError as exc:
+            return _after_failure(state, task, spec, f"map.unresolved: {exc}", "no_retry")
+        if not isinstance(value, list):
+            failure = f"map.not_a_list: {ref} is {type(value).__name__}, not a list"
+            return _after_failure(state, task, spec, failure, "no_retry")
+        problems = room_problems(state, [spec] * len(value), depth=map_id.count("/"))
+        if problems:
+            return _after_failure(state, task, spec, "; ".join(problems), "no_retry")
+        width = len(value)
+        shown = f"{map_id}[0] .. {map_id}[{width - 1}]" if width else "no instance"
+        reason = f"{ref} holds {width} elements: {shown}"
+        return [MapExpanded(task=map_id, width=width, rule="map.expanded", reason=reason)]
+    return []

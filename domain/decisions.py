@@ -32,8 +32,11 @@ __all__ = [
     "GoalResumed",
     "GoalSuspended",
     "InputRejected",
+    "MapCollected",
+    "MapExpanded",
     "OutputAccepted",
     "OutputRejected",
+    "PlanExtended",
     "RetryScheduled",
     "TaskAbandoned",
     "TaskCancelled",
@@ -188,6 +191,31 @@ class ClarificationRequested(TaskDecision):
 class ApprovalRequested(TaskDecision):
     input: Any  # the input the first dispatch will send, shown to whoever approves
     input_digest: str
+# --- decomposition (baton.domain.expansion) -----------------------------------------------------
+
+
+@dataclass(kw_only=True, slots=True)
+class PlanExtended(TaskDecision):
+    """A planner's fragment passed every check; its tasks join the goal."""
+
+    attempt: int
+    fragment: dict[str, Any]  # {"tasks": [...], "output": ...} as the agent returned it
+    added: list[str]  # the new tasks' ids, `<planner>/<id>`
+    checks: list[str]  # what it passed
+
+
+@dataclass(kw_only=True, slots=True)
+class MapExpanded(TaskDecision):
+    """A map's list arrived: one instance per element, `<map>[0]` .. `<map>[width-1]`."""
+
+    width: int
+
+
+@dataclass(kw_only=True, slots=True)
+class MapCollected(TaskDecision):
+    """Every instance of a map succeeded: its output is their outputs, in element order."""
+
+    width: int
 
 
 # --- goal decisions -----------------------------------------------------------------------------
@@ -241,6 +269,9 @@ DECISION_TYPES: dict[str, type[Decision]] = {
         GoalCancelled,
         ClarificationRequested,
         ApprovalRequested,
+        PlanExtended,
+        MapExpanded,
+        MapCollected,
     )
 }
 for _cls in DECISION_TYPES.values():

@@ -25,6 +25,7 @@ from eventsourcing.domain import (
 )
 
 from baton.domain.decisions import Decision
+from baton.domain.expansion import extend_with_fragment, extend_with_map
 from baton.domain.gates import escalation_kind
 from baton.domain.lifecycle import goal_target, task_target
 from baton.domain.plan import Plan
@@ -420,6 +421,57 @@ class Goal(BaseAggregate[str]):
         task: str | None = None
         policy: dict[str, Any] | None = None  # the settings the rule applied
 
+    # --- decomposition (baton.domain.expansion) ------------------------------------------------
+
+    class PlanExtended(Event):
+        """A planner's fragment passed every check `validate` makes: its tasks joined the goal
+        as `<planner>/<id>`; the planner runs on as them until the last one ends."""
+
+        task: str
+        attempt: int
+        fragment: dict[str, Any]
+        added: list[str]
+        checks: list[str]
+        rule: str
+        reason: str
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            extend_with_fragment(goal.state, self.task, self.fragment)
+            task.last_error = None
+            task.reason = self.reason
+            _conclude_attempt(task, goal.state)
+
+    class MapExpanded(Event):
+        """A map's list arrived with `width` elements: instances `<map>[i]` joined the goal."""
+
+        task: str
+        width: int
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "expand"
+
+        def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)
+            extend_with_map(goal.state, self.task, self.width)
+            task.reason = self.reason
+
+    class MapCollected(Event):
+        """Every instance of a map succeeded; the map's output is their outputs, in order."""
+
+        task: str
+        width: int
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "succeed"
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            tasks = goal.state.tasks
+            task.output = [tasks[f"{self.task}[{index}]"].output for index in range(self.width)]
+            _move_task(goal, self)  # after the output: the move publishes it to dependants
+            task.reason = self.reason
+
     # --- goal decisions -----------------------------------------------------------------------
 
     class GoalSuspended(Event):
@@ -595,7 +647,7 @@ def canonical_plan(plan: Plan) -> dict[str, Any]:
     run file writes, so the recorded plan, an export and a re-import are the same bytes. Nothing
     decided depends on key order (`Plan.deps` is in plan order); lists keep their order."""
     data: dict[str, Any] = json.loads(
-        json.dumps(plan.model_dump(mode="json", exclude_unset=True), sort_keys=True)
+        json.dumps(plan.model_dump(mode="json", exclude_unset=True, by_alias=True), sort_keys=True)
     )
     return data
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from baton.domain.decisions import decision_of
 from baton.domain.errors import BatonError, PlanError
+from baton.domain.expansion import is_added
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.plan import Plan, load_plan
 from baton.domain.state import GoalState
@@ -158,7 +159,7 @@ def check_history(events: Sequence[GoalEvent]) -> Plan:
         )
     for event in events:
         task = getattr(event, "task", None)
-        if task is not None and task not in plan.task_map:
+        if task is not None and task not in plan.task_map and not is_added(plan, task):
             raise HistoryError(
                 f"event {event.originator_version} ({kind_of(event)}): "
                 f"no task {task!r} in the recorded plan"

@@ -83,6 +83,8 @@ class TaskLifecycle(StateMachine):
         | retry_wait.to(cancelled)
         | escalated.to(cancelled)
     )
+    # A ready map runs as its instances (baton.domain.expansion); it is not dispatched itself.
+    expand = ready.to(running)
 
 
 class GoalLifecycle(StateMachine):

@@ -20,6 +20,8 @@ __all__ = [
     "Budget",
     "Defaults",
     "Estimate",
+    "Expands",
+    "Limits",
     "LlmAgentSpec",
     "LlmDeclaration",
     "Plan",
@@ -110,6 +112,20 @@ AgentTarget = Annotated[
 ]
 
 
+class Expands(_Strict):
+    """A planner task: its agent's output is a plan fragment (baton.domain.expansion)."""
+
+    result: str = Field(min_length=1)  # module:Model, the type the fragment's `output` produces
+    may_use: list[str] | None = None  # agents its fragment may use; None: the whole allowlist
+
+
+class Limits(_Strict):
+    """Caps on the tasks added while a goal runs (fragments and map instances)."""
+
+    max_tasks: int = Field(1000, ge=0)  # added tasks, goal-wide
+    max_depth: int = Field(1, ge=0)  # planners emitting planners: 1 lets only plan tasks plan
+
+
 class Defaults(_Strict):
     retry: RetryPolicy = RetryPolicy()
     timeout_s: float | None = Field(60.0, gt=0)
@@ -135,6 +151,22 @@ class TaskSpec(_Strict):
     # dispatch; how many clarification questions the task may ask (None: the plan's default).
     approval: Literal["required"] | None = None
     max_clarifications: int | None = Field(None, ge=0)
+    # Decomposition (baton.domain.expansion): a planner task, or a map over a list
+    expands: Expands | None = None
+    for_each: str | None = None  # `$source.path` of a list: one instance per element
+    as_: str | None = Field(None, alias="as", pattern=_ID_PATTERN)  # the element, bound as `$as`
+
+    @cached_property
+    def for_each_ref(self) -> Ref | None:
+        """The list a map runs over; None for a task that is not a map (or a malformed ref,
+        which `graph_issues` reports)."""
+        if self.for_each is None or not self.for_each.startswith("$"):
+            return None
+        try:
+            parsed = parse_binding(self.for_each)
+        except BindingError:
+            return None
+        return parsed if isinstance(parsed, Ref) else None
 
     @cached_property
     def bindings(self) -> dict[str, Any]:
@@ -143,8 +175,14 @@ class TaskSpec(_Strict):
 
     @cached_property
     def refs(self) -> list[tuple[str, Ref]]:
-        """(target field, reference) for every reference in the bindings."""
-        return [(name, ref) for name, value in self.bindings.items() for ref in iter_refs(value)]
+        """(target field, reference) for every reference in the bindings (a map's `$as` element
+        is not a reference to a task)."""
+        return [
+            (name, ref)
+            for name, value in self.bindings.items()
+            for ref in iter_refs(value)
+            if self.as_ is None or ref.source != self.as_
+        ]
 
 
 class Plan(_Strict):
@@ -156,6 +194,7 @@ class Plan(_Strict):
     defaults: Defaults = Defaults()
     tasks: list[TaskSpec] = Field(min_length=1)
     output: str | dict[str, Any] | None = None
+    limits: Limits = Limits()
 
     # Derived views, computed once per plan; a Plan is immutable.
 
@@ -187,6 +226,8 @@ class Plan(_Strict):
         for task in self.tasks:
             upstream = {ref.source for _, ref in task.refs if ref.source != GOAL}
             upstream.update(task.after)
+            if task.for_each_ref is not None and task.for_each_ref.source != GOAL:
+                upstream.add(task.for_each_ref.source)
             result[task.id] = tuple(
                 sorted(upstream, key=lambda dep: (self.index.get(dep, unknown), dep))
             )
@@ -283,6 +324,7 @@ class Plan(_Strict):
         for ref in iter_refs(self.output_binding):
             if ref.source != GOAL and ref.source not in self.task_map:
                 issues.append(PlanIssue("output", f"{ref}: no task {ref.source!r}"))
+        issues += _decomposition_issues(self)
         cycle = self.find_cycle()
         reads_itself = len(cycle) == 2 and any(
             ref.source == cycle[0] for _, ref in self.task_map[cycle[0]].refs
@@ -292,6 +334,11 @@ class Plan(_Strict):
                 PlanIssue(f"tasks[{cycle[0]}]", "dependency cycle: " + " -> ".join(cycle))
             )
         return issues
+
+    @cached_property
+    def maps(self) -> tuple[str, ...]:
+        """Ids of the map tasks (`for_each`), in plan order: decide looks at these alone."""
+        return tuple(task.id for task in self.tasks if task.for_each is not None)
 
     def find_cycle(self) -> list[str]:
         """A cycle as task ids, each reading the next (the first repeated at the end), or [] for a
@@ -303,6 +350,39 @@ class Plan(_Strict):
         """Every task after all it depends on; CycleError when there is no such order."""
         graph = {task_id: self.deps[task_id] for task_id in self.order}
         return tuple(TopologicalSorter(graph).static_order())
+
+
+def _decomposition_issues(plan: Plan) -> list[PlanIssue]:
+    """`expands`, `for_each` and `as` that cannot work, whatever the agents' contracts."""
+    issues: list[PlanIssue] = []
+    for task in plan.tasks:
+        where = f"tasks[{task.id}]"
+        if task.expands is not None:
+            for agent in task.expands.may_use or ():
+                if agent not in plan.agents:
+                    message = f"agent {agent!r} is not in the plan's agents allowlist"
+                    issues.append(PlanIssue(f"{where}.expands.may_use", message))
+            if task.for_each is not None:
+                message = "a map cannot expand: put the planner upstream of the map"
+                issues.append(PlanIssue(f"{where}.expands", message))
+        if task.for_each is None:
+            if task.as_ is not None:
+                issues.append(PlanIssue(f"{where}.as", "'as' names the element of for_each"))
+            continue
+        ref = task.for_each_ref
+        if ref is None:
+            message = f"{task.for_each!r} is not a reference ($goal.<path> or $<task>.<path>)"
+            issues.append(PlanIssue(f"{where}.for_each", message))
+        elif ref.source != GOAL and ref.source not in plan.task_map:
+            issues.append(PlanIssue(f"{where}.for_each", f"{ref}: no task {ref.source!r}"))
+        elif ref.source == task.id:
+            issues.append(PlanIssue(f"{where}.for_each", f"{ref}: a task reads itself"))
+        if task.as_ is None:
+            issues.append(PlanIssue(f"{where}.as", "for_each needs 'as', the element's name"))
+        elif task.as_ == GOAL or task.as_ in plan.task_map:
+            message = f"{task.as_!r} would hide ${task.as_}; name the element otherwise"
+            issues.append(PlanIssue(f"{where}.as", message))
+    return issues
 
 
 def _cycle_in(graph: dict[str, tuple[str, ...]]) -> list[str]:

@@ -10,16 +10,34 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from baton.domain.lifecycle import GoalStatus, TaskStatus
+from baton.domain.lifecycle import TASK_FINAL, GoalStatus, TaskStatus
 from baton.domain.plan import Plan
 
-__all__ = ["UNAVAILABLE", "GoalState", "Outcome", "OutcomeKind", "TaskState", "Usage"]
+__all__ = [
+    "UNAVAILABLE",
+    "GoalState",
+    "Outcome",
+    "OutcomeKind",
+    "TaskState",
+    "Usage",
+    "parent_of",
+]
 
 # Statuses after which a task's output will never arrive: its dependants are skipped.
 UNAVAILABLE: frozenset[TaskStatus] = frozenset({"abandoned", "skipped", "failed", "cancelled"})
 
 # How an attempt ended, as observed: an agent returned, raised or timed out, or a human answered.
 OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
+
+
+def parent_of(task_id: str) -> str | None:
+    """The planner or map that added a task at run time, read off its id (`plan/search` was
+    added by `plan`, `search[3]` by `search`); None for a task of the plan file, whose ids
+    can hold neither `/` nor `[`."""
+    if task_id.endswith("]"):
+        return task_id[: task_id.rindex("[")]
+    cut = task_id.rfind("/")
+    return task_id[:cut] if cut > 0 else None
 
 
 @dataclass
@@ -88,6 +106,19 @@ class GoalState:
     resume_requested: bool = False
     forked_from: str | None = None
 
+    # Decomposition (baton.domain.expansion): planners and maps that run as the tasks they
+    # added, each `running` until the last of its children ends; they hold no worker slot.
+    joining: set[str] = field(default_factory=set)
+    children: dict[str, tuple[str, ...]] = field(default_factory=dict)  # parent -> tasks added
+    open_children: dict[str, int] = field(default_factory=dict)  # children not yet finished
+    fragment_outputs: dict[str, Any] = field(default_factory=dict)  # planner -> output binding
+    plan_file: Plan | None = None  # the plan as started, once `plan` holds added tasks too
+
+    @property
+    def started_plan(self) -> Plan:
+        """The plan the goal started with (what `load_goal_plan` loads), without added tasks."""
+        return self.plan_file if self.plan_file is not None else self.plan
+
     # Indexes folded along with the statuses, so that `decide` looks only at the tasks that can
     # change instead of scanning the plan after every observation (replay calls it per event).
     by_status: dict[TaskStatus, set[str]] = field(default_factory=dict)
@@ -138,6 +169,12 @@ class GoalState:
             self.candidates.update(
                 dep for dep in self.plan.dependants.get(task.id, ()) if dep in self.pending_ids
             )
+        if status != "running":
+            self.joining.discard(task.id)
+        if status in TASK_FINAL and self.open_children:
+            parent = parent_of(task.id)
+            if parent in self.open_children:
+                self.open_children[parent] -= 1
 
     def set_outcome(self, task: TaskState, outcome: Outcome | None) -> None:
         """Assign what an attempt produced (or clear it) and keep `judgeable` in step."""
@@ -153,7 +190,7 @@ class GoalState:
 
     @property
     def in_flight(self) -> int:
-        return len(self.by_status.get("running", ()))
+        return len(self.by_status.get("running", ())) - len(self.joining)
 
     @property
     def reserved(self) -> Usage:

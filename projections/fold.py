@@ -130,29 +130,33 @@ class ViewFold:
         goal["tasks_pending"] = len(tasks)
         self.goals[goal_id] = goal
         for index, spec in enumerate(tasks):
-            key = (goal_id, spec["id"])
-            self.tasks[key] = {
-                "goal_id": goal_id,
-                "task_id": spec["id"],
-                "plan_index": index,
-                "agent": spec["agent"],
-                "status": "pending",
-                "attempts": 0,
-                "last_error": None,
-                "last_reason": None,
-                "last_rule": None,
-                "updated_at": at,
-                "status_since": at,
-                "duration_ms": 0.0,
-                "tokens": 0,
-                "cost_usd": 0.0,
-                "attempt_in_flight": None,
-                "last_outcome": None,
-                "waiting_for": None,
-                "question": None,
-                "approval_input": None,
-            }
-            self.dirty_tasks.add(key)
+            self.add_task(goal_id, spec["id"], index, spec["agent"], at)
+
+    def add_task(self, goal_id: str, task_id: str, index: int, agent: str, at: datetime) -> None:
+        """A task row: one per task of the plan, and per task a planner or a map added."""
+        key = (goal_id, task_id)
+        self.tasks[key] = {
+            "goal_id": goal_id,
+            "task_id": task_id,
+            "plan_index": index,
+            "agent": agent,
+            "status": "pending",
+            "attempts": 0,
+            "last_error": None,
+            "last_reason": None,
+            "last_rule": None,
+            "updated_at": at,
+            "status_since": at,
+            "duration_ms": 0.0,
+            "tokens": 0,
+            "cost_usd": 0.0,
+            "attempt_in_flight": None,
+            "last_outcome": None,
+            "waiting_for": None,
+            "question": None,
+            "approval_input": None,
+        }
+        self.dirty_tasks.add(key)
 
     def _move_task(self, goal: Row, task: Row, event: str, at: datetime, position: int) -> None:
         source = task["status"]
@@ -320,6 +324,25 @@ def _completed(fold: ViewFold, event: Any, goal: Row, task: Any, position: int) 
     goal["output"] = event.output
 
 
+def _added(fold: ViewFold, goal: Row, added: list[tuple[str, str]], at: datetime) -> None:
+    """Rows for the tasks a planner or a map added, numbered after the goal's others."""
+    for task_id, agent in added:
+        fold.add_task(goal["goal_id"], task_id, goal["tasks"], agent, at)
+        goal["tasks"] += 1
+        goal["tasks_pending"] += 1
+
+
+def _plan_extended(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    agents = [spec["agent"] for spec in event.fragment["tasks"]]
+    _added(fold, goal, list(zip(event.added, agents, strict=True)), event.timestamp)
+    task["attempt_in_flight"] = None
+
+
+def _map_expanded(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    instances = [(f"{event.task}[{index}]", task["agent"]) for index in range(event.width)]
+    _added(fold, goal, instances, event.timestamp)
+
+
 _HANDLERS: dict[str, Handler] = {
     "TaskDispatched": _dispatched,
     "AgentReturned": _returned,
@@ -340,4 +363,6 @@ _HANDLERS: dict[str, Handler] = {
     "TaskSkipped": _task_ended,
     "TaskCancelled": _task_ended,
     "GoalCompleted": _completed,
+    "PlanExtended": _plan_extended,
+    "MapExpanded": _map_expanded,
 }

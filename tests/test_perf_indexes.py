@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from baton.domain.goal import Goal
+from baton.domain.lifecycle import TASK_FINAL
 from baton.domain.state import GoalState
 from baton.history.runfile import read_run
 
@@ -33,7 +34,12 @@ def _scanned(state: GoalState) -> dict[str, Any]:
             t.id: sum(state.tasks[dep].status != "succeeded" for dep in state.plan.deps[t.id])
             for t in tasks
         },
-        "in_flight": sum(t.status == "running" for t in tasks),
+        # a planner or map running as the tasks it added holds no slot
+        "in_flight": sum(t.status == "running" and t.id not in state.children for t in tasks),
+        "open_children": {
+            parent: sum(state.tasks[c].status not in TASK_FINAL for c in children)
+            for parent, children in state.children.items()
+        },
     }
 
 
@@ -44,6 +50,7 @@ def _indexed(state: GoalState) -> dict[str, Any]:
         "judgeable": state.judgeable,
         "unmet": state.unmet,
         "in_flight": state.in_flight,
+        "open_children": state.open_children,
     }
 
 

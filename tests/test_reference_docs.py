@@ -21,8 +21,8 @@ from baton.domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
 RULE_ID = re.compile(
-    r"^(dag|validation|retry|on_failure|budget|side_effects|human|escalation|goal|output"
-    r"|clarification|approval)\.[a-z_]+$"
+    r"^(dag|validation|retry|on_failure|budget|side_effects|human|escalation|goal|output|expands"
+    r"|map|clarification|approval)\.[a-z_]+$"
 )
 
 

@@ -40,7 +40,7 @@ def load_plan(
         path = os.fspath(plan)
         return prepare_plan(read_plan_data(path), source=path, agents=agents)
     if isinstance(plan, Plan):
-        data = plan.model_dump(mode="json", exclude_unset=True)
+        data = plan.model_dump(mode="json", exclude_unset=True, by_alias=True)
     elif isinstance(plan, BaseModel):
         data = plan.model_dump(mode="json")
     elif isinstance(plan, Mapping):

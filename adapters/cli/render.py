@@ -15,6 +15,7 @@ from rich.table import Table
 from baton.api.results import GoalResult
 from baton.domain.goal import Goal
 from baton.domain.plan import Plan
+from baton.domain.state import parent_of
 
 __all__ = [
     "STATUS_STYLE",
@@ -141,8 +142,15 @@ def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:
 
 
 def render_graph(plan: Plan, statuses: Mapping[str, str] | None, fmt: str) -> str:
-    """The task DAG in Mermaid or DOT, annotated with statuses when a goal is given."""
+    """The task DAG in Mermaid or DOT, annotated with statuses when a goal is given. A goal's
+    graph holds the tasks its planners and maps added, each joined to the task that added it by
+    a dashed `added` edge."""
     edges = [(dep, tid) for tid in plan.order for dep in plan.deps[tid]]
+    added = [(parent, tid) for tid in plan.order if (parent := parent_of(tid)) is not None]
+
+    def node(tid: str) -> str:
+        # `plan/x` and `search[3]` are no Mermaid ids: an added task is named by its position.
+        return tid if parent_of(tid) is None else f"_added_{plan.index[tid]}"
 
     def label(tid: str) -> str:
         # Agent names are free text: keep quotes from closing the label in either format.
@@ -162,13 +170,15 @@ def render_graph(plan: Plan, statuses: Mapping[str, str] | None, fmt: str) -> st
                 fill = f', style=filled, fillcolor="{colour}"'
             lines.append(f'  "{tid}" [label="{label(tid)}"{fill}];')
         lines += [f'  "{a}" -> "{b}";' for a, b in edges]
+        lines += [f'  "{a}" -> "{b}" [style=dashed, label="added"];' for a, b in added]
         lines.append("}")
         return "\n".join(lines)
     lines = ["flowchart LR"]
     for tid in plan.order:
         text = label(tid).replace("\\n", "<br/>")
-        lines.append(f'  {tid}["{text}"]')
-    lines += [f"  {a} --> {b}" for a, b in edges]
+        lines.append(f'  {node(tid)}["{text}"]')
+    lines += [f"  {node(a)} --> {node(b)}" for a, b in edges]
+    lines += [f"  {node(a)} -.->|added| {node(b)}" for a, b in added]
     if statuses:
         classes = {"succeeded": "fill:#c8f7c5", "failed": "fill:#f7c5c5",
                    "escalated": "fill:#f7ecc5", "running": "fill:#c5e3f7",
@@ -178,5 +188,5 @@ def render_graph(plan: Plan, statuses: Mapping[str, str] | None, fmt: str) -> st
             lines.append(f"  classDef {status} {css}")
         for tid in plan.order:
             if statuses[tid] in classes:
-                lines.append(f"  class {tid} {statuses[tid]}")
+                lines.append(f"  class {node(tid)} {statuses[tid]}")
     return "\n".join(lines)

@@ -27,12 +27,13 @@ def llm_agent_names(loaded: LoadedPlan) -> list[str]:
 class LiveAgents:
     def __init__(self, loaded: LoadedPlan) -> None:
         self.loaded = loaded
+        self.plan = loaded.plan  # the goal's as re-execution goes, with the tasks it added
 
     def call(
         self, task: str, attempt: int, agent_input: BaseModel,
         idempotency_key: str | None = None, context: BaseModel | None = None,
     ) -> Any:
-        spec = self.loaded.plan.task_map[task]
+        spec = self.plan.task_map[task]
         agent = self.loaded.agents[spec.agent]
         kwargs: dict[str, Any] = {}
         if idempotency_key:

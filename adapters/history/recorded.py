@@ -36,6 +36,7 @@ from baton.domain.history import (
     started_event,
     to_json,
 )
+from baton.domain.plan import Plan
 from baton.domain.replay import Divergence, ReplayResult, compare_events
 from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, CallOutcome, Observer
 from baton.runtime.loading import LoadedPlan
@@ -136,20 +137,23 @@ class _Reexecution:
             # recording, so there is nothing to call the double with.)
             fields = self._call(goal, fields)
         elif kind == "HumanResolved" and fields["action"] == "output":
-            spec = self.loaded.plan.task_map[fields["task"]]
+            spec = goal.state.plan.task_map[fields["task"]]
             model = self.loaded.contracts[spec.agent].output_model
             fields["output"] = model.model_validate(fields["output"]).model_dump(mode="json")
         return fields
 
     def _call(self, goal: Goal, recorded: dict[str, Any]) -> dict[str, Any]:
         task_id, attempt = recorded["task"], recorded["attempt"]
-        spec = self.loaded.plan.task_map[task_id]
+        spec = goal.state.plan.task_map[task_id]
         contract = self.loaded.contracts[spec.agent]
         agent_input, errors = build_input(goal.state, spec, contract)
         if agent_input is None:
             raise ValueError(f"task {task_id}: input no longer builds: {errors}")
         key = goal.state.tasks[task_id].idempotency_key if contract.takes_idempotency_key else None
         duration = recorded.get("duration_ms", 0.0)
+        self.observer.plan = goal.state.plan  # with the tasks planners and maps added
+        if isinstance(getattr(self.agents, "plan", None), Plan):
+            setattr(self.agents, "plan", goal.state.plan)  # noqa: B010 (LiveAgents has one)
         try:
             context = context_for(contract, goal.state, task_id, attempt)
             result = self.agents.call(task_id, attempt, agent_input, key, context)

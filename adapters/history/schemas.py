@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model
 
 from baton.domain.contracts import AgentContract
+from baton.domain.expansion import PlanContracts
 
 __all__ = ["SchemaError", "contracts_from_schemas", "model_from_schema", "recorded_schemas"]
 
@@ -43,7 +44,15 @@ def recorded_schemas(
             for name, contract in sorted(contracts.items())
         },
         "input": None if input_model is None else input_model.model_json_schema(),
-    }
+    } | _results_schemas(contracts)
+
+
+def _results_schemas(contracts: dict[str, AgentContract]) -> dict[str, Any]:
+    """Planners' `expands.result` models, by `module:Model` (only in plans that have some)."""
+    results: dict[str, type[BaseModel]] = getattr(contracts, "results", {})
+    if not results:
+        return {}
+    return {"results": {path: model.model_json_schema() for path, model in sorted(results.items())}}
 
 
 def contracts_from_schemas(schemas: dict[str, Any]) -> dict[str, AgentContract]:
@@ -58,7 +67,17 @@ def contracts_from_schemas(schemas: dict[str, Any]) -> dict[str, AgentContract]:
             )
         except (KeyError, TypeError, SchemaError) as exc:
             raise SchemaError(f"agent {name!r}: recorded schema unusable: {exc}") from None
-    return contracts
+    results: dict[str, type[BaseModel]] = {}
+    for path, schema in (schemas.get("results") or {}).items():
+        try:
+            results[path] = model_from_schema(schema)
+        except (TypeError, SchemaError) as exc:
+            raise SchemaError(f"expands.result {path!r}: recorded schema unusable: {exc}") from None
+    try:  # what a fragment's `$goal` bindings are checked against; unknown types pass
+        input_model = model_from_schema(schemas["input"]) if schemas.get("input") else None
+    except (TypeError, SchemaError):
+        input_model = None
+    return PlanContracts(contracts, input_model=input_model, results=results)
 
 
 def model_from_schema(schema: dict[str, Any]) -> type[BaseModel]:

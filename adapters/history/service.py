@@ -16,7 +16,7 @@ from baton.domain.audit import timeline
 from baton.domain.contracts import Contracts
 from baton.domain.errors import PlanError
 from baton.domain.goal import GoalEvent
-from baton.domain.history import started_event
+from baton.domain.history import kind_of, started_event
 from baton.domain.replay import ReplayResult, replay
 from baton.domain.whatif import WhatIfResult, what_if
 from baton.history.recorded import reexecute
@@ -66,10 +66,17 @@ def audit_history(history: History, *, task: str | None = None) -> dict[str, Any
     """The decision timeline (docs/reference.md, `audit --json`), or one task's part of it."""
     started = started_event(history.events)
     task_ids = [spec.get("id") for spec in started.plan.get("tasks", [])]
-    if task is not None and task not in task_ids:
+    if task is not None and task not in task_ids and not _added_task(history, task):
         known = ", ".join(str(tid) for tid in task_ids)
         raise CommandError(f"--task {task}: goal {history.goal_id} has no such task ({known})")
     return timeline(history.events, task=task)
+
+
+def _added_task(history: History, task: str) -> bool:
+    """Did the run add this task (a fragment's, a map instance)?"""
+    return any(task in getattr(event, "added", ()) or (
+        kind_of(event) == "MapExpanded" and task.startswith(getattr(event, "task", "") + "[")
+    ) for event in history.events)
 
 
 def replay_contracts(history: History, *, no_code: bool = False) -> tuple[Contracts, str | None]:

@@ -91,6 +91,9 @@ class Observer:
         self, loaded: LoadedPlan | None = None, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     ) -> None:
         self.loaded = loaded
+        # The goal's plan as it now is, with the tasks planners and maps added (set by whoever
+        # drives the goal); the plan file's own otherwise.
+        self.plan = loaded.plan if loaded is not None else None
         self.max_output_bytes = max_output_bytes
         # Does any contract type a secret? If none does, masking is the identity: skip it.
         self._redacts = loaded is not None and any(
@@ -122,7 +125,7 @@ class Observer:
     def _returned(self, outcome: CallOutcome, fields: dict[str, Any]) -> Completion:
         output, usage, error = to_recordable(outcome.returned, max_bytes=self.max_output_bytes)
         if self._redacts and self.loaded is not None:  # never a secret in clear
-            plan, contracts = self.loaded.plan, self.loaded.contracts
+            plan, contracts = self.plan or self.loaded.plan, self.loaded.contracts
             output = redact_output(plan, contracts, outcome.task, output)
         fields["output"] = output
         fields["duration_ms"] = outcome.duration_ms
@@ -133,10 +136,9 @@ class Observer:
         return Completion(outcome.task, outcome.attempt, "AgentReturned", fields)
 
     def _timeout_s(self, task_id: str) -> float:
-        if self.loaded is None:
+        if self.plan is None:
             return 0.0
-        plan = self.loaded.plan
-        return plan.timeout_for(plan.task_map[task_id]) or 0.0
+        return self.plan.timeout_for(self.plan.task_map[task_id]) or 0.0
 
 
 def _message(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from baton.domain.attempts import AttemptContext
 from baton.domain.contract_check import check_contracts
 from baton.domain.contracts import AgentContract, validation_errors
 from baton.domain.errors import InputError, PlanError, PlanIssue
+from baton.domain.expansion import PlanContracts
 from baton.domain.json_values import MAX_DEPTH, json_problem
 from baton.domain.plan import LlmDeclaration, Plan, parse_plan
 from baton.domain.references import GOAL
@@ -288,8 +289,8 @@ def prepare_plan(
         raise PlanError(early + binding_issues, source=source)
     issues: list[PlanIssue] = early + plan.graph_issues()  # reported with the contract issues
     loaded_agents: dict[str, Callable[..., Any]] = {}
-    contracts: dict[str, AgentContract] = {}
-    used = {task.agent for task in plan.tasks}
+    contracts = PlanContracts()
+    used = {task.agent for task in plan.tasks} | expansion_agents(plan)
     for name, target in plan.agents.items():
         if name not in used:
             continue  # allowlisted but unused: nothing to import
@@ -313,6 +314,8 @@ def prepare_plan(
                 input_model = candidate
             else:
                 issues.append(PlanIssue("input", f"{plan.input}: is not a pydantic model"))
+    contracts.input_model = input_model
+    issues += _load_results(plan, contracts)
     issues += check_contracts(plan, contracts, input_model=input_model)
     issues += [
         PlanIssue(f"tasks[{task.id}].isolation", "process isolation is for sync agents; an "
@@ -324,6 +327,36 @@ def prepare_plan(
     if issues:
         raise PlanError(issues, source=source)
     return LoadedPlan(plan, contracts, loaded_agents, input_model)
+
+
+def expansion_agents(plan: Plan) -> set[str]:
+    """Agents a planner's fragment may use: loaded (and their contracts recorded) up front, so
+    a fragment is checked against them before anything of it runs."""
+    agents: set[str] = set()
+    for task in plan.tasks:
+        if task.expands is not None:
+            allowed = task.expands.may_use
+            agents.update(allowed if allowed is not None else plan.agents)
+    return agents
+
+
+def _load_results(plan: Plan, contracts: PlanContracts) -> list[PlanIssue]:
+    """Import each planner's `expands.result` model into `contracts.results`."""
+    issues: list[PlanIssue] = []
+    for task in plan.tasks:
+        if task.expands is None or task.expands.result in contracts.results:
+            continue
+        where = f"tasks[{task.id}].expands.result"
+        try:
+            model = import_object(task.expands.result)
+        except Exception as exc:
+            issues.append(PlanIssue(where, f"{task.expands.result}: {_short(exc)}"))
+            continue
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            contracts.results[task.expands.result] = model
+        else:
+            issues.append(PlanIssue(where, f"{task.expands.result}: is not a pydantic model"))
+    return issues
 
 
 def load_plan_file(path: str) -> LoadedPlan:

@@ -237,7 +237,8 @@ class Runner:
         recorded by another process (a human's retry during the run) is executed too; the input
         `decide` built for one of our own dispatches is used as it is, any other is built again.
         """
-        plan = self.loaded.plan
+        plan = goal.state.plan  # with the tasks planners and maps added
+        self.observer.plan = plan
         prepared = {
             (decision.fields["task"], decision.fields["attempt"]): decision.prepared
             for decision in decided

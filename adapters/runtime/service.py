@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from baton.domain.contracts import judge_output, validation_errors
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError
+from baton.domain.expansion import judging_contract
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import fork_goal
 from baton.domain.lifecycle import GOAL_FINAL
@@ -167,7 +168,7 @@ def submit_goal(
 
 def load_goal_plan(goal: Goal) -> LoadedPlan:
     """The goal's own recorded plan, with its agents imported again from today's code."""
-    data = goal.state.plan.model_dump(mode="json", exclude_unset=True)
+    data = goal.state.started_plan.model_dump(mode="json", exclude_unset=True, by_alias=True)
     return prepare_plan(data, source=f"goal {goal.id} plan")
 
 
@@ -241,9 +242,14 @@ def resolve_task(
     if task.waiting_for != "approval" and action in _GATE_ACTIONS["approval"][0]:
         raise CommandError(f"goal {goal_id}: task {task_id!r} is not waiting for approval")
     loaded = load_goal_plan(goal)
+    if action == "retry" and task_id in goal.state.children:
+        raise CommandError(
+            f"goal {goal_id}: planner {task_id!r} already added its fragment's tasks; supply its "
+            "result with --output, or --abandon it"
+        )
     if action == "output":
-        spec = loaded.plan.task_map[task_id]
-        contract = loaded.contracts[spec.agent]
+        spec = goal.state.plan.task_map[task_id]
+        contract = judging_contract(goal.state, loaded.contracts, spec)
         try:
             output = contract.output_model.model_validate(output).model_dump(mode="json")
         except ValidationError as exc:

@@ -236,8 +236,10 @@ class Worker:
         return goal, (max(0.0, min(dues)) if dues else None)
 
     def _plan(self, goal: Goal) -> LoadedPlan:
-        key = json.dumps(goal.state.plan.model_dump(mode="json", exclude_unset=True),
-                         sort_keys=True)
+        started = goal.state.started_plan
+        key = json.dumps(
+            started.model_dump(mode="json", exclude_unset=True, by_alias=True), sort_keys=True
+        )
         loaded = self.plans.get(key)
         if loaded is None:
             loaded = self.plans[key] = load_goal_plan(goal)
@@ -278,7 +280,7 @@ class Worker:
         if not self.stopping.is_set():
             return False
         goal = self.store.get(goal_id)
-        plan = runner.loaded.plan
+        plan = goal.state.plan
         return not any(
             task.in_flight is not None and task.outcome is None
             and plan.task_map[task.id].side_effects == "unsafe"

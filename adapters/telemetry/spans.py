@@ -20,6 +20,7 @@ from typing import Any
 
 from baton.domain.goal import GoalEvent
 from baton.domain.history import jsonable, kind_of
+from baton.domain.state import parent_of
 
 __all__ = [
     "SpanEvent",
@@ -141,6 +142,15 @@ class SpanProjector:
             return
         assert self.goal_id is not None, "a history starts with Started"
         task = fields.get("task")
+        if kind == "PlanExtended":  # the tasks a planner added: agents from its fragment
+            for task_id, spec in zip(fields["added"], fields["fragment"]["tasks"], strict=True):
+                self._agents[task_id] = spec["agent"]
+                self._side_effects[task_id] = spec.get("side_effects", "none")
+        elif kind == "MapExpanded":  # a map's instances: its agent and side effects
+            map_id = str(task)
+            for index in range(fields["width"]):
+                self._agents[f"{map_id}[{index}]"] = self._agents[map_id]
+                self._side_effects[f"{map_id}[{index}]"] = self._side_effects[map_id]
         if kind in _ATTEMPT_OBSERVATIONS:
             self._observed(event, kind, at)
         elif kind in _ATTEMPT_DECISIONS:
@@ -188,8 +198,12 @@ class SpanProjector:
         span_id = task_span_id(self.goal_id, task)
         span = self.spans.get(span_id)
         if span is None:
+            # A task a planner or a map added is a child of the task that added it.
+            parent = parent_of(task)
+            parent_id = (goal_span_id(self.goal_id) if parent is None
+                         else self._task_span(parent, at).span_id)
             span = SpanRecord(
-                f"task {task}", span_id, goal_span_id(self.goal_id), at,
+                f"task {task}", span_id, parent_id, at,
                 attributes={
                     "baton.task": task,
                     "gen_ai.agent.name": self._agents[task],

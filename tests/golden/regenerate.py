@@ -52,6 +52,38 @@ def _crashed(url: str, workdir: Path) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+# Decomposition: a rejected fragment retried, an accepted one, a map with an abandoned element.
+DECOMPOSED_PLAN = {
+    "version": 1, "name": "decomposed",
+    "agents": {"planner": "tests.decompose_agents:planner", "upper": "tests.agents:upper",
+               "fails_on_x": "tests.decompose_agents:fails_on_x",
+               "collect": "tests.decompose_agents:collect"},
+    "tasks": [
+        {"id": "plan", "agent": "planner", "input": {"fragments": "$goal.fragments"},
+         "expands": {"result": "tests.decompose_agents:Outline", "may_use": ["upper"]},
+         "retry": {"max_attempts": 2, "backoff_s": 0}},
+        {"id": "each", "agent": "fails_on_x", "for_each": "$plan.items", "as": "item",
+         "input": {"text": "$item"}, "on_failure": "abandon", "retry": {"max_attempts": 1}},
+        {"id": "all", "agent": "collect", "input": {"texts": "$each"}},
+    ],
+    "output": {"summary": "$plan.summary"},
+}
+DECOMPOSED_INPUT = {"fragments": [
+    {"tasks": [{"id": "a", "agent": "collect", "input": {"texts": []}}],
+     "output": {"items": [], "summary": "$a.text"}},
+    {"tasks": [{"id": "a", "agent": "upper", "input": {"text": "$goal.text"}}],
+     "output": {"items": ["p", "x", "q"], "summary": "$a.text"}},
+], "text": "go"}
+
+
+def _decomposed(store: BatonStore) -> None:
+    _export(store, run(store, DECOMPOSED_PLAN, DECOMPOSED_INPUT, goal_id="decomposed",
+                       concurrency=1).id, "decomposed")
+    research = load_plan_file(str(ROOT / "examples/research/plan.yaml"))
+    question = json.loads((ROOT / "examples/research/question.json").read_text())
+    _export(store, start_goal(store, research, question, goal_id="research").id, "research")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/golden.db"
@@ -76,6 +108,7 @@ def main() -> None:
         }
         _export(store, run(store, secret_plan, {"user": "ada", "api_key": SECRET},
                            goal_id="secrets").id, "secrets")
+        _decomposed(store)
         store.close()
         _crashed(url, Path(tmp))
         store = open_store(url)

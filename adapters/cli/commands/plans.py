@@ -12,7 +12,6 @@ from baton.cli.commands.common import store_from
 from baton.cli.render import render_graph
 from baton.domain.errors import PlanError, one_line
 from baton.runtime.loading import load_plan_file
-from baton.runtime.service import load_goal_plan
 
 __all__ = ["register"]
 
@@ -53,7 +52,7 @@ def _graph(args: argparse.Namespace) -> int:
     else:
         store = store_from(args)
         goal = store.get(args.target)
-        plan = load_goal_plan(goal).plan
+        plan = goal.state.plan  # with the tasks planners and maps added, drawn from `parent`
         statuses = {tid: task.status for tid, task in goal.state.tasks.items()}
     print(render_graph(plan, statuses, args.format))
     return exits.OK
