@@ -2,17 +2,20 @@
 
 An agent that declares a keyword parameter `attempt` receives an `AttemptContext`: which attempt
 this is and why the previous one was refused (validation errors, low confidence, the error it
-raised). Everything in it is read from recorded events, so re-execution hands an agent exactly
-what the live run handed it. The LLM adapter turns `previous_errors` into a re-ask.
+raised). `decide` builds it when it dispatches and records it with the dispatch
+(`TaskDispatched.attempt_context`), so the audit shows what the agent was told and re-execution
+hands an agent exactly what the live run handed it. The LLM adapter turns `previous_errors` into
+a re-ask.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from baton.domain.contracts import AgentContract
 from baton.domain.state import GoalState
 
-__all__ = ["AttemptContext", "attempt_context"]
+__all__ = ["AttemptContext", "attempt_context", "context_for"]
 
 
 class AttemptContext(BaseModel):
@@ -25,21 +28,38 @@ class AttemptContext(BaseModel):
     tokens_left: int | None = None
 
 
-def attempt_context(state: GoalState, task_id: str, number: int) -> AttemptContext:
+def attempt_context(
+    state: GoalState, task_id: str, number: int, *, held: int = 0
+) -> AttemptContext:
     """The context of attempt `number` of a task, from the goal's state when it is dispatched:
-    the previous rejection (none for the first attempt) and the tokens the budget leaves it."""
+    the previous rejection (none for the first attempt) and the tokens the budget leaves it.
+    `held`: tokens reserved by dispatches decided in the same batch but not yet recorded."""
     task = state.tasks[task_id]
     errors = [task.last_error] if number > 1 and task.last_error else []
     return AttemptContext(
-        number=number, previous_errors=errors, tokens_left=_tokens_left(state, task_id)
+        number=number, previous_errors=errors, tokens_left=_tokens_left(state, task_id, held)
     )
 
 
-def _tokens_left(state: GoalState, task_id: str) -> int | None:
+def context_for(
+    contract: AgentContract, state: GoalState, task_id: str, number: int
+) -> BaseModel | None:
+    """What an agent that declares `attempt` is handed (None when it declares none), in the
+    model it annotated the parameter with; live runs and re-execution both call this."""
+    if not contract.takes_attempt:
+        return None
+    task = state.tasks[task_id]
+    recorded = task.attempt_context if task.attempts == number else None
+    if recorded is None:  # dispatched before Baton recorded the context: derived as it was then
+        recorded = attempt_context(state, task_id, number).model_dump(mode="json")
+    return (contract.attempt_model or AttemptContext).model_validate(recorded)
+
+
+def _tokens_left(state: GoalState, task_id: str, held: int) -> int | None:
     """The cap, less what was spent and what other running attempts hold in reservation."""
     cap = state.plan.budget.max_tokens
     if cap is None:
         return None
     own = state.tasks[task_id].reserved
-    held = state.reserved.tokens - (own.tokens if own is not None else 0)
+    held += state.reserved.tokens - (own.tokens if own is not None else 0)
     return max(0, cap - state.used.tokens - held)

@@ -44,6 +44,9 @@ class AgentContract:
     takes_idempotency_key: bool = False
     is_async: bool = False
     takes_attempt: bool = False  # a keyword parameter `attempt` (baton.domain.attempts)
+    # The model `attempt` is annotated with when it is not Baton's AttemptContext: the agent
+    # gets the same fields in its own model.
+    attempt_model: type[BaseModel] | None = None
 
 
 Contracts = Mapping[str, AgentContract]  # keyed by the plan's agent name
@@ -76,10 +79,28 @@ def build_input(
         data = resolve_binding(task.bindings, state.input, state.outputs())
     except ResolveError as exc:
         return None, [str(exc)]
+    data = _with_clarifications(data, state, task, contract)
     try:
         return contract.input_model.model_validate(data), []
     except ValidationError as exc:
         return None, validation_errors(exc)
+
+
+def _with_clarifications(
+    data: Any, state: GoalState, task: TaskSpec, contract: AgentContract
+) -> Any:
+    """Every question the task asked and its answer, in the `clarifications` field of an input
+    model that declares one and a plan that does not bind it (docs/reference.md)."""
+    own = state.tasks.get(task.id)
+    if (
+        own is None
+        or not own.clarifications
+        or not isinstance(data, dict)
+        or "clarifications" in data
+        or "clarifications" not in contract.input_model.model_fields
+    ):
+        return data
+    return {**data, "clarifications": [dict(pair) for pair in own.clarifications]}
 
 
 def judge_output(raw: Any, contract: AgentContract, *, min_confidence: float | None) -> Verdict:

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
+from baton.domain.attempts import attempt_context
 from baton.domain.contracts import (
     Contracts,
     Verdict,
@@ -28,6 +29,7 @@ from baton.domain.contracts import (
 from baton.domain.decisions import (
     AttemptInterrupted,
     BudgetExhausted,
+    ClarificationRequested,
     Decision,
     GoalCancelled,
     GoalCompleted,
@@ -58,6 +60,7 @@ from baton.domain.expansion import (
     result_model,
     room_problems,
 )
+from baton.domain.gates import GATE_RESOLUTIONS, approvals, clarification_question, gate_resolution
 from baton.domain.lifecycle import GOAL_FINAL, TASK_FINAL
 from baton.domain.plan import TaskSpec
 from baton.domain.policies import (
@@ -79,7 +82,9 @@ def decide(state: GoalState, contracts: Contracts) -> list[Decision]:
         return []
     if state.cancel_requested is not None:
         return _cancel(state)
-    for phase in (_judge, _orphans, _join, _propagate, _expand_maps, _dispatch, _settle_goal):
+    for phase in (
+        _judge, _orphans, _join, _propagate, approvals, _expand_maps, _dispatch, _settle_goal
+    ):
         decisions = phase(state, contracts)
         if decisions:
             return decisions
@@ -125,6 +130,9 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
             return _after_failure(
                 state, task, spec, failure, "retry", not_before_s=outcome.retry_after_s
             )
+        question = clarification_question(outcome)
+        if question is not None:
+            return _clarify(state, task, spec, outcome.attempt, question)
         if outcome.error is not None:  # the runner could not even record the value
             errors = [outcome.error]
             rule = "validation.serialisable"
@@ -264,6 +272,8 @@ def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
         elif task.status == "escalated" and task.resolution == "abandon":
             reason = f"abandoned by {task.reason}"
             decisions.append(TaskAbandoned(task=task_id, rule="human.abandon", reason=reason))
+        elif task.status == "escalated" and task.resolution in GATE_RESOLUTIONS:
+            decisions.append(gate_resolution(task))
     return decisions
 
 
@@ -304,6 +314,9 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             return [rejected, *_after_failure(state, task, spec, failure, "no_retry")]
         attempt = task.attempts + 1
         policy = state.plan.retry_for(spec)
+        context = None
+        if contract.takes_attempt:  # before this dispatch's own estimate joins `extra`
+            context = attempt_context(state, task_id, attempt, held=extra.tokens)
         reserved = None
         if spec.estimate is not None:
             reserved = spec.estimate.model_dump()
@@ -318,6 +331,7 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             reason=f"attempt {attempt} (retry policy allows {policy.max_attempts})",
             reserved=reserved,
             policy={"max_attempts": policy.max_attempts, "concurrency": state.concurrency},
+            attempt_context=None if context is None else context.model_dump(mode="json"),
             prepared=agent_input,
         )
         decisions.append(dispatched)
@@ -358,6 +372,46 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
         )
         return [GoalSuspended(waiting_on=escalated, rule="escalation.wait", reason=reason)]
     return []
+
+
+# --- human gates (baton.domain.gates) -----------------------------------------------------------
+
+
+def _clarify(
+    state: GoalState, task: TaskState, spec: TaskSpec, attempt: int, question: str
+) -> list[Decision]:
+    """The agent asked a question: the task waits for an answer while `max_clarifications`
+    allows; a question beyond it is a rejected output, not retried (the agent would ask again),
+    and `on_failure` decides."""
+    allowed = state.plan.clarifications_for(spec)
+    asked = len(task.clarifications)
+    policy = {"max_clarifications": allowed}
+    if asked < allowed:
+        reason = f"attempt {attempt} asked ({asked + 1} of {allowed} allowed): {question}"
+        return [
+            ClarificationRequested(
+                task=task.id,
+                attempt=attempt,
+                question=question,
+                rule="clarification.asked",
+                reason=reason,
+                policy=policy,
+            )
+        ]
+    error = (
+        f"clarification: asked {question!r} after {asked} answered "
+        f"(max_clarifications {allowed})"
+    )
+    rejected = OutputRejected(
+        task=task.id,
+        attempt=attempt,
+        errors=[error],
+        rule="clarification.limit",
+        reason="output rejected: " + error,
+        policy=policy,
+    )
+    failure = "clarification.limit: " + error
+    return [rejected, *_after_failure(state, task, spec, failure, "no_retry")]
 
 
 # --- helpers ------------------------------------------------------------------------------------

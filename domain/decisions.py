@@ -21,8 +21,10 @@ from typing import Any, ClassVar
 
 __all__ = [
     "DECISION_TYPES",
+    "ApprovalRequested",
     "AttemptInterrupted",
     "BudgetExhausted",
+    "ClarificationRequested",
     "Decision",
     "GoalCancelled",
     "GoalCompleted",
@@ -104,6 +106,7 @@ class TaskDispatched(TaskDecision):
     idempotency_key: str
     reserved: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None
+    attempt_context: dict[str, Any] | None = None  # what an agent declaring `attempt` is told
 
 
 @dataclass(kw_only=True, slots=True)
@@ -174,6 +177,20 @@ class BudgetExhausted(Decision):
     policy: dict[str, Any] | None = None
 
 
+# --- human gates (baton.domain.gates) ------------------------------------------------------------
+
+
+@dataclass(kw_only=True, slots=True)
+class ClarificationRequested(TaskDecision):
+    attempt: int
+    question: str
+    policy: dict[str, Any] | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class ApprovalRequested(TaskDecision):
+    input: Any  # the input the first dispatch will send, shown to whoever approves
+    input_digest: str
 # --- decomposition (baton.domain.expansion) -----------------------------------------------------
 
 
@@ -250,6 +267,8 @@ DECISION_TYPES: dict[str, type[Decision]] = {
         GoalCompleted,
         GoalFailed,
         GoalCancelled,
+        ClarificationRequested,
+        ApprovalRequested,
         PlanExtended,
         MapExpanded,
         MapCollected,

@@ -26,6 +26,7 @@ from eventsourcing.domain import (
 
 from baton.domain.decisions import Decision
 from baton.domain.expansion import extend_with_fragment, extend_with_map
+from baton.domain.gates import escalation_kind
 from baton.domain.lifecycle import goal_target, task_target
 from baton.domain.plan import Plan
 from baton.domain.state import GoalState, Outcome, TaskState, Usage
@@ -187,7 +188,8 @@ class Goal(BaseAggregate[str]):
             goal.state.now = self.timestamp
 
     class HumanResolved(Event):
-        """A human decided an escalated task: `retry`, `abandon`, or supply an `output`."""
+        """A human decided an escalated task: `retry`, `abandon`, or supply an `output`; or a
+        task waiting for approval: `approve` or `reject` (baton.domain.gates)."""
 
         task: str
         action: str
@@ -207,6 +209,8 @@ class Goal(BaseAggregate[str]):
                 if self.action == "retry":
                     task.failures = 0
                     task.granted_attempts += 1
+                elif self.action == "approve":
+                    task.approved = True
             task.reason = f"{self.by}: {self.reason}"
 
     class CancelRequested(Event):
@@ -236,7 +240,11 @@ class Goal(BaseAggregate[str]):
             task.reason = self.reason
 
     class TaskDispatched(Event):
-        """An attempt was sent to its agent: stored before the agent is called."""
+        """An attempt was sent to its agent: stored before the agent is called.
+
+        Version 2 adds `attempt_context`: the AttemptContext an agent that declares `attempt`
+        is handed (`None` for any other agent). Release 0.1 had no attempt context, so version
+        1 events upcast with `None`."""
 
         task: str
         attempt: int
@@ -246,12 +254,19 @@ class Goal(BaseAggregate[str]):
         reason: str
         reserved: dict[str, Any] | None = None
         policy: dict[str, Any] | None = None  # the settings the rule applied
+        attempt_context: dict[str, Any] | None = None
         task_event: ClassVar[str | None] = "dispatch"
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["attempt_context"] = None
 
         def apply(self, goal: Goal) -> None:
             task = _move_task(goal, self)
             task.attempts = self.attempt
             task.in_flight = self.attempt
+            task.attempt_context = self.attempt_context
             task.idempotency_key = self.idempotency_key
             if self.reserved is not None:
                 task.reserved = Usage(self.reserved["tokens"], self.reserved["cost_usd"])
@@ -364,6 +379,7 @@ class Goal(BaseAggregate[str]):
 
         def apply(self, goal: Goal) -> None:
             _end_task(goal, self)
+            goal.state.tasks[self.task].waiting_for = escalation_kind("TaskEscalated", self.rule)
 
     class TaskAbandoned(Event):
         task: str
@@ -505,6 +521,61 @@ class Goal(BaseAggregate[str]):
 
         def apply(self, goal: Goal) -> None:
             _move_goal(goal, self)
+
+    # --- human gates (baton.domain.gates) ------------------------------------------------------
+
+    class HumanAnswered(Event):
+        """A human answered the question a task asked; the task runs again with the answer."""
+
+        task: str
+        answer: str
+        by: str
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            task = _task(goal, self)
+            goal.state.now = self.timestamp
+            goal.state.resume_requested = False  # recorded by `answer`; a runner continues it
+            asked = task.question or ""
+            task.clarifications = [*task.clarifications, {"question": asked, "answer": self.answer}]
+            task.question = None
+            task.resolution = "answer"
+            task.reason = self.by
+
+    class ClarificationRequested(Event):
+        """The agent asked a question instead of answering; the task waits for `baton answer`.
+        The output is not forwarded."""
+
+        task: str
+        attempt: int
+        question: str
+        rule: str
+        reason: str
+        policy: dict[str, Any] | None = None  # the settings the rule applied
+        task_event: ClassVar[str | None] = "escalate"
+
+        def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)
+            task.reason = self.reason
+            task.waiting_for = "clarification"
+            task.question = self.question
+            _conclude_attempt(task, goal.state)
+
+    class ApprovalRequested(Event):
+        """A task with `approval: required` waits, before its first dispatch, for a human's
+        `resolve --approve|--reject`; `input` is what that dispatch will send."""
+
+        task: str
+        input: Any
+        input_digest: str
+        rule: str
+        reason: str
+        task_event: ClassVar[str | None] = "escalate"
+
+        def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)
+            task.reason = self.reason
+            task.waiting_for = "approval"
 
     # --- behaviour ----------------------------------------------------------------------------
 

@@ -129,6 +129,8 @@ class Limits(_Strict):
 class Defaults(_Strict):
     retry: RetryPolicy = RetryPolicy()
     timeout_s: float | None = Field(60.0, gt=0)
+    # How many clarification questions a task may ask (baton.domain.gates).
+    max_clarifications: int = Field(3, ge=0)
 
 
 class TaskSpec(_Strict):
@@ -145,6 +147,10 @@ class TaskSpec(_Strict):
     estimate: Estimate | None = None
     # `process`: a sync agent runs in a worker process its timeout terminates (docs/llm.md)
     isolation: Literal["thread", "process"] = "thread"
+    # Human gates (baton.domain.gates): wait for `resolve --approve|--reject` before the first
+    # dispatch; how many clarification questions the task may ask (None: the plan's default).
+    approval: Literal["required"] | None = None
+    max_clarifications: int | None = Field(None, ge=0)
     # Decomposition (baton.domain.expansion): a planner task, or a map over a list
     expands: Expands | None = None
     for_each: str | None = None  # `$source.path` of a list: one instance per element
@@ -244,6 +250,16 @@ class Plan(_Strict):
         """Tasks the goal's output reads; abandoning one of them fails the goal."""
         refs = iter_refs(self.output_binding) if self.output is not None else iter(())
         return frozenset(ref.source for ref in refs if ref.source != GOAL)
+
+    @cached_property
+    def approval_tasks(self) -> frozenset[str]:
+        """Tasks that wait for a human's approval before their first dispatch."""
+        return frozenset(task.id for task in self.tasks if task.approval == "required")
+
+    def clarifications_for(self, task: TaskSpec) -> int:
+        if task.max_clarifications is not None:
+            return task.max_clarifications
+        return self.defaults.max_clarifications
 
     def retry_for(self, task: TaskSpec) -> RetryPolicy:
         if task.retry is None:

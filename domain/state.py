@@ -74,6 +74,13 @@ class TaskState:
     granted_attempts: int = 0  # attempts a human allowed beyond an exhausted budget
     resolution: str | None = None  # a human's pending `retry` or `abandon`
     idempotency_key: str | None = None
+    # Human gates (baton.domain.gates): what an escalated task waits for (an EscalationKind),
+    # the question it asked, the questions answered so far, whether it was approved.
+    waiting_for: str | None = None
+    question: str | None = None
+    clarifications: list[dict[str, str]] = field(default_factory=list)
+    approved: bool = False
+    attempt_context: dict[str, Any] | None = None  # as recorded with the last dispatch
 
 
 @dataclass
@@ -148,6 +155,8 @@ class GoalState:
         """Assign a task's new status and keep the indexes in step (mutators only)."""
         self.by_status[task.status].discard(task.id)
         self.by_status.setdefault(status, set()).add(task.id)
+        if task.status == "escalated":
+            task.waiting_for = None  # whatever it waited for is settled once it leaves
         task.status = status
         self.candidates.discard(task.id)
         if status == "succeeded":

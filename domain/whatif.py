@@ -111,10 +111,26 @@ def _inapplicable(changed: GoalState, recorded: GoalState, event: GoalEvent) -> 
                 f"{kind} of {task_id!r} attempt {attempt} does not apply: under the changed "
                 f"plan that task is {ours.status} (attempt {ours.attempts})"
             )
-    if kind == "HumanResolved" and ours.status != "escalated":
+    if kind in ("HumanResolved", "HumanAnswered") and ours.status != "escalated":
         return (
             f"a human resolved {task_id!r}, which under the changed plan is {ours.status}, "
             "not escalated"
+        )
+    return _gate_misfit(kind, event, task_id, ours.waiting_for)
+
+
+def _gate_misfit(kind: str, event: GoalEvent, task_id: str, waiting_for: str | None) -> str | None:
+    """An answer or an approval for a task that, under the changed plan, waits for another
+    thing (baton.domain.gates)."""
+    action = getattr(event, "action", None)
+    needs = (
+        "clarification" if kind == "HumanAnswered"
+        else "approval" if action in ("approve", "reject") else None
+    )
+    if needs is not None and waiting_for != needs:
+        return (
+            f"a human's {action or 'answer'} for {task_id!r} does not apply: under the changed "
+            f"plan it waits for {waiting_for}, not {needs}"
         )
     return None
 

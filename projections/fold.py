@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from baton.domain.errors import BatonError
+from baton.domain.gates import escalation_kind
 from baton.domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
 from baton.projections.schema import AGENT_STATS, MODEL_STATS, TASK_STATUSES
 
@@ -151,6 +152,9 @@ class ViewFold:
             "cost_usd": 0.0,
             "attempt_in_flight": None,
             "last_outcome": None,
+            "waiting_for": None,
+            "question": None,
+            "approval_input": None,
         }
         self.dirty_tasks.add(key)
 
@@ -163,6 +167,8 @@ class ViewFold:
                 f"cannot {event} from {source}"
             )
         task.update(status=target, status_since=at)
+        if source == "escalated" and target != "escalated":
+            task.update(waiting_for=None, question=None, approval_input=None)
         goal[f"tasks_{source}"] -= 1
         goal[f"tasks_{target}"] += 1
 
@@ -288,7 +294,22 @@ def _interrupted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int
 
 def _escalated(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task["attempt_in_flight"] = None
+    task["waiting_for"] = escalation_kind(type(event).__name__, event.rule)
     fold.agent(task)["escalations"] += 1
+
+
+def _asked(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    _escalated(fold, event, goal, task, position)
+    task["question"] = event.question
+
+
+def _approval(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    _escalated(fold, event, goal, task, position)
+    task["approval_input"] = event.input
+
+
+def _answered(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    task["last_reason"] = f"{event.by}: answered {event.answer!r}"
 
 
 def _task_failed(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
@@ -334,6 +355,9 @@ _HANDLERS: dict[str, Handler] = {
     "RetryScheduled": _retry,
     "AttemptInterrupted": _interrupted,
     "TaskEscalated": _escalated,
+    "ClarificationRequested": _asked,
+    "ApprovalRequested": _approval,
+    "HumanAnswered": _answered,
     "TaskFailed": _task_failed,
     "TaskAbandoned": _task_ended,
     "TaskSkipped": _task_ended,

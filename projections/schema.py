@@ -23,7 +23,8 @@ __all__ = [
     "Table",
 ]
 
-VIEWS_VERSION = 2  # 2: model_stats (tokens and cost per agent and model)
+# 2: model_stats (tokens and cost per agent and model); 3: what an escalated task waits for
+VIEWS_VERSION = 3
 
 # Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).
 TASK_STATUSES: tuple[TaskStatus, ...] = (
@@ -132,6 +133,11 @@ TASK_STATUS = Table(
         _c("cost_usd", "float", "cost reported by its attempts"),
         _c("attempt_in_flight", "int", "the attempt running now, if any"),
         _c("last_outcome", "text", "returned | raised | timed_out | human: the attempt's fate"),
+        # While escalated (baton.domain.gates): why, the question asked, the input to approve.
+        _c("waiting_for", "text", "failure | low_confidence | budget | outcome_unknown | "
+           "clarification | approval, while escalated"),
+        _c("question", "text", "the clarification question waiting for an answer"),
+        _c("approval_input", "json", "the input a task waiting for approval will be sent"),
     ),
     indexes=(("status",), ("agent",)),
 )

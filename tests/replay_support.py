@@ -12,7 +12,7 @@ from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import state_summary
 from baton.domain.replay import ReplayResult, replay
 from baton.runtime.loading import prepare_plan
-from baton.runtime.service import cancel_goal, resolve_task, resume_goal
+from baton.runtime.service import answer_task, cancel_goal, resolve_task, resume_goal
 from baton.store.eventstore import BatonStore
 from tests.support import plan, run, task
 
@@ -86,12 +86,44 @@ def abandoned_then_cancelled(store: BatonStore) -> Goal:
     return cancel_goal(store, goal.id, reason="no longer needed", by="ops")
 
 
+def gated(store: BatonStore) -> Goal:
+    """A question answered, an approval granted, another refused, and an agent told why its
+    first attempt was refused (its attempt context, recorded with the dispatch)."""
+    from tests.gate_agents import reset
+
+    reset()
+    agents_ = "tests.gate_agents"
+    data = {
+        "version": 1, "name": "gated", "input": f"{agents_}:Question",
+        "agents": {name: f"{agents_}:{name}"
+                   for name in ("ask_once", "write", "publish", "picky")},
+        "tasks": [
+            {"id": "ask", "agent": "ask_once", "input": {"question": "$goal.question"}},
+            {"id": "draft", "agent": "write", "input": {"question": "$ask.text"}},
+            {"id": "publish", "agent": "publish", "input": {"text": "$draft.text"},
+             "side_effects": "unsafe", "approval": "required"},
+            {"id": "again", "agent": "publish", "input": {"text": "$draft.text"},
+             "approval": "required"},
+            {"id": "polish", "agent": "picky", "input": {"text": "$draft.text"},
+             "retry": {"backoff_s": 0, "jitter": 0}},
+        ],
+        "output": "$publish",
+    }
+    goal = run(store, data, {"question": "sales"}, goal_id="gated")
+    answer_task(store, goal.id, "ask", answer="Q1 2026", by="ana")
+    resume_goal(store, goal.id)
+    resolve_task(store, goal.id, "publish", action="approve", reason="reviewed", by="bo")
+    resolve_task(store, goal.id, "again", action="reject", reason="once is enough", by="bo")
+    return resume_goal(store, goal.id)
+
+
 SHAPES = {
     "completed": completed,
     "retried": retried,
     "failed": failed,
     "escalated": escalated,
     "cancelled": abandoned_then_cancelled,
+    "gated": gated,
 }
 
 

@@ -200,8 +200,10 @@ def test_every_error_has_one_root_and_says_what_and_where(bt: baton.Baton) -> No
         bt.run(plan, {"text": "a"}, goal_id="g")
     with pytest.raises(baton.CommandError, match="not escalated"):
         bt.resolve(done.goal_id, "double", "retry", reason="r")
-    with pytest.raises(baton.CommandError, match="not supported yet"):
+    with pytest.raises(baton.CommandError, match="not escalated"):
         bt.resolve(done.goal_id, "double", "approve", reason="r")
+    with pytest.raises(baton.CommandError, match="expected one of"):
+        bt.resolve(done.goal_id, "double", "approved", reason="r")
     with pytest.raises(baton.CommandError, match="concurrency"):
         bt.run(plan, {"text": "a"}, concurrency=0)
     with pytest.raises(baton.StoreError, match="unsupported scheme"):

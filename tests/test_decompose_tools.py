@@ -24,6 +24,17 @@ RESEARCH = str(ROOT / "examples/research/plan.yaml")
 QUESTION = (ROOT / "examples/research/question.json").read_text()
 
 
+def run_research(store_url: str, goal_id: str, *options: str) -> Any:
+    """Run the research example up to its approval gate, approve the publish, resume."""
+    waiting = baton("run", RESEARCH, "--input", QUESTION, "--goal-id", goal_id, *options,
+                    store=store_url)
+    assert waiting.code == 3, waiting.err  # publish has `approval: required`
+    approved = baton("resolve", goal_id, "publish", "--approve", "--reason", "read it",
+                     store=store_url)
+    assert approved.code == 0, approved.err
+    return baton("resume", goal_id, "--json", store=store_url)
+
+
 def research_data(**changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(Path(RESEARCH).read_text())
     data.update(changes)
@@ -74,8 +85,7 @@ def test_audit_shows_the_fragment_and_why(store_url: str) -> None:
 
 
 def test_fork_export_and_import_reproduce_added_tasks(store_url: str, tmp_path: Path) -> None:
-    ran = baton("run", RESEARCH, "--input", QUESTION, "--goal-id", "r", "--json",
-                "--concurrency", "1", store=store_url)
+    ran = run_research(store_url, "r", "--concurrency", "1")
     assert ran.code == 0, ran.err
     expected = ran.json()
     out = tmp_path / "r.jsonl"
@@ -91,6 +101,10 @@ def test_fork_export_and_import_reproduce_added_tasks(store_url: str, tmp_path: 
         forked = baton("fork", "r", "--at", str(at), "--json", store=store_url)
         assert forked.code == 0, forked.err
         fork_id = forked.json()["goal_id"]
+        waiting = baton("resume", fork_id, store=store_url)
+        assert waiting.code == 3, waiting.err  # the fork asks for its own approval
+        assert baton("resolve", fork_id, "publish", "--approve", "--reason", "ok",
+                     store=store_url).code == 0
         resumed = baton("resume", fork_id, "--json", store=store_url)
         assert resumed.code == 0, resumed.err
         assert resumed.json()["output"] == expected["output"]
@@ -99,7 +113,7 @@ def test_fork_export_and_import_reproduce_added_tasks(store_url: str, tmp_path: 
 
 def test_read_models_status_and_graph_show_added_tasks(store: BatonStore,
                                                        store_url: str) -> None:
-    ran = baton("run", RESEARCH, "--input", QUESTION, "--goal-id", "r", store=store_url)
+    ran = run_research(store_url, "r")
     assert ran.code == 0, ran.err
     summary, tasks = projected(store, lambda models: models.goal_with_tasks("r"))
     rows = {row["task_id"]: row for row in tasks}
@@ -146,6 +160,9 @@ def test_the_python_api_runs_planners_and_maps(store_url: str) -> None:
 
     with baton.Baton(store_url) as bt:
         result = bt.run(baton.load_plan(RESEARCH), {"question": "Tides and moons"})
+        assert result.tasks["publish"].waiting_for == "approval"
+        bt.resolve(result.goal_id, "publish", "approve", reason="read it")
+        result = bt.resume(result.goal_id)
         assert result.status == "completed"
         assert result.tasks["search[1]"].status == "succeeded"
         assert result.tasks["plan/scope"].status == "succeeded"

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
 RULE_ID = re.compile(
     r"^(dag|validation|retry|on_failure|budget|side_effects|human|escalation|goal|output|expands"
-    r"|map)\.[a-z_]+$"
+    r"|map|clarification|approval)\.[a-z_]+$"
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from baton.domain.goal import OBSERVATION_KINDS
 from baton.domain.plan import Plan
 from baton.store.eventstore import BatonStore
 from tests import agents
@@ -36,8 +37,7 @@ def test_goals_of_every_shape_replay_ok(store: BatonStore, shape: str) -> None:
     assert result.events == goal.version
     assert result.decisions == sum(
         1 for k in kinds(store, goal.id)
-        if k not in ("Started", "AgentReturned", "AgentRaised", "AgentTimedOut", "ClockTicked",
-                     "HumanResolved", "RunResumed", "CancelRequested")
+        if k not in OBSERVATION_KINDS
     )
     assert result.state.status == goal.state.status
     assert result.state.output == goal.state.output

@@ -22,7 +22,7 @@ DECIDE = importlib.import_module("baton.domain.decide")
 def test_there_are_goldens_of_every_shape() -> None:
     names = {path.stem for path in GOLDEN}
     assert {"completed", "retried", "failed", "escalated", "cancelled", "crashed", "travel",
-            "secrets", "decomposed", "research"} <= names
+            "secrets", "decomposed", "research", "gated"} <= names
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)

@@ -131,7 +131,7 @@ def test_resolve_form_checks_its_input(client: TestClient) -> None:
         ("berlin", "price"), ("human", "a")]
     cases = {
         "a reason is required": {"action": "retry", "reason": " "},
-        "action must be one of retry, abandon, output, not 'explode'": {
+        "action must be one of retry, abandon, output, approve, reject, not 'explode'": {
             "action": "explode", "reason": "r"},
         "output is not valid JSON: Expecting property name enclosed in double quotes at line 1": {
             "action": "output", "output": "{nope", "reason": "r"},

@@ -130,6 +130,11 @@ class AsyncBaton:
             goal_id, task, action, output=output, reason=reason, by=by
         ))
 
+    async def answer(
+        self, goal_id: str, task: str, answer: str, *, by: str | None = None
+    ) -> GoalResult:
+        return await _in_thread(lambda: self._baton.answer(goal_id, task, answer, by=by))
+
     async def cancel(self, goal_id: str, *, reason: str, by: str | None = None) -> GoalResult:
         return await _in_thread(lambda: self._baton.cancel(goal_id, reason=reason, by=by))
 

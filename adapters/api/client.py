@@ -142,15 +142,25 @@ class Baton:
         by: str | None = None,
     ) -> GoalResult:
         """A human's decision on an escalated task: `"retry"`, `"abandon"`, or `"output"` (with
-        `output`, validated against the task's output contract). Recorded with `by` (default
-        $BATON_USER, then the login name) and `reason`; `resume` then drives the goal on.
-        `"approve"` / `"reject"` come with approval gates and raise `CommandError` for now."""
+        `output`, validated against the task's output contract); on a task waiting for approval,
+        `"approve"` or `"reject"`. Recorded with `by` (default $BATON_USER, then the login name)
+        and `reason`; `resume` then drives the goal on."""
         if isinstance(output, BaseModel):
             output = output.model_dump(mode="json")
         with self._writing():
             goal = service.resolve_task(
                 self.store, goal_id, task, action=action, reason=reason, by=service.who(by),
                 output=output,
+            )
+        return GoalResult.of_goal(goal)
+
+    def answer(self, goal_id: str, task: str, answer: str, *, by: str | None = None) -> GoalResult:
+        """Answer the question a task asked (its output's `clarification`); recorded with `by`,
+        and the task runs again with every question and answer when the goal is resumed.
+        `CommandError` when the task has no question waiting."""
+        with self._writing():
+            goal = service.answer_task(
+                self.store, goal_id, task, answer=answer, by=service.who(by)
             )
         return GoalResult.of_goal(goal)
 

@@ -15,10 +15,22 @@ __all__ = ["GoalResult", "GoalSummary", "TaskResult"]
 
 @dataclass(frozen=True)
 class TaskResult:
-    """One task of a goal: its status and how many attempts it has had."""
+    """One task of a goal: its status and how many attempts it has had; an escalated task also
+    says what it waits for (`failure`, `low_confidence`, `budget`, `outcome_unknown`,
+    `clarification`, `approval`) and, for a clarification, the question."""
 
     status: str
     attempts: int
+    waiting_for: str | None = None
+    question: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"status": self.status, "attempts": self.attempts}
+        if self.waiting_for is not None:  # only while escalated: the shape stays as it was
+            shown["waiting_for"] = self.waiting_for
+        if self.question is not None:
+            shown["question"] = self.question
+        return shown
 
 
 @dataclass(frozen=True)
@@ -42,13 +54,22 @@ class GoalResult:
     def of_goal(cls, goal: Goal) -> GoalResult:
         """From the aggregate (what `run`, `resume`, `resolve` and `cancel` leave behind)."""
         state = goal.state
-        tasks = {tid: TaskResult(task.status, task.attempts) for tid, task in state.tasks.items()}
+        tasks = {
+            tid: TaskResult(
+                task.status,
+                task.attempts,
+                task.waiting_for if task.status == "escalated" else None,
+                task.question if task.status == "escalated" else None,
+            )
+            for tid, task in state.tasks.items()
+        }
         return cls(goal.id, state.status, state.output, state.reason, tasks)
 
     @classmethod
     def of_json(cls, data: Mapping[str, Any]) -> GoalResult:
         """From the `run --json` / `status GOAL --json` shape."""
-        tasks = {tid: TaskResult(task["status"], task["attempts"])
+        tasks = {tid: TaskResult(task["status"], task["attempts"], task.get("waiting_for"),
+                                 task.get("question"))
                  for tid, task in data["tasks"].items()}
         return cls(data["goal_id"], data["status"], data.get("output"), data.get("reason"), tasks)
 
@@ -59,8 +80,7 @@ class GoalResult:
             "status": self.status,
             "output": self.output,
             "reason": self.reason,
-            "tasks": {tid: {"status": task.status, "attempts": task.attempts}
-                      for tid, task in self.tasks.items()},
+            "tasks": {tid: task.to_json() for tid, task in self.tasks.items()},
         }
 
 

@@ -42,6 +42,8 @@ def _observed(entry: dict[str, Any]) -> str:
     if kind == "HumanResolved":
         given = f" {_compact(entry['output'])}" if entry.get("output") is not None else ""
         return f"{entry['by']}: {entry['action']}{given} — {entry['reason']}"
+    if kind == "HumanAnswered":
+        return f"{entry['by']}: answered — {entry['answer']}"
     if kind == "CancelRequested":
         return f"{entry['by']}: cancel — {entry['reason']}"
     if kind == "RunResumed":
@@ -57,6 +59,8 @@ def _decided(entry: dict[str, Any]) -> str:
             f"; granted by a human: {granted['by']} chose retry at event {granted['seq']} "
             f"({granted['reason']})"
         )
+    if entry.get("kind") == "ApprovalRequested":  # what the human approves
+        why += escape(f"; input {_compact(entry.get('input'))}")
     policy = entry.get("policy")
     if policy:
         settings = " ".join(f"{k}={v}" for k, v in policy.items())
@@ -104,6 +108,8 @@ _KIND_STYLE = {
     "InputRejected": "yellow",
     "RetryScheduled": "yellow",
     "TaskEscalated": "bold yellow",
+    "ClarificationRequested": "bold yellow",
+    "ApprovalRequested": "bold yellow",
     "GoalSuspended": "bold yellow",
     "BudgetExhausted": "red",
     "TaskFailed": "red",

@@ -23,7 +23,9 @@ __all__ = ["main"]
 
 # Commands that append events: the read models are brought up to date before they exit, so
 # `baton status` right after shows what they did.
-WRITING_COMMANDS = frozenset({"run", "resume", "resolve", "cancel", "fork", "import", "submit"})
+WRITING_COMMANDS = frozenset(
+    {"run", "resume", "resolve", "answer", "cancel", "fork", "import", "submit"}
+)
 
 
 class _Parser(argparse.ArgumentParser):

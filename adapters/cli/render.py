@@ -124,7 +124,9 @@ def print_summary(
     elif resolved:
         console.print(f"continue with: baton resume {goal_id}")
     elif status == "waiting":
-        console.print(f"resolve with: baton resolve {goal_id} TASK --retry|--abandon|--output …")
+        console.print(f"resolve with: baton resolve {goal_id} TASK --retry|--abandon|--output … "
+                      f"(--approve|--reject for an approval; `baton answer {goal_id} TASK TEXT` "
+                      "for a question; `baton escalations` says which)")
 
 
 def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from baton.domain.attempts import AttemptContext
 from baton.runtime.loading import LoadedPlan
 
 __all__ = ["LiveAgents", "llm_agent_names"]
@@ -32,7 +31,7 @@ class LiveAgents:
 
     def call(
         self, task: str, attempt: int, agent_input: BaseModel,
-        idempotency_key: str | None = None, context: AttemptContext | None = None,
+        idempotency_key: str | None = None, context: BaseModel | None = None,
     ) -> Any:
         spec = self.plan.task_map[task]
         agent = self.loaded.agents[spec.agent]

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from baton.domain.attempts import attempt_context
+from baton.domain.attempts import context_for
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.goal import Goal, GoalEvent
@@ -155,7 +155,7 @@ class _Reexecution:
         if isinstance(getattr(self.agents, "plan", None), Plan):
             setattr(self.agents, "plan", goal.state.plan)  # noqa: B010 (LiveAgents has one)
         try:
-            context = attempt_context(goal.state, task_id, attempt)
+            context = context_for(contract, goal.state, task_id, attempt)
             result = self.agents.call(task_id, attempt, agent_input, key, context)
         except NotRecorded:
             raise

@@ -38,6 +38,8 @@ def recorded_schemas(
             name: {
                 "input": contract.input_model.model_json_schema(),
                 "output": contract.output_model.model_json_schema(),
+                # an agent handed an attempt context gets it recorded with each dispatch
+                **({"attempt": True} if contract.takes_attempt else {}),
             }
             for name, contract in sorted(contracts.items())
         },
@@ -61,6 +63,7 @@ def contracts_from_schemas(schemas: dict[str, Any]) -> dict[str, AgentContract]:
             contracts[name] = AgentContract(
                 input_model=model_from_schema(pair["input"]),
                 output_model=model_from_schema(pair["output"]),
+                takes_attempt=pair.get("attempt") is True,
             )
         except (KeyError, TypeError, SchemaError) as exc:
             raise SchemaError(f"agent {name!r}: recorded schema unusable: {exc}") from None

@@ -18,6 +18,7 @@ from typing import Any
 from eventsourcing.projection import ProjectionRunner
 
 from baton import projections
+from baton.api.results import TaskResult
 from baton.projections import GoalViews, ProjectionState
 from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, MODEL_STATS, TASK_STATUS
 from baton.settings import settings
@@ -119,7 +120,8 @@ def goal_status_json(goal: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[
         "status": goal["status"],
         "output": goal["output"],
         "reason": goal["reason"],
-        "tasks": {row["task_id"]: {"status": row["status"], "attempts": row["attempts"]}
+        "tasks": {row["task_id"]: TaskResult(row["status"], row["attempts"], row["waiting_for"],
+                                             row["question"]).to_json()
                   for row in tasks},
     }
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from baton.domain.attempts import AttemptContext
 from baton.domain.json_values import json_problem
 from baton.domain.secrets import has_secret, redact_output
 from baton.domain.usage import AttemptUsage
@@ -53,7 +52,7 @@ class AgentCall:
     idempotency_key: str | None
     is_async: bool
     timeout_s: float | None
-    attempt_context: AttemptContext | None = None  # passed when the agent declares `attempt`
+    attempt_context: BaseModel | None = None  # passed when the agent declares `attempt`
     isolation: str = "thread"  # "process": a sync agent runs in a process its timeout ends
 
 

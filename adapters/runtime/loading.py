@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from baton.domain.attempts import AttemptContext
 from baton.domain.contract_check import check_contracts
 from baton.domain.contracts import AgentContract, validation_errors
 from baton.domain.errors import InputError, PlanError, PlanIssue
@@ -93,6 +94,23 @@ def import_object(path: str) -> Any:
     return target
 
 
+def _attempt_model(annotation: Any) -> type[BaseModel] | None:
+    """The model an agent's `attempt` parameter is annotated with, when it is not Baton's
+    AttemptContext; refused unless it can hold an AttemptContext's fields."""
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return None
+    if annotation is AttemptContext:
+        return None
+    try:
+        annotation.model_validate(AttemptContext(number=1).model_dump())
+    except ValidationError as exc:
+        raise TypeError(
+            f"parameter 'attempt' is annotated with {annotation.__name__}, which cannot hold "
+            f"an AttemptContext ({'; '.join(validation_errors(exc, limit=2))})"
+        ) from None
+    return annotation
+
+
 def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     """Read an agent's contract from its signature: first parameter in, return annotation out."""
     if not callable(agent):
@@ -114,6 +132,7 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
         raise TypeError("return annotation must be a pydantic model")
     takes_key = any(p.name == "idempotency_key" for p in params[1:])
     takes_attempt = any(p.name == "attempt" for p in params[1:])
+    attempt_model = _attempt_model(hints.get("attempt"))
     for extra in params[1:]:
         bound = extra.name in ("idempotency_key", "attempt")
         if not bound and extra.default is inspect.Parameter.empty and (
@@ -125,6 +144,7 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
         output_model=output_model,
         takes_idempotency_key=takes_key,
         takes_attempt=takes_attempt,
+        attempt_model=attempt_model,
         is_async=inspect.iscoroutinefunction(agent),
     )
 

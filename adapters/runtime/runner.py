@@ -22,7 +22,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from baton.domain.attempts import attempt_context
+from baton.domain.attempts import context_for
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.decisions import Decision
@@ -275,10 +275,7 @@ class Runner:
                     idempotency_key=key,
                     is_async=contract.is_async,
                     timeout_s=timeout,
-                    attempt_context=(
-                        attempt_context(goal.state, task_id, attempt)
-                        if contract.takes_attempt else None
-                    ),
+                    attempt_context=context_for(contract, goal.state, task_id, attempt),
                     isolation=spec.isolation,
                 )
             )

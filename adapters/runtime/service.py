@@ -25,6 +25,7 @@ from baton.domain.expansion import judging_contract
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import fork_goal
 from baton.domain.lifecycle import GOAL_FINAL
+from baton.domain.state import TaskState
 from baton.history.schemas import recorded_schemas
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.observers import RunObserver
@@ -36,6 +37,7 @@ from baton.store.ownership import owning
 __all__ = [
     "RESOLVE_ACTIONS",
     "CommandError",
+    "answer_task",
     "cancel_goal",
     "catch_up_read_models",
     "check_concurrency",
@@ -48,9 +50,14 @@ __all__ = [
     "who",
 ]
 
-RESOLVE_ACTIONS = ("retry", "abandon", "output")
-# Actions of the contract that come with approval gates (docs/reference.md, "Decomposition").
-_NOT_YET = ("approve", "reject")
+RESOLVE_ACTIONS = ("retry", "abandon", "output", "approve", "reject")
+# What a human may do with a task that waits at a gate (baton.domain.gates), and the command
+# the refusal names: an approval is decided, a question answered (or the task given up).
+_GATE_ACTIONS = {
+    "approval": (("approve", "reject"), "resolve it with --approve or --reject"),
+    "clarification": (("abandon", "output"), "answer it with `baton answer`, or --abandon or "
+                      "--output"),
+}
 
 
 class CommandError(BatonError):
@@ -222,20 +229,18 @@ def resolve_task(
     output: Any = None,
 ) -> Goal:
     """Record a human's decision on an escalated task, and what the orchestrator makes of it."""
-    if action in _NOT_YET:
-        raise CommandError(
-            f"resolve {action!r} is not supported yet: it decides approval gates, which come "
-            "with plan decomposition"
-        )
     if action not in RESOLVE_ACTIONS:
         expected = ", ".join(RESOLVE_ACTIONS)
         raise CommandError(f"resolve action {action!r}: expected one of {expected}")
     goal = store.get(goal_id)
-    task = goal.state.tasks.get(task_id)
-    if task is None:
-        raise CommandError(f"goal {goal_id}: no task {task_id!r}")
-    if task.status != "escalated":
-        raise CommandError(f"goal {goal_id}: task {task_id!r} is {task.status}, not escalated")
+    task = _waiting_task(goal, task_id)
+    gate = _GATE_ACTIONS.get(task.waiting_for or "")
+    if gate is not None and action not in gate[0]:
+        raise CommandError(
+            f"goal {goal_id}: task {task_id!r} waits for {task.waiting_for}: {gate[1]}"
+        )
+    if task.waiting_for != "approval" and action in _GATE_ACTIONS["approval"][0]:
+        raise CommandError(f"goal {goal_id}: task {task_id!r} is not waiting for approval")
     loaded = load_goal_plan(goal)
     if action == "retry" and task_id in goal.state.children:
         raise CommandError(
@@ -267,6 +272,33 @@ def resolve_task(
     settle(goal, loaded.contracts)
     store.save(goal)
     return goal
+
+
+def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, by: str) -> Goal:
+    """Record a human's answer to the question a task asked; the task then runs again with
+    every question and answer so far (baton.domain.gates)."""
+    if not isinstance(answer, str) or not answer.strip():
+        raise CommandError("the answer is empty: say what the task should know")
+    goal = store.get(goal_id)
+    task = _waiting_task(goal, task_id)
+    if task.waiting_for != "clarification":
+        raise CommandError(f"goal {goal_id}: task {task_id!r} has no question waiting for an "
+                           "answer")
+    loaded = load_goal_plan(goal)
+    goal.observe("HumanAnswered", at=utc_now(), task=task_id, answer=answer, by=by)
+    settle(goal, loaded.contracts)
+    store.save(goal)
+    return goal
+
+
+def _waiting_task(goal: Goal, task_id: str) -> TaskState:
+    """The task a human's decision is about; it must be waiting for one (escalated)."""
+    task = goal.state.tasks.get(task_id)
+    if task is None:
+        raise CommandError(f"goal {goal.id}: no task {task_id!r}")
+    if task.status != "escalated":
+        raise CommandError(f"goal {goal.id}: task {task_id!r} is {task.status}, not escalated")
+    return task
 
 
 def cancel_goal(store: BatonStore, goal_id: str, *, reason: str, by: str) -> Goal:

@@ -283,7 +283,7 @@ class SpanProjector:
         span.events.append(_decision_event(event, kind))
         if kind in _TASK_ENDS:
             self._end_task(fields["task"], event, kind, at, ok=False)
-        elif kind == "TaskEscalated":
+        elif kind in ("TaskEscalated", "ClarificationRequested", "ApprovalRequested"):
             span.attributes["baton.status"] = "escalated"
         elif kind == "TaskReady" and span.end_ns is not None:  # a human retried it
             span.end_ns = None

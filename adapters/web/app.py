@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,13 @@ from starlette.templating import Jinja2Templates
 from baton.domain.errors import BatonError
 from baton.domain.replay import replay
 from baton.readmodels.reading import read, refresh
-from baton.runtime.service import cancel_goal, load_goal_plan, resolve_task, resume_goal
+from baton.runtime.service import (
+    answer_task,
+    cancel_goal,
+    load_goal_plan,
+    resolve_task,
+    resume_goal,
+)
 from baton.store.eventstore import BatonStore, GoalNotFound
 from baton.web.events import EventCache
 from baton.web.goal_view import goal_page
@@ -38,7 +45,10 @@ __all__ = ["GOALS_PER_PAGE", "create_app"]
 
 HERE = Path(__file__).parent
 GOALS_PER_PAGE = 100
-_ACTIONS = ("retry", "abandon", "output")
+_ACTIONS = ("retry", "abandon", "output", "approve", "reject")
+# The choices the escalations page offers, by what the task waits for (baton.domain.gates); a
+# question also gets an answer form.
+_ACTIONS_FOR = {"approval": ("approve", "reject"), "clarification": ("abandon", "output")}
 _STATIC = {"style.css": "text/css", "app.js": "text/javascript"}
 
 
@@ -118,6 +128,7 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
             now=datetime.now(UTC),
         )
         context["error"] = params.get("error")
+        context["done"] = params.get("done")
         context["resuming"] = goal_id in resumes and resumes[goal_id].is_alive()
         return render(request, "goal.html", context)
 
@@ -166,8 +177,48 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
             rows = models.escalations()
         return render(request, "escalations.html", {
             "escalations": rows, "error": error or request.query_params.get("error"),
-            "done": request.query_params.get("done"), "actions": _ACTIONS,
+            "done": request.query_params.get("done"), "actions": _ACTIONS[:3],
+            "actions_for": _ACTIONS_FOR,
         }, status)
+
+    def resume_in_background(goal_id: str) -> None:
+        thread = threading.Thread(target=_resume, args=(store, goal_id), daemon=True,
+                                  name=f"baton-web-resume-{goal_id}")
+        resumes[goal_id] = thread
+        thread.start()
+
+    def record(
+        request: Request, form: Any, goal_id: str, task_id: str, error: str | None,
+        what: str, command: Callable[[], Any],
+    ) -> Any:
+        """Run a human's decision (unless the form was refused), resume the goal if asked, and
+        return to the page the form came from: its goal's (`back=goal`) or the escalations."""
+        if error is None:
+            try:
+                command()
+                refresh(store)
+            except BatonError as exc:
+                error = str(exc)
+        if error is None and form.get("resume"):
+            resume_in_background(goal_id)
+        done = f"{goal_id} {task_id}: {what} recorded"
+        if form.get("back") == "goal":
+            query = {"error": _one_line(error)} if error is not None else {"done": done}
+            return RedirectResponse(f"/goals/{goal_id}?{urlencode(query)}", status_code=303)
+        if error is not None:
+            return escalations(request, f"{goal_id} {task_id}: {_one_line(error)}", 400)
+        return RedirectResponse("/escalations?" + urlencode({"done": done}), status_code=303)
+
+    async def answer(request: Request) -> Any:
+        """A clarification answered from the goal page or the escalations page."""
+        goal_id = request.path_params["goal_id"]
+        form = await request.form()
+        task_id, text = str(form.get("task", "")), str(form.get("answer", "")).strip()
+        error = _check_key(form, form_key)
+        if error is None and not text:
+            error = "an answer is required"
+        return record(request, form, goal_id, task_id, error, "answer",
+                      lambda: answer_task(store, goal_id, task_id, answer=text, by=_by(form)))
 
     async def resolve(request: Request) -> Any:
         form = await request.form()
@@ -184,22 +235,9 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
                 output = json.loads(str(form.get("output", "")))
             except json.JSONDecodeError as exc:
                 error = f"output is not valid JSON: {exc.msg} at line {exc.lineno}"
-        if error is None:
-            try:
-                resolve_task(store, goal_id, task_id, action=action, reason=reason,
-                             by=_by(form), output=output)
-                refresh(store)
-            except BatonError as exc:
-                error = str(exc)
-        if error is not None:
-            return escalations(request, f"{goal_id} {task_id}: {_one_line(error)}", 400)
-        if form.get("resume"):
-            thread = threading.Thread(target=_resume, args=(store, goal_id), daemon=True,
-                                      name=f"baton-web-resume-{goal_id}")
-            resumes[goal_id] = thread
-            thread.start()
-        done = f"{goal_id} {task_id}: {action} recorded"
-        return RedirectResponse("/escalations?" + urlencode({"done": done}), status_code=303)
+        return record(request, form, goal_id, task_id, error, action,
+                      lambda: resolve_task(store, goal_id, task_id, action=action, reason=reason,
+                                           by=_by(form), output=output))
 
     def static(request: Request) -> Any:
         """The two bundled files (the package's own; nothing comes from the internet)."""
@@ -215,6 +253,7 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
         Route("/goals/{goal_id:path}/version", version),
         Route("/goals/{goal_id:path}/replay", verify),
         Route("/goals/{goal_id:path}/cancel", cancel, methods=["POST"]),
+        Route("/goals/{goal_id:path}/answer", answer, methods=["POST"]),
         Route("/goals/{goal_id:path}", goal),
         Route("/escalations", escalations),
         Route("/escalations/resolve", resolve, methods=["POST"]),

@@ -120,7 +120,24 @@ def goal_page(
         "pages": pages,
         "detail": _task_detail(events[:at], goal, task) if task else None,
         "running": state.status in ("running", "waiting"),
+        "gates": _gates(events, goal) if at == total else [],
     }
+
+
+def _gates(events: Sequence[GoalEvent], goal: Goal) -> list[dict[str, Any]]:
+    """Tasks that wait for an answer or an approval, with the question or the input shown,
+    for the forms of the goal page (baton.domain.gates)."""
+    waiting = {tid: task for tid, task in goal.state.tasks.items()
+               if task.status == "escalated" and task.waiting_for in ("clarification", "approval")}
+    if not waiting:
+        return []
+    inputs = {vars(e)["task"]: vars(e)["input"] for e in events
+              if kind_of(e) == "ApprovalRequested"}
+    return [
+        {"id": tid, "waiting_for": task.waiting_for, "question": task.question,
+         "input": shown(inputs.get(tid)) if task.waiting_for == "approval" else None}
+        for tid, task in waiting.items()
+    ]
 
 
 def _decision(event: GoalEvent) -> dict[str, Any]:

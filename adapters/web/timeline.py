@@ -22,6 +22,13 @@ BarKind = Literal["attempt", "backoff", "human"]
 # ok: accepted; error: raised, timed out, rejected or interrupted; open: no outcome at the end
 Outcome = Literal["ok", "error", "open", "wait"]
 
+# Decisions that hand a task to a human, and how its wait is labelled (baton.domain.gates).
+ESCALATIONS = {
+    "TaskEscalated": "waiting for a human",
+    "ClarificationRequested": "waiting for an answer",
+    "ApprovalRequested": "waiting for approval",
+}
+
 
 @dataclass
 class Bar:
@@ -104,12 +111,13 @@ def timeline_of(events: Sequence[GoalEvent], *, now: datetime | None = None) -> 
                       outcome="wait", detail=fields["reason"])
             open_waits[task] = bar
             line.bars.append(bar)
-        elif kind == "TaskEscalated":
-            bar = Bar(task, "human", at, last, "waiting for a human", outcome="open",
+        elif kind in ESCALATIONS:
+            bar = Bar(task, "human", at, last, ESCALATIONS[kind], outcome="open",
                       detail=fields["reason"])
             open_waits[task] = bar
             line.bars.append(bar)
-        elif kind in ("TaskReady", "HumanResolved", "TaskCancelled", "TaskAbandoned"):
+        elif kind in ("TaskReady", "HumanResolved", "HumanAnswered", "TaskCancelled",
+                      "TaskAbandoned"):
             bar = open_waits.pop(task, None) if task is not None else None
             if bar is not None:
                 bar.end = at
@@ -117,6 +125,8 @@ def timeline_of(events: Sequence[GoalEvent], *, now: datetime | None = None) -> 
                     bar.outcome = "wait"
                     if kind == "HumanResolved":
                         bar.label = f"{fields['by']}: {fields['action']}"
+                    elif kind == "HumanAnswered":
+                        bar.label = f"{fields['by']}: answered"
         elif kind.startswith("Goal"):
             line.marks.append((at, kind))
     return line

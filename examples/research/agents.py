@@ -2,7 +2,10 @@
 
 Deterministic and offline, like the travel example's: a SHA-256 of the query stands in for a
 search engine, and the planner splits the question on "and" and commas instead of asking a
-model. Swap any of them for an LLM agent (docs/llm.md) and the plan stays the same.
+model. A question that says "recent" (or "latest", "current") without a period is ambiguous: the
+planner asks which period is meant instead of guessing (a `clarification`), and plans again with
+the answer (`clarifications` in its input). Swap any of them for an LLM agent (docs/llm.md) and
+the plan stays the same.
 """
 
 import hashlib
@@ -12,8 +15,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "Clarification",
     "Finding",
     "Outline",
+    "PlanRequest",
     "PublishIn",
     "Published",
     "Question",
@@ -40,14 +45,25 @@ class Question(BaseModel):
     question: str = Field(min_length=3)
 
 
+class Clarification(BaseModel):
+    question: str
+    answer: str
+
+
+class PlanRequest(BaseModel):
+    """The planner's input: the question, and every question the planner asked about it with
+    the human's answer (Baton fills `clarifications` after `baton answer`)."""
+
+    question: str = Field(min_length=3)
+    clarifications: list[Clarification] = []
+
+
 class ResearchPlan(BaseModel):
-    """What the planner returns: a plan fragment (`tasks`, `output`) in the plan file's syntax.
+    """What the planner returns: a plan fragment (`tasks`, `output`) in the plan file's syntax,
+    or, when the question is ambiguous, a `clarification`: a question instead of a fragment."""
 
-    `clarification` is for a planner that would rather ask than guess (a non-empty question
-    instead of a fragment); this one always answers."""
-
-    tasks: list[dict[str, Any]]
-    output: dict[str, Any]
+    tasks: list[dict[str, Any]] = []
+    output: dict[str, Any] = {}
     clarification: str | None = None
 
 
@@ -106,9 +122,21 @@ def sub_questions(question: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-def plan_research(request: Question) -> ResearchPlan:
-    """Split the question; a `scope` task summarises what is asked, over the sub-questions."""
+VAGUE = ("recent", "latest", "current", "lately")
+
+
+def plan_research(request: PlanRequest) -> ResearchPlan:
+    """Split the question; a `scope` task summarises what is asked, over the sub-questions.
+    A question that names no period where it needs one is asked about first."""
+    vague = next((w for w in VAGUE if re.search(rf"\b{w}\b", request.question, re.I)), None)
+    if vague is not None and not request.clarifications:
+        return ResearchPlan(
+            clarification=f"The question says {vague!r}: which period should it cover?"
+        )
     queries = sub_questions(request.question)
+    if request.clarifications:
+        period = request.clarifications[-1].answer
+        queries = [f"{query} ({period})" for query in queries]
     return ResearchPlan(
         tasks=[
             {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from baton.history.runfile import write_run
 from baton.runtime.loading import load_plan_file
-from baton.runtime.service import start_goal
+from baton.runtime.service import resolve_task, resume_goal, start_goal
 from baton.store.eventstore import BatonStore, open_store
 from tests import agents
 from tests.replay_agents import SECRET
@@ -81,7 +81,9 @@ def _decomposed(store: BatonStore) -> None:
                        concurrency=1).id, "decomposed")
     research = load_plan_file(str(ROOT / "examples/research/plan.yaml"))
     question = json.loads((ROOT / "examples/research/question.json").read_text())
-    _export(store, start_goal(store, research, question, goal_id="research").id, "research")
+    start_goal(store, research, question, goal_id="research")  # waits for approval to publish
+    resolve_task(store, "research", "publish", action="approve", reason="read it", by="ana")
+    _export(store, resume_goal(store, "research").id, "research")
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""`baton resolve` and `baton cancel`: the human in the loop (`baton escalations` reads the
-read models, in `baton.cli.commands.views`)."""
+"""`baton resolve`, `baton answer` and `baton cancel`: the human in the loop (`baton escalations`
+reads the read models, in `baton.cli.commands.views`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from baton.cli import exits
 from baton.cli.commands.common import json_argument, store_from, who
 from baton.cli.render import goal_json, print_json
-from baton.runtime.service import cancel_goal, resolve_task
+from baton.runtime.service import answer_task, cancel_goal, resolve_task
 
 __all__ = ["register"]
 
@@ -18,7 +18,8 @@ def register(sub: Any) -> None:
     resolve = sub.add_parser(
         "resolve", help="record a human's decision on an escalated task",
         description="Retry the task, abandon it, or supply its output (validated against the "
-        "task's output contract). Recorded as an event with who and why; then `baton resume`.",
+        "task's output contract); approve or reject a task that waits for approval. Recorded as "
+        "an event with who and why; then `baton resume`.",
     )
     resolve.add_argument("goal")
     resolve.add_argument("task")
@@ -26,10 +27,27 @@ def register(sub: Any) -> None:
     action.add_argument("--retry", action="store_true", help="try the task again")
     action.add_argument("--abandon", action="store_true", help="give the task up")
     action.add_argument("--output", help="the task's output: JSON, or @FILE")
+    action.add_argument("--approve", action="store_true",
+                        help="let a task with `approval: required` run")
+    action.add_argument("--reject", action="store_true",
+                        help="refuse it: the task is abandoned and its dependants skipped")
     resolve.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
     resolve.add_argument("--by", default=None, help="who decided (default: $BATON_USER or $USER)")
     resolve.add_argument("--json", action="store_true")
     resolve.set_defaults(func=_resolve)
+
+    answer = sub.add_parser(
+        "answer", help="answer the question a task asked",
+        description="Record the answer to a task's clarification question, with who answered; "
+        "the task runs again with every question and answer in its input's `clarifications` "
+        "field (then `baton resume`, or a worker continues the goal).",
+    )
+    answer.add_argument("goal")
+    answer.add_argument("task")
+    answer.add_argument("text", help="the answer")
+    answer.add_argument("--by", default=None, help="who answered (default: $BATON_USER or $USER)")
+    answer.add_argument("--json", action="store_true")
+    answer.set_defaults(func=_answer)
 
     cancel = sub.add_parser(
         "cancel", help="stop a goal",
@@ -48,13 +66,24 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.output is not None:
         action, output = "output", json_argument(args.output, name="--output")
     else:
-        action, output = ("retry" if args.retry else "abandon"), None
+        flags = ("retry", "abandon", "approve", "reject")
+        action, output = next(flag for flag in flags if getattr(args, flag)), None
     goal = resolve_task(store, args.goal, args.task, action=action, reason=args.reason,
                         by=who(args), output=output)
     if args.json:
         print_json(goal_json(goal))
     else:
         print(f"recorded: {action} of {args.task} by {who(args)}; "
+              f"goal {goal.id} is {goal.state.status} — continue with: baton resume {goal.id}")
+    return exits.OK
+
+
+def _answer(args: argparse.Namespace) -> int:
+    goal = answer_task(store_from(args), args.goal, args.task, answer=args.text, by=who(args))
+    if args.json:
+        print_json(goal_json(goal))
+    else:
+        print(f"recorded: answer to {args.task} by {who(args)}; "
               f"goal {goal.id} is {goal.state.status} — continue with: baton resume {goal.id}")
     return exits.OK
 

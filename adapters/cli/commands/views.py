@@ -8,6 +8,7 @@ running `baton projections follow`; a lag is reported on stderr rather than hidd
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -246,12 +247,7 @@ def _model_table(rows: list[dict[str, Any]]) -> Table:
 
 def _escalations(args: argparse.Namespace) -> int:
     with readmodels.read(store_from(args)) as models:
-        rows = [
-            {"goal_id": row["goal_id"], "task": row["task_id"], "reason": row["last_reason"],
-             "since": row["status_since"].isoformat(), "agent": row["agent"],
-             "attempts": row["attempts"], "last_error": row["last_error"]}
-            for row in models.escalations()
-        ]
+        rows = [_escalation(row) for row in models.escalations()]
         _warn_lag(models)
     if args.json:
         print_json({"escalations": rows})
@@ -259,8 +255,29 @@ def _escalations(args: argparse.Namespace) -> int:
         print("nothing waits for a human")
     else:
         for row in rows:
-            print(f"{row['goal_id']}  {row['task']}  since {row['since']}\n    {row['reason']}")
+            print(f"{row['goal_id']}  {row['task']}  {row['kind']}  since {row['since']}\n"
+                  f"    {row['reason']}")
+            if "question" in row:
+                print(f"    question: {row['question']}\n"
+                      f"    answer with: baton answer {row['goal_id']} {row['task']} TEXT")
+            if "input" in row:
+                print(f"    input: {json.dumps(row['input'], sort_keys=True)}\n"
+                      f"    decide with: baton resolve {row['goal_id']} {row['task']} "
+                      "--approve|--reject --reason TEXT")
     return exits.OK
+
+
+def _escalation(row: dict[str, Any]) -> dict[str, Any]:
+    """One entry of `escalations --json`: `kind` says what the task waits for; a clarification
+    carries its `question`, an approval the `input` the task will be sent."""
+    entry = {"goal_id": row["goal_id"], "task": row["task_id"], "kind": row["waiting_for"],
+             "reason": row["last_reason"], "since": row["status_since"].isoformat(),
+             "agent": row["agent"], "attempts": row["attempts"], "last_error": row["last_error"]}
+    if row["waiting_for"] == "clarification":
+        entry["question"] = row["question"]
+    if row["waiting_for"] == "approval":
+        entry["input"] = row["approval_input"]
+    return entry
 
 
 # --- projections ---

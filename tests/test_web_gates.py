@@ -1,0 +1,102 @@
+"""The web view's gate forms, through Starlette's TestClient on both stores: a goal page shows
+a task's question with an answer form and a task waiting for approval with its input and
+approve / reject buttons; the forms record what `baton answer` / `resolve` record, under the
+same form-key and token rules as the other forms."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web extra is not installed")
+
+from starlette.testclient import TestClient
+
+from baton.runtime.service import resume_goal
+from baton.store.eventstore import BatonStore, open_store
+from baton.web.app import create_app
+from tests import gate_agents
+from tests.support import run
+from tests.test_gates import gated_plan
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[BatonStore]:
+    gate_agents.reset()
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def _form_key(page: str) -> str:
+    found = re.search(r'name="form_key" value="([^"]+)"', page)
+    assert found, "the page has no form"
+    return found.group(1)
+
+
+def _kinds(store: BatonStore) -> list[str]:
+    return [type(event).__name__ for event in store.events("g")]
+
+
+def test_a_question_and_an_approval_are_decided_from_the_goal_page(store: BatonStore) -> None:
+    run(store, gated_plan(), {"question": "sales"}, goal_id="g")
+    with TestClient(create_app(store)) as client:
+        page = html.unescape(client.get("/goals/g").text)
+        assert 'class="answer" data-task="ask"' in page
+        assert "which period does 'sales' mean?" in page
+        key = _form_key(page)
+
+        empty = client.post("/goals/g/answer", data={"form_key": key, "task": "ask",
+                                                     "answer": " ", "back": "goal"})
+        assert "an+answer+is+required" in str(empty.url) or "an answer is required" in empty.text
+        assert "HumanAnswered" not in _kinds(store)
+
+        answered = client.post("/goals/g/answer", data={
+            "form_key": key, "task": "ask", "answer": "Q3", "by": "ann", "back": "goal"})
+        assert answered.status_code == 200 and "answer recorded" in answered.text
+        [event] = [e for e in store.events("g") if type(e).__name__ == "HumanAnswered"]
+        assert (event.answer, event.by) == ("Q3", "ann")
+
+        resume_goal(store, "g")
+        page = html.unescape(client.get("/goals/g").text)
+        assert 'class="approval" data-task="publish"' in page
+        assert '"text": "draft on sales during Q3"' in page
+        approved = client.post("/escalations/resolve", data={
+            "form_key": key, "goal": "g", "task": "publish", "action": "approve",
+            "reason": "looks right", "by": "bob", "back": "goal"})
+        assert approved.status_code == 200 and "approve recorded" in approved.text
+    assert resume_goal(store, "g").state.status == "completed"
+    assert gate_agents.PUBLISHED == ["draft on sales during Q3"]
+
+
+def test_the_escalations_page_offers_only_what_fits_the_gate(store: BatonStore) -> None:
+    run(store, gated_plan(), {"question": "sales"}, goal_id="g")
+    with TestClient(create_app(store)) as client:
+        page = client.get("/escalations").text
+        assert "clarification" in page and "answer it on the goal" in page
+        assert "<option>retry</option>" not in page  # a question is answered, not retried
+        refused = client.post("/escalations/resolve", data={
+            "form_key": _form_key(page), "goal": "g", "task": "ask", "action": "approve",
+            "reason": "r"})
+        assert refused.status_code == 400
+        assert "waits for clarification: answer it" in html.unescape(refused.text)
+    assert "HumanResolved" not in _kinds(store)
+
+
+def test_the_gate_forms_need_the_form_key_and_the_token(store: BatonStore) -> None:
+    run(store, gated_plan(), {"question": "sales"}, goal_id="g")
+    with TestClient(create_app(store, token="s3cret")) as client:
+        denied = client.post("/goals/g/answer", data={"task": "ask", "answer": "x"})
+        assert denied.status_code == 401
+        page = client.get("/goals/g?token=s3cret").text  # sets the cookie
+        stale = client.post("/goals/g/answer", data={
+            "form_key": "not-the-key", "task": "ask", "answer": "x", "back": "goal"})
+        assert "out of date" in html.unescape(stale.text) or "out+of+date" in str(stale.url)
+        assert "HumanAnswered" not in _kinds(store)
+        ok = client.post("/goals/g/answer", data={
+            "form_key": _form_key(page), "task": "ask", "answer": "x", "back": "goal"})
+        assert ok.status_code == 200
+    assert "HumanAnswered" in _kinds(store)
