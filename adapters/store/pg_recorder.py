@@ -1,0 +1,210 @@
+"""The PostgreSQL application recorder: writers commit in parallel, readers never pass a gap.
+
+`notification_id` comes from a sequence when a row is inserted but becomes visible when its
+transaction commits, so two writers can commit ids out of order. A reader tailing the log (the
+read models, a worker's follower) that moved past id 10 while it was still uncommitted would
+never see it. eventsourcing prevents that by taking `LOCK TABLE … IN EXCLUSIVE MODE` in every
+insert and holding it through `COMMIT`: one event transaction commits at a time for the whole
+store, and concurrent commits cannot share a WAL flush.
+
+Here the ordering moves from the writers' commits to the readers' snapshots:
+
+- **Each row records its transaction** (`transaction_id xid8 DEFAULT pg_current_xact_id()`).
+- **A transaction's id and its notification ids are taken together**, under a session-level
+  advisory lock released before the insert returns (microseconds, not through the commit): so
+  of two writers, the one with the older transaction id holds the lower notification ids. The
+  transaction id alone would not do: it is assigned on a transaction's first write, and another
+  writer could take its id, then its sequence numbers, in between.
+- **Readers take only rows of transactions older than the oldest one still running**
+  (`pg_snapshot_xmin(pg_current_snapshot())`). Every transaction still running (so every gap
+  that can still fill) is at least that old, so its ids come after every row returned. Rows
+  from before this column existed (NULL) were committed before it was added.
+
+The price: a reader sees a committed row only once every older transaction of the cluster has
+ended, i.e. it lags by the longest write transaction running at the time. A caller whose
+transaction already wrote before inserting events (none in Baton) gets the table lock instead,
+because its transaction id is older than its notification ids.
+
+`NOTIFY` is sent after the commit, not inside the transaction: PostgreSQL serialises the commits
+of notifying transactions on one lock held through the WAL flush, a second table lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Notification
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresSubscription,
+)
+from psycopg.sql import SQL, Composed, Identifier, Literal
+
+from baton.projections.pg_schema import CreatedOnce
+from baton.store.eventstore import insert_surviving_drops
+
+__all__ = ["INSERT_FUNCTION", "OrderedInsertPostgresRecorder"]
+
+INSERT_FUNCTION = "es_insert_events_ordered"
+
+# Rows a reader may take: those of transactions that ended before any still running began.
+_FINISHED = SQL(
+    "(transaction_id IS NULL OR transaction_id < pg_snapshot_xmin(pg_current_snapshot()))"
+)
+
+
+class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
+    """eventsourcing's recorder without the table lock: see the module's docstring."""
+
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        table = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
+        self.table = table
+        # Existing stores (created by an earlier release) get the column in place: no rewrite,
+        # old rows keep NULL; the default then fills it for every writer, old releases' too.
+        self.sql_create_statements += [
+            SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS transaction_id xid8").format(table),
+            SQL("ALTER TABLE {} ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id()")
+            .format(table),
+            self._create_function(schema, table),
+        ]
+        self.sql_insert = SQL("SELECT * FROM {}.{}(%b, %b, %b, %b)").format(
+            schema, Identifier(INSERT_FUNCTION)
+        )
+        self.sql_notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+        self.max_notification_id_statement = SQL(
+            "SELECT max(notification_id) FROM {} WHERE {}"
+        ).format(table, _FINISHED)
+
+    def _create_function(self, schema: Identifier, table: Composed) -> Composed:
+        # Two int4 keys: apart from the goals' single-bigint ownership locks.
+        key = SQL("hashtext('baton-insert'), hashtext({})").format(
+            Literal(f"{self.datastore.schema}.{self.events_table_name}")
+        )
+        insert = SQL(
+            "RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id;"
+        ).format(table=table)
+        return SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{function}("
+            "ids {id_type}[], versions bigint[], topics text[], states bytea[]) "
+            "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
+            "BEGIN "
+            # Already wrote in this transaction: its id is older than ids taken since.
+            "IF pg_current_xact_id_if_assigned() IS NOT NULL THEN "
+            "  LOCK TABLE {table} IN EXCLUSIVE MODE; {insert} RETURN; "
+            "END IF; "
+            "PERFORM pg_advisory_lock({key}); "
+            "BEGIN "
+            "  PERFORM pg_current_xact_id(); {insert} "
+            "EXCEPTION WHEN OTHERS OR QUERY_CANCELED THEN "
+            # A session lock outlives the transaction: never leave it held.
+            "  PERFORM pg_advisory_unlock({key}); RAISE; "
+            "END; "
+            "PERFORM pg_advisory_unlock({key}); "
+            "END; $BODY$"
+        ).format(
+            schema=schema,
+            function=Identifier(INSERT_FUNCTION),
+            id_type=Identifier(self.datastore.originator_id_type),
+            table=table,
+            insert=insert,
+            key=key,
+        )
+
+    @property
+    def marker_table(self) -> str:
+        return str(self.events_table_name)
+
+    # --- writing ---
+
+    def insert_events(
+        self, stored_events: Sequence[Any], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events or kwargs.get("tracking") is not None:
+            return super().insert_events(stored_events, **kwargs)  # type: ignore[no-any-return]
+        return insert_surviving_drops(self, stored_events, self._insert)
+
+    def _insert(self, stored_events: Sequence[Any]) -> Sequence[int]:
+        """One function call (its own transaction: the pool's connections autocommit), then
+        NOTIFY in a transaction of its own, after the commit."""
+        columns = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.sql_insert, columns, prepare=True)
+            ids = [row[INSERT_FUNCTION] for row in curs.fetchall()]
+            curs.execute(self.sql_notify, prepare=True)
+            return ids
+
+    # --- reading ---
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The library's query, restricted to rows no running transaction can precede."""
+        where = [_FINISHED]
+        params: list[Any] = []
+        if start is not None:
+            where.append(SQL("notification_id >= %s" if inclusive_of_start
+                             else "notification_id > %s"))
+            params.append(start)
+        if stop is not None:
+            where.append(SQL("notification_id <= %s"))
+            params.append(stop)
+        if topics:
+            where.append(SQL("topic = ANY(%s)"))
+            params.append(list(topics))
+        params.append(limit)
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state, notification_id "
+            "FROM {} WHERE {} ORDER BY notification_id LIMIT %s"
+        ).format(self.table, SQL(" AND ").join(where))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return [
+                Notification(
+                    id=row["notification_id"],
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
+
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Any:
+        return _PatientSubscription(recorder=self, gt=gt, topics=topics)
+
+
+class _PatientSubscription(PostgresSubscription):
+    """eventsourcing's LISTEN/NOTIFY subscription that also looks again every 0.1 s: a row held
+    back behind an older transaction becomes readable when that transaction ends, which need
+    not be an event write (so no NOTIFY says so)."""
+
+    def _listen(self) -> None:
+        try:
+            with self._recorder.datastore.get_connection() as conn:
+                conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
+                while not self._has_been_stopped and not self._thread_error:
+                    for _ in conn.notifies(timeout=0.1, stop_after=1):
+                        pass
+                    self._has_been_notified.set()
+        except BaseException as e:
+            if self._thread_error is None:
+                self._thread_error = e
+            self.stop()
