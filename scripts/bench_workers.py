@@ -106,7 +106,7 @@ def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
 
 class LockSampler(threading.Thread):
     """Samples pg_stat_activity every 10 ms: how many sessions are inside Baton's insert, and
-    how many of those wait for the events table's lock (wait_event 'relation')."""
+    how many of those wait on a lock (the ordering lock taken around the insert)."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -118,16 +118,17 @@ class LockSampler(threading.Thread):
     def run(self) -> None:
         import psycopg
 
+        from baton.store.pg_recorder import INSERT_FUNCTION
+
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             while not self.done.wait(0.01):
                 rows = conn.execute(
-                    "SELECT wait_event_type, wait_event FROM pg_stat_activity "
-                    "WHERE state = 'active' AND query LIKE '%es_insert_events_locked%' "
-                    "AND pid <> pg_backend_pid()").fetchall()
+                    "SELECT wait_event_type FROM pg_stat_activity "
+                    "WHERE state = 'active' AND query LIKE %s AND pid <> pg_backend_pid()",
+                    (f"%{INSERT_FUNCTION}%",)).fetchall()
                 self.samples += 1
                 self.inserting += len(rows)
-                self.waiting += sum(1 for kind, event in rows
-                                    if kind == "Lock" and event == "relation")
+                self.waiting += sum(1 for (kind,) in rows if kind == "Lock")
 
     def stop(self) -> None:
         self.done.set()
@@ -136,7 +137,7 @@ class LockSampler(threading.Thread):
     def summary(self) -> dict[str, float]:
         samples = max(1, self.samples)
         return {"inserts_in_flight": self.inserting / samples,
-                "waiting_for_table_lock": self.waiting / samples}
+                "waiting_on_a_lock": self.waiting / samples}
 
 
 def _ended_topics() -> list[str]:
@@ -168,8 +169,8 @@ def _plain_writer(schema: str, rows: int, start: Any, done: Any) -> None:
     conn.close()
 
 
-def _locked_writer(url: str, rows: int, start: Any, done: Any) -> None:
-    """Baton's own insert (the table-locking function), one event per transaction."""
+def _baton_writer(url: str, rows: int, start: Any, done: Any) -> None:
+    """Baton's own insert (the store's recorder), one event per transaction."""
     from eventsourcing.persistence import StoredEvent
 
     from baton.store.eventstore import open_store
@@ -193,7 +194,7 @@ def _locked_writer(url: str, rows: int, start: Any, done: Any) -> None:
 
 def run_plain(schema: str, *, writers: int, rows: int, url: str | None = None
               ) -> dict[str, float]:
-    """N plain writers (or, with `url`, N writers through Baton's locking insert)."""
+    """N plain writers (or, with `url`, N writers through Baton's insert)."""
     import psycopg
 
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
@@ -202,7 +203,7 @@ def run_plain(schema: str, *, writers: int, rows: int, url: str | None = None
     ctx = multiprocessing.get_context("spawn")
     start, done = ctx.Event(), ctx.Queue()
     each = rows // writers
-    procs = [ctx.Process(target=_locked_writer, args=(url, each, start, done))
+    procs = [ctx.Process(target=_baton_writer, args=(url, each, start, done))
              if url else ctx.Process(target=_plain_writer, args=(schema, each, start, done))
              for _ in range(writers)]
     for proc in procs:
@@ -228,8 +229,8 @@ def main() -> None:
                         "max_connections)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--inserts-only", action="store_true",
-                        help="no orchestration: N writers through Baton's locking insert "
-                        "against N plain writers (the lock alone)")
+                        help="no orchestration: N writers through Baton's insert "
+                        "against N plain writers (the insert alone)")
     args = parser.parse_args()
     rows = []
     if args.inserts_only:
@@ -248,7 +249,7 @@ def main() -> None:
             row = {"workload": workload, "workers": n, "baton_tasks_s": baton["tasks_s"],
                    "baton_goals_s": baton["goals_s"], "plain_tasks_s": plain["tasks_s"],
                    "inserts_in_flight": baton["inserts_in_flight"],
-                   "waiting_for_table_lock": baton["waiting_for_table_lock"]}
+                   "waiting_on_a_lock": baton["waiting_on_a_lock"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
     _table(rows)
@@ -257,7 +258,7 @@ def main() -> None:
 
 
 def _inserts_only(ns: list[int], rows: int) -> None:
-    print("| writers | locked insert/s | vs 1 | plain insert/s | vs 1 | ratio of speed-ups |")
+    print("| writers | Baton insert/s | vs 1 | plain insert/s | vs 1 | ratio of speed-ups |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     base: tuple[float, float] | None = None
     for n in ns:
@@ -266,17 +267,17 @@ def _inserts_only(ns: list[int], rows: int) -> None:
             from baton.store.eventstore import open_store
 
             open_store(target.url).close()  # create the table and function once
-            locked = run_plain(target.pg_schema, writers=n, rows=rows, url=target.url)["tasks_s"]
+            ours = run_plain(target.pg_schema, writers=n, rows=rows, url=target.url)["tasks_s"]
             plain = run_plain(target.pg_schema, writers=n, rows=rows)["tasks_s"]
-        base = base or (locked, plain)
-        lk, pl = locked / base[0], plain / base[1]
-        print(f"| {n} | {locked:,.0f} | {lk:.2f}x | {plain:,.0f} | {pl:.2f}x | {lk / pl:.2f} |",
+        base = base or (ours, plain)
+        lk, pl = ours / base[0], plain / base[1]
+        print(f"| {n} | {ours:,.0f} | {lk:.2f}x | {plain:,.0f} | {pl:.2f}x | {lk / pl:.2f} |",
               flush=True)
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
     print("| workload | workers | Baton tasks/s | Baton goals/s | vs 1 | plain tasks/s | vs 1 "
-          "| Baton speed-up / plain speed-up | inserts in flight | of which wait for the lock |")
+          "| Baton speed-up / plain speed-up | inserts in flight | of which wait on a lock |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -286,7 +287,7 @@ def _table(rows: list[dict[str, Any]]) -> None:
         print(f"| {row['workload']} | {row['workers']} | {row['baton_tasks_s']:,.0f} "
               f"| {row['baton_goals_s']:,.1f} | {b:.2f}x | {row['plain_tasks_s']:,.0f} "
               f"| {p:.2f}x | {b / p:.2f} | {row['inserts_in_flight']:.2f} "
-              f"| {row['waiting_for_table_lock']:.2f} |")
+              f"| {row['waiting_on_a_lock']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -203,3 +203,16 @@ def test_a_store_from_the_previous_release_is_migrated_in_place(postgres_url: st
         assert rows == [(True,), (True,), (False,), (False,)]
     finally:
         store.close()
+
+
+def test_a_save_notifies_listeners_once_committed(store: BatonStore) -> None:
+    """Workers and `projections follow` wake on the channel; the notification is sent in a
+    transaction of its own after the events committed, so what it announces is readable."""
+    goal = _goal()
+    with psycopg.connect(PG_URL, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{store.recorder.channel_name}"')
+        store.save(goal)
+        heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+    assert [n.channel for n in heard] == [store.recorder.channel_name]
+    assert _eventually(lambda: [n.originator_id for n in store.recorder.select_notifications(
+        1, 10)] == [goal.id, goal.id])

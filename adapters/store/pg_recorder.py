@@ -26,7 +26,8 @@ transaction already wrote before inserting events (none in Baton) gets the table
 because its transaction id is older than its notification ids.
 
 `NOTIFY` is sent after the commit, not inside the transaction: PostgreSQL serialises the commits
-of notifying transactions on one lock held through the WAL flush, a second table lock.
+of notifying transactions on one lock held through the WAL flush, a second table lock. The
+notifying transaction commits without waiting for a flush (nothing in it needs to be durable).
 """
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
         self.sql_insert = SQL("SELECT * FROM {}.{}(%b, %b, %b, %b)").format(
             schema, Identifier(INSERT_FUNCTION)
         )
-        self.sql_notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+        # Its own transaction, which commits without waiting for the WAL flush: a notification
+        # needs no durability, and the notify lock is held until the commit returns.
+        self.sql_notify = SQL(
+            "SELECT set_config('synchronous_commit', 'off', true), pg_notify({}, '')"
+        ).format(Literal(self.channel_name))
         self.max_notification_id_statement = SQL(
             "SELECT max(notification_id) FROM {} WHERE {}"
         ).format(table, _FINISHED)
