@@ -127,6 +127,22 @@ def test_no_reader_passes_a_gap_that_can_still_fill(store: BatonStore) -> None:
     assert store.recorder.max_notification_id() == max(late_ids)
 
 
+def test_a_reader_does_not_wait_for_transactions_that_write_no_events(
+    store: BatonStore,
+) -> None:
+    """A command reads its own events back (its read models are current) even while another
+    transaction on the server, older than its save, is still open."""
+    goal = _goal()
+    with psycopg.connect(PG_URL) as other:
+        other.execute(f'CREATE TABLE "{_schema(store)}".elsewhere (x int)')
+        other.execute(f'INSERT INTO "{_schema(store)}".elsewhere VALUES (1)')  # holds an xid
+        store.save(goal)
+        assert [n.originator_id for n in store.recorder.select_notifications(1, 10)] == [
+            goal.id, goal.id]
+        assert store.recorder.max_notification_id() == 2
+        other.rollback()
+
+
 def test_a_rolled_back_insert_leaves_a_gap_readers_pass(store: BatonStore) -> None:
     lost, kept = _goal(), _goal()
     with _open_insert(store, lost) as (conn, held):

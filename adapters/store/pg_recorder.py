@@ -15,15 +15,21 @@ Here the ordering moves from the writers' commits to the readers' snapshots:
   of two writers, the one with the older transaction id holds the lower notification ids. The
   transaction id alone would not do: it is assigned on a transaction's first write, and another
   writer could take its id, then its sequence numbers, in between.
-- **Readers take only rows of transactions older than the oldest one still running**
-  (`pg_snapshot_xmin(pg_current_snapshot())`). Every transaction still running (so every gap
-  that can still fill) is at least that old, so its ids come after every row returned. Rows
-  from before this column existed (NULL) were committed before it was added.
+- **Each writer holds the table's ROW EXCLUSIVE lock before its transaction id exists** (any
+  INSERT takes it; here it is taken first, explicitly), so the writers still running can be
+  told from other transactions: `pg_locks` lists them.
+- **A reader reads up to the final position**: the highest notification id among rows whose
+  transaction is older than every event writer still running (`es_final_notification_id`).
+  Every id below it is committed or never will be: a running writer's ids come after it. The
+  position is computed in one statement and the rows read in the next, so the rows' snapshot
+  is the later one. Rows from before this column existed (NULL) were committed before it was
+  added.
 
-The price: a reader sees a committed row only once every older transaction of the cluster has
-ended, i.e. it lags by the longest write transaction running at the time. A caller whose
-transaction already wrote before inserting events (none in Baton) gets the table lock instead,
-because its transaction id is older than its notification ids.
+A reader thus waits only for event writers older than a row, never for unrelated transactions
+on the server, and a command that wrote reads its own events back at once (unless a save that
+began before its own is still committing). A caller whose transaction already wrote before
+inserting events (none in Baton) gets the table's EXCLUSIVE lock instead, as eventsourcing does:
+its transaction id is older than the notification ids it then takes.
 
 `NOTIFY` is sent after the commit, not inside the transaction: PostgreSQL serialises the commits
 of notifying transactions on one lock held through the WAL flush, a second table lock. The
@@ -46,14 +52,12 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from baton.projections.pg_schema import CreatedOnce
 from baton.store.eventstore import insert_surviving_drops
 
-__all__ = ["INSERT_FUNCTION", "OrderedInsertPostgresRecorder"]
+__all__ = ["FINAL_FUNCTION", "INSERT_FUNCTION", "OrderedInsertPostgresRecorder"]
 
 INSERT_FUNCTION = "es_insert_events_ordered"
 
-# Rows a reader may take: those of transactions that ended before any still running began.
-_FINISHED = SQL(
-    "(transaction_id IS NULL OR transaction_id < pg_snapshot_xmin(pg_current_snapshot()))"
-)
+FINAL_FUNCTION = "es_final_notification_id"
+SELECT_FUNCTION = "es_select_final_notifications"
 
 
 class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
@@ -73,6 +77,7 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
             SQL("ALTER TABLE {} ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id()")
             .format(table),
             self._create_function(schema, table),
+            *self._create_read_functions(schema, table),
         ]
         self.sql_insert = SQL("SELECT * FROM {}.{}(%b, %b, %b, %b)").format(
             schema, Identifier(INSERT_FUNCTION)
@@ -82,9 +87,12 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
         self.sql_notify = SQL(
             "SELECT set_config('synchronous_commit', 'off', true), pg_notify({}, '')"
         ).format(Literal(self.channel_name))
-        self.max_notification_id_statement = SQL(
-            "SELECT max(notification_id) FROM {} WHERE {}"
-        ).format(table, _FINISHED)
+        self.max_notification_id_statement = SQL("SELECT {}.{}() AS max").format(
+            schema, Identifier(FINAL_FUNCTION))
+        self.sql_select = SQL(
+            "SELECT originator_id, originator_version, topic, state, notification_id "
+            "FROM {}.{}(%s, %s, %s, %s)"
+        ).format(schema, Identifier(SELECT_FUNCTION))
 
     def _create_function(self, schema: Identifier, table: Composed) -> Composed:
         # Two int4 keys: apart from the goals' single-bigint ownership locks.
@@ -104,6 +112,8 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
             "IF pg_current_xact_id_if_assigned() IS NOT NULL THEN "
             "  LOCK TABLE {table} IN EXCLUSIVE MODE; {insert} RETURN; "
             "END IF; "
+            # Before the transaction id: readers find the running writers by this lock.
+            "LOCK TABLE {table} IN ROW EXCLUSIVE MODE; "
             "PERFORM pg_advisory_lock({key}); "
             "BEGIN "
             "  PERFORM pg_current_xact_id(); {insert} "
@@ -121,6 +131,49 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
             insert=insert,
             key=key,
         )
+
+    def _create_read_functions(self, schema: Identifier, table: Composed) -> list[Composed]:
+        names = {
+            "schema": schema,
+            "table": table,
+            "table_name": Literal(table.as_string()),
+            "final": Identifier(FINAL_FUNCTION),
+            "select": Identifier(SELECT_FUNCTION),
+        }
+        final = SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{final}() RETURNS bigint "
+            "LANGUAGE plpgsql VOLATILE AS $BODY$ "
+            "DECLARE horizon xid8; "
+            "BEGIN "
+            # The oldest event writer still running (else the next transaction id) ...
+            "SELECT least(pg_snapshot_xmax(s.snap), ("
+            "  SELECT min(x) FROM pg_snapshot_xip(s.snap) AS x WHERE xid(x) IN ("
+            "    SELECT t.transactionid FROM pg_locks t JOIN pg_locks r"
+            "    ON r.virtualtransaction = t.virtualtransaction"
+            "    WHERE t.locktype = 'transactionid' AND r.locktype = 'relation'"
+            "    AND r.relation = {table_name}::regclass"
+            "    AND r.mode IN ('RowExclusiveLock', 'ExclusiveLock')))) "
+            "INTO horizon FROM (SELECT pg_current_snapshot() AS snap) AS s; "
+            # ... and, in a later snapshot, the last row of a transaction older than that.
+            "RETURN (SELECT max(notification_id) FROM {table} "
+            "WHERE transaction_id IS NULL OR transaction_id < horizon); "
+            "END; $BODY$"
+        ).format(**names)
+        select = SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{select}("
+            "after bigint, upto bigint, topics text[], lim bigint) RETURNS SETOF {table} "
+            "LANGUAGE plpgsql VOLATILE AS $BODY$ "
+            "DECLARE final bigint := {schema}.{final}(); "
+            "BEGIN "
+            # A statement after the one that found `final`: its snapshot sees every row below.
+            "RETURN QUERY SELECT * FROM {table} e "
+            "WHERE e.notification_id > after AND e.notification_id <= final "
+            "AND (upto IS NULL OR e.notification_id <= upto) "
+            "AND (topics IS NULL OR e.topic = ANY(topics)) "
+            "ORDER BY e.notification_id LIMIT lim; "
+            "END; $BODY$"
+        ).format(**names)
+        return [final, select]
 
     @property
     def marker_table(self) -> str:
@@ -161,26 +214,11 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
-        """The library's query, restricted to rows no running transaction can precede."""
-        where = [_FINISHED]
-        params: list[Any] = []
-        if start is not None:
-            where.append(SQL("notification_id >= %s" if inclusive_of_start
-                             else "notification_id > %s"))
-            params.append(start)
-        if stop is not None:
-            where.append(SQL("notification_id <= %s"))
-            params.append(stop)
-        if topics:
-            where.append(SQL("topic = ANY(%s)"))
-            params.append(list(topics))
-        params.append(limit)
-        statement = SQL(
-            "SELECT originator_id, originator_version, topic, state, notification_id "
-            "FROM {} WHERE {} ORDER BY notification_id LIMIT %s"
-        ).format(self.table, SQL(" AND ").join(where))
+        """The library's query, up to the final position (see the module's docstring)."""
+        after = -1 if start is None else (start - 1 if inclusive_of_start else start)
+        params = (after, stop, list(topics) if topics else None, limit)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params, prepare=True)
+            curs.execute(self.sql_select, params, prepare=True)
             return [
                 Notification(
                     id=row["notification_id"],
