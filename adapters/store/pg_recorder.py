@@ -19,7 +19,9 @@ Here the ordering moves from the writers' commits to the readers' snapshots:
   INSERT takes it; here it is taken first, explicitly), so the writers still running can be
   told from other transactions: `pg_locks` lists them.
 - **A reader reads up to the final position**: the highest notification id among rows whose
-  transaction is older than every event writer still running (`es_final_notification_id`).
+  transaction is older than every event writer still running (`es_final_notification_id`;
+  first, cheaply, older than every transaction running: the running writers are looked up in
+  `pg_locks` only when that holds rows back).
   Every id below it is committed or never will be: a running writer's ids come after it. The
   position is computed in one statement and the rows read in the next, so the rows' snapshot
   is the later one. Rows from before this column existed (NULL) were committed before it was
@@ -140,12 +142,22 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
             "final": Identifier(FINAL_FUNCTION),
             "select": Identifier(SELECT_FUNCTION),
         }
+        last_before = SQL(
+            "(SELECT max(notification_id) FROM {table} "
+            "WHERE transaction_id IS NULL OR transaction_id < horizon)"
+        ).format(**names)
         final = SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{final}() RETURNS bigint "
             "LANGUAGE plpgsql VOLATILE AS $BODY$ "
-            "DECLARE horizon xid8; "
+            "DECLARE horizon xid8; final bigint; "
             "BEGIN "
-            # The oldest event writer still running (else the next transaction id) ...
+            # Cheap first: transactions older than the oldest one running have all ended.
+            "horizon := pg_snapshot_xmin(pg_current_snapshot()); "
+            "final := {last_before}; "
+            "IF NOT EXISTS (SELECT FROM {table} WHERE notification_id > coalesce(final, 0)) "
+            "THEN RETURN final; END IF; "
+            # Rows held back: by event writers, or by transactions that write no events? Only
+            # the oldest event writer still running counts (else the next transaction id) ...
             "SELECT least(pg_snapshot_xmax(s.snap), ("
             "  SELECT min(x) FROM pg_snapshot_xip(s.snap) AS x WHERE xid(x) IN ("
             "    SELECT t.transactionid FROM pg_locks t JOIN pg_locks r"
@@ -155,10 +167,9 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
             "    AND r.mode IN ('RowExclusiveLock', 'ExclusiveLock')))) "
             "INTO horizon FROM (SELECT pg_current_snapshot() AS snap) AS s; "
             # ... and, in a later snapshot, the last row of a transaction older than that.
-            "RETURN (SELECT max(notification_id) FROM {table} "
-            "WHERE transaction_id IS NULL OR transaction_id < horizon); "
+            "RETURN {last_before}; "
             "END; $BODY$"
-        ).format(**names)
+        ).format(last_before=last_before, **names)
         select = SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{select}("
             "after bigint, upto bigint, topics text[], lim bigint) RETURNS SETOF {table} "
