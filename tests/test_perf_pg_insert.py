@@ -232,3 +232,14 @@ def test_a_save_notifies_listeners_once_committed(store: BatonStore) -> None:
     assert [n.channel for n in heard] == [store.recorder.channel_name]
     assert _eventually(lambda: [n.originator_id for n in store.recorder.select_notifications(
         1, 10)] == [goal.id, goal.id])
+
+
+def test_a_store_closed_right_after_a_save_has_announced_it(postgres_url: str) -> None:
+    """The NOTIFY goes out from a thread beside the saves; closing the store waits for it."""
+    store = open_store(postgres_url)
+    with psycopg.connect(PG_URL, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{store.recorder.channel_name}"')
+        store.save(_goal())
+        store.close()
+        heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+    assert [n.channel for n in heard] == [store.recorder.channel_name]

@@ -307,6 +307,9 @@ class BatonStore:
 
     def close(self) -> None:
         if self.is_open:  # never opened: nothing to close, nothing to create
+            notifier = getattr(self.app.recorder, "notifier", None)
+            if notifier is not None:  # PostgreSQL: the last saves' NOTIFY, before the pool goes
+                notifier.flush()
             self.app.close()
 
 

@@ -34,12 +34,16 @@ inserting events (none in Baton) gets the table's EXCLUSIVE lock instead, as eve
 its transaction id is older than the notification ids it then takes.
 
 `NOTIFY` is sent after the commit, not inside the transaction: PostgreSQL serialises the commits
-of notifying transactions on one lock held through the WAL flush, a second table lock. The
-notifying transaction commits without waiting for a flush (nothing in it needs to be durable).
+of notifying transactions on one lock held through the WAL flush, a second table lock. It is
+sent by a thread beside the saves (`_Notifier`), so a save does not wait for it, and saves that
+commit while one is being sent share the next; its transaction commits without waiting for a
+flush (nothing in it needs to be durable). Listeners (workers, `projections follow`) also look
+again on their own timers, so a notification lost with a dying process costs a wake-up's delay.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,6 +93,7 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
         self.sql_notify = SQL(
             "SELECT set_config('synchronous_commit', 'off', true), pg_notify({}, '')"
         ).format(Literal(self.channel_name))
+        self.notifier = _Notifier(self)
         self.max_notification_id_statement = SQL("SELECT {}.{}() AS max").format(
             schema, Identifier(FINAL_FUNCTION))
         self.sql_select = SQL(
@@ -200,8 +205,8 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
         return insert_surviving_drops(self, stored_events, self._insert)
 
     def _insert(self, stored_events: Sequence[Any]) -> Sequence[int]:
-        """One function call (its own transaction: the pool's connections autocommit), then
-        NOTIFY in a transaction of its own, after the commit."""
+        """One function call (its own transaction: the pool's connections autocommit); the
+        NOTIFY follows from the notifier's thread."""
         columns = (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
@@ -211,8 +216,12 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self.sql_insert, columns, prepare=True)
             ids = [row[INSERT_FUNCTION] for row in curs.fetchall()]
-            curs.execute(self.sql_notify, prepare=True)
-            return ids
+        self.notifier.poke()
+        return ids
+
+    def notify(self) -> None:
+        with self.datastore.get_connection() as conn:
+            conn.execute(self.sql_notify, prepare=True)
 
     # --- reading ---
 
@@ -243,6 +252,50 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Any:
         return _PatientSubscription(recorder=self, gt=gt, topics=topics)
+
+
+class _Notifier:
+    """NOTIFY after saves, from a thread of its own: one per burst of saves. The thread lingers
+    a moment for the next save, then ends (a store left open keeps no thread)."""
+
+    LINGER_S = 1.0
+
+    def __init__(self, recorder: OrderedInsertPostgresRecorder) -> None:
+        self.recorder = recorder
+        self.changed = threading.Condition()
+        self.pending = False  # a save committed since the last NOTIFY was sent
+        self.sending = False
+        self.running = False  # the thread is alive (sending, or lingering for the next save)
+
+    def poke(self) -> None:
+        with self.changed:
+            self.pending = True
+            if self.running:
+                self.changed.notify_all()
+                return
+            self.running = True
+        threading.Thread(target=self._run, name="baton-notify", daemon=True).start()
+
+    def flush(self) -> None:
+        """Wait until every save so far has been announced (a store about to close)."""
+        with self.changed:
+            self.changed.wait_for(lambda: not self.pending and not self.sending, timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self.changed:
+                if not self.changed.wait_for(lambda: self.pending, timeout=self.LINGER_S):
+                    self.running = False
+                    return
+                self.pending, self.sending = False, True
+            try:
+                self.recorder.notify()
+            except Exception:  # listeners look again on their own timers
+                pass
+            finally:
+                with self.changed:
+                    self.sending = False
+                    self.changed.notify_all()
 
 
 class _PatientSubscription(PostgresSubscription):
