@@ -21,11 +21,10 @@ Here the ordering moves from the writers' commits to the readers' snapshots:
 - **A reader reads up to the final position**: the highest notification id among rows whose
   transaction is older than every event writer still running (`es_final_notification_id`;
   first, cheaply, older than every transaction running: the running writers are looked up in
-  `pg_locks` only when that holds rows back).
-  Every id below it is committed or never will be: a running writer's ids come after it. The
-  position is computed in one statement and the rows read in the next, so the rows' snapshot
-  is the later one. Rows from before this column existed (NULL) were committed before it was
-  added.
+  `pg_locks` only when that holds rows back). Every id below it is committed or never will
+  be: a running writer's ids come after it. The position is computed in one statement and the
+  rows read in the next, so the rows' snapshot is the later one. Rows from before this column
+  existed (NULL) were committed before it was added.
 
 A reader thus waits only for event writers older than a row, never for unrelated transactions
 on the server, and a command that wrote reads its own events back at once (unless a save that
@@ -300,8 +299,8 @@ class _Notifier:
 
 class _PatientSubscription(PostgresSubscription):
     """eventsourcing's LISTEN/NOTIFY subscription that also looks again every 0.1 s: a row held
-    back behind an older transaction becomes readable when that transaction ends, which need
-    not be an event write (so no NOTIFY says so)."""
+    back behind an older save becomes readable when that save ends, and a save that rolls back
+    (a conflict) sends no NOTIFY to say so."""
 
     def _listen(self) -> None:
         try:
