@@ -6,6 +6,7 @@ end is read from the events themselves. In the same schema, N plain writer proce
 one INSERT + COMMIT per task (no table lock), as many rows as Baton's run had tasks.
 
     .venv/bin/python -m scripts.bench_workers [--workers 1,2,4,8] [--goals 96] [--tasks 10]
+    .venv/bin/python -m scripts.bench_workers --inserts-only [--rounds 3]   # the insert alone
 
 Workloads: `noop` (sync agent that returns its input) and `sleep` (async agent, 50 ms).
 """
@@ -18,6 +19,7 @@ import json
 import multiprocessing
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -51,18 +53,24 @@ def chain(agent: str, tasks: int) -> dict[str, Any]:
 
 def start_workers(url: str, n: int, concurrency: int, logdir: Path) -> list[Any]:
     env = {**os.environ, "BATON_STORE": url}
-    procs = []
-    for i in range(n):  # one at a time: concurrent opens of one schema can still collide
-        log = logdir / f"worker-{i}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "baton.cli", "worker", "--concurrency", str(concurrency)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
-        )
-        while "worker started" not in log.read_text():
-            if proc.poll() is not None:
-                raise SystemExit(f"worker {i} exited: {log.read_text()[-500:]}")
-            time.sleep(0.02)
-        procs.append(proc)
+    procs: list[Any] = []
+    try:
+        for i in range(n):  # one at a time: concurrent opens of one schema can still collide
+            log = logdir / f"worker-{i}.log"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "baton.cli", "worker", "--concurrency", str(concurrency)],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+            )
+            procs.append(proc)
+            while "worker started" not in log.read_text():
+                if proc.poll() is not None:
+                    raise SystemExit(f"worker {i} exited: {log.read_text()[-500:]}")
+                time.sleep(0.02)
+    except BaseException:  # never leave workers (and their connections) behind
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=60)
+        raise
     return procs
 
 
@@ -106,7 +114,7 @@ def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
 
 class LockSampler(threading.Thread):
     """Samples pg_stat_activity every 10 ms: how many sessions are inside Baton's insert, and
-    how many of those wait for the events table's lock (wait_event 'relation')."""
+    how many of those wait on a lock (the ordering lock taken around the insert)."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -118,16 +126,17 @@ class LockSampler(threading.Thread):
     def run(self) -> None:
         import psycopg
 
+        from baton.store.pg_recorder import INSERT_FUNCTION
+
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             while not self.done.wait(0.01):
                 rows = conn.execute(
-                    "SELECT wait_event_type, wait_event FROM pg_stat_activity "
-                    "WHERE state = 'active' AND query LIKE '%es_insert_events_locked%' "
-                    "AND pid <> pg_backend_pid()").fetchall()
+                    "SELECT wait_event_type FROM pg_stat_activity "
+                    "WHERE state = 'active' AND query LIKE %s AND pid <> pg_backend_pid()",
+                    (f"%{INSERT_FUNCTION}%",)).fetchall()
                 self.samples += 1
                 self.inserting += len(rows)
-                self.waiting += sum(1 for kind, event in rows
-                                    if kind == "Lock" and event == "relation")
+                self.waiting += sum(1 for (kind,) in rows if kind == "Lock")
 
     def stop(self) -> None:
         self.done.set()
@@ -136,7 +145,7 @@ class LockSampler(threading.Thread):
     def summary(self) -> dict[str, float]:
         samples = max(1, self.samples)
         return {"inserts_in_flight": self.inserting / samples,
-                "waiting_for_table_lock": self.waiting / samples}
+                "waiting_on_a_lock": self.waiting / samples}
 
 
 def _ended_topics() -> list[str]:
@@ -168,8 +177,22 @@ def _plain_writer(schema: str, rows: int, start: Any, done: Any) -> None:
     conn.close()
 
 
-def _locked_writer(url: str, rows: int, start: Any, done: Any) -> None:
-    """Baton's own insert (the table-locking function), one event per transaction."""
+# The previous release's insert, for `--inserts-only`: eventsourcing's way, the table's EXCLUSIVE
+# lock held through the commit and NOTIFY inside the transaction (one round trip).
+LOCKED_INSERT = """
+CREATE OR REPLACE FUNCTION "{schema}".es_insert_events_locked(
+    ids text[], versions bigint[], topics text[], states bytea[]) RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$ BEGIN
+    LOCK TABLE "{schema}".baton_events IN EXCLUSIVE MODE;
+    NOTIFY baton_events;
+    RETURN QUERY INSERT INTO "{schema}".baton_events (originator_id, originator_version, topic,
+        state) SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id;
+END; $$"""
+
+
+def _baton_writer(url: str, rows: int, start: Any, done: Any, locked: bool = False) -> None:
+    """Baton's own insert (the store's recorder; with `locked`, the previous release's function),
+    one event per transaction."""
     from eventsourcing.persistence import StoredEvent
 
     from baton.store.eventstore import open_store
@@ -181,19 +204,26 @@ def _locked_writer(url: str, rows: int, start: Any, done: Any) -> None:
         except Exception:
             time.sleep(0.1)
     payload = json.dumps({"payload": "x" * 64}).encode()
-    key = f"w{os.getpid()}"
+    key = f"w{os.getpid()}{'l' if locked else ''}{time.monotonic_ns()}"
+    schema = store.env["POSTGRES_SCHEMA"]
     start.wait()
     for seq in range(rows):
-        store.recorder.insert_events(
-            [StoredEvent(originator_id=f"{key}-{seq}", originator_version=1, topic="bench:Row",
-                         state=payload)])
+        event = StoredEvent(originator_id=f"{key}-{seq}", originator_version=1,
+                            topic="bench:Row", state=payload)
+        if not locked:
+            store.recorder.insert_events([event])
+            continue
+        with store.recorder.datastore.get_connection() as conn:
+            conn.execute(f'SELECT * FROM "{schema}".es_insert_events_locked(%b, %b, %b, %b)',
+                         ([event.originator_id], [1], [event.topic], [event.state]),
+                         prepare=True).fetchall()
     done.put(time.perf_counter())
     store.close()
 
 
-def run_plain(schema: str, *, writers: int, rows: int, url: str | None = None
-              ) -> dict[str, float]:
-    """N plain writers (or, with `url`, N writers through Baton's locking insert)."""
+def run_plain(schema: str, *, writers: int, rows: int, url: str | None = None,
+              locked: bool = False) -> dict[str, float]:
+    """N plain writers (or, with `url`, N writers through Baton's insert)."""
     import psycopg
 
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
@@ -202,7 +232,7 @@ def run_plain(schema: str, *, writers: int, rows: int, url: str | None = None
     ctx = multiprocessing.get_context("spawn")
     start, done = ctx.Event(), ctx.Queue()
     each = rows // writers
-    procs = [ctx.Process(target=_locked_writer, args=(url, each, start, done))
+    procs = [ctx.Process(target=_baton_writer, args=(url, each, start, done, locked))
              if url else ctx.Process(target=_plain_writer, args=(schema, each, start, done))
              for _ in range(writers)]
     for proc in procs:
@@ -228,12 +258,15 @@ def main() -> None:
                         "max_connections)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--inserts-only", action="store_true",
-                        help="no orchestration: N writers through Baton's locking insert "
-                        "against N plain writers (the lock alone)")
+                        help="no orchestration: N writers through the previous release's "
+                        "table-locking insert, through Baton's, and plain ones (the insert alone)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--inserts-only: interleaved rounds per N (the median is shown)")
     args = parser.parse_args()
     rows = []
     if args.inserts_only:
-        _inserts_only([int(x) for x in args.workers.split(",")], args.goals * args.tasks)
+        _inserts_only([int(x) for x in args.workers.split(",")], args.goals * args.tasks,
+                      args.rounds)
         return
     for workload in args.workloads.split(","):
         for n in [int(x) for x in args.workers.split(",")]:
@@ -248,7 +281,7 @@ def main() -> None:
             row = {"workload": workload, "workers": n, "baton_tasks_s": baton["tasks_s"],
                    "baton_goals_s": baton["goals_s"], "plain_tasks_s": plain["tasks_s"],
                    "inserts_in_flight": baton["inserts_in_flight"],
-                   "waiting_for_table_lock": baton["waiting_for_table_lock"]}
+                   "waiting_on_a_lock": baton["waiting_on_a_lock"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
     _table(rows)
@@ -256,27 +289,39 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=1))
 
 
-def _inserts_only(ns: list[int], rows: int) -> None:
-    print("| writers | locked insert/s | vs 1 | plain insert/s | vs 1 | ratio of speed-ups |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    base: tuple[float, float] | None = None
+def _inserts_only(ns: list[int], rows: int, rounds: int) -> None:
+    """Per N: `rounds` rounds, each running the three writers one after the other (so a change
+    of load hits all three alike); the median of each."""
+    import psycopg
+
+    from baton.store.eventstore import open_store
+
+    print("| writers | previous insert/s (table lock) | vs 1 | Baton insert/s | vs 1 "
+          "| plain insert/s | vs 1 | previous ÷ plain speed-up | Baton ÷ plain speed-up |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base: tuple[float, float, float] | None = None
     for n in ns:
         with open_target("postgres", ROOT) as target:
             assert target.pg_schema is not None
-            from baton.store.eventstore import open_store
-
-            open_store(target.url).close()  # create the table and function once
-            locked = run_plain(target.pg_schema, writers=n, rows=rows, url=target.url)["tasks_s"]
-            plain = run_plain(target.pg_schema, writers=n, rows=rows)["tasks_s"]
-        base = base or (locked, plain)
-        lk, pl = locked / base[0], plain / base[1]
-        print(f"| {n} | {locked:,.0f} | {lk:.2f}x | {plain:,.0f} | {pl:.2f}x | {lk / pl:.2f} |",
-              flush=True)
+            open_store(target.url).close()  # create the table and functions once
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(LOCKED_INSERT.format(schema=target.pg_schema))
+            runs: dict[str, list[float]] = {"locked": [], "baton": [], "plain": []}
+            for _ in range(rounds):
+                for kind in runs:
+                    url = None if kind == "plain" else target.url
+                    runs[kind].append(run_plain(target.pg_schema, writers=n, rows=rows, url=url,
+                                                locked=kind == "locked")["tasks_s"])
+        locked, ours, plain = (statistics.median(runs[k]) for k in ("locked", "baton", "plain"))
+        base = base or (locked, ours, plain)
+        lk, us, pl = locked / base[0], ours / base[1], plain / base[2]
+        print(f"| {n} | {locked:,.0f} | {lk:.2f}x | {ours:,.0f} | {us:.2f}x | {plain:,.0f} "
+              f"| {pl:.2f}x | {lk / pl:.2f} | {us / pl:.2f} |", flush=True)
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
     print("| workload | workers | Baton tasks/s | Baton goals/s | vs 1 | plain tasks/s | vs 1 "
-          "| Baton speed-up / plain speed-up | inserts in flight | of which wait for the lock |")
+          "| Baton speed-up / plain speed-up | inserts in flight | of which wait on a lock |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -286,7 +331,7 @@ def _table(rows: list[dict[str, Any]]) -> None:
         print(f"| {row['workload']} | {row['workers']} | {row['baton_tasks_s']:,.0f} "
               f"| {row['baton_goals_s']:,.1f} | {b:.2f}x | {row['plain_tasks_s']:,.0f} "
               f"| {p:.2f}x | {b / p:.2f} | {row['inserts_in_flight']:.2f} "
-              f"| {row['waiting_for_table_lock']:.2f} |")
+              f"| {row['waiting_on_a_lock']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -72,9 +72,9 @@ def test_a_save_whose_commit_was_lost_with_its_connection_is_not_repeated(
         def commits_then_drops(events: Any) -> Any:
             calls.append(1)
             if len(calls) == 1:
-                recorder._insert_locked(events)  # committed, but the answer never arrives
+                recorder._insert(events)  # committed, but the answer never arrives
                 raise OperationalError("server closed the connection unexpectedly")
-            return recorder._insert_locked(events)
+            return recorder._insert(events)
 
         eventstore.insert_surviving_drops(recorder, stored, commits_then_drops)
         assert len(calls) == 2  # retried, found its own events stored, and stopped

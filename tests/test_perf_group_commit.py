@@ -6,8 +6,10 @@ when the runner wakes up (no sleeps, no timing).
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,3 +122,22 @@ def test_a_conflicting_batch_is_recorded_again_on_top_of_the_other_write(
     assert "OutputAccepted" not in names
     events = store.events(goal.id)
     assert replay(events, contracts_of(events)).ok
+
+
+def test_a_retry_without_backoff_is_saved_with_the_failed_attempt(
+    store: BatonStore, saves: list[int]
+) -> None:
+    """The failed attempt, the retry decision and the next dispatch: one transaction (the
+    failure is durable, and the new dispatch is on disk before the agent runs again)."""
+    data = plan(task("t", "flaky", input={"text": uuid.uuid4().hex},  # fails on its first call
+                     retry={"max_attempts": 2, "backoff_s": 0}))
+    goal = run(store, data, {})
+    assert goal.state.status == "completed", goal.state.reason
+    events = store.events(goal.id)
+    cuts = [0, *saves]
+    batches = [[type(e).__name__ for e in events[a:b]] for a, b in itertools.pairwise(cuts)]
+    assert batches == [
+        ["Started", "TaskReady", "TaskDispatched"],
+        ["AgentRaised", "RetryScheduled", "TaskReady", "TaskDispatched"],
+        ["AgentReturned", "OutputAccepted", "GoalCompleted"],
+    ]

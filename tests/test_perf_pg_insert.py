@@ -1,23 +1,29 @@
-"""PostgreSQL saves go through one function call that still takes the table's EXCLUSIVE lock.
+"""PostgreSQL saves run in parallel, and no reader of the log ever passes a gap.
 
-The lock is what keeps commit order equal to notification-id order (a projection tails the
-ids). It is observed, not timed: while another session holds ROW EXCLUSIVE (which a plain
-INSERT would not wait for, but EXCLUSIVE does), the save waits on a lock; once that session
-commits, the save completes.
+Writers no longer take the events table's lock, so a transaction can hold notification id 10
+uncommitted while id 11 is already committed. These tests hold such a transaction open on a
+connection of their own (the same insert function every save uses) and check what the readers
+see meanwhile and afterwards. Nothing is timed: a wait only runs out when the behaviour under
+test is broken.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from baton.domain.decisions import TaskReady
 from baton.domain.goal import Goal
 from baton.store.eventstore import BatonStore, open_store
+from baton.store.pg_recorder import INSERT_FUNCTION
 from tests.conftest import PG_URL
 from tests.support import load, plan, task
 
@@ -26,7 +32,7 @@ pytestmark = pytest.mark.postgres
 WAIT_S = 10  # only reached when the behaviour under test is broken
 
 
-def _goal_with_events() -> Goal:
+def _goal() -> Goal:
     loaded = load(plan(task("a", "upper", input={"text": "x"})))
     goal = Goal.start(
         goal_id=uuid.uuid4().hex, plan=loaded.plan, goal_input={}, concurrency=1,
@@ -36,55 +42,204 @@ def _goal_with_events() -> Goal:
     return goal
 
 
-def _waiting_on_a_lock(conn: psycopg.Connection, schema: str) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND query LIKE %s",
-        (f'%"{schema}"."es_insert_events_locked"%',),
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def test_the_store_uses_the_locking_recorder(postgres_url: str) -> None:
-    store = open_store(postgres_url)
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[BatonStore]:
+    opened = open_store(postgres_url)
     try:
-        assert type(store.recorder).__name__ == "LockedInsertPostgresRecorder"
+        yield opened
     finally:
-        store.close()
+        opened.close()
 
 
-def test_a_save_takes_the_exclusive_table_lock(postgres_url: str) -> None:
-    store: BatonStore = open_store(postgres_url)
-    schema = store.env["POSTGRES_SCHEMA"]
-    goal = _goal_with_events()
+def _schema(store: BatonStore) -> str:
+    return store.env["POSTGRES_SCHEMA"]
+
+
+@contextmanager
+def _open_insert(store: BatonStore, goal: Goal) -> Iterator[tuple[psycopg.Connection, list[int]]]:
+    """`goal`'s events inserted through the save's own function, the transaction left open."""
+    stored = [store.app.mapper.to_stored_event(e) for e in goal.collect_events()]
+    with psycopg.connect(PG_URL) as conn:  # not autocommit: the transaction stays open
+        rows = conn.execute(
+            f'SELECT * FROM "{_schema(store)}".{INSERT_FUNCTION}(%b, %b, %b, %b)',
+            ([e.originator_id for e in stored], [e.originator_version for e in stored],
+             [e.topic for e in stored], [e.state for e in stored]),
+        ).fetchall()
+        yield conn, [row[0] for row in rows]
+
+
+def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[BaseException]]:
     errors: list[BaseException] = []
 
-    def save() -> None:
+    def run() -> None:
         try:
-            store.save(goal)
-        except BaseException as exc:  # reported by the assertion below
+            work()
+        except BaseException as exc:  # reported by the caller's assertion
             errors.append(exc)
 
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _ids(store: BatonStore) -> list[int]:
+    return [n.id for n in store.recorder.select_notifications(start=1, limit=1000)]
+
+
+def _eventually(check: Callable[[], bool]) -> bool:
+    """A reader lags by the oldest transaction running anywhere on the server (other tests'
+    too): look again until it has ended."""
+    done = threading.Event()
+    for _ in range(WAIT_S * 20):
+        if check():
+            return True
+        done.wait(0.05)
+    return False
+
+
+def test_the_store_uses_the_ordered_recorder(store: BatonStore) -> None:
+    assert type(store.recorder).__name__ == "OrderedInsertPostgresRecorder"
+
+
+def test_a_save_does_not_wait_for_another_writers_commit(store: BatonStore) -> None:
+    first, second = _goal(), _goal()
+    with _open_insert(store, first):
+        saver, errors = _in_thread(lambda: store.save(second))
+        saver.join(WAIT_S)
+        assert not saver.is_alive(), "the save waited for the other transaction to commit"
+        assert not errors, errors
+    assert [type(e).__name__ for e in store.events(second.id)] == ["Started", "TaskReady"]
+
+
+def test_no_reader_passes_a_gap_that_can_still_fill(store: BatonStore) -> None:
+    early, late = _goal(), _goal()
+    with _open_insert(store, early) as (conn, held):
+        store.save(late)  # committed, with notification ids after the held ones
+        late_ids = [n for n in range(max(held) + 1, max(held) + 3)]
+        assert store.recorder.select_events(late.id)  # stored and readable by goal
+        visible = _ids(store)
+        assert not set(visible) & set(late_ids), "a reader passed an uncommitted gap"
+        assert (store.recorder.max_notification_id() or 0) < min(held)
+        conn.commit()
+    assert _eventually(lambda: _ids(store) == [*held, *late_ids])
+    originators = [n.originator_id for n in store.recorder.select_notifications(1, 10)]
+    assert originators == [early.id, early.id, late.id, late.id]
+    assert store.recorder.max_notification_id() == max(late_ids)
+
+
+def test_a_reader_does_not_wait_for_transactions_that_write_no_events(
+    store: BatonStore,
+) -> None:
+    """A command reads its own events back (its read models are current) even while another
+    transaction on the server, older than its save, is still open."""
+    goal = _goal()
+    with psycopg.connect(PG_URL) as other:
+        other.execute(f'CREATE TABLE "{_schema(store)}".elsewhere (x int)')
+        other.execute(f'INSERT INTO "{_schema(store)}".elsewhere VALUES (1)')  # holds an xid
+        store.save(goal)
+        assert [n.originator_id for n in store.recorder.select_notifications(1, 10)] == [
+            goal.id, goal.id]
+        assert store.recorder.max_notification_id() == 2
+        other.rollback()
+
+
+def test_a_rolled_back_insert_leaves_a_gap_readers_pass(store: BatonStore) -> None:
+    lost, kept = _goal(), _goal()
+    with _open_insert(store, lost) as (conn, held):
+        store.save(kept)
+        conn.rollback()
+    assert _eventually(lambda: _ids(store) == [max(held) + 1, max(held) + 2])
+
+
+def test_a_failed_insert_leaves_the_ordering_lock_free(store: BatonStore) -> None:
+    goal = _goal()
+    store.save(goal)
+    first, clash = store.get(goal.id), store.get(goal.id)  # two writers of one version
+    for copy in (first, clash):
+        copy.observe("ClockTicked", at=datetime.now(UTC))
+    store.save(first)
+    with pytest.raises(IntegrityError):
+        store.save(clash)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        held = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid::int = hashtext('baton-insert')"
+            "AND objid::int = hashtext(%s)", (f"{_schema(store)}.baton_events",),
+        ).fetchone()
+    assert held == (0,)
+    other = _goal()
+    saver, errors = _in_thread(lambda: store.save(other))
+    saver.join(WAIT_S)
+    assert not saver.is_alive() and not errors, errors
+
+
+def test_a_transaction_that_wrote_before_takes_the_table_lock(store: BatonStore) -> None:
+    """Its transaction id is older than the notification ids it takes: ordering it needs the
+    lock eventsourcing always takes."""
+    goal = _goal()
+    stored = [store.app.mapper.to_stored_event(e) for e in goal.collect_events()]
+    schema = _schema(store)
+    with psycopg.connect(PG_URL) as conn:
+        conn.execute(f'CREATE TABLE "{schema}".scratch (x int)')
+        conn.execute(f'INSERT INTO "{schema}".scratch VALUES (1)')
+        conn.execute(
+            f'SELECT * FROM "{schema}".{INSERT_FUNCTION}(%b, %b, %b, %b)',
+            ([e.originator_id for e in stored], [e.originator_version for e in stored],
+             [e.topic for e in stored], [e.state for e in stored]),
+        )
+        modes = conn.execute(
+            "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() AND relation = %s::regclass",
+            (f'"{schema}".baton_events',),
+        ).fetchall()
+        assert ("ExclusiveLock",) in modes
+        conn.commit()
+    assert [type(e).__name__ for e in store.events(goal.id)] == ["Started", "TaskReady"]
+
+
+def test_a_store_from_the_previous_release_is_migrated_in_place(postgres_url: str) -> None:
+    """A table without `transaction_id` (and an older schema digest): opening adds the column,
+    its old rows stay readable in order, and new saves go on after them."""
+    old, new = _goal(), _goal()
+    store = open_store(postgres_url)
+    schema = _schema(store)
+    store.save(old)
+    store.close()
+    with psycopg.connect(PG_URL, autocommit=True) as conn:  # as the previous release left it
+        conn.execute(f'ALTER TABLE "{schema}".baton_events DROP COLUMN transaction_id')
+        conn.execute(f'COMMENT ON TABLE "{schema}".baton_events IS \'baton-ddl:previous\'')
+    store = open_store(postgres_url)
     try:
-        with psycopg.connect(PG_URL, autocommit=True) as other, psycopg.connect(
-            PG_URL, autocommit=True
-        ) as watcher:
-            with other.transaction():
-                other.execute(f'LOCK TABLE "{schema}".baton_events IN ROW EXCLUSIVE MODE')
-                saver = threading.Thread(target=save, daemon=True)
-                saver.start()
-                waited = threading.Event()
-                for _ in range(WAIT_S * 50):
-                    if _waiting_on_a_lock(watcher, schema):
-                        waited.set()
-                        break
-                    saver.join(0.02)
-                assert waited.is_set(), "the insert never waited for the table lock"
-                assert saver.is_alive()
-            saver.join(WAIT_S)
-        assert not saver.is_alive() and not errors, errors
-        assert [type(e).__name__ for e in store.events(goal.id)] == ["Started", "TaskReady"]
-        notifications = store.recorder.select_notifications(start=1, limit=10)
-        assert [n.originator_version for n in notifications] == [1, 2]
+        assert [type(e).__name__ for e in store.events(old.id)] == ["Started", "TaskReady"]
+        store.save(new)
+        assert _eventually(lambda: _ids(store) == [1, 2, 3, 4])
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            rows = conn.execute(
+                f'SELECT transaction_id IS NULL FROM "{schema}".baton_events '
+                "ORDER BY notification_id").fetchall()
+        assert rows == [(True,), (True,), (False,), (False,)]
     finally:
         store.close()
+
+
+def test_a_save_notifies_listeners_once_committed(store: BatonStore) -> None:
+    """Workers and `projections follow` wake on the channel; the notification is sent in a
+    transaction of its own after the events committed, so what it announces is readable."""
+    goal = _goal()
+    with psycopg.connect(PG_URL, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{store.recorder.channel_name}"')
+        store.save(goal)
+        heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+    assert [n.channel for n in heard] == [store.recorder.channel_name]
+    assert _eventually(lambda: [n.originator_id for n in store.recorder.select_notifications(
+        1, 10)] == [goal.id, goal.id])
+
+
+def test_a_store_closed_right_after_a_save_has_announced_it(postgres_url: str) -> None:
+    """The NOTIFY goes out from a thread beside the saves; closing the store waits for it."""
+    store = open_store(postgres_url)
+    with psycopg.connect(PG_URL, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{store.recorder.channel_name}"')
+        store.save(_goal())
+        store.close()
+        heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+    assert [n.channel for n in heard] == [store.recorder.channel_name]

@@ -10,9 +10,10 @@ No job table. The event log is the only queue (docs/reference.md, "Workers"):
   fell due. Nothing else is written, so nothing can disagree with the log.
 - **Who drives it** is the ownership lock (`baton.store.ownership`): a worker claims a goal by
   taking its lock, and a dead worker's goals are free the moment it dies.
-- **When to look again**: PostgreSQL's NOTIFY, which every insert sends (LISTEN on the
-  recorder's channel); a poll every `poll_s` (owners that die send nothing; SQLite has no
-  NOTIFY); the earliest backoff due.
+- **When to look again**: PostgreSQL's NOTIFY, sent after every save commits (LISTEN on the
+  recorder's channel); a poll every `poll_s` (owners that die send nothing, nor does a save
+  that rolled back, which may have held later rows back from readers; SQLite has no NOTIFY);
+  the earliest backoff due.
 
 A goal that only waits for a timer is parked (its slot and lock let go) and claimed again, by
 any worker, when the timer falls due.

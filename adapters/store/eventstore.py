@@ -48,8 +48,9 @@ __all__ = [
 OLD_GOAL_TOPIC = "domain.goal:Goal"
 register_topic(OLD_GOAL_TOPIC, Goal)
 
-# The PostgreSQL application recorder, by topic (built on first use: SQLite never imports psycopg).
-PG_RECORDER_TOPIC = f"{__name__}:LockedInsertPostgresRecorder"
+# The PostgreSQL application recorder, by topic (imported on first use: SQLite never imports
+# psycopg). It writes without eventsourcing's table lock; its readers never pass a gap.
+PG_RECORDER_TOPIC = "baton.store.pg_recorder:OrderedInsertPostgresRecorder"
 
 
 class StoreError(BatonError):
@@ -133,90 +134,6 @@ def _named_connect_failure(url: str, env: dict[str, str]) -> StoreError | None:
     return None if problem is None else StoreError(f"store {describe_store(url)}: {problem}")
 
 
-@functools.cache
-def _locked_insert_recorder() -> type:
-    """eventsourcing's PostgreSQL recorder, inserting through one function call that locks.
-
-    The library's own insert sends `SET LOCAL`, `LOCK TABLE … IN EXCLUSIVE MODE`, `NOTIFY` and
-    the `INSERT` in a pipeline, then syncs and commits: two round trips. Its database function
-    does it in one, but without the table lock, so two writers could commit notification ids out
-    of order and a projection tailing the log could pass over a gap that is filled later; and
-    both pass the rows as an array of a composite type, which psycopg escapes field by field in
-    Python (~60 us per event). Here one function takes the same lock first and receives the
-    columns as four plain arrays sent in binary: one round trip, and commit order is still
-    notification-id order. A save with tracking (none in Baton) goes the library's way.
-    """
-    from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-    from psycopg.sql import SQL, Identifier
-
-    from baton.projections.pg_schema import CreatedOnce
-
-    function = "es_insert_events_locked"
-
-    class LockedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
-        def __init__(
-            self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
-        ) -> None:
-            super().__init__(datastore, events_table_name=events_table_name)
-            names = {
-                "schema": Identifier(self.datastore.schema),
-                "function": Identifier(function),
-                "table": Identifier(self.events_table_name),
-                "channel": Identifier(self.channel_name),
-                "id_type": Identifier(self.datastore.originator_id_type),
-            }
-            self.sql_create_statements.append(
-                SQL(
-                    "CREATE OR REPLACE FUNCTION {schema}.{function}("
-                    "ids {id_type}[], versions bigint[], topics text[], states bytea[]) "
-                    "RETURNS SETOF bigint "
-                    "LANGUAGE plpgsql "
-                    "AS "
-                    "$BODY$"
-                    "BEGIN"
-                    "    SET LOCAL lock_timeout = '{lock_timeout}s';"
-                    "    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
-                    "    NOTIFY {channel};"
-                    "    RETURN QUERY"
-                    "    INSERT INTO {schema}.{table} AS t ("
-                    "    originator_id, originator_version, topic, state)"
-                    "    SELECT * FROM unnest(ids, versions, topics, states)"
-                    "    RETURNING notification_id;"
-                    "END;"
-                    "$BODY$"
-                ).format(lock_timeout=self.datastore.lock_timeout, **names)
-            )
-            self.sql_insert_locked = SQL(
-                "SELECT * FROM {schema}.{function}(%b, %b, %b, %b)"
-            ).format(**names)
-
-        @property
-        def marker_table(self) -> str:
-            return str(self.events_table_name)
-
-        def insert_events(
-            self, stored_events: Sequence[Any], **kwargs: Any
-        ) -> Sequence[int] | None:
-            if not stored_events or kwargs.get("tracking") is not None:
-                return super().insert_events(stored_events, **kwargs)  # type: ignore[no-any-return]
-            return insert_surviving_drops(self, stored_events, self._insert_locked)
-
-        def _insert_locked(self, stored_events: Sequence[Any]) -> Sequence[int]:
-            columns = (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            )
-            with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(self.sql_insert_locked, columns, prepare=True)
-                return [row[function] for row in curs.fetchall()]
-
-    LockedInsertPostgresRecorder.__module__ = __name__
-    LockedInsertPostgresRecorder.__qualname__ = "LockedInsertPostgresRecorder"
-    return LockedInsertPostgresRecorder
-
-
 # A dropped connection (server restart, failover, pg_terminate_backend) is retried this many
 # times, waiting 0.05 s doubling to 1 s between tries (about 5 s in all): long enough for a pool
 # to replace every dead connection it holds, short enough that a store that stays down ends the
@@ -262,13 +179,6 @@ def _already_stored(recorder: Any, stored_events: Sequence[Any]) -> bool:
         if {(e.originator_version, e.topic, bytes(e.state)) for e in found} != mine:
             return False
     return True
-
-
-def __getattr__(name: str) -> Any:
-    """`LockedInsertPostgresRecorder`, resolved by eventsourcing from PG_RECORDER_TOPIC."""
-    if name == "LockedInsertPostgresRecorder":
-        return _locked_insert_recorder()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def describe_store(url: str) -> str:
@@ -397,6 +307,9 @@ class BatonStore:
 
     def close(self) -> None:
         if self.is_open:  # never opened: nothing to close, nothing to create
+            notifier = getattr(self.app.recorder, "notifier", None)
+            if notifier is not None:  # PostgreSQL: the last saves' NOTIFY, before the pool goes
+                notifier.flush()
             self.app.close()
 
 
