@@ -290,6 +290,7 @@ def _encoder(hint: Any) -> Codec:
     if hint is Plan:
         return _encode_plan
     if hint is GoalState:
+        _goal_state_fields()  # every field's encoder exists, or UnsupportedState now
         return _encode_goal_state
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         fields = [(name, _encoder(sub)) for name, sub in get_type_hints(hint).items()]
