@@ -25,12 +25,13 @@ from scripts.bench_history import (
     reset_projection_floor,
     simulate,
 )
-from scripts.bench_stores import Target, goal_footprint
+from scripts.bench_stores import Target, goal_footprint, snapshot_footprint
 from scripts.bench_workloads import FloorWriter, Workload
 
 __all__ = [
     "History",
     "count_saves",
+    "load_ms",
     "measure_goals",
     "measure_projection",
     "measure_replay",
@@ -126,16 +127,38 @@ def measure_goals(
         finally:
             conn.close()
         rows, size = goal_footprint(store, goal_ids[-1])
+        snapshot_size = snapshot_footprint(store, goal_ids[-1])
     finally:
         store.close()
     return {
         **_summary(samples, workload.tasks, floor),
+        "load_ms": round(load_ms(target.url, goal_ids[-1]), 3),
         "events_per_task": round(rows / workload.tasks, 2),
         "bytes_per_task": round(size / workload.tasks),
+        "snapshot_bytes_per_task": round(snapshot_size / workload.tasks),
         "saves_per_task": round(len(saves) / workload.tasks, 2),  # store transactions
         "tasks": workload.tasks,
         "concurrency": concurrency,
     }
+
+
+LOADS = 20  # reads of a finished goal for `load_ms`, after one untimed
+
+
+def load_ms(url: str, goal_id: str, *, loads: int = LOADS) -> float:
+    """Median ms of `store.get(goal_id)` on a store handle opened for it (not the one that
+    ran the goal: nothing of the goal is in memory), as `baton status` or a worker reads it."""
+    store = open_store(url)
+    try:
+        store.get(goal_id)  # untimed: the handle's first statement
+        samples = []
+        for _ in range(loads):
+            started = time.perf_counter()
+            store.get(goal_id)
+            samples.append(time.perf_counter() - started)
+    finally:
+        store.close()
+    return statistics.median(samples) * 1000
 
 
 class History:
