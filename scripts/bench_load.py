@@ -70,33 +70,34 @@ def measure(url: str, *, loads: int) -> dict[str, Any]:
         goals = _write_goals(writer)
     finally:
         writer.close()
-    rows: dict[str, Any] = {}
-    for name, goal_id in goals.items():
-        reader = open_store(url)  # nothing of the goal in memory
-        try:
-            loaded, folded = reader.get(goal_id), reader.app.repository.get(goal_id)
-            if loaded.state != folded.state or loaded.version != folded.version:
-                raise RuntimeError(f"{name}: the snapshot path read another goal")
-            snapshot_ms = _median_ms(lambda g=goal_id: reader.get(g), loads)
-            fold_ms = _median_ms(
-                lambda g=goal_id: reader.app.repository.get(g), max(3, loads // 5)
-            )
-            events, size = goal_footprint(reader, goal_id)
-            rows[name] = {
-                "goal_id": goal_id,
-                "events": events,
-                "event_bytes": size,
-                "snapshot_bytes": snapshot_footprint(reader, goal_id),
-                "snapshots": len(reader.app.snapshots.recorder.select_events(goal_id))
-                if reader.app.snapshots is not None else 0,
-                "load_ms": round(snapshot_ms, 3),
-                "fold_ms": round(fold_ms, 3),
-                "target_ms": TARGET_MS[name],
-                "met": snapshot_ms <= TARGET_MS[name],
-            }
-        finally:
-            reader.close()
-    return rows
+    return {name: _read_back(url, name, goal_id, loads=loads) for name, goal_id in goals.items()}
+
+
+def _read_back(url: str, name: str, goal_id: str, *, loads: int) -> dict[str, Any]:
+    reader = open_store(url)  # nothing of the goal in memory
+    try:
+        loaded, folded = reader.get(goal_id), reader.app.repository.get(goal_id)
+        if loaded.state != folded.state or loaded.version != folded.version:
+            raise RuntimeError(f"{name}: the snapshot path read another goal")
+        snapshot_ms = _median_ms(lambda: reader.get(goal_id), loads)
+        fold_ms = _median_ms(lambda: reader.app.repository.get(goal_id), max(3, loads // 5))
+        events, size = goal_footprint(reader, goal_id)
+        snapshots = reader.app.snapshots
+        return {
+            "goal_id": goal_id,
+            "events": events,
+            "event_bytes": size,
+            "snapshot_bytes": snapshot_footprint(reader, goal_id),
+            "snapshots": 0 if snapshots is None else len(
+                snapshots.recorder.select_events(goal_id)
+            ),
+            "load_ms": round(snapshot_ms, 3),
+            "fold_ms": round(fold_ms, 3),
+            "target_ms": TARGET_MS[name],
+            "met": snapshot_ms <= TARGET_MS[name],
+        }
+    finally:
+        reader.close()
 
 
 def main(argv: list[str] | None = None) -> int:
