@@ -26,6 +26,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     PersistenceError,
+    Transcoder,
 )
 from eventsourcing.utils import register_topic
 
@@ -41,6 +42,7 @@ from baton.store.snapshots import (
     snapshot_due,
     take_snapshot,
 )
+from baton.store.transcoder import OrjsonTranscoder
 
 __all__ = [
     "DEFAULT_STORE",
@@ -80,6 +82,13 @@ class BatonApplication(Application[str]):
 
     name = "baton"
     is_snapshotting_enabled = True
+
+    def construct_transcoder(self) -> Transcoder:
+        """The library's JSON transcoder and transcodings, encoding through orjson
+        (baton.store.transcoder): the same bytes, a tenth of the time."""
+        transcoder = OrjsonTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_repository(self) -> Repository[str]:
         """The repository folds events only: snapshots are read by `BatonStore.get`, which
