@@ -40,6 +40,7 @@ from baton.store.snapshots import (
     postgres_snapshot_recorder,
     select_goal_rows,
     snapshot_due,
+    sqlite_snapshot_recorder,
     take_snapshot,
 )
 from baton.store.transcoder import OrjsonTranscoder
@@ -98,11 +99,13 @@ class BatonApplication(Application[str]):
         return repository
 
     def construct_snapshot_store(self) -> EventStore[str]:
-        """On PostgreSQL a recorder whose table is created once, not on every open (as for
-        the events): several processes opening one store at once must not race on DDL."""
-        if not self.factory.__class__.__module__.endswith("postgres"):
-            return super().construct_snapshot_store()
-        recorder = postgres_snapshot_recorder(self.factory)
+        """eventsourcing's snapshot recorders, keeping each goal's latest snapshot only; on
+        PostgreSQL its table created once, not on every open (as for the events): several
+        processes opening one store at once must not race on DDL."""
+        if self.factory.__class__.__module__.endswith("postgres"):
+            recorder = postgres_snapshot_recorder(self.factory)
+        else:
+            recorder = sqlite_snapshot_recorder(self.factory)
         return self.factory.event_store(mapper=self.mapper, recorder=recorder)
 
 

@@ -35,6 +35,7 @@ import logging
 import threading
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -54,10 +55,12 @@ __all__ = [
     "GoalSnapshot",
     "StaleSnapshot",
     "UnsupportedState",
+    "crosses_interval",
     "postgres_snapshot_recorder",
     "select_goal_rows",
     "snapshot_due",
     "snapshot_format",
+    "sqlite_snapshot_recorder",
     "take_snapshot",
 ]
 
@@ -111,9 +114,11 @@ class GoalSnapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
 def snapshot_due(goal: Goal, first_saved_version: int) -> bool:
     """Whether the save that just stored versions first_saved_version..goal.version should
     leave a snapshot: the goal stopped, or the save crossed a multiple of SNAPSHOT_INTERVAL."""
-    if goal.state.status != "running":
-        return True
-    return (first_saved_version - 1) // SNAPSHOT_INTERVAL < goal.version // SNAPSHOT_INTERVAL
+    return goal.state.status != "running" or crosses_interval(first_saved_version, goal.version)
+
+
+def crosses_interval(first_saved_version: int, last_saved_version: int) -> bool:
+    return (first_saved_version - 1) // SNAPSHOT_INTERVAL < last_saved_version // SNAPSHOT_INTERVAL
 
 
 def take_snapshot(goal: Goal) -> GoalSnapshot:
@@ -207,10 +212,43 @@ def _pg_select_goal(schema: str, events: str, snapshots: str) -> Any:
     )
 
 
+# Only a goal's latest snapshot is ever read, so writing one deletes the goal's older ones in
+# the same transaction: a 10,000-event goal snapshotted every 200 events would otherwise keep
+# 50 copies of its state (10 MB for 500 tasks, more than its events).
+_DELETE_OLDER = "DELETE FROM {table} WHERE originator_id = ? AND originator_version < ?"
+
+
+def sqlite_snapshot_recorder(factory: Any) -> Any:
+    """eventsourcing's SQLite snapshot recorder (table `stored_snapshots`), keeping each goal's
+    latest snapshot only."""
+    from eventsourcing.sqlite import SQLiteAggregateRecorder
+
+    class LatestSnapshotRecorder(SQLiteAggregateRecorder):
+        def insert_events(
+            self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        ) -> Sequence[int] | None:
+            delete = _DELETE_OLDER.format(table=self.events_table_name)
+            with self.datastore.transaction(commit=True) as c:
+                self._insert_events(c, stored_events, **kwargs)
+                c.executemany(delete, [_older(event) for event in stored_events])
+            return None
+
+    recorder = LatestSnapshotRecorder(factory.datastore, events_table_name="stored_snapshots")
+    if factory.env_create_table():
+        recorder.create_table()
+    return recorder
+
+
+def _older(event: StoredEvent) -> tuple[Any, int]:
+    return event.originator_id, event.originator_version
+
+
 def postgres_snapshot_recorder(factory: Any) -> Any:
     """eventsourcing's PostgreSQL snapshot recorder (table `baton_snapshots`), its table created
-    once per version under an advisory lock rather than on every open, as the events' is."""
+    once per version under an advisory lock rather than on every open, as the events' is, and
+    keeping each goal's latest snapshot only."""
     from eventsourcing.postgres import PostgresAggregateRecorder
+    from psycopg.sql import SQL, Identifier
 
     from baton.projections.pg_schema import CreatedOnce
 
@@ -218,6 +256,18 @@ def postgres_snapshot_recorder(factory: Any) -> Any:
         @property
         def marker_table(self) -> str:
             return str(self.events_table_name)
+
+        def insert_events(
+            self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        ) -> Sequence[int] | None:
+            table = SQL("{}.{}").format(
+                Identifier(self.datastore.schema), Identifier(self.events_table_name)
+            )
+            delete = SQL(_DELETE_OLDER.replace("?", "%s")).format(table=table)
+            with self.datastore.transaction(commit=True) as curs:
+                self._insert_stored_events(curs, stored_events, **kwargs)
+                curs.executemany(delete, [_older(event) for event in stored_events])
+            return None
 
     recorder = CreatedOnceSnapshotRecorder(
         datastore=factory.datastore,
