@@ -373,19 +373,24 @@ def _decoder(hint: Any) -> Codec:
         cls = hint
         fields = [(name, _decoder(sub)) for name, sub in get_type_hints(cls).items()]
 
-        names = [name for name, _ in fields]
-        converted = [(name, dec) for name, dec in fields if dec is not _identity]
+        names = tuple(name for name, _ in fields)
+        width = len(names)
+        converted = [(index, name, dec) for index, (name, dec) in enumerate(fields)
+                     if dec is not _identity]
+        new = object.__new__
 
         def decode(data: list[Any]) -> Any:
             # Assigned as a fold leaves them: no __init__/__post_init__ (which would rebuild
             # GoalState's indexes from scratch rather than take the folded ones).
-            if len(data) != len(names):
-                raise StaleSnapshot(f"{cls.__name__}: {len(data)} fields, not {len(names)}")
-            obj = object.__new__(cls)
-            values = obj.__dict__
-            values.update(zip(names, data, strict=True))
-            for name, dec in converted:
-                values[name] = dec(values[name])
+            if len(data) != width:
+                raise StaleSnapshot(f"{cls.__name__}: {len(data)} fields, not {width}")
+            values = dict(zip(names, data, strict=True))
+            for index, name, dec in converted:
+                item = data[index]
+                if item is not None:
+                    values[name] = dec(item)
+            obj = new(cls)
+            obj.__dict__ = values
             return obj
 
         if cls is not GoalState:
