@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from baton.runtime.service import start_goal  # noqa: E402
 from baton.store.eventstore import BatonStore, open_store  # noqa: E402
 from scripts.bench_agents import PAYLOAD  # noqa: E402
 from scripts.bench_history import history_plan, simulate  # noqa: E402
+from scripts.bench_peers import median_read_ms  # noqa: E402
 from scripts.bench_stores import (  # noqa: E402
     goal_footprint,
     open_target,
@@ -43,16 +41,6 @@ from scripts.bench_workloads import WORKLOADS  # noqa: E402
 __all__ = ["main", "measure"]
 
 TARGET_MS = {"chain": 1.0, "long": 20.0}
-
-
-def _median_ms(read: Callable[[], Any], loads: int) -> float:
-    read()  # untimed: the handle's first statement
-    samples = []
-    for _ in range(loads):
-        started = time.perf_counter()
-        read()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
 
 
 def _write_goals(store: BatonStore) -> dict[str, str]:
@@ -79,8 +67,8 @@ def _read_back(url: str, name: str, goal_id: str, *, loads: int) -> dict[str, An
         loaded, folded = reader.get(goal_id), reader.app.repository.get(goal_id)
         if loaded.state != folded.state or loaded.version != folded.version:
             raise RuntimeError(f"{name}: the snapshot path read another goal")
-        snapshot_ms = _median_ms(lambda: reader.get(goal_id), loads)
-        fold_ms = _median_ms(lambda: reader.app.repository.get(goal_id), max(3, loads // 5))
+        snapshot_ms = median_read_ms(lambda: reader.get(goal_id), loads)
+        fold_ms = median_read_ms(lambda: reader.app.repository.get(goal_id), max(3, loads // 5))
         events, size = goal_footprint(reader, goal_id)
         snapshots = reader.app.snapshots
         return {

@@ -25,6 +25,7 @@ from scripts.bench_history import (
     reset_projection_floor,
     simulate,
 )
+from scripts.bench_peers import median_read_ms
 from scripts.bench_stores import Target, goal_footprint, snapshot_footprint
 from scripts.bench_workloads import FloorWriter, Workload
 
@@ -142,23 +143,14 @@ def measure_goals(
     }
 
 
-LOADS = 20  # reads of a finished goal for `load_ms`, after one untimed
-
-
-def load_ms(url: str, goal_id: str, *, loads: int = LOADS) -> float:
+def load_ms(url: str, goal_id: str) -> float:
     """Median ms of `store.get(goal_id)` on a store handle opened for it (not the one that
     ran the goal: nothing of the goal is in memory), as `baton status` or a worker reads it."""
     store = open_store(url)
     try:
-        store.get(goal_id)  # untimed: the handle's first statement
-        samples = []
-        for _ in range(loads):
-            started = time.perf_counter()
-            store.get(goal_id)
-            samples.append(time.perf_counter() - started)
+        return median_read_ms(lambda: store.get(goal_id))
     finally:
         store.close()
-    return statistics.median(samples) * 1000
 
 
 class History:

@@ -24,7 +24,7 @@ from typing import Annotated, Any, TypedDict
 
 from scripts.bench_agents import PAYLOAD, Hop, Items, flaky, gather, hop
 
-__all__ = ["PEERS", "run_peer"]
+__all__ = ["LOADS", "PEERS", "median_read_ms", "run_peer"]
 
 PEERS = ("langgraph", "burr", "dbos")
 SIZES = {"chain": 50, "fanout": 100, "retry": 20}
@@ -80,7 +80,7 @@ def _timed(
     if load is not None:
         read, close = load(last)
         try:
-            result["load_ms"] = round(_load_ms(read), 3)
+            result["load_ms"] = round(median_read_ms(read), 3)
         finally:
             close()
     if footprint is not None and (size := footprint(last)) is not None:
@@ -88,10 +88,12 @@ def _timed(
     return result
 
 
-def _load_ms(read: Callable[[], Any]) -> float:
+def median_read_ms(read: Callable[[], Any], loads: int = LOADS) -> float:
+    """Median ms of `loads` calls of `read` after one untimed (the handle's first statement):
+    how `load_ms` is measured for Baton and every peer alike."""
     read()
     samples = []
-    for _ in range(LOADS):
+    for _ in range(loads):
         started = time.perf_counter()
         read()
         samples.append(time.perf_counter() - started)
