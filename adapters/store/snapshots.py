@@ -31,7 +31,6 @@ import dataclasses
 import functools
 import hashlib
 import inspect
-import logging
 import threading
 import types
 import typing
@@ -63,8 +62,6 @@ __all__ = [
     "sqlite_snapshot_recorder",
     "take_snapshot",
 ]
-
-log = logging.getLogger(__name__)
 
 # A running goal is snapshotted when a save crosses a multiple of this many events, so a reader
 # folds fewer than this many on top of the snapshot; a goal that stops (completed, failed,
