@@ -53,11 +53,19 @@ def history_plan(tasks: int, attempts: int) -> LoadedPlan:
     return prepare_plan(data, source="bench history plan")
 
 
-def simulate(loaded: LoadedPlan, goal_id: str, *, failures: int) -> list[Any]:
+def simulate(
+    loaded: LoadedPlan,
+    goal_id: str,
+    *,
+    failures: int,
+    save: Callable[[Goal], None] | None = None,
+) -> list[Any]:
     """Drive a goal in memory: each task raises `failures` times, then returns.
 
-    The same observe → settle loop as the runner, minus threads and the store; timestamps come
-    from a fixed epoch, one millisecond per observation, so the history is reproducible.
+    The same observe → settle loop as the runner, minus threads and (unless `save` is given:
+    then the goal is saved after each observation and what settle decided, as the runner
+    saves, and nothing is returned) the store; timestamps come from a fixed epoch, one
+    millisecond per observation, so the history is reproducible.
     """
     ticks = itertools.count()
 
@@ -68,6 +76,8 @@ def simulate(loaded: LoadedPlan, goal_id: str, *, failures: int) -> list[Any]:
         goal_id=goal_id, plan=loaded.plan, goal_input={"payload": PAYLOAD}, concurrency=8, at=at()
     )
     pending = [d for d in settle(goal, loaded.contracts) if d.kind == "TaskDispatched"]
+    if save is not None:
+        save(goal)
     while pending:
         decision = pending.pop(0)
         task, attempt = decision.fields["task"], decision.fields["attempt"]
@@ -82,6 +92,8 @@ def simulate(loaded: LoadedPlan, goal_id: str, *, failures: int) -> list[Any]:
                 output={"payload": PAYLOAD}, duration_ms=0.01,
             )
         pending += [d for d in settle(goal, loaded.contracts) if d.kind == "TaskDispatched"]
+        if save is not None:
+            save(goal)
     if goal.state.status != "completed":
         raise RuntimeError(f"simulated goal {goal_id} ended {goal.state.status}")
     return list(goal.collect_events())

@@ -25,12 +25,14 @@ from scripts.bench_history import (
     reset_projection_floor,
     simulate,
 )
-from scripts.bench_stores import Target, goal_footprint
+from scripts.bench_peers import median_read_ms
+from scripts.bench_stores import Target, goal_footprint, snapshot_footprint
 from scripts.bench_workloads import FloorWriter, Workload
 
 __all__ = [
     "History",
     "count_saves",
+    "load_ms",
     "measure_goals",
     "measure_projection",
     "measure_replay",
@@ -126,16 +128,29 @@ def measure_goals(
         finally:
             conn.close()
         rows, size = goal_footprint(store, goal_ids[-1])
+        snapshot_size = snapshot_footprint(store, goal_ids[-1])
     finally:
         store.close()
     return {
         **_summary(samples, workload.tasks, floor),
+        "load_ms": round(load_ms(target.url, goal_ids[-1]), 3),
         "events_per_task": round(rows / workload.tasks, 2),
         "bytes_per_task": round(size / workload.tasks),
+        "snapshot_bytes_per_task": round(snapshot_size / workload.tasks),
         "saves_per_task": round(len(saves) / workload.tasks, 2),  # store transactions
         "tasks": workload.tasks,
         "concurrency": concurrency,
     }
+
+
+def load_ms(url: str, goal_id: str) -> float:
+    """Median ms of `store.get(goal_id)` on a store handle opened for it (not the one that
+    ran the goal: nothing of the goal is in memory), as `baton status` or a worker reads it."""
+    store = open_store(url)
+    try:
+        return median_read_ms(lambda: store.get(goal_id))
+    finally:
+        store.close()
 
 
 class History:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["markdown_table", "plot"]
+__all__ = ["cells_table", "markdown_table", "plot"]
 
 
 def _ms(value: Any) -> str:
@@ -32,23 +32,37 @@ def markdown_table(result: dict[str, Any]) -> str:
                 f"{row.get('events_per_task', '')} | {row.get('bytes_per_task', '')} | "
                 f"{row.get('saves_per_task', '')} |"
             )
-    peers = result.get("peers", {})
-    if peers:
-        lines += ["", "| peer (SQLite) | workload | peer ms/task | Baton ms/task | Baton ÷ peer |",
-                  "| --- | --- | ---: | ---: | ---: |"]
-        for peer, data in peers.items():
-            if "error" in data:
-                lines.append(f"| {peer} | not measured: {data['error']} | | | |")
-                continue
-            for name in ("chain", "fanout", "retry"):
-                baton = result["workloads"].get(name, {}).get("sqlite", {})
-                ratio = data.get("baton_ratio", {}).get(name)
-                lines.append(
-                    f"| {peer} {data.get('version', '')} | {name} | "
-                    f"{_ms(data[name]['per_task_ms'])} | {_ms(baton.get('per_task_ms'))} | "
-                    f"{'n/a' if ratio is None else f'{ratio:.2f}x'} |"
-                )
+    lines += ["", *cells_table(result.get("cells", []))]
     return "\n".join(lines)
+
+
+def cells_table(cells: list[dict[str, Any]]) -> list[str]:
+    """The goal workloads x stores against the best peer, with load-back and bytes per task."""
+    lines = [
+        "| workload | store | Baton ms/task | best peer ms/task | Baton ÷ best peer "
+        "| Baton ÷ raw floor | load ms (Baton; peers) | bytes/task (Baton; peers) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for cell in cells:
+        best = cell["best_peer"]
+        peer = "n/a" if best is None else f"{best} {cell['best_peer_ms']:.2f}"
+        ratio = cell["baton_per_best_peer"]
+
+        def others(figures: dict[str, Any], digits: int) -> str:
+            baton = figures.get("baton")
+            rest = ", ".join(
+                f"{name} {'n/a' if value is None else f'{value:.{digits}f}'}"
+                for name, value in figures.items() if name != "baton"
+            )
+            head = "n/a" if baton is None else f"{baton:.{digits}f}"
+            return f"{head}; {rest}" if rest else head
+
+        lines.append(
+            f"| {cell['workload']} | {cell['store']} | {cell['baton_ms']:.2f} | {peer} | "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {cell['baton_per_floor']:.1f} | "
+            f"{others(cell['load_ms'], 2)} | {others(cell['bytes_per_task'], 0)} |"
+        )
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -65,11 +79,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         if all("per_task_ms" in row for row in rows):
             series[f"Baton ({store})"] = [row["per_task_ms"] for row in rows]
             series[f"raw floor ({store})"] = [row["floor_per_task_ms"] for row in rows]
-        if store == "sqlite":
-            for peer, data in result.get("peers", {}).items():
-                if "error" not in data:
-                    series[f"{peer} (sqlite)"] = [data[w]["per_task_ms"] for w in workloads]
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+        for peer, data in result.get("peers", {}).items():
+            scope = data if store == "sqlite" else data.get(store, {})
+            if all("per_task_ms" in scope.get(w, {}) for w in workloads):
+                series[f"{peer} ({store})"] = [scope[w]["per_task_ms"] for w in workloads]
+    fig, ax = plt.subplots(figsize=(12, 5))
     width = 0.8 / max(1, len(series))
     for index, (label, values) in enumerate(series.items()):
         xs = [pos + (index - (len(series) - 1) / 2) * width for pos in range(len(workloads))]

@@ -21,6 +21,7 @@ __all__ = [
     "goal_footprint",
     "open_target",
     "postgres_unreachable",
+    "snapshot_footprint",
     "sqlite_settings",
 ]
 
@@ -95,6 +96,14 @@ def open_target(name: str, workdir: Path) -> Iterator[Target]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'drop schema "{schema}" cascade')
+
+
+def snapshot_footprint(store: Any, goal_id: str) -> int:
+    """Bytes of stored `state` in the goal's snapshots (a cache beside its events)."""
+    snapshots = store.app.snapshots
+    if snapshots is None:
+        return 0
+    return sum(len(row.state) for row in snapshots.recorder.select_events(goal_id))
 
 
 def goal_footprint(store: Any, goal_id: str) -> tuple[int, int]:

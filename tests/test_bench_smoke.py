@@ -32,9 +32,47 @@ def test_bench_prints_one_json_object_with_every_figure(tmp_path: Path) -> None:
     assert result["machine"]["sqlite_store"]["journal_mode"] == "wal"
     for name in ("chain", "retry"):
         row = result["workloads"][name]["sqlite"]
-        for key in ("per_task_ms", "floor_per_task_ms", "ratio", "events_per_task"):
+        for key in ("per_task_ms", "floor_per_task_ms", "ratio", "events_per_task", "load_ms",
+                    "bytes_per_task", "snapshot_bytes_per_task"):
             assert row[key] > 0, (name, key)
         assert abs(row["ratio"] - row["per_task_ms"] / row["floor_per_task_ms"]) < 0.01
     # Each retry task records a failed attempt and a successful one: more events than a hop.
     chain, retry = (result["workloads"][w]["sqlite"] for w in ("chain", "retry"))
     assert retry["events_per_task"] > chain["events_per_task"]
+    # One cell per goal workload and store; no peer ran, so none is best.
+    assert [(c["workload"], c["store"]) for c in result["cells"]] == [
+        ("chain", "sqlite"), ("retry", "sqlite")]
+    for cell in result["cells"]:
+        row = result["workloads"][cell["workload"]]["sqlite"]
+        assert cell["best_peer"] is None and cell["baton_ms"] == row["per_task_ms"]
+        assert cell["load_ms"] == {"baton": row["load_ms"]}
+        assert cell["bytes_per_task"] == {"baton": row["bytes_per_task"]}
+
+
+def test_the_cells_name_the_fastest_peer_per_store() -> None:
+    """`cells` compares Baton with the fastest peer of each store: the SQLite figures at the
+    top of a peer's entry (their place in earlier runs), PostgreSQL's under `postgres`."""
+    sys.path.insert(0, str(ROOT))
+    from scripts.bench import cells
+
+    def cell(ms: float) -> dict[str, float]:
+        return {"per_task_ms": ms, "load_ms": ms / 10, "bytes_per_task": 100.0}
+
+    result = {
+        "workloads": {"chain": {
+            "sqlite": {"per_task_ms": 1.0, "ratio": 3.0, "load_ms": 0.5, "bytes_per_task": 1200},
+            "postgres": {"per_task_ms": 2.0, "ratio": 2.0, "load_ms": 0.9,
+                         "bytes_per_task": 1200},
+        }},
+        "peers": {
+            "langgraph": {"chain": cell(2.0), "postgres": {"chain": cell(1.5)}},
+            "burr": {"chain": cell(1.5), "postgres": {"error": "unreachable"}},
+            "dbos": {"error": "not installed"},
+        },
+    }
+    sqlite, postgres = cells(result)
+    assert (sqlite["best_peer"], sqlite["best_peer_ms"], sqlite["baton_per_best_peer"]) == (
+        "burr", 1.5, 0.67)
+    assert sqlite["load_ms"] == {"baton": 0.5, "langgraph": 0.2, "burr": 0.15}
+    assert (postgres["best_peer"], postgres["baton_per_best_peer"]) == ("langgraph", 1.33)
+    assert postgres["bytes_per_task"] == {"baton": 1200, "langgraph": 100.0}
