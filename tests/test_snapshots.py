@@ -18,6 +18,7 @@ from baton.store import eventstore, snapshots
 from baton.store.eventstore import BatonStore, open_store
 from baton.store.snapshots import (
     GoalSnapshot,
+    UnsupportedState,
     select_goal_rows,
     snapshot_format,
     take_snapshot,
@@ -62,7 +63,14 @@ def test_a_snapshot_after_any_event_of_a_golden_history_restores_the_folded_goal
         goal: Any = None
         for event in read_run(str(path)).events:
             goal = event.mutate(goal)
-            stored = mapper.to_stored_event(take_snapshot(goal))
+            try:
+                snapshot = take_snapshot(goal)
+            except UnsupportedState:
+                # Only a plan extended at run time (planner tasks, maps) turns snapshots off:
+                # such a goal is read by folding its events.
+                assert len(goal.state.plan.tasks) > len(goal.state.started_plan.tasks)
+                continue
+            stored = mapper.to_stored_event(snapshot)
             _same(mapper.to_domain_event(stored).mutate(None), goal)
     finally:
         store.close()

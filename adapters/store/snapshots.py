@@ -354,7 +354,7 @@ def _encoder(hint: Any) -> Codec:
         return lambda value: {key: value_enc(item) for key, item in value.items()}
     if origin is set and (args[0] is str or _is_literal(args[0])):
         return sorted
-    if origin is list:
+    if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
         item_enc = _encoder(args[0])
         return lambda value: [item_enc(item) for item in value]
     raise UnsupportedState(f"cannot snapshot a value of type {hint}")
@@ -418,6 +418,9 @@ def _decoder(hint: Any) -> Codec:
     if origin is list:
         item_dec = _decoder(args[0])
         return lambda value: [item_dec(item) for item in value]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+        item_dec = _decoder(args[0])
+        return lambda value: tuple(item_dec(item) for item in value)
     raise UnsupportedState(f"cannot snapshot a value of type {hint}")
 
 
@@ -460,7 +463,11 @@ def _encode_plan(plan: Plan) -> dict[str, Any]:
     if known is not None and known[0] is plan:
         return known[1]
     data = canonical_plan(plan)
-    if goal_module._validated_plan(data) != plan:  # the fold would rebuild another plan
+    try:
+        survives = goal_module._validated_plan(data) == plan
+    except ValueError:  # pydantic's ValidationError: e.g. a plan a planner or a map extended
+        survives = False
+    if not survives:  # the fold would rebuild another plan: no snapshot, the goal is folded
         raise UnsupportedState("the plan does not survive its canonical JSON")
     with _ENCODED_PLANS_LOCK:  # runners of several goals save from their own threads
         if len(_ENCODED_PLANS) >= 16:
