@@ -14,6 +14,11 @@ from baton.runtime.service import answer_task, cancel_goal, resolve_task
 __all__ = ["register"]
 
 
+def _by_argument(parser: argparse.ArgumentParser, role: str) -> None:
+    """`--by NAME`, recorded with the decision; `who()` fills it in when it is not given."""
+    parser.add_argument("--by", default=None, help=f"{role} (default: $BATON_USER or $USER)")
+
+
 def register(sub: Any) -> None:
     resolve = sub.add_parser(
         "resolve", help="record a human's decision on an escalated task",
@@ -32,7 +37,7 @@ def register(sub: Any) -> None:
     action.add_argument("--reject", action="store_true",
                         help="refuse it: the task is abandoned and its dependants skipped")
     resolve.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
-    resolve.add_argument("--by", default=None, help="who decided (default: $BATON_USER or $USER)")
+    _by_argument(resolve, "who decided")
     resolve.add_argument("--json", action="store_true")
     resolve.set_defaults(func=_resolve)
 
@@ -45,7 +50,7 @@ def register(sub: Any) -> None:
     answer.add_argument("goal")
     answer.add_argument("task")
     answer.add_argument("text", help="the answer")
-    answer.add_argument("--by", default=None, help="who answered (default: $BATON_USER or $USER)")
+    _by_argument(answer, "who answered")
     answer.add_argument("--json", action="store_true")
     answer.set_defaults(func=_answer)
 
@@ -56,7 +61,7 @@ def register(sub: Any) -> None:
     )
     cancel.add_argument("goal", help="goal id")
     cancel.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
-    cancel.add_argument("--by", default=None, help="who decided (default: $BATON_USER or $USER)")
+    _by_argument(cancel, "who decided")
     cancel.add_argument("--json", action="store_true", help="print the goal as JSON")
     cancel.set_defaults(func=_cancel)
 
