@@ -28,6 +28,7 @@ from eventsourcing.persistence import (
     PersistenceError,
     Transcoder,
 )
+from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.utils import register_topic
 
 from baton.domain.errors import BatonError
@@ -103,10 +104,10 @@ class BatonApplication(Application[str]):
         """eventsourcing's snapshot recorders, keeping each goal's latest snapshot only; on
         PostgreSQL its table created once, not on every open (as for the events): several
         processes opening one store at once must not race on DDL."""
-        if self.factory.__class__.__module__.endswith("postgres"):
-            recorder = postgres_snapshot_recorder(self.factory)
-        else:
+        if isinstance(self.factory, SQLiteFactory):
             recorder = sqlite_snapshot_recorder(self.factory)
+        else:  # store_env admits SQLite and PostgreSQL only
+            recorder = postgres_snapshot_recorder(self.factory)
         return self.factory.event_store(mapper=self.mapper, recorder=recorder)
 
 
