@@ -317,3 +317,38 @@ def test_the_async_api_answers_and_approves(store_url: str) -> None:
 
     assert asyncio.run(main()).status == "completed"
     assert gate_agents.PUBLISHED == ["draft on sales during Q1"]
+
+
+def test_approval_on_a_map_asks_for_each_instance_and_one_refusal_abandons_the_map(
+    bt: baton.Baton,
+) -> None:
+    agents = {"split": "tests.decompose_agents:split", "upper": "tests.agents:upper",
+              "collect": "tests.decompose_agents:collect"}
+    plan = {
+        "version": 1,
+        "name": "map-approval",
+        "agents": agents,
+        "tasks": [
+            {"id": "split", "agent": "split", "input": {"text": "a,b"}},
+            {"id": "each", "agent": "upper", "for_each": "$split.items", "as": "item",
+             "input": {"text": "$item"}, "approval": "required"},
+            {"id": "all", "agent": "collect", "input": {"texts": "$each"}},
+        ],
+        "output": "$all.text",
+    }
+    waiting = bt.run(baton.load_plan(plan), {}, goal_id="m")
+    assert waiting.status == "waiting"
+    escalated = {task for task, row in waiting.tasks.items() if row.status == "escalated"}
+    assert escalated == {"each[0]", "each[1]"}
+    assert sorted((row["task_id"], row["approval_input"]) for row in escalations(bt)) == [
+        ("each[0]", {"text": "a"}), ("each[1]", {"text": "b"})]
+
+    bt.resolve("m", "each[0]", "approve", reason="fine", by="bob")
+    bt.resolve("m", "each[1]", "reject", reason="not this one", by="bob")
+    done = bt.resume("m")
+    assert done.tasks["each[0]"].status == "succeeded"  # the approved instance still ran
+    assert done.tasks["each[1]"].status == "abandoned"
+    assert done.tasks["each"].status == "abandoned"  # its list of outputs can never be whole
+    assert done.tasks["all"].status == "skipped"
+    assert done.status == "failed"
+    assert bt.replay("m").ok
