@@ -132,7 +132,10 @@ class ViewFold:
         for index, spec in enumerate(tasks):
             self.add_task(goal_id, spec["id"], index, spec["agent"], at)
 
-    def add_task(self, goal_id: str, task_id: str, index: int, agent: str, at: datetime) -> None:
+    def add_task(
+        self, goal_id: str, task_id: str, index: int, agent: str, at: datetime,
+        added_by: str | None = None,
+    ) -> None:
         """A task row: one per task of the plan, and per task a planner or a map added."""
         key = (goal_id, task_id)
         self.tasks[key] = {
@@ -155,6 +158,7 @@ class ViewFold:
             "waiting_for": None,
             "question": None,
             "approval_input": None,
+            "added_by": added_by,
         }
         self.dirty_tasks.add(key)
 
@@ -324,23 +328,25 @@ def _completed(fold: ViewFold, event: Any, goal: Row, task: Any, position: int) 
     goal["output"] = event.output
 
 
-def _added(fold: ViewFold, goal: Row, added: list[tuple[str, str]], at: datetime) -> None:
-    """Rows for the tasks a planner or a map added, numbered after the goal's others."""
+def _added(
+    fold: ViewFold, goal: Row, added: list[tuple[str, str]], at: datetime, by: str
+) -> None:
+    """Rows for the tasks a planner or a map (`by`) added, numbered after the goal's others."""
     for task_id, agent in added:
-        fold.add_task(goal["goal_id"], task_id, goal["tasks"], agent, at)
+        fold.add_task(goal["goal_id"], task_id, goal["tasks"], agent, at, added_by=by)
         goal["tasks"] += 1
         goal["tasks_pending"] += 1
 
 
 def _plan_extended(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     agents = [spec["agent"] for spec in event.fragment["tasks"]]
-    _added(fold, goal, list(zip(event.added, agents, strict=True)), event.timestamp)
+    _added(fold, goal, list(zip(event.added, agents, strict=True)), event.timestamp, event.task)
     task["attempt_in_flight"] = None
 
 
 def _map_expanded(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     instances = [(f"{event.task}[{index}]", task["agent"]) for index in range(event.width)]
-    _added(fold, goal, instances, event.timestamp)
+    _added(fold, goal, instances, event.timestamp, event.task)
 
 
 _HANDLERS: dict[str, Handler] = {

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 # 2: model_stats (tokens and cost per agent and model); 3: what an escalated task waits for
-VIEWS_VERSION = 3
+VIEWS_VERSION = 4
 
 # Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).
 TASK_STATUSES: tuple[TaskStatus, ...] = (
@@ -138,6 +138,8 @@ TASK_STATUS = Table(
            "clarification | approval, while escalated"),
         _c("question", "text", "the clarification question waiting for an answer"),
         _c("approval_input", "json", "the input a task waiting for approval will be sent"),
+        _c("added_by", "text", "the planner or map task that added it while the goal ran; "
+           "null for the plan's own tasks"),
     ),
     indexes=(("status",), ("agent",)),
 )

@@ -352,3 +352,9 @@ def test_approval_on_a_map_asks_for_each_instance_and_one_refusal_abandons_the_m
     assert done.tasks["all"].status == "skipped"
     assert done.status == "failed"
     assert bt.replay("m").ok
+    from baton.readmodels.reading import read
+
+    with read(bt.store) as models:
+        rows = [(row["task_id"], row["added_by"]) for row in models.tasks("m")]
+    assert rows == [("split", None), ("each", None), ("all", None),
+                    ("each[0]", "each"), ("each[1]", "each")]
