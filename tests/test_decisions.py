@@ -55,7 +55,9 @@ def test_a_misspelt_or_missing_field_is_refused_where_the_decision_is_made() -> 
         TaskReady(task="a", rule="r", reason="x")  # type: ignore[call-arg]
 
 
-def test_mypy_refuses_a_misspelt_field_and_a_misspelt_status(tmp_path: Path) -> None:
+def test_mypy_refuses_a_misspelt_field_and_a_misspelt_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api = pytest.importorskip("mypy.api")
     snippet = tmp_path / "snippet.py"
     snippet.write_text(
@@ -71,7 +73,18 @@ def test_mypy_refuses_a_misspelt_field_and_a_misspelt_status(tmp_path: Path) -> 
             """
         )
     )
-    out, _, status = api.run(["--strict", "--no-error-summary", str(snippet)])
+    # mypy reads `baton` from a tree laid out as pyproject's package-dir says, whatever kind of
+    # install this is (a default editable install hides the sources behind an import hook).
+    root = Path(__file__).resolve().parent.parent
+    tree = tmp_path / "src" / "baton"
+    tree.mkdir(parents=True)
+    for entry in (root / "adapters").iterdir():
+        (tree / entry.name).symlink_to(entry)
+    for mounted in ("domain", "projections"):
+        (tree / mounted).symlink_to(root / mounted)
+    monkeypatch.setenv("MYPYPATH", str(tmp_path / "src"))
+    out, _, status = api.run(["--strict", "--no-error-summary", "--cache-dir",
+                              str(tmp_path / "cache"), str(snippet)])
     assert status == 1
     assert 'Unexpected keyword argument "input" for "TaskReady"' in out
     assert 'Missing named argument "inputs" for "TaskReady"' in out

@@ -15,10 +15,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from eventsourcing.persistence import JSONTranscoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import baton
 from baton.cli.render import goal_json, print_json
 from baton.domain.json_values import json_problem
 from baton.domain.replay import replay
@@ -189,3 +191,23 @@ def test_command_lines(command: str, args: list[str]) -> None:
 def teardown_module() -> None:
     _POOL.close()
     _STORE.close()
+
+
+# Found by test_command_lines (`validate '\x00'` was an internal error): a NUL byte cannot be in
+# any path, URL or id, so every command refuses it in one line, as does the Python API.
+@pytest.mark.parametrize("args", [
+    ("validate", "\x00"), ("run", "plan\x00.yaml"), ("import", "\x00"),
+    ("export", "g", "-o", "out\x00.jsonl"), ("--store", "sqlite:///\x00.db", "status"),
+])
+def test_a_nul_byte_in_an_argument_is_a_one_line_usage_error(args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.code == 2, result
+    assert result.err.count("\n") == 1 and "NUL byte" in result.err, result.err
+
+
+def test_the_python_api_refuses_a_nul_byte_in_a_plan_path_or_store_url() -> None:
+    with pytest.raises(baton.PlanError, match="cannot contain a NUL byte"):
+        baton.load_plan("plan\x00.yaml")
+    with pytest.raises(baton.StoreError, match="contains a NUL byte"), \
+            baton.Baton("sqlite:///\x00.db") as client:
+        client.status("g")

@@ -56,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    for index, argument in enumerate(arguments, start=1):
+        # A process's own argv cannot hold one (C strings), but `main([...])` can, and no path,
+        # URL or goal id may: refused here, before any open() raises a bare ValueError.
+        if "\x00" in argument:
+            parser.error(f"argument {index} ({argument!r}) contains a NUL byte")
+    args = parser.parse_args(arguments)
     try:
         try:
             with tolerate_closed_stdout():

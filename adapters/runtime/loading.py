@@ -212,6 +212,9 @@ def _load_agent(name: str, target: str | LlmDeclaration) -> tuple[Any, AgentCont
 def read_plan_data(path: str) -> dict[str, Any]:
     """Parse a plan file (YAML or JSON) into data; PlanError on a missing or malformed file."""
     file = Path(path)
+    if "\x00" in path:  # open() would raise a bare ValueError
+        issue = PlanIssue("path", "a file name cannot contain a NUL byte")
+        raise PlanError([issue], source=repr(path))
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:

@@ -113,6 +113,8 @@ class BatonApplication(Application[str]):
 
 def store_env(url: str) -> dict[str, str]:
     """The eventsourcing environment for a store URL (settings read in this one place)."""
+    if "\x00" in url:  # no file name, host or database name can hold one
+        raise StoreError(f"store {url!r}: contains a NUL byte")
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         raw_path = unquote(parts.path)
