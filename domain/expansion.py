@@ -36,6 +36,7 @@ __all__ = [
     "check_fragment",
     "extend_with_fragment",
     "extend_with_map",
+    "extended_plan",
     "fragment_of",
     "room_problems",
 ]
@@ -336,12 +337,29 @@ def extend_with_fragment(state: GoalState, planner: str, fragment: Any) -> list[
     """Add an accepted fragment's tasks to the goal; the planner waits for them."""
     specs, _, output = parse_fragment(planner, fragment)
     state.fragment_outputs[planner] = output
+    state.fragments[planner] = fragment
     return _join(state, planner, specs)
 
 
 def extend_with_map(state: GoalState, map_id: str, width: int) -> list[str]:
     """Add a map's instances to the goal; the map waits for them."""
     return _join(state, map_id, map_instances(state.plan.task_map[map_id], width))
+
+
+def extended_plan(
+    started: Plan, children: dict[str, tuple[str, ...]], fragments: dict[str, Any]
+) -> Plan:
+    """The plan a goal's fold built, from the plan it started with: each planner's fragment
+    and each map's instances placed again in the order they joined (`children` keeps it).
+    What a snapshot restores instead of storing tasks that only a fold can build."""
+    plan = started
+    for parent, added in children.items():
+        if parent in fragments:
+            specs = parse_fragment(parent, fragments[parent])[0]
+        else:
+            specs = map_instances(plan.task_map[parent], len(added))
+        plan = _extended(plan, parent, specs)
+    return plan
 
 
 def _join(state: GoalState, parent: str, specs: list[TaskSpec]) -> list[str]:

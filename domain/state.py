@@ -112,6 +112,7 @@ class GoalState:
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)  # parent -> tasks added
     open_children: dict[str, int] = field(default_factory=dict)  # children not yet finished
     fragment_outputs: dict[str, Any] = field(default_factory=dict)  # planner -> output binding
+    fragments: dict[str, Any] = field(default_factory=dict)  # planner -> its accepted fragment
     plan_file: Plan | None = None  # the plan as started, once `plan` holds added tasks too
 
     @property

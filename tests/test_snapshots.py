@@ -18,7 +18,6 @@ from baton.store import eventstore, snapshots
 from baton.store.eventstore import BatonStore, open_store
 from baton.store.snapshots import (
     GoalSnapshot,
-    UnsupportedState,
     select_goal_rows,
     snapshot_format,
     take_snapshot,
@@ -63,13 +62,9 @@ def test_a_snapshot_after_any_event_of_a_golden_history_restores_the_folded_goal
         goal: Any = None
         for event in read_run(str(path)).events:
             goal = event.mutate(goal)
-            try:
-                snapshot = take_snapshot(goal)
-            except UnsupportedState:
-                # Only a plan extended at run time (planner tasks, maps) turns snapshots off:
-                # such a goal is read by folding its events.
-                assert len(goal.state.plan.tasks) > len(goal.state.started_plan.tasks)
-                continue
+            # Plans that planners and maps extended included: restored from the plan as
+            # started plus the fragments and map widths the state holds.
+            snapshot = take_snapshot(goal)
             stored = mapper.to_stored_event(snapshot)
             _same(mapper.to_domain_event(stored).mutate(None), goal)
     finally:
@@ -242,3 +237,34 @@ def test_every_goal_state_field_has_a_codec() -> None:
     for cls in snapshots._state_classes():
         snapshots._encoder(cls)
         snapshots._decoder(cls)
+
+
+def test_a_goal_whose_map_and_planner_added_tasks_is_read_from_its_snapshot(
+    store_url: str,
+) -> None:
+    """A plan extended at run time is snapshotted too (the started plan plus the fragments and
+    map widths), so reading a decomposed goal back does not fold its whole history."""
+    from tests.test_decompose import GOOD, planner_plan
+
+    # A planner adds `plan/a` and `plan/b`; a map over its items adds `each[0]`, `each[1]`.
+    decomposed = planner_plan(
+        {"id": "each", "agent": "upper", "for_each": "$plan.items", "as": "item",
+         "input": {"text": "$item"}},
+        output="$each",
+    )
+    store = open_store(store_url)
+    try:
+        goal = run(store, decomposed, {"text": "hi", "fragments": [GOOD]})
+        assert goal.state.status == "completed", goal.state.reason
+        assert {"plan/a", "plan/b", "each[0]", "each[1]"} <= set(goal.state.tasks)
+    finally:
+        store.close()
+    fresh = open_store(store_url)
+    try:
+        snapshot = _stored_snapshot(fresh, goal.id)
+        assert snapshot is not None and snapshot.originator_version == goal.version
+        _, rows = select_goal_rows(fresh.app, goal.id)
+        assert len(rows) == 1  # the snapshot's own event only
+        _same(fresh.get(goal.id), _folded(fresh, goal.id))
+    finally:
+        fresh.close()

@@ -45,6 +45,7 @@ from eventsourcing.utils import get_topic
 
 from baton.domain import goal as goal_module
 from baton.domain import lifecycle, state
+from baton.domain.expansion import extended_plan, parse_fragment
 from baton.domain.goal import Goal, canonical_plan
 from baton.domain.plan import Plan
 from baton.domain.state import GoalState
@@ -395,13 +396,17 @@ def _decoder(hint: Any) -> Codec:
 
         def decode_goal_state(data: list[Any]) -> Any:
             accepted = data[_ACCEPTED]
+            goal_state: GoalState
             if not isinstance(accepted, list):
-                return decode(data)
-            goal_state: GoalState = decode([*data[:_ACCEPTED], {}, *data[_ACCEPTED + 1:]])
-            # Task ids: each entry the task's own output object, as the fold leaves it.
-            goal_state.accepted = {
-                task_id: goal_state.tasks[task_id].output for task_id in accepted
-            }
+                goal_state = decode(data)
+            else:
+                goal_state = decode([*data[:_ACCEPTED], {}, *data[_ACCEPTED + 1:]])
+                # Task ids: each entry the task's own output object, as the fold leaves it.
+                goal_state.accepted = {
+                    task_id: goal_state.tasks[task_id].output for task_id in accepted
+                }
+            if goal_state.plan is None and goal_state.plan_file is not None:  # see below
+                goal_state.plan, goal_state.fragment_outputs = _rebuilt(goal_state)
             return goal_state
 
         return decode_goal_state
@@ -427,8 +432,20 @@ def _decoder(hint: Any) -> Codec:
 def _encode_goal_state(goal_state: GoalState) -> list[Any]:
     """GoalState's fields; `accepted` (each succeeded task's output, kept by the fold for
     bindings) as the task ids alone when every entry is that task's own output, as a fold of
-    `OutputAccepted` leaves it, so outputs are not stored twice."""
-    encoded: list[Any] = _generic_goal_state(goal_state)
+    `OutputAccepted` leaves it, so outputs are not stored twice.
+
+    A plan that planners or maps extended is not stored: its added tasks hold ids no plan file
+    may (`plan/x`, `search[3]`), so it would not survive validation. The plan the goal started
+    with (`plan_file`) is, with the fragments and map widths already in the state; decoding
+    places them again (`extended_plan`), and encoding checks first that this gives the very
+    plan the fold built. The planners' output bindings (`fragment_outputs`) likewise."""
+    extended = goal_state.plan_file is not None
+    if extended:
+        _check_rebuilds(goal_state)
+    encoded: list[Any] = [
+        None if extended and index in _REBUILT else encode(getattr(goal_state, name))
+        for index, (name, encode) in enumerate(_goal_state_fields())
+    ]
     accepted = goal_state.accepted
     tasks = goal_state.tasks
     if all(task_id in tasks and tasks[task_id].output is out for task_id, out in accepted.items()):
@@ -445,11 +462,41 @@ def _goal_state_fields() -> list[tuple[str, Codec]]:
     return [(name, _encoder(sub)) for name, sub in get_type_hints(GoalState).items()]
 
 
-def _generic_goal_state(goal_state: GoalState) -> list[Any]:
-    return [enc(getattr(goal_state, name)) for name, enc in _goal_state_fields()]
-
-
 _ACCEPTED = list(get_type_hints(GoalState)).index("accepted")
+# Fields of a goal with an extended plan that decoding rebuilds from the others (`_rebuilt`).
+_REBUILT = frozenset(
+    list(get_type_hints(GoalState)).index(name) for name in ("plan", "fragment_outputs")
+)
+
+# Extended plans checked lately, by identity: a goal's plan changes only when a planner or a map
+# adds tasks, so its snapshots every SNAPSHOT_INTERVAL events check it once.
+_REBUILT_PLANS: dict[int, Plan] = {}
+
+
+def _rebuilt(goal_state: GoalState) -> tuple[Plan, dict[str, Any]]:
+    """An extended goal's plan and planners' output bindings, from the rest of its state."""
+    assert goal_state.plan_file is not None
+    fragments = goal_state.fragments
+    plan = extended_plan(goal_state.plan_file, goal_state.children, fragments)
+    outputs = {planner: parse_fragment(planner, fragment)[2]
+               for planner, fragment in fragments.items()}
+    return plan, outputs
+
+
+def _check_rebuilds(goal_state: GoalState) -> None:
+    plan = goal_state.plan
+    if _REBUILT_PLANS.get(id(plan)) is plan:
+        return
+    try:
+        rebuilt = _rebuilt(goal_state)
+    except Exception as exc:  # a fold this code does not rebuild: no snapshot, fold instead
+        raise UnsupportedState(f"the extended plan does not rebuild: {exc!r}") from None
+    if rebuilt != (plan, goal_state.fragment_outputs):
+        raise UnsupportedState("the extended plan does not rebuild from its fragments")
+    with _ENCODED_PLANS_LOCK:
+        if len(_REBUILT_PLANS) >= 16:
+            _REBUILT_PLANS.pop(next(iter(_REBUILT_PLANS)))
+        _REBUILT_PLANS[id(plan)] = plan
 
 
 # Plans encoded lately, by identity: goals of one plan share one Plan object (the fold's
