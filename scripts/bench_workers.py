@@ -56,7 +56,8 @@ AGENTS = {"noop": "scripts.bench_agents:hop", "sleep": "scripts.bench_workers:na
           "sleep100": "scripts.bench_workers:nap100"}
 AGENT_SECONDS = {"sleep100": 0.1}  # what one call of the agent takes, for the ideal
 STORE_NAME = "baton-bench-store"  # the workers' store connections (their lock sessions say
-# "baton PID@host since", their NOTIFY listener "baton worker listener")
+# "baton PID@host since", their owner lookups "baton PID lookups", their NOTIFY listener
+# "baton worker listener")
 
 
 def chain(agent: str, tasks: int) -> dict[str, Any]:
@@ -142,8 +143,8 @@ def _cpu_seconds(pid: int) -> float:
 class LockSampler(threading.Thread):
     """Samples pg_stat_activity every 10 ms: how many sessions are inside Baton's insert, and
     how many of those wait on a lock (the ordering lock taken around the insert); every 100 ms,
-    the sessions on the server: all client sessions, the workers' (store pool, NOTIFY listener,
-    goal locks) and, of those, their goal-lock sessions (peaks)."""
+    the sessions on the server: all client sessions, the workers' (store pools, NOTIFY listener,
+    owner lookups, goal locks) and, of those, their goal-lock sessions (peaks)."""
 
     def __init__(self, pids: list[int] | None = None) -> None:
         super().__init__(daemon=True)
@@ -174,12 +175,13 @@ class LockSampler(threading.Thread):
                     self._count_sessions(conn)
 
     def _count_sessions(self, conn: Any) -> None:
-        locks = [f"baton {pid}@%" for pid in self.pids]
+        locks = [f"baton {pid}@%" for pid in self.pids]  # "baton PID@host since"
+        lookups = [f"baton {pid} lookups" for pid in self.pids]
         row = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE application_name = ANY(%s) "
             "OR application_name LIKE ANY(%s)), count(*) FILTER (WHERE application_name "
             "LIKE ANY(%s)) FROM pg_stat_activity WHERE backend_type = 'client backend'",
-            ([STORE_NAME, "baton worker listener"], locks, locks)).fetchone()
+            ([STORE_NAME, "baton worker listener", *lookups], locks, locks)).fetchone()
         assert row is not None
         self.peak_sessions = max(self.peak_sessions, row[0])
         self.peak_worker_sessions = max(self.peak_worker_sessions, row[1])

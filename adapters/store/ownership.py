@@ -249,7 +249,7 @@ class PostgresOwnership:
     session serves the other threads meanwhile. psycopg runs one statement at a time on a
     connection, so every statement on the shared session is a short one: who holds what
     (`owner`, `held`: a `pg_locks` lookup, tens of ms for a thousand goals) is asked on a
-    second session that holds nothing, named plain "baton".
+    second session that holds nothing, named "baton PID lookups".
     """
 
     def __init__(self, env: dict[str, str]) -> None:
@@ -384,7 +384,7 @@ class PostgresOwnership:
             for attempt in (1, 2):
                 try:
                     if self.probe is None or self.probe.closed or self.probe.broken:
-                        self.probe, _ = self._connect("baton")
+                        self.probe, _ = self._connect(f"baton {os.getpid()} lookups")
                     rows = self.probe.execute(sql, params).fetchall()
                     break
                 except Exception:
