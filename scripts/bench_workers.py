@@ -304,7 +304,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8")
     parser.add_argument("--goals", type=int, default=96)
     parser.add_argument("--tasks", type=int, default=10)
-    parser.add_argument("--workloads", default="noop,sleep")
+    parser.add_argument("--workloads", default="noop,sleep",
+                        help="comma-separated: noop, sleep (50 ms); or sleep100 alone (100 ms "
+                        "agents, each row against the ideal, no plain writers)")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="goals per worker (a worker holds all its goals' locks on one "
                         "session)")
