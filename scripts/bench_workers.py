@@ -7,8 +7,13 @@ one INSERT + COMMIT per task (no table lock), as many rows as Baton's run had ta
 
     .venv/bin/python -m scripts.bench_workers [--workers 1,2,4,8] [--goals 96] [--tasks 10]
     .venv/bin/python -m scripts.bench_workers --inserts-only [--rounds 3]   # the insert alone
+    .venv/bin/python -m scripts.bench_workers --workloads sleep100 --goals 1000 --tasks 3 \
+        --workers 1,2,4 --slots 16,64,256   # against the ideal: no plain writers
 
-Workloads: `noop` (sync agent that returns its input) and `sleep` (async agent, 50 ms).
+Workloads: `noop` (sync agent that returns its input), `sleep` (async agent, 50 ms) and
+`sleep100` (async agent, 100 ms). With `sleep100` each row is set against the ideal, the time
+the agents alone need with the slots there are: ceil(goals / slots) x tasks x 0.1 s, where
+slots = workers x concurrency (`--slots S` sets concurrency = S / workers for each row).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -40,7 +46,18 @@ async def nap(inp: Hop) -> Hop:
     return inp
 
 
-AGENTS = {"noop": "scripts.bench_agents:hop", "sleep": "scripts.bench_workers:nap"}
+async def nap100(inp: Hop) -> Hop:
+    """An agent that waits on I/O for 100 ms."""
+    await asyncio.sleep(0.1)
+    return inp
+
+
+AGENTS = {"noop": "scripts.bench_agents:hop", "sleep": "scripts.bench_workers:nap",
+          "sleep100": "scripts.bench_workers:nap100"}
+AGENT_SECONDS = {"sleep100": 0.1}  # what one call of the agent takes, for the ideal
+STORE_NAME = "baton-bench-store"  # the workers' store connections (their lock sessions say
+# "baton PID@host since", their owner lookups "baton PID lookups", their NOTIFY listener
+# "baton worker listener")
 
 
 def chain(agent: str, tasks: int) -> dict[str, Any]:
@@ -52,7 +69,7 @@ def chain(agent: str, tasks: int) -> dict[str, Any]:
 
 
 def start_workers(url: str, n: int, concurrency: int, logdir: Path) -> list[Any]:
-    env = {**os.environ, "BATON_STORE": url}
+    env = {**os.environ, "BATON_STORE": f"{url}&application_name={STORE_NAME}"}
     procs: list[Any] = []
     try:
         for i in range(n):  # one at a time: concurrent opens of one schema can still collide
@@ -83,8 +100,9 @@ def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
     store = open_store(url)
     loaded = prepare_plan(chain(workload, tasks))
     procs = start_workers(url, workers, concurrency, logdir)
-    sampler = LockSampler()
+    sampler = LockSampler([proc.pid for proc in procs])
     sampler.start()
+    cpu_ready = sum(_cpu_seconds(proc.pid) for proc in procs)
     try:
         pending = [
             Goal.start(goal_id=f"{workload}-{i:05d}", plan=loaded.plan,
@@ -100,6 +118,7 @@ def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
             if ended >= goals:
                 break
         first, last = _span(store, ids)
+        cpu = sum(_cpu_seconds(proc.pid) for proc in procs) - cpu_ready
     finally:
         sampler.stop()
         for proc in procs:
@@ -109,19 +128,34 @@ def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
         store.close()
     seconds = (last - first).total_seconds()
     return {"seconds": seconds, "tasks_s": goals * tasks / seconds, "goals_s": goals / seconds,
-            **sampler.summary()}
+            "worker_cpu_ms_per_task": cpu * 1000 / (goals * tasks), **sampler.summary()}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class LockSampler(threading.Thread):
     """Samples pg_stat_activity every 10 ms: how many sessions are inside Baton's insert, and
-    how many of those wait on a lock (the ordering lock taken around the insert)."""
+    how many of those wait on a lock (the ordering lock taken around the insert); every 100 ms,
+    the sessions on the server: all client sessions, the workers' (store pools, NOTIFY listener,
+    owner lookups, goal locks) and, of those, their goal-lock sessions (peaks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pids: list[int] | None = None) -> None:
         super().__init__(daemon=True)
         self.done = threading.Event()
+        self.pids = pids or []
         self.samples = 0
         self.inserting = 0
         self.waiting = 0
+        self.peak_sessions = 0
+        self.peak_worker_sessions = 0
+        self.peak_lock_sessions = 0
 
     def run(self) -> None:
         import psycopg
@@ -137,6 +171,21 @@ class LockSampler(threading.Thread):
                 self.samples += 1
                 self.inserting += len(rows)
                 self.waiting += sum(1 for (kind,) in rows if kind == "Lock")
+                if self.samples % 10 == 1:
+                    self._count_sessions(conn)
+
+    def _count_sessions(self, conn: Any) -> None:
+        locks = [f"baton {pid}@%" for pid in self.pids]  # "baton PID@host since"
+        lookups = [f"baton {pid} lookups" for pid in self.pids]
+        row = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE application_name = ANY(%s) "
+            "OR application_name LIKE ANY(%s)), count(*) FILTER (WHERE application_name "
+            "LIKE ANY(%s)) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+            ([STORE_NAME, "baton worker listener", *lookups], locks, locks)).fetchone()
+        assert row is not None
+        self.peak_sessions = max(self.peak_sessions, row[0])
+        self.peak_worker_sessions = max(self.peak_worker_sessions, row[1])
+        self.peak_lock_sessions = max(self.peak_lock_sessions, row[2])
 
     def stop(self) -> None:
         self.done.set()
@@ -145,7 +194,10 @@ class LockSampler(threading.Thread):
     def summary(self) -> dict[str, float]:
         samples = max(1, self.samples)
         return {"inserts_in_flight": self.inserting / samples,
-                "waiting_on_a_lock": self.waiting / samples}
+                "waiting_on_a_lock": self.waiting / samples,
+                "peak_sessions": self.peak_sessions,
+                "peak_worker_sessions": self.peak_worker_sessions,
+                "peak_lock_sessions": self.peak_lock_sessions}
 
 
 def _ended_topics() -> list[str]:
@@ -252,10 +304,15 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8")
     parser.add_argument("--goals", type=int, default=96)
     parser.add_argument("--tasks", type=int, default=10)
-    parser.add_argument("--workloads", default="noop,sleep")
+    parser.add_argument("--workloads", default="noop,sleep",
+                        help="comma-separated: noop, sleep (50 ms); or sleep100 alone (100 ms "
+                        "agents, each row against the ideal, no plain writers)")
     parser.add_argument("--concurrency", type=int, default=4,
-                        help="goals per worker (each holds one lock connection: mind "
-                        "max_connections)")
+                        help="goals per worker (a worker holds all its goals' locks on one "
+                        "session)")
+    parser.add_argument("--slots", default=None,
+                        help="comma-separated total slots: each row's concurrency is "
+                        "slots / workers (instead of --concurrency)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--inserts-only", action="store_true",
                         help="no orchestration: N writers through the previous release's "
@@ -267,6 +324,9 @@ def main() -> None:
     if args.inserts_only:
         _inserts_only([int(x) for x in args.workers.split(",")], args.goals * args.tasks,
                       args.rounds)
+        return
+    if args.workloads == "sleep100":
+        _against_the_ideal(args)
         return
     for workload in args.workloads.split(","):
         for n in [int(x) for x in args.workers.split(",")]:
@@ -285,6 +345,47 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     _table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+def _against_the_ideal(args: argparse.Namespace) -> None:
+    """`sleep100`: each (workers, slots) row set against the ideal; no plain writers."""
+    rows = []
+    for n in [int(x) for x in args.workers.split(",")]:
+        slot_counts = ([int(x) for x in args.slots.split(",")] if args.slots
+                       else [n * args.concurrency])
+        for total in slot_counts:
+            concurrency = max(1, total // n)
+            with open_target("postgres", ROOT) as target:
+                logdir = Path(f"/tmp/bench-workers-{target.pg_schema}")
+                logdir.mkdir(exist_ok=True)
+                began = time.monotonic()
+                baton = run_baton(target.url, "sleep100", workers=n, goals=args.goals,
+                                  tasks=args.tasks, concurrency=concurrency, logdir=logdir)
+            slots = n * concurrency
+            ideal = math.ceil(args.goals / slots) * args.tasks * AGENT_SECONDS["sleep100"]
+            row = {"workload": "sleep100", "workers": n, "concurrency": concurrency,
+                   "slots": slots, "goals": args.goals, "tasks": args.tasks,
+                   "seconds": baton["seconds"], "ideal_seconds": ideal,
+                   "ratio": baton["seconds"] / ideal, "goals_s": baton["goals_s"],
+                   "tasks_s": baton["tasks_s"],
+                   "worker_cpu_ms_per_task": baton["worker_cpu_ms_per_task"],
+                   "peak_sessions": baton["peak_sessions"],
+                   "peak_worker_sessions": baton["peak_worker_sessions"],
+                   "peak_lock_sessions": baton["peak_lock_sessions"],
+                   "run_seconds": time.monotonic() - began}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print("| workers | concurrency | slots | wall s | ideal s | wall ÷ ideal | goals/s | tasks/s "
+          "| worker CPU ms/task | server sessions (peak) | workers' sessions | of which lock |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(f"| {row['workers']} | {row['concurrency']} | {row['slots']} "
+              f"| {row['seconds']:.2f} | {row['ideal_seconds']:.1f} | {row['ratio']:.2f} "
+              f"| {row['goals_s']:,.0f} | {row['tasks_s']:,.0f} "
+              f"| {row['worker_cpu_ms_per_task']:.2f} | {row['peak_sessions']} "
+              f"| {row['peak_worker_sessions']} | {row['peak_lock_sessions']} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -69,12 +69,13 @@ def executions(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def start_worker(store_url: str, tmp_path: Path) -> subprocess.Popen[str]:
+def start_worker(store_url: str, tmp_path: Path, *, concurrency: int = 4,
+                 sleep: float = 0.2) -> subprocess.Popen[str]:
     env = {**os.environ, "BATON_STORE": store_url, "BATON_TEST_DIR": str(tmp_path),
-           "BATON_TEST_SLEEP": "0.2"}
+           "BATON_TEST_SLEEP": str(sleep)}
     path = tmp_path / f"worker-{time.monotonic_ns()}.log"  # read on failure
     proc = subprocess.Popen(
-        [sys.executable, "-m", "baton.cli", "worker", "--concurrency", "4"],
+        [sys.executable, "-m", "baton.cli", "worker", "--concurrency", str(concurrency)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=path.open("w"), text=True,
     )
     # One at a time: opening a PostgreSQL store from several processes at once can still fail
@@ -93,13 +94,34 @@ def wait_for(condition: Any, what: str, timeout: float = 60) -> None:
 
 
 def cut_lock_sessions(pid: int) -> int:
-    """Terminate, from the server, every session in which worker `pid` holds goal locks."""
+    """Terminate, from the server, process `pid`'s lock sessions: the one that holds all its
+    goals' locks (and any a `--wait` waited on); how many there were."""
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name LIKE %s", (f"baton {pid}@%",),
         ).fetchall()
     return len(rows)
+
+
+def lock_sessions(pid: int) -> int:
+    """Server sessions named for process `pid`'s goal locks."""
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
+                           (f"baton {pid}@%",)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def locks_held_by(pid: int) -> int:
+    """Goal locks (single-bigint advisory locks) held by process `pid`'s sessions."""
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND a.application_name LIKE %s", (f"baton {pid}@%",)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 @pytest.mark.postgres
@@ -138,7 +160,13 @@ def test_workers_survive_a_kill_and_cut_connections(postgres_url: str, tmp_path:
 
     logs = "".join(path.read_text() for path in tmp_path.glob("worker-*.log"))
     assert "claimed (resumed" in logs  # the killed worker's goal was taken up by another
-    calls = executions(tmp_path)
+    assert_the_rules_held(goals, histories, executions(tmp_path))
+
+
+def assert_the_rules_held(goals: list[Any], histories: dict[str, list[Any]],
+                          calls: list[dict[str, Any]]) -> None:
+    """Every goal final (or waiting on an unsafe attempt), no dispatch run twice, no unsafe
+    agent run twice, an idempotent agent run again only with its original key."""
     runs = Counter((call["agent"], call["text"]) for call in calls)
     for goal in goals:
         events = histories[goal.id]
@@ -165,6 +193,51 @@ def test_workers_survive_a_kill_and_cut_connections(postgres_url: str, tmp_path:
                            if a == "chaos_idempotent" and task_text(goal_id, t) == call["text"])
             assert call["key"] == idempotency_key(goal_id, task_id) == key_of[
                 ("chaos_idempotent", call["text"])]
+
+
+@pytest.mark.postgres
+def test_a_cut_lock_session_hands_every_goal_on_and_no_dispatch_runs_twice(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """One worker drives eight goals, all locked on its one lock session; the server terminates
+    that session mid-drive, which frees them all at once; a second worker takes them over, and
+    the first one's runners, fenced by the goals' versions, run nothing they did not record."""
+    loaded = load_plan_file(chaos_plan(tmp_path))
+    store = open_store(postgres_url)
+    ids = [f"cut{i}" for i in range(8)]
+    # agents of 2 s: the first worker's runners are still driving when the second one claims
+    first = start_worker(postgres_url, tmp_path, concurrency=8, sleep=2.0)
+    workers = [first]
+    try:
+        for goal_id in ids:
+            submit_goal(store, loaded, {"text": goal_id}, goal_id=goal_id)
+        wait_for(lambda: locks_held_by(first.pid) == 8, "the worker to claim every goal")
+        # ready before the cut (it leaves goals another live process holds alone), so it takes
+        # them over while the first worker's runners are still driving them
+        workers.append(start_worker(postgres_url, tmp_path, concurrency=8, sleep=2.0))
+        wait_for(lambda: any(e["agent"] == "chaos_unsafe" for e in executions(tmp_path)),
+                 "an unsafe attempt to be in flight")
+        assert lock_sessions(first.pid) == 1
+        assert cut_lock_sessions(first.pid) == 1
+
+        def all_settled() -> bool:
+            return all(store.get(goal_id).state.status != "running" for goal_id in ids)
+
+        wait_for(all_settled, "every goal to settle", timeout=120)
+        goals = [store.get(goal_id) for goal_id in ids]
+        histories = {goal.id: list(store.events(goal.id)) for goal in goals}
+    finally:
+        store.close()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=60)
+
+    logs = {path.read_text() for path in tmp_path.glob("worker-*.log")}
+    took_over = [log for log in logs if "claimed (resumed" in log and "(submitted)" not in log]
+    assert took_over, "\n".join(logs)
+    assert_the_rules_held(goals, histories, executions(tmp_path))
 
 
 def test_two_resumes_racing_on_one_goal_one_drives_it(store_url: str, tmp_path: Path) -> None:

@@ -12,18 +12,25 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
+from baton.domain.errors import GoalOwned
+from baton.runtime.loading import load_plan_file
+from baton.runtime.service import submit_goal
 from baton.store.eventstore import open_store
-from baton.store.ownership import FencedOut, ownership_of
+from baton.store.ownership import FencedOut, ownership_of, owning
 from tests import worker_agents
 from tests.cli_support import ROOT, baton
+from tests.conftest import PG_URL
 from tests.support import kinds, plan, run, task
+from tests.test_chaos import lock_sessions, locks_held_by
 
 
 def waiting_plan(tmp_path: Path) -> str:
@@ -137,3 +144,195 @@ def test_a_runner_whose_save_conflicts_with_another_runner_stops(store_url: str)
         assert "AgentReturned" not in recorded
     finally:
         store.close()
+
+
+# --- PostgreSQL: one lock session per process ---
+
+
+@pytest.mark.postgres
+def test_one_process_holds_many_goals_on_one_session(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    owners = ownership_of(store)
+    before = lock_sessions(os.getpid())  # other tests' stores in this process, if any
+    try:
+        locks = [owners.try_acquire(f"many-{i}") for i in range(40)]
+        assert all(lock is not None for lock in locks)
+        assert (lock_sessions(os.getpid()) - before, locks_held_by(os.getpid())) == (1, 40)
+        assert owners.held([f"many-{i}" for i in range(45)]) == {f"many-{i}" for i in range(40)}
+        for lock in locks:
+            assert lock is not None
+            lock.release()
+        assert (lock_sessions(os.getpid()) - before, locks_held_by(os.getpid())) == (1, 0)
+    finally:
+        store.close()
+        owners.close()
+
+
+@pytest.mark.postgres
+def test_a_worker_driving_many_goals_uses_one_lock_session(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    loaded = load_plan_file(waiting_plan(tmp_path))
+    store = open_store(postgres_url)
+    try:  # what `baton submit` does, without a process per goal
+        for i in range(12):
+            submit_goal(store, loaded, {"text": f"w{i}"}, goal_id=f"w{i}")
+    finally:
+        store.close()
+    env = {**os.environ, "BATON_STORE": postgres_url, "BATON_TEST_DIR": str(tmp_path)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "baton.cli", "worker", "--concurrency", "12"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    calls = tmp_path / "calls.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while not calls.exists() or len(calls.read_text().splitlines()) < 12:
+            assert worker.poll() is None and time.monotonic() < deadline, "agents never ran"
+            time.sleep(0.05)
+        # all twelve agents are waiting, so all twelve goals are owned: on one session
+        assert (lock_sessions(worker.pid), locks_held_by(worker.pid)) == (1, 12)
+    finally:
+        (tmp_path / "release").write_text("")
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert err.count(": completed") == 12
+
+
+def test_two_threads_of_one_process_cannot_own_one_goal(store_url: str) -> None:
+    store = open_store(store_url)
+    other = open_store(store_url)  # what another process would see
+    try:
+        held = threading.Event()
+        done = threading.Event()
+
+        def hold() -> None:
+            with owning(store, "shared"):
+                held.set()
+                done.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(30)
+        with pytest.raises(GoalOwned) as refused, owning(store, "shared"):
+            pytest.fail("a second thread drove the goal")
+        assert refused.value.pid == os.getpid()
+        seen = ownership_of(other).owner("shared")
+        assert seen is not None and seen.pid == os.getpid()
+        assert ownership_of(store).owner("shared") == seen  # the same owner, inside and out
+        done.set()
+        holder.join(30)
+        assert ownership_of(store).owner("shared") is None
+
+        # many threads at once: exactly one wins, and its release leaves nothing held
+        barrier = threading.Barrier(16)
+        won: list[Any] = []
+
+        def race() -> None:
+            barrier.wait()
+            lock = ownership_of(store).try_acquire("raced")
+            if lock is not None:
+                won.append(lock)
+
+        racers = [threading.Thread(target=race) for _ in range(16)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(30)
+        assert len(won) == 1
+        won[0].release()
+        assert ownership_of(other).owner("raced") is None
+        assert ownership_of(other).try_acquire("raced") is not None  # free on the server too
+    finally:
+        for opened in (store, other):
+            ownership_of(opened).close()
+            opened.close()
+
+
+def test_acquire_waits_for_a_thread_of_its_own_process(store_url: str) -> None:
+    store = open_store(store_url)
+    owners = ownership_of(store)
+    try:
+        first = owners.try_acquire("waited")
+        assert first is not None
+        got: list[Any] = []
+        waiter = threading.Thread(target=lambda: got.append(owners.acquire("waited")))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not got  # still waiting for the first thread
+        first.release()
+        waiter.join(30)
+        assert len(got) == 1
+        got[0].release()
+        assert owners.owner("waited") is None
+    finally:
+        owners.close()
+        store.close()
+
+
+@pytest.mark.postgres
+def test_acquire_waits_for_another_process_without_blocking_the_shared_session(
+    postgres_url: str,
+) -> None:
+    store = open_store(postgres_url)
+    owners = ownership_of(store)
+    key = owners.key("elsewhere")  # type: ignore[attr-defined]
+    other = psycopg.connect(PG_URL, autocommit=True,
+                            application_name="baton 4242@far-away 2026-01-01T00:00:00Z")
+    before = lock_sessions(os.getpid())  # other tests' stores in this process, if any
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", (key,))
+        got: list[Any] = []
+        waiter = threading.Thread(target=lambda: got.append(owners.acquire("elsewhere")))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()
+        began = time.monotonic()  # meanwhile the shared session serves this process's claims
+        lock = owners.try_acquire("meanwhile")
+        assert lock is not None and time.monotonic() - began < 2
+        found = owners.owner("elsewhere")
+        assert found is not None and (found.host, found.pid) == ("far-away", 4242)
+        lock.release()
+        other.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        waiter.join(30)
+        assert len(got) == 1
+        found = owners.owner("elsewhere")
+        assert found is not None and found.pid == os.getpid()
+        assert lock_sessions(os.getpid()) - before == 2  # the shared one, the one it waited on
+        got[0].release()
+        assert owners.owner("elsewhere") is None and lock_sessions(os.getpid()) - before == 1
+    finally:
+        other.close()
+        store.close()
+        owners.close()
+
+
+@pytest.mark.postgres
+def test_a_cut_shared_session_frees_its_goals_and_is_replaced(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    owners = ownership_of(store)
+    other = psycopg.connect(PG_URL, autocommit=True)  # another process
+    key = owners.key("cut")  # type: ignore[attr-defined]
+    try:
+        lock = owners.try_acquire("cut")
+        assert lock is not None
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name LIKE %s", (f"baton {os.getpid()}@%",))
+        # the server dropped the lock: another process takes the goal at once
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+        # this process still drives it until its runner stops: no second thread here takes it
+        assert owners.try_acquire("cut") is None
+        assert owners.try_acquire("next") is not None  # new claims go to a new session
+        # (every session of this process was cut: what is named for it now is that new one)
+        assert (lock_sessions(os.getpid()), locks_held_by(os.getpid())) == (1, 1)
+        lock.release()  # never unlocked on the new session: the other process keeps it
+        assert other.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = pg_backend_pid()").fetchone() == (1,)
+        assert locks_held_by(os.getpid()) == 1  # "next" only
+    finally:
+        other.close()
+        store.close()
+        owners.close()

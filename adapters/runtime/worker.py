@@ -46,6 +46,7 @@ log = logging.getLogger("baton.worker")
 # The last event of a goal that has ended (matched by class name: old topics name it too).
 ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 PAGE = 2_000
+LOOKUP = 64  # candidates whose owners are looked up in one query
 
 
 @dataclass
@@ -174,7 +175,14 @@ class Worker:
     # --- claiming ---
 
     def _claim(self, pool: ThreadPoolExecutor) -> tuple[int, int]:
-        """Claim runnable goals into free slots; returns (claimed, runnable later or now)."""
+        """Claim runnable goals into free slots; returns (claimed, runnable later or now).
+
+        Owners are looked up only with a slot free, `LOOKUP` candidates at a time: with a
+        backlog of goals, looking up all of them on every wake-up (every save anywhere sends
+        one) cost more CPU than driving the goals.
+        """
+        if len(self.driving) >= self.concurrency:
+            return 0, 1
         now = time.monotonic()
         candidates = [
             goal_id for goal_id, version in self.versions.items()
@@ -182,11 +190,13 @@ class Worker:
         ]
         if not candidates:
             return 0, self._timers_pending()
-        held = self.owners.held(candidates)
+        held: set[str] = set()
         claimed = 0
-        for goal_id in candidates:
+        for index, goal_id in enumerate(candidates):
             if len(self.driving) >= self.concurrency:
                 return claimed, 1
+            if index % LOOKUP == 0:
+                held = self.owners.held(candidates[index:index + LOOKUP])
             if goal_id in held:
                 self.seen[goal_id] = _Seen(self.versions[goal_id], now + self.poll_s, True)
                 continue

@@ -1,11 +1,13 @@
 """One owner per goal: the store's own locks, which end with the process that holds them.
 
-PostgreSQL: a session-level advisory lock keyed by (schema, goal), held on a connection of its
-own for as long as the process drives the goal; the owner is read back from `pg_locks` joined
-with `pg_stat_activity` (the holder's `application_name` says host, pid and since). SQLite: an
-`fcntl.flock` on `<db>.locks/<hash>.lock`, the owner written inside. Either lock is released by
-the operating system or the server the moment its process dies: no lease, no heartbeat, nothing
-to time out. An in-memory store gets an in-process lock (also the test double).
+PostgreSQL: a session-level advisory lock keyed by (schema, goal); a process holds all its
+goals' locks on one session of its own (a `--wait` that waited for another process keeps its
+goal on the session it waited on) and asks who holds what on a second one, which holds
+nothing. The owner is read back from `pg_locks` joined with `pg_stat_activity` (the holder's
+`application_name` says host, pid and since: when that lock session started). SQLite: an
+`fcntl.flock` on `<db>.locks/<hash>.lock`, the owner written inside. Either lock is released
+by the operating system or the server the moment its process dies: no lease, no heartbeat,
+nothing to time out. An in-memory store gets an in-process lock (also the test double).
 
 A lock only keeps honest runners apart; the aggregate version is the fence. A runner whose save
 conflicts with a write by another *runner* stops driving the goal (`FencedOut`) rather than
@@ -218,17 +220,19 @@ class FileOwnership:
         pass
 
 
-# --- PostgreSQL: a session-level advisory lock per goal ---
+# --- PostgreSQL: session-level advisory locks, all on one session per process ---
 
 _APP_NAME = re.compile(r"^baton (\d+)@(\S*) (\S+)$")
 _HOST_CHARS = 28  # application_name keeps 63 bytes: "baton " pid "@" host " " since
 
 
-@dataclass
+@dataclass(eq=False)
 class _AdvisoryLock:
     goal_id: str
     key: int
-    conn: Any
+    conn: Any  # the session that holds it: the shared one, or (own) a waiter's own
+    since: str  # that session's start, as its application_name says
+    own: bool
     owners: PostgresOwnership
 
     def release(self) -> None:
@@ -236,6 +240,18 @@ class _AdvisoryLock:
 
 
 class PostgresOwnership:
+    """Every lock this process takes is held on one shared session (`self.session`).
+
+    Advisory locks are re-entrant within a session, so the session alone cannot keep two
+    threads of this process apart: `self.keys` can, the goals held or being claimed here. A
+    blocking `acquire` whose goal another process holds waits on a session of its own and
+    keeps holding the goal there (no gap in which a third process could take it); the shared
+    session serves the other threads meanwhile. psycopg runs one statement at a time on a
+    connection, so every statement on the shared session is a short one: who holds what
+    (`owner`, `held`: a `pg_locks` lookup, tens of ms for a thousand goals) is asked on a
+    second session that holds nothing, named "baton PID lookups".
+    """
+
     def __init__(self, env: dict[str, str]) -> None:
         self.connect_args: dict[str, Any] = {
             "host": env["POSTGRES_HOST"],
@@ -247,103 +263,151 @@ class PostgresOwnership:
             "autocommit": True,
         }
         self.namespace = env.get("POSTGRES_SCHEMA", "public")
-        self.guard = threading.Lock()
-        self.idle: list[Any] = []  # lock connections between goals (a worker reuses them)
-        self.probe: Any = None  # for owner()/held(), which hold nothing
+        self.guard = threading.Condition()  # over `keys`
+        self.keys: dict[int, _AdvisoryLock | None] = {}  # held here (None: being claimed)
+        self.session_guard = threading.Lock()  # over `session` and `since`
+        self.session: Any = None
+        self.since = ""
+        self.probe_guard = threading.Lock()  # over `probe`, for owner()/held()
+        self.probe: Any = None
 
     def key(self, goal_id: str) -> int:
         digest = hashlib.blake2b(f"baton:{self.namespace}:{goal_id}".encode(), digest_size=8)
         return int.from_bytes(digest.digest(), "big", signed=True)
 
-    def _connect(self) -> Any:
+    def _connect(self, name: str | None = None) -> tuple[Any, str]:
+        """A new session named for this process's locks (or `name`), and when it opened."""
         import psycopg
 
-        return psycopg.connect(application_name="baton", **self.connect_args)
-
-    def _lock(self, goal_id: str, *, block: bool) -> GoalLock | None:
         host, pid, since = _me()
-        key = self.key(goal_id)
-        function = "pg_advisory_lock" if block else "pg_try_advisory_lock"
-        for fresh in (False, True):  # an idle connection may have been cut meanwhile
-            conn = None
-            if not fresh:
-                with self.guard:
-                    conn = self.idle.pop() if self.idle else None
-            if conn is None or conn.closed or conn.broken:
-                conn, fresh = self._connect(), True
+        name = name or f"baton {pid}@{host[:_HOST_CHARS]} {since}"
+        return psycopg.connect(application_name=name, **self.connect_args), since
+
+    def _shared(self) -> tuple[Any, str]:
+        """The shared session (opened again if the server cut it) and its start."""
+        with self.session_guard:
+            if self.session is None or self.session.closed or self.session.broken:
+                if self.session is not None:
+                    self.session.close()  # its locks went with it
+                self.session, self.since = self._connect()
+            return self.session, self.since
+
+    def _on_shared(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, str, list[Any]]:
+        """One statement on the shared session; on a new one if the old one was found cut."""
+        for attempt in (1, 2):
+            conn, since = self._shared()
             try:
-                conn.execute("SELECT set_config('application_name', %s, false)",
-                             (f"baton {pid}@{host[:_HOST_CHARS]} {since}",))
-                row = conn.execute(f"SELECT {function}(%s)", (key,)).fetchone()
+                return conn, since, conn.execute(sql, params).fetchall()
             except Exception:
-                conn.close()
-                if fresh:
+                if attempt == 2 or not (conn.closed or conn.broken):
                     raise
-                continue
+        raise AssertionError("unreachable")
+
+    def _claimed(self, key: int, lock: _AdvisoryLock | None) -> None:
+        with self.guard:
+            if lock is None:
+                del self.keys[key]
+            else:
+                self.keys[key] = lock
+            self.guard.notify_all()
+
+    def try_acquire(self, goal_id: str) -> GoalLock | None:
+        key = self.key(goal_id)
+        with self.guard:
+            if key in self.keys:  # another thread of this process holds it (or is claiming it)
+                return None
+            self.keys[key] = None
+        lock = None
+        try:
+            conn, since, rows = self._on_shared("SELECT pg_try_advisory_lock(%s)", (key,))
+            if rows[0][0]:
+                lock = _AdvisoryLock(goal_id, key, conn, since, False, self)
+            return lock
+        finally:
+            self._claimed(key, lock)
+
+    def acquire(self, goal_id: str) -> GoalLock:
+        key = self.key(goal_id)
+        with self.guard:
+            while key in self.keys:  # held by another thread of this process: wait for it
+                self.guard.wait()
+            self.keys[key] = None
+        lock = None
+        try:
+            conn, since, rows = self._on_shared("SELECT pg_try_advisory_lock(%s)", (key,))
+            if rows[0][0]:
+                lock = _AdvisoryLock(goal_id, key, conn, since, False, self)
+                return lock
+            # Another process holds it: wait on a session of our own, and keep the goal there.
+            conn, since = self._connect()
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
             except BaseException:
                 conn.close()
                 raise
-            if block or row[0]:
-                return _AdvisoryLock(goal_id, key, conn, self)
-            self._park(conn)
-            return None
-        raise AssertionError("unreachable")
-
-    def try_acquire(self, goal_id: str) -> GoalLock | None:
-        return self._lock(goal_id, block=False)
-
-    def acquire(self, goal_id: str) -> GoalLock:
-        lock = self._lock(goal_id, block=True)
-        assert lock is not None
-        return lock
+            lock = _AdvisoryLock(goal_id, key, conn, since, True, self)
+            return lock
+        finally:
+            self._claimed(key, lock)
 
     def _give_back(self, lock: _AdvisoryLock) -> None:
-        try:
-            lock.conn.execute("SELECT pg_advisory_unlock(%s)", (lock.key,))
-            lock.conn.execute("SELECT set_config('application_name', 'baton', false)")
-        except Exception:  # the session is gone, and the lock with it
-            lock.conn.close()
-            return
-        self._park(lock.conn)
-
-    def _park(self, conn: Any) -> None:
         with self.guard:
-            if len(self.idle) < 64:
-                self.idle.append(conn)
-                return
-        conn.close()
+            if self.keys.get(lock.key) is not lock:
+                return  # released already
+        try:
+            if lock.own or lock.conn is self.session:
+                # A lock of a session found cut and replaced went with that session; never
+                # unlock it on the new one (whose count for the key would then be wrong).
+                lock.conn.execute("SELECT pg_advisory_unlock(%s)", (lock.key,))
+        except Exception:  # the session is gone, and the lock with it
+            pass
+        finally:
+            if lock.own:
+                lock.conn.close()
+            self._claimed(lock.key, None)
 
     def _holders(self, keys: Iterable[int]) -> dict[int, str]:
         """application_name of the session holding each of `keys`, for those held."""
-        wanted = [((k & 0xFFFFFFFFFFFFFFFF) >> 32, k & 0xFFFFFFFF, k) for k in keys]
+        wanted = {((k & 0xFFFFFFFFFFFFFFFF) >> 32, k & 0xFFFFFFFF): k for k in set(keys)}
         if not wanted:
             return {}
         sql = (
             "SELECT l.classid::bigint, l.objid::bigint, a.application_name "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND (l.classid::bigint, l.objid::bigint) IN "
+            "(SELECT * FROM unnest(%s::bigint[], %s::bigint[]))"
         )
-        with self.guard:
+        params = ([c for c, _ in wanted], [o for _, o in wanted])
+        with self.probe_guard:
             for attempt in (1, 2):
                 try:
                     if self.probe is None or self.probe.closed or self.probe.broken:
-                        self.probe = self._connect()
-                    rows = self.probe.execute(sql).fetchall()
+                        self.probe, _ = self._connect(f"baton {os.getpid()} lookups")
+                    rows = self.probe.execute(sql, params).fetchall()
                     break
                 except Exception:
-                    if self.probe is not None:
-                        self.probe.close()
-                    self.probe = None
-                    if attempt == 2:
+                    probe = self.probe
+                    if attempt == 2 or not (probe is None or probe.closed or probe.broken):
                         raise
-        found = {(int(c), int(o)): str(name or "") for c, o, name in rows}
-        return {k: found[(c, o)] for c, o, k in wanted if (c, o) in found}
+        return {wanted[(int(c), int(o))]: str(name or "") for c, o, name in rows}
+
+    def _here(self, key: int) -> Owner | None:
+        """This process, if one of its threads holds `key` (or is claiming it)."""
+        with self.guard:
+            if key not in self.keys:
+                return None
+            lock = self.keys[key]
+            since = lock.since if lock is not None else self.since
+        host, pid, _ = _me()
+        return Owner(host[:_HOST_CHARS], pid, since or "unknown", True)
 
     def owner(self, goal_id: str) -> Owner | None:
-        name = self._holders([self.key(goal_id)]).get(self.key(goal_id))
-        if name is None:
-            return None
+        key = self.key(goal_id)
+        name = self._holders([key]).get(key)
+        if name is None:  # nobody on the server; a thread of ours may be claiming it, or
+            return self._here(key)  # still driving it after its session was cut
         match = _APP_NAME.match(name)
         if match is None:
             return Owner("unknown", 0, "unknown", True)
@@ -351,13 +415,16 @@ class PostgresOwnership:
 
     def held(self, goal_ids: Iterable[str]) -> set[str]:
         by_key = {self.key(goal_id): goal_id for goal_id in goal_ids}
-        return {by_key[key] for key in self._holders(by_key)}
+        with self.guard:
+            here = {by_key[key] for key in self.keys if key in by_key}
+        return here | {by_key[key] for key in self._holders(by_key)}
 
     def close(self) -> None:
-        with self.guard:
-            conns, self.idle = [*self.idle, self.probe], []
-            self.probe = None
-        for conn in conns:
+        with self.session_guard:
+            session, self.session = self.session, None
+        with self.probe_guard:
+            probe, self.probe = self.probe, None
+        for conn in (session, probe):
             if conn is not None:
                 conn.close()
 
