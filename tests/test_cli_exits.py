@@ -91,6 +91,16 @@ def test_postgres_url_parameters_reach_libpq(postgres_url: str) -> None:
     assert len(refused.err.strip().splitlines()) == 1
 
 
+def test_a_percent_encoded_space_in_a_postgres_parameter_reaches_libpq_as_a_space() -> None:
+    from baton.store.postgres import parse_postgres_url
+
+    params, schema = parse_postgres_url(
+        "postgresql://u@h/db?schema=s&options=-c%20statement_timeout%3D5&application_name=a%20b"
+    )
+    assert (params["options"], params["application_name"], schema) == (
+        "-c statement_timeout=5", "a b", "s")  # not "-c+statement_timeout=5"
+
+
 @pytest.mark.postgres
 def test_an_unknown_postgres_parameter_is_one_line(pg_base: str) -> None:
     result = baton("status", store=f"{pg_base}?sslmod=require")

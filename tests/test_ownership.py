@@ -169,6 +169,36 @@ def test_one_process_holds_many_goals_on_one_session(postgres_url: str) -> None:
 
 
 @pytest.mark.postgres
+def test_closing_the_store_releases_its_goals_and_closes_its_lock_session(
+    postgres_url: str,
+) -> None:
+    store, other = open_store(postgres_url), open_store(postgres_url)
+    before = lock_sessions(os.getpid())
+    try:
+        assert ownership_of(store).try_acquire("closed-1") is not None
+        assert lock_sessions(os.getpid()) - before == 1
+        store.close()  # not left to the garbage collector: the goal is free at once
+        assert lock_sessions(os.getpid()) - before == 0
+        assert ownership_of(other).owner("closed-1") is None
+        assert ownership_of(other).try_acquire("closed-1") is not None
+    finally:
+        other.close()
+
+
+@pytest.mark.postgres
+def test_lock_sessions_connect_with_the_urls_libpq_parameters(postgres_url: str) -> None:
+    url = postgres_url + "&options=-c%20statement_timeout%3D4321"
+    store = open_store(url)
+    try:
+        owners: Any = ownership_of(store)
+        assert owners.try_acquire("params-1") is not None
+        [[timeout]] = owners.session.execute("SHOW statement_timeout").fetchall()
+        assert timeout == "4321ms"
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
 def test_a_worker_driving_many_goals_uses_one_lock_session(
     postgres_url: str, tmp_path: Path
 ) -> None:

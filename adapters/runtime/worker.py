@@ -150,12 +150,12 @@ class Worker:
             return None
         import psycopg
 
-        env = self.store.env
-        conn = psycopg.connect(
-            host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], dbname=env["POSTGRES_DBNAME"],
-            user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"], autocommit=True,
-            application_name="baton worker listener",
-        )
+        from baton.store.postgres import connect_kwargs
+
+        conn = psycopg.connect(**{
+            **connect_kwargs(self.store.env), "autocommit": True,
+            "application_name": "baton worker listener",
+        })
         conn.execute(f'LISTEN "{self.store.recorder.channel_name}"')
         done = threading.Event()
 

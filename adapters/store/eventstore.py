@@ -390,6 +390,9 @@ class BatonStore:
         return events  # type: ignore[return-value]
 
     def close(self) -> None:
+        from baton.store.ownership import close_ownership  # it imports this module
+
+        close_ownership(self)  # its lock sessions, not left for the garbage collector
         if self.is_open:  # never opened: nothing to close, nothing to create
             notifier = getattr(self.app.recorder, "notifier", None)
             if notifier is not None:  # PostgreSQL: the last saves' NOTIFY, before the pool goes

@@ -40,6 +40,7 @@ __all__ = [
     "GoalLock",
     "Owner",
     "Ownership",
+    "close_ownership",
     "owner_json",
     "ownership_of",
     "owning",
@@ -253,15 +254,10 @@ class PostgresOwnership:
     """
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.connect_args: dict[str, Any] = {
-            "host": env["POSTGRES_HOST"],
-            "port": env["POSTGRES_PORT"],
-            "dbname": env["POSTGRES_DBNAME"],
-            "user": env["POSTGRES_USER"],
-            "password": env["POSTGRES_PASSWORD"],
-            "connect_timeout": int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")),
-            "autocommit": True,
-        }
+        from baton.store.postgres import connect_kwargs
+
+        # The URL's libpq parameters too (sslmode, ...); application_name is set per session.
+        self.connect_args: dict[str, Any] = {**connect_kwargs(env), "autocommit": True}
         self.namespace = env.get("POSTGRES_SCHEMA", "public")
         self.guard = threading.Condition()  # over `keys`
         self.keys: dict[int, _AdvisoryLock | None] = {}  # held here (None: being claimed)
@@ -281,7 +277,7 @@ class PostgresOwnership:
 
         host, pid, since = _me()
         name = name or f"baton {pid}@{host[:_HOST_CHARS]} {since}"
-        return psycopg.connect(application_name=name, **self.connect_args), since
+        return psycopg.connect(**{**self.connect_args, "application_name": name}), since
 
     def _shared(self) -> tuple[Any, str]:
         """The shared session (opened again if the server cut it) and its start."""
@@ -444,6 +440,14 @@ def ownership_of(store: BatonStore) -> Ownership:
             _BY_STORE[store] = found
             weakref.finalize(store, found.close)
         return found
+
+
+def close_ownership(store: BatonStore) -> None:
+    """Release every goal `store`'s ownership holds and close its sessions (`store.close()`)."""
+    with _BY_STORE_GUARD:
+        found = _BY_STORE.pop(store, None)
+    if found is not None:
+        found.close()
 
 
 def _new_ownership(store: BatonStore) -> Ownership:

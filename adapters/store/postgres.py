@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import eventsourcing.postgres as es_postgres
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-__all__ = ["LIBPQ_PARAMS", "PostgresFactory", "connect_problem", "parse_postgres_url"]
+__all__ = [
+    "LIBPQ_PARAMS",
+    "PostgresFactory",
+    "connect_kwargs",
+    "connect_problem",
+    "parse_postgres_url",
+]
 
 LIBPQ_PARAMS = "POSTGRES_LIBPQ_PARAMS"  # env key: JSON of the extra libpq parameters
 # What eventsourcing's datastore sets itself, from its own settings.
@@ -33,7 +39,8 @@ def parse_postgres_url(url: str) -> tuple[dict[str, str], str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for key, value in query if key == "schema"), None)
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    # quote, not urlencode's default quote_plus: libpq decodes %20 in a URI but not "+".
+    rest = urlencode([(key, value) for key, value in query if key != "schema"], quote_via=quote)
     try:
         params = conninfo_to_dict(parts._replace(query=rest).geturl())
     except psycopg.ProgrammingError as exc:
@@ -48,10 +55,10 @@ def extra_params(params: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in params.items() if key not in _OWN}
 
 
-def connect_problem(env: dict[str, str]) -> str | None:
-    """Why a connection with these settings fails, in the server's words (None if it works):
-    the pool only says it timed out, which hides a missing database or a refused login."""
-    kwargs: dict[str, Any] = {
+def connect_kwargs(env: dict[str, str]) -> dict[str, Any]:
+    """`psycopg.connect` arguments for a store's own sessions beside eventsourcing's pool (the
+    ownership locks, a worker's LISTEN): the same server, login and libpq parameters."""
+    return {
         "host": env.get("POSTGRES_HOST"),
         "port": env.get("POSTGRES_PORT"),
         "user": env.get("POSTGRES_USER"),
@@ -60,8 +67,13 @@ def connect_problem(env: dict[str, str]) -> str | None:
         "connect_timeout": int(float(env.get("POSTGRES_CONNECT_TIMEOUT", "5"))),
         **json.loads(env.get(LIBPQ_PARAMS, "{}")),
     }
+
+
+def connect_problem(env: dict[str, str]) -> str | None:
+    """Why a connection with these settings fails, in the server's words (None if it works):
+    the pool only says it timed out, which hides a missing database or a refused login."""
     try:
-        psycopg.connect(**kwargs).close()
+        psycopg.connect(**connect_kwargs(env)).close()
     except psycopg.Error as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return text.rpartition("FATAL: ")[2]  # 'database "x" does not exist', if it says so
