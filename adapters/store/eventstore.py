@@ -67,6 +67,8 @@ register_topic(OLD_GOAL_TOPIC, Goal)
 # The PostgreSQL application recorder, by topic (imported on first use: SQLite never imports
 # psycopg). It writes without eventsourcing's table lock; its readers never pass a gap.
 PG_RECORDER_TOPIC = "baton.store.pg_recorder:OrderedInsertPostgresRecorder"
+# The SQLite application recorder: the library's, writing a save's rows in one statement.
+SQLITE_RECORDER_TOPIC = "baton.store.sqlite_recorder:OneStatementSQLiteRecorder"
 
 
 class StoreError(BatonError):
@@ -128,6 +130,7 @@ def store_env(url: str) -> dict[str, str]:
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
             "ORIGINATOR_ID_TYPE": "text",
+            "APPLICATION_RECORDER_TOPIC": SQLITE_RECORDER_TOPIC,
         }
     if parts.scheme in ("postgresql", "postgres"):
         return _postgres_env(url)
