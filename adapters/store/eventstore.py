@@ -355,7 +355,8 @@ class BatonStore:
     def save(self, goal: Goal) -> None:
         """Save pending events in one transaction; a conflict propagates for the caller.
 
-        Straight through the application's event store (mapper, then one recorder insert):
+        Straight through the application's mapper, then one recorder insert (what its event
+        store's `put` does, without the `Recording` and `Notification` it builds per event):
         `Application.save` adds runtime-checked protocol tests per aggregate, snapshot and
         follower hooks that Baton does not use (no repository cache, no followers; snapshots
         are taken here, by Baton's own rule), about a fifth of a no-op task's orchestration.
@@ -367,7 +368,9 @@ class BatonStore:
                 self.app.save(goal)
                 return
             pending = goal.collect_events()
-            self.app.events.put(pending)
+            if pending:  # the application's event store, less the notifications it builds
+                to_stored = self.app.mapper.to_stored_event
+                self.app.recorder.insert_events([to_stored(event) for event in pending])
         if pending and snapshot_due(goal, pending[0].originator_version):
             self._snapshot(goal)
 
