@@ -29,7 +29,7 @@ from baton.domain.decisions import Decision
 from baton.domain.expansion import extend_with_fragment, extend_with_map
 from baton.domain.gates import escalation_kind
 from baton.domain.lifecycle import goal_target, task_target
-from baton.domain.plan import Plan
+from baton.domain.plan import Plan, plan_key
 from baton.domain.state import GoalState, Outcome, TaskState, Usage
 from baton.domain.usage import upcast_usage
 
@@ -732,15 +732,24 @@ def canonical_plan(plan: Plan) -> dict[str, Any]:
     """The plan as `Started` records it: its JSON with every mapping's keys sorted, the form a
     run file writes, so the recorded plan, an export and a re-import are the same bytes. Nothing
     decided depends on key order (`Plan.deps` is in plan order); lists keep their order."""
-    data: dict[str, Any] = json.loads(
-        json.dumps(plan.model_dump(mode="json", exclude_unset=True, by_alias=True), sort_keys=True)
-    )
+    data: dict[str, Any] = json.loads(plan.canonical_json)  # dumped once per Plan, a fresh copy
+    global _last_canonical
+    _last_canonical = (data, plan)
     return data
+
+
+# The last dict `canonical_plan` handed out, with its Plan: `Goal.start` records it and the
+# `Started` event's fold validates it straight after, which then needs no dump to find its
+# key. By identity, one attribute replaced at once (runners on several threads).
+_last_canonical: tuple[Any, Plan | None] = (None, None)
 
 
 def _validated_plan(data: dict[str, Any]) -> Plan:
     # Keyed by the JSON text; sorted, so one plan recorded in any key order is parsed once.
-    return _plan_of(json.dumps(data, separators=(",", ":"), sort_keys=True, default=str))
+    last, plan = _last_canonical
+    if data is last and plan is not None:
+        return _plan_of(plan.fold_key)
+    return _plan_of(plan_key(data))
 
 
 @lru_cache(maxsize=16)
