@@ -644,6 +644,8 @@ class Goal(BaseAggregate[str]):
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """eventsourcing's `trigger_event`, building the event as `_trigger` does."""
         timestamp = kwargs.pop("timestamp", None)
+        kwargs.pop("originator_id", None)  # imposed by the aggregate, as the library does
+        kwargs.pop("originator_version", None)
         if timestamp is None:
             timestamp = event_class.create_timestamp()
         self._trigger(event_class, timestamp, kwargs)
@@ -669,7 +671,7 @@ class Goal(BaseAggregate[str]):
 # the order eventsourcing's mapper encodes them in (`vars(event)`).
 _EventFields = tuple[tuple[str, Any], ...]
 _EVENT_FIELDS: dict[type[Any], _EventFields | None] = {}
-_HEAD = ("originator_id", "originator_version", "timestamp")
+_HEAD = frozenset({"originator_id", "originator_version", "timestamp"})
 
 
 def _event_fields(event_class: type[Any]) -> _EventFields | None:
@@ -677,7 +679,7 @@ def _event_fields(event_class: type[Any]) -> _EventFields | None:
     default factory, a `__post_init__`, or fields not headed by the three)."""
     fields = dataclasses.fields(event_class)
     if (
-        tuple(f.name for f in fields[:3]) != _HEAD
+        tuple(f.name for f in fields[:3]) != ("originator_id", "originator_version", "timestamp")
         or hasattr(event_class, "__post_init__")
         or any(f.default_factory is not dataclasses.MISSING or not f.init for f in fields)
     ):
@@ -694,7 +696,10 @@ def _new_event(
         fields = _EVENT_FIELDS[event_class]
     except KeyError:
         fields = _EVENT_FIELDS[event_class] = _event_fields(event_class)
-    if fields is None or "originator_id" in given or "originator_version" in given:
+    if not _HEAD.isdisjoint(given):  # the aggregate's to set: `trigger_event(x=..., **f)` refused
+        shared = sorted(_HEAD.intersection(given))
+        raise TypeError(f"Can't construct event {event_class}: {shared} are the aggregate's")
+    if fields is None:
         return _constructed(event_class, goal_id, version, timestamp, given)
     state: dict[str, Any] = {
         "originator_id": goal_id, "originator_version": version, "timestamp": timestamp

@@ -39,3 +39,9 @@ def test_defaults_are_filled_and_bad_fields_refused_as_by_init() -> None:
     with pytest.raises(TypeError, match="Can't construct event"):
         _new_event(Goal.TaskFailed, "g", 2, at, {"task": "a", "error": "e", "rule": "r",
                                                  "reason": "why", "nope": 1})
+
+
+def test_a_field_the_aggregate_sets_is_refused() -> None:
+    at: Any = None
+    with pytest.raises(TypeError, match="Can't construct event"):
+        _new_event(Goal.ClockTicked, "g", 2, at, {"timestamp": at})
