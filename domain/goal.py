@@ -11,6 +11,7 @@ Mutators (`apply`) only assign. The status a transition leads to comes from the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +29,7 @@ from baton.domain.decisions import Decision
 from baton.domain.expansion import extend_with_fragment, extend_with_map
 from baton.domain.gates import escalation_kind
 from baton.domain.lifecycle import goal_target, task_target
-from baton.domain.plan import Plan
+from baton.domain.plan import Plan, plan_key
 from baton.domain.state import GoalState, Outcome, TaskState, Usage
 from baton.domain.usage import upcast_usage
 
@@ -627,8 +628,7 @@ class Goal(BaseAggregate[str]):
 
     def observe(self, kind: str, *, at: datetime, **fields: Any) -> None:
         """Record an observation; `at` is when the adapter saw it (the domain reads no clock)."""
-        event_class = OBSERVATION_KINDS[kind]
-        self.trigger_event(event_class, timestamp=at, **fields)
+        self._trigger(OBSERVATION_KINDS[kind], at, fields)
 
     def record(self, decision: Decision) -> None:
         """Record a decision, refusing any status change its lifecycle does not allow."""
@@ -639,22 +639,122 @@ class Goal(BaseAggregate[str]):
             task_target(task.id, task.status, event_class.task_event)
         if event_class.goal_event is not None:
             goal_target(self.id, self.state.status, event_class.goal_event)
-        self.trigger_event(event_class, timestamp=self.state.now, **fields)
+        self._trigger(event_class, self.state.now, fields)
+
+    def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
+        """eventsourcing's `trigger_event`, building the event as `_trigger` does."""
+        timestamp = kwargs.pop("timestamp", None)
+        kwargs.pop("originator_id", None)  # imposed by the aggregate, as the library does
+        kwargs.pop("originator_version", None)
+        if timestamp is None:
+            timestamp = event_class.create_timestamp()
+        self._trigger(event_class, timestamp, kwargs)
+
+    def _trigger(self, event_class: type[Any], timestamp: datetime, fields: dict[str, Any]) -> None:
+        """The next event, applied and appended to the pending ones: what the library's
+        `trigger_event` does, without copying the fields twice and with the event's attributes
+        assigned as one dict rather than one frozen `__setattr__` each (`_new_event`); a
+        decision's or observation's fields arrive here as the dict they were built in."""
+        event = _new_event(event_class, self._id, self._version + 1, timestamp, fields)
+        event.mutate(self)
+        self._pending_events.append(event)
+
+    def collect_events(self) -> list[Any]:
+        """The pending events, handed over as they are (the library pops them one by one from
+        the front of the list: quadratic in a 10,000-task map's save)."""
+        collected, self._pending_events = self._pending_events, []
+        return collected
+
+
+# Per event class: its fields after the three every event has, each with its default (or
+# MISSING), in declaration order: the order the dataclass `__init__` assigns them in, which is
+# the order eventsourcing's mapper encodes them in (`vars(event)`).
+_EventFields = tuple[tuple[str, Any], ...]
+_EVENT_FIELDS: dict[type[Any], _EventFields | None] = {}
+_HEAD = frozenset({"originator_id", "originator_version", "timestamp"})
+
+
+def _event_fields(event_class: type[Any]) -> _EventFields | None:
+    """The fields `_new_event` assigns, or None for a class it leaves to its `__init__` (a
+    default factory, a `__post_init__`, or fields not headed by the three)."""
+    fields = dataclasses.fields(event_class)
+    if (
+        tuple(f.name for f in fields[:3]) != ("originator_id", "originator_version", "timestamp")
+        or hasattr(event_class, "__post_init__")
+        or any(f.default_factory is not dataclasses.MISSING or not f.init for f in fields)
+    ):
+        return None
+    return tuple((f.name, f.default) for f in fields[3:])
+
+
+def _new_event(
+    event_class: type[Any], goal_id: str, version: int, timestamp: datetime, given: dict[str, Any]
+) -> Any:
+    """`event_class(originator_id=.., originator_version=.., timestamp=.., **given)`: the same
+    attributes in the same order, the same TypeError for a missing or unexpected field."""
+    try:
+        fields = _EVENT_FIELDS[event_class]
+    except KeyError:
+        fields = _EVENT_FIELDS[event_class] = _event_fields(event_class)
+    if not _HEAD.isdisjoint(given):  # the aggregate's to set: `trigger_event(x=..., **f)` refused
+        shared = sorted(_HEAD.intersection(given))
+        raise TypeError(f"Can't construct event {event_class}: {shared} are the aggregate's")
+    if fields is None:
+        return _constructed(event_class, goal_id, version, timestamp, given)
+    state: dict[str, Any] = {
+        "originator_id": goal_id, "originator_version": version, "timestamp": timestamp
+    }
+    used = 0
+    for name, default in fields:
+        if name in given:
+            state[name] = given[name]
+            used += 1
+        elif default is dataclasses.MISSING:
+            return _constructed(event_class, goal_id, version, timestamp, given)  # its error
+        else:
+            state[name] = default
+    if used != len(given):
+        return _constructed(event_class, goal_id, version, timestamp, given)  # its error
+    event = object.__new__(event_class)
+    object.__setattr__(event, "__dict__", state)
+    return event
+
+
+def _constructed(
+    event_class: type[Any], goal_id: str, version: int, timestamp: datetime, given: dict[str, Any]
+) -> Any:
+    """The event through its own `__init__`, with the library's message if that refuses."""
+    try:
+        return event_class(
+            **{**given, "originator_id": goal_id, "originator_version": version,
+               "timestamp": timestamp}
+        )
+    except TypeError as exc:
+        raise TypeError(f"Can't construct event {event_class}: {exc}") from None
 
 
 def canonical_plan(plan: Plan) -> dict[str, Any]:
     """The plan as `Started` records it: its JSON with every mapping's keys sorted, the form a
     run file writes, so the recorded plan, an export and a re-import are the same bytes. Nothing
     decided depends on key order (`Plan.deps` is in plan order); lists keep their order."""
-    data: dict[str, Any] = json.loads(
-        json.dumps(plan.model_dump(mode="json", exclude_unset=True, by_alias=True), sort_keys=True)
-    )
+    data: dict[str, Any] = json.loads(plan.canonical_json)  # dumped once per Plan, a fresh copy
+    global _last_canonical
+    _last_canonical = (data, plan)
     return data
+
+
+# The last dict `canonical_plan` handed out, with its Plan: `Goal.start` records it and the
+# `Started` event's fold validates it straight after, which then needs no dump to find its
+# key. By identity, one attribute replaced at once (runners on several threads).
+_last_canonical: tuple[Any, Plan | None] = (None, None)
 
 
 def _validated_plan(data: dict[str, Any]) -> Plan:
     # Keyed by the JSON text; sorted, so one plan recorded in any key order is parsed once.
-    return _plan_of(json.dumps(data, separators=(",", ":"), sort_keys=True, default=str))
+    last, plan = _last_canonical
+    if data is last and plan is not None:
+        return _plan_of(plan.fold_key)
+    return _plan_of(plan_key(data))
 
 
 @lru_cache(maxsize=16)

@@ -7,6 +7,7 @@ here; the checks against agent contracts live in `baton.domain.contract_check`.
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from typing import Annotated, Any, Literal
@@ -197,6 +198,18 @@ class Plan(_Strict):
     limits: Limits = Limits()
 
     # Derived views, computed once per plan; a Plan is immutable.
+
+    @cached_property
+    def canonical_json(self) -> str:
+        """The plan as `Started` records it (baton.domain.goal.canonical_plan), as JSON text:
+        every mapping's keys sorted."""
+        dumped = self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        return json.dumps(dumped, sort_keys=True)
+
+    @cached_property
+    def fold_key(self) -> str:
+        """The text `Goal` keys its plan cache with, for the recorded form of this plan."""
+        return plan_key(json.loads(self.canonical_json))
 
     @cached_property
     def task_map(self) -> dict[str, TaskSpec]:
@@ -463,3 +476,9 @@ def _location(data: Any, loc: tuple[Any, ...]) -> str:
         except (KeyError, IndexError, TypeError):
             node = None
     return ".".join(parts) or "plan"
+
+
+def plan_key(data: dict[str, Any]) -> str:
+    """A recorded plan as compact JSON text with sorted keys: one plan in any key order gives
+    one text (the key of `Goal`'s plan cache)."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)

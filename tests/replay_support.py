@@ -131,7 +131,7 @@ SHAPES = {
 def states_as_they_ran() -> Iterator[dict[tuple[str, int], dict[str, Any]]]:
     """(goal id, version) -> state summary, taken from the live aggregate after every event."""
     seen: dict[tuple[str, int], dict[str, Any]] = {}
-    original = Goal.trigger_event
+    original = Goal._trigger  # every event Goal records goes through it
 
     def capture(self: Goal, *args: Any, **kwargs: Any) -> None:
         seen.setdefault((self.id, self.version), state_summary(self.state))  # before: Started
@@ -139,5 +139,5 @@ def states_as_they_ran() -> Iterator[dict[tuple[str, int], dict[str, Any]]]:
         seen[(self.id, self.version)] = state_summary(self.state)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Goal, "trigger_event", capture)
+        patch.setattr(Goal, "_trigger", capture)
         yield seen

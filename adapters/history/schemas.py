@@ -14,9 +14,11 @@ replay then reports the decision it changed as a divergence, never a false `ok`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from typing import Annotated, Any, Literal, Union
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model
 
 from baton.domain.contracts import AgentContract
@@ -36,15 +38,34 @@ def recorded_schemas(
     return {
         "agents": {
             name: {
-                "input": contract.input_model.model_json_schema(),
-                "output": contract.output_model.model_json_schema(),
+                "input": json_schema(contract.input_model),
+                "output": json_schema(contract.output_model),
                 # an agent handed an attempt context gets it recorded with each dispatch
                 **({"attempt": True} if contract.takes_attempt else {}),
             }
             for name, contract in sorted(contracts.items())
         },
-        "input": None if input_model is None else input_model.model_json_schema(),
+        "input": None if input_model is None else json_schema(input_model),
     } | _results_schemas(contracts)
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model.model_json_schema()`, a fresh copy of it each time: generated once per model
+    class (pydantic takes a millisecond or more a model, every goal started recorded it
+    anew), kept as JSON, parsed again per call (a few microseconds; same keys, same order)."""
+    cached = _schema_json(model)
+    if cached is None:  # beyond what orjson writes (an integer past 64 bits): not cached
+        return model.model_json_schema()
+    loaded: dict[str, Any] = orjson.loads(cached)
+    return loaded
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_json(model: type[BaseModel]) -> bytes | None:
+    try:
+        return orjson.dumps(model.model_json_schema())
+    except (orjson.JSONEncodeError, TypeError):
+        return None
 
 
 def _results_schemas(contracts: dict[str, AgentContract]) -> dict[str, Any]:
@@ -52,7 +73,7 @@ def _results_schemas(contracts: dict[str, AgentContract]) -> dict[str, Any]:
     results: dict[str, type[BaseModel]] = getattr(contracts, "results", {})
     if not results:
         return {}
-    return {"results": {path: model.model_json_schema() for path, model in sorted(results.items())}}
+    return {"results": {path: json_schema(model) for path, model in sorted(results.items())}}
 
 
 def contracts_from_schemas(schemas: dict[str, Any]) -> dict[str, AgentContract]:

@@ -67,6 +67,8 @@ register_topic(OLD_GOAL_TOPIC, Goal)
 # The PostgreSQL application recorder, by topic (imported on first use: SQLite never imports
 # psycopg). It writes without eventsourcing's table lock; its readers never pass a gap.
 PG_RECORDER_TOPIC = "baton.store.pg_recorder:OrderedInsertPostgresRecorder"
+# The SQLite application recorder: the library's, writing a save's rows in one statement.
+SQLITE_RECORDER_TOPIC = "baton.store.sqlite_recorder:OneStatementSQLiteRecorder"
 
 
 class StoreError(BatonError):
@@ -130,6 +132,7 @@ def store_env(url: str) -> dict[str, str]:
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
             "ORIGINATOR_ID_TYPE": "text",
+            "APPLICATION_RECORDER_TOPIC": SQLITE_RECORDER_TOPIC,
         }
     if parts.scheme in ("postgresql", "postgres"):
         return _postgres_env(url)
@@ -354,7 +357,8 @@ class BatonStore:
     def save(self, goal: Goal) -> None:
         """Save pending events in one transaction; a conflict propagates for the caller.
 
-        Straight through the application's event store (mapper, then one recorder insert):
+        Straight through the application's mapper, then one recorder insert (what its event
+        store's `put` does, without the `Recording` and `Notification` it builds per event):
         `Application.save` adds runtime-checked protocol tests per aggregate, snapshot and
         follower hooks that Baton does not use (no repository cache, no followers; snapshots
         are taken here, by Baton's own rule), about a fifth of a no-op task's orchestration.
@@ -366,7 +370,9 @@ class BatonStore:
                 self.app.save(goal)
                 return
             pending = goal.collect_events()
-            self.app.events.put(pending)
+            if pending:  # the application's event store, less the notifications it builds
+                to_stored = self.app.mapper.to_stored_event
+                self.app.recorder.insert_events([to_stored(event) for event in pending])
         if pending and snapshot_due(goal, pending[0].originator_version):
             self._snapshot(goal)
 

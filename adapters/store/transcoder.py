@@ -21,6 +21,7 @@ library's exact bytes.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -32,7 +33,25 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class OrjsonTranscoder(JSONTranscoder):
-    """`JSONTranscoder` (its transcodings, its decoder) with orjson encoding."""
+    """`JSONTranscoder` (its transcodings, its decoder) with orjson encoding.
+
+    The last datetime transcoded is remembered with its transcoding: the events a runner saves
+    together share one timestamp object (an observation's, which every decision it leads to
+    takes as `state.now`), so a chain task's four events format it once, not four times. Keyed
+    by identity (a datetime is immutable, and the one remembered is kept alive, so its id is
+    never reused); the pair is one attribute, replaced at once, for runners on other threads.
+    """
+
+    _last_datetime: tuple[Any, dict[str, Any]] = (None, {})
+
+    def _encode_obj(self, o: Any) -> dict[str, Any]:
+        last = self._last_datetime
+        if o is last[0]:
+            return last[1]
+        encoded = super()._encode_obj(o)
+        if type(o) is datetime:
+            self._last_datetime = (o, encoded)
+        return encoded
 
     def encode(self, obj: Any) -> bytes:
         try:
