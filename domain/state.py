@@ -6,6 +6,7 @@ else does, so the state is a pure function of the event log.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -127,6 +128,10 @@ class GoalState:
     candidates: set[str] = field(default_factory=set)  # pending tasks to decide ready/skip for
     accepted: dict[str, Any] = field(default_factory=dict)  # accepted outputs by task id
     judgeable: set[str] = field(default_factory=set)  # tasks holding an outcome to judge
+    # The ready tasks kept in plan order as they move, since dispatch reads them in that order
+    # every step: sorting them each time made a wide map (10,000 instances) quadratic. A plan
+    # extended at run time inserts tasks but never reorders the ones it had, so the order holds.
+    ready_order: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for task_id, task in self.tasks.items():
@@ -134,9 +139,12 @@ class GoalState:
             self.unmet[task_id] = len(self.plan.deps[task_id])
             if self.unmet[task_id] == 0:
                 self.candidates.add(task_id)
+        self.ready_order = self.in_plan_order(self.by_status.get("ready", ()))
 
     def with_status(self, *statuses: TaskStatus) -> list[str]:
         """Task ids in any of `statuses`, in plan order (the tie-break of every decision)."""
+        if statuses == ("ready",):
+            return list(self.ready_order)
         if len(statuses) == 1:
             return self.in_plan_order(self.by_status.get(statuses[0], ()))
         found: set[str] = set()
@@ -156,6 +164,8 @@ class GoalState:
         """Assign a task's new status and keep the indexes in step (mutators only)."""
         self.by_status[task.status].discard(task.id)
         self.by_status.setdefault(status, set()).add(task.id)
+        if task.status == "ready" or status == "ready":
+            self._reorder_ready(task.id, leaving=task.status == "ready", entering=status == "ready")
         if task.status == "escalated":
             task.waiting_for = None  # whatever it waited for is settled once it leaves
         task.status = status
@@ -176,6 +186,15 @@ class GoalState:
             parent = parent_of(task.id)
             if parent in self.open_children:
                 self.open_children[parent] -= 1
+
+    def _reorder_ready(self, task_id: str, *, leaving: bool, entering: bool) -> None:
+        order, position = self.ready_order, self.plan.index.__getitem__
+        at = bisect_left(order, position(task_id), key=position)
+        present = at < len(order) and order[at] == task_id
+        if leaving and present and not entering:
+            del order[at]
+        elif entering and not present:
+            order.insert(at, task_id)
 
     def set_outcome(self, task: TaskState, outcome: Outcome | None) -> None:
         """Assign what an attempt produced (or clear it) and keep `judgeable` in step."""
