@@ -268,3 +268,12 @@ def test_a_goal_whose_map_and_planner_added_tasks_is_read_from_its_snapshot(
         _same(fresh.get(goal.id), _folded(fresh, goal.id))
     finally:
         fresh.close()
+
+
+def test_a_running_goal_with_many_tasks_is_snapshotted_less_often() -> None:
+    """Encoding a snapshot costs time in proportion to the tasks: a wide goal is snapshotted
+    every as many events as it has tasks, so snapshots cost a bounded amount per event."""
+    assert snapshots.crosses_interval(199, 200)  # a small goal: every 200 events
+    assert not snapshots.crosses_interval(199, 200, every=5000)
+    assert snapshots.crosses_interval(4990, 5003, every=5000)
+    assert not snapshots.crosses_interval(5004, 9999, every=5000)
