@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-__all__ = ["PAYLOAD", "Hop", "Items", "Summary", "flaky", "gather", "hop"]
+__all__ = [
+    "PAYLOAD", "Count", "Hop", "Items", "Payloads", "Summary", "flaky", "gather", "hop", "spread",
+]
 
 PAYLOAD = "x" * 200  # the ~200-byte payload every hop carries
 
@@ -44,3 +46,16 @@ def flaky(inp: Hop, idempotency_key: str = "") -> Hop:
         _FAILED_ONCE.add(idempotency_key)
         raise RuntimeError("first attempt fails on purpose")
     return inp
+
+
+class Count(BaseModel):
+    count: int
+
+
+class Payloads(BaseModel):
+    payloads: list[str]
+
+
+def spread(inp: Count) -> Payloads:
+    """A map's list: `count` payloads, one per instance (`scripts/bench_map.py`)."""
+    return Payloads(payloads=[f"{index}" for index in range(inp.count)])
