@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -76,3 +78,14 @@ def test_the_cells_name_the_fastest_peer_per_store() -> None:
     assert sqlite["load_ms"] == {"baton": 0.5, "langgraph": 0.2, "burr": 0.15}
     assert (postgres["best_peer"], postgres["baton_per_best_peer"]) == ("langgraph", 1.33)
     assert postgres["bytes_per_task"] == {"baton": 1200, "langgraph": 100.0}
+
+
+def test_bench_map_runs_a_map_to_completion_and_reports_each_width(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from scripts import bench_map
+
+    assert bench_map.main(["--widths", "3,5"]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    # width, events: the spreader's 4, MapExpanded + MapCollected, 4 per instance, the end
+    assert [(int(row[1]), int(row[2])) for row in rows] == [(3, 21), (5, 29)]
