@@ -30,7 +30,7 @@ from tests import worker_agents
 from tests.cli_support import ROOT, baton
 from tests.conftest import PG_URL
 from tests.support import kinds, plan, run, task
-from tests.test_chaos import lock_sessions, locks_held_by
+from tests.test_chaos import lock_sessions, locks_held_by, wait_for
 
 
 def waiting_plan(tmp_path: Path) -> str:
@@ -350,6 +350,8 @@ def test_a_cut_shared_session_frees_its_goals_and_is_replaced(postgres_url: str)
         with psycopg.connect(PG_URL, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                           "WHERE application_name LIKE %s", (f"baton {os.getpid()}@%",))
+        # pg_terminate_backend only signals: the session ends, and its locks go, just after
+        wait_for(lambda: lock_sessions(os.getpid()) == 0, "the cut session to end")
         # the server dropped the lock: another process takes the goal at once
         assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
         # this process still drives it until its runner stops: no second thread here takes it
