@@ -27,6 +27,12 @@ from tests.support import plan, run, task
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.jsonl"))
 
 
+@pytest.fixture(autouse=True)
+def _small_goals_snapshotted_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the snapshot itself; their goals are small (a few tasks)."""
+    monkeypatch.setattr(snapshots, "SNAPSHOT_MIN_EVENTS", 0)
+
+
 def _same(loaded: Goal, folded: Goal) -> None:
     """Everything a goal is: id, version, timestamps and the whole folded state (its indexes
     included), compared field by field so a difference names the field."""
@@ -277,3 +283,23 @@ def test_a_running_goal_with_many_tasks_is_snapshotted_less_often() -> None:
     assert not snapshots.crosses_interval(199, 200, every=5000)
     assert snapshots.crosses_interval(4990, 5003, every=5000)
     assert not snapshots.crosses_interval(5004, 9999, every=5000)
+
+
+def test_a_goal_that_stops_small_is_not_snapshotted_and_reads_back_from_its_events(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below SNAPSHOT_MIN_EVENTS, folding costs what restoring would: no snapshot is written."""
+    monkeypatch.setattr(snapshots, "SNAPSHOT_MIN_EVENTS", 20)
+    store = open_store(store_url)
+    try:
+        small = run(store, plan(task("a", "upper", input={"text": "$goal.text"})), {"text": "s"})
+        chain = [task("t0", "upper", input={"text": "$goal.text"})]
+        chain += [task(f"t{i}", "upper", input={"text": f"$t{i - 1}.text"}) for i in range(1, 6)]
+        larger = run(store, plan(*chain), {"text": "l"})
+        assert small.state.status == larger.state.status == "completed"
+        assert small.version < 20 <= larger.version
+        assert _stored_snapshot(store, small.id) is None
+        assert _stored_snapshot(store, larger.id) is not None
+        _same(store.get(small.id), _folded(store, small.id))
+    finally:
+        store.close()
