@@ -243,3 +243,39 @@ def test_a_store_closed_right_after_a_save_has_announced_it(postgres_url: str) -
         store.close()
         heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
     assert [n.channel for n in heard] == [store.recorder.channel_name]
+
+
+@pytest.mark.postgres
+def test_stores_in_two_schemas_of_one_database_do_not_wake_each_other(
+    postgres_url: str,
+) -> None:
+    """NOTIFY channels are database-wide; each schema's event table has its own."""
+    other_schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{other_schema}"')
+    other_url = postgres_url.rsplit("schema=", 1)[0] + f"schema={other_schema}"
+    mine, other = open_store(postgres_url), open_store(other_url)
+    try:
+        assert mine.recorder.channel_name != other.recorder.channel_name
+        with psycopg.connect(PG_URL, autocommit=True) as listener:
+            listener.execute(f'LISTEN "{mine.recorder.channel_name}"')
+            other.save(_goal())
+            other.close()  # its NOTIFY has gone out
+            assert list(listener.notifies(timeout=1.0, stop_after=1)) == []
+            mine.save(_goal())
+            mine.close()
+            heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+        assert [n.channel for n in heard] == [mine.recorder.channel_name]
+    finally:
+        mine.close()
+        other.close()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{other_schema}" CASCADE')
+
+
+def test_a_channel_name_stays_within_postgresqls_63_bytes() -> None:
+    from baton.store.pg_recorder import channel_for
+
+    assert channel_for("public", "baton_events") == "public_baton_events"
+    long = channel_for("s" * 60, "baton_events")
+    assert len(long) <= 63 and long != channel_for("s" * 61, "baton_events")

@@ -42,6 +42,7 @@ again on their own timers, so a notification lost with a dying process costs a w
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +66,14 @@ FINAL_FUNCTION = "es_final_notification_id"
 SELECT_FUNCTION = "es_select_final_notifications"
 
 
+def channel_for(schema: str, table: str) -> str:
+    """The NOTIFY channel of one schema's event table; within PostgreSQL's 63-byte names."""
+    name = f"{schema}_{table}"
+    if len(name.encode()) <= 63:
+        return name
+    return "baton_" + hashlib.sha256(f"{schema}.{table}".encode()).hexdigest()[:32]
+
+
 class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
     """eventsourcing's recorder without the table lock: see the module's docstring."""
 
@@ -72,6 +81,9 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        # NOTIFY channels are database-wide: named by the table alone (the library's choice),
+        # stores in two schemas of one database woke each other's workers and followers.
+        self.channel_name = channel_for(self.datastore.schema or "public", events_table_name)
         schema = Identifier(self.datastore.schema)
         table = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
         self.table = table
