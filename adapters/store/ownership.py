@@ -315,9 +315,7 @@ class PostgresOwnership:
             self.keys[key] = None
         lock = None
         try:
-            conn, since, rows = self._on_shared("SELECT pg_try_advisory_lock(%s)", (key,))
-            if rows[0][0]:
-                lock = _AdvisoryLock(goal_id, key, conn, since, False, self)
+            lock = self._try_shared(goal_id, key)
             return lock
         finally:
             self._claimed(key, lock)
@@ -330,21 +328,24 @@ class PostgresOwnership:
             self.keys[key] = None
         lock = None
         try:
-            conn, since, rows = self._on_shared("SELECT pg_try_advisory_lock(%s)", (key,))
-            if rows[0][0]:
-                lock = _AdvisoryLock(goal_id, key, conn, since, False, self)
-                return lock
-            # Another process holds it: wait on a session of our own, and keep the goal there.
-            conn, since = self._connect()
-            try:
-                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-            except BaseException:
-                conn.close()
-                raise
-            lock = _AdvisoryLock(goal_id, key, conn, since, True, self)
+            lock = self._try_shared(goal_id, key) or self._wait_on_own_session(goal_id, key)
             return lock
         finally:
             self._claimed(key, lock)
+
+    def _try_shared(self, goal_id: str, key: int) -> _AdvisoryLock | None:
+        conn, since, rows = self._on_shared("SELECT pg_try_advisory_lock(%s)", (key,))
+        return _AdvisoryLock(goal_id, key, conn, since, False, self) if rows[0][0] else None
+
+    def _wait_on_own_session(self, goal_id: str, key: int) -> _AdvisoryLock:
+        """Another process holds it: wait on a session of our own, and keep the goal there."""
+        conn, since = self._connect()
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        except BaseException:
+            conn.close()
+            raise
+        return _AdvisoryLock(goal_id, key, conn, since, True, self)
 
     def _give_back(self, lock: _AdvisoryLock) -> None:
         with self.guard:
