@@ -484,7 +484,7 @@ _REBUILT = frozenset(
 
 # Extended plans checked lately, by identity: a goal's plan changes only when a planner or a map
 # adds tasks, so its snapshots every SNAPSHOT_INTERVAL events check it once.
-_REBUILT_PLANS: dict[int, Plan] = {}
+_REBUILT_PLANS: dict[int, tuple[Plan, bool]] = {}
 
 
 def _rebuilt(goal_state: GoalState) -> tuple[Plan, dict[str, Any]]:
@@ -499,7 +499,7 @@ def _rebuilt(goal_state: GoalState) -> tuple[Plan, dict[str, Any]]:
 
 def _check_rebuilds(goal_state: GoalState) -> None:
     plan = goal_state.plan
-    if _REBUILT_PLANS.get(id(plan)) is plan:
+    if _recall(_REBUILT_PLANS, plan):
         return
     try:
         rebuilt = _rebuilt(goal_state)
@@ -507,22 +507,32 @@ def _check_rebuilds(goal_state: GoalState) -> None:
         raise UnsupportedState(f"the extended plan does not rebuild: {exc!r}") from None
     if rebuilt != (plan, goal_state.fragment_outputs):
         raise UnsupportedState("the extended plan does not rebuild from its fragments")
-    with _ENCODED_PLANS_LOCK:
-        if len(_REBUILT_PLANS) >= 16:
-            _REBUILT_PLANS.pop(next(iter(_REBUILT_PLANS)))
-        _REBUILT_PLANS[id(plan)] = plan
+    _remember(_REBUILT_PLANS, plan, True)
 
 
 # Plans encoded lately, by identity: goals of one plan share one Plan object (the fold's
 # cache), so a snapshot of each of them dumps and checks it once (~0.4 ms for 50 tasks).
 _ENCODED_PLANS: dict[int, tuple[Plan, dict[str, Any]]] = {}
-_ENCODED_PLANS_LOCK = threading.Lock()
+_PLANS_LOCK = threading.Lock()  # runners of several goals save from their own threads
+
+
+def _recall(cache: dict[int, tuple[Plan, Any]], plan: Plan) -> Any:
+    """What `cache` holds for this very Plan object (None if nothing)."""
+    known = cache.get(id(plan))
+    return known[1] if known is not None and known[0] is plan else None
+
+
+def _remember(cache: dict[int, tuple[Plan, Any]], plan: Plan, value: Any) -> None:
+    with _PLANS_LOCK:
+        if len(cache) >= 16:
+            cache.pop(next(iter(cache)))
+        cache[id(plan)] = (plan, value)
 
 
 def _encode_plan(plan: Plan) -> dict[str, Any]:
-    known = _ENCODED_PLANS.get(id(plan))
-    if known is not None and known[0] is plan:
-        return known[1]
+    known: dict[str, Any] | None = _recall(_ENCODED_PLANS, plan)
+    if known is not None:
+        return known
     data = canonical_plan(plan)
     try:
         survives = goal_module._validated_plan(data) == plan
@@ -530,10 +540,7 @@ def _encode_plan(plan: Plan) -> dict[str, Any]:
         survives = False
     if not survives:  # the fold would rebuild another plan: no snapshot, the goal is folded
         raise UnsupportedState("the plan does not survive its canonical JSON")
-    with _ENCODED_PLANS_LOCK:  # runners of several goals save from their own threads
-        if len(_ENCODED_PLANS) >= 16:
-            _ENCODED_PLANS.pop(next(iter(_ENCODED_PLANS)))
-        _ENCODED_PLANS[id(plan)] = (plan, data)
+    _remember(_ENCODED_PLANS, plan, data)
     return data
 
 
