@@ -245,6 +245,31 @@ def test_a_store_closed_right_after_a_save_has_announced_it(postgres_url: str) -
     assert [n.channel for n in heard] == [store.recorder.channel_name]
 
 
+def test_saves_within_the_interval_share_one_notification(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every NOTIFY wakes every worker and follower of the store, so a process announces its
+    saves at most once per interval, and never leaves the last of them unannounced. The
+    interval is held open here until the saves are done (its wait is the notifier's sleep)."""
+    from baton.store import pg_recorder
+
+    interval_over = threading.Event()
+    monkeypatch.setattr(pg_recorder.time, "sleep", lambda _s: interval_over.wait(WAIT_S))
+    with psycopg.connect(PG_URL, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{store.recorder.channel_name}"')
+        goals = [_goal() for _ in range(10)]
+        store.save(goals[0])
+        first = list(listener.notifies(timeout=WAIT_S, stop_after=1))  # the interval begins
+        for goal in goals[1:]:
+            store.save(goal)
+        assert list(listener.notifies(timeout=0.3, stop_after=1)) == []  # the interval holds
+        interval_over.set()
+        last = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+    assert len(first) == len(last) == 1
+    assert _eventually(lambda: {n.originator_id for n in store.recorder.select_notifications(
+        1, 100)} == {goal.id for goal in goals})
+
+
 @pytest.mark.postgres
 def test_stores_in_two_schemas_of_one_database_do_not_wake_each_other(
     postgres_url: str,
