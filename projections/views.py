@@ -13,7 +13,8 @@ tracked position is still the one its events follow, and otherwise gives the bat
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -59,6 +60,17 @@ class GoalViews(TrackingRecorder):
 
     def sql(self, text: str) -> str:
         return text
+
+    @contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Whether no other process is bringing these views up to date, held until exit.
+
+        For callers that may skip a catch-up (a worker keeping the views current): of N
+        processes doing it every second, all but one read and decode each page only to find
+        it written when their batch's position check fails. Exactly-once never depends on
+        this: `apply_batch`'s check does. SQLite: always True (one machine's processes).
+        """
+        yield True
 
     def _lock_statement(self) -> str:
         raise NotImplementedError

@@ -111,12 +111,13 @@ def run_baton(url: str, workload: str, *, workers: int, goals: int, tasks: int,
         ]
         store.app.events.put([e for goal in pending for e in goal.collect_events()])
         ids = [goal.id for goal in pending]
-        while True:  # poll the log's tail: every goal ended?
-            time.sleep(0.2)
-            ended = sum(1 for n in store.recorder.select_notifications(
-                start=1, limit=10**9, topics=_ended_topics()))
-            if ended >= goals:
-                break
+        ended, after = 0, 0
+        while ended < goals:  # poll the log's tail: every goal ended? (only what is new: the
+            time.sleep(0.2)   # whole log read five times a second cost the server ~10 % here)
+            notes = store.recorder.select_notifications(
+                start=after + 1, limit=10**9, topics=_ended_topics())
+            ended += len(notes)
+            after = notes[-1].id if notes else after
         first, last = _span(store, ids)
         cpu = sum(_cpu_seconds(proc.pid) for proc in procs) - cpu_ready
     finally:

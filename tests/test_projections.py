@@ -163,6 +163,39 @@ def test_concurrent_projectors_never_apply_an_event_twice(store: BatonStore) -> 
     assert view_tables(store) == together
 
 
+def test_a_refresher_skips_while_another_process_catches_up(store: BatonStore) -> None:
+    """Workers refresh the read models every second; of N of them, one at a time does it (the
+    others would read and decode the same pages for nothing). A plain `refresh` still waits.
+    SQLite (one machine) does not coordinate: its refresher always catches up."""
+    run(store, SHAPES["retried"][0], {"text": "one"})
+    head = projected(store, ReadModels.state).head
+    refresher = readmodels.Refresher(store)
+    try:
+        with projections.open_views(store.app) as views, views.alone() as alone:
+            assert alone  # nobody else was at it
+            skipped = refresher()
+            if store.is_postgres:
+                assert skipped == 0 and projected(store, ReadModels.state).lag == head
+            else:
+                assert skipped == head
+        assert refresher() == (head if store.is_postgres else 0)  # the other has let go
+    finally:
+        refresher.close()
+    assert projected(store, ReadModels.state).lag == 0
+
+
+def test_latest_topics_name_each_goals_last_event(store: BatonStore) -> None:
+    """What a worker checks before it claims (and folds) a goal that may have just ended."""
+    ended = run(store, SHAPES["retried"][0], {"text": "one"})
+    submitted = Goal.start(goal_id="submitted", plan=ended.state.plan, goal_input={},
+                           concurrency=1, at=datetime.now(UTC))
+    store.save(submitted)
+    topics = store.latest_topics([ended.id, submitted.id, "no-such-goal"])
+    assert {goal: topic.rsplit(".", 1)[-1] for goal, topic in topics.items()} == {
+        ended.id: type(store.events(ended.id)[-1]).__name__, submitted.id: "Started"}
+    assert type(store.events(ended.id)[-1]).__name__ == "GoalCompleted"
+
+
 def test_a_forked_goal_is_projected_like_any_other(store_url: str, tmp_path: Path) -> None:
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(yaml.safe_dump(SHAPES["retried"][0]))

@@ -26,6 +26,7 @@ from baton.store.eventstore import BatonApplication, BatonStore, GoalNotFound, t
 
 __all__ = [
     "ReadModels",
+    "Refresher",
     "follow",
     "goal_status_json",
     "read",
@@ -57,6 +58,34 @@ def refresh(store: BatonStore) -> int:
     """Apply every event the read models have not seen; returns how many."""
     with translated_errors(store.url):
         return projections.catch_up(store.app, page_size=_page_size(), hook=_crash_hook())
+
+
+class Refresher:
+    """`refresh` for a process that does it every second or so (a worker): the views are
+    opened once (not a connection pool per call), and a call while another process is catching
+    them up returns 0 at once (`projections.catch_up_views`)."""
+
+    def __init__(self, store: BatonStore) -> None:
+        self.store = store
+        self._opened: Any = None  # the open_views context, entered
+        self._views: GoalViews | None = None
+
+    def __call__(self) -> int:
+        with translated_errors(self.store.url):
+            try:
+                if self._views is None:
+                    self._opened = projections.open_views(self.store.app)
+                    self._views = self._opened.__enter__()
+                return projections.catch_up_views(
+                    self.store.app, self._views, page_size=_page_size(), hook=_crash_hook())
+            except BaseException:
+                self.close()  # opened afresh next time: the store may have gone for a moment
+                raise
+
+    def close(self) -> None:
+        opened, self._opened, self._views = self._opened, None, None
+        if opened is not None:
+            opened.__exit__(None, None, None)
 
 
 def rebuild(store: BatonStore) -> int:

@@ -13,7 +13,10 @@ No job table. The event log is the only queue (docs/reference.md, "Workers"):
 - **When to look again**: PostgreSQL's NOTIFY, sent after every save commits (LISTEN on the
   recorder's channel); a poll every `poll_s` (owners that die send nothing, nor does a save
   that rolled back, which may have held later rows back from readers; SQLite has no NOTIFY);
-  the earliest backoff due.
+  the earliest backoff due. A goal another live process holds is looked up again every
+  `poll_s`, not on each of its owner's saves. A worker with every slot taken does not read
+  the log on a wake-up (every save anywhere sends one, and nothing it read could be claimed);
+  it catches up when a slot frees.
 
 A goal that only waits for a timer is parked (its slot and lock let go) and claimed again, by
 any worker, when the timer falls due.
@@ -28,6 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError
@@ -38,6 +42,9 @@ from baton.runtime.runner import Runner, utc_now
 from baton.runtime.service import load_goal_plan
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
+
+if TYPE_CHECKING:
+    from baton.readmodels.reading import Refresher
 
 __all__ = ["Worker"]
 
@@ -82,6 +89,7 @@ class Worker:
         self.driven = 0
         self._count = threading.Lock()
         self._refreshed = 0.0
+        self._refresher: Refresher | None = None
 
     # --- control ---
 
@@ -101,8 +109,9 @@ class Worker:
             while True:
                 self.wake.clear()
                 try:
-                    self._follow()
                     self._reap()
+                    if len(self.driving) < self.concurrency:
+                        self._follow()  # full: nothing to claim (every save wakes us)
                     if self.stopping.is_set():
                         if not self.driving:
                             break
@@ -123,7 +132,7 @@ class Worker:
             self._reap()
             if listener is not None:
                 listener.set()
-            self._refresh(force=True)
+            self._refresh(last=True)
         log.info("worker stopped: drove %d goal(s)", self.driven)
         return self.driven
 
@@ -191,12 +200,21 @@ class Worker:
         if not candidates:
             return 0, self._timers_pending()
         held: set[str] = set()
+        topics: dict[str, str] = {}
         claimed = 0
         for index, goal_id in enumerate(candidates):
             if len(self.driving) >= self.concurrency:
                 return claimed, 1
             if index % LOOKUP == 0:
-                held = self.owners.held(candidates[index:index + LOOKUP])
+                batch = candidates[index:index + LOOKUP]
+                held = self.owners.held(batch)
+                topics = self.store.latest_topics(batch)
+            if topics.get(goal_id, "").rsplit(".", 1)[-1] in ENDED:
+                # Ended since the log was read (its reader lags a commit behind the writers):
+                # neither claimed nor folded just to find that out.
+                self.versions.pop(goal_id, None)
+                self.seen.pop(goal_id, None)
+                continue
             if goal_id in held:
                 self.seen[goal_id] = _Seen(self.versions[goal_id], now + self.poll_s, True)
                 continue
@@ -220,9 +238,13 @@ class Worker:
 
     def _worth_a_look(self, goal_id: str, version: int, now: float) -> bool:
         seen = self.seen.get(goal_id)
-        return seen is None or seen.version != version or (
-            seen.wake is not None and seen.wake <= now
-        )
+        if seen is None:
+            return True
+        if seen.elsewhere:
+            # Its owner's saves are no news: looked up again every poll_s, not on each save
+            # (with N workers each looked up, and raced for, every goal the others drive).
+            return seen.wake is not None and seen.wake <= now
+        return seen.version != version or (seen.wake is not None and seen.wake <= now)
 
     def _timers_pending(self) -> int:
         return sum(1 for seen in self.seen.values() if seen.wake is not None and not seen.elsewhere)
@@ -321,16 +343,25 @@ class Worker:
         wakes = [seen.wake - now for seen in self.seen.values() if seen.wake is not None]
         return max(0.0, min([self.poll_s, *wakes]))
 
-    def _refresh(self, *, force: bool = False) -> None:
+    def _refresh(self, *, last: bool = False) -> None:
+        """Bring the read models up to date every `refresh_s`, unless another worker is doing
+        it; `last` (the worker stops): close the views, and wait for the other if need be, so
+        that `status` after `worker --burst` shows every goal it drove."""
         if not self.refresh_s:
             return
         now = time.monotonic()
-        if not force and now - self._refreshed < self.refresh_s:
+        if not last and now - self._refreshed < self.refresh_s:
             return
         self._refreshed = now
-        from baton.readmodels.reading import refresh
+        from baton.readmodels.reading import Refresher, refresh
 
+        if self._refresher is None:
+            self._refresher = Refresher(self.store)
         try:
-            refresh(self.store)
+            if last:
+                self._refresher.close()
+                refresh(self.store)
+            else:
+                self._refresher()
         except Exception as exc:  # the events are stored; any later catch-up applies them
             log.warning("read models not brought up to date: %s", " ".join(str(exc).split()))

@@ -275,6 +275,17 @@ def _is_store_failure(exc: Exception) -> bool:
     ).__module__.startswith("psycopg")  # by module: SQLite users never import psycopg
 
 
+@functools.cache
+def _pg_latest_topics(schema: str, table: str) -> str:
+    from psycopg.sql import SQL, Identifier
+
+    return SQL(
+        "SELECT g.id AS goal, e.topic FROM unnest(%s::text[]) AS g(id) "
+        "CROSS JOIN LATERAL (SELECT topic FROM {}.{} WHERE originator_id = g.id "
+        "ORDER BY originator_version DESC LIMIT 1) AS e"
+    ).format(Identifier(schema), Identifier(table)).as_string(None)
+
+
 class BatonStore:
     """Goals in and out of the event store; the one place that touches persistence."""
 
@@ -386,6 +397,29 @@ class BatonStore:
             snapshots.put([take_snapshot(goal)])
         except (UnsupportedState, PersistenceError) as exc:
             logger.debug("no snapshot of goal %r at version %d: %s", goal.id, goal.version, exc)
+
+    def latest_topics(self, goal_ids: Sequence[str]) -> dict[str, str]:
+        """The topic of each goal's latest event, read from the table in one statement (not
+        through the notification log, whose readers may lag a commit): what a worker checks
+        before it claims, and folds, a goal that may have just ended."""
+        if not goal_ids:
+            return {}
+        recorder: Any = self.app.events.recorder  # the dialect's: its table and datastore
+        with translated_errors(self.url):
+            if self.is_postgres:
+                statement = _pg_latest_topics(recorder.datastore.schema,
+                                              recorder.events_table_name)
+                with recorder.datastore.get_connection() as conn:
+                    rows = conn.execute(statement, (list(goal_ids),), prepare=True).fetchall()
+                return {row["goal"]: row["topic"] for row in rows}
+            marks = ", ".join("?" * len(goal_ids))
+            table = recorder.events_table_name  # eventsourcing's fixed name, no user input
+            with recorder.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT originator_id, topic FROM {table} AS e WHERE originator_id IN "
+                    f"({marks}) AND originator_version = (SELECT max(originator_version) "
+                    f"FROM {table} WHERE originator_id = e.originator_id)", list(goal_ids))
+                return {row[0]: row[1] for row in c.fetchall()}
 
     def events(self, goal_id: str) -> Sequence[GoalEvent]:
         """Every event of a goal, in order (no agent, no network needed to read them)."""

@@ -219,9 +219,10 @@ def _pg_select_goal(schema: str, events: str, snapshots: str) -> Any:
     def table(name: str) -> Any:
         return SQL("{}.{}").format(Identifier(schema), Identifier(name))
 
+    # Rendered once: psycopg caches the conversion of plain text only.
     return SQL(_SELECT_GOAL.replace("?", "%s")).format(
         events=table(events), snapshots=table(snapshots)
-    )
+    ).as_string(None)
 
 
 # Only a goal's latest snapshot is ever read, so writing one deletes the goal's older ones in
