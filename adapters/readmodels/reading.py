@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from eventsourcing.projection import ProjectionRunner
@@ -67,15 +67,14 @@ class Refresher:
 
     def __init__(self, store: BatonStore) -> None:
         self.store = store
-        self._opened: Any = None  # the open_views context, entered
+        self._open = ExitStack()  # the views, once opened
         self._views: GoalViews | None = None
 
     def __call__(self) -> int:
         with translated_errors(self.store.url):
             try:
                 if self._views is None:
-                    self._opened = projections.open_views(self.store.app)
-                    self._views = self._opened.__enter__()
+                    self._views = self._open.enter_context(projections.open_views(self.store.app))
                 return projections.catch_up_views(
                     self.store.app, self._views, page_size=_page_size(), hook=_crash_hook())
             except BaseException:
@@ -83,9 +82,8 @@ class Refresher:
                 raise
 
     def close(self) -> None:
-        opened, self._opened, self._views = self._opened, None, None
-        if opened is not None:
-            opened.__exit__(None, None, None)
+        self._views = None
+        self._open.close()
 
 
 def rebuild(store: BatonStore) -> int:
