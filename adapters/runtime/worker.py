@@ -16,7 +16,8 @@ No job table. The event log is the only queue (docs/reference.md, "Workers"):
   the earliest backoff due. A goal another live process holds is looked up again every
   `poll_s`, not on each of its owner's saves. A worker with every slot taken does not read
   the log on a wake-up (every save anywhere sends one, and nothing it read could be claimed);
-  it catches up when a slot frees.
+  it catches up when a slot frees, or, with goals already known and waiting for a slot, every
+  `poll_s`.
 
 A goal that only waits for a timer is parked (its slot and lock let go) and claimed again, by
 any worker, when the timer falls due.
@@ -79,6 +80,7 @@ class Worker:
     def __post_init__(self) -> None:
         self.owners = ownership_of(self.store)
         self.position = 0  # last notification id read
+        self._followed = float("-inf")  # when the log was last read (monotonic)
         self.versions: dict[str, int] = {}  # goals not ended -> last version seen
         self.seen: dict[str, _Seen] = {}
         self.driving: dict[str, Future[None]] = {}
@@ -110,8 +112,8 @@ class Worker:
                 self.wake.clear()
                 try:
                     self._reap()
-                    if len(self.driving) < self.concurrency:
-                        self._follow()  # full: nothing to claim (every save wakes us)
+                    if len(self.driving) < self.concurrency and self._log_worth_reading():
+                        self._follow()
                     if self.stopping.is_set():
                         if not self.driving:
                             break
@@ -139,6 +141,7 @@ class Worker:
     # --- the log ---
 
     def _follow(self) -> None:
+        self._followed = time.monotonic()
         recorder = self.store.recorder
         while True:
             notes = recorder.select_notifications(start=self.position + 1, limit=PAGE)
@@ -152,6 +155,19 @@ class Worker:
                 self.position = note.id
             if len(notes) < PAGE:
                 return
+
+    def _log_worth_reading(self) -> bool:
+        """With every slot taken, never: nothing read could be claimed (and every save anywhere
+        wakes us). With goals already known and waiting for a slot, every `poll_s`: each read
+        of the ordered log costs the server milliseconds under load, and those goals come
+        first anyway."""
+        now = time.monotonic()
+        if now - self._followed >= self.poll_s:
+            return True
+        return not any(
+            goal_id not in self.driving and self._worth_a_look(goal_id, version, now)
+            for goal_id, version in self.versions.items()
+        )
 
     def _listen(self) -> threading.Event | None:
         """PostgreSQL: wake the loop on every NOTIFY of the event table's channel."""
