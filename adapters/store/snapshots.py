@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import operator
 import threading
 import types
 import typing
@@ -376,9 +377,7 @@ def _encoder(hint: Any) -> Codec:
         _goal_state_fields()  # every field's encoder exists, or UnsupportedState now
         return _encode_goal_state
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        fields = [(name, _encoder(sub)) for name, sub in get_type_hints(hint).items()]
-        # Positional: the format digest covers the field names and their order.
-        return lambda value: [enc(getattr(value, name)) for name, enc in fields]
+        return _encode_fields(get_type_hints(hint))
     origin, args = get_origin(hint), get_args(hint)
     if origin in (types.UnionType, typing.Union) and type(None) in args and len(args) == 2:
         return _optional(_encoder(next(a for a in args if a is not type(None))))
@@ -391,6 +390,28 @@ def _encoder(hint: Any) -> Codec:
         item_enc = _encoder(args[0])
         return lambda value: [item_enc(item) for item in value]
     raise UnsupportedState(f"cannot snapshot a value of type {hint}")
+
+
+def _encode_fields(hints: dict[str, Any]) -> Codec:
+    """A dataclass as the list of its fields' values, in order (positional: the format digest
+    covers the field names and their order). The values are read in one `attrgetter` call and
+    only the fields that need it are encoded: a wide goal's snapshot encodes every task's
+    state, and a getattr and an identity call per field were a tenth of a fan-out's CPU."""
+    names = list(hints)
+    special = [(i, enc) for i, enc in enumerate(_encoder(h) for h in hints.values())
+               if enc is not _identity]
+    get = operator.attrgetter(*names)
+    if len(names) == 1:
+        only = _encoder(hints[names[0]])
+        return lambda value: [only(get(value))]
+
+    def encode(value: Any) -> list[Any]:
+        values = list(get(value))
+        for index, enc in special:
+            values[index] = enc(values[index])
+        return values
+
+    return encode
 
 
 @functools.cache
