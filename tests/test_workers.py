@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -152,4 +153,62 @@ def test_sigterm_lets_the_worker_finish_recording_and_release(
     try:
         assert ownership_of(store).owner("t") is None
     finally:
+        store.close()
+
+
+def test_a_worker_with_every_slot_taken_does_not_read_the_log(store_url: str) -> None:
+    """Every save anywhere wakes a worker (NOTIFY on PostgreSQL, the poll on SQLite); with no
+    slot free nothing it could read is claimable, so it reads nothing until a slot frees, and
+    then drives what was waiting."""
+    from datetime import UTC, datetime
+
+    from baton.domain.goal import Goal
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.worker import Worker
+    from tests import worker_agents
+
+    data = {"version": 1, "name": "gated", "agents": {"g": "tests.worker_agents:gated"},
+            "tasks": [{"id": "t", "agent": "g", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    loaded = prepare_plan(data)
+    store = open_store(store_url)
+    worker_agents.GATE_ENTERED.clear()
+    worker_agents.GATE_OPEN.clear()
+    try:
+        for index in range(3):
+            store.save(Goal.start(goal_id=f"gated-{index}", plan=loaded.plan,
+                                  goal_input={"text": "x"}, concurrency=1, at=datetime.now(UTC)))
+        worker = Worker(store=store, concurrency=1, burst=True, poll_s=0.02, refresh_s=0)
+        reads: list[int] = []
+        wakes: list[int] = []
+        follow, reap = store.recorder.select_notifications, worker._reap
+
+        def counted_follow(*args: object, **kwargs: object) -> object:
+            reads.append(1)
+            return follow(*args, **kwargs)
+
+        def counted_reap() -> None:
+            wakes.append(1)
+            reap()
+
+        store.recorder.select_notifications = counted_follow  # type: ignore[method-assign]
+        worker._reap = counted_reap  # type: ignore[method-assign]
+        driving = threading.Thread(target=worker.run, daemon=True)
+        driving.start()
+        assert worker_agents.GATE_ENTERED.wait(10)
+        reads_before, wakes_before = len(reads), len(wakes)
+        done = threading.Event()
+        for _ in range(500):  # until the loop has woken five times with its slot taken
+            if len(wakes) >= wakes_before + 5:
+                break
+            done.wait(0.02)
+        assert len(wakes) >= wakes_before + 5
+        assert len(reads) == reads_before  # woken, and read nothing
+        worker_agents.GATE_OPEN.set()
+        driving.join(30)
+        assert not driving.is_alive()
+        assert worker.driven == 3
+        assert all(kinds(store, f"gated-{i}")[-1] == "GoalCompleted" for i in range(3))
+    finally:
+        worker_agents.GATE_OPEN.set()
         store.close()

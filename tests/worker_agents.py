@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,3 +66,15 @@ async def chaos_unsafe(inp: Text, *, idempotency_key: str) -> Text:
     _log("chaos_unsafe", inp.text, idempotency_key)
     await _pause()
     return Text(text=inp.text + ".u")
+
+
+# The worker's log-reading test: the agent holds its goal (and the worker's only slot) until
+# the test lets it go.
+GATE_ENTERED = threading.Event()
+GATE_OPEN = threading.Event()
+
+
+def gated(inp: Text) -> Text:
+    GATE_ENTERED.set()
+    GATE_OPEN.wait(10)  # only reached in full when the test is broken
+    return Text(text=inp.text)
