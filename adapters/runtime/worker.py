@@ -29,7 +29,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -55,6 +55,11 @@ log = logging.getLogger("baton.worker")
 ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 PAGE = 2_000
 LOOKUP = 64  # candidates whose owners are looked up in one query
+
+
+def _ends(topic: str) -> bool:
+    """Whether an event of this topic is a goal's last."""
+    return topic.rsplit(".", 1)[-1] in ENDED
 
 
 @dataclass
@@ -147,9 +152,8 @@ class Worker:
             notes = recorder.select_notifications(start=self.position + 1, limit=PAGE)
             for note in notes:
                 goal_id = str(note.originator_id)
-                if note.topic.rsplit(".", 1)[-1] in ENDED:
-                    self.versions.pop(goal_id, None)
-                    self.seen.pop(goal_id, None)
+                if _ends(note.topic):
+                    self._forget(goal_id)
                 else:
                     self.versions[goal_id] = note.originator_version
                 self.position = note.id
@@ -162,12 +166,12 @@ class Worker:
         of the ordered log costs the server milliseconds under load, and those goals come
         first anyway."""
         now = time.monotonic()
-        if now - self._followed >= self.poll_s:
-            return True
-        return not any(
-            goal_id not in self.driving and self._worth_a_look(goal_id, version, now)
-            for goal_id, version in self.versions.items()
-        )
+        return now - self._followed >= self.poll_s or next(self._candidates(now), None) is None
+
+    def _forget(self, goal_id: str) -> None:
+        """The goal ended: nothing more to drive or to look at."""
+        self.versions.pop(goal_id, None)
+        self.seen.pop(goal_id, None)
 
     def _listen(self) -> threading.Event | None:
         """PostgreSQL: wake the loop on every NOTIFY of the event table's channel."""
@@ -209,10 +213,7 @@ class Worker:
         if len(self.driving) >= self.concurrency:
             return 0, 1
         now = time.monotonic()
-        candidates = [
-            goal_id for goal_id, version in self.versions.items()
-            if goal_id not in self.driving and self._worth_a_look(goal_id, version, now)
-        ]
+        candidates = list(self._candidates(now))
         if not candidates:
             return 0, self._timers_pending()
         held: set[str] = set()
@@ -225,11 +226,10 @@ class Worker:
                 batch = candidates[index:index + LOOKUP]
                 held = self.owners.held(batch)
                 topics = self.store.latest_topics(batch)
-            if topics.get(goal_id, "").rsplit(".", 1)[-1] in ENDED:
+            if _ends(topics.get(goal_id, "")):
                 # Ended since the log was read (its reader lags a commit behind the writers):
                 # neither claimed nor folded just to find that out.
-                self.versions.pop(goal_id, None)
-                self.seen.pop(goal_id, None)
+                self._forget(goal_id)
                 continue
             if goal_id in held:
                 self.seen[goal_id] = _Seen(self.versions[goal_id], now + self.poll_s, True)
@@ -251,6 +251,13 @@ class Worker:
             self.driving[goal_id] = pool.submit(self._drive, goal, lock)
             claimed += 1
         return claimed, claimed or self._timers_pending()
+
+    def _candidates(self, now: float) -> Iterator[str]:
+        """Goals known from the log, not driven here, worth looking at now."""
+        return (
+            goal_id for goal_id, version in self.versions.items()
+            if goal_id not in self.driving and self._worth_a_look(goal_id, version, now)
+        )
 
     def _worth_a_look(self, goal_id: str, version: int, now: float) -> bool:
         seen = self.seen.get(goal_id)
@@ -371,13 +378,13 @@ class Worker:
         self._refreshed = now
         from baton.readmodels.reading import Refresher, refresh
 
-        if self._refresher is None:
-            self._refresher = Refresher(self.store)
         try:
             if last:
-                self._refresher.close()
-                refresh(self.store)
+                if self._refresher is not None:
+                    self._refresher.close()
+                refresh(self.store)  # waits for another process's catch-up, if one runs
             else:
+                self._refresher = self._refresher or Refresher(self.store)
                 self._refresher()
         except Exception as exc:  # the events are stored; any later catch-up applies them
             log.warning("read models not brought up to date: %s", " ".join(str(exc).split()))
