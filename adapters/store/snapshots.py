@@ -281,13 +281,13 @@ def postgres_snapshot_recorder(factory: Any) -> Any:
             # insert, the delete, COMMIT and its flush) was ~2 ms of a stopping goal's save.
             with self.datastore.get_connection() as conn:
                 for event in stored_events:
-                    conn.execute(self._replace_statement(), {
+                    conn.execute(self._replace_statement, {
                         "id": event.originator_id, "version": event.originator_version,
                         "topic": event.topic, "state": event.state,
                     }, prepare=True)
             return None
 
-        @functools.cache  # noqa: B019 (one recorder per store, for the process's life)
+        @functools.cached_property
         def _replace_statement(self) -> str:
             table = SQL("{}.{}").format(
                 Identifier(self.datastore.schema), Identifier(self.events_table_name)
