@@ -1,4 +1,4 @@
-"""`idempotency_key` is uuid5 of the goal and task ids, computed without a UUID object: the
+"""`idempotency_key` is uuid5 of the goal and task ids: the
 same text the uuid module gives (keys already handed to agents must not change)."""
 
 from __future__ import annotations
