@@ -38,7 +38,8 @@ class ProjectionError(BatonError):
 
 def _new_agent(agent: str) -> Row:
     row: Row = dict.fromkeys(AGENT_STATS.names, 0)
-    row.update(agent=agent, cost_usd=0.0, p50_ms=None, p95_ms=None)
+    row.update(agent=agent, cost_usd=0.0, p50_ms=None, p95_ms=None, p50_position=None,
+               p95_position=None)
     return row
 
 

@@ -23,8 +23,10 @@ __all__ = [
     "Table",
 ]
 
-# 2: model_stats (tokens and cost per agent and model); 3: what an escalated task waits for
-VIEWS_VERSION = 4
+# 2: model_stats (tokens and cost per agent and model); 3: what an escalated task waits for;
+# 4: task_status.added_by; 5: agent_stats.p50_position / p95_position, so a batch moves
+# the percentiles instead of recounting them
+VIEWS_VERSION = 5
 
 # Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).
 TASK_STATUSES: tuple[TaskStatus, ...] = (
@@ -163,6 +165,9 @@ AGENT_STATS = Table(
         _c("latency_samples", "int", "attempts with a measured duration"),
         _c("p50_ms", "float", "median duration (nearest rank, exact)"),
         _c("p95_ms", "float", "95th percentile duration (nearest rank, exact)"),
+        _c("p50_position", "int", "agent_latency.position of the sample p50_ms is "
+           "(samples of equal duration ordered by position)"),
+        _c("p95_position", "int", "agent_latency.position of the sample p95_ms is"),
     ),
 )
 
@@ -186,8 +191,9 @@ MODEL_STATS = Table(
     ),
 )
 
-# Every measured duration, so the percentiles above stay exact: recomputed per batch for the
-# agents the batch touched, by an index scan (agent, duration_ms).
+# Every measured duration, so the percentiles above stay exact: moved per batch, for the agents
+# the batch touched, by a walk along the index (agent, duration_ms, position) that is as long as
+# the batch added samples (baton.projections.ranks).
 AGENT_LATENCY = Table(
     name="agent_latency",
     key=("position",),
@@ -200,7 +206,7 @@ AGENT_LATENCY = Table(
         _c("attempt", "int", "the attempt"),
         _c("duration_ms", "float", "how long the agent took"),
     ),
-    indexes=(("agent", "duration_ms"),),
+    indexes=(("agent", "duration_ms", "position"),),
 )
 
 # The version of the rows above, and the row a projector locks so two never interleave.

@@ -23,6 +23,7 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from baton.projections.fold import Row, ViewFold
+from baton.projections.ranks import PERCENTILES, Sample, nearest_rank, steps_from_held
 from baton.projections.schema import (
     AGENT_LATENCY,
     AGENT_STATS,
@@ -228,25 +229,43 @@ class GoalViews(TrackingRecorder):
         self._upsert(c, GOAL_SUMMARY, (fold.goals[key] for key in sorted(fold.dirty_goals)))
         self._upsert(c, TASK_STATUS, (fold.tasks[key] for key in sorted(fold.dirty_tasks)))
         self._insert(c, AGENT_LATENCY, [self._encoded(AGENT_LATENCY, r) for r in fold.latencies])
-        for name in sorted({row["agent"] for row in fold.latencies}):
-            self._percentiles(c, fold.agents[name])
+        samples: dict[str, list[Sample]] = {}
+        for row in fold.latencies:
+            samples.setdefault(row["agent"], []).append((row["duration_ms"], row["position"]))
+        for name in sorted(samples):
+            self._percentiles(c, fold.agents[name], sorted(samples[name]))
         self._upsert(c, AGENT_STATS, (fold.agents[key] for key in sorted(fold.dirty_agents)))
         self._upsert(c, MODEL_STATS, (fold.models[key] for key in sorted(fold.dirty_models)))
 
-    def _percentiles(self, c: Any, agent: Row) -> None:
-        """Exact nearest-rank p50 and p95 over every sample of the agent (an index scan)."""
-        latency = self.qualified(AGENT_LATENCY.name)
-        c.execute(self.sql(f"SELECT COUNT(*) FROM {latency} WHERE agent = ?"), (agent["agent"],))
-        count = int(_first(c.fetchone()))
-        agent["latency_samples"] = count
-        for column, share in (("p50_ms", 50), ("p95_ms", 95)):
-            rank = max(1, -(-count * share // 100))  # ceil(count * share / 100)
-            c.execute(
-                self.sql(f"SELECT duration_ms FROM {latency} WHERE agent = ? "
-                         f"ORDER BY duration_ms LIMIT 1 OFFSET ?"),
-                (agent["agent"], rank - 1),
-            )
-            agent[column] = float(_first(c.fetchone()))
+    def _percentiles(self, c: Any, agent: Row, new: list[Sample]) -> None:
+        """Exact nearest-rank p50 and p95 once the `new` samples (sorted, already inserted) are
+        counted: each moves from the sample that held it by at most len(new) + 1 ranks."""
+        before = agent["latency_samples"]
+        agent["latency_samples"] = before + len(new)
+        for prefix, percent in PERCENTILES:
+            position = agent[f"{prefix}_position"]
+            if before == 0 or position is None:  # every sample there is, is in this batch
+                found = new[nearest_rank(len(new), percent) - 1]
+            else:
+                held = (agent[f"{prefix}_ms"], position)
+                steps = steps_from_held(held, before, new, percent)
+                found = held if steps == 0 else self._walk(c, agent["agent"], held, steps)
+            agent[f"{prefix}_ms"], agent[f"{prefix}_position"] = found
+
+    def _walk(self, c: Any, agent: str, held: Sample, steps: int) -> Sample:
+        """The sample `steps` ranks from `held` among the agent's (negative: shorter ones)."""
+        compare, order = (">", "") if steps > 0 else ("<", " DESC")
+        c.execute(
+            self.sql(
+                f"SELECT duration_ms, position FROM {self.qualified(AGENT_LATENCY.name)} "
+                f"WHERE agent = ? AND (duration_ms, position) {compare} (?, ?) "
+                f"ORDER BY duration_ms{order}, position{order} LIMIT 1 OFFSET ?"
+            ),
+            (agent, *held, abs(steps) - 1),
+        )
+        found = c.fetchone()
+        duration, position = found.values() if isinstance(found, dict) else tuple(found)
+        return float(duration), int(position)
 
     def _upsert(self, c: Any, table: Table, rows: Iterable[Row]) -> None:
         updates = ", ".join(f"{n} = excluded.{n}" for n in table.names if n not in table.key)

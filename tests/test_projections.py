@@ -5,6 +5,8 @@ Every test runs on SQLite and PostgreSQL (the `store` / `store_url` fixtures).
 
 from __future__ import annotations
 
+import math
+import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -326,6 +328,32 @@ def test_agent_stats_match_a_hand_computed_scenario(store: BatonStore) -> None:
     [g2] = projected(store, lambda m: m.goals("g2"))
     assert (g2["status"], g2["tasks_escalated"]) == ("waiting", 1)
     assert view_tables(store)["agent_latency"][0]["duration_ms"] == 10.0
+
+
+def test_percentiles_stay_exact_whatever_the_batches(store: BatonStore) -> None:
+    # Durations from a small set, so ties abound; caught up goal by goal (each batch moves the
+    # percentiles from where the last one left them), then rebuilt in pages of other sizes.
+    rng = random.Random(17)
+    retry = {"max_attempts": 40, "backoff_s": 0}
+    data = plan(task("a", "upper", input={"text": "$goal.text"}, retry=retry))
+    for number in range(12):
+        failures = rng.randrange(0, 30)
+        script = [("a", "AgentRaised", _raised(float(rng.randrange(1, 7))))
+                  for _ in range(failures)]
+        script.append(("a", "AgentReturned", _returned({"text": "HI"}, rng.choice((0.5, 9.0)))))
+        scripted_goal(store, f"g{number}", data, script)
+        readmodels.refresh(store)
+        samples = sorted((row["duration_ms"], row["position"])
+                         for row in view_tables(store)["agent_latency"])
+        [upper] = projected(store, ReadModels.agents)
+        assert upper["latency_samples"] == len(samples)
+        for prefix, percent in (("p50", 50), ("p95", 95)):
+            rank = math.ceil(len(samples) * percent / 100)  # nearest rank, by hand
+            assert (upper[f"{prefix}_ms"], upper[f"{prefix}_position"]) == samples[rank - 1]
+    incremental = view_tables(store)
+    for page_size in (1, 7, 500):
+        projections.rebuild(store.app, page_size=page_size)
+        assert view_tables(store) == incremental
 
 
 def test_a_new_views_version_rebuilds_the_rows(store: BatonStore) -> None:
