@@ -253,15 +253,27 @@ class GoalViews(TrackingRecorder):
             agent[f"{prefix}_ms"], agent[f"{prefix}_position"] = found
 
     def _walk(self, c: Any, agent: str, held: Sample, steps: int) -> Sample:
-        """The sample `steps` ranks from `held` among the agent's (negative: shorter ones)."""
+        """The sample `steps` ranks from `held` among the agent's (negative: shorter ones).
+
+        Two index seeks, each reading at most |steps| entries: the samples of `held`'s own
+        duration beyond its position, then those of longer (shorter) durations. One row-value
+        comparison would say the same, but SQLite seeks on its first column only and would
+        then read every sample that ties with `held`.
+        """
         compare, order = (">", "") if steps > 0 else ("<", " DESC")
+        latency = self.qualified(AGENT_LATENCY.name)
+        ties = (f"SELECT duration_ms, position FROM {latency} WHERE agent = ? AND "
+                f"duration_ms = ? AND position {compare} ? ORDER BY position{order} LIMIT ?")
+        beyond = (f"SELECT duration_ms, position FROM {latency} WHERE agent = ? AND "
+                  f"duration_ms {compare} ? ORDER BY duration_ms{order}, position{order} LIMIT ?")
+        reach = abs(steps)
         c.execute(
             self.sql(
-                f"SELECT duration_ms, position FROM {self.qualified(AGENT_LATENCY.name)} "
-                f"WHERE agent = ? AND (duration_ms, position) {compare} (?, ?) "
+                f"SELECT duration_ms, position FROM (SELECT * FROM ({ties}) AS t UNION ALL "
+                f"SELECT * FROM ({beyond}) AS b) AS walk "
                 f"ORDER BY duration_ms{order}, position{order} LIMIT 1 OFFSET ?"
             ),
-            (agent, *held, abs(steps) - 1),
+            (agent, held[0], held[1], reach, agent, held[0], reach, reach - 1),
         )
         found = c.fetchone()
         duration, position = found.values() if isinstance(found, dict) else tuple(found)

@@ -9,7 +9,7 @@ what release 0.2.0's catch-up ran for each agent a page touched instead, a COUNT
 `ORDER BY duration_ms LIMIT 1 OFFSET` scans over all of the agent's samples.
 
     .venv/bin/python -m scripts.bench_views [--samples 1000,100000,1000000] [--rounds 5] \
-        [--stores sqlite,postgres] [--json]
+        [--stores sqlite,postgres] [--ties] [--json]
 
 The synthetic samples have negative positions, so they never meet a real notification id; the
 percentiles' ties are broken by position all the same.
@@ -38,10 +38,12 @@ from scripts.bench_workloads import chain_plan
 AGENT = "hop"
 
 
-def preload(target: Target, samples: int) -> None:
-    """`samples` more latency samples for AGENT, and agent_stats as a catch-up would leave it."""
+def preload(target: Target, samples: int, *, ties: bool = False) -> None:
+    """`samples` more latency samples for AGENT, and agent_stats as a catch-up would leave it;
+    with `ties`, every one of the same duration (fast agents measured to the microsecond)."""
     rng = random.Random(samples)
-    rows = [(-n, AGENT, "synthetic", "history", 1, round(rng.lognormvariate(0, 1), 3))
+    rows = [(-n, AGENT, "synthetic", "history", 1,
+             0.012 if ties else round(rng.lognormvariate(0, 1), 3))
             for n in range(1, samples + 1)]
     conn = target.connect()
     try:
@@ -83,7 +85,7 @@ def recount(conn: Any, mark: str) -> None:
                      f"ORDER BY duration_ms LIMIT 1 OFFSET {mark}", (AGENT, rank - 1)).fetchone()
 
 
-def measure(target: Target, samples: int, rounds: int) -> dict[str, Any]:
+def measure(target: Target, samples: int, rounds: int, *, ties: bool = False) -> dict[str, Any]:
     loaded = prepare_plan(chain_plan(10))
     store = open_store(target.url)
     refresh = Refresher(store)
@@ -92,7 +94,7 @@ def measure(target: Target, samples: int, rounds: int) -> dict[str, Any]:
     try:
         start_goal(store, loaded, {"payload": PAYLOAD})
         refresh()  # the views exist and AGENT has its row
-        preload(target, samples)
+        preload(target, samples, ties=ties)
         page: list[float] = []
         old: list[float] = []
         for _ in range(rounds):
@@ -118,6 +120,8 @@ def main() -> int:
     parser.add_argument("--samples", default="1000,100000,1000000")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--ties", action="store_true",
+                        help="every synthetic sample of one duration")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
@@ -128,7 +132,7 @@ def main() -> int:
                 continue
             for samples in (int(s) for s in args.samples.split(",")):
                 with open_target(name, Path(workdir)) as target:
-                    results.append(measure(target, samples, args.rounds))
+                    results.append(measure(target, samples, args.rounds, ties=args.ties))
                 row = results[-1]
                 if not args.json:
                     print(f"{name:8} {samples:>9} samples: page {row['page_ms']:8.2f} ms, "
