@@ -221,6 +221,27 @@ def test_a_store_from_the_previous_release_is_migrated_in_place(postgres_url: st
         store.close()
 
 
+def test_a_store_with_the_previous_final_position_function_gets_the_new_one(
+    store: BatonStore,
+) -> None:
+    """Release 0.2.0's function took no argument; left beside the new one, every read of the
+    log would fail as ambiguous."""
+    schema = _schema(store)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:  # as release 0.2.0 left it
+        conn.execute(f'DROP FUNCTION "{schema}".es_final_notification_id(bigint)')
+        conn.execute(f'CREATE FUNCTION "{schema}".es_final_notification_id() RETURNS bigint '
+                     "LANGUAGE sql AS 'SELECT NULL::bigint'")
+        conn.execute(f'COMMENT ON TABLE "{schema}".baton_events IS \'baton-ddl:previous\'')
+    goal = _goal()
+    reopened = open_store(store.url)
+    try:
+        reopened.save(goal)
+        assert _eventually(lambda: len(_ids(reopened)) == 2)
+        assert reopened.recorder.max_notification_id() == 2
+    finally:
+        reopened.close()
+
+
 def test_a_save_notifies_listeners_once_committed(store: BatonStore) -> None:
     """Workers and `projections follow` wake on the channel; the notification is sent in a
     transaction of its own after the events committed, so what it announces is readable."""
@@ -304,3 +325,71 @@ def test_a_channel_name_stays_within_postgresqls_63_bytes() -> None:
     assert channel_for("public", "baton_events") == "public_baton_events"
     long = channel_for("s" * 60, "baton_events")
     assert len(long) <= 63 and long != channel_for("s" * 61, "baton_events")
+
+
+def _bulk_rows(store: BatonStore, conn: psycopg.Connection, rows: int) -> str:
+    """`rows` committed events of one transaction, straight into the table; the table's name."""
+    table = f'"{_schema(store)}".{store.recorder.events_table_name}'
+    conn.execute(
+        f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+        f"SELECT gen_random_uuid(), 1, 'bulk', '\\x00'::bytea FROM generate_series(1, %s)",
+        (rows,),
+    )
+    conn.execute(f"ANALYZE {table}")
+    return table
+
+
+def _reads_of_the_log(conn: psycopg.Connection, table: str, work: Callable[[], Any]) -> Any:
+    """(sequential scans, rows read) of `table` while `work` runs in `conn`'s transaction:
+    PostgreSQL's own per-transaction counters, so nothing here is timed."""
+    with conn.transaction():
+        work()
+        return conn.execute(
+            "SELECT seq_scan, seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables "
+            "WHERE relid = %s::regclass", (table,),
+        ).fetchone()
+
+
+def test_reading_the_log_never_scans_the_whole_table(store: BatonStore) -> None:
+    """A long-lived reader (a worker, `projections follow`) calls the read functions again and
+    again on one connection, where PL/pgSQL soon plans their statements generically: each must
+    still be an index lookup, not a scan of every event ever stored."""
+    schema = _schema(store)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        table = _bulk_rows(store, conn, 20_000)
+
+        def read() -> None:
+            conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            for _ in range(3):
+                conn.execute(f'SELECT "{schema}".es_final_notification_id()').fetchone()
+                conn.execute(f'SELECT * FROM "{schema}".es_select_final_notifications('
+                             "20000, NULL, NULL, 10)").fetchall()
+
+        seq_scans, _ = _reads_of_the_log(conn, table, read)
+    assert seq_scans == 0
+
+
+def test_a_caught_up_reader_reads_only_what_is_new_behind_a_long_transaction(
+    store: BatonStore,
+) -> None:
+    """A transaction left open anywhere on the server holds back the cheap first look at the
+    final position; a reader near the head must still look only at the rows after it."""
+    schema = _schema(store)
+    with psycopg.connect(PG_URL) as other, psycopg.connect(PG_URL, autocommit=True) as conn:
+        other.execute(f'CREATE TABLE "{schema}".elsewhere (x int)')
+        other.execute(f'INSERT INTO "{schema}".elsewhere VALUES (1)')  # holds an xid, open
+        table = _bulk_rows(store, conn, 20_000)
+
+        def read() -> None:
+            found = conn.execute(f'SELECT notification_id FROM "{schema}".'
+                                 "es_select_final_notifications(19997, NULL, NULL, 10)")
+            assert [row[0] for row in found.fetchall()] == [19998, 19999, 20000]
+
+        _, fetched = _reads_of_the_log(conn, table, read)
+        _, for_the_head = _reads_of_the_log(conn, table, lambda: conn.execute(
+            f'SELECT "{schema}".es_final_notification_id()').fetchone())
+        other.rollback()
+    assert fetched < 100, f"{fetched} rows read for 3 new ones"
+    # The head (`projections status`, the web view's poll) has no floor: its cheap first look
+    # stops after the newest thousand rows, not after the 20,000 since the transaction began.
+    assert for_the_head < 1_100

@@ -20,11 +20,13 @@ Here the ordering moves from the writers' commits to the readers' snapshots:
   told from other transactions: `pg_locks` lists them.
 - **A reader reads up to the final position**: the highest notification id among rows whose
   transaction is older than every event writer still running (`es_final_notification_id`;
-  first, cheaply, older than every transaction running: the running writers are looked up in
-  `pg_locks` only when that holds rows back). Every id below it is committed or never will
-  be: a running writer's ids come after it. The position is computed in one statement and the
-  rows read in the next, so the rows' snapshot is the later one. Rows from before this column
-  existed (NULL) were committed before it was added.
+  first, cheaply, older than every transaction running, among the newest thousand rows: the
+  running writers are looked up in `pg_locks` only when that holds rows back). A reader passes
+  its position as a floor, so no step looks at rows it has read already. Every id below the
+  final position is committed or never will be: a running writer's ids come after it. The
+  position is computed in one statement and the rows read in the next, so the rows' snapshot is
+  the later one. Rows from before this column existed (NULL) were committed before it was
+  added.
 
 A reader thus waits only for event writers older than a row, never for unrelated transactions
 on the server, and a command that wrote reads its own events back at once (unless a save that
@@ -161,20 +163,32 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
             "final": Identifier(FINAL_FUNCTION),
             "select": Identifier(SELECT_FUNCTION),
         }
-        last_before = SQL(
-            "(SELECT max(notification_id) FROM {table} "
-            "WHERE transaction_id IS NULL OR transaction_id < horizon)"
-        ).format(**names)
+        # Every statement below is an index lookup whatever its plan: a long-lived reader's
+        # session plans them generically after five calls, and a plan made for an EXISTS that
+        # expects rows at once (there usually are none) scanned the whole table each time.
+
+        def last_before(bound: str) -> Composed:
+            """The last row above `bound` of a transaction older than `horizon`."""
+            return SQL(
+                "(SELECT max(notification_id) FROM {table} WHERE notification_id > {bound} "
+                "AND (transaction_id IS NULL OR transaction_id < horizon))"
+            ).format(bound=SQL(bound), **names)
+
         final = SQL(
-            "CREATE OR REPLACE FUNCTION {schema}.{final}() RETURNS bigint "
-            "LANGUAGE plpgsql VOLATILE AS $BODY$ "
-            "DECLARE horizon xid8; final bigint; "
+            # `floor`: the caller reads only above it (a reader's position), so no step looks
+            # further back than that, however old the oldest transaction on the server is.
+            "CREATE OR REPLACE FUNCTION {schema}.{final}(floor bigint DEFAULT -1) "
+            "RETURNS bigint LANGUAGE plpgsql VOLATILE AS $BODY$ "
+            "DECLARE horizon xid8; newest bigint; final bigint; "
             "BEGIN "
-            # Cheap first: transactions older than the oldest one running have all ended.
+            "newest := (SELECT max(notification_id) FROM {table}); "
+            "IF newest IS NULL OR newest <= floor THEN RETURN newest; END IF; "
+            # Cheap first: transactions older than the oldest one running have all ended. Only
+            # among the newest thousand rows: behind a transaction left open anywhere on the
+            # server, every row since it began fails this test, and the next step decides.
             "horizon := pg_snapshot_xmin(pg_current_snapshot()); "
-            "final := {last_before}; "
-            "IF NOT EXISTS (SELECT FROM {table} WHERE notification_id > coalesce(final, 0)) "
-            "THEN RETURN final; END IF; "
+            "final := {last_recent}; "
+            "IF final >= newest THEN RETURN final; END IF; "
             # Rows held back: by event writers, or by transactions that write no events? Only
             # the oldest event writer still running counts (else the next transaction id) ...
             "SELECT least(pg_snapshot_xmax(s.snap), ("
@@ -188,12 +202,16 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
             # ... and, in a later snapshot, the last row of a transaction older than that.
             "RETURN {last_before}; "
             "END; $BODY$"
-        ).format(last_before=last_before, **names)
+        ).format(
+            last_recent=last_before("greatest(floor, newest - 1000)"),
+            last_before=last_before("floor"),
+            **names,
+        )
         select = SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{select}("
             "after bigint, upto bigint, topics text[], lim bigint) RETURNS SETOF {table} "
             "LANGUAGE plpgsql VOLATILE AS $BODY$ "
-            "DECLARE final bigint := {schema}.{final}(); "
+            "DECLARE final bigint := {schema}.{final}(after); "
             "BEGIN "
             # A statement after the one that found `final`: its snapshot sees every row below.
             "RETURN QUERY SELECT * FROM {table} e "
@@ -203,7 +221,9 @@ class OrderedInsertPostgresRecorder(CreatedOnce, PostgresApplicationRecorder):
             "ORDER BY e.notification_id LIMIT lim; "
             "END; $BODY$"
         ).format(**names)
-        return [final, select]
+        # Release 0.2.0's function took no floor: a second overload would make calls ambiguous.
+        drop_old = SQL("DROP FUNCTION IF EXISTS {schema}.{final}()").format(**names)
+        return [drop_old, final, select]
 
     @property
     def marker_table(self) -> str:
