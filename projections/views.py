@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
+from baton.domain.lifecycle import GOAL_FINAL, GOAL_STATUSES
 from baton.projections.fold import Row, ViewFold
 from baton.projections.ranks import PERCENTILES, Sample, nearest_rank, steps_from_held
 from baton.projections.schema import (
@@ -148,6 +149,24 @@ class GoalViews(TrackingRecorder):
     def position(self, application_name: str) -> int:
         with self.datastore.transaction(commit=False) as c:
             return self._max_tracking_id(application_name, c) or 0
+
+    def open_goals(self, application_name: str) -> tuple[int, dict[str, int]]:
+        """The tracked position, and each goal not ended as of it with its version: what a
+        reader of the log from its first event knows once it reaches that position.
+
+        The position is read first: rows read after it may already hold later events (on
+        PostgreSQL each statement sees the latest commit), which a reader that goes on from
+        the position reads again; read the other way round, a page committed in between would
+        be missed.
+        """
+        with self.datastore.transaction(commit=False) as c:
+            position = self._max_tracking_id(application_name, c) or 0
+            marks = ", ".join("?" * len(_OPEN_STATUSES))
+            c.execute(self.sql(f"SELECT goal_id, events FROM {self.qualified(GOAL_SUMMARY.name)}"
+                               f" WHERE status IN ({marks})"), _OPEN_STATUSES)
+            rows = [found.values() if isinstance(found, dict) else tuple(found)
+                    for found in c.fetchall()]
+        return position, {str(goal_id): int(events) for goal_id, events in rows}
 
     def lag(self, events_table: str, position: int) -> int:
         """How many events of the log the views have not applied yet."""
@@ -326,6 +345,7 @@ def _conversions(table: str, converted: frozenset[str]) -> tuple[tuple[str, str 
 
 
 _BY_NAME = {table.name: table for table in (*TABLES, VIEWS_META)}
+_OPEN_STATUSES = tuple(status for status in GOAL_STATUSES if status not in GOAL_FINAL)
 
 
 def _first(row: Any) -> Any:

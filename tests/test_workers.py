@@ -212,3 +212,42 @@ def test_a_worker_with_every_slot_taken_does_not_read_the_log(store_url: str) ->
     finally:
         worker_agents.GATE_OPEN.set()
         store.close()
+
+
+def test_a_worker_starts_from_the_read_models_not_the_first_event(store_url: str) -> None:
+    """Starting costs what the read models have not applied yet, not every event ever stored:
+    the goals not ended as of their position are known from them, the rest from the log."""
+    import json
+
+    from baton import projections
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import submit_goal
+    from baton.runtime.worker import Worker
+
+    assert baton("run", PLAN, "--input", TRIP, "--goal-id", "done", store=store_url).code == 0
+    assert baton("submit", PLAN, "--input", TRIP, "--goal-id", "queued",
+                 store=store_url).code == 0  # the read models are caught up by the command
+    store = open_store(store_url)
+    try:
+        with projections.open_views(store.app) as views:
+            position, open_goals = views.open_goals(store.app.name)
+        assert position > 0 and open_goals == {"queued": 1}
+        loaded = prepare_plan(yaml.safe_load((ROOT / PLAN).read_text()))
+        trip = json.loads((ROOT / TRIP.lstrip("@")).read_text())
+        submit_goal(store, loaded, trip, goal_id="late")  # after the read models' position
+        done_events = len(kinds(store, "done"))
+        starts: list[int] = []
+        select = store.recorder.select_notifications
+
+        def spied(start: int, *args: object, **kwargs: object) -> object:
+            starts.append(start)
+            return select(start, *args, **kwargs)  # type: ignore[arg-type]
+
+        store.recorder.select_notifications = spied  # type: ignore[method-assign]
+        worker = Worker(store=store, burst=True, refresh_s=0)
+        assert worker.run() == 2
+        assert starts and min(starts) == position + 1
+        assert kinds(store, "queued")[-1] == kinds(store, "late")[-1] == "GoalCompleted"
+        assert len(kinds(store, "done")) == done_events
+    finally:
+        store.close()
