@@ -251,3 +251,39 @@ def test_a_worker_starts_from_the_read_models_not_the_first_event(store_url: str
         assert len(kinds(store, "done")) == done_events
     finally:
         store.close()
+
+
+def test_a_wake_up_does_not_look_at_goals_that_wait_unchanged(store_url: str) -> None:
+    """Every save anywhere wakes every worker: with thousands of goals waiting for a human,
+    a wake-up must look only at what changed since (here, one new goal), not at all of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from baton.runtime.worker import Worker, _Seen
+
+    assert baton("run", PLAN, "--input", BERLIN, "--goal-id", "berlin",
+                 store=store_url).code == 3  # waits for a human
+    store = open_store(store_url)
+    pool = ThreadPoolExecutor(1)
+    try:
+        worker = Worker(store=store, concurrency=1, refresh_s=0)
+        for n in range(5_000):  # looked at once already: waiting for a human, no timer
+            worker.versions[f"waiting-{n}"] = 7
+            worker._see(f"waiting-{n}", _Seen(7, None))
+        looked: list[str] = []
+        worth = worker._worth_a_look
+
+        def counted(goal_id: str, version: int, now: float) -> bool:
+            looked.append(goal_id)
+            return worth(goal_id, version, now)
+
+        worker._worth_a_look = counted  # type: ignore[method-assign]
+        worker.versions["berlin"] = store.get("berlin").version  # new to this worker
+        worker.fresh["berlin"] = None
+        assert worker._claim(pool) == (0, 0)  # nothing to drive: it waits for a human too
+        assert looked == ["berlin"]
+        looked.clear()
+        assert worker._claim(pool) == (0, 0) and looked == []  # the next wake-up: none
+        assert worker._timeout() == worker.poll_s
+    finally:
+        pool.shutdown()
+        store.close()

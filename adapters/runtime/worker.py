@@ -18,7 +18,9 @@ No job table. The event log is the only queue (docs/reference.md, "Workers"):
   `poll_s`, not on each of its owner's saves. A worker with every slot taken does not read
   the log on a wake-up (every save anywhere sends one, and nothing it read could be claimed);
   it catches up when a slot frees, or, with goals already known and waiting for a slot, every
-  `poll_s`.
+  `poll_s`. A wake-up looks only at goals new or changed since they were last looked at and at
+  those whose timer fell due, never at every goal known: goals waiting for a human cost it
+  nothing.
 
 A goal that only waits for a timer is parked (its slot and lock let go) and claimed again, by
 any worker, when the timer falls due.
@@ -26,6 +28,7 @@ any worker, when the timer falls due.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import threading
@@ -33,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from baton import projections
@@ -90,6 +94,13 @@ class Worker:
         self._followed = float("-inf")  # when the log was last read (monotonic)
         self.versions: dict[str, int] = {}  # goals not ended -> last version seen
         self.seen: dict[str, _Seen] = {}
+        # What a wake-up looks at, so that its work does not grow with the goals that wait
+        # (for a human, or driven elsewhere): goals new or changed since last looked at, in
+        # the order they came (a superset: each is checked again), the looks due at a time
+        # (a heap; an entry no longer in `seen` is stale), and the goals whose own timer runs.
+        self.fresh: dict[str, None] = {}
+        self.timers: list[tuple[float, str]] = []
+        self.timed: set[str] = set()
         self.driving: dict[str, Future[None]] = {}
         self.plans: dict[str, LoadedPlan] = {}
         self.wake = threading.Event()
@@ -160,6 +171,7 @@ class Worker:
             log.warning("read models unreadable; reading the log from its first event: %s",
                         " ".join(str(exc).split()))
             self.position, self.versions = 0, {}
+        self.fresh = dict.fromkeys(self.versions)
 
     def _follow(self) -> None:
         self._followed = time.monotonic()
@@ -172,6 +184,7 @@ class Worker:
                     self._forget(goal_id)
                 else:
                     self.versions[goal_id] = note.originator_version
+                    self.fresh[goal_id] = None
                 self.position = note.id
             if len(notes) < PAGE:
                 return
@@ -187,7 +200,23 @@ class Worker:
     def _forget(self, goal_id: str) -> None:
         """The goal ended: nothing more to drive or to look at."""
         self.versions.pop(goal_id, None)
+        self._unsee(goal_id)
+        self.fresh.pop(goal_id, None)
+
+    def _see(self, goal_id: str, seen: _Seen) -> None:
+        """Looked at, and not claimed: look again when it changes or when `seen.wake` falls."""
+        self.seen[goal_id] = seen
+        self.fresh.pop(goal_id, None)
+        if seen.wake is not None:
+            heapq.heappush(self.timers, (seen.wake, goal_id))
+        if seen.wake is not None and not seen.elsewhere:
+            self.timed.add(goal_id)
+        else:
+            self.timed.discard(goal_id)
+
+    def _unsee(self, goal_id: str) -> None:
         self.seen.pop(goal_id, None)
+        self.timed.discard(goal_id)
 
     def _listen(self) -> threading.Event | None:
         """PostgreSQL: wake the loop on every NOTIFY of the event table's channel."""
@@ -229,51 +258,57 @@ class Worker:
         if len(self.driving) >= self.concurrency:
             return 0, 1
         now = time.monotonic()
-        candidates = list(self._candidates(now))
-        if not candidates:
-            return 0, self._timers_pending()
-        held: set[str] = set()
-        topics: dict[str, str] = {}
+        candidates = self._candidates(now)
         claimed = 0
-        for index, goal_id in enumerate(candidates):
+        while batch := list(islice(candidates, LOOKUP)):
+            held = self.owners.held(batch)
+            topics = self.store.latest_topics(batch)
+            for goal_id in batch:
+                if len(self.driving) >= self.concurrency:
+                    return claimed, 1
+                if _ends(topics.get(goal_id, "")):
+                    # Ended since the log was read (its reader lags a commit behind the
+                    # writers): neither claimed nor folded just to find that out.
+                    self._forget(goal_id)
+                    continue
+                if goal_id in held:
+                    self._see(goal_id, _Seen(self.versions[goal_id], now + self.poll_s, True))
+                    continue
+                lock = self.owners.try_acquire(goal_id)
+                if lock is None:
+                    continue
+                try:
+                    goal, due = self._due(goal_id)
+                except BaseException:
+                    lock.release()
+                    raise
+                if due is None or due > 0:
+                    lock.release()
+                    self._see(goal_id, _Seen(goal.version, None if due is None else now + due))
+                    continue
+                self._unsee(goal_id)  # fresh still: looked at again once its driving ends
+                self.driving[goal_id] = pool.submit(self._drive, goal, lock)
+                claimed += 1
             if len(self.driving) >= self.concurrency:
                 return claimed, 1
-            if index % LOOKUP == 0:
-                batch = candidates[index:index + LOOKUP]
-                held = self.owners.held(batch)
-                topics = self.store.latest_topics(batch)
-            if _ends(topics.get(goal_id, "")):
-                # Ended since the log was read (its reader lags a commit behind the writers):
-                # neither claimed nor folded just to find that out.
-                self._forget(goal_id)
-                continue
-            if goal_id in held:
-                self.seen[goal_id] = _Seen(self.versions[goal_id], now + self.poll_s, True)
-                continue
-            lock = self.owners.try_acquire(goal_id)
-            if lock is None:
-                continue
-            try:
-                goal, due = self._due(goal_id)
-            except BaseException:
-                lock.release()
-                raise
-            if due is None or due > 0:
-                lock.release()
-                wake = None if due is None else now + due
-                self.seen[goal_id] = _Seen(goal.version, wake)
-                continue
-            self.seen.pop(goal_id, None)
-            self.driving[goal_id] = pool.submit(self._drive, goal, lock)
-            claimed += 1
         return claimed, claimed or self._timers_pending()
 
     def _candidates(self, now: float) -> Iterator[str]:
-        """Goals known from the log, not driven here, worth looking at now."""
-        return (
-            goal_id for goal_id, version in self.versions.items()
-            if goal_id not in self.driving and self._worth_a_look(goal_id, version, now)
-        )
+        """Goals known from the log, not driven here, worth looking at now: the fresh ones and
+        those whose time to look again has come, never every goal known."""
+        while self.timers and self.timers[0][0] <= now:
+            wake, goal_id = heapq.heappop(self.timers)
+            seen = self.seen.get(goal_id)
+            if seen is not None and seen.wake == wake:
+                self.fresh[goal_id] = None
+        for goal_id in tuple(self.fresh):
+            if goal_id in self.driving:
+                continue  # stays fresh: looked at again once its driving ends
+            version = self.versions.get(goal_id)
+            if version is not None and self._worth_a_look(goal_id, version, now):
+                yield goal_id
+            else:
+                self.fresh.pop(goal_id, None)
 
     def _worth_a_look(self, goal_id: str, version: int, now: float) -> bool:
         seen = self.seen.get(goal_id)
@@ -286,7 +321,7 @@ class Worker:
         return seen.version != version or (seen.wake is not None and seen.wake <= now)
 
     def _timers_pending(self) -> int:
-        return sum(1 for seen in self.seen.values() if seen.wake is not None and not seen.elsewhere)
+        return len(self.timed)
 
     def _due(self, goal_id: str) -> tuple[Goal, float | None]:
         """The goal as stored, and in how many seconds it can move (None: not by itself)."""
@@ -379,8 +414,13 @@ class Worker:
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        wakes = [seen.wake - now for seen in self.seen.values() if seen.wake is not None]
-        return max(0.0, min([self.poll_s, *wakes]))
+        while self.timers:  # the earliest look due, stale entries dropped on the way
+            wake, goal_id = self.timers[0]
+            seen = self.seen.get(goal_id)
+            if seen is not None and seen.wake == wake:
+                return max(0.0, min(self.poll_s, wake - now))
+            heapq.heappop(self.timers)
+        return self.poll_s
 
     def _refresh(self, *, last: bool = False) -> None:
         """Bring the read models up to date every `refresh_s`, unless another worker is doing
