@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from baton.store.eventstore import open_store
@@ -286,4 +287,31 @@ def test_a_wake_up_does_not_look_at_goals_that_wait_unchanged(store_url: str) ->
         assert worker._timeout() == worker.poll_s
     finally:
         pool.shutdown()
+        store.close()
+
+
+def test_a_worker_keeps_a_bounded_number_of_plans_loaded(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plans made per goal (by a template, say) must not pile up in a worker that runs for
+    months: it keeps the most recently used ones and loads the others again when needed."""
+    from baton.runtime import worker as worker_module
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import submit_goal
+    from baton.runtime.worker import Worker
+
+    monkeypatch.setattr(worker_module, "PLANS_KEPT", 2)
+    store = open_store(store_url)
+    try:
+        for index in range(4):
+            data = {"version": 1, "name": f"made-for-goal-{index}",
+                    "agents": {"up": "tests.agents:upper"},
+                    "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+                    "output": "$t"}
+            submit_goal(store, prepare_plan(data), {"text": "hi"}, goal_id=f"g{index}")
+        worker = Worker(store=store, burst=True, refresh_s=0)
+        assert worker.run() == 4
+        assert all(kinds(store, f"g{index}")[-1] == "GoalCompleted" for index in range(4))
+        assert len(worker.plans) == 2
+    finally:
         store.close()

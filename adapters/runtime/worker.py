@@ -33,6 +33,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ log = logging.getLogger("baton.worker")
 ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 PAGE = 2_000
 LOOKUP = 64  # candidates whose owners are looked up in one query
+PLANS_KEPT = 256  # distinct plans a worker keeps loaded, the least recently used dropped
 
 
 def _ends(topic: str) -> bool:
@@ -102,7 +104,8 @@ class Worker:
         self.timers: list[tuple[float, str]] = []
         self.timed: set[str] = set()
         self.driving: dict[str, Future[None]] = {}
-        self.plans: dict[str, LoadedPlan] = {}
+        self.plans: OrderedDict[str, LoadedPlan] = OrderedDict()  # least recently used first
+        self._plans_lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = threading.Event()  # no new goals; leave goals when no unsafe call runs
         self.stopping_now = threading.Event()  # leave goals after the current save
@@ -347,9 +350,16 @@ class Worker:
         key = json.dumps(
             started.model_dump(mode="json", exclude_unset=True, by_alias=True), sort_keys=True
         )
-        loaded = self.plans.get(key)
-        if loaded is None:
-            loaded = self.plans[key] = load_goal_plan(goal)
+        with self._plans_lock:  # the loop and the goals' threads both ask
+            loaded = self.plans.get(key)
+            if loaded is not None:
+                self.plans.move_to_end(key)
+                return loaded
+        loaded = load_goal_plan(goal)  # imports the agents: not under the lock
+        with self._plans_lock:
+            self.plans[key] = loaded
+            while len(self.plans) > PLANS_KEPT:  # plans made per goal must not pile up
+                self.plans.popitem(last=False)
         return loaded
 
     # --- driving ---
