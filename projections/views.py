@@ -325,15 +325,146 @@ class GoalViews(TrackingRecorder):
     # --- reading, for the CLI and for analysts ---
 
     def rows(self, table: Table, where: str = "", params: Sequence[Any] = (),
-             order: str = "") -> list[Row]:
-        """Rows of one read model; `where` / `order` are SQL fragments with `?` placeholders."""
-        query = f"SELECT {', '.join(table.names)} FROM {self.qualified(table.name)}"
+             order: str = "", *, columns: Sequence[str] | None = None,
+             limit: int | None = None, offset: int = 0) -> list[Row]:
+        """Rows of one read model; `where` / `order` are SQL fragments with `?` placeholders;
+        `columns`: only these (default: all); `limit` / `offset`: one page of them."""
+        with self.reading() as read:
+            return read.rows(table, where, params, order, columns=columns, limit=limit,
+                             offset=offset)
+
+    @contextmanager
+    def reading(self) -> Iterator[ViewReader]:
+        """Reads in one transaction (on SQLite, one snapshot of the rows)."""
+        with self.datastore.transaction(commit=False) as c:
+            yield ViewReader(self, c)
+
+    def stream(self, table: Table, where: str = "", params: Sequence[Any] = (),
+               order: str = "", *, columns: Sequence[str] | None = None,
+               batch: int = 1000) -> Iterator[Row]:
+        """`rows`, `batch` at a time: a caller that prints them as they come never holds more
+        (the transaction stays open until the last row is read or the iterator is closed)."""
+        with self.reading() as read:
+            yield from read.stream(table, where, params, order, columns=columns, batch=batch)
+
+    def lag_upto(self, events_table: str, position: int, limit: int) -> int:
+        """`lag`, counted no further than `limit`: for a page that says how far behind the
+        views are, at a cost that does not grow with the lag."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM {events_table} WHERE "
+                               f"{self._notification_column} > ? LIMIT ?) AS behind"),
+                      (position, limit))
+            return int(_first(c.fetchone()))
+
+    def at_or_after(self, column: str, when: datetime) -> tuple[str, tuple[Any, ...]]:
+        """A `where` fragment and its parameters: the time `column` is at or after `when` (an
+        aware datetime). PostgreSQL compares timestamptz. SQLite holds ISO 8601 text in each
+        event's own offset (UTC unless a clock or TZINFO_TOPIC said otherwise): text with
+        `+00:00` compares as text with `when` in UTC written the same way (the index serves
+        it); text in another offset (or none: UTC) is compared once brought to UTC. The first
+        condition only narrows the index range: a time at or after `when` is, in any offset
+        (less than a day), written no earlier than a day before it."""
+        offset = when.utcoffset()
+        if offset is None:
+            raise ValueError(f"at_or_after: {when.isoformat()} has no time zone")
+        if self.dialect == "postgres":
+            return f"{column} >= ?", (when,)
+        key = (when.replace(tzinfo=None) - offset).isoformat() + "+00:00"
+        in_utc = (f"COALESCE(strftime('%Y-%m-%dT%H:%M:%S', {column}) || CASE WHEN "
+                  f"substr({column}, 20, 1) = '.' THEN substr({column}, 20, 7) ELSE '' END "
+                  f"|| '+00:00', {column})")
+        return (f"{column} >= strftime('%Y-%m-%dT%H:%M:%S', ?, '-1 day') AND CASE WHEN "
+                f"substr({column}, -6) = '+00:00' THEN {column} ELSE {in_utc} END >= ?",
+                (key, key))
+
+
+class ViewReader:
+    """Reads of the read models inside one transaction (`GoalViews.reading`)."""
+
+    def __init__(self, views: GoalViews, cursor: Any) -> None:
+        self.views = views
+        self.c = cursor
+
+    def _query(self, table: Table, names: Sequence[str], where: str, order: str) -> str:
+        query = f"SELECT {', '.join(names)} FROM {self.views.qualified(table.name)}"
         if where:
             query += f" WHERE {where}"
-        query += f" ORDER BY {order or ', '.join(table.key)}"
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(self.sql(query), tuple(params))
-            return [self._row(table, found) for found in c.fetchall()]
+        return query + f" ORDER BY {order or ', '.join(table.key)}"
+
+    def rows(self, table: Table, where: str = "", params: Sequence[Any] = (),
+             order: str = "", *, columns: Sequence[str] | None = None,
+             limit: int | None = None, offset: int = 0) -> list[Row]:
+        names = tuple(columns or table.names)
+        query = self._query(table, names, where, order)
+        values = tuple(params)
+        if limit is not None:
+            query += " LIMIT ? OFFSET ?"
+            values += (limit, offset)
+        self.c.execute(self.views.sql(query), values)
+        return self._decoded(table, names, self.c.fetchall())
+
+    def stream(self, table: Table, where: str = "", params: Sequence[Any] = (),
+               order: str = "", *, columns: Sequence[str] | None = None,
+               batch: int = 1000) -> Iterator[Row]:
+        names = tuple(columns or table.names)
+        query = self.views.sql(self._query(table, names, where, order))
+        if self.views.dialect == "postgres":
+            # A server-side cursor: psycopg's usual one holds the whole result once executed.
+            with self.c.connection.cursor(name="baton_views_stream") as cursor:
+                cursor.execute(query, tuple(params))
+                while found := cursor.fetchmany(batch):
+                    yield from self._decoded(table, names, found)
+            return
+        self.c.execute(query, tuple(params))
+        # eventsourcing's SQLite cursor wraps sqlite3's, without its fetchmany
+        cursor = self.c.sqlite_cursor
+        while found := cursor.fetchmany(batch):
+            yield from self._decoded(table, names, found)
+
+    def count(self, table: Table, where: str = "", params: Sequence[Any] = ()) -> int:
+        query = f"SELECT COUNT(*) FROM {self.views.qualified(table.name)}"
+        self.c.execute(self.views.sql(f"{query} WHERE {where}" if where else query),
+                       tuple(params))
+        return int(_first(self.c.fetchone()))
+
+    def count_by(self, table: Table, column: str) -> dict[Any, int]:
+        """Rows per value of `column` (an index on it makes this an index-only scan)."""
+        self.c.execute(f"SELECT {column}, COUNT(*) FROM {self.views.qualified(table.name)} "
+                       f"GROUP BY {column}")
+        return {key: int(n) for key, n in map(_pair, self.c.fetchall())}
+
+    def distinct(self, table: Table, column: str) -> list[Any]:
+        """The values of `column` but null, in order: a skip scan along an index led by it,
+        one seek per value (SQLite and PostgreSQL alike), not a read of every row."""
+        name = self.views.qualified(table.name)
+        self.c.execute(
+            f"WITH RECURSIVE v(x) AS (SELECT MIN({column}) FROM {name} UNION ALL "
+            f"SELECT (SELECT MIN({column}) FROM {name} WHERE {column} > v.x) FROM v "
+            f"WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+        )
+        return [_first(found) for found in self.c.fetchall()]
+
+    def _decoded(self, table: Table, names: tuple[str, ...], found: Any) -> list[Row]:
+        if names == table.names:
+            return [self.views._row(table, row) for row in found]
+        kinds = _picked(table.name, names)
+        decode = self.views._decode
+        return [
+            {name: decode(kind, value) for (name, kind), value in
+             zip(kinds, row.values() if isinstance(row, dict) else tuple(row), strict=True)}
+            for row in found
+        ]
+
+
+@cache
+def _picked(table: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    kinds = {column.name: column.kind for column in _BY_NAME[table].columns}
+    return tuple((name, kinds[name]) for name in names)
+
+
+def _pair(row: Any) -> tuple[Any, Any]:
+    key, value = row.values() if isinstance(row, dict) else tuple(row)
+    return key, value
 
 
 @cache  # keyed by name: hashing a whole Table per row would cost more than the conversion

@@ -3,12 +3,14 @@ a killed projector, kept current by `projections follow`, exported for analysts.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,14 @@ import pytest
 import yaml
 
 from baton import projections
-from baton.projections.schema import TABLES
+from baton.projections.schema import GOAL_SUMMARY, TABLES
 from baton.readmodels import reading as readmodels
-from baton.readmodels.reading import ReadModels
+from baton.readmodels.reading import NEWEST_FIRST, ReadModels
 from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.cli_support import ROOT, baton
 from tests.support import plan, projected, run, task, view_tables
+from tests.web_goals import run_at
 
 RETRIED = plan(task("a", "flaky", input={"text": "$goal.text"},
                     retry={"max_attempts": 3, "backoff_s": 0}),
@@ -96,6 +99,35 @@ def test_escalations_resolve_and_resume_keep_the_views_current(
         "status": "succeeded", "attempts": 1}
     assert baton("resume", "w", store=store_url).code == 0
     assert baton("status", "w", "--json", store=store_url).json()["status"] == "completed"
+
+
+def test_status_lists_every_goal_newest_first_as_it_reads_them(store: BatonStore) -> None:
+    """`status` without a goal lists every goal, newest first, in the table and in JSON, read
+    from the views a batch at a time."""
+    for minute, goal_id in enumerate(["g-b", "g-c", "g-a", "a-goal-with-a-rather-long-identifier-"
+                                      "that-folds"]):
+        run_at(store, RETRIED, goal_id, datetime(2026, 3, 1, 12, minute // 2, tzinfo=UTC))
+    readmodels.refresh(store)
+    rows = projected(store, ReadModels.goals)
+    newest_first = ["a-goal-with-a-rather-long-identifier-that-folds", "g-a", "g-b", "g-c"]
+    assert [row["goal_id"] for row in rows] == newest_first
+    streamed = projected(store, lambda m: [row["goal_id"] for row in m.views.stream(
+        GOAL_SUMMARY, order=NEWEST_FIRST, columns=("goal_id",), batch=3)])
+    assert streamed == newest_first
+    listed = baton("status", "--json", store=store.url)
+    assert listed.code == 0 and listed.err == "", listed.err
+    assert [goal["goal_id"] for goal in listed.json()["goals"]] == newest_first
+    assert listed.out == json.dumps(listed.json(), indent=2) + "\n"
+    row = rows[1]
+    assert listed.json()["goals"][1] == {
+        "goal_id": "g-a", "plan": "test-plan", "status": "completed",
+        **{k: row[k].isoformat() for k in ("updated_at", "started_at", "ended_at")},
+        **{k: row[k] for k in ("attempts", "tokens", "cost_usd")}}
+    table = baton("status", store=store.url, env={"COLUMNS": "200"})
+    assert table.code == 0, table.err
+    shown = [line.split()[0] for line in table.out.splitlines()
+             if line.strip() and line.split()[0] in newest_first]
+    assert shown == newest_first
 
 
 def test_status_reports_a_lag_instead_of_hiding_it(store: BatonStore) -> None:

@@ -11,8 +11,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.projection import ProjectionRunner
@@ -25,6 +27,7 @@ from baton.settings import settings
 from baton.store.eventstore import BatonApplication, BatonStore, GoalNotFound, translated_errors
 
 __all__ = [
+    "GoalList",
     "ReadModels",
     "Refresher",
     "follow",
@@ -92,6 +95,31 @@ def rebuild(store: BatonStore) -> int:
         return projections.rebuild(store.app, page_size=_page_size(), hook=_crash_hook())
 
 
+# Newest first; goal_id breaks ties. GOAL_SUMMARY's indexes serve it with and without a filter.
+NEWEST_FIRST = "updated_at DESC, goal_id"
+# An escalated task of a goal that has not ended: one primary-key probe per escalated task.
+_OPEN_ESCALATION = (
+    "status = 'escalated' AND EXISTS (SELECT 1 FROM {goals} g WHERE g.goal_id = "
+    "task_status.goal_id AND g.status IN ('running', 'waiting'))"
+)
+
+
+@dataclass(frozen=True)
+class GoalList:
+    """One page of goal_summary rows, newest first, and what the page around them shows."""
+
+    rows: list[dict[str, Any]]  # the page's rows: the columns asked for
+    counts: dict[str, int]  # every goal, per status
+    plans: list[str]  # every plan name, sorted
+    matching: int  # goals the filters select
+    page: int  # the page shown, from 1 (a page beyond the last shows the last)
+    pages: int  # pages of the goals the filters select (at least 1)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
 class ReadModels:
     """The read models of one store, opened once for everything a command reads."""
 
@@ -103,11 +131,70 @@ class ReadModels:
         """Position, head and lag against the event log."""
         return projections.projection_state(self.store.app, self.views)
 
+    def behind(self, limit: int) -> tuple[int, int]:
+        """(position, lag counted no further than `limit`): `state()` for a page that is read
+        again and again, at a cost that does not grow with the lag."""
+        position = self.views.position(self.store.app.name)
+        recorder: Any = self.store.app.recorder
+        events_table = self.views.qualified(recorder.events_table_name)
+        return position, self.views.lag_upto(events_table, position, limit)
+
     def goals(self, goal_id: str | None = None) -> list[dict[str, Any]]:
         """goal_summary rows, most recently updated first (or the one goal)."""
         if goal_id is not None:
             return self.views.rows(GOAL_SUMMARY, "goal_id = ?", (goal_id,))
         return self.views.rows(GOAL_SUMMARY, order="updated_at DESC, goal_id")
+
+    def iter_goals(self, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every goal_summary row, newest first, read a batch at a time (`status` of all)."""
+        return self.views.stream(GOAL_SUMMARY, order=NEWEST_FIRST, columns=columns)
+
+    def goal_list(
+        self,
+        *,
+        status: str | None = None,
+        plan: str | None = None,
+        since: datetime | None = None,
+        page: int = 1,
+        per_page: int = 100,
+        columns: Sequence[str] | None = None,
+    ) -> GoalList:
+        """One page of the goals with this status and plan, updated at or after `since` (aware),
+        newest first, with the counts per status and the plans of all goals.
+
+        Filtered, counted and paged in SQL, one transaction: the page's ids come from an index
+        (GOAL_SUMMARY's indexes lead with status, plan or updated_at and hold goal_id), then
+        only its rows are read. A count reads an index range; the plans are a skip scan.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if plan is not None:
+            where.append("plan = ?")
+            params.append(plan)
+        if since is not None:
+            clause, values = self.views.at_or_after("updated_at", since)
+            where.append(clause)
+            params.extend(values)
+        condition = " AND ".join(where)
+        with self.views.reading() as read:
+            counts = read.count_by(GOAL_SUMMARY, "status")
+            plans = sorted(read.distinct(GOAL_SUMMARY, "plan"))  # code points, not a collation
+            if plan is None and since is None:
+                matching = sum(counts.values()) if status is None else counts.get(status, 0)
+            else:
+                matching = read.count(GOAL_SUMMARY, condition, params)
+            pages = max(1, -(-matching // per_page))
+            page = min(max(page, 1), pages)
+            ids = (f"SELECT goal_id FROM {self.views.qualified(GOAL_SUMMARY.name)}"
+                   f"{' WHERE ' + condition if condition else ''} "
+                   f"ORDER BY {NEWEST_FIRST} LIMIT ? OFFSET ?")
+            rows = read.rows(GOAL_SUMMARY, f"goal_id IN ({ids})",
+                             (*params, per_page, (page - 1) * per_page), order=NEWEST_FIRST,
+                             columns=columns) if matching else []
+        return GoalList(rows, dict(sorted(counts.items())), plans, matching, page, pages)
 
     def goal_with_tasks(self, goal_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """One goal's goal_summary row and its task_status rows (`status GOAL`, `Baton.status`);
@@ -129,15 +216,19 @@ class ReadModels:
         """model_stats rows: usage per agent and model."""
         return self.views.rows(MODEL_STATS, order="agent, model")
 
-    def escalations(self) -> list[dict[str, Any]]:
-        """Escalated tasks of goals that have not ended, longest waiting first."""
-        open_goals = {
-            row["goal_id"]
-            for row in self.views.rows(GOAL_SUMMARY, "status IN ('running', 'waiting')")
-        }
-        rows = self.views.rows(TASK_STATUS, "status = 'escalated'",
-                               order="status_since, goal_id, task_id")
-        return [row for row in rows if row["goal_id"] in open_goals]
+    def escalations(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Escalated tasks of goals that have not ended, longest waiting first (the first
+        `limit` of them)."""
+        return self.views.rows(TASK_STATUS, self._open_escalation(),
+                               order="status_since, goal_id, task_id", limit=limit)
+
+    def escalation_count(self) -> int:
+        """How many tasks `escalations()` lists."""
+        with self.views.reading() as read:
+            return read.count(TASK_STATUS, self._open_escalation())
+
+    def _open_escalation(self) -> str:
+        return _OPEN_ESCALATION.format(goals=self.views.qualified(GOAL_SUMMARY.name))
 
 
 def goal_status_json(goal: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -142,8 +142,13 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
         print(f"owner: {owner['host']} pid {owner['pid']} since {owner['since']} ({state})")
 
 
+# What `status` of all goals reads: the columns it shows, not the whole row (no `output`).
+_LISTED = ("goal_id", "plan", "status", "updated_at", "started_at", "ended_at", "attempts",
+           "tokens", "cost_usd", "tasks", "tasks_succeeded")
+
+
 def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
-    goals = models.goals()
+    goals = models.iter_goals(_LISTED)
     if as_json:
         print_json({"goals": [_goal_line(row) for row in goals]})
         return
