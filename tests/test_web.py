@@ -7,6 +7,7 @@ import importlib
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,16 @@ pytest.importorskip("starlette", reason="the web extra is not installed")
 from starlette.testclient import TestClient
 
 from baton.domain.replay import replay
-from baton.readmodels.reading import refresh
-from baton.runtime.service import load_goal_plan
+from baton.readmodels.reading import ReadModels, refresh
+from baton.runtime.service import cancel_goal, load_goal_plan
 from baton.store.eventstore import BatonStore, GoalNotFound, open_store
+from baton.web import app as web
 from baton.web.app import create_app
 from scripts.bench_history import history_plan, insert_history, simulate
 from tests.cli_support import baton
 from tests.replay_agents import SECRET
-from tests.web_goals import fill
+from tests.support import projected, run
+from tests.web_goals import escalating_plan, failing_plan, fill, run_at, upper_plan
 
 
 @pytest.fixture(scope="module")
@@ -287,11 +290,9 @@ def test_replay_verification_shows_the_first_divergence(
 
 def test_pages_on_each_store(store_url: str) -> None:
     """The routes that read the store directly (head, version, events) on SQLite and PostgreSQL."""
-    from tests.support import run
-    from tests.web_goals import escalating_plan
-
     store = open_store(store_url)
     run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    refresh(store)  # as `baton run` does; a page never catches up (see the tests below)
     with TestClient(create_app(store)) as client:
         assert client.get("/goals/human/version").json() == {
             "version": len(store.events("human"))}
@@ -299,3 +300,192 @@ def test_pages_on_each_store(store_url: str) -> None:
         assert _statuses(client.get("/goals/human").text) == {"a": "escalated", "b": "pending"}
         assert 'data-goal="human" data-task="a"' in client.get("/escalations").text
         assert 'data-status="waiting"><td><a href="/goals/human"' in client.get("/").text
+
+
+# --- the goal list and the escalations, read in SQL, on both stores ---------------------------
+
+T0 = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)  # before any cancel (its time is the clock's)
+
+
+def _listed(page: str) -> list[tuple[str, str]]:
+    """(goal id, status) of each row the goal list shows, top to bottom."""
+    return [(goal, status) for status, goal in
+            re.findall(r'data-status="(\w+)"><td><a href="/goals/([^"]+)"', page)]
+
+
+def _pager(page: str) -> tuple[int, int, int] | None:
+    """(page, pages, goals matching) from the pager; None when everything fits one page."""
+    found = re.search(r'class="pager">page (\d+) of (\d+) \((\d+) goals\)', page)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+def _counts(page: str) -> tuple[int, dict[str, int]]:
+    line = re.search(r'id="counts">(\d+) goals:(.*?)·', page, re.S)
+    assert line, page
+    return int(line[1]), {name: int(n) for name, n in re.findall(r">(\w+) (\d+)</a>", line[2])}
+
+
+def _plan_options(page: str) -> list[str]:
+    select = re.search(r'<select name="plan">(.*?)</select>', page, re.S)
+    assert select
+    return re.findall(r"<option (?:selected)?>([^<]+)</option>", select[1])
+
+
+def _as_before(rows: list[dict[str, Any]], status: str | None, plan: str | None,
+               since: datetime | None) -> list[tuple[str, str]]:
+    """What the page showed before its filters moved into SQL: every row filtered in Python,
+    newest first, ties by goal id (times compared as instants)."""
+    chosen = [r for r in rows if (status is None or r["status"] == status)
+              and (plan is None or r["plan"] == plan)
+              and (since is None or r["updated_at"] >= since)]
+    chosen.sort(key=lambda r: r["goal_id"])
+    chosen.sort(key=lambda r: r["updated_at"], reverse=True)
+    return [(r["goal_id"], r["status"]) for r in chosen]
+
+
+def test_goal_list_filters_counts_and_pages_as_before(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 goals, 3 a page: each filter and page shows what filtering every row in Python
+    showed, and the counts and plans are those of all goals."""
+    monkeypatch.setattr(web, "GOALS_PER_PAGE", 3)
+    plans = [upper_plan("alpha"), upper_plan("beta"), failing_plan(), escalating_plan()]
+    for index in range(16):  # two goals at each time: their ids decide their order
+        run_at(store, plans[index % 4], f"g{index * 7 % 16:02d}",
+               T0 + timedelta(minutes=10 * (index // 2)))
+    cancel_goal(store, "g05", reason="duplicate", by="ana")  # escalating: waiting, then ended
+    refresh(store)
+    rows = projected(store, ReadModels.goals)
+    assert {r["status"] for r in rows} == {"completed", "failed", "waiting", "cancelled"}
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        first = client.get("/").text
+        # cancelled last, so newest; then the two goals of 13:10, in the order of their ids
+        assert _listed(first) == [("g05", "cancelled"), ("g02", "failed"), ("g09", "waiting")]
+        assert _pager(first) == (1, 6, 16)
+        assert _counts(first) == (16, {"cancelled": 1, "completed": 8, "failed": 4,
+                                       "waiting": 3})
+        assert _plan_options(first) == ["alpha", "beta", "escalating", "failing"]
+        since = "2021-03-01T13:35:00+01:00"  # 12:35 UTC: the goals of 12:40 and later
+        for status in (None, "completed", "failed", "waiting", "cancelled", "nope"):
+            for plan in (None, "alpha", "failing"):
+                for since_text in (None, since):
+                    when = None if since_text is None else datetime.fromisoformat(since_text)
+                    expected = _as_before(rows, status, plan, when)
+                    pages = max(1, -(-len(expected) // 3))
+                    params = {k: v for k, v in (("status", status), ("plan", plan),
+                                                ("since", since_text)) if v}
+                    for number in range(0, pages + 2):  # 0 and past the end: the first, last
+                        page = client.get("/", params={**params, "page": str(number)}).text
+                        shown = min(max(number, 1), pages)
+                        where = (status, plan, since_text, number)
+                        assert _listed(page) == expected[(shown - 1) * 3: shown * 3], where
+                        assert _pager(page) == (
+                            None if pages == 1 else (shown, pages, len(expected))), where
+                        assert _counts(page) == _counts(first), where
+        failed = client.get("/?status=failed&page=2").text
+        assert _listed(failed) == [("g14", "failed")] and _pager(failed) == (2, 2, 4)
+        alpha = client.get("/", params={"plan": "alpha", "since": since}).text
+        assert _listed(alpha) == [("g04", "completed"), ("g08", "completed")]
+
+
+def test_since_compares_instants_across_time_zones(store: BatonStore) -> None:
+    """Goals whose events carry other offsets than UTC (a runner's clock, or eventsourcing's
+    TZINFO_TOPIC): `since` compares the instants, whatever offset each side is written in."""
+    east = timezone(timedelta(hours=2))
+    west = timezone(timedelta(hours=-5))
+    india = timezone(timedelta(hours=5, minutes=30))
+    run_at(store, upper_plan("p"), "east", datetime(2026, 3, 2, 1, 30, tzinfo=east))  # 23:30Z
+    run_at(store, upper_plan("p"), "west", datetime(2026, 3, 1, 20, 0, tzinfo=west))  # 01:00Z
+    run_at(store, upper_plan("p"), "utc", datetime(2026, 3, 2, 0, 30, 0, 250_000, tzinfo=UTC))
+    run_at(store, upper_plan("p"), "india",  # 2026-03-02T00:30:00.5Z
+           datetime(2026, 3, 2, 6, 0, 0, 500_000, tzinfo=india))
+    refresh(store)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+
+        def since(text: str) -> list[str]:
+            page = client.get("/", params={"since": text})
+            assert page.status_code == 200, page.text
+            return sorted(goal for goal, _ in _listed(page.text))
+
+        assert since("2026-03-01") == ["east", "india", "utc", "west"]
+        # midnight UTC: east's text reads 2026-03-02 but it is 23:30 on the 1st; west's text
+        # reads the 1st but it is 01:00 on the 2nd
+        assert since("2026-03-02") == ["india", "utc", "west"]
+        assert since("2026-03-02T00:00:00Z") == ["india", "utc", "west"]
+        assert since("2026-03-02T02:00+02:00") == ["india", "utc", "west"]
+        assert since("2026-03-01T18:30-05:00") == ["east", "india", "utc", "west"]  # at 23:30Z
+        assert since("2026-03-01T23:30:00.000001") == ["india", "utc", "west"]
+        assert since("2026-03-02T00:30:00.25Z") == ["india", "utc", "west"]  # at: included
+        assert since("2026-03-02T00:30:00.250001Z") == ["india", "west"]
+        assert since("2026-03-02T06:00:00.5+05:30") == ["india", "west"]
+        assert since("2026-03-02T06:00:00.500001+05:30") == ["west"]
+        assert since("2026-03-02T01:00Z") == ["west"]
+        assert since("2026-03-01T20:00:00.000001-05:00") == []
+
+
+def test_escalations_page_shows_the_longest_waiting_and_how_many_wait(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for minute, goal_id in ((2, "c"), (0, "a"), (1, "b"), (3, "ended")):
+        run_at(store, escalating_plan(), goal_id, T0 + timedelta(minutes=minute))
+    cancel_goal(store, "ended", reason="r", by="ana")
+    run_at(store, upper_plan("p"), "done", T0)
+    refresh(store)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        monkeypatch.setattr(web, "ESCALATIONS_SHOWN", 2)
+        page = client.get("/escalations").text
+        assert re.findall(r'class="escalation" data-goal="(\w+)"', page) == ["a", "b"]
+        assert "showing the 2 longest waiting of 3" in page
+        monkeypatch.setattr(web, "ESCALATIONS_SHOWN", 3)
+        page = client.get("/escalations").text
+        assert re.findall(r'class="escalation" data-goal="(\w+)"', page) == ["a", "b", "c"]
+        assert ">3 waiting ·" in page
+    every = projected(store, ReadModels.escalations)  # `baton escalations`: all of them
+    assert [row["goal_id"] for row in every] == ["a", "b", "c"]
+    assert projected(store, ReadModels.escalation_count) == 3
+
+
+def test_a_page_never_catches_up_it_says_how_far_behind(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")  # the library: no catch-up
+    lag = projected(store, ReadModels.state).lag
+    assert lag > 3
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        page = client.get("/").text
+        assert _listed(page) == []
+        assert (f"{lag} events behind the log: shown as of event 0; "
+                "<code>baton projections follow</code> catches them up") in page
+        assert 'data-poll="/views" data-version="0"' in page  # reloads once they move
+        assert "Nothing waits for a human" in client.get("/escalations").text
+        monkeypatch.setattr(web, "_LAG_COUNTED", 3)  # counted no further than this
+        assert "3+ events behind the log" in client.get("/").text
+        assert projected(store, ReadModels.state).lag == lag  # the requests applied nothing
+        assert client.get("/views").json() == {"version": 0}
+        # A form that wrote catches up only when that is little work (here: no more than 3)
+        monkeypatch.setattr(web, "_FORM_CATCH_UP", 3)
+        key = _form_key(client.get("/goals/human").text)
+        cancelled = client.post("/goals/human/cancel", data={
+            "form_key": key, "reason": "duplicate", "back": "escalations"}).text
+        assert "human: cancelled" in cancelled and "events behind the log" in cancelled
+        assert projected(store, ReadModels.state).lag > lag
+        refresh(store)  # `baton projections follow`, a worker or a writing command
+        head = projected(store, ReadModels.state).head
+        assert client.get("/views").json() == {"version": head}
+        page = client.get("/").text
+        assert _listed(page) == [("human", "cancelled")] and "read models current" in page
+        assert "data-poll" not in page
+
+
+def test_the_server_catches_up_in_a_thread_of_its_own(store: BatonStore) -> None:
+    with TestClient(create_app(store)) as client:
+        run(store, escalating_plan(), {"text": "x"}, goal_id="human")  # while it serves
+        head = projected(store, ReadModels.state).head
+        client.get("/")  # finds them behind: wakes the thread, does not wait for it
+        deadline = time.monotonic() + 30
+        while client.get("/views").json()["version"] != head:
+            assert time.monotonic() < deadline, "the server did not catch up"
+            time.sleep(0.02)
+        page = client.get("/").text
+        assert _listed(page) == [("human", "waiting")] and "read models current" in page
+        assert 'data-goal="human"' in client.get("/escalations").text

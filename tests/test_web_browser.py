@@ -149,3 +149,21 @@ def test_secrets_never_appear(site: tuple[str, str, Any]) -> None:
         assert SECRET not in driver.page_source, path
     screenshot(driver, "secret")
 
+
+
+def test_goal_list_behind_the_log_reloads_as_the_read_models_catch_up(
+    site: tuple[str, str, Any], tmp_path: Any
+) -> None:
+    """A page never catches the read models up: it says how far behind they are, and reloads
+    itself once something else (here the test, as `baton projections follow` would) has."""
+    _, _, driver = site
+    store = open_store(f"sqlite:///{tmp_path}/b.db")
+    run(store, escalating_plan(), {"text": "x"}, goal_id="late")  # the library: not projected
+    with serving(create_app(store, catch_up_s=0)) as base:
+        driver.get(base + "/")
+        assert "events behind the log" in driver.find_element(By.ID, "lag").text
+        assert not driver.find_elements(By.CSS_SELECTOR, "#goals tr.goal")
+        refresh(store)
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '#goals tr.goal[data-status="waiting"]'))
+        assert "read models current" in driver.find_element(By.ID, "counts").text

@@ -15,6 +15,7 @@ pytest.importorskip("starlette", reason="the web extra is not installed")
 
 from starlette.testclient import TestClient
 
+from baton.readmodels.reading import refresh
 from baton.runtime.service import resume_goal
 from baton.store.eventstore import BatonStore, open_store
 from baton.web.app import create_app
@@ -74,6 +75,7 @@ def test_a_question_and_an_approval_are_decided_from_the_goal_page(store: BatonS
 
 def test_the_escalations_page_offers_only_what_fits_the_gate(store: BatonStore) -> None:
     run(store, gated_plan(), {"question": "sales"}, goal_id="g")
+    refresh(store)  # as `baton run` does: the page reads the read models, never catches up
     with TestClient(create_app(store)) as client:
         page = client.get("/escalations").text
         assert "clarification" in page and "answer it on the goal" in page

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from baton.runtime.loading import load_plan_file
+from baton.runtime.runner import Runner
 from baton.runtime.service import start_goal
 from baton.store.eventstore import BatonStore
 from tests.replay_agents import SECRET
-from tests.support import plan, run, task
+from tests.support import load, plan, run, task
 
 BERLIN = {"origin": "LHR", "destination": "Berlin", "passengers": 2}
 LISBON = {"origin": "LHR", "destination": "Lisbon", "passengers": 2, "max_price": 150}
@@ -49,3 +51,15 @@ def fill(store: BatonStore) -> None:
     run(store, failing_plan(), {"text": "x"}, goal_id="broken")
     run(store, escalating_plan(), {"text": "x"}, goal_id="human")
     run(store, secret_plan(), {"user": "ada", "api_key": SECRET}, goal_id="secret")
+
+
+def upper_plan(name: str) -> dict[str, Any]:
+    """One task that completes: a goal of plan `name`, completed."""
+    return plan(task("a", "upper", input={"text": "$goal.text"}), name=name)
+
+
+def run_at(store: BatonStore, data: dict[str, Any], goal_id: str, when: datetime) -> None:
+    """Run a goal whose every event happens at `when` (its runner's clock), in `when`'s zone."""
+    loaded = load(data)
+    start_goal(store, loaded, {"text": "x"}, goal_id=goal_id,
+               runner=Runner(store=store, loaded=loaded, clock=lambda: when))

@@ -1,19 +1,24 @@
 """The web view: Starlette routes over the store, pages rendered on the server (Jinja2).
 
 Reads come from the read models (goal list, escalations) and from a goal's own events (its
-page). The forms call the same service as the CLI (`baton.runtime.service`); every POST carries
-a per-server form key, so another site open in the same browser cannot post to it. With a token
-(required when bound beyond loopback), each request needs it once (`?token=`, then a cookie) or
-as `Authorization: Bearer`.
+page). The goal list is filtered, counted and paged in SQL; no page catches the read models up:
+one behind says so, and the server's own catch-up thread (every `catch_up_s`, and at once when a
+page finds them behind) brings them up to date off the request path, as `baton projections
+follow` or a worker would. The forms call the same service as the CLI (`baton.runtime.service`)
+and, like the CLI's writing commands, catch the read models up after they write; every POST
+carries a per-server form key, so another site open in the same browser cannot post to it. With
+a token (required when bound beyond loopback), each request needs it once (`?token=`, then a
+cookie) or as `Authorization: Bearer`.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import sys
 import threading
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,7 @@ from starlette.templating import Jinja2Templates
 
 from baton.domain.errors import BatonError
 from baton.domain.replay import replay
-from baton.readmodels.reading import read, refresh
+from baton.readmodels.reading import Refresher, read, refresh
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
@@ -41,10 +46,15 @@ from baton.store.eventstore import BatonStore, GoalNotFound
 from baton.web.events import EventCache
 from baton.web.goal_view import goal_page
 
-__all__ = ["GOALS_PER_PAGE", "create_app"]
+__all__ = ["ESCALATIONS_SHOWN", "GOALS_PER_PAGE", "create_app"]
 
 HERE = Path(__file__).parent
 GOALS_PER_PAGE = 100
+ESCALATIONS_SHOWN = 100  # longest waiting first; the page says how many more wait
+_LAG_COUNTED = 10_000  # a page counts the events the read models lag by up to this many
+_FORM_CATCH_UP = 2_000  # a form that wrote catches up this many events itself, at most
+_GOAL_COLUMNS = ("goal_id", "plan", "status", "reason", "updated_at", "tasks", "tasks_succeeded",
+                 "attempts")
 _ACTIONS = ("retry", "abandon", "output", "approve", "reject")
 # The choices the escalations page offers, by what the task waits for (baton.domain.gates); a
 # question also gets an answer form.
@@ -70,47 +80,115 @@ class _TokenGate(BaseHTTPMiddleware):
         return response
 
 
-def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
+class _CatchUp:
+    """The server's catch-up of the read models: a thread that applies new events every
+    `interval_s`, and at once when a page found the read models behind (`nudge`). A request
+    never waits for it. Skipped while another process catches them up (`Refresher`)."""
+
+    def __init__(self, store: BatonStore, interval_s: float) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="baton-web-catch-up")
+        self._failed: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(10)  # a long catch-up (a rebuild) goes on in the daemon thread
+
+    def _run(self) -> None:
+        refresher = Refresher(self.store)
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                try:
+                    refresher()
+                    self._failed = None
+                except Exception as exc:  # said once, tried again at the next interval
+                    if str(exc) != self._failed:
+                        print(f"baton serve: read models not brought up to date: {exc}",
+                              file=sys.stderr)
+                    self._failed = str(exc)
+                self._wake.wait(self.interval_s)
+        finally:
+            refresher.close()
+
+
+def create_app(
+    store: BatonStore, *, token: str | None = None, catch_up_s: float = 1.0
+) -> Starlette:
+    """The web view of `store`. `catch_up_s`: how often the server brings the read models up
+    to date in a thread of its own (0: never; then `baton projections follow` or the workers
+    must)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     form_key = secrets.token_urlsafe(24)
     resumes: dict[str, threading.Thread] = {}
     cache = EventCache(store)
+    catching_up: list[_CatchUp] = []  # the thread, while the app runs (see `lifespan`)
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Any:
         return templates.TemplateResponse(
             request, name, {"form_key": form_key, **context}, status_code=status
         )
 
+    def behind(models: Any) -> dict[str, Any]:
+        """Where the read models stand, for a page: it says how far behind they are, and
+        wakes the catch-up thread rather than catching up itself."""
+        position, lag = models.behind(_LAG_COUNTED)
+        if lag:
+            for thread in catching_up:
+                thread.nudge()
+        return {"position": position, "lag": lag, "lag_counted": _LAG_COUNTED,
+                "catching_up": catch_up_s > 0}
+
+    def after_write() -> None:
+        """After a form wrote events: catch the read models up, as `baton resolve` does, so the
+        page it returns to shows the decision; when they are further behind than a form
+        should wait for (a rebuild under way), leave it to the catch-up thread."""
+        with read(store) as models:
+            _, lag = models.behind(_FORM_CATCH_UP + 1)
+        if lag <= _FORM_CATCH_UP:
+            refresh(store)
+        else:
+            for thread in catching_up:
+                thread.nudge()
+
     def goals(request: Request) -> Any:
         params = request.query_params
         status, plan = params.get("status") or None, params.get("plan") or None
         since_text = params.get("since") or None
-        page = _int(params.get("page"), 1)
         since, error = _since(since_text)
         with read(store) as models:
-            lag = models.state().lag
-            if lag:
-                refresh(store)
-            rows = models.goals()
-        counts = Counter(row["status"] for row in rows)
-        plans = sorted({row["plan"] for row in rows})
-        chosen = [r for r in rows if (status is None or r["status"] == status)
-                  and (plan is None or r["plan"] == plan)
-                  and (since is None or _when(r["updated_at"]) >= since)]
-        pages = max(1, -(-len(chosen) // GOALS_PER_PAGE))
-        page = min(max(page, 1), pages)
+            where = behind(models)
+            listed = models.goal_list(status=status, plan=plan, since=since,
+                                      page=_int(params.get("page"), 1),
+                                      per_page=GOALS_PER_PAGE, columns=_GOAL_COLUMNS)
         return render(request, "goals.html", {
-            "goals": chosen[(page - 1) * GOALS_PER_PAGE: page * GOALS_PER_PAGE],
-            "counts": dict(sorted(counts.items())), "total": len(rows), "plans": plans,
-            "status": status, "plan": plan, "since": since_text, "page": page, "pages": pages,
-            "lag": lag, "error": error,
+            "goals": listed.rows, "counts": listed.counts, "total": listed.total,
+            "plans": listed.plans, "matching": listed.matching,
+            "status": status, "plan": plan, "since": since_text, "page": listed.page,
+            "pages": listed.pages, "error": error, **where,
             "query": lambda **kw: "?" + urlencode({k: v for k, v in {
                 "status": status, "plan": plan, "since": since_text, **kw}.items() if v}),
-            "running": counts.get("running", 0) > 0,
+            "running": listed.counts.get("running", 0) > 0,
         }, 400 if error else 200)
 
     def head(request: Request) -> Any:
         return JSONResponse({"head": store.app.recorder.max_notification_id() or 0})
+
+    def views_position(request: Request) -> Any:
+        """The read models' position: what the goal list polls, to show what they show now."""
+        with read(store) as models:
+            return JSONResponse({"version": models.views.position(store.app.name)})
 
     def goal(request: Request) -> Any:
         goal_id = request.path_params["goal_id"]
@@ -159,7 +237,7 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
         if error is None:
             try:
                 cancel_goal(store, goal_id, reason=reason, by=_by(form))
-                refresh(store)
+                after_write()
             except BatonError as exc:
                 error = f"cancel: {exc}"
         if form.get("back") == "escalations":
@@ -172,11 +250,12 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
 
     def escalations(request: Request, error: str | None = None, status: int = 200) -> Any:
         with read(store) as models:
-            if models.state().lag:
-                refresh(store)
-            rows = models.escalations()
+            where = behind(models)
+            rows = models.escalations(limit=ESCALATIONS_SHOWN)
+            waiting = len(rows) if len(rows) < ESCALATIONS_SHOWN else models.escalation_count()
         return render(request, "escalations.html", {
-            "escalations": rows, "error": error or request.query_params.get("error"),
+            "escalations": rows, "waiting": waiting, **where,
+            "error": error or request.query_params.get("error"),
             "done": request.query_params.get("done"), "actions": _ACTIONS[:3],
             "actions_for": _ACTIONS_FOR,
         }, status)
@@ -196,7 +275,7 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
         if error is None:
             try:
                 command()
-                refresh(store)
+                after_write()
             except BatonError as exc:
                 error = str(exc)
         if error is None and form.get("resume"):
@@ -250,6 +329,7 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
     routes = [
         Route("/", goals),
         Route("/head", head),
+        Route("/views", views_position),
         Route("/goals/{goal_id:path}/version", version),
         Route("/goals/{goal_id:path}/replay", verify),
         Route("/goals/{goal_id:path}/cancel", cancel, methods=["POST"]),
@@ -260,7 +340,19 @@ def create_app(store: BatonStore, *, token: str | None = None) -> Starlette:
         Route("/static/{name}", static),
     ]
     middleware = [Middleware(_TokenGate, token=token)] if token else []
-    return Starlette(routes=routes, middleware=middleware)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if catch_up_s > 0:
+            catching_up.append(_CatchUp(store, catch_up_s))
+            catching_up[0].start()
+        try:
+            yield
+        finally:
+            while catching_up:
+                catching_up.pop().close()
+
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 def _resume(store: BatonStore, goal_id: str) -> None:
