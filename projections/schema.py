@@ -112,10 +112,10 @@ GOAL_SUMMARY = Table(
         _c("position", "int", "notification id of the goal's last event"),
     ),
     # The web view's goal list filters by status, plan or time and pages newest first, in SQL:
-    # ix2 and ix3 serve a filter together with the order (goal_id included, so a page's ids and
-    # a count read the index only), and ix3 lists the plans by a skip scan. Added after stores
-    # existed: `CREATE INDEX IF NOT EXISTS` adds them when a store is opened, no rebuild.
-    indexes=(("updated_at",), ("status",), ("status", "updated_at", "goal_id"),
+    # ix1 and ix2 serve a filter together with the order (goal_id included, so a page's ids and
+    # a count read the index only), ix1 a lookup by status alone too (no index of its own: one
+    # more to update on every goal event), and ix2 lists the plans by a skip scan.
+    indexes=(("updated_at",), ("status", "updated_at", "goal_id"),
              ("plan", "updated_at", "goal_id")),
 )
 
