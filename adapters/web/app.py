@@ -34,10 +34,11 @@ from starlette.templating import Jinja2Templates
 
 from baton.domain.errors import BatonError
 from baton.domain.replay import replay
-from baton.readmodels.reading import Refresher, read, refresh
+from baton.readmodels.reading import Refresher, read
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
+    catch_up_read_models,
     load_goal_plan,
     resolve_task,
     resume_goal,
@@ -115,8 +116,7 @@ class _CatchUp:
                     self._failed = None
                 except Exception as exc:  # said once, tried again at the next interval
                     if str(exc) != self._failed:
-                        print(f"baton serve: read models not brought up to date: {exc}",
-                              file=sys.stderr)
+                        _not_caught_up(exc)
                     self._failed = str(exc)
                 self._wake.wait(self.interval_s)
         finally:
@@ -157,7 +157,7 @@ def create_app(
         with read(store) as models:
             _, lag = models.behind(_FORM_CATCH_UP + 1)
         if lag <= _FORM_CATCH_UP:
-            refresh(store)
+            catch_up_read_models(store, warn=_not_caught_up)
         else:
             for thread in catching_up:
                 thread.nudge()
@@ -362,10 +362,11 @@ def _resume(store: BatonStore, goal_id: str) -> None:
     except Exception as exc:  # shown by the goal page's state; the events say what happened
         print(f"baton serve: resuming {goal_id}: {exc}")
     finally:
-        try:
-            refresh(store)
-        except Exception as exc:
-            print(f"baton serve: read models not brought up to date: {exc}")
+        catch_up_read_models(store, warn=_not_caught_up)
+
+
+def _not_caught_up(exc: Exception) -> None:
+    print(f"baton serve: read models not brought up to date: {exc}", file=sys.stderr)
 
 
 def _since(text: str | None) -> tuple[datetime | None, str | None]:
@@ -379,8 +380,8 @@ def _since(text: str | None) -> tuple[datetime | None, str | None]:
                      "2026-12-01T09:30)"
 
 
-def _when(text: Any) -> datetime:
-    value = text if isinstance(text, datetime) else datetime.fromisoformat(str(text))
+def _when(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
