@@ -21,6 +21,7 @@ from baton.domain.errors import IllegalTransition
 
 __all__ = [
     "GOAL_FINAL",
+    "GOAL_OPEN",
     "GOAL_STATUSES",
     "GOAL_TRANSITIONS",
     "TASK_FINAL",
@@ -131,6 +132,7 @@ TASK_TRANSITIONS = cast(dict[tuple[TaskStatus, str], TaskStatus], transition_tab
 GOAL_TRANSITIONS = cast(dict[tuple[GoalStatus, str], GoalStatus], transition_table(GoalLifecycle))
 TASK_FINAL = cast(frozenset[TaskStatus], frozenset(s.id for s in TaskLifecycle.states if s.final))
 GOAL_FINAL = cast(frozenset[GoalStatus], frozenset(s.id for s in GoalLifecycle.states if s.final))
+GOAL_OPEN: tuple[GoalStatus, ...] = tuple(s for s in GOAL_STATUSES if s not in GOAL_FINAL)
 
 
 def task_target(task_id: str, status: TaskStatus, event: str) -> TaskStatus:

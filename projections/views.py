@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from baton.domain.lifecycle import GOAL_FINAL, GOAL_STATUSES
+from baton.domain.lifecycle import GOAL_OPEN
 from baton.projections.fold import Row, ViewFold
 from baton.projections.ranks import PERCENTILES, Sample, nearest_rank, steps_from_held
 from baton.projections.schema import (
@@ -161,18 +161,23 @@ class GoalViews(TrackingRecorder):
         """
         with self.datastore.transaction(commit=False) as c:
             position = self._max_tracking_id(application_name, c) or 0
-            marks = ", ".join("?" * len(_OPEN_STATUSES))
+            marks = ", ".join("?" * len(GOAL_OPEN))
             c.execute(self.sql(f"SELECT goal_id, events FROM {self.qualified(GOAL_SUMMARY.name)}"
-                               f" WHERE status IN ({marks})"), _OPEN_STATUSES)
-            rows = [found.values() if isinstance(found, dict) else tuple(found)
-                    for found in c.fetchall()]
+                               f" WHERE status IN ({marks})"), GOAL_OPEN)
+            rows = [_values(found) for found in c.fetchall()]
         return position, {str(goal_id): int(events) for goal_id, events in rows}
 
-    def lag(self, events_table: str, position: int) -> int:
-        """How many events of the log the views have not applied yet."""
+    def lag(self, events_table: str, position: int, limit: int | None = None) -> int:
+        """How many events of the log the views have not applied yet; counted no further than
+        `limit` when given (a page or a command that only says how far behind, at a cost that
+        does not grow with the lag)."""
+        after = f"FROM {events_table} WHERE {self._notification_column} > ?"
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self.sql(f"SELECT COUNT(*) FROM {events_table} WHERE "
-                               f"{self._notification_column} > ?"), (position,))
+            if limit is None:
+                c.execute(self.sql(f"SELECT COUNT(*) {after}"), (position,))
+            else:
+                c.execute(self.sql(f"SELECT COUNT(*) FROM (SELECT 1 {after} LIMIT ?) AS behind"),
+                          (position, limit))
             return int(_first(c.fetchone()))
 
     _notification_column: ClassVar[str] = "rowid"
@@ -237,11 +242,12 @@ class GoalViews(TrackingRecorder):
             rows += [self._row(table, found) for found in c.fetchall()]
         return rows
 
-    def _row(self, table: Table, found: Any) -> Row:
-        values = found.values() if isinstance(found, dict) else tuple(found)
+    def _row(self, table: Table, found: Any, names: tuple[str, ...] | None = None) -> Row:
+        """One stored row decoded: every column of `table`, or the `names` selected."""
         return {
-            column.name: self._decode(column.kind, value)
-            for column, value in zip(table.columns, values, strict=True)
+            name: self._decode(kind, value)
+            for (name, kind), value in zip(_kinds(table.name, names or table.names),
+                                           _values(found), strict=True)
         }
 
     def _write(self, c: Any, fold: ViewFold) -> None:
@@ -294,8 +300,7 @@ class GoalViews(TrackingRecorder):
             ),
             (agent, held[0], held[1], reach, agent, held[0], reach, reach - 1),
         )
-        found = c.fetchone()
-        duration, position = found.values() if isinstance(found, dict) else tuple(found)
+        duration, position = _values(c.fetchone())
         return float(duration), int(position)
 
     def _upsert(self, c: Any, table: Table, rows: Iterable[Row]) -> None:
@@ -326,35 +331,17 @@ class GoalViews(TrackingRecorder):
 
     def rows(self, table: Table, where: str = "", params: Sequence[Any] = (),
              order: str = "", *, columns: Sequence[str] | None = None,
-             limit: int | None = None, offset: int = 0) -> list[Row]:
+             limit: int | None = None) -> list[Row]:
         """Rows of one read model; `where` / `order` are SQL fragments with `?` placeholders;
-        `columns`: only these (default: all); `limit` / `offset`: one page of them."""
+        `columns`: only these (default: all); `limit`: the first that many."""
         with self.reading() as read:
-            return read.rows(table, where, params, order, columns=columns, limit=limit,
-                             offset=offset)
+            return read.rows(table, where, params, order, columns=columns, limit=limit)
 
     @contextmanager
     def reading(self) -> Iterator[ViewReader]:
         """Reads in one transaction (on SQLite, one snapshot of the rows)."""
         with self.datastore.transaction(commit=False) as c:
             yield ViewReader(self, c)
-
-    def stream(self, table: Table, where: str = "", params: Sequence[Any] = (),
-               order: str = "", *, columns: Sequence[str] | None = None,
-               batch: int = 1000) -> Iterator[Row]:
-        """`rows`, `batch` at a time: a caller that prints them as they come never holds more
-        (the transaction stays open until the last row is read or the iterator is closed)."""
-        with self.reading() as read:
-            yield from read.stream(table, where, params, order, columns=columns, batch=batch)
-
-    def lag_upto(self, events_table: str, position: int, limit: int) -> int:
-        """`lag`, counted no further than `limit`: for a page that says how far behind the
-        views are, at a cost that does not grow with the lag."""
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(self.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM {events_table} WHERE "
-                               f"{self._notification_column} > ? LIMIT ?) AS behind"),
-                      (position, limit))
-            return int(_first(c.fetchone()))
 
     def at_or_after(self, column: str, when: datetime) -> tuple[str, tuple[Any, ...]]:
         """A `where` fragment and its parameters: the time `column` is at or after `when` (an
@@ -393,33 +380,15 @@ class ViewReader:
 
     def rows(self, table: Table, where: str = "", params: Sequence[Any] = (),
              order: str = "", *, columns: Sequence[str] | None = None,
-             limit: int | None = None, offset: int = 0) -> list[Row]:
+             limit: int | None = None) -> list[Row]:
         names = tuple(columns or table.names)
         query = self._query(table, names, where, order)
         values = tuple(params)
         if limit is not None:
-            query += " LIMIT ? OFFSET ?"
-            values += (limit, offset)
+            query += " LIMIT ?"
+            values += (limit,)
         self.c.execute(self.views.sql(query), values)
-        return self._decoded(table, names, self.c.fetchall())
-
-    def stream(self, table: Table, where: str = "", params: Sequence[Any] = (),
-               order: str = "", *, columns: Sequence[str] | None = None,
-               batch: int = 1000) -> Iterator[Row]:
-        names = tuple(columns or table.names)
-        query = self.views.sql(self._query(table, names, where, order))
-        if self.views.dialect == "postgres":
-            # A server-side cursor: psycopg's usual one holds the whole result once executed.
-            with self.c.connection.cursor(name="baton_views_stream") as cursor:
-                cursor.execute(query, tuple(params))
-                while found := cursor.fetchmany(batch):
-                    yield from self._decoded(table, names, found)
-            return
-        self.c.execute(query, tuple(params))
-        # eventsourcing's SQLite cursor wraps sqlite3's, without its fetchmany
-        cursor = self.c.sqlite_cursor
-        while found := cursor.fetchmany(batch):
-            yield from self._decoded(table, names, found)
+        return [self.views._row(table, found, names) for found in self.c.fetchall()]
 
     def count(self, table: Table, where: str = "", params: Sequence[Any] = ()) -> int:
         query = f"SELECT COUNT(*) FROM {self.views.qualified(table.name)}"
@@ -431,7 +400,7 @@ class ViewReader:
         """Rows per value of `column` (an index on it makes this an index-only scan)."""
         self.c.execute(f"SELECT {column}, COUNT(*) FROM {self.views.qualified(table.name)} "
                        f"GROUP BY {column}")
-        return {key: int(n) for key, n in map(_pair, self.c.fetchall())}
+        return {key: int(n) for key, n in map(_values, self.c.fetchall())}
 
     def distinct(self, table: Table, column: str) -> list[Any]:
         """The values of `column` but null, in order: a skip scan along an index led by it,
@@ -444,27 +413,12 @@ class ViewReader:
         )
         return [_first(found) for found in self.c.fetchall()]
 
-    def _decoded(self, table: Table, names: tuple[str, ...], found: Any) -> list[Row]:
-        if names == table.names:
-            return [self.views._row(table, row) for row in found]
-        kinds = _picked(table.name, names)
-        decode = self.views._decode
-        return [
-            {name: decode(kind, value) for (name, kind), value in
-             zip(kinds, row.values() if isinstance(row, dict) else tuple(row), strict=True)}
-            for row in found
-        ]
-
 
 @cache
-def _picked(table: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _kinds(table: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(column, kind) for the `names` of `table`, in that order."""
     kinds = {column.name: column.kind for column in _BY_NAME[table].columns}
     return tuple((name, kinds[name]) for name in names)
-
-
-def _pair(row: Any) -> tuple[Any, Any]:
-    key, value = row.values() if isinstance(row, dict) else tuple(row)
-    return key, value
 
 
 @cache  # keyed by name: hashing a whole Table per row would cost more than the conversion
@@ -476,11 +430,15 @@ def _conversions(table: str, converted: frozenset[str]) -> tuple[tuple[str, str 
 
 
 _BY_NAME = {table.name: table for table in (*TABLES, VIEWS_META)}
-_OPEN_STATUSES = tuple(status for status in GOAL_STATUSES if status not in GOAL_FINAL)
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    """A fetched row's values in column order (psycopg gives dicts, sqlite3 sequences)."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
 def _first(row: Any) -> Any:
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+    return _values(row)[0]
 
 
 class SQLiteGoalViews(GoalViews, SQLiteTrackingRecorder):

@@ -21,6 +21,7 @@ from eventsourcing.projection import ProjectionRunner
 
 from baton import projections
 from baton.api.results import TaskResult
+from baton.domain.lifecycle import GOAL_OPEN
 from baton.projections import GoalViews, ProjectionState
 from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, MODEL_STATS, TASK_STATUS
 from baton.settings import settings
@@ -100,7 +101,7 @@ NEWEST_FIRST = "updated_at DESC, goal_id"
 # An escalated task of a goal that has not ended: one primary-key probe per escalated task.
 _OPEN_ESCALATION = (
     "status = 'escalated' AND EXISTS (SELECT 1 FROM {goals} g WHERE g.goal_id = "
-    "task_status.goal_id AND g.status IN ('running', 'waiting'))"
+    "task_status.goal_id AND g.status IN (" + ", ".join(f"'{s}'" for s in GOAL_OPEN) + "))"
 )
 
 
@@ -137,17 +138,17 @@ class ReadModels:
         position = self.views.position(self.store.app.name)
         recorder: Any = self.store.app.recorder
         events_table = self.views.qualified(recorder.events_table_name)
-        return position, self.views.lag_upto(events_table, position, limit)
+        return position, self.views.lag(events_table, position, limit)
 
     def goals(self, goal_id: str | None = None) -> list[dict[str, Any]]:
         """goal_summary rows, most recently updated first (or the one goal)."""
         if goal_id is not None:
             return self.views.rows(GOAL_SUMMARY, "goal_id = ?", (goal_id,))
-        return self.views.rows(GOAL_SUMMARY, order="updated_at DESC, goal_id")
+        return self.views.rows(GOAL_SUMMARY, order=NEWEST_FIRST)
 
-    def iter_goals(self, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-        """Every goal_summary row, newest first, read a batch at a time (`status` of all)."""
-        return self.views.stream(GOAL_SUMMARY, order=NEWEST_FIRST, columns=columns)
+    def all_goals(self, columns: Sequence[str]) -> list[dict[str, Any]]:
+        """Every goal_summary row, newest first, only `columns` (`status` of all goals)."""
+        return self.views.rows(GOAL_SUMMARY, order=NEWEST_FIRST, columns=columns)
 
     def goal_list(
         self,

@@ -155,7 +155,7 @@ _LISTED = ("goal_id", "plan", "status", "updated_at", "started_at", "ended_at", 
 
 
 def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
-    goals = models.iter_goals(_LISTED)
+    goals = models.all_goals(_LISTED)
     if as_json:
         print_json({"goals": [_goal_line(row) for row in goals]})
         return
