@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from baton.projections.ranks import nearest_rank
 from baton.readmodels.reading import Refresher
 from baton.runtime.loading import prepare_plan
 from baton.runtime.service import start_goal
@@ -65,8 +66,8 @@ def preload(target: Target, samples: int, *, ties: bool = False) -> None:
             f"SELECT duration_ms, position FROM agent_latency WHERE agent = {mark} "
             "ORDER BY duration_ms, position", (AGENT,)).fetchall()
         count = len(ordered)
-        p50 = ordered[max(1, -(-count * 50 // 100)) - 1]
-        p95 = ordered[max(1, -(-count * 95 // 100)) - 1]
+        p50 = ordered[nearest_rank(count, 50) - 1]
+        p95 = ordered[nearest_rank(count, 95) - 1]
         conn.execute(
             f"UPDATE agent_stats SET latency_samples = {mark}, p50_ms = {mark}, "
             f"p50_position = {mark}, p95_ms = {mark}, p95_position = {mark} "
@@ -80,7 +81,7 @@ def recount(conn: Any, mark: str) -> None:
     count = conn.execute(f"SELECT COUNT(*) FROM agent_latency WHERE agent = {mark}",
                          (AGENT,)).fetchone()[0]
     for percent in (50, 95):
-        rank = max(1, -(-count * percent // 100))
+        rank = nearest_rank(count, percent)
         conn.execute(f"SELECT duration_ms FROM agent_latency WHERE agent = {mark} "
                      f"ORDER BY duration_ms LIMIT 1 OFFSET {mark}", (AGENT, rank - 1)).fetchone()
 

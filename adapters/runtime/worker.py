@@ -301,8 +301,7 @@ class Worker:
         those whose time to look again has come, never every goal known."""
         while self.timers and self.timers[0][0] <= now:
             wake, goal_id = heapq.heappop(self.timers)
-            seen = self.seen.get(goal_id)
-            if seen is not None and seen.wake == wake:
+            if self._timer_stands(wake, goal_id):
                 self.fresh[goal_id] = None
         for goal_id in tuple(self.fresh):
             if goal_id in self.driving:
@@ -426,11 +425,16 @@ class Worker:
         now = time.monotonic()
         while self.timers:  # the earliest look due, stale entries dropped on the way
             wake, goal_id = self.timers[0]
-            seen = self.seen.get(goal_id)
-            if seen is not None and seen.wake == wake:
+            if self._timer_stands(wake, goal_id):
                 return max(0.0, min(self.poll_s, wake - now))
             heapq.heappop(self.timers)
         return self.poll_s
+
+    def _timer_stands(self, wake: float, goal_id: str) -> bool:
+        """Whether a heap entry is still the goal's look-again time (not since replaced,
+        claimed or ended)."""
+        seen = self.seen.get(goal_id)
+        return seen is not None and seen.wake == wake
 
     def _refresh(self, *, last: bool = False) -> None:
         """Bring the read models up to date every `refresh_s`, unless another worker is doing
