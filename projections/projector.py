@@ -62,12 +62,20 @@ def view_class(app: Application[Any]) -> type[GoalViews]:
 
 
 @contextmanager
-def open_views(app: Application[Any]) -> Iterator[GoalViews]:
-    """The views of `app`'s store, created (and rebuilt if outdated) on first use."""
-    # Views use one connection at a time, and `alone` holds a second: a pool the store's size
-    # (five kept open) would hold five more sessions per reader for the life of a worker.
+def open_views(
+    app: Application[Any], *, connections: int = 2, pre_ping: bool = False
+) -> Iterator[GoalViews]:
+    """The views of `app`'s store, created (and rebuilt if outdated) on first use.
+
+    PostgreSQL: a pool of at most `connections` sessions, one kept open. A reader or a catch-up
+    uses one at a time and `alone` holds a second: a pool the store's size (five kept open)
+    would hold five more sessions per reader for the life of a worker. A server reading from
+    many threads at once asks for more; `pre_ping` checks a session before each use, for a
+    pool kept open across a restart of the database server.
+    """
     env = Environment(VIEWS_NAME, {**app.env, "POSTGRES_POOL_SIZE": "1",
-                                   "POSTGRES_MAX_OVERFLOW": "1"})
+                                   "POSTGRES_MAX_OVERFLOW": str(max(connections - 1, 0)),
+                                   **({"POSTGRES_PRE_PING": "y"} if pre_ping else {})})
     factory = InfrastructureFactory[Any].construct(env)
     try:
         views: GoalViews = factory.tracking_recorder(view_class(app))

@@ -17,7 +17,9 @@ pytest.importorskip("starlette", reason="the web extra is not installed")
 
 from starlette.testclient import TestClient
 
+from baton import projections
 from baton.domain.replay import replay
+from baton.readmodels import reading
 from baton.readmodels.reading import ReadModels, refresh
 from baton.runtime.service import cancel_goal, load_goal_plan
 from baton.store.eventstore import BatonStore, GoalNotFound, open_store
@@ -458,7 +460,7 @@ def test_a_page_never_catches_up_it_says_how_far_behind(
                 "<code>baton projections follow</code> catches them up") in page
         assert 'data-poll="/views" data-version="0"' in page  # reloads once they move
         assert "Nothing waits for a human" in client.get("/escalations").text
-        monkeypatch.setattr(web, "_LAG_COUNTED", 3)  # counted no further than this
+        monkeypatch.setattr(reading, "LAG_COUNTED", 3)  # counted no further than this
         assert "3+ events behind the log" in client.get("/").text
         assert projected(store, ReadModels.state).lag == lag  # the requests applied nothing
         assert client.get("/views").json() == {"version": 0}
@@ -475,6 +477,32 @@ def test_a_page_never_catches_up_it_says_how_far_behind(
         page = client.get("/").text
         assert _listed(page) == [("human", "cancelled")] and "read models current" in page
         assert "data-poll" not in page
+
+
+def test_pages_read_through_one_pool_opened_once(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page, a poll of /views or a form reads the read models through the pool the server
+    opened on its first read, not a pool (PostgreSQL: new sessions) opened per request."""
+    opened: list[int] = []
+    open_views = projections.open_views
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        opened.append(1)
+        return open_views(*args, **kwargs)
+
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    refresh(store)
+    monkeypatch.setattr(projections, "open_views", counted)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        for _ in range(3):
+            assert _listed(client.get("/").text) == [("human", "waiting")]
+            assert 'data-goal="human"' in client.get("/escalations").text
+            assert client.get("/views").json()["version"] > 0
+        key = _form_key(client.get("/goals/human").text)
+        client.post("/goals/human/cancel", data={"form_key": key, "reason": "duplicate"})
+        assert _listed(client.get("/").text) == [("human", "cancelled")]
+    assert len(opened) == 1
 
 
 def test_the_server_catches_up_in_a_thread_of_its_own(store: BatonStore) -> None:

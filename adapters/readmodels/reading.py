@@ -28,7 +28,11 @@ from baton.settings import settings
 from baton.store.eventstore import BatonApplication, BatonStore, GoalNotFound, translated_errors
 
 __all__ = [
+    "LAG_COUNTED",
+    "Escalations",
     "GoalList",
+    "KeptReadModels",
+    "Lag",
     "ReadModels",
     "Refresher",
     "follow",
@@ -105,6 +109,31 @@ _OPEN_ESCALATION = (
 )
 
 
+# A page or a read command counts the events the read models lag by up to this many: counting
+# them all would cost it time in proportion to the lag (`projections status` counts them all).
+LAG_COUNTED = 10_000
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far the read models are behind the log, counted no further than some limit."""
+
+    position: int  # the last event they applied
+    events: int  # events of the log after it, up to the limit
+    more: bool  # True: more than `events` (the limit) are behind
+
+    def __str__(self) -> str:
+        return f"more than {self.events:,}" if self.more else f"{self.events:,}"
+
+
+@dataclass(frozen=True)
+class Escalations:
+    """The longest-waiting escalated tasks of goals not ended, and how many wait in all."""
+
+    rows: list[dict[str, Any]]
+    waiting: int
+
+
 @dataclass(frozen=True)
 class GoalList:
     """One page of goal_summary rows, newest first, and what the page around them shows."""
@@ -132,13 +161,16 @@ class ReadModels:
         """Position, head and lag against the event log."""
         return projections.projection_state(self.store.app, self.views)
 
-    def behind(self, limit: int) -> tuple[int, int]:
-        """(position, lag counted no further than `limit`): `state()` for a page that is read
-        again and again, at a cost that does not grow with the lag."""
+    def behind(self, limit: int | None = None) -> Lag:
+        """How far behind, counted no further than `limit` (default `LAG_COUNTED`): `state()`
+        for a page or a command that is run again and again, at a cost that does not grow
+        with the lag."""
+        limit = LAG_COUNTED if limit is None else limit
         position = self.views.position(self.store.app.name)
         recorder: Any = self.store.app.recorder
         events_table = self.views.qualified(recorder.events_table_name)
-        return position, self.views.lag(events_table, position, limit)
+        counted = self.views.lag(events_table, position, limit + 1)
+        return Lag(position, min(counted, limit), counted > limit)
 
     def goals(self, goal_id: str | None = None) -> list[dict[str, Any]]:
         """goal_summary rows, most recently updated first (or the one goal)."""
@@ -228,6 +260,16 @@ class ReadModels:
         with self.views.reading() as read:
             return read.count(TASK_STATUS, self._open_escalation())
 
+    def longest_waiting(self, limit: int) -> Escalations:
+        """The first `limit` of `escalations()` and how many there are, read together (one
+        transaction: the count is of the rows the page was read from)."""
+        where = self._open_escalation()
+        with self.views.reading() as read:
+            rows = read.rows(TASK_STATUS, where, order="status_since, goal_id, task_id",
+                             limit=limit)
+            waiting = len(rows) if len(rows) < limit else read.count(TASK_STATUS, where)
+        return Escalations(rows, waiting)
+
     def _open_escalation(self) -> str:
         return _OPEN_ESCALATION.format(goals=self.views.qualified(GOAL_SUMMARY.name))
 
@@ -250,6 +292,40 @@ def read(store: BatonStore) -> Iterator[ReadModels]:
     """The store's read models, created (or rebuilt, if outdated) on first use."""
     with translated_errors(store.url), projections.open_views(store.app) as views:
         yield ReadModels(store, views)
+
+
+class KeptReadModels:
+    """The read models kept open by a process that reads them again and again from many
+    threads (the web view): one pool of connections for all its reads, opened on first use,
+    instead of a pool opened and closed for each read. Safe from any thread: each read takes
+    its own connection from the pool."""
+
+    def __init__(self, store: BatonStore, *, connections: int = 8) -> None:
+        self.store = store
+        self.connections = connections
+        self._lock = threading.Lock()
+        self._open = ExitStack()
+        self._models: ReadModels | None = None
+
+    @contextmanager
+    def read(self) -> Iterator[ReadModels]:
+        """`read(store)`, without opening anything after the first time. A store that cannot
+        be opened raises its error here and is tried again on the next call."""
+        with translated_errors(self.store.url):
+            yield self._opened()
+
+    def _opened(self) -> ReadModels:
+        with self._lock:
+            if self._models is None:
+                views = self._open.enter_context(projections.open_views(
+                    self.store.app, connections=self.connections, pre_ping=True))
+                self._models = ReadModels(self.store, views)
+            return self._models
+
+    def close(self) -> None:
+        with self._lock:
+            self._models = None
+            self._open.close()
 
 
 def follow(store: BatonStore, *, interval_s: float, stop: threading.Event) -> None:

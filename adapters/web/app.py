@@ -34,7 +34,7 @@ from starlette.templating import Jinja2Templates
 
 from baton.domain.errors import BatonError
 from baton.domain.replay import replay
-from baton.readmodels.reading import Refresher, read
+from baton.readmodels.reading import KeptReadModels, Refresher
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
@@ -52,7 +52,6 @@ __all__ = ["ESCALATIONS_SHOWN", "GOALS_PER_PAGE", "create_app"]
 HERE = Path(__file__).parent
 GOALS_PER_PAGE = 100
 ESCALATIONS_SHOWN = 100  # longest waiting first; the page says how many more wait
-_LAG_COUNTED = 10_000  # a page counts the events the read models lag by up to this many
 _FORM_CATCH_UP = 2_000  # a form that wrote catches up this many events itself, at most
 _GOAL_COLUMNS = ("goal_id", "plan", "status", "reason", "updated_at", "tasks", "tasks_succeeded",
                  "attempts")
@@ -133,6 +132,7 @@ def create_app(
     form_key = secrets.token_urlsafe(24)
     resumes: dict[str, threading.Thread] = {}
     cache = EventCache(store)
+    views = KeptReadModels(store)  # one pool for every page's reads, closed with the app
     catching_up: list[_CatchUp] = []  # the thread, while the app runs (see `lifespan`)
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Any:
@@ -143,20 +143,19 @@ def create_app(
     def behind(models: Any) -> dict[str, Any]:
         """Where the read models stand, for a page: it says how far behind they are, and
         wakes the catch-up thread rather than catching up itself."""
-        position, lag = models.behind(_LAG_COUNTED)
-        if lag:
+        lag = models.behind()
+        if lag.events:
             for thread in catching_up:
                 thread.nudge()
-        return {"position": position, "lag": lag, "lag_counted": _LAG_COUNTED,
-                "catching_up": catch_up_s > 0}
+        return {"position": lag.position, "lag": lag, "catching_up": catch_up_s > 0}
 
     def after_write() -> None:
         """After a form wrote events: catch the read models up, as `baton resolve` does, so the
         page it returns to shows the decision; when they are further behind than a form
         should wait for (a rebuild under way), leave it to the catch-up thread."""
-        with read(store) as models:
-            _, lag = models.behind(_FORM_CATCH_UP + 1)
-        if lag <= _FORM_CATCH_UP:
+        with views.read() as models:
+            far = models.behind(_FORM_CATCH_UP).more
+        if not far:
             catch_up_read_models(store, warn=_not_caught_up)
         else:
             for thread in catching_up:
@@ -167,7 +166,7 @@ def create_app(
         status, plan = params.get("status") or None, params.get("plan") or None
         since_text = params.get("since") or None
         since, error = _since(since_text)
-        with read(store) as models:
+        with views.read() as models:
             where = behind(models)
             listed = models.goal_list(status=status, plan=plan, since=since,
                                       page=_int(params.get("page"), 1),
@@ -187,7 +186,7 @@ def create_app(
 
     def views_position(request: Request) -> Any:
         """The read models' position: what the goal list polls, to show what they show now."""
-        with read(store) as models:
+        with views.read() as models:
             return JSONResponse({"version": models.views.position(store.app.name)})
 
     def goal(request: Request) -> Any:
@@ -249,12 +248,11 @@ def create_app(
         return RedirectResponse(f"/goals/{goal_id}{suffix}", status_code=303)
 
     def escalations(request: Request, error: str | None = None, status: int = 200) -> Any:
-        with read(store) as models:
+        with views.read() as models:
             where = behind(models)
-            rows = models.escalations(limit=ESCALATIONS_SHOWN)
-            waiting = len(rows) if len(rows) < ESCALATIONS_SHOWN else models.escalation_count()
+            shown = models.longest_waiting(ESCALATIONS_SHOWN)
         return render(request, "escalations.html", {
-            "escalations": rows, "waiting": waiting, **where,
+            "escalations": shown.rows, "waiting": shown.waiting, **where,
             "error": error or request.query_params.get("error"),
             "done": request.query_params.get("done"), "actions": _ACTIONS[:3],
             "actions_for": _ACTIONS_FOR,
@@ -351,6 +349,7 @@ def create_app(
         finally:
             while catching_up:
                 catching_up.pop().close()
+            views.close()
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 

@@ -89,17 +89,10 @@ def register(sub: Any) -> None:
     export.set_defaults(func=_export)
 
 
-# A read command's note counts the events the read models lag by up to this many: counting
-# all of them would cost the command time in proportion to the lag (`projections status`
-# counts them all).
-_LAG_COUNTED = 10_000
-
-
 def _warn_lag(models: ReadModels) -> None:
-    _, lag = models.behind(_LAG_COUNTED + 1)
-    if lag:
-        shown = f"more than {_LAG_COUNTED:,}" if lag > _LAG_COUNTED else str(lag)
-        print(f"baton: note: the read models are {shown} event(s) behind the log; "
+    lag = models.behind()  # counted no further than LAG_COUNTED
+    if lag.events:
+        print(f"baton: note: the read models are {lag} event(s) behind the log; "
               f"`baton projections follow` (or any run/resume) catches up", file=sys.stderr)
 
 
@@ -119,7 +112,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
     found = models.goals(goal_id)
-    if not found or models.behind(1)[1]:
+    if not found or models.behind(0).more:
         # Behind the log (a goal still running, or one whose runner was killed before it
         # caught the read models up): the goal's own events are the live state. A goal that
         # exists is never "not found"; GoalNotFound only when the log has no such goal.
