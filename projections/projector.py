@@ -102,10 +102,14 @@ def catch_up_views(
     *,
     page_size: int = DEFAULT_PAGE_SIZE,
     hook: BatchHook | None = None,
+    skip_if_busy: bool = True,
 ) -> int:
-    """`catch_up` on views kept open by the caller, skipped (0) while another process is
-    catching them up: for a process that does it again and again (a worker), where waiting
-    for the other would only read and decode the same pages for nothing."""
+    """`catch_up` on views kept open by the caller. With `skip_if_busy`, skipped (0) while
+    another process is catching them up: for a process that does it again and again (a
+    worker), where waiting for the other would only read and decode the same pages for
+    nothing. Without, every event written before the call is applied when it returns."""
+    if not skip_if_busy:
+        return _catch_up(app, views, page_size=page_size, hook=hook)
     with views.alone() as alone:
         return _catch_up(app, views, page_size=page_size, hook=hook) if alone else 0
 

@@ -12,7 +12,9 @@ import pytest
 from pydantic import BaseModel
 
 import baton
+from baton import projections
 from baton.readmodels.reading import read
+from baton.runtime.service import start_goal
 from baton.store.eventstore import open_store
 from tests import agents
 
@@ -98,6 +100,33 @@ def test_the_read_models_are_current_after_every_writing_method(bt: baton.Baton)
     bt.resolve(goal_id, "double", "output", output=Count(words=9), reason="counted by hand")
     bt.resume(goal_id)
     assert summary() == ("completed", "succeeded")
+
+
+def test_status_in_a_loop_opens_the_read_models_once_and_sees_other_writers(
+    bt: baton.Baton, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service that polls `status` keeps one pool of read-model connections, and still sees
+    what another process wrote (each call catches up first)."""
+    opened: list[int] = []
+    open_views = projections.open_views
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        opened.append(1)
+        return open_views(*args, **kwargs)
+
+    monkeypatch.setattr(projections, "open_views", counted)
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    goal_id = bt.run(plan, {"text": "a b"}).goal_id
+    for _ in range(5):
+        assert bt.status(goal_id).status == "completed"
+    other = open_store(store_url)  # another writer, which leaves the read models behind
+    try:
+        written = start_goal(other, plan, {"text": "a b c"}).id
+    finally:
+        other.close()
+    assert bt.status(written).output == {"words": 6}
+    assert {summary.goal_id for summary in bt.status()} == {goal_id, written}
+    assert len(opened) == 1
 
 
 def test_a_plan_file_runs_from_a_path(bt: baton.Baton) -> None:

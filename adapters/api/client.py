@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import IO, Any, overload
+from typing import IO, TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel
 
@@ -28,6 +28,9 @@ from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import DEFAULT_CONCURRENCY
 from baton.settings import settings
 from baton.store.eventstore import BatonStore, open_store
+
+if TYPE_CHECKING:  # the read side is imported on first use
+    from baton.readmodels.reading import KeptReadModels
 
 __all__ = ["Baton", "ReadModelsBehind"]
 
@@ -60,6 +63,7 @@ class Baton:
         # run from several threads or tasks) would only race to apply the same events.
         self._catching_up = threading.Lock()
         self._opening = threading.Lock()
+        self._kept: KeptReadModels | None = None  # the read models, opened on first use
 
     # --- the store ---
 
@@ -75,8 +79,23 @@ class Baton:
         _ = self.store
         return self
 
+    @property
+    def _read_models(self) -> KeptReadModels:
+        """The read models kept open for this object's reads and catch-ups: `status` in a
+        loop opens no pool (on PostgreSQL: no new sessions) per call."""
+        from baton.readmodels.reading import KeptReadModels
+
+        store = self.store
+        with self._opening:
+            if self._kept is None:
+                self._kept = KeptReadModels(store, connections=4)
+            return self._kept
+
     def close(self) -> None:
         with self._opening:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -179,10 +198,10 @@ class Baton:
     def status(self, goal_id: str | None = None) -> GoalResult | list[GoalSummary]:
         """One goal (as `run` returns it), or every goal, newest first: from the read models,
         caught up with the event log first (so what other processes wrote is included)."""
-        from baton.readmodels.reading import goal_status_json, read
+        from baton.readmodels.reading import goal_status_json
 
         self._catch_up()
-        with read(self.store) as models:
+        with self._read_models.read() as models:
             if goal_id is None:
                 return [GoalSummary.of_row(row) for row in models.goals()]
             goal, tasks = models.goal_with_tasks(goal_id)
@@ -294,7 +313,7 @@ class Baton:
 
     def _catch_up(self) -> None:
         with self._catching_up:
-            service.catch_up_read_models(self.store, warn=_warn_behind)
+            service.catch_up_read_models(self.store, warn=_warn_behind, kept=self._read_models)
 
 
 def _prepared(plan: PlanSource | LoadedPlan, goal_input: Any) -> tuple[LoadedPlan, Any]:

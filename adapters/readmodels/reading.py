@@ -295,10 +295,10 @@ def read(store: BatonStore) -> Iterator[ReadModels]:
 
 
 class KeptReadModels:
-    """The read models kept open by a process that reads them again and again from many
-    threads (the web view): one pool of connections for all its reads, opened on first use,
-    instead of a pool opened and closed for each read. Safe from any thread: each read takes
-    its own connection from the pool."""
+    """The read models kept open by a process that reads them again and again, from many
+    threads (the web view, a `Baton` client): one pool of connections for all its reads and
+    catch-ups, opened on first use, instead of a pool opened and closed for each. Safe from
+    any thread: each read takes its own connection from the pool."""
 
     def __init__(self, store: BatonStore, *, connections: int = 8) -> None:
         self.store = store
@@ -313,6 +313,14 @@ class KeptReadModels:
         be opened raises its error here and is tried again on the next call."""
         with translated_errors(self.store.url):
             yield self._opened()
+
+    def catch_up(self) -> int:
+        """`refresh(store)` through the kept pool: every event written before the call is
+        applied when it returns (another process catching up meanwhile is waited for)."""
+        with self.read() as models:
+            return projections.catch_up_views(self.store.app, models.views,
+                                              page_size=_page_size(), hook=_crash_hook(),
+                                              skip_if_busy=False)
 
     def _opened(self) -> ReadModels:
         with self._lock:

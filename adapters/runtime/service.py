@@ -14,7 +14,7 @@ import getpass
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -33,6 +33,9 @@ from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
 from baton.settings import settings
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import owning
+
+if TYPE_CHECKING:  # the read side is imported only when something was written
+    from baton.readmodels.reading import KeptReadModels
 
 __all__ = [
     "RESOLVE_ACTIONS",
@@ -86,14 +89,20 @@ def who(by: str | None = None) -> str:
         return "unknown"
 
 
-def catch_up_read_models(store: BatonStore, *, warn: Callable[[Exception], None]) -> None:
+def catch_up_read_models(
+    store: BatonStore, *, warn: Callable[[Exception], None], kept: KeptReadModels | None = None
+) -> None:
     """After a command that wrote events, so the read models show what it did. A failure to
     catch up goes to `warn`, never replaces the command's outcome: the events are stored, and
-    any later catch-up applies them."""
+    any later catch-up applies them. `kept`: through read models the caller keeps open (a
+    server, a `Baton` client), not a pool opened for this one call."""
     from baton.readmodels.reading import refresh  # the read side only when something was written
 
     try:
-        refresh(store)
+        if kept is not None:
+            kept.catch_up()
+        else:
+            refresh(store)
     except Exception as exc:
         if os.environ.get("BATON_DEBUG"):  # read directly: settings themselves may be broken
             raise

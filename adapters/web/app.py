@@ -156,7 +156,7 @@ def create_app(
         with views.read() as models:
             far = models.behind(_FORM_CATCH_UP).more
         if not far:
-            catch_up_read_models(store, warn=_not_caught_up)
+            catch_up_read_models(store, warn=_not_caught_up, kept=views)
         else:
             for thread in catching_up:
                 thread.nudge()
@@ -259,7 +259,7 @@ def create_app(
         }, status)
 
     def resume_in_background(goal_id: str) -> None:
-        thread = threading.Thread(target=_resume, args=(store, goal_id), daemon=True,
+        thread = threading.Thread(target=_resume, args=(store, goal_id, views), daemon=True,
                                   name=f"baton-web-resume-{goal_id}")
         resumes[goal_id] = thread
         thread.start()
@@ -354,14 +354,14 @@ def create_app(
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
-def _resume(store: BatonStore, goal_id: str) -> None:
+def _resume(store: BatonStore, goal_id: str, views: KeptReadModels) -> None:
     """Drive a resolved goal on, as `baton resume` would, then bring the read models up."""
     try:
         resume_goal(store, goal_id)
     except Exception as exc:  # shown by the goal page's state; the events say what happened
         print(f"baton serve: resuming {goal_id}: {exc}")
     finally:
-        catch_up_read_models(store, warn=_not_caught_up)
+        catch_up_read_models(store, warn=_not_caught_up, kept=views)
 
 
 def _not_caught_up(exc: Exception) -> None:
