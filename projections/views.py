@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -345,24 +345,11 @@ class GoalViews(TrackingRecorder):
 
     def at_or_after(self, column: str, when: datetime) -> tuple[str, tuple[Any, ...]]:
         """A `where` fragment and its parameters: the time `column` is at or after `when` (an
-        aware datetime). PostgreSQL compares timestamptz. SQLite holds ISO 8601 text in each
-        event's own offset (UTC unless a clock or TZINFO_TOPIC said otherwise): text with
-        `+00:00` compares as text with `when` in UTC written the same way (the index serves
-        it); text in another offset (or none: UTC) is compared once brought to UTC. The first
-        condition only narrows the index range: a time at or after `when` is, in any offset
-        (less than a day), written no earlier than a day before it."""
-        offset = when.utcoffset()
-        if offset is None:
+        aware datetime). Both dialects compare instants as stored (PostgreSQL timestamptz;
+        SQLite fixed-width UTC text, see `SQLiteGoalViews._encode`), so an index serves it."""
+        if when.utcoffset() is None:
             raise ValueError(f"at_or_after: {when.isoformat()} has no time zone")
-        if self.dialect == "postgres":
-            return f"{column} >= ?", (when,)
-        key = (when.replace(tzinfo=None) - offset).isoformat() + "+00:00"
-        in_utc = (f"COALESCE(strftime('%Y-%m-%dT%H:%M:%S', {column}) || CASE WHEN "
-                  f"substr({column}, 20, 1) = '.' THEN substr({column}, 20, 7) ELSE '' END "
-                  f"|| '+00:00', {column})")
-        return (f"{column} >= strftime('%Y-%m-%dT%H:%M:%S', ?, '-1 day') AND CASE WHEN "
-                f"substr({column}, -6) = '+00:00' THEN {column} ELSE {in_utc} END >= ?",
-                (key, key))
+        return f"{column} >= ?", (self._encode("time", when),)
 
 
 class ViewReader:
@@ -473,8 +460,8 @@ class SQLiteGoalViews(GoalViews, SQLiteTrackingRecorder):
     def _encode(self, kind: str, value: Any) -> Any:
         if value is None:
             return None
-        if kind == "time":
-            return value.isoformat()
+        if kind == "time":  # in UTC, to the microsecond: text order is time order
+            return value.astimezone(UTC).isoformat(timespec="microseconds")
         if kind == "json":
             return json.dumps(value, sort_keys=True)
         return value

@@ -410,6 +410,8 @@ def test_since_compares_instants_across_time_zones(store: BatonStore) -> None:
             return sorted(goal for goal, _ in _listed(page.text))
 
         assert since("2026-03-01") == ["east", "india", "utc", "west"]
+        newest_first = [goal for goal, _ in _listed(client.get("/").text)]
+        assert newest_first == ["west", "india", "utc", "east"]  # by instant, not by text
         # midnight UTC: east's text reads 2026-03-02 but it is 23:30 on the 1st; west's text
         # reads the 1st but it is 01:00 on the 2nd
         assert since("2026-03-02") == ["india", "utc", "west"]
