@@ -71,7 +71,15 @@ from baton.domain.policies import (
     jitter_fraction,
 )
 from baton.domain.references import resolve, resolve_binding
-from baton.domain.state import UNAVAILABLE, GoalState, Outcome, TaskState, Usage, parent_of
+from baton.domain.state import (
+    UNAVAILABLE,
+    GoalState,
+    Outcome,
+    TaskState,
+    Usage,
+    parent_of,
+    waiting_reason,
+)
 
 __all__ = ["Recorder", "decide", "settle"]
 
@@ -367,9 +375,7 @@ def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:
         return _complete(state)
     escalated = state.with_status("escalated")
     if state.status == "running" and escalated and not movable:
-        reason = "waiting for a human on " + ", ".join(
-            f"{tid} ({state.tasks[tid].reason})" for tid in escalated
-        )
+        reason = waiting_reason((tid, state.tasks[tid].reason) for tid in escalated)
         return [GoalSuspended(waiting_on=escalated, rule="escalation.wait", reason=reason)]
     return []
 

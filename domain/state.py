@@ -7,6 +7,7 @@ else does, so the state is a pure function of the event log.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from baton.domain.lifecycle import TASK_FINAL, GoalStatus, TaskStatus
 from baton.domain.plan import Plan
 
 __all__ = [
+    "RESOLVED_WAIT",
     "UNAVAILABLE",
     "GoalState",
     "Outcome",
@@ -22,6 +24,7 @@ __all__ = [
     "TaskState",
     "Usage",
     "parent_of",
+    "waiting_reason",
 ]
 
 # Statuses after which a task's output will never arrive: its dependants are skipped.
@@ -29,6 +32,19 @@ UNAVAILABLE: frozenset[TaskStatus] = frozenset({"abandoned", "skipped", "failed"
 
 # How an attempt ended, as observed: an agent returned, raised or timed out, or a human answered.
 OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
+
+
+# The reason of a waiting goal once a human has decided every task it waited on: nothing waits
+# for a human any more, only for a runner (`baton resume`, or a worker) to take the goal up.
+RESOLVED_WAIT = "a human resolved every escalation; the goal has not been resumed yet"
+
+
+def waiting_reason(escalated: Iterable[tuple[str, str | None]]) -> str:
+    """Why a goal waits, from its escalated tasks (id, reason) in order: what `GoalSuspended`
+    records, and what a waiting goal's reason becomes when a human's decision settles one of
+    them (the read models fold the same text: baton.projections.fold)."""
+    waiting = [f"{task_id} ({reason})" for task_id, reason in escalated]
+    return "waiting for a human on " + ", ".join(waiting) if waiting else RESOLVED_WAIT
 
 
 def parent_of(task_id: str) -> str | None:
@@ -166,9 +182,20 @@ class GoalState:
         self.by_status.setdefault(status, set()).add(task.id)
         if task.status == "ready" or status == "ready":
             self._reorder_ready(task.id, leaving=task.status == "ready", entering=status == "ready")
-        if task.status == "escalated":
+        settled = task.status == "escalated" and status != "escalated"
+        if settled:
             task.waiting_for = None  # whatever it waited for is settled once it leaves
         task.status = status
+        if settled and self.status == "waiting":
+            # A human's decision moved it on: the reason recorded when the goal was suspended
+            # names a task that no longer waits. Say what the goal waits for now.
+            self.reason = RESOLVED_WAIT
+            if self.by_status.get("escalated"):
+                self.reason = waiting_reason(  # in the order the read models list tasks in:
+                    (other.id, other.reason)  # the plan's, then the added ones as they came
+                    for other in self.tasks.values()
+                    if other.status == "escalated"
+                )
         self.candidates.discard(task.id)
         if status == "succeeded":
             self.accepted[task.id] = task.output

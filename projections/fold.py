@@ -24,6 +24,7 @@ from typing import Any
 from baton.domain.errors import BatonError
 from baton.domain.gates import escalation_kind
 from baton.domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
+from baton.domain.state import RESOLVED_WAIT, waiting_reason
 from baton.projections.schema import AGENT_STATS, MODEL_STATS, TASK_STATUSES
 
 __all__ = ["ProjectionError", "Row", "ViewFold"]
@@ -172,10 +173,25 @@ class ViewFold:
                 f"cannot {event} from {source}"
             )
         task.update(status=target, status_since=at)
-        if source == "escalated" and target != "escalated":
-            task.update(waiting_for=None, question=None, approval_input=None)
         goal[f"tasks_{source}"] -= 1
         goal[f"tasks_{target}"] += 1
+        if source == "escalated" and target != "escalated":
+            task.update(waiting_for=None, question=None, approval_input=None)
+            if goal["status"] == "waiting":
+                goal["reason"] = self._waiting_reason(goal)
+
+    def _waiting_reason(self, goal: Row) -> str:
+        """A waiting goal's reason once a human's decision moved one of its tasks on: what it
+        still waits for, as the aggregate folds it (GoalState.move)."""
+        if not goal["tasks_escalated"]:
+            return RESOLVED_WAIT
+        goal_id = goal["goal_id"]
+        escalated = sorted(
+            (row for (of, _), row in self.tasks.items()
+             if of == goal_id and row["status"] == "escalated"),
+            key=lambda row: row["plan_index"],
+        )
+        return waiting_reason((row["task_id"], row["last_reason"]) for row in escalated)
 
     def _move_goal(self, goal: Row, event: str, position: int, kind: str) -> None:
         target = GOAL_TRANSITIONS.get((goal["status"], event))

@@ -26,7 +26,8 @@ __all__ = [
 # 2: model_stats (tokens and cost per agent and model); 3: what an escalated task waits for;
 # 4: task_status.added_by; 5: agent_stats.p50_position / p95_position, so a batch moves
 # the percentiles instead of recounting them; 6: SQLite holds times in UTC, to the
-# microsecond (they were in each event's own offset, so text order was not time order)
+# microsecond (they were in each event's own offset, so text order was not time order), and
+# a waiting goal's reason says what it waits for once a human's decision moved a task on
 VIEWS_VERSION = 6
 
 # Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).
