@@ -336,7 +336,7 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             input_digest=digest(agent_input.model_dump(mode="json")),
             idempotency_key=idempotency_key(state.goal_id, task_id),
             rule="dag.dispatch",
-            reason=f"attempt {attempt} (retry policy allows {policy.max_attempts})",
+            reason=_dispatch_reason(state, task, attempt, policy.max_attempts),
             reserved=reserved,
             policy={"max_attempts": policy.max_attempts, "concurrency": state.concurrency},
             attempt_context=None if context is None else context.model_dump(mode="json"),
@@ -345,6 +345,23 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
         decisions.append(dispatched)
         slots -= 1
     return decisions
+
+
+def _dispatch_reason(state: GoalState, task: TaskState, attempt: int, max_attempts: int) -> str:
+    """Why this attempt starts. Under rules 1 always "attempt N (retry policy allows M)", which
+    reads as a retry after a failure where the task runs again because a human answered its
+    question (a question is not a failure: it counts against `max_clarifications`, not the retry
+    policy); rules 2 says so. Goals started under rules 1 keep the old wording, so their
+    recorded histories replay as they were decided."""
+    if state.rules >= 2 and task.readied_by == "clarification.answered":
+        failed = task.failures
+        return (
+            f"attempt {attempt}: runs again because a human answered its question "
+            f"({len(task.clarifications)} answered so far); a question is not a failure: "
+            f"{failed} failed attempt{'' if failed == 1 else 's'} of the {max_attempts} the "
+            "retry policy allows"
+        )
+    return f"attempt {attempt} (retry policy allows {max_attempts})"
 
 
 def _settle_goal(state: GoalState, contracts: Contracts) -> list[Decision]:

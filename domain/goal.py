@@ -30,7 +30,7 @@ from baton.domain.expansion import extend_with_fragment, extend_with_map
 from baton.domain.gates import escalation_kind
 from baton.domain.lifecycle import goal_target, task_target
 from baton.domain.plan import Plan, plan_key
-from baton.domain.state import GoalState, Outcome, TaskState, Usage
+from baton.domain.state import RULES, GoalState, Outcome, TaskState, Usage
 from baton.domain.usage import upcast_usage
 
 __all__ = ["DECISION_KINDS", "OBSERVATION_KINDS", "Goal", "GoalEvent", "canonical_plan"]
@@ -84,6 +84,11 @@ class Goal(BaseAggregate[str]):
         when the goal started (`{"agents": {name: {"input", "output"}}, "input": schema|null}`),
         so a run can be checked where its agent modules cannot be imported. Version 1 events
         recorded none (`None`). The goal itself never reads them.
+
+        Version 3 adds `rules`: the version of the decision rules the goal is decided under
+        (`baton.domain.state.RULES` when it started). Goals started before recorded none and
+        were decided under rules 1, so version 2 events upcast with 1 (and a run file that
+        lacks the field reads as 1: the field's default).
         """
 
         originator_topic: str
@@ -93,12 +98,17 @@ class Goal(BaseAggregate[str]):
         forked_from: str | None = None
         forked_at: int | None = None
         schemas: dict[str, Any] | None = None
+        rules: int = 1
         observation: ClassVar[bool] = True
-        class_version: ClassVar[int] = 2
+        class_version: ClassVar[int] = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["schemas"] = None  # recorded before Baton kept the contracts' schemas
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["rules"] = 1  # recorded before `rules` was: decided under rules 1
 
     class RunResumed(Event):
         """A runner took the goal up again; attempts still in flight have no known outcome."""
@@ -239,6 +249,7 @@ class Goal(BaseAggregate[str]):
             task.due_at = None
             task.resolution = None
             task.reason = self.reason
+            task.readied_by = self.rule
 
     class TaskDispatched(Event):
         """An attempt was sent to its agent: stored before the agent is called.
@@ -269,6 +280,7 @@ class Goal(BaseAggregate[str]):
             task.in_flight = self.attempt
             task.attempt_context = self.attempt_context
             task.idempotency_key = self.idempotency_key
+            task.readied_by = None
             if self.reserved is not None:
                 task.reserved = Usage(self.reserved["tokens"], self.reserved["cost_usd"])
             if task.granted_attempts > 0:
@@ -587,6 +599,7 @@ class Goal(BaseAggregate[str]):
         concurrency: int,
         forked_from: str | None = None,
         forked_at: int | None = None,
+        rules: int = 1,
     ) -> None:
         validated = _validated_plan(plan)
         started: datetime = self.created_on
@@ -599,6 +612,7 @@ class Goal(BaseAggregate[str]):
             concurrency=concurrency,
             tasks={task_id: TaskState(task_id) for task_id in validated.order},
             forked_from=forked_from,
+            rules=rules,
         )
 
     @classmethod
@@ -613,7 +627,10 @@ class Goal(BaseAggregate[str]):
         forked_from: str | None = None,
         forked_at: int | None = None,
         schemas: dict[str, Any] | None = None,
+        rules: int = RULES,
     ) -> Goal:
+        """A new goal's `Started` event. `rules`: today's decision rules, or the ones a recorded
+        history was decided under (re-execution and what-if decide it again)."""
         return cls._create(
             cls.Started,
             id=goal_id,
@@ -624,6 +641,7 @@ class Goal(BaseAggregate[str]):
             forked_from=forked_from,
             forked_at=forked_at,
             schemas=schemas,
+            rules=rules,
         )
 
     def observe(self, kind: str, *, at: datetime, **fields: Any) -> None:

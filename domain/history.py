@@ -19,7 +19,7 @@ from baton.domain.errors import BatonError, PlanError
 from baton.domain.expansion import is_added
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.plan import Plan, load_plan
-from baton.domain.state import GoalState
+from baton.domain.state import RULES, GoalState
 
 __all__ = [
     "OUTCOME_KINDS",
@@ -150,6 +150,11 @@ def check_history(events: Sequence[GoalEvent]) -> Plan:
         plan = load_plan(started.plan, source="the recorded plan")
     except PlanError as exc:
         raise HistoryError(f"event 1 (Started): {exc}") from None
+    if not 1 <= started.rules <= RULES:
+        raise HistoryError(
+            f"event 1 (Started): decided under rules {started.rules}; this Baton knows rules "
+            f"1..{RULES} (a newer Baton recorded it?)"
+        )
     forked_from, forked_at = started.forked_from, started.forked_at
     if (forked_from is None) != (forked_at is None):
         raise HistoryError("event 1 (Started): forked_from and forked_at go together")

@@ -17,6 +17,7 @@ from baton.domain.plan import Plan
 
 __all__ = [
     "RESOLVED_WAIT",
+    "RULES",
     "UNAVAILABLE",
     "GoalState",
     "Outcome",
@@ -33,6 +34,14 @@ UNAVAILABLE: frozenset[TaskStatus] = frozenset({"abandoned", "skipped", "failed"
 # How an attempt ended, as observed: an agent returned, raised or timed out, or a human answered.
 OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 
+
+# The version of the decision rules a new goal is decided under, recorded in its `Started` event
+# (v3) so that a history keeps replaying under the rules it was decided with: `decide` reads
+# `GoalState.rules` wherever a later version decides (or words a decision) differently.
+#   1: every goal started before `Started` v3 (its upcaster says 1).
+#   2: the dispatch after a human answered the task's question says so, and that a question is
+#      not a failure, instead of "attempt N (retry policy allows M)".
+RULES = 2
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits
 # for a human any more, only for a runner (`baton resume`, or a worker) to take the goal up.
@@ -98,6 +107,7 @@ class TaskState:
     clarifications: list[dict[str, str]] = field(default_factory=list)
     approved: bool = False
     attempt_context: dict[str, Any] | None = None  # as recorded with the last dispatch
+    readied_by: str | None = None  # the rule of the TaskReady since the last dispatch, if any
 
 
 @dataclass
@@ -122,6 +132,7 @@ class GoalState:
     # a human's decision must not dispatch work that no process is there to run.
     resume_requested: bool = False
     forked_from: str | None = None
+    rules: int = 1  # the decision rules it is decided under (RULES when it started; 1 before)
 
     # Decomposition (baton.domain.expansion): planners and maps that run as the tasks they
     # added, each `running` until the last of its children ends; they hold no worker slot.

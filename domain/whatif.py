@@ -165,6 +165,7 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
         goal_input=started.input,
         concurrency=started.concurrency,
         at=started.timestamp,
+        rules=started.rules,  # only the plan changes: the rules stay those it was decided with
     )
     collect(changed)  # the changed run's own Started: not compared, its plan differs on purpose
     recorded: Goal | None = None

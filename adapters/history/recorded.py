@@ -192,6 +192,7 @@ def reexecute(
             forked_from=started.forked_from,
             forked_at=started.forked_at,
             schemas=started.schemas,  # an observation, taken as recorded
+            rules=started.rules,  # decided again under the rules it was decided with
         )
         if inherited:
             copy_events(goal, events[1:inherited])  # the parent's history, as `fork` copied it

@@ -1,0 +1,124 @@
+"""The dispatch after a human answered a task's question says so (decision rules 2), on both
+stores; goals decided under rules 1 (every history recorded before `Started` v3) keep the
+wording they were decided with, so they replay, re-execute and continue as before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import baton
+from baton.domain.goal import Goal
+from baton.domain.history import HistoryError, check_history
+from baton.domain.replay import replay
+from baton.domain.state import RULES
+from baton.history.recorded import reexecute
+from baton.history.runfile import read_run, write_run
+from baton.runtime.loading import prepare_plan
+from tests import gate_agents
+from tests.test_gates import gated_plan
+
+GATED = Path(__file__).parent / "golden" / "gated.jsonl"
+ANSWERED = (
+    "attempt 2: runs again because a human answered its question (1 answered so far); "
+    "a question is not a failure: 0 failed attempts of the 3 the retry policy allows"
+)
+OLD = "attempt 2 (retry policy allows 3)"
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> Iterator[None]:
+    gate_agents.reset()
+    yield
+
+
+@pytest.fixture
+def bt(store_url: str) -> Iterator[baton.Baton]:
+    with baton.Baton(store_url) as client:
+        yield client
+
+
+def _dispatches(events: Sequence[Any], task: str) -> list[Any]:
+    return [e for e in events if type(e).__name__ == "TaskDispatched" and e.task == task]
+
+
+def test_the_dispatch_after_an_answer_says_why_it_runs_again(
+    bt: baton.Baton, tmp_path: Path
+) -> None:
+    bt.run(baton.load_plan(gated_plan()), {"question": "sales"}, goal_id="g")
+    bt.answer("g", "ask", "Q1 2026", by="ann")
+    assert bt.resume("g").tasks["ask"].status == "succeeded"
+    events = list(bt.store.events("g"))
+    assert events[0].rules == RULES == 2
+    first, again = _dispatches(events, "ask")
+    assert first.reason == "attempt 1 (retry policy allows 3)"
+    assert (again.rule, again.reason) == ("dag.dispatch", ANSWERED)
+    [draft] = _dispatches(events, "draft")
+    assert draft.reason == "attempt 1 (retry policy allows 3)"
+    # The record verifies: re-decided, re-executed, and after a round trip through a run file.
+    assert bt.replay("g").ok
+    loaded = prepare_plan(gated_plan())
+    assert reexecute(events, loaded).ok
+    bt.export_run("g", tmp_path / "g.jsonl")
+    run = read_run(str(tmp_path / "g.jsonl"))
+    assert run.events[0].rules == RULES
+    assert replay(run.events, loaded.contracts).ok
+    audit = bt.audit("g")
+    assert ANSWERED in [d["reason"] for d in audit["decisions"]]
+
+
+def test_a_goal_decided_under_rules_1_keeps_its_wording(bt: baton.Baton, tmp_path: Path) -> None:
+    """The golden `gated` history (Started v2: rules 1) up to its question, imported, answered
+    and resumed with today's code: the dispatch is worded as rules 1 words it, and the whole
+    history, recorded then and now, replays."""
+    golden = read_run(str(GATED))
+    assert golden.events[0].rules == 1  # recorded before `rules`: the field's default
+    [_, again, *_] = _dispatches(golden.events, "ask")
+    assert again.reason == OLD
+    asked = next(i for i, e in enumerate(golden.events) if type(e).__name__ == "GoalSuspended")
+    prefix = tmp_path / "asked.jsonl"
+    with prefix.open("w", encoding="utf-8") as out:
+        write_run(golden.events[: asked + 1], out)
+    goal_id = bt.import_run(prefix)
+    bt.answer(goal_id, "ask", "Q1 2026", by="ana")
+    bt.resume(goal_id)
+    events = list(bt.store.events(goal_id))
+    assert events[0].rules == 1
+    [_, again] = _dispatches(events, "ask")
+    assert again.reason == OLD
+    assert bt.replay(goal_id).ok
+
+
+def test_a_v2_started_event_upcasts_to_rules_1(sqlite_url: str) -> None:
+    from eventsourcing.persistence import StoredEvent
+
+    from baton.store.eventstore import open_store
+
+    store = open_store(sqlite_url)
+    try:
+        with baton.Baton(sqlite_url) as client:
+            client.submit(baton.load_plan(gated_plan()), {"question": "s"}, goal_id="g")
+        [started] = list(store.events("g"))
+        mapper = store.app.mapper
+        stored = mapper.to_stored_event(started)
+        state = mapper.transcoder.decode(stored.state)
+        assert state.pop("class_version") == 3 and state.pop("rules") == RULES
+        state["class_version"] = 2  # as recorded before `rules`
+        old = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
+                          mapper.transcoder.encode(state))
+        upcast = mapper.to_domain_event(old)
+    finally:
+        store.close()
+    assert isinstance(upcast, Goal.Started)
+    assert upcast.rules == 1
+    assert upcast.mutate(None).state.rules == 1
+
+
+def test_a_history_decided_under_unknown_rules_is_refused() -> None:
+    events = read_run(str(GATED)).events
+    object.__setattr__(events[0], "rules", RULES + 1)
+    with pytest.raises(HistoryError, match=f"decided under rules {RULES + 1}"):
+        check_history(events)
