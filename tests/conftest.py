@@ -85,3 +85,12 @@ def store(store_url: str) -> Iterator[object]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def bt(store_url: str) -> Iterator[object]:
+    """A `baton.Baton` client on a fresh store, closed after the test."""
+    import baton
+
+    with baton.Baton(store_url) as client:
+        yield client

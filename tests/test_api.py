@@ -25,11 +25,6 @@ def _reset_agents() -> Iterator[None]:
     yield
 
 
-@pytest.fixture
-def bt(store_url: str) -> Iterator[baton.Baton]:
-    with baton.Baton(store_url) as opened:
-        yield opened
-
 
 # Agents defined here, passed to load_plan as callables (no module path in the plan).
 

@@ -35,11 +35,6 @@ def _reset() -> Iterator[None]:
     yield
 
 
-@pytest.fixture
-def bt(store_url: str) -> Iterator[baton.Baton]:
-    with baton.Baton(store_url) as client:
-        yield client
-
 
 def _dispatches(events: Sequence[Any], task: str) -> list[Any]:
     return [e for e in events if type(e).__name__ == "TaskDispatched" and e.task == task]

@@ -23,11 +23,6 @@ def _reset() -> Iterator[None]:
     yield
 
 
-@pytest.fixture
-def bt(store_url: str) -> Iterator[baton.Baton]:
-    with baton.Baton(store_url) as client:
-        yield client
-
 
 def gated_plan(
     *, ask: str = "ask_once", output: str = "$publish", **ask_fields: Any
