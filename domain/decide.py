@@ -351,8 +351,15 @@ def _dispatch_reason(state: GoalState, task: TaskState, attempt: int, max_attemp
     """Why this attempt starts. Under rules 1 always "attempt N (retry policy allows M)", which
     reads as a retry after a failure where the task runs again because a human answered its
     question (a question is not a failure: it counts against `max_clarifications`, not the retry
-    policy); rules 2 says so. Goals started under rules 1 keep the old wording, so their
-    recorded histories replay as they were decided."""
+    policy), and as a breach of the policy where a human granted an attempt beyond it ("attempt
+    3 (retry policy allows 2)"); rules 2 says what happened. Goals started under rules 1 keep
+    the old wording, so their recorded histories replay as they were decided."""
+    if state.rules >= 2 and task.readied_by == "human.retry":
+        # task.reason is the TaskReady's: "retry requested by WHO: WHY"
+        return (
+            f"attempt {attempt}: {task.reason}; the retry policy's {max_attempts} "
+            f"attempt{'' if max_attempts == 1 else 's'} count again from this one"
+        )
     if state.rules >= 2 and task.readied_by == "clarification.answered":
         failed = task.failures
         return (

@@ -40,7 +40,8 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 # `GoalState.rules` wherever a later version decides (or words a decision) differently.
 #   1: every goal started before `Started` v3 (its upcaster says 1).
 #   2: the dispatch after a human answered the task's question says so, and that a question is
-#      not a failure, instead of "attempt N (retry policy allows M)".
+#      not a failure; the dispatch after a human's retry says who asked for it and that the
+#      retry policy counts again from it; both instead of "attempt N (retry policy allows M)".
 RULES = 2
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits

@@ -65,6 +65,28 @@ def test_the_dispatch_after_an_answer_says_why_it_runs_again(
     assert ANSWERED in [d["reason"] for d in audit["decisions"]]
 
 
+def test_the_dispatch_after_a_human_retry_says_who_asked_and_why(bt: baton.Baton) -> None:
+    """Rules 1 worded it "attempt 3 (retry policy allows 2)": a breach of the policy, on the
+    face of it. Rules 2 says a human asked, and that the policy counts again from there."""
+    from tests.test_api import _counting_plan, refuses, split_count
+
+    data = _counting_plan(on_failure="escalate", retry={"max_attempts": 2, "backoff_s": 0})
+    plan = baton.load_plan(data, agents={"count": split_count, "double": refuses})
+    assert bt.run(plan, {"text": "a b"}, goal_id="g").status == "waiting"
+    bt.resolve("g", "double", "retry", reason="service back up", by="ana")
+    bt.resume("g")
+    events = list(bt.store.events("g"))
+    reasons = [d.reason for d in _dispatches(events, "double")]
+    assert reasons[:2] == ["attempt 1 (retry policy allows 2)",
+                           "attempt 2 (retry policy allows 2)"]
+    assert reasons[2] == ("attempt 3: retry requested by ana: service back up; the retry "
+                          "policy's 2 attempts count again from this one")
+    assert reasons[3] == "attempt 4 (retry policy allows 2)"  # the policy's own retry
+    assert bt.replay("g").ok
+    assert reexecute(events, prepare_plan(data, agents={"count": split_count,
+                                                        "double": refuses})).ok
+
+
 def test_a_goal_decided_under_rules_1_keeps_its_wording(bt: baton.Baton, tmp_path: Path) -> None:
     """The golden `gated` history (Started v2: rules 1) up to its question, imported, answered
     and resumed with today's code: the dispatch is worded as rules 1 words it, and the whole
