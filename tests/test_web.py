@@ -6,6 +6,7 @@ import html
 import importlib
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -505,6 +506,36 @@ def test_pages_read_through_one_pool_opened_once(
         client.post("/goals/human/cancel", data={"form_key": key, "reason": "duplicate"})
         assert _listed(client.get("/").text) == [("human", "cancelled")]
     assert len(opened) == 1
+
+
+@pytest.mark.postgres
+def test_pages_outlive_sessions_the_database_cut(postgres_url: str) -> None:
+    """The pool the pages read through lives as long as the server: sessions the database
+    cut (a failover, an administrator) are replaced before use, not served as errors."""
+    import psycopg
+
+    from tests.conftest import PG_URL
+    from tests.test_chaos import wait_for
+
+    name = f"baton-web-{uuid.uuid4().hex[:8]}"
+    store = open_store(f"{postgres_url}&application_name={name}")
+    try:
+        run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+        refresh(store)
+        with TestClient(create_app(store, catch_up_s=0)) as client, \
+                psycopg.connect(PG_URL, autocommit=True) as admin:
+            assert _listed(client.get("/").text) == [("human", "waiting")]
+            cut = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = %s", (name,)).fetchall()
+            assert cut, "no session of the store to cut"
+            wait_for(lambda: not admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchall(), "the cut sessions to end")
+            for _ in range(3):
+                assert _listed(client.get("/").text) == [("human", "waiting")]
+                assert 'data-goal="human"' in client.get("/escalations").text
+    finally:
+        store.close()
 
 
 def test_the_server_catches_up_in_a_thread_of_its_own(store: BatonStore) -> None:
