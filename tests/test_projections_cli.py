@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from baton import projections
-from baton.projections.schema import TABLES
+from baton.projections.schema import TABLES, VIEWS_VERSION
 from baton.readmodels import reading as readmodels
 from baton.readmodels.reading import ReadModels
 from baton.store.eventstore import BatonStore
@@ -151,11 +151,35 @@ def test_status_reports_a_lag_instead_of_hiding_it(store: BatonStore) -> None:
     listed = baton("status", "--json", store=store.url)
     assert listed.json() == {"goals": []}
     assert "behind the log" in listed.err
+    # Empty read models (a new store, or an upgrade's rebuild) say what fills them now
+    assert "applied none yet" in listed.err
+    assert "`baton projections update` fills them now" in listed.err
     where = baton("projections", "status", "--json", store=store.url).json()["projections"]
     assert where[0]["lag"] == where[0]["head"] > 0
     updated = baton("projections", "update", "--json", store=store.url).json()
     assert updated["lag"] == 0 and updated["applied"] == where[0]["head"]
     assert len(baton("status", "--json", store=store.url).json()["goals"]) == 1
+    run(store, RETRIED, {"text": "again"})  # behind again, but not empty
+    behind = baton("status", store=store.url).err
+    assert "behind the log; `baton projections update` catches up now" in behind
+
+
+def test_after_an_upgrade_status_says_how_to_fill_the_rebuilt_read_models(
+    store: BatonStore,
+) -> None:
+    """A new views version empties the read models on first open; `status` must not just show
+    no goals, but say so and what fills them."""
+    run(store, RETRIED, {"text": "hi"})
+    readmodels.refresh(store)
+    with readmodels.read(store) as models, models.views.datastore.transaction(commit=True) as c:
+        meta = models.views.qualified("baton_views_meta")
+        c.execute(models.views.sql(f"UPDATE {meta} SET version = ?"), (VIEWS_VERSION - 1,))
+    upgraded = baton("status", store=store.url)
+    assert upgraded.code == 0
+    assert "applied none yet (after an upgrade they are rebuilt from the log)" in upgraded.err
+    assert baton("projections", "update", store=store.url).code == 0
+    after = baton("status", "--json", store=store.url)
+    assert len(after.json()["goals"]) == 1 and not after.err
 
 
 @pytest.mark.parametrize("point", ["before_commit:7", "after_commit:7", "before_commit:20",

@@ -91,9 +91,16 @@ def register(sub: Any) -> None:
 
 def _warn_lag(models: ReadModels) -> None:
     lag = models.behind()  # counted no further than LAG_COUNTED
-    if lag.events:
-        print(f"baton: note: the read models are {lag} event(s) behind the log; "
-              f"`baton projections follow` (or any run/resume) catches up", file=sys.stderr)
+    if not lag.events:
+        return
+    if lag.position == 0:  # empty: a store no catch-up has run on, or an upgrade's rebuild
+        print(f"baton: note: the read models are {lag} event(s) behind the log and have "
+              "applied none yet (after an upgrade they are rebuilt from the log); `baton "
+              "projections update` fills them now", file=sys.stderr)
+        return
+    print(f"baton: note: the read models are {lag} event(s) behind the log; `baton projections "
+          "update` catches up now (as a worker, `projections follow` or any run/resume does)",
+          file=sys.stderr)
 
 
 # --- status ---
