@@ -102,6 +102,7 @@ def rebuild(store: BatonStore) -> int:
 
 # Newest first; goal_id breaks ties. GOAL_SUMMARY's indexes serve it with and without a filter.
 NEWEST_FIRST = "updated_at DESC, goal_id"
+_LONGEST_WAITING = "status_since, goal_id, task_id"
 # An escalated task of a goal that has not ended: one primary-key probe per escalated task.
 _OPEN_ESCALATION = (
     "status = 'escalated' AND EXISTS (SELECT 1 FROM {goals} g WHERE g.goal_id = "
@@ -249,24 +250,16 @@ class ReadModels:
         """model_stats rows: usage per agent and model."""
         return self.views.rows(MODEL_STATS, order="agent, model")
 
-    def escalations(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Escalated tasks of goals that have not ended, longest waiting first (the first
-        `limit` of them)."""
-        return self.views.rows(TASK_STATUS, self._open_escalation(),
-                               order="status_since, goal_id, task_id", limit=limit)
-
-    def escalation_count(self) -> int:
-        """How many tasks `escalations()` lists."""
-        with self.views.reading() as read:
-            return read.count(TASK_STATUS, self._open_escalation())
+    def escalations(self) -> list[dict[str, Any]]:
+        """Escalated tasks of goals that have not ended, longest waiting first."""
+        return self.views.rows(TASK_STATUS, self._open_escalation(), order=_LONGEST_WAITING)
 
     def longest_waiting(self, limit: int) -> Escalations:
         """The first `limit` of `escalations()` and how many there are, read together (one
         transaction: the count is of the rows the page was read from)."""
         where = self._open_escalation()
         with self.views.reading() as read:
-            rows = read.rows(TASK_STATUS, where, order="status_since, goal_id, task_id",
-                             limit=limit)
+            rows = read.rows(TASK_STATUS, where, order=_LONGEST_WAITING, limit=limit)
             waiting = len(rows) if len(rows) < limit else read.count(TASK_STATUS, where)
         return Escalations(rows, waiting)
 
