@@ -52,7 +52,7 @@ def failed(store: BatonStore) -> Goal:
     return run(store, data, {"text": "x"}, goal_id="failed")
 
 
-def escalated(store: BatonStore) -> Goal:
+def escalated(store: BatonStore, goal_id: str = "escalated") -> Goal:
     """Escalated twice (a failure, a low confidence), resolved by humans, resumed, completed."""
     data = plan(
         task("a", "always_fails", input={"text": "$goal.text"}, on_failure="escalate",
@@ -61,7 +61,7 @@ def escalated(store: BatonStore) -> Goal:
              on_low_confidence="escalate"),
         task("b", "upper", input={"text": "$a.text"}),
     )
-    goal = run(store, data, {"text": "x", "score": "low@0.4"}, goal_id="escalated")
+    goal = run(store, data, {"text": "x", "score": "low@0.4"}, goal_id=goal_id)
     assert goal.state.status == "waiting"
     resolve_task(store, goal.id, "a", action="retry", reason="one more go", by="ana")
     goal = resume_goal(store, goal.id)
@@ -86,7 +86,7 @@ def abandoned_then_cancelled(store: BatonStore) -> Goal:
     return cancel_goal(store, goal.id, reason="no longer needed", by="ops")
 
 
-def gated(store: BatonStore) -> Goal:
+def gated(store: BatonStore, goal_id: str = "gated") -> Goal:
     """A question answered, an approval granted, another refused, and an agent told why its
     first attempt was refused (its attempt context, recorded with the dispatch)."""
     from tests.gate_agents import reset
@@ -109,7 +109,7 @@ def gated(store: BatonStore) -> Goal:
         ],
         "output": "$publish",
     }
-    goal = run(store, data, {"question": "sales"}, goal_id="gated")
+    goal = run(store, data, {"question": "sales"}, goal_id=goal_id)
     answer_task(store, goal.id, "ask", answer="Q1 2026", by="ana")
     resume_goal(store, goal.id)
     resolve_task(store, goal.id, "publish", action="approve", reason="reviewed", by="bo")

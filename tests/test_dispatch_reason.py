@@ -109,6 +109,19 @@ def test_a_goal_decided_under_rules_1_keeps_its_wording(bt: baton.Baton, tmp_pat
     assert bt.replay(goal_id).ok
 
 
+def test_the_rules_2_goldens_hold_the_new_wordings() -> None:
+    """tests/golden/*-rules2.jsonl, recorded under rules 2 beside the rules-1 goldens of the
+    same shapes: the golden tests replay both, so a change to either wording fails there."""
+    golden = Path(__file__).parent / "golden"
+    gated = read_run(str(golden / "gated-rules2.jsonl")).events
+    escalated = read_run(str(golden / "escalated-rules2.jsonl")).events
+    assert gated[0].rules == escalated[0].rules == RULES == 2
+    assert _dispatches(gated, "ask")[1].reason == ANSWERED
+    granted = _dispatches(escalated, "a")[2].reason
+    assert granted.startswith("attempt 3: retry requested by ana: one more go; ")
+    assert read_run(str(GATED)).events[0].rules == 1  # the frozen one, beside it
+
+
 def test_a_v2_started_event_upcasts_to_rules_1(sqlite_url: str) -> None:
     from eventsourcing.persistence import StoredEvent
 

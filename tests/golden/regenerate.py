@@ -2,6 +2,11 @@
 
 Do this only when a change *must* alter decisions (and say so in the commit): the golden tests
 failing is the reminder that recorded histories no longer replay under the new rules.
+
+`python -m tests.golden.regenerate --rules2` writes only the histories recorded under decision
+rules 2 (`*-rules2.jsonl`: the shapes whose wording rules 2 changed). The others were recorded
+by earlier releases (release 0.1's topics, `Started` v2, rules 1) and are kept as they are: they
+are what proves old histories still load and replay.
 """
 
 from __future__ import annotations
@@ -86,7 +91,25 @@ def _decomposed(store: BatonStore) -> None:
     _export(store, resume_goal(store, "research").id, "research")
 
 
+RULES2_SHAPES = ("escalated", "gated")  # a human's retry; an answered question
+
+
+def rules2() -> None:
+    """The shapes whose dispatch wording decision rules 2 changed, recorded under rules 2."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/golden.db")
+        for name in RULES2_SHAPES:
+            agents.CALLS.clear()
+            _export(store, SHAPES[name](store, f"{name}-rules2").id, f"{name}-rules2")
+        store.close()
+
+
 def main() -> None:
+    if "--rules2" in sys.argv[1:]:
+        rules2()
+        print("rules-2 golden run files written to", HERE)
+        return
+    rules2()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/golden.db"
         store = open_store(url)
