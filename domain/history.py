@@ -27,6 +27,7 @@ __all__ = [
     "check_history",
     "collect",
     "copy_events",
+    "decided_at_start",
     "fork_goal",
     "is_observation",
     "jsonable",
@@ -55,6 +56,14 @@ def kind_of(event: GoalEvent) -> str:
 
 def is_observation(event: GoalEvent) -> bool:
     return bool(type(event).observation)
+
+
+def decided_at_start(events: Sequence[GoalEvent]) -> bool:
+    """Whether decisions were taken right after `Started`: `run` and `fork` settle the goal as
+    they start it; `submit` stores `Started` alone, and whoever drives the goal later (a worker,
+    `resume`) records its own observation first. A re-decision of the history must do the same,
+    or it decides where nobody did."""
+    return len(events) > 1 and not is_observation(events[1])
 
 
 def payload(event: GoalEvent, *, timestamp: bool = True) -> dict[str, Any]:

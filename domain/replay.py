@@ -23,6 +23,7 @@ from baton.domain.decisions import Decision
 from baton.domain.goal import DECISION_KINDS, Goal, GoalEvent
 from baton.domain.history import (
     HistoryError,
+    decided_at_start,
     is_observation,
     jsonable,
     kind_of,
@@ -230,7 +231,7 @@ def replay(
         if inherited:
             while run.next < inherited:
                 run.fold()  # the parent's history, re-decided when the parent is replayed
-        else:
+        elif decided_at_start(events):
             run.settle()
         while run.next < limit:
             recorded = events[run.next]

@@ -22,6 +22,7 @@ from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import (
     OUTCOME_KINDS,
     collect,
+    decided_at_start,
     is_observation,
     kind_of,
     payload,
@@ -180,7 +181,8 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
                 break
             fields = payload(observation, timestamp=False)
             changed.observe(kind_of(observation), at=observation.timestamp, **fields)
-        settle(changed, contracts)
+        if recorded is not None or decided_at_start(events):  # `submit` decided nothing
+            settle(changed, contracts)
         ours = [e for e in collect(changed) if not is_observation(e)]
         for event in (observation, *decisions):
             recorded = cast(Goal, event.mutate(recorded))

@@ -67,6 +67,22 @@ def test_a_burst_worker_drives_every_submitted_goal_then_exits(store_url: str) -
     assert idle.code == 0 and "drove 0 goal(s)" in idle.err
 
 
+def test_a_submitted_goal_replays_before_and_after_a_worker_drove_it(store_url: str) -> None:
+    """`submit` decides nothing after `Started`; whoever drives the goal records its own
+    observation first. Replay, re-execution and what-if must not decide there either: they
+    did, and every goal a worker drove 'diverged at event 2'."""
+    goal_id = baton("submit", PLAN, "--input", TRIP, store=store_url).out.strip()
+    waiting = baton("replay", goal_id, "--json", store=store_url)
+    assert waiting.code == 0 and waiting.json()["ok"], waiting.out
+    assert baton("worker", "--burst", store=store_url).code == 0
+    assert status_of(store_url, goal_id) == "completed"
+    for flags in ((), ("--reexecute",), ("--plan", PLAN)):
+        replayed = baton("replay", goal_id, *flags, "--json", store=store_url)
+        assert replayed.code == 0, (flags, replayed.out, replayed.err)
+        shown = replayed.json()
+        assert shown["ok"] and shown["events"] == len(recorded(store_url, goal_id)), (flags, shown)
+
+
 def test_a_worker_continues_a_goal_a_human_resolved_without_resume(store_url: str) -> None:
     run = baton("run", PLAN, "--input", BERLIN, "--goal-id", "berlin", store=store_url)
     assert run.code == 3, run.err  # the price waits for a human

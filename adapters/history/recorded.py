@@ -30,6 +30,7 @@ from baton.domain.history import (
     OUTCOME_KINDS,
     collect,
     copy_events,
+    decided_at_start,
     is_observation,
     kind_of,
     payload,
@@ -199,7 +200,8 @@ def reexecute(
             divergence = run.check(goal)
             run.decisions = 0  # copied, not re-decided: like replay, count only what follows
         else:
-            settle(goal, loaded.contracts)
+            if decided_at_start(events):
+                settle(goal, loaded.contracts)
             divergence = run.check(goal)
         while divergence is None and run.position < len(events):
             recorded = events[run.position]
