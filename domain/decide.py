@@ -356,10 +356,9 @@ def _dispatch_reason(state: GoalState, task: TaskState, attempt: int, max_attemp
     the old wording, so their recorded histories replay as they were decided."""
     if state.rules >= 2 and task.readied_by == "human.retry":
         # task.reason is the TaskReady's: "retry requested by WHO: WHY"
-        return (
-            f"attempt {attempt}: {task.reason}; the retry policy's {max_attempts} "
-            f"attempt{'' if max_attempts == 1 else 's'} count again from this one"
-        )
+        attempts = "1 attempt counts" if max_attempts == 1 else f"{max_attempts} attempts count"
+        return (f"attempt {attempt}: {task.reason}; the retry policy's {attempts} again from "
+                "this one")
     if state.rules >= 2 and task.readied_by == "clarification.answered":
         failed = task.failures
         return (

@@ -109,6 +109,19 @@ def test_a_goal_decided_under_rules_1_keeps_its_wording(bt: baton.Baton, tmp_pat
     assert bt.replay(goal_id).ok
 
 
+def test_a_human_retry_under_a_one_attempt_policy_reads_right(bt: baton.Baton) -> None:
+    from tests.test_api import _counting_plan, refuses, split_count
+
+    data = _counting_plan(on_failure="escalate", retry={"max_attempts": 1})
+    plan = baton.load_plan(data, agents={"count": split_count, "double": refuses})
+    bt.run(plan, {"text": "a b"}, goal_id="g")
+    bt.resolve("g", "double", "retry", reason="again", by="ana")
+    bt.resume("g")
+    granted = _dispatches(list(bt.store.events("g")), "double")[1].reason
+    assert granted == ("attempt 2: retry requested by ana: again; the retry policy's 1 attempt "
+                       "counts again from this one")
+
+
 def test_the_rules_2_goldens_hold_the_new_wordings() -> None:
     """tests/golden/*-rules2.jsonl, recorded under rules 2 beside the rules-1 goldens of the
     same shapes: the golden tests replay both, so a change to either wording fails there."""
