@@ -51,7 +51,7 @@ from baton.domain.decisions import (
     TaskReady,
     TaskSkipped,
 )
-from baton.domain.errors import ResolveError
+from baton.domain.errors import ResolveError, UnknownRules
 from baton.domain.expansion import (
     CHECKS,
     check_fragment,
@@ -72,6 +72,7 @@ from baton.domain.policies import (
 )
 from baton.domain.references import resolve, resolve_binding
 from baton.domain.state import (
+    RULES,
     UNAVAILABLE,
     GoalState,
     Outcome,
@@ -88,6 +89,8 @@ def decide(state: GoalState, contracts: Contracts) -> list[Decision]:
     """The next batch of decisions for this state, or [] when nothing is left to decide."""
     if state.status in GOAL_FINAL:
         return []
+    if state.rules > RULES:
+        raise UnknownRules(state.goal_id, state.rules, RULES)
     if state.cancel_requested is not None:
         return _cancel(state)
     for phase in (

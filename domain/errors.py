@@ -17,6 +17,7 @@ __all__ = [
     "PlanError",
     "PlanIssue",
     "ResolveError",
+    "UnknownRules",
     "one_line",
 ]
 
@@ -82,6 +83,20 @@ class GoalOwned(BatonError):
 
 class ResolveError(BatonError):
     """A reference could not be resolved against the recorded data."""
+
+
+class UnknownRules(BatonError):
+    """A goal started under decision rules newer than this Baton's: deciding it here would
+    record decisions that Baton's own replay then refuses (docs/reference.md, "Decision
+    rules"). Nothing is recorded; a Baton that knows those rules drives it."""
+
+    def __init__(self, goal_id: str, rules: int, known: int) -> None:
+        self.goal_id = goal_id
+        self.rules = rules
+        super().__init__(one_line(
+            f"goal {goal_id}: started under decision rules {rules}; this Baton knows rules "
+            f"1..{known} (upgrade it to drive this goal)"
+        ))
 
 
 class IllegalTransition(BatonError):

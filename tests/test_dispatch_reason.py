@@ -5,6 +5,7 @@ wording they were decided with, so they replay, re-execute and continue as befor
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,36 @@ def test_a_v2_started_event_upcasts_to_rules_1(sqlite_url: str) -> None:
     assert isinstance(upcast, Goal.Started)
     assert upcast.rules == 1
     assert upcast.mutate(None).state.rules == 1
+
+
+def test_a_stored_goal_under_newer_rules_is_not_driven_here(store_url: str) -> None:
+    """A newer Baton (rules 3, say) submitted it to a shared store: this one neither resumes
+    it nor lets a worker take it up, and records nothing (its replay would refuse them)."""
+    from baton.runtime.loading import prepare_plan
+    from baton.store.eventstore import open_store
+    from tests.cli_support import baton as cli
+
+    store = open_store(store_url)
+    try:
+        goal = Goal.start(goal_id="newer", plan=prepare_plan(gated_plan()).plan,
+                          goal_input={"question": "q"}, concurrency=1,
+                          at=datetime.now(UTC), rules=RULES + 1)
+        store.save(goal)
+    finally:
+        store.close()
+    resumed = cli("resume", "newer", store=store_url)
+    assert resumed.code == 2, resumed.err
+    assert resumed.err.strip().splitlines() == [
+        f"baton: error: goal newer: started under decision rules {RULES + 1}; this Baton "
+        f"knows rules 1..{RULES} (upgrade it to drive this goal)"]
+    worker = cli("worker", "--burst", store=store_url)
+    assert worker.code == 0 and "drove 0 goal(s)" in worker.err, worker.err
+    assert f"goal newer: started under decision rules {RULES + 1}" in worker.err
+    store = open_store(store_url)
+    try:
+        assert [type(e).__name__ for e in store.events("newer")] == ["Started"]
+    finally:
+        store.close()
 
 
 def test_a_history_decided_under_unknown_rules_is_refused() -> None:

@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING
 
 from baton import projections
 from baton.domain.decide import settle
-from baton.domain.errors import BatonError
+from baton.domain.errors import BatonError, UnknownRules
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
+from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import Runner, utc_now
 from baton.runtime.service import load_goal_plan
@@ -330,6 +331,10 @@ class Worker:
         goal = self.store.get(goal_id)
         if goal.state.status in GOAL_FINAL:
             return goal, None
+        if goal.state.rules > RULES:  # started by a newer Baton: deciding here would record
+            log.error("goal %s: %s", goal_id,  # what that Baton's replay refuses
+                      UnknownRules(goal_id, goal.state.rules, RULES))
+            return goal, None  # looked at again only when it changes
         if goal.version == 1:
             return goal, 0.0  # submitted: nothing decided yet
         probe = self.store.get(goal_id)  # folded in memory only, never saved
