@@ -124,6 +124,27 @@ def test_status_in_a_loop_opens_the_read_models_once_and_sees_other_writers(
     assert len(opened) == 1
 
 
+def test_a_closed_client_opens_afresh_and_kept_read_models_stay_closed(
+    bt: baton.Baton,
+) -> None:
+    """After `close()`, the next call opens the store and its read models again, together;
+    read models closed with their owner refuse to open a pool nothing would close."""
+    from baton.readmodels.reading import KeptReadModels
+
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    goal_id = bt.run(plan, {"text": "a b"}).goal_id
+    first = bt._read_models
+    bt.close()
+    assert bt.status(goal_id).status == "completed"
+    assert bt._read_models is not first and bt._read_models.store is bt.store
+    kept = KeptReadModels(bt.store)
+    with kept.read() as models:
+        assert models.behind().events == 0
+    kept.close()
+    with pytest.raises(RuntimeError, match="closed with their owner"), kept.read():
+        pass
+
+
 def test_a_plan_file_runs_from_a_path(bt: baton.Baton) -> None:
     trip = json.loads(Path("examples/travel/trip.json").read_text())
     result = bt.run("examples/travel/plan.yaml", trip, goal_id="trip-1")

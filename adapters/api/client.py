@@ -70,9 +70,12 @@ class Baton:
     @property
     def store(self) -> BatonStore:
         with self._opening:
-            if self._store is None:
-                self._store = open_store(self.url)
-            return self._store
+            return self._opened_store()
+
+    def _opened_store(self) -> BatonStore:  # under `_opening`
+        if self._store is None:
+            self._store = open_store(self.url)
+        return self._store
 
     def open(self) -> Baton:
         """Open the store now (a bad URL or an unreachable server raises `StoreError` here)."""
@@ -85,8 +88,8 @@ class Baton:
         loop opens no pool (on PostgreSQL: no new sessions) per call."""
         from baton.readmodels.reading import KeptReadModels
 
-        store = self.store
-        with self._opening:
+        with self._opening:  # with the store, under one hold: a `close()` cannot come between
+            store = self._opened_store()
             if self._kept is None:
                 self._kept = KeptReadModels(store, connections=4)
             return self._kept

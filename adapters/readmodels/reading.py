@@ -299,6 +299,7 @@ class KeptReadModels:
         self._lock = threading.Lock()
         self._open = ExitStack()
         self._models: ReadModels | None = None
+        self._closed = False
 
     @contextmanager
     def read(self) -> Iterator[ReadModels]:
@@ -317,6 +318,8 @@ class KeptReadModels:
 
     def _opened(self) -> ReadModels:
         with self._lock:
+            if self._closed:  # e.g. a resume the web view started, ending after the server
+                raise RuntimeError("the read models were closed with their owner")
             if self._models is None:
                 views = self._open.enter_context(projections.open_views(
                     self.store.app, connections=self.connections, pre_ping=True))
@@ -324,7 +327,10 @@ class KeptReadModels:
             return self._models
 
     def close(self) -> None:
+        """Close the pool; a read or catch-up after this raises instead of opening another
+        that nothing would close."""
         with self._lock:
+            self._closed = True
             self._models = None
             self._open.close()
 
