@@ -509,6 +509,31 @@ def test_pages_read_through_one_pool_opened_once(
     assert len(opened) == 1
 
 
+def test_a_store_that_is_down_gets_a_page_that_says_so_and_the_server_recovers(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventsourcing.persistence import OperationalError
+
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    refresh(store)
+    open_views = projections.open_views
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("connection refused: is the server running?")
+
+    monkeypatch.setattr(projections, "open_views", down)
+    with TestClient(create_app(store, catch_up_s=0), raise_server_exceptions=False) as client:
+        for path in ("/", "/escalations", "/views"):
+            page = client.get(path)
+            assert page.status_code == 503, (path, page.status_code)
+            assert "Store unavailable" in page.text and "connection refused" in page.text
+        logged = capsys.readouterr().err.strip().splitlines()
+        assert len(logged) == 3 and all("connection refused" in line for line in logged)
+        assert logged[0].startswith("baton serve: GET /: store ")
+        monkeypatch.setattr(projections, "open_views", open_views)  # the server is back
+        assert _listed(client.get("/").text) == [("human", "waiting")]
+
+
 @pytest.mark.postgres
 def test_pages_outlive_sessions_the_database_cut(postgres_url: str) -> None:
     """The pool the pages read through lives as long as the server: sessions the database

@@ -43,7 +43,7 @@ from baton.runtime.service import (
     resolve_task,
     resume_goal,
 )
-from baton.store.eventstore import BatonStore, GoalNotFound
+from baton.store.eventstore import BatonStore, GoalNotFound, StoreError
 from baton.web.events import EventCache
 from baton.web.goal_view import goal_page
 
@@ -339,6 +339,14 @@ def create_app(
     ]
     middleware = [Middleware(_TokenGate, token=token)] if token else []
 
+    def store_unavailable(request: Request, exc: Exception) -> Any:
+        """A store that is down (or refused a read): a page that says so, 503, and one line in
+        the server's log, not a traceback and a bare 500."""
+        message = _one_line(str(exc))
+        print(f"baton serve: {request.method} {request.url.path}: {message}", file=sys.stderr)
+        return render(request, "error.html", {"title": "Store unavailable", "error": message},
+                      503)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if catch_up_s > 0:
@@ -351,7 +359,8 @@ def create_app(
                 catching_up.pop().close()
             views.close()
 
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                     exception_handlers={StoreError: store_unavailable})
 
 
 def _resume(store: BatonStore, goal_id: str, views: KeptReadModels) -> None:
