@@ -331,3 +331,53 @@ def test_a_worker_keeps_a_bounded_number_of_plans_loaded(
         assert len(worker.plans) == 2
     finally:
         store.close()
+
+
+def test_a_worker_drives_goals_while_its_read_model_catch_up_runs(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up of a busy store's read models can take a good part of a second; run in the
+    worker's loop, it kept the worker from claiming meanwhile (with four workers, the one that
+    caught up for the others drove 4 goals of 200). It runs beside the loop, and the last one
+    still completes before the worker returns."""
+    from baton.readmodels import reading
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import submit_goal
+    from baton.runtime.worker import Worker
+
+    entered, release = threading.Event(), threading.Event()
+    catch_up = reading.Refresher.__call__
+
+    def held_catch_up(self: reading.Refresher) -> int:
+        entered.set()
+        assert release.wait(30), "the test never released the catch-up"
+        return catch_up(self)
+
+    monkeypatch.setattr(reading.Refresher, "__call__", held_catch_up)
+    data = {"version": 1, "name": "one", "agents": {"up": "tests.agents:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    store = open_store(store_url)
+    try:
+        submit_goal(store, prepare_plan(data), {"text": "first"}, goal_id="first")
+        worker = Worker(store=store, concurrency=1, poll_s=0.02, refresh_s=0.01)
+        running = threading.Thread(target=worker.run, daemon=True)
+        running.start()
+        assert entered.wait(30), "no catch-up started"
+        for index in range(3):  # submitted while the catch-up is held: driven all the same
+            submit_goal(store, prepare_plan(data), {"text": "x"}, goal_id=f"later-{index}")
+        deadline = time.monotonic() + 30
+        while worker.driven < 4:
+            assert time.monotonic() < deadline, f"drove {worker.driven} of 4 while held"
+            time.sleep(0.02)
+        assert not release.is_set()
+        worker.request_stop()
+        release.set()
+        running.join(30)
+        assert not running.is_alive()
+        with reading.read(store) as models:  # the read models themselves: the last catch-up ran
+            assert {row["goal_id"]: row["status"] for row in models.goals()} == {
+                goal_id: "completed" for goal_id in ("first", "later-0", "later-1", "later-2")}
+    finally:
+        release.set()
+        store.close()

@@ -114,6 +114,7 @@ class Worker:
         self._count = threading.Lock()
         self._refreshed = 0.0
         self._refresher: Refresher | None = None
+        self._refreshing: threading.Thread | None = None  # the catch-up under way, if any
 
     # --- control ---
 
@@ -443,23 +444,44 @@ class Worker:
 
     def _refresh(self, *, last: bool = False) -> None:
         """Bring the read models up to date every `refresh_s`, unless another worker is doing
-        it; `last` (the worker stops): close the views, and wait for the other if need be, so
-        that `status` after `worker --burst` shows every goal it drove."""
+        it, in a thread of its own: a catch-up of a busy store's last second takes a good part
+        of a second, and in the loop it kept this worker from refilling its slots meanwhile
+        (the worker that caught up for the others drove a fraction of their goals). `last`
+        (the worker stops): wait for that thread, close the views, and catch up once more,
+        waiting for another process if need be, so that `status` after `worker --burst`
+        shows every goal it drove."""
         if not self.refresh_s:
             return
-        now = time.monotonic()
-        if not last and now - self._refreshed < self.refresh_s:
-            return
-        self._refreshed = now
         from baton.readmodels.reading import Refresher, refresh
 
-        try:
-            if last:
-                if self._refresher is not None:
-                    self._refresher.close()
+        if last:
+            if self._refreshing is not None:
+                self._refreshing.join()
+            if self._refresher is not None:
+                self._refresher.close()
+            try:
                 refresh(self.store)  # waits for another process's catch-up, if one runs
-            else:
-                self._refresher = self._refresher or Refresher(self.store)
-                self._refresher()
+            except Exception as exc:  # the events are stored; any later catch-up applies them
+                _not_refreshed(exc)
+            return
+        now = time.monotonic()
+        if now - self._refreshed < self.refresh_s:
+            return
+        if self._refreshing is not None and self._refreshing.is_alive():
+            return  # the last one still runs: never two at once
+        self._refreshed = now
+        self._refresher = self._refresher or Refresher(self.store)
+        self._refreshing = threading.Thread(target=self._refresh_once, args=(self._refresher,),
+                                            name="baton-read-models", daemon=True)
+        self._refreshing.start()
+
+    @staticmethod
+    def _refresh_once(refresher: Refresher) -> None:
+        try:
+            refresher()
         except Exception as exc:  # the events are stored; any later catch-up applies them
-            log.warning("read models not brought up to date: %s", " ".join(str(exc).split()))
+            _not_refreshed(exc)
+
+
+def _not_refreshed(exc: Exception) -> None:
+    log.warning("read models not brought up to date: %s", " ".join(str(exc).split()))
