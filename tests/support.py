@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from baton.domain.goal import Goal
@@ -59,3 +61,27 @@ def projected(store: BatonStore, query: Callable[[ReadModels], T]) -> T:
 def view_tables(store: BatonStore) -> dict[str, list[dict[str, Any]]]:
     """Every row of every read-model table: what two states of the views are compared by."""
     return projected(store, lambda models: {t.name: models.views.rows(t) for t in TABLES})
+
+
+def plan_file(tmp_path: Path, data: dict[str, Any]) -> str:
+    """`data` written as a plan file (JSON, which is YAML too); its path, for the CLI."""
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def as_recorded_before(
+    store: BatonStore, event: Any, change: Callable[[dict[str, Any]], None]
+) -> Any:
+    """`event` as an older release stored it (`change` edits its encoded state: the class
+    version, fields it lacked), decoded back through the store's mapper: what the upcasters
+    make of it."""
+    from eventsourcing.persistence import StoredEvent
+
+    mapper = store.app.mapper
+    stored = mapper.to_stored_event(event)
+    state = mapper.transcoder.decode(stored.state)
+    change(state)
+    old = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
+                      mapper.transcoder.encode(state))
+    return mapper.to_domain_event(old)

@@ -20,6 +20,7 @@ from baton.history.recorded import reexecute
 from baton.history.runfile import read_run, write_run
 from baton.runtime.loading import prepare_plan
 from tests import gate_agents
+from tests.support import as_recorded_before
 from tests.test_gates import gated_plan
 
 GATED = Path(__file__).parent / "golden" / "gated.jsonl"
@@ -137,23 +138,18 @@ def test_the_rules_2_goldens_hold_the_new_wordings() -> None:
 
 
 def test_a_v2_started_event_upcasts_to_rules_1(sqlite_url: str) -> None:
-    from eventsourcing.persistence import StoredEvent
-
     from baton.store.eventstore import open_store
+
+    def as_v2(state: dict[str, Any]) -> None:
+        assert state.pop("class_version") == 3 and state.pop("rules") == RULES
+        state["class_version"] = 2  # as recorded before `rules`
 
     store = open_store(sqlite_url)
     try:
         with baton.Baton(sqlite_url) as client:
             client.submit(baton.load_plan(gated_plan()), {"question": "s"}, goal_id="g")
         [started] = list(store.events("g"))
-        mapper = store.app.mapper
-        stored = mapper.to_stored_event(started)
-        state = mapper.transcoder.decode(stored.state)
-        assert state.pop("class_version") == 3 and state.pop("rules") == RULES
-        state["class_version"] = 2  # as recorded before `rules`
-        old = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
-                          mapper.transcoder.encode(state))
-        upcast = mapper.to_domain_event(old)
+        upcast = as_recorded_before(store, started, as_v2)
     finally:
         store.close()
     assert isinstance(upcast, Goal.Started)

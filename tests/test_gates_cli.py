@@ -4,7 +4,6 @@ that records nothing, and every escalation kind is named, rebuilt the same from 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from baton.store.eventstore import open_store
 from tests import gate_agents
 from tests.inprocess import cli
+from tests.support import plan_file
 from tests.test_gates import gated_plan
 
 # Fast: the command in this process. One subprocess test below checks the real entry point.
@@ -23,12 +23,6 @@ from tests.test_gates import gated_plan
 def _reset() -> Iterator[None]:
     gate_agents.reset()
     yield
-
-
-def _plan_file(tmp_path: Path, data: dict[str, Any]) -> str:
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(data))
-    return str(path)
 
 
 def _events(store_url: str, goal_id: str = "g") -> int:
@@ -47,7 +41,7 @@ def _escalations(store_url: str) -> list[dict[str, Any]]:
 
 
 def test_answer_and_approve_from_the_command_line(store_url: str, tmp_path: Path) -> None:
-    plan = _plan_file(tmp_path, gated_plan())
+    plan = plan_file(tmp_path, gated_plan())
     first = cli("--store", store_url, "run", plan, "--input", '{"question": "sales"}',
                 "--goal-id", "g", "--json")
     assert first.code == 3, first.err
@@ -105,7 +99,7 @@ def test_answer_and_approve_from_the_command_line(store_url: str, tmp_path: Path
 def test_a_misfit_is_one_line_exit_2_and_records_nothing(
     store_url: str, tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    plan = _plan_file(tmp_path, gated_plan())
+    plan = plan_file(tmp_path, gated_plan())
     cli("--store", store_url, "run", plan, "--input", '{"question": "s"}', "--goal-id", "g")
     before = _events(store_url)
     refused = cli("--store", store_url, *args)
@@ -133,12 +127,12 @@ def test_every_escalation_kind_is_named_and_rebuilt_the_same(
               "budget": {"max_attempts": 1, "on_exhausted": "escalate"},
               "tasks": [{"id": "a", "agent": "upper", "input": {"text": "a"}},
                         {"id": "b", "agent": "upper", "input": {"text": "$a.text"}}]}
-    assert cli("--store", store_url, "run", _plan_file(tmp_path, plan), "--goal-id", "k").code == 3
+    assert cli("--store", store_url, "run", plan_file(tmp_path, plan), "--goal-id", "k").code == 3
     (tmp_path / "b").mkdir()
-    assert cli("--store", store_url, "run", _plan_file(tmp_path / "b", budget),
+    assert cli("--store", store_url, "run", plan_file(tmp_path / "b", budget),
                "--goal-id", "b").code == 3
     (tmp_path / "g").mkdir()
-    cli("--store", store_url, "run", _plan_file(tmp_path / "g", gated_plan()),
+    cli("--store", store_url, "run", plan_file(tmp_path / "g", gated_plan()),
         "--input", '{"question": "s"}', "--goal-id", "g")
     kinds = {(e["goal_id"], e["task"]): e["kind"] for e in _escalations(store_url)}
     assert kinds == {("k", "fails"): "failure", ("k", "unsure"): "low_confidence",
@@ -161,7 +155,7 @@ def test_a_worker_continues_an_answered_goal_without_resume(
 ) -> None:
     from tests.cli_support import baton
 
-    plan = _plan_file(tmp_path, gated_plan())
+    plan = plan_file(tmp_path, gated_plan())
     assert baton("run", plan, "--input", '{"question": "s"}', "--goal-id", "g",
                  store=store_url).code == 3
     assert baton("answer", "g", "ask", "Q2", store=store_url).code == 0
@@ -179,7 +173,7 @@ def test_a_runner_killed_at_the_approval_gate_resumes_to_it_and_publishes_once(
     data = gated_plan()
     data["tasks"] = data["tasks"][1:]  # draft -> publish (approval, unsafe)
     data["tasks"][0]["input"] = {"question": "$goal.question"}
-    plan = _plan_file(tmp_path, data)
+    plan = plan_file(tmp_path, data)
     assert cli("--store", store_url, "run", plan, "--input", '{"question": "q"}',
                "--goal-id", "ref").code == 3
     store = open_store(store_url)

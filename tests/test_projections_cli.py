@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from baton import projections
 from baton.projections.schema import TABLES, VIEWS_VERSION
@@ -24,7 +23,7 @@ from baton.readmodels.reading import ReadModels
 from baton.store.eventstore import BatonStore
 from tests import agents
 from tests.cli_support import ROOT, baton
-from tests.support import plan, projected, run, task, view_tables
+from tests.support import plan, plan_file, projected, run, task, view_tables
 from tests.web_goals import run_at
 
 RETRIED = plan(task("a", "flaky", input={"text": "$goal.text"},
@@ -37,12 +36,6 @@ RETRIED = plan(task("a", "flaky", input={"text": "$goal.text"},
 def _reset_agents() -> Iterator[None]:
     agents.CALLS.clear()
     yield
-
-
-def plan_file(tmp_path: Path, data: dict[str, Any]) -> str:
-    path = tmp_path / "plan.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
 
 
 def test_status_right_after_run_shows_the_result(store_url: str, tmp_path: Path) -> None:

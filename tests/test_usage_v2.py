@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from baton.domain.goal import Goal
-from tests.support import events_of, run
+from tests.support import as_recorded_before, events_of, run
 
 
 def one_task(agent: str) -> dict:
@@ -44,22 +46,17 @@ def test_a_failure_carries_its_usage_and_not_before_into_the_retry(store) -> Non
 
 
 def test_a_v1_usage_payload_upcasts_with_the_new_figures_unknown(sqlite_url) -> None:
-    from eventsourcing.persistence import StoredEvent
-
     from baton.store.eventstore import open_store
+
+    def as_release_0_1(state: dict[str, Any]) -> None:
+        assert state.pop("class_version") == 2
+        state["usage"] = {"tokens": 7, "cost_usd": 0.25}  # as release 0.1 recorded it
 
     store = open_store(sqlite_url)
     try:
         goal = run(store, one_task("reports_its_cost"))
         [event] = events_of(store, goal.id, "AgentReturned")
-        mapper = store.app.mapper
-        stored = mapper.to_stored_event(event)
-        state = mapper.transcoder.decode(stored.state)
-        assert state.pop("class_version") == 2
-        state["usage"] = {"tokens": 7, "cost_usd": 0.25}  # as release 0.1 recorded it
-        old = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
-                          mapper.transcoder.encode(state))
-        upcast = mapper.to_domain_event(old)
+        upcast = as_recorded_before(store, event, as_release_0_1)
     finally:
         store.close()
     assert isinstance(upcast, Goal.AgentReturned)

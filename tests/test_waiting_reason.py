@@ -4,10 +4,8 @@ waits for now, not the reason recorded when it was suspended; the events are not
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,6 +15,7 @@ from baton.history.runfile import read_run
 from baton.runtime.loading import prepare_plan
 from tests import gate_agents
 from tests.inprocess import cli
+from tests.support import plan_file
 from tests.test_gates import gated_plan
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -46,12 +45,6 @@ def _reset() -> Iterator[None]:
     yield
 
 
-def _plan_file(tmp_path: Path, data: dict[str, Any]) -> str:
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(data))
-    return str(path)
-
-
 def _reason(store_url: str, *args: str) -> str | None:
     shown = cli("--store", store_url, *args, "--json")
     assert shown.code in (0, 3), shown.err
@@ -62,7 +55,7 @@ def _reason(store_url: str, *args: str) -> str | None:
 def test_resolving_one_of_two_escalations_names_the_one_left(
     store_url: str, tmp_path: Path
 ) -> None:
-    plan = _plan_file(tmp_path, TWO_ESCALATIONS)
+    plan = plan_file(tmp_path, TWO_ESCALATIONS)
     ran = cli("--store", store_url, "run", plan, "--goal-id", "g", "--json")
     assert ran.code == 3, ran.err
     assert ran.json()["reason"] == f"waiting for a human on fails ({FAILS}), unsure ({UNSURE})"
@@ -88,7 +81,7 @@ def test_resolving_one_of_two_escalations_names_the_one_left(
 def test_an_answered_question_leaves_no_escalation_reason(
     store_url: str, tmp_path: Path
 ) -> None:
-    plan = _plan_file(tmp_path, gated_plan())
+    plan = plan_file(tmp_path, gated_plan())
     ran = cli("--store", store_url, "run", plan, "--input", '{"question": "sales"}',
               "--goal-id", "g", "--json")
     assert ran.code == 3, ran.err
