@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +29,7 @@ from baton.store.eventstore import BatonApplication, BatonStore, GoalNotFound, t
 
 __all__ = [
     "LAG_COUNTED",
+    "CatchUpThread",
     "Escalations",
     "GoalList",
     "KeptReadModels",
@@ -92,6 +93,54 @@ class Refresher:
     def close(self) -> None:
         self._views = None
         self._open.close()
+
+
+class CatchUpThread:
+    """Brings the read models up to date in a thread of its own, every `interval_s` and at once
+    when `nudge`d, so that the process it serves (a worker's loop, a server's requests) never
+    waits for a catch-up. Skipped while another process catches them up (`Refresher`); a
+    failure goes to `warn` once, and is tried again at the next interval."""
+
+    def __init__(self, store: BatonStore, interval_s: float,
+                 warn: Callable[[Exception], None]) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.warn = warn
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="baton-read-models")
+
+    def start(self) -> CatchUpThread:
+        self._thread.start()
+        return self
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop, waiting up to `timeout` for a catch-up under way (None: for as long as it
+        takes; a rebuild left running goes on in the daemon thread)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        refresher = Refresher(self.store)
+        failed: str | None = None
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                try:
+                    refresher()
+                    failed = None
+                except Exception as exc:
+                    if str(exc) != failed:
+                        self.warn(exc)
+                    failed = str(exc)
+                self._wake.wait(self.interval_s)
+        finally:
+            refresher.close()
 
 
 def rebuild(store: BatonStore) -> int:

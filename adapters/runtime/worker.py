@@ -53,7 +53,7 @@ from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
 
 if TYPE_CHECKING:
-    from baton.readmodels.reading import Refresher
+    from baton.readmodels.reading import CatchUpThread
 
 __all__ = ["Worker"]
 
@@ -112,9 +112,6 @@ class Worker:
         self.stopping_now = threading.Event()  # leave goals after the current save
         self.driven = 0
         self._count = threading.Lock()
-        self._refreshed = 0.0
-        self._refresher: Refresher | None = None
-        self._refreshing: threading.Thread | None = None  # the catch-up under way, if any
 
     # --- control ---
 
@@ -130,6 +127,7 @@ class Worker:
         listener = self._listen()
         self._start_from_views()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="baton-goal")
+        catching_up = self._catch_up_beside()
         log.info("worker started: %d goal(s) at a time", self.concurrency)
         try:
             while True:
@@ -151,16 +149,40 @@ class Worker:
                     continue
                 if self.burst and not self.driving and not claimed and not pending:
                     break
-                self._refresh()
                 self.wake.wait(self._timeout())
         finally:
             pool.shutdown(wait=True)
             self._reap()
             if listener is not None:
                 listener.set()
-            self._refresh(last=True)
+            if catching_up is not None:
+                self._last_catch_up(catching_up)
         log.info("worker stopped: drove %d goal(s)", self.driven)
         return self.driven
+
+    # --- the read models ---
+
+    def _catch_up_beside(self) -> CatchUpThread | None:
+        """Bring the read models up to date every `refresh_s` (unless another worker is doing
+        it) beside the loop, not in it: a catch-up of a busy store's last second takes a good
+        part of a second, and in the loop it kept this worker from refilling its slots (the
+        worker that caught up for the others drove a fraction of their goals)."""
+        if not self.refresh_s:
+            return None
+        from baton.readmodels.reading import CatchUpThread
+
+        return CatchUpThread(self.store, self.refresh_s, _not_refreshed).start()
+
+    def _last_catch_up(self, catching_up: CatchUpThread) -> None:
+        """At stop: once more, waiting for another process's catch-up if one runs, so that
+        `status` after `worker --burst` shows every goal this worker drove."""
+        from baton.readmodels.reading import refresh
+
+        catching_up.close()
+        try:
+            refresh(self.store)
+        except Exception as exc:  # the events are stored; any later catch-up applies them
+            _not_refreshed(exc)
 
     # --- the log ---
 
@@ -441,46 +463,6 @@ class Worker:
         claimed or ended)."""
         seen = self.seen.get(goal_id)
         return seen is not None and seen.wake == wake
-
-    def _refresh(self, *, last: bool = False) -> None:
-        """Bring the read models up to date every `refresh_s`, unless another worker is doing
-        it, in a thread of its own: a catch-up of a busy store's last second takes a good part
-        of a second, and in the loop it kept this worker from refilling its slots meanwhile
-        (the worker that caught up for the others drove a fraction of their goals). `last`
-        (the worker stops): wait for that thread, close the views, and catch up once more,
-        waiting for another process if need be, so that `status` after `worker --burst`
-        shows every goal it drove."""
-        if not self.refresh_s:
-            return
-        from baton.readmodels.reading import Refresher, refresh
-
-        if last:
-            if self._refreshing is not None:
-                self._refreshing.join()
-            if self._refresher is not None:
-                self._refresher.close()
-            try:
-                refresh(self.store)  # waits for another process's catch-up, if one runs
-            except Exception as exc:  # the events are stored; any later catch-up applies them
-                _not_refreshed(exc)
-            return
-        now = time.monotonic()
-        if now - self._refreshed < self.refresh_s:
-            return
-        if self._refreshing is not None and self._refreshing.is_alive():
-            return  # the last one still runs: never two at once
-        self._refreshed = now
-        self._refresher = self._refresher or Refresher(self.store)
-        self._refreshing = threading.Thread(target=self._refresh_once, args=(self._refresher,),
-                                            name="baton-read-models", daemon=True)
-        self._refreshing.start()
-
-    @staticmethod
-    def _refresh_once(refresher: Refresher) -> None:
-        try:
-            refresher()
-        except Exception as exc:  # the events are stored; any later catch-up applies them
-            _not_refreshed(exc)
 
 
 def _not_refreshed(exc: Exception) -> None:

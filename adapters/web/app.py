@@ -34,7 +34,7 @@ from starlette.templating import Jinja2Templates
 
 from baton.domain.errors import BatonError
 from baton.domain.replay import replay
-from baton.readmodels.reading import KeptReadModels, Refresher
+from baton.readmodels.reading import CatchUpThread, KeptReadModels
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
@@ -80,48 +80,6 @@ class _TokenGate(BaseHTTPMiddleware):
         return response
 
 
-class _CatchUp:
-    """The server's catch-up of the read models: a thread that applies new events every
-    `interval_s`, and at once when a page found the read models behind (`nudge`). A request
-    never waits for it. Skipped while another process catches them up (`Refresher`)."""
-
-    def __init__(self, store: BatonStore, interval_s: float) -> None:
-        self.store = store
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name="baton-web-catch-up")
-        self._failed: str | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def nudge(self) -> None:
-        self._wake.set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(10)  # a long catch-up (a rebuild) goes on in the daemon thread
-
-    def _run(self) -> None:
-        refresher = Refresher(self.store)
-        try:
-            while not self._stop.is_set():
-                self._wake.clear()
-                try:
-                    refresher()
-                    self._failed = None
-                except Exception as exc:  # said once, tried again at the next interval
-                    if str(exc) != self._failed:
-                        _not_caught_up(exc)
-                    self._failed = str(exc)
-                self._wake.wait(self.interval_s)
-        finally:
-            refresher.close()
-
-
 def create_app(
     store: BatonStore, *, token: str | None = None, catch_up_s: float = 1.0
 ) -> Starlette:
@@ -133,7 +91,7 @@ def create_app(
     resumes: dict[str, threading.Thread] = {}
     cache = EventCache(store)
     views = KeptReadModels(store)  # one pool for every page's reads, closed with the app
-    catching_up: list[_CatchUp] = []  # the thread, while the app runs (see `lifespan`)
+    catching_up: list[CatchUpThread] = []  # the thread, while the app runs (see `lifespan`)
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Any:
         return templates.TemplateResponse(
@@ -350,13 +308,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if catch_up_s > 0:
-            catching_up.append(_CatchUp(store, catch_up_s))
-            catching_up[0].start()
+            catching_up.append(CatchUpThread(store, catch_up_s, _not_caught_up).start())
         try:
             yield
         finally:
             while catching_up:
-                catching_up.pop().close()
+                catching_up.pop().close(timeout=10)
             views.close()
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
