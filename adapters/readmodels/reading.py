@@ -70,29 +70,18 @@ def refresh(store: BatonStore) -> int:
 
 
 class Refresher:
-    """`refresh` for a process that does it every second or so (a worker): the views are
-    opened once (not a connection pool per call), and a call while another process is catching
-    them up returns 0 at once (`projections.catch_up_views`)."""
+    """`refresh` for a process that does it every second or so (a worker, a server): through
+    read models kept open (not a connection pool per call), and a call while another process
+    is catching them up returns 0 at once (`projections.catch_up_views`)."""
 
     def __init__(self, store: BatonStore) -> None:
-        self.store = store
-        self._open = ExitStack()  # the views, once opened
-        self._views: GoalViews | None = None
+        self._kept = KeptReadModels(store, connections=2)  # `alone` holds the second
 
     def __call__(self) -> int:
-        with translated_errors(self.store.url):
-            try:
-                if self._views is None:
-                    self._views = self._open.enter_context(projections.open_views(self.store.app))
-                return projections.catch_up_views(
-                    self.store.app, self._views, page_size=_page_size(), hook=_crash_hook())
-            except BaseException:
-                self.close()  # opened afresh next time: the store may have gone for a moment
-                raise
+        return self._kept.catch_up(skip_if_busy=True)
 
     def close(self) -> None:
-        self._views = None
-        self._open.close()
+        self._kept.close()
 
 
 class CatchUpThread:
@@ -357,13 +346,14 @@ class KeptReadModels:
         with translated_errors(self.store.url):
             yield self._opened()
 
-    def catch_up(self) -> int:
+    def catch_up(self, *, skip_if_busy: bool = False) -> int:
         """`refresh(store)` through the kept pool: every event written before the call is
-        applied when it returns (another process catching up meanwhile is waited for)."""
+        applied when it returns (another process catching up meanwhile is waited for); with
+        `skip_if_busy`, 0 at once while another process is catching up."""
         with self.read() as models:
             return projections.catch_up_views(self.store.app, models.views,
                                               page_size=_page_size(), hook=_crash_hook(),
-                                              skip_if_busy=False)
+                                              skip_if_busy=skip_if_busy)
 
     def _opened(self) -> ReadModels:
         with self._lock:
