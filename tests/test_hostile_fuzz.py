@@ -9,6 +9,7 @@ CASES sums to the number of generated cases per run (BATON_FUZZ_SCALE multiplies
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -156,7 +157,6 @@ def test_goals_record_every_rejection_and_replay(value: Any) -> None:
 
 
 def _printed(data: Any) -> str:
-    import contextlib
     import io
 
     out = io.StringIO()
@@ -172,14 +172,18 @@ COMMANDS = ["validate", "run", "resume", "status", "audit", "replay", "fork", "e
 TOKENS = ["--json", "--at", "0", "-1", "3", "999", "--input", "{}", '{"t": NaN}', "@/nope",
           "--goal-id", "--concurrency", "--reason", "r", "--retry", "--abandon", "--output",
           '{"data": 1}', "rebuild", "status", "--format", "dot", "csv", "table", "a", "b",
-          "examples/travel/plan.yaml", "[[[[", "--by", "--run", _GOAL, "--store"]
+          str(Path(__file__).parents[1] / "examples/travel/plan.yaml"), "[[[[", "--by", "--run",
+          _GOAL, "--store"]
 
 
 @fuzz("cli")
 @given(command=st.sampled_from(COMMANDS),
        args=st.lists(st.one_of(st.sampled_from(TOKENS), hostile_text), max_size=5))
 def test_command_lines(command: str, args: list[str]) -> None:
-    result = cli("--store", _CLI_STORE, command, *args)
+    # In a directory of its own: a command line may name a file to write (`export G --output
+    # T`), which must not land in the checkout.
+    with contextlib.chdir(_DIR):
+        result = cli("--store", _CLI_STORE, command, *args)
     assert result.code in (0, 1, 2, 3), result
     assert "Traceback" not in result.err and "internal error" not in result.err, result.err
     errors = [line for line in result.err.splitlines() if "error" in line]
