@@ -13,7 +13,7 @@ from typing import Any
 from baton.domain.goal import GoalEvent
 from baton.domain.history import is_observation, kind_of, to_json
 
-__all__ = ["timeline"]
+__all__ = ["reason_shown", "timeline"]
 
 _LEADING = ("seq", "at", "kind", "task", "attempt", "rule", "reason", "policy")
 
@@ -79,3 +79,11 @@ def timeline(events: Sequence[GoalEvent], *, task: str | None = None) -> dict[st
 def _mentions(entry: dict[str, Any], task: str) -> bool:
     """Goal-level decisions that name the task (GoalSuspended's waiting_on, for instance)."""
     return entry["task"] is None and task in (entry.get("waiting_on") or [])
+
+
+def reason_shown(fields: dict[str, Any]) -> str:
+    """A decision's reason as people read it (the audit, the web view): a dispatch that holds
+    its task's readiness (decision rules 3) says first why the task was ready."""
+    reason = fields.get("reason") or ""
+    ready = fields.get("ready")
+    return f"ready: {ready['reason']} ({ready['rule']}); {reason}" if ready else reason

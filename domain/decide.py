@@ -98,6 +98,8 @@ def decide(state: GoalState, contracts: Contracts) -> list[Decision]:
     ):
         decisions = phase(state, contracts)
         if decisions:
+            if phase is _propagate and state.rules >= 3:
+                return _dispatch_as_ready(state, contracts, decisions)
             return decisions
     return []
 
@@ -288,9 +290,51 @@ def _propagate(state: GoalState, contracts: Contracts) -> list[Decision]:
     return decisions
 
 
-def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
-    """Send ready tasks to their agents, in plan order, within concurrency and budgets."""
+def _dispatch_as_ready(
+    state: GoalState, contracts: Contracts, batch: list[Decision]
+) -> list[Decision]:
+    """Rules 3: the tasks `_propagate` just made ready are dispatched in the same step, each
+    recorded as one `TaskDispatched` that holds its readiness (`ready`), where rules 2 recorded
+    a `TaskReady` and dispatched it in the next step with nothing decided in between.
+
+    The same dispatches, in the same order, as rules 2: only a batch of readiness alone is
+    joined, and only when nothing would be decided between it and `_dispatch` (the phases in
+    between look only at ready tasks: a pending approval or map expansion goes first). A task
+    that would not be dispatched cleanly (no slot, a reservation that does not fit, a budget
+    breach, an input that does not build, an approval, a map to expand) keeps its `TaskReady`,
+    and the next step decides it as rules 2 would.
+    """
+    if state.status != "running" or any(type(d) is not TaskReady for d in batch):
+        return batch
+    if approvals(state, contracts) or _expand_maps(state, contracts):
+        return batch
+    gated, maps = state.plan.approval_tasks, state.plan.maps
+    readied: dict[str, TaskReady] = {}
+    waiting: list[Decision] = []
+    for decision in batch:
+        assert isinstance(decision, TaskReady)
+        approval = decision.task in gated and not state.tasks[decision.task].approved
+        if approval or decision.task in maps:
+            waiting.append(decision)
+        else:
+            readied[decision.task] = decision
+    if not readied:
+        return batch
+    return waiting + _dispatch(state, contracts, readied)
+
+
+def _dispatch(
+    state: GoalState, contracts: Contracts, readied: dict[str, TaskReady] | None = None
+) -> list[Decision]:
+    """Send ready tasks to their agents, in plan order, within concurrency and budgets.
+
+    `readied` (rules 3, `_dispatch_as_ready`): tasks made ready in this step, dispatched with
+    the ready ones; each one dispatched carries its readiness, the rest are returned as they
+    came (`TaskReady`, first), and the first task that would need a decision of its own ends
+    the batch instead of being decided in it."""
     ready = state.with_status("ready")
+    if readied:
+        ready = state.in_plan_order({*ready, *readied})
     if state.status != "running" or not ready:
         return []
     decisions: list[Decision] = []
@@ -303,8 +347,8 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
         spec = state.plan.task_map[task_id]
         breach = budget_breach(state, task, spec, extra_attempts=len(decisions))
         if breach is not None:
-            if decisions:
-                return decisions  # record these first; the breach is decided on its own
+            if decisions or readied:  # record these first; the breach is decided on its own
+                return _with_readiness(decisions, readied)
             return _budget_exhausted(state, task_id, breach)
         if not fits_reservations(state, spec, extra):
             continue  # running attempts hold estimates; wait for their real usage
@@ -312,8 +356,8 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
         contract = contracts[spec.agent]
         agent_input, errors = build_input(state, spec, contract)
         if agent_input is None:
-            if decisions:
-                return decisions
+            if decisions or readied:
+                return _with_readiness(decisions, readied)
             rejected = InputRejected(
                 task=task_id,
                 errors=errors,
@@ -323,6 +367,7 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             failure = "validation.input: " + "; ".join(errors)
             # The same bindings give the same input, so retrying cannot help.
             return [rejected, *_after_failure(state, task, spec, failure, "no_retry")]
+        readiness = readied.pop(task_id, None) if readied else None
         attempt = task.attempts + 1
         policy = state.plan.retry_for(spec)
         context = None
@@ -339,30 +384,47 @@ def _dispatch(state: GoalState, contracts: Contracts) -> list[Decision]:
             input_digest=digest(agent_input.model_dump(mode="json")),
             idempotency_key=idempotency_key(state.goal_id, task_id),
             rule="dag.dispatch",
-            reason=_dispatch_reason(state, task, attempt, policy.max_attempts),
+            reason=_dispatch_reason(state, task, attempt, policy.max_attempts, readiness),
             reserved=reserved,
             policy={"max_attempts": policy.max_attempts, "concurrency": state.concurrency},
             attempt_context=None if context is None else context.model_dump(mode="json"),
+            ready=None if readiness is None else {
+                "rule": readiness.rule, "reason": readiness.reason, "inputs": readiness.inputs
+            },
             prepared=agent_input,
         )
         decisions.append(dispatched)
         slots -= 1
-    return decisions
+    return _with_readiness(decisions, readied)
 
 
-def _dispatch_reason(state: GoalState, task: TaskState, attempt: int, max_attempts: int) -> str:
+def _with_readiness(
+    dispatched: list[Decision], readied: dict[str, TaskReady] | None
+) -> list[Decision]:
+    """The batch: the readiness of the tasks made ready and not dispatched, then the dispatches
+    (independent of each other, like every batch)."""
+    return [*readied.values(), *dispatched] if readied else dispatched
+
+
+def _dispatch_reason(
+    state: GoalState, task: TaskState, attempt: int, max_attempts: int,
+    readiness: TaskReady | None = None,
+) -> str:
     """Why this attempt starts. Under rules 1 always "attempt N (retry policy allows M)", which
     reads as a retry after a failure where the task runs again because a human answered its
     question (a question is not a failure: it counts against `max_clarifications`, not the retry
     policy), and as a breach of the policy where a human granted an attempt beyond it ("attempt
     3 (retry policy allows 2)"); rules 2 says what happened. Goals started under rules 1 keep
-    the old wording, so their recorded histories replay as they were decided."""
-    if state.rules >= 2 and task.readied_by == "human.retry":
-        # task.reason is the TaskReady's: "retry requested by WHO: WHY"
+    the old wording, so their recorded histories replay as they were decided. `readiness`: the
+    task's readiness decided in this step (rules 3), else the one recorded before."""
+    readied_by = task.readied_by if readiness is None else readiness.rule
+    ready_reason = task.reason if readiness is None else readiness.reason
+    if state.rules >= 2 and readied_by == "human.retry":
+        # the readiness's reason: "retry requested by WHO: WHY"
         attempts = "1 attempt counts" if max_attempts == 1 else f"{max_attempts} attempts count"
-        return (f"attempt {attempt}: {task.reason}; the retry policy's {attempts} again from "
+        return (f"attempt {attempt}: {ready_reason}; the retry policy's {attempts} again from "
                 "this one")
-    if state.rules >= 2 and task.readied_by == "clarification.answered":
+    if state.rules >= 2 and readied_by == "clarification.answered":
         failed = task.failures
         return (
             f"attempt {attempt}: runs again because a human answered its question "

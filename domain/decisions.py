@@ -107,6 +107,7 @@ class TaskDispatched(TaskDecision):
     reserved: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None
     attempt_context: dict[str, Any] | None = None  # what an agent declaring `attempt` is told
+    ready: dict[str, Any] | None = None  # rules 3: the readiness decided with it (goal.py)
 
 
 @dataclass(kw_only=True, slots=True)

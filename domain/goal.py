@@ -60,6 +60,15 @@ def _move_task(goal: Goal, event: GoalEvent) -> TaskState:
     return task
 
 
+def _make_ready(task: TaskState, rule: str, reason: str) -> None:
+    """What a task's readiness assigns, recorded as `TaskReady` or in a `TaskDispatched`'s
+    `ready` (decision rules 3)."""
+    task.due_at = None
+    task.resolution = None
+    task.reason = reason
+    task.readied_by = rule
+
+
 def _conclude_attempt(task: TaskState, state: GoalState) -> None:
     task.in_flight = None
     state.set_outcome(task, None)
@@ -245,18 +254,20 @@ class Goal(BaseAggregate[str]):
         task_event: ClassVar[str | None] = "make_ready"
 
         def apply(self, goal: Goal) -> None:
-            task = _move_task(goal, self)
-            task.due_at = None
-            task.resolution = None
-            task.reason = self.reason
-            task.readied_by = self.rule
+            _make_ready(_move_task(goal, self), self.rule, self.reason)
 
     class TaskDispatched(Event):
         """An attempt was sent to its agent: stored before the agent is called.
 
         Version 2 adds `attempt_context`: the AttemptContext an agent that declares `attempt`
         is handed (`None` for any other agent). Release 0.1 had no attempt context, so version
-        1 events upcast with `None`."""
+        1 events upcast with `None`.
+
+        Version 3 adds `ready`: under decision rules 3, a task made ready and dispatched in one
+        step is recorded as this one event, and `ready` holds what its `TaskReady` would have
+        (`{"rule", "reason", "inputs"}`); the task moves to `ready` and on to `running`. `None`
+        where the task was already ready (a `TaskReady` recorded before, as every dispatch of a
+        goal decided under rules 1 or 2 was), so version 2 events upcast with `None`."""
 
         task: str
         attempt: int
@@ -267,14 +278,23 @@ class Goal(BaseAggregate[str]):
         reserved: dict[str, Any] | None = None
         policy: dict[str, Any] | None = None  # the settings the rule applied
         attempt_context: dict[str, Any] | None = None
+        ready: dict[str, Any] | None = None
         task_event: ClassVar[str | None] = "dispatch"
-        class_version: ClassVar[int] = 2
+        class_version: ClassVar[int] = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["attempt_context"] = None
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["ready"] = None  # every dispatch before rules 3 followed its own TaskReady
+
         def apply(self, goal: Goal) -> None:
+            if self.ready is not None:
+                ready = _task(goal, self)
+                goal.state.move(ready, task_target(ready.id, ready.status, "make_ready"))
+                _make_ready(ready, self.ready["rule"], self.ready["reason"])
             task = _move_task(goal, self)
             task.attempts = self.attempt
             task.in_flight = self.attempt
@@ -654,7 +674,10 @@ class Goal(BaseAggregate[str]):
         fields = decision.fields  # built on each access: once here
         if event_class.task_event is not None:
             task = self.state.tasks[fields["task"]]
-            task_target(task.id, task.status, event_class.task_event)
+            status = task.status
+            if fields.get("ready") is not None:  # a dispatch that makes the task ready first
+                status = task_target(task.id, status, "make_ready")
+            task_target(task.id, status, event_class.task_event)
         if event_class.goal_event is not None:
             goal_target(self.id, self.state.status, event_class.goal_event)
         self._trigger(event_class, self.state.now, fields)

@@ -42,7 +42,11 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #   2: the dispatch after a human answered the task's question says so, and that a question is
 #      not a failure; the dispatch after a human's retry says who asked for it and that the
 #      retry policy counts again from it; both instead of "attempt N (retry policy allows M)".
-RULES = 2
+#   3: a task that becomes ready and is dispatched in the same step is recorded as one
+#      `TaskDispatched` (v3) whose `ready` holds what the `TaskReady` held (its rule, reason and
+#      inputs), not as two events; a ready task that waits (for a slot, a reservation, an
+#      approval, its map's expansion, or a budget decision) is still recorded as `TaskReady`.
+RULES = 3
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits
 # for a human any more, only for a runner (`baton resume`, or a worker) to take the goal up.
@@ -108,7 +112,7 @@ class TaskState:
     clarifications: list[dict[str, str]] = field(default_factory=list)
     approved: bool = False
     attempt_context: dict[str, Any] | None = None  # as recorded with the last dispatch
-    readied_by: str | None = None  # the rule of the TaskReady since the last dispatch, if any
+    readied_by: str | None = None  # the rule that last made it ready, until its next dispatch
 
 
 @dataclass

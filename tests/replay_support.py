@@ -17,6 +17,19 @@ from baton.store.eventstore import BatonStore
 from tests.support import plan, run, task
 
 
+@contextmanager
+def decided_under(rules: int) -> Iterator[None]:
+    """Goals started inside are decided under decision rules `rules` (`Goal.start`'s default
+    is today's RULES): histories as an earlier release recorded them."""
+    defaults = Goal.start.__func__.__kwdefaults__  # type: ignore[attr-defined]
+    today = defaults["rules"]
+    defaults["rules"] = rules
+    try:
+        yield
+    finally:
+        defaults["rules"] = today
+
+
 def contracts_of(events: Any) -> Any:
     return prepare_plan(events[0].plan).contracts
 
@@ -30,26 +43,26 @@ def seq_of(events: list[GoalEvent], kind: str, nth: int = 0) -> int:
     return [e.originator_version for e in events if type(e).__name__ == kind][nth]
 
 
-def completed(store: BatonStore) -> Goal:
+def completed(store: BatonStore, goal_id: str = "completed") -> Goal:
     data = plan(task("a", "upper", input={"text": "$goal.text"}),
                 task("b", "exclaim", input={"text": "$a.text"}),
                 task("c", "join", input={"left": "$a.text", "right": "$b.text"}))
-    return run(store, data, {"text": "hi"}, goal_id="completed")
+    return run(store, data, {"text": "hi"}, goal_id=goal_id)
 
 
-def retried(store: BatonStore) -> Goal:
+def retried(store: BatonStore, goal_id: str = "retried") -> Goal:
     """A first attempt fails; the retry waits out a real (tiny) backoff: a ClockTicked."""
     data = plan(task("a", "flaky", input={"text": "$goal.text"},
                      retry={"max_attempts": 3, "backoff_s": 0.02}),
                 task("b", "upper", input={"text": "$a.text"}))
-    return run(store, data, {"text": "retried"}, goal_id="retried")
+    return run(store, data, {"text": "retried"}, goal_id=goal_id)
 
 
-def failed(store: BatonStore) -> Goal:
+def failed(store: BatonStore, goal_id: str = "failed") -> Goal:
     data = plan(task("a", "always_fails", input={"text": "$goal.text"},
                      retry={"max_attempts": 2, "backoff_s": 0}),
                 task("b", "upper", input={"text": "$a.text"}))
-    return run(store, data, {"text": "x"}, goal_id="failed")
+    return run(store, data, {"text": "x"}, goal_id=goal_id)
 
 
 def escalated(store: BatonStore, goal_id: str = "escalated") -> Goal:
@@ -73,7 +86,7 @@ def escalated(store: BatonStore, goal_id: str = "escalated") -> Goal:
     return resume_goal(store, goal.id)
 
 
-def abandoned_then_cancelled(store: BatonStore) -> Goal:
+def abandoned_then_cancelled(store: BatonStore, goal_id: str = "cancelled") -> Goal:
     data = plan(
         task("a", "always_fails", input={"text": "$goal.text"}, on_failure="abandon",
              retry={"max_attempts": 1}),
@@ -81,7 +94,7 @@ def abandoned_then_cancelled(store: BatonStore) -> Goal:
         task("c", "always_fails", input={"text": "$goal.text"}, on_failure="escalate",
              retry={"max_attempts": 1}),
     )
-    goal = run(store, data, {"text": "x"}, goal_id="cancelled")
+    goal = run(store, data, {"text": "x"}, goal_id=goal_id)
     assert goal.state.status == "waiting"
     return cancel_goal(store, goal.id, reason="no longer needed", by="ops")
 

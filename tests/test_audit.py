@@ -100,7 +100,8 @@ def test_audit_cli_readable_and_json(store_url: str) -> None:
     readable = baton("audit", "retried", store=store_url)
     assert readable.code == 0
     for text in ("▸ AgentRaised", "ConnectionError: upstream reset", "RetryScheduled",
-                 "retry.backoff", "backoff elapsed", "GoalCompleted"):
+                 "retry.backoff", "backoff elapsed", "GoalCompleted",
+                 "(retry.backoff_elapsed);"):  # the readiness a dispatch holds
         assert text in readable.out
     only_b = baton("audit", "retried", "--task", "b", store=store_url)
     assert "RetryScheduled" not in only_b.out and "b #1" in only_b.out

@@ -87,5 +87,6 @@ def test_bench_map_runs_a_map_to_completion_and_reports_each_width(
 
     assert bench_map.main(["--widths", "3,5"]) == 0
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
-    # width, events: the spreader's 4, MapExpanded + MapCollected, 4 per instance, the end
-    assert [(int(row[1]), int(row[2])) for row in rows] == [(3, 21), (5, 29)]
+    # width, events: Started and the spreader's 3, the map's TaskReady, MapExpanded and
+    # MapCollected, 3 per instance (each dispatch holds its readiness), the end
+    assert [(int(row[1]), int(row[2])) for row in rows] == [(3, 17), (5, 23)]

@@ -250,7 +250,7 @@ def test_two_resumes_racing_on_one_goal_one_drives_it(store_url: str, tmp_path: 
     env = {**os.environ, "BATON_STORE": store_url, "BATON_TEST_DIR": str(tmp_path)}
     first = baton("run", str(plan), "--input", '{"text": "r"}', "--goal-id", "race",
                   store=store_url, env={"BATON_TEST_DIR": str(tmp_path),
-                                        "BATON_CRASH_AT_EVENT": "3"})
+                                        "BATON_CRASH_AT_EVENT": "2"})
     assert first.code == -signal.SIGKILL, first.err  # stored its dispatch, then died
     racers = [
         subprocess.Popen([sys.executable, "-m", "baton.cli", "resume", "race", "--json"],

@@ -53,7 +53,7 @@ def test_replay_and_reexecution_reproduce_it(failed: list[GoalEvent]) -> None:
     loaded = prepare_plan(failed[0].plan)  # type: ignore[attr-defined]
     result = replay(failed, loaded.contracts)
     assert result.ok and result.events == len(failed)
-    assert replay(failed, loaded.contracts, at=9).to_json()["state"]["tasks"]["price"] == {
+    assert replay(failed, loaded.contracts, at=7).to_json()["state"]["tasks"]["price"] == {
         "status": "retry_wait", "attempts": 1}
     assert reexecute(failed, loaded).ok
 
@@ -82,7 +82,7 @@ def test_a_fork_before_the_failure_completes_with_the_fixed_agent(
 ) -> None:
     dispatched = next(e for e in failed
                       if type(e).__name__ == "TaskDispatched" and e.task == "price")
-    at = dispatched.originator_version  # event 7 in the walkthrough
+    at = dispatched.originator_version  # event 5 in the walkthrough
     store.save(fork_goal(failed, goal_id="trip-0042-fixed", at=at, now=utc_now()))
     goal = resume_goal(store, "trip-0042-fixed")
     assert goal.state.status == "completed"

@@ -13,6 +13,7 @@ import pytest
 from baton.domain.decide import decide, settle
 from baton.domain.goal import Goal
 from baton.domain.policies import backoff_delay, jitter_fraction
+from baton.domain.state import RULES
 from tests.support import load, plan, task
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -22,11 +23,11 @@ class Sim:
     """A goal driven by hand: observe what the test says, settle, inspect the decisions."""
 
     def __init__(self, data: dict[str, Any], goal_input: Any = None, *, concurrency: int = 8,
-                 goal_id: str = "g-1") -> None:
+                 goal_id: str = "g-1", rules: int = RULES) -> None:
         self.loaded = load(data)
         self.goal = Goal.start(goal_id=goal_id, plan=self.loaded.plan,
                                goal_input=goal_input or {"text": "hi"},
-                               concurrency=concurrency, at=T0)
+                               concurrency=concurrency, at=T0, rules=rules)
         self.now = T0
         self.last = settle(self.goal, self.loaded.contracts)
 
@@ -63,26 +64,39 @@ def chain(**b_fields: Any) -> dict[str, Any]:
 
 def test_first_decisions_make_roots_ready_and_dispatch_them() -> None:
     sim = Sim(chain())
+    assert sim.summary() == [("TaskDispatched", "a")]  # rules 3: its readiness is in it
+    assert sim.status("a") == "running" and sim.status("b") == "pending"
+    ready = sim.last[0].fields["ready"]
+    assert ready == {"rule": "dag.inputs_ready", "reason": "reads only the goal input",
+                     "inputs": []}
+
+
+def test_under_rules_2_readiness_and_dispatch_are_two_decisions() -> None:
+    sim = Sim(chain(), rules=2)
     assert sim.summary() == [("TaskReady", "a"), ("TaskDispatched", "a")]
-    assert sim.status("b") == "pending"
-    ready = sim.last[0].fields
+    ready, dispatched = (decision.fields for decision in sim.last)
     assert ready["rule"] == "dag.inputs_ready" and ready["reason"] == "reads only the goal input"
+    assert dispatched["ready"] is None
+    assert sim.returned("a", {"text": "HI"}) == [
+        ("OutputAccepted", "a"), ("TaskReady", "b"), ("TaskDispatched", "b"),
+    ]
 
 
 def test_accepted_output_makes_dependants_ready_with_the_inputs_named() -> None:
     sim = Sim(chain())
-    assert sim.returned("a", {"text": "HI"}) == [
-        ("OutputAccepted", "a"), ("TaskReady", "b"), ("TaskDispatched", "b"),
-    ]
-    assert sim.last[1].fields["reason"] == "inputs arrived from a"
+    assert sim.returned("a", {"text": "HI"}) == [("OutputAccepted", "a"), ("TaskDispatched", "b")]
+    assert sim.last[1].fields["ready"] == {
+        "rule": "dag.inputs_ready", "reason": "inputs arrived from a", "inputs": ["a"]
+    }
+    assert sim.goal.state.tasks["b"].reason == "inputs arrived from a"
     assert sim.returned("b", {"text": "HI!"})[-1] == ("GoalCompleted", None)
     assert sim.goal.state.status == "completed" and sim.goal.state.output == "HI!"
 
 
 def test_dispatch_records_a_digest_of_the_exact_input_and_a_stable_key() -> None:
     sim = Sim(chain(), goal_id="g-key")
-    first = sim.last[1].fields
-    other = Sim(chain(), goal_input={"text": "other"}, goal_id="g-key").last[1].fields
+    first = sim.last[0].fields
+    other = Sim(chain(), goal_input={"text": "other"}, goal_id="g-key").last[0].fields
     assert first["input_digest"].startswith("sha256:")
     assert first["input_digest"] != other["input_digest"]  # the input differs
     assert first["idempotency_key"] == other["idempotency_key"]  # same goal, same task
@@ -123,9 +137,8 @@ def test_retry_backoff_is_exponential_with_derived_jitter() -> None:
         assert fields["failure"] == f"RuntimeError: boom {attempt}"
         assert fields["policy"]["max_attempts"] == 4
         # time passes until the backoff is due
-        assert sim.observe("ClockTicked", seconds=fields["delay_s"]) == [
-            ("TaskReady", "a"), ("TaskDispatched", "a"),
-        ]
+        assert sim.observe("ClockTicked", seconds=fields["delay_s"]) == [("TaskDispatched", "a")]
+        assert sim.last[0].fields["ready"]["rule"] == "retry.backoff_elapsed"
     for failures, (delay, base) in enumerate(zip(delays, [2, 6, 10], strict=True), start=1):
         assert base * 0.9 <= delay <= base * 1.1
         assert delay == backoff_delay(
@@ -253,9 +266,11 @@ def test_token_estimates_are_reserved_before_dispatch() -> None:
                        estimate={"tokens": 100}) for i in range(3)),
                 budget={"max_tokens": 250, "on_exhausted": "escalate"})
     sim = Sim(data)
-    # two estimates fit in 250 tokens; the third would not, so it is not started
-    assert sim.summary() == [("TaskReady", "t0"), ("TaskReady", "t1"), ("TaskReady", "t2"),
-                             ("TaskDispatched", "t0"), ("TaskDispatched", "t1")]
+    # two estimates fit in 250 tokens; the third would not, so it is not started: it is
+    # recorded ready, to be dispatched when the reservations allow
+    assert sim.summary() == [("TaskReady", "t2"), ("TaskDispatched", "t0"),
+                             ("TaskDispatched", "t1")]
+    assert sim.status("t2") == "ready"
     decisions = sim.returned("t0", {"text": "x", "usage": {"tokens": 40, "cost_usd": 0}},
                              usage={"tokens": 40, "cost_usd": 0.0})
     # reconciled: 40 spent + 100 reserved + 100 estimate = 240 fits
@@ -328,6 +343,4 @@ def test_a_backoff_blocks_only_its_own_task() -> None:
     sim = Sim(data)
     sim.raised("a")
     assert sim.status("a") == "retry_wait"
-    assert sim.returned("b", {"text": "hi!"}) == [
-        ("OutputAccepted", "b"), ("TaskReady", "c"), ("TaskDispatched", "c"),
-    ]
+    assert sim.returned("b", {"text": "hi!"}) == [("OutputAccepted", "b"), ("TaskDispatched", "c")]

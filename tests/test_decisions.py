@@ -113,7 +113,7 @@ def test_recorded_payloads_come_from_the_typed_fields() -> None:
     assert payload(events[1], timestamp=False) == {
         "task": "a", "attempt": 1, "input_digest": "d", "idempotency_key": "k",
         "rule": "dag.dispatch", "reason": "r", "reserved": None, "policy": None,
-        "attempt_context": None,
+        "attempt_context": None, "ready": None,
     }
     assert payload(events[2], timestamp=False) == {
         "rule": "output.unresolved", "reason": "r", "task": None,

@@ -49,7 +49,7 @@ def test_the_dispatch_after_an_answer_says_why_it_runs_again(
     bt.answer("g", "ask", "Q1 2026", by="ann")
     assert bt.resume("g").tasks["ask"].status == "succeeded"
     events = list(bt.store.events("g"))
-    assert events[0].rules == RULES == 2
+    assert events[0].rules == RULES == 3
     first, again = _dispatches(events, "ask")
     assert first.reason == "attempt 1 (retry policy allows 3)"
     assert (again.rule, again.reason) == ("dag.dispatch", ANSWERED)
@@ -124,13 +124,15 @@ def test_a_human_retry_under_a_one_attempt_policy_reads_right(bt: baton.Baton) -
                        "counts again from this one")
 
 
-def test_the_rules_2_goldens_hold_the_new_wordings() -> None:
-    """tests/golden/*-rules2.jsonl, recorded under rules 2 beside the rules-1 goldens of the
-    same shapes: the golden tests replay both, so a change to either wording fails there."""
+@pytest.mark.parametrize("rules", [2, 3])
+def test_the_goldens_since_rules_2_hold_the_new_wordings(rules: int) -> None:
+    """tests/golden/*-rules2.jsonl and *-rules3.jsonl, recorded under those rules beside the
+    rules-1 goldens of the same shapes: the golden tests replay all of them, so a change to
+    either wording fails there."""
     golden = Path(__file__).parent / "golden"
-    gated = read_run(str(golden / "gated-rules2.jsonl")).events
-    escalated = read_run(str(golden / "escalated-rules2.jsonl")).events
-    assert gated[0].rules == escalated[0].rules == RULES == 2
+    gated = read_run(str(golden / f"gated-rules{rules}.jsonl")).events
+    escalated = read_run(str(golden / f"escalated-rules{rules}.jsonl")).events
+    assert gated[0].rules == escalated[0].rules == rules
     assert _dispatches(gated, "ask")[1].reason == ANSWERED
     granted = _dispatches(escalated, "a")[2].reason
     assert granted.startswith("attempt 3: retry requested by ana: one more go; ")

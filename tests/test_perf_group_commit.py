@@ -83,8 +83,8 @@ def test_queued_completions_are_recorded_in_one_save(
     goal = run(store, _fanout(), {}, concurrency=WIDTH)
     assert goal.state.status == "completed", goal.state.reason
     names = _names(store, goal.id)
-    dispatched = 1 + 2 * WIDTH  # Started, TaskReady x3, TaskDispatched x3
-    assert names[:dispatched] == ["Started", *["TaskReady"] * WIDTH, *["TaskDispatched"] * WIDTH]
+    dispatched = 1 + WIDTH  # Started, TaskDispatched x3 (each holding its readiness)
+    assert names[:dispatched] == ["Started", *["TaskDispatched"] * WIDTH]
     # each observation is followed by its own decisions, the last one's include the goal's end
     assert names[dispatched:] == [*["AgentReturned", "OutputAccepted"] * WIDTH, "GoalCompleted"]
     assert saves == [dispatched, len(names)]  # the dispatches first, then one save for the rest
@@ -137,7 +137,7 @@ def test_a_retry_without_backoff_is_saved_with_the_failed_attempt(
     cuts = [0, *saves]
     batches = [[type(e).__name__ for e in events[a:b]] for a, b in itertools.pairwise(cuts)]
     assert batches == [
-        ["Started", "TaskReady", "TaskDispatched"],
-        ["AgentRaised", "RetryScheduled", "TaskReady", "TaskDispatched"],
+        ["Started", "TaskDispatched"],
+        ["AgentRaised", "RetryScheduled", "TaskDispatched"],
         ["AgentReturned", "OutputAccepted", "GoalCompleted"],
     ]

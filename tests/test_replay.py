@@ -152,8 +152,8 @@ def test_a_goal_resumed_after_a_crash_replays_ok(sqlite_url: str, tmp_path: Path
     )
     env = {"BATON_TEST_DIR": str(tmp_path)}
     killed = baton("run", str(plan), "--input", '{"text": "go"}', "--goal-id", "g",
-                   store=sqlite_url, env={**env, "BATON_CRASH_AT_EVENT": "7"})
-    assert killed.code == -9  # SIGKILL after the save that reached 7 events
+                   store=sqlite_url, env={**env, "BATON_CRASH_AT_EVENT": "5"})
+    assert killed.code == -9  # SIGKILL after the save that reached 5 events: b dispatched
     resumed = baton("resume", "g", "--json", store=sqlite_url, env=env)
     assert resumed.code == 0, resumed.err
     assert resumed.json()["status"] == "completed"

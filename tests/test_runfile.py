@@ -271,19 +271,18 @@ def test_every_command_that_reads_a_file_refuses_a_forged_one(exported: Path) ->
 def test_a_file_whose_events_cannot_make_a_goal_is_not_imported(exported: Path) -> None:
     """Events that are each well formed but break the lifecycle (a dispatch of a task that never
     became ready): replay reports it as a divergence, import refuses to store it."""
-    def drop_first_ready(content: list[dict[str, Any]]) -> None:
-        content.remove(line_of(content, "TaskReady"))
-        content[0]["events"] -= 1
-        for seq, line in enumerate(content[1:], start=1):
-            line["seq"] = seq
+    def drop_first_readiness(content: list[dict[str, Any]]) -> None:
+        # decided under rules 3: the first dispatch holds its task's readiness
+        line_of(content, "TaskDispatched")["payload"]["ready"] = None
 
-    forged = rewrite(exported, drop_first_ready, rechain=True)
+    forged = rewrite(exported, drop_first_readiness, rechain=True)
     replayed = baton("replay", str(forged), "--json")
     assert replayed.code == 1
     divergence = replayed.json()["divergence"]
-    # Today's code readies 'a' first, where the file now has the next task's TaskReady.
-    assert divergence["seq"] == 2 and divergence["fields"] == ["task"]
-    assert (divergence["recorded"]["task"], divergence["replayed"]["task"]) == ("s", "a")
+    # Today's code makes 'a' ready with its first dispatch, where the file says it was already.
+    assert divergence["seq"] == 2 and divergence["fields"] == ["ready"]
+    assert divergence["recorded"]["ready"] is None
+    assert divergence["replayed"]["ready"]["rule"] == "dag.inputs_ready"
     target = f"sqlite:///{forged.parent}/target.db"
     imported = baton("import", str(forged), store=target)
     assert imported.code == 2, imported.out

@@ -20,7 +20,7 @@ def test_status_of_a_goal_whose_runner_was_killed(store_url: str, tmp_path: Path
                      task("b", "exclaim", input={"text": "$a.text"}))
     plan_file.write_text(yaml.safe_dump(two_steps))
     crashed = baton("run", str(plan_file), "--input", '{"text": "x"}', "--goal-id", "crashed",
-                    store=store_url, env={"BATON_CRASH_AT_EVENT": "6"})
+                    store=store_url, env={"BATON_CRASH_AT_EVENT": "5"})
     assert crashed.code == -9  # killed before it caught the read models up
     shown = baton("status", "crashed", "--json", store=store_url)
     assert shown.code == 0, shown.err

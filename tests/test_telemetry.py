@@ -112,6 +112,22 @@ def test_failed_attempt_has_error_status_and_retry_event() -> None:
     assert second.parent.span_id == first.parent.span_id
 
 
+def test_a_dispatch_holding_its_readiness_says_why_the_task_was_ready() -> None:
+    run = read_run(GOLDEN / "retried-rules3.jsonl")  # decision rules 3: no TaskReady events
+    spans = _exported(run.goal_id, run.events)
+    attempts = sorted((s for s in spans if s.name.startswith("invoke_agent")
+                       and s.attributes["baton.task"] == "a"),
+                      key=lambda s: s.attributes["baton.attempt"])
+    readiness = [
+        (e.attributes["baton.ready.rule"], e.attributes["baton.ready.reason"].split(" at ")[0])
+        for span in attempts for e in span.events if e.name == "TaskDispatched"
+    ]
+    assert readiness == [("dag.inputs_ready", "reads only the goal input"),
+                         ("retry.backoff_elapsed", "backoff elapsed")]
+    task_a = next(s for s in spans if s.name == "task a")
+    assert task_a.attributes["baton.status"] == "succeeded" and task_a.end_time is not None
+
+
 def test_imported_run_gives_the_same_trace(tmp_path: Path) -> None:
     run = read_run(GOLDEN / "travel.jsonl")
     store = open_store(f"sqlite:///{tmp_path}/b.db")

@@ -28,6 +28,19 @@ def test_bars_of_a_retried_goal() -> None:
     assert line.bars[0].detail == "ConnectionError: upstream reset"
 
 
+def test_a_backoff_ends_at_the_dispatch_that_holds_the_readiness() -> None:
+    run = read_run(GOLDEN / "retried-rules3.jsonl")  # decision rules 3: no TaskReady events
+    at = {event.originator_version: event.timestamp for event in run.events}
+    kinds = {event.originator_version: type(event).__name__ for event in run.events}
+    assert [kinds[n] for n in (4, 5, 6)] == ["RetryScheduled", "ClockTicked", "TaskDispatched"]
+    assert [(b.task, b.kind, b.outcome, b.start, b.end) for b in timeline_of(run.events).bars] == [
+        ("a", "attempt", "error", at[2], at[3]),
+        ("a", "backoff", "wait", at[4], at[6]),    # retry scheduled, dispatched again
+        ("a", "attempt", "ok", at[6], at[7]),
+        ("b", "attempt", "ok", at[9], at[10]),
+    ]
+
+
 def test_human_waits_end_when_a_human_resolves() -> None:
     run = read_run(GOLDEN / "escalated.jsonl")
     at = {event.originator_version: event.timestamp for event in run.events}

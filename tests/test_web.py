@@ -90,6 +90,8 @@ def test_goal_page_shows_graph_timeline_and_decisions(client: TestClient) -> Non
     assert _statuses(broken)["a"] == "failed" and _statuses(broken)["b"] == "skipped"
     assert broken.count("bar bar-attempt bar-error") == 2
     assert broken.count("bar bar-backoff") == 1
+    # a dispatch that holds its readiness (decision rules 3) says why the task was ready
+    assert "ready: backoff elapsed at " in broken and "(retry.backoff_elapsed); attempt 2" in broken
     human = client.get("/goals/human").text
     assert human.count("bar bar-human") == 1
 
@@ -239,7 +241,7 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
 
 def test_a_10000_event_goal_is_paged(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/b.db")
-    loaded = history_plan(2500, 1)
+    loaded = history_plan(3334, 1)  # 3 events per task
     events = simulate(loaded, "big", failures=0)
     assert len(events) >= 10_000
     insert_history(store, events)
@@ -250,8 +252,8 @@ def test_a_10000_event_goal_is_paged(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert page.text.count("<tr class") <= 100 + 1
         assert re.search(r"page (\d+) of (\d+)", page.text)
-        assert page.text.count("bar bar-attempt") == 50  # tasks page 1 of 50
-        assert "tasks page 1 of 50" in page.text
+        assert page.text.count("bar bar-attempt") == 50  # tasks page 1 of 67
+        assert "tasks page 1 of 67" in page.text
         started = time.perf_counter()
         middle = client.get("/goals/big?at=5000&page=3").text
         again = time.perf_counter() - started
@@ -286,9 +288,10 @@ def test_replay_verification_shows_the_first_divergence(
     decide = importlib.import_module("baton.domain.decide")  # the module, not the function
     monkeypatch.setattr(decide, "backoff_delay", lambda policy, *, failures, jitter: 42.0)
     page = client.get("/goals/broken/replay").text
-    assert '<p class="error" id="replay-result">diverged at event 5</p>' in page
+    # Started, TaskDispatched a, AgentRaised a, then the RetryScheduled that differs
+    assert '<p class="error" id="replay-result">diverged at event 4</p>' in page
     assert '"delay_s": 42.0' in html.unescape(page)
-    assert 'href="/goals/broken?at=5"' in page
+    assert 'href="/goals/broken?at=4"' in page
 
 
 def test_pages_on_each_store(store_url: str) -> None:

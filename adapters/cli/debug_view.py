@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from baton.domain.audit import reason_shown
+
 __all__ = ["print_replay", "print_timeline", "print_what_if"]
 
 
@@ -52,7 +54,7 @@ def _observed(entry: dict[str, Any]) -> str:
 
 
 def _decided(entry: dict[str, Any]) -> str:
-    why = escape(entry.get("reason") or "")
+    why = escape(reason_shown(entry))
     granted = entry.get("granted_by")
     if granted:
         why += escape(

@@ -112,6 +112,10 @@ def _decision_event(event: GoalEvent, kind: str) -> SpanEvent:
         value = fields.get(key)
         if value is not None:
             attributes[f"baton.{key}"] = _attr(value)
+    ready = fields.get("ready")
+    if ready is not None:  # rules 3: a dispatch that made its task ready says why
+        attributes["baton.ready.rule"] = ready["rule"]
+        attributes["baton.ready.reason"] = ready["reason"]
     return SpanEvent(kind, _ns(event.timestamp), attributes)
 
 
@@ -263,6 +267,8 @@ class SpanProjector:
         task = fields["task"]
         span = self._attempt_span(task, fields["attempt"], at)
         span.events.append(_decision_event(event, kind))
+        if kind == "TaskDispatched" and fields.get("ready") is not None:
+            self._reopened(task)  # rules 3: its readiness is recorded with the dispatch
         if kind != "TaskDispatched":
             span.end_ns = at if span.end_ns is None else span.end_ns
             span.attributes["baton.rule"] = fields["rule"]
@@ -285,7 +291,14 @@ class SpanProjector:
             self._end_task(fields["task"], event, kind, at, ok=False)
         elif kind in ("TaskEscalated", "ClarificationRequested", "ApprovalRequested"):
             span.attributes["baton.status"] = "escalated"
-        elif kind == "TaskReady" and span.end_ns is not None:  # a human retried it
+        elif kind == "TaskReady":
+            self._reopened(fields["task"])
+
+    def _reopened(self, task: str) -> None:
+        """A task made ready again after its span ended (a human retried it) is open again."""
+        assert self.goal_id is not None
+        span = self.spans.get(task_span_id(self.goal_id, task))
+        if span is not None and span.end_ns is not None:
             span.end_ns = None
 
     def _end_task(self, task: str, event: GoalEvent, kind: str, at: int, *, ok: bool) -> None:

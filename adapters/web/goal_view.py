@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
+from baton.domain.audit import reason_shown
 from baton.domain.errors import ResolveError
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import is_observation, jsonable, kind_of, started_event
@@ -144,7 +145,7 @@ def _decision(event: GoalEvent) -> dict[str, Any]:
     fields = vars(event)
     return {"seq": event.originator_version, "at": event.timestamp.isoformat(),
             "kind": kind_of(event), "task": fields.get("task"), "attempt": fields.get("attempt"),
-            "rule": fields.get("rule"), "reason": fields.get("reason")}
+            "rule": fields.get("rule"), "reason": reason_shown(fields)}
 
 
 def _event_line(event: GoalEvent) -> str:

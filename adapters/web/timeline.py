@@ -82,6 +82,11 @@ def timeline_of(events: Sequence[GoalEvent], *, now: datetime | None = None) -> 
             order.append(task)  # tasks added at run time
             known.add(task)
         if kind == "TaskDispatched":
+            # Rules 3: a dispatch that holds its readiness ends a backoff, as a TaskReady does
+            # (a human's wait was ended by the human's decision).
+            wait = open_waits.pop(task, None) if fields.get("ready") is not None else None
+            if wait is not None:
+                wait.end = at
             bar = Bar(task, "attempt", at, last, f"{task} #{fields['attempt']}",
                       attempt=fields["attempt"])
             attempts[(task, fields["attempt"])] = bar

@@ -4,9 +4,11 @@ Do this only when a change *must* alter decisions (and say so in the commit): th
 failing is the reminder that recorded histories no longer replay under the new rules.
 
 `python -m tests.golden.regenerate --rules2` writes only the histories recorded under decision
-rules 2 (`*-rules2.jsonl`: the shapes whose wording rules 2 changed). The others were recorded
-by earlier releases (release 0.1's topics, `Started` v2, rules 1) and are kept as they are: they
-are what proves old histories still load and replay.
+rules 2 (`*-rules2.jsonl`: the shapes whose wording rules 2 changed), `--rules3` only those
+recorded under rules 3 (`*-rules3.jsonl`: every shape, since rules 3 records a dispatch and the
+readiness before it as one event). The others were recorded by earlier releases (release 0.1's
+topics, `Started` v2, rules 1) and are kept as they are: they are what proves old histories
+still load and replay.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from baton.runtime.service import resolve_task, resume_goal, start_goal
 from baton.store.eventstore import BatonStore, open_store
 from tests import agents
 from tests.replay_agents import SECRET
-from tests.replay_support import SHAPES
+from tests.replay_support import SHAPES, decided_under
 from tests.support import run
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +54,7 @@ def _crashed(url: str, workdir: Path) -> None:
     env = {**os.environ, "BATON_STORE": url, "BATON_TEST_DIR": str(workdir)}
     cli = [sys.executable, "-m", "baton.cli"]
     subprocess.run([*cli, "run", str(plan), "--input", '{"text": "go"}', "--goal-id", "crashed"],
-                   cwd=ROOT, env={**env, "BATON_CRASH_AT_EVENT": "7"}, check=False)
+                   cwd=ROOT, env={**env, "BATON_CRASH_AT_EVENT": "5"}, check=False)  # b in flight
     subprocess.run([*cli, "resume", "crashed"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)
 
@@ -91,25 +93,31 @@ def _decomposed(store: BatonStore) -> None:
     _export(store, resume_goal(store, "research").id, "research")
 
 
-RULES2_SHAPES = ("escalated", "gated")  # a human's retry; an answered question
+RULES_SHAPES = {
+    2: ("escalated", "gated"),  # a human's retry; an answered question
+    3: tuple(SHAPES),  # every dispatch: readiness and dispatch in one event
+}
 
 
-def rules2() -> None:
-    """The shapes whose dispatch wording decision rules 2 changed, recorded under rules 2."""
-    with tempfile.TemporaryDirectory() as tmp:
+def record_under(rules: int) -> None:
+    """The shapes a change of decision rules `rules` concerns, recorded under those rules."""
+    with tempfile.TemporaryDirectory() as tmp, decided_under(rules):
         store = open_store(f"sqlite:///{tmp}/golden.db")
-        for name in RULES2_SHAPES:
+        for name in RULES_SHAPES[rules]:
             agents.CALLS.clear()
-            _export(store, SHAPES[name](store, f"{name}-rules2").id, f"{name}-rules2")
+            named = f"{name}-rules{rules}"
+            _export(store, SHAPES[name](store, named).id, named)
         store.close()
 
 
 def main() -> None:
-    if "--rules2" in sys.argv[1:]:
-        rules2()
-        print("rules-2 golden run files written to", HERE)
-        return
-    rules2()
+    for rules in RULES_SHAPES:
+        if f"--rules{rules}" in sys.argv[1:]:
+            record_under(rules)
+            print(f"rules-{rules} golden run files written to", HERE)
+            return
+    for rules in RULES_SHAPES:
+        record_under(rules)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/golden.db"
         store = open_store(url)
