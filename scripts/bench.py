@@ -57,14 +57,15 @@ class Profile:
     runs: int  # timed runs per measurement and round, after one warm-up
     rounds: int  # rounds of (Baton, every peer) for the goal workloads
     replay_tasks: int  # the replay goal: a chain of this many tasks ...
-    replay_attempts: int  # ... each needing this many attempts (20 events per task at 5)
-    projection_goals: int  # chain-50 goals of 202 events each
+    replay_attempts: int  # ... each needing this many attempts (15 events per task at 5)
+    projection_goals: int  # chain-50 goals of 152 events each (202 before decision rules 3)
 
 
-# 500 tasks x 5 attempts record a 10,002-event goal; 100 goals x 202 events make 20,200 events.
+# 667 tasks x 5 attempts record a 10,007-event goal (decision rules 3: 15 events per task);
+# 132 goals x 152 events make 20,064 events.
 PROFILES = {
-    "quick": Profile(runs=5, rounds=1, replay_tasks=500, replay_attempts=5, projection_goals=100),
-    "full": Profile(runs=5, rounds=3, replay_tasks=500, replay_attempts=5, projection_goals=100),
+    "quick": Profile(runs=5, rounds=1, replay_tasks=667, replay_attempts=5, projection_goals=132),
+    "full": Profile(runs=5, rounds=3, replay_tasks=667, replay_attempts=5, projection_goals=132),
 }
 
 

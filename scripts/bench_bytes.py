@@ -4,10 +4,11 @@
 
 Runs one goal of the workload through the real path on a fresh SQLite file, then reads its
 stored rows back: per event type the rows and the bytes of their stored `state` (what
-`bytes_per_task` in bench.py counts), and per field the bytes of its JSON value. Then what two
-versioned changes discussed in issue 17 would save on this goal, computed from the same rows
-(nothing is changed): `TaskReady` folded into `TaskDispatched`, and outputs stored once per
-goal by content hash (each further copy a 64-hex reference).
+`bytes_per_task` in bench.py counts), and per field the bytes of its JSON value. Then what
+storing outputs once per goal by content hash (each further copy a 64-hex reference) would save
+on this goal, computed from the same rows (nothing is changed). (`TaskReady` folded into the
+dispatch, the other change issue 17 discussed, is decision rules 3: run this on an earlier
+checkout to see the goal as rules 2 recorded it.)
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ REFERENCE = len(json.dumps("sha256:" + "0" * 64))  # a stored reference in place
 
 
 def breakdown(rows: list[Any], tasks: int) -> dict[str, Any]:
-    """Bytes by event type and by field, and the two savings, from stored rows."""
+    """Bytes by event type and by field, and the saving of outputs stored once, from stored
+    rows."""
     types: dict[str, dict[str, Any]] = {}
     fields: dict[str, Counter[str]] = defaultdict(Counter)
     seen: set[str] = set()
@@ -61,11 +63,6 @@ def breakdown(rows: list[Any], tasks: int) -> dict[str, Any]:
                     dedup_saving += size - REFERENCE
                 seen.add(digest)
     total = sum(entry["bytes"] for entry in types.values())
-    ready = types.get("TaskReady", {"rows": 0, "bytes": 0})
-    # Folding TaskReady into the dispatch keeps its `inputs` (moved into TaskDispatched) and
-    # drops the rest of the row: its envelope, rule, reason and timestamp.
-    kept = fields["TaskReady"].get("inputs", 0)
-    ready_saving = ready["bytes"] - kept
     return {
         "tasks": tasks,
         "rows": len(rows),
@@ -78,11 +75,6 @@ def breakdown(rows: list[Any], tasks: int) -> dict[str, Any]:
             for kind, entry in sorted(types.items(), key=lambda item: -item[1]["bytes"])
         },
         "savings": {
-            "task_ready_folded_into_dispatch": {
-                "rows_per_task": round(ready["rows"] / tasks, 2),
-                "bytes_per_task": round(ready_saving / tasks),
-                "share": round(ready_saving / total, 3),
-            },
             "outputs_once_by_content_hash": {
                 "output_bytes_per_task": round(output_bytes / tasks),
                 "bytes_per_task": round(dedup_saving / tasks),
