@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from baton.domain.goal import Goal
 from baton.history.runfile import write_run
 from baton.runtime.loading import load_plan_file
 from baton.runtime.service import resolve_task, resume_goal, start_goal
@@ -83,9 +84,12 @@ DECOMPOSED_INPUT = {"fragments": [
 ], "text": "go"}
 
 
+def decomposed(store: BatonStore, goal_id: str = "decomposed") -> Goal:
+    return run(store, DECOMPOSED_PLAN, DECOMPOSED_INPUT, goal_id=goal_id, concurrency=1)
+
+
 def _decomposed(store: BatonStore) -> None:
-    _export(store, run(store, DECOMPOSED_PLAN, DECOMPOSED_INPUT, goal_id="decomposed",
-                       concurrency=1).id, "decomposed")
+    _export(store, decomposed(store).id, "decomposed")
     research = load_plan_file(str(ROOT / "examples/research/plan.yaml"))
     question = json.loads((ROOT / "examples/research/question.json").read_text())
     start_goal(store, research, question, goal_id="research")  # waits for approval to publish
@@ -93,9 +97,10 @@ def _decomposed(store: BatonStore) -> None:
     _export(store, resume_goal(store, "research").id, "research")
 
 
+MADE = {**SHAPES, "decomposed": decomposed}
 RULES_SHAPES = {
     2: ("escalated", "gated"),  # a human's retry; an answered question
-    3: tuple(SHAPES),  # every dispatch: readiness and dispatch in one event
+    3: tuple(MADE),  # every dispatch: readiness and dispatch in one event; planners and maps
 }
 
 
@@ -106,7 +111,7 @@ def record_under(rules: int) -> None:
         for name in RULES_SHAPES[rules]:
             agents.CALLS.clear()
             named = f"{name}-rules{rules}"
-            _export(store, SHAPES[name](store, named).id, named)
+            _export(store, MADE[name](store, named).id, named)
         store.close()
 
 
