@@ -6,7 +6,8 @@ batch until nothing is left to decide, so one observation yields all its consequ
 does exactly the same and compares.
 
 Each phase returns the first non-empty batch; decisions within one batch are independent of each
-other, so the batch can be recorded in one store transaction.
+other, so the batch can be recorded in one store transaction. Under decision rules 3 a batch of
+readiness alone is joined with the dispatch that follows it (`_dispatch_as_ready`).
 """
 
 from __future__ import annotations
