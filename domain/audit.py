@@ -83,7 +83,10 @@ def _mentions(entry: dict[str, Any], task: str) -> bool:
 
 def reason_shown(fields: dict[str, Any]) -> str:
     """A decision's reason as people read it (the audit, the web view): a dispatch that holds
-    its task's readiness (decision rules 3) says first why the task was ready."""
+    its task's readiness (decision rules 3) says first why the task was ready, unless its own
+    reason quotes that already (a human's retry: "attempt 2: retry requested by ana: …")."""
     reason = fields.get("reason") or ""
     ready = fields.get("ready")
-    return f"ready: {ready['reason']} ({ready['rule']}); {reason}" if ready else reason
+    if not ready or ready["reason"] in reason:
+        return reason
+    return f"ready: {ready['reason']} ({ready['rule']}); {reason}"

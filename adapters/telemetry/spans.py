@@ -114,8 +114,8 @@ def _decision_event(event: GoalEvent, kind: str) -> SpanEvent:
             attributes[f"baton.{key}"] = _attr(value)
     ready = fields.get("ready")
     if ready is not None:  # rules 3: a dispatch that made its task ready says why
-        attributes["baton.ready.rule"] = ready["rule"]
-        attributes["baton.ready.reason"] = ready["reason"]
+        attributes["baton.ready.rule"] = _attr(ready["rule"])
+        attributes["baton.ready.reason"] = _attr(ready["reason"])
     return SpanEvent(kind, _ns(event.timestamp), attributes)
 
 
