@@ -298,11 +298,13 @@ def _dispatch_as_ready(
     recorded as one `TaskDispatched` that holds its readiness (`ready`), where rules 2 recorded
     a `TaskReady` and dispatched it in the next step with nothing decided in between.
 
-    The same dispatches, in the same order, as rules 2: only a batch of readiness alone is
-    joined, and only when nothing would be decided between it and `_dispatch` (the phases in
-    between look only at ready tasks: a pending approval or map expansion goes first). A task
-    that would not be dispatched cleanly (no slot, a reservation that does not fit, a budget
-    breach, an input that does not build, an approval, a map to expand) keeps its `TaskReady`,
+    The same decisions, in the same order, as rules 2: only a batch of readiness alone is
+    joined, and only when nothing would be decided between it and `_dispatch`. The phases in
+    between (`approvals`, `_expand_maps`) act on ready tasks, so a batch that readies a task
+    needing approval, or a map, is recorded as it is: rules 2 decided the approval request or
+    the expansion (whose instances come before later tasks in plan order) before any dispatch.
+    Within a joined batch, a task that would not be dispatched cleanly (no slot, a reservation
+    that does not fit, a budget breach, an input that does not build) keeps its `TaskReady`,
     and the next step decides it as rules 2 would.
     """
     if state.status != "running" or any(type(d) is not TaskReady for d in batch):
@@ -311,17 +313,14 @@ def _dispatch_as_ready(
         return batch
     gated, maps = state.plan.approval_tasks, state.plan.maps
     readied: dict[str, TaskReady] = {}
-    waiting: list[Decision] = []
     for decision in batch:
         assert isinstance(decision, TaskReady)
-        approval = decision.task in gated and not state.tasks[decision.task].approved
-        if approval or decision.task in maps:
-            waiting.append(decision)
-        else:
-            readied[decision.task] = decision
-    if not readied:
-        return batch
-    return waiting + _dispatch(state, contracts, readied)
+        if decision.task in maps or (
+            decision.task in gated and not state.tasks[decision.task].approved
+        ):
+            return batch
+        readied[decision.task] = decision
+    return _dispatch(state, contracts, readied)
 
 
 def _dispatch(
