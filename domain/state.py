@@ -44,8 +44,9 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #      retry policy counts again from it; both instead of "attempt N (retry policy allows M)".
 #   3: a task that becomes ready and is dispatched in the same step is recorded as one
 #      `TaskDispatched` (v3) whose `ready` holds what the `TaskReady` held (its rule, reason and
-#      inputs), not as two events; a ready task that waits (for a slot, a reservation, an
-#      approval, its map's expansion, or a budget decision) is still recorded as `TaskReady`.
+#      inputs), not as two events; a ready task that waits (for a slot, a reservation, or a
+#      budget decision) is still recorded as `TaskReady`, as are the tasks made ready beside a
+#      map or a task awaiting approval (decided first, as under rules 2).
 RULES = 3
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits
