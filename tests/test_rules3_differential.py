@@ -15,18 +15,15 @@ from __future__ import annotations
 import dataclasses
 import random
 import traceback
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from baton.domain.decide import settle
 from baton.domain.goal import Goal
 from baton.domain.history import kind_of, payload
 from baton.domain.lifecycle import GOAL_FINAL
-from tests.support import load
+from tests.sim import Sim
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 A = "tests.agents"
 D = "tests.decompose_agents"
 SEEDS_PER_BATCH = 50
@@ -151,25 +148,19 @@ def state_of(goal: Goal) -> dict[str, Any]:
 
 
 class Pair:
-    def __init__(self, data, concurrency, goal_id, goal_input):
-        self.loaded = load(data)
-        self.goals = {}
-        self.events = {2: [], 3: []}
-        for r in (2, 3):
-            g = Goal.start(goal_id=goal_id, plan=self.loaded.plan, goal_input=goal_input,
-                           concurrency=concurrency, at=T0, rules=r)
-            settle(g, self.loaded.contracts)
-            self.events[r] += list(g.collect_events())
-            self.goals[r] = g
-        self.now = T0
+    """The same goal under rules 2 and rules 3, observed alike; every event each recorded."""
 
-    def observe(self, kind, seconds, **fields):
-        self.now += timedelta(seconds=seconds)
-        for r in (2, 3):
-            g = self.goals[r]
-            g.observe(kind, at=self.now, **fields)
-            settle(g, self.loaded.contracts)
-            self.events[r] += list(g.collect_events())
+    def __init__(self, data: dict[str, Any], concurrency: int, goal_id: str,
+                 goal_input: Any) -> None:
+        self.sims = {rules: Sim(data, goal_input, concurrency=concurrency, goal_id=goal_id,
+                                rules=rules) for rules in (2, 3)}
+        self.goals = {rules: sim.goal for rules, sim in self.sims.items()}
+        self.events = {rules: list(goal.collect_events()) for rules, goal in self.goals.items()}
+
+    def observe(self, kind: str, seconds: float, **fields: Any) -> None:
+        for rules, sim in self.sims.items():
+            sim.observe(kind, seconds, **fields)
+            self.events[rules] += sim.goal.collect_events()
 
     def compare(self) -> str | None:
         """The first difference between the two goals, or None."""

@@ -15,8 +15,8 @@ from baton.domain.history import kind_of
 from baton.store.eventstore import open_store
 from tests import agents
 from tests.replay_support import SHAPES, decided_under
+from tests.sim import Sim
 from tests.support import plan, run, task
-from tests.test_decide import Sim
 
 
 def _per_task(events: list[Any]) -> dict[str | None, list[tuple[Any, ...]]]:
