@@ -46,6 +46,12 @@ class GoalEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
 
     observation: ClassVar[bool] = False
     task_event: ClassVar[str | None] = None  # TaskLifecycle event this decision sends
+
+    @classmethod
+    def task_events(cls, fields: dict[str, Any]) -> tuple[str, ...]:
+        """The TaskLifecycle events a decision with these fields sends, in order: its
+        `task_event`, if any (a `TaskDispatched` holding its readiness sends two)."""
+        return () if cls.task_event is None else (cls.task_event,)
     goal_event: ClassVar[str | None] = None  # GoalLifecycle event this decision sends
 
 
@@ -56,7 +62,8 @@ def _task(goal: Goal, event: Any) -> TaskState:
 def _move_task(goal: Goal, event: GoalEvent) -> TaskState:
     task = _task(goal, event)
     if event.task_event is not None:
-        goal.state.move(task, task_target(task.id, task.status, event.task_event))
+        for move in event.task_events(event.__dict__):
+            goal.state.move(task, task_target(task.id, task.status, move))
     return task
 
 
@@ -290,12 +297,14 @@ class Goal(BaseAggregate[str]):
         def upcast_v2_v3(state: dict[str, Any]) -> None:
             state["ready"] = None  # every dispatch before rules 3 followed its own TaskReady
 
+        @classmethod
+        def task_events(cls, fields: dict[str, Any]) -> tuple[str, ...]:
+            return ("make_ready", "dispatch") if fields.get("ready") is not None else ("dispatch",)
+
         def apply(self, goal: Goal) -> None:
+            task = _move_task(goal, self)  # through `ready` first where it holds the readiness
             if self.ready is not None:
-                ready = _task(goal, self)
-                goal.state.move(ready, task_target(ready.id, ready.status, "make_ready"))
-                _make_ready(ready, self.ready["rule"], self.ready["reason"])
-            task = _move_task(goal, self)
+                _make_ready(task, self.ready["rule"], self.ready["reason"])
             task.attempts = self.attempt
             task.in_flight = self.attempt
             task.attempt_context = self.attempt_context
@@ -672,12 +681,12 @@ class Goal(BaseAggregate[str]):
         """Record a decision, refusing any status change its lifecycle does not allow."""
         event_class = DECISION_KINDS[decision.kind]
         fields = decision.fields  # built on each access: once here
-        if event_class.task_event is not None:
+        moves = event_class.task_events(fields)
+        if moves:
             task = self.state.tasks[fields["task"]]
             status = task.status
-            if fields.get("ready") is not None:  # a dispatch that makes the task ready first
-                status = task_target(task.id, status, "make_ready")
-            task_target(task.id, status, event_class.task_event)
+            for move in moves:
+                status = task_target(task.id, status, move)
         if event_class.goal_event is not None:
             goal_target(self.id, self.state.status, event_class.goal_event)
         self._trigger(event_class, self.state.now, fields)

@@ -99,9 +99,8 @@ class ViewFold:
                     task["last_reason"] = reason
                     task["last_rule"] = event.rule
             if event.task_event is not None:
-                if kind == "TaskDispatched" and event.ready is not None:  # rules 3: made ready
-                    self._move_task(goal, task, "make_ready", at, position)
-                self._move_task(goal, task, event.task_event, at, position)
+                for move in event.task_events(event.__dict__):
+                    self._move_task(goal, task, move, at, position)
         if event.goal_event is not None:
             self._move_goal(goal, event.goal_event, position, kind)
             goal["reason"] = event.reason
