@@ -206,13 +206,13 @@ class GoalState:
         if settled and self.status == "waiting":
             # A human's decision moved it on: the reason recorded when the goal was suspended
             # names a task that no longer waits. Say what the goal waits for now.
-            self.reason = RESOLVED_WAIT
-            if self.by_status.get("escalated"):
-                self.reason = waiting_reason(  # in the order the read models list tasks in:
-                    (other.id, other.reason)  # the plan's, then the added ones as they came
+            self.reason = RESOLVED_WAIT if not self.by_status.get("escalated") else (
+                waiting_reason(  # in the order the read models list tasks in: the plan's,
+                    (other.id, other.reason)  # then the added ones as they came
                     for other in self.tasks.values()
                     if other.status == "escalated"
                 )
+            )
         self.candidates.discard(task.id)
         if status == "succeeded":
             self.accepted[task.id] = task.output

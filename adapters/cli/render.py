@@ -15,7 +15,7 @@ from rich.table import Table
 from baton.api.results import GoalResult
 from baton.domain.goal import Goal
 from baton.domain.plan import Plan
-from baton.domain.state import RESOLVED_WAIT, parent_of
+from baton.domain.state import parent_of
 
 __all__ = [
     "STATUS_STYLE",
@@ -112,11 +112,8 @@ def print_summary(
                       "" if line.ms is None else f"{line.ms:.1f}", line.note)
     console.print(table)
     # Waiting with nothing escalated: a human resolved what the goal waited for (what
-    # `escalations` says too). The folded reason says so already (GoalState.move); read models
-    # built before that fold may still hold the reason recorded for waiting.
+    # `escalations` says too, and the folded reason: GoalState.move, the read models' fold).
     resolved = status == "waiting" and not any(line.status == "escalated" for line in lines)
-    if resolved:
-        reason = RESOLVED_WAIT
     console.print(f"status: {styled(status)}" + (
         f" — {reason}" if reason and status != "completed" else ""
     ))
