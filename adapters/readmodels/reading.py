@@ -91,10 +91,11 @@ class CatchUpThread:
     failure goes to `warn` once, and is tried again at the next interval."""
 
     def __init__(self, store: BatonStore, interval_s: float,
-                 warn: Callable[[Exception], None]) -> None:
+                 warn: Callable[[Exception], None], kept: KeptReadModels | None = None) -> None:
         self.store = store
         self.interval_s = interval_s
         self.warn = warn
+        self.kept = kept  # the caller's read models, kept open (and closed) by it; else its own
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -115,13 +116,16 @@ class CatchUpThread:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        refresher = Refresher(self.store)
+        own = Refresher(self.store) if self.kept is None else None
+        kept = self.kept
+        refresh = own if kept is None else lambda: kept.catch_up(skip_if_busy=True)
+        assert refresh is not None
         failed: str | None = None
         try:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
-                    refresher()
+                    refresh()
                     failed = None
                 except Exception as exc:
                     if str(exc) != failed:
@@ -129,7 +133,8 @@ class CatchUpThread:
                     failed = str(exc)
                 self._wake.wait(self.interval_s)
         finally:
-            refresher.close()
+            if own is not None:
+                own.close()
 
 
 def rebuild(store: BatonStore) -> int:

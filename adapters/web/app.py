@@ -308,7 +308,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if catch_up_s > 0:
-            catching_up.append(CatchUpThread(store, catch_up_s, _not_caught_up).start())
+            catching_up.append(  # through the pages' own pool: no second one
+                CatchUpThread(store, catch_up_s, _not_caught_up, kept=views).start())
         try:
             yield
         finally:
