@@ -102,9 +102,10 @@ def catch_up_views(
     *,
     page_size: int = DEFAULT_PAGE_SIZE,
     hook: BatchHook | None = None,
-    skip_if_busy: bool = True,
+    skip_if_busy: bool,
 ) -> int:
-    """`catch_up` on views kept open by the caller. With `skip_if_busy`, skipped (0) while
+    """`catch_up` on views kept open by the caller. With `skip_if_busy` (no default: callers
+    say which), skipped (0) while
     another process is catching them up: for a process that does it again and again (a
     worker), where waiting for the other would only read and decode the same pages for
     nothing. Without, every event written before the call is applied when it returns."""
