@@ -63,6 +63,9 @@ class ViewFold:
         self.dirty_tasks: set[tuple[str, str]] = set()
         self.dirty_agents: set[str] = set()
         self.latencies: list[Row] = []
+        # Each goal's task rows, built on first need (a human's decision on a waiting goal):
+        # a batch may hold the rows of thousands of goals.
+        self._tasks_of: dict[str, list[Row]] | None = None
 
     # --- the fold ---
 
@@ -141,7 +144,7 @@ class ViewFold:
     ) -> None:
         """A task row: one per task of the plan, and per task a planner or a map added."""
         key = (goal_id, task_id)
-        self.tasks[key] = {
+        row: Row = {
             "goal_id": goal_id,
             "task_id": task_id,
             "plan_index": index,
@@ -163,7 +166,10 @@ class ViewFold:
             "approval_input": None,
             "added_by": added_by,
         }
+        self.tasks[key] = row
         self.dirty_tasks.add(key)
+        if self._tasks_of is not None:
+            self._tasks_of.setdefault(goal_id, []).append(row)
 
     def _move_task(self, goal: Row, task: Row, event: str, at: datetime, position: int) -> None:
         source = task["status"]
@@ -186,10 +192,12 @@ class ViewFold:
         still waits for, as the aggregate folds it (GoalState.move)."""
         if not goal["tasks_escalated"]:
             return RESOLVED_WAIT
-        goal_id = goal["goal_id"]
+        if self._tasks_of is None:
+            self._tasks_of = {}
+            for (of, _), row in self.tasks.items():
+                self._tasks_of.setdefault(of, []).append(row)
         escalated = sorted(
-            (row for (of, _), row in self.tasks.items()
-             if of == goal_id and row["status"] == "escalated"),
+            (row for row in self._tasks_of[goal["goal_id"]] if row["status"] == "escalated"),
             key=lambda row: row["plan_index"],
         )
         return waiting_reason((row["task_id"], row["last_reason"]) for row in escalated)

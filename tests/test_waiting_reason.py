@@ -58,13 +58,21 @@ def test_resolving_one_of_two_escalations_names_the_one_left(
     plan = plan_file(tmp_path, TWO_ESCALATIONS)
     ran = cli("--store", store_url, "run", plan, "--goal-id", "g", "--json")
     assert ran.code == 3, ran.err
-    assert ran.json()["reason"] == f"waiting for a human on fails ({FAILS}), unsure ({UNSURE})"
+    both = f"waiting for a human on fails ({FAILS}), unsure ({UNSURE})"
+    assert ran.json()["reason"] == both
+    # A second goal waiting on the same tasks: a rebuild folds both in one batch.
+    other = cli("--store", store_url, "run", plan, "--goal-id", "other", "--json")
+    assert other.code == 3, other.err
 
     left = f"waiting for a human on unsure ({UNSURE})"
     resolved = _reason(store_url, "resolve", "g", "fails", "--abandon", "--reason", "not needed",
                        "--by", "ann")
     assert resolved == left
     assert _reason(store_url, "status", "g") == left  # the read models agree
+    assert cli("--store", store_url, "projections", "rebuild").code == 0
+    assert _reason(store_url, "status", "g") == left  # not the other goal's escalations
+    assert _reason(store_url, "status", "other") == other.json()["reason"]
+    assert other.json()["reason"].startswith("waiting for a human on fails (")
 
     resolved = _reason(store_url, "resolve", "g", "unsure", "--output",
                        '{"text": "ok", "confidence": 0.9}', "--reason", "checked", "--by", "bo")
