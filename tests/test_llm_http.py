@@ -72,6 +72,19 @@ def test_a_valid_structured_answer_is_the_output_with_its_usage_and_cost(store) 
     assert row["cost_usd"] == pytest.approx(expected[0])
 
 
+def test_a_model_no_price_table_knows_costs_nothing_with_no_source(store) -> None:
+    data = llm_plan("")
+    data["agents"]["quote"]["llm"]["model"] = "openai:in-house-model-7"
+    with chat_server([tool(VALID, prompt_tokens=1000, completion_tokens=500)]) as server:
+        data["agents"]["quote"]["llm"]["base_url"] = server.url
+        goal = run(store, data, {"item": "tea"})
+    assert goal.state.status == "completed"
+    [returned] = events_of(store, goal.id, "AgentReturned")
+    assert returned.usage["tokens"] == 1500
+    # Not "reported": nobody reported a cost, and nothing could price these tokens.
+    assert (returned.usage["cost_usd"], returned.usage["cost_source"]) == (0.0, None)
+
+
 @pytest.mark.parametrize("bad", ["malformed", "truncated"])
 def test_a_malformed_or_truncated_answer_fails_the_attempt_and_the_retry_succeeds(
     store, bad: str

@@ -205,7 +205,7 @@ def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
             usage = AttemptUsage(**usage, **extra).model_dump()
             if raw.get("cost_usd") is None:
                 usage = priced(usage)
-            elif usage["cost_source"] is None:
+            elif "cost_source" not in raw:  # a source reported as none stays none (unpriced)
                 usage["cost_source"] = "reported"
     except (TypeError, ValueError, OverflowError) as exc:
         try:
