@@ -81,6 +81,17 @@ def test_a_plan_given_as_a_dict_with_callables_runs_to_completion(bt: baton.Bato
     assert result.to_json() == bt.status(result.goal_id).to_json()
 
 
+@pytest.mark.parametrize("goal_id", ["", " ", "a\x00b"])
+def test_a_goal_id_that_cannot_be_one_is_refused_not_replaced(
+    bt: baton.Baton, goal_id: str
+) -> None:
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    for start in (bt.run, bt.submit):
+        with pytest.raises(baton.BatonError, match=r"goal id .* cannot"):
+            start(plan, {"text": "a"}, goal_id=goal_id)
+    assert bt.status() == []  # nothing stored
+
+
 def test_the_read_models_are_current_after_every_writing_method(bt: baton.Baton) -> None:
     plan = baton.load_plan(_escalating_plan(), agents={"count": split_count,
                                                        "double": refuses})

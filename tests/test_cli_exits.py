@@ -44,9 +44,13 @@ def test_a_closed_stdout_ends_quietly_with_the_code_for_what_happened(store_url:
         assert (result.returncode, result.stderr) == (code, ""), args
 
 
-def test_an_empty_goal_id_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["run", "submit"])
+@pytest.mark.parametrize("goal_id", ["", "  ", "two\nlines"])
+def test_a_blank_or_control_character_goal_id_is_refused_and_creates_nothing(
+    tmp_path: Path, command: str, goal_id: str
+) -> None:
     db = tmp_path / "baton.db"
-    result = baton("run", PLAN, "--input", TRIP, "--goal-id", "", store=f"sqlite:///{db}")
+    result = baton(command, PLAN, "--input", TRIP, "--goal-id", goal_id, store=f"sqlite:///{db}")
     assert result.code == 2 and "--goal-id" in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert not db.exists()

@@ -71,6 +71,27 @@ def new_goal_id() -> str:
     return str(uuid.uuid4())
 
 
+def goal_id_problem(goal_id: str) -> str | None:
+    """Why a goal id a user chose cannot be one, or None. Never replaced by a generated id: a
+    blank one is refused, as is one that would break a one-line message or the store (a control
+    character: PostgreSQL refuses NUL in text)."""
+    if not goal_id.strip():
+        return "cannot be empty (leave the goal id out for a UUID)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in goal_id):
+        return "cannot hold control characters"
+    return None
+
+
+def chosen_goal_id(goal_id: str | None) -> str:
+    """The id of a goal about to be created: the user's, checked, else a new UUID."""
+    if goal_id is None:
+        return new_goal_id()
+    problem = goal_id_problem(goal_id)
+    if problem is not None:
+        raise CommandError(f"goal id {goal_id!r} {problem}")
+    return goal_id
+
+
 def check_concurrency(concurrency: int) -> None:
     """Tasks run at once: a whole number of at least 1 (the CLI's parser checks it too)."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -127,7 +148,7 @@ def start_goal(
     """
     check_concurrency(concurrency)
     validated = loaded.validate_input(goal_input)
-    goal_id = goal_id or new_goal_id()
+    goal_id = chosen_goal_id(goal_id)
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
     runner = runner or Runner.from_settings(
@@ -160,7 +181,7 @@ def submit_goal(
     """
     check_concurrency(concurrency)
     validated = loaded.validate_input(goal_input)
-    goal_id = goal_id or new_goal_id()
+    goal_id = chosen_goal_id(goal_id)
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store")
     goal = Goal.start(
@@ -217,7 +238,7 @@ def fork_from(
     agent_loop: asyncio.AbstractEventLoop | None = None,
 ) -> Goal:
     """A new goal that starts from the first `at` events of a history; `run` drives it on."""
-    goal_id = goal_id or new_goal_id()
+    goal_id = chosen_goal_id(goal_id)
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store")
     goal = fork_goal(events, goal_id=goal_id, at=at, now=utc_now())

@@ -65,8 +65,9 @@ def who(args: argparse.Namespace) -> str:
 
 def goal_id_argument(text: str) -> str:
     """`--goal-id`: an id the user chose, never silently replaced by a generated one."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("cannot be empty (leave --goal-id out for a UUID)")
+    problem = service.goal_id_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem.replace("the goal id", "--goal-id"))
     return text
 
 

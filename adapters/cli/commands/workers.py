@@ -10,7 +10,7 @@ import socket
 import sys
 from typing import Any
 
-from baton.cli.commands.common import json_argument, positive_int, store_from
+from baton.cli.commands.common import goal_id_argument, json_argument, positive_int, store_from
 from baton.cli.render import print_json
 from baton.runtime.loading import load_plan_file
 from baton.runtime.runner import DEFAULT_CONCURRENCY
@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
     )
     submit.add_argument("plan", help="plan file (YAML or JSON)")
     submit.add_argument("--input", default="{}", help="goal input: JSON, or @FILE")
-    submit.add_argument("--goal-id", default=None, help="id for the new goal (default: a UUID)")
+    submit.add_argument("--goal-id", default=None, type=goal_id_argument,
+                        help="id for the new goal (default: a UUID)")
     submit.add_argument("--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY,
                         help=f"tasks of this goal run at once (default {DEFAULT_CONCURRENCY})")
     submit.add_argument("--json", action="store_true", help='print {"goal_id", "status"}')
