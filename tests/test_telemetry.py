@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,6 +237,20 @@ def test_trace_console_and_errors(tmp_path: Path) -> None:
         "baton: error: OTEL_TRACES_EXPORTER='zipkin' is not supported (otlp, console or none)"]
     missing = baton("trace", "nope", store=f"sqlite:///{tmp_path}/b.db", env={})
     assert missing.code == 2 and len(missing.err.strip().splitlines()) == 1
+
+
+def test_a_collector_that_is_down_is_one_line_naming_it_and_why() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = baton("trace", str(GOLDEN / "travel.jsonl"),
+                 env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                      "OTEL_EXPORTER_OTLP_TIMEOUT": "3"})  # time for one retry, at most two
+    assert down.code == 2
+    # Not the exporter's line per retry: Baton's line, quoting the cause.
+    assert down.err.strip().splitlines() == [
+        f"baton: error: the span exporter could not deliver 9 spans to "
+        f"http://127.0.0.1:{port}/v1/traces ([Errno 111] Connection refused)"]
 
 
 def test_genai_usage_attributes_when_the_split_is_recorded() -> None:

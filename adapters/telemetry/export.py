@@ -7,9 +7,12 @@ the trace the run emitted live. Needs the `otel` extra (`pip install 'baton[otel
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from baton.domain.errors import BatonError
@@ -146,7 +149,46 @@ def export_spans(exporter: Any, spans: Sequence[ReadableSpan]) -> None:
     """Export at once; a refusal is a TelemetryError naming where the spans went."""
     if not spans:
         return
-    result = exporter.export(list(spans))
+    with _exporter_logs() as logged:
+        result = exporter.export(list(spans))
     if result is not SpanExportResult.SUCCESS:
         where = getattr(exporter, "_endpoint", type(exporter).__name__)
-        raise TelemetryError(f"the span exporter could not deliver {len(spans)} spans to {where}")
+        why = f" ({_cause(logged)})" if logged else ""
+        raise TelemetryError(
+            f"the span exporter could not deliver {len(spans)} spans to {where}{why}"
+        )
+
+
+@contextlib.contextmanager
+def _exporter_logs() -> Iterator[list[logging.LogRecord]]:
+    """What the OTLP exporter logs while it retries (a line per retry, then one more), kept
+    off stderr: a failed export is one line, Baton's, which quotes the first cause."""
+    handler = _Kept()
+    logger = logging.getLogger("opentelemetry.exporter")
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _cause(records: list[logging.LogRecord]) -> str:
+    """Why, short: the first retry's cause (`[Errno 111] Connection refused` out of urllib3's
+    paragraph), else the exporter's last line (a refusal's status, or that it gave up)."""
+    retried = [r for r in records if r.getMessage().startswith("Transient error")]
+    record = retried[0] if retried else records[-1]
+    text = " ".join(record.getMessage().split())
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    return errno.group(0) if errno else text[:160]
