@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -78,7 +79,7 @@ def test_the_escalations_page_offers_only_what_fits_the_gate(store: BatonStore) 
     refresh(store)  # as `baton run` does: the page reads the read models, never catches up
     with TestClient(create_app(store)) as client:
         page = client.get("/escalations").text
-        assert "clarification" in page and "answer it on the goal" in page
+        assert "clarification" in page
         assert "<option>retry</option>" not in page  # a question is answered, not retried
         refused = client.post("/escalations/resolve", data={
             "form_key": _form_key(page), "goal": "g", "task": "ask", "action": "approve",
@@ -86,6 +87,35 @@ def test_the_escalations_page_offers_only_what_fits_the_gate(store: BatonStore) 
         assert refused.status_code == 400
         assert "waits for clarification: answer it" in html.unescape(refused.text)
     assert "HumanResolved" not in _kinds(store)
+
+
+def test_a_question_is_answered_from_the_escalations_page(store: BatonStore) -> None:
+    run(store, gated_plan(), {"question": "sales"}, goal_id="g")
+    refresh(store)
+    with TestClient(create_app(store)) as client:
+        page = html.unescape(client.get("/escalations").text)
+        assert "question: which period does 'sales' mean?" in page
+        # The answer form, and the fields the browser submits with it (form="answer-1").
+        form = re.search(r'<form method="post" action="([^"]+)" id="(answer-\d+)" '
+                         r'class="answer" data-goal="g" data-task="ask">(.*?)</form>', page, re.S)
+        assert form is not None
+        action, form_id, hidden = form.groups()
+        assert action == "/goals/g/answer"
+        fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', hidden))
+        assert fields == {"form_key": _form_key(page), "back": "escalations", "task": "ask"}
+        own = re.findall(rf'name="(\w+)"[^>]*form="{form_id}"', page)
+        assert own == ["answer", "by", "resume"]
+        answered = client.post(action, data={**fields, "answer": "Q3", "by": "ann",
+                                             "resume": "1"})
+        assert answered.status_code == 200 and str(answered.url).endswith(
+            "/escalations?done=g+ask%3A+answer+recorded")
+    [event] = [e for e in store.events("g") if type(e).__name__ == "HumanAnswered"]
+    assert (event.task, event.answer, event.by) == ("ask", "Q3", "ann")
+    # Resumed in the background; the app, stopping, had it leave at a save and waited for it
+    # (the store closes next): resumed again, it reaches the approval gate.
+    assert not [t for t in threading.enumerate() if t.name == "baton-web-resume-g"]
+    state = resume_goal(store, "g").state
+    assert (state.status, state.tasks["publish"].status) == ("waiting", "escalated")
 
 
 def test_the_gate_forms_need_the_form_key_and_the_token(store: BatonStore) -> None:

@@ -211,8 +211,10 @@ def resume_goal(
     agent_loop: asyncio.AbstractEventLoop | None = None,
     wait: bool = False,
     observer: RunObserver | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Goal:
-    """Drive a goal on from its events (after a crash, a human's resolution, or a submit)."""
+    """Drive a goal on from its events (after a crash, a human's resolution, or a submit);
+    `should_stop`: asked after each save, leave the goal when it says so (Runner.should_stop)."""
     if concurrency is not None:
         check_concurrency(concurrency)
     goal = store.get(goal_id)
@@ -225,6 +227,8 @@ def resume_goal(
         runner = runner or Runner.from_settings(
             store=store, loaded=load_goal_plan(goal), agent_loop=agent_loop, observer=observer
         )
+        if should_stop is not None:
+            runner.should_stop = should_stop
         return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
 
 

@@ -423,13 +423,7 @@ class Worker:
             return True
         if not self.stopping.is_set():
             return False
-        goal = self.store.get(goal_id)
-        plan = goal.state.plan
-        return not any(
-            task.in_flight is not None and task.outcome is None
-            and plan.task_map[task.id].side_effects == "unsafe"
-            for task in goal.state.tasks.values() if task.status == "running"
-        )
+        return not self.store.get(goal_id).state.unsafe_attempt_in_flight()
 
     @staticmethod
     def _outcome(goal: Goal) -> str:

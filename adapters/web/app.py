@@ -17,6 +17,7 @@ import json
 import secrets
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -52,12 +53,13 @@ __all__ = ["ESCALATIONS_SHOWN", "GOALS_PER_PAGE", "create_app"]
 HERE = Path(__file__).parent
 GOALS_PER_PAGE = 100
 ESCALATIONS_SHOWN = 100  # longest waiting first; the page says how many more wait
+SHUTDOWN_WAIT_S = 10.0  # for goals resumed from a form to reach a save they may leave at
 _FORM_CATCH_UP = 2_000  # a form that wrote catches up this many events itself, at most
 _GOAL_COLUMNS = ("goal_id", "plan", "status", "reason", "updated_at", "tasks", "tasks_succeeded",
                  "attempts")
 _ACTIONS = ("retry", "abandon", "output", "approve", "reject")
 # The choices the escalations page offers, by what the task waits for (baton.domain.gates); a
-# question also gets an answer form.
+# question also gets an answer form (escalations.html).
 _ACTIONS_FOR = {"approval": ("approve", "reject"), "clarification": ("abandon", "output")}
 _STATIC = {"style.css": "text/css", "app.js": "text/javascript"}
 
@@ -89,6 +91,7 @@ def create_app(
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     form_key = secrets.token_urlsafe(24)
     resumes: dict[str, threading.Thread] = {}
+    stopping = threading.Event()  # the server is shutting down: resumes leave at a safe point
     cache = EventCache(store)
     views = KeptReadModels(store)  # one pool for every page's reads, closed with the app
     catching_up: list[CatchUpThread] = []  # the thread, while the app runs (see `lifespan`)
@@ -217,8 +220,8 @@ def create_app(
         }, status)
 
     def resume_in_background(goal_id: str) -> None:
-        thread = threading.Thread(target=_resume, args=(store, goal_id, views), daemon=True,
-                                  name=f"baton-web-resume-{goal_id}")
+        thread = threading.Thread(target=_resume, args=(store, goal_id, views, stopping),
+                                  daemon=True, name=f"baton-web-resume-{goal_id}")
         resumes[goal_id] = thread
         thread.start()
 
@@ -313,6 +316,15 @@ def create_app(
         try:
             yield
         finally:
+            # Goals resumed from a form leave at their next save without an unsafe attempt in
+            # flight, as a stopping worker's do; the store must outlive their saves.
+            stopping.set()
+            deadline = time.monotonic() + SHUTDOWN_WAIT_S
+            for goal_id, thread in list(resumes.items()):
+                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    print(f"baton serve: {goal_id} is still resuming (an agent call in flight); "
+                          "the next owner takes it up by the crash rules", file=sys.stderr)
             while catching_up:
                 catching_up.pop().close(timeout=10)
             views.close()
@@ -321,10 +333,16 @@ def create_app(
                      exception_handlers={StoreError: store_unavailable})
 
 
-def _resume(store: BatonStore, goal_id: str, views: KeptReadModels) -> None:
+def _resume(
+    store: BatonStore, goal_id: str, views: KeptReadModels, stopping: threading.Event
+) -> None:
     """Drive a resolved goal on, as `baton resume` would, then bring the read models up."""
+
+    def leave() -> bool:
+        return stopping.is_set() and not store.get(goal_id).state.unsafe_attempt_in_flight()
+
     try:
-        resume_goal(store, goal_id)
+        resume_goal(store, goal_id, should_stop=leave)
     except Exception as exc:  # shown by the goal page's state; the events say what happened
         print(f"baton serve: resuming {goal_id}: {exc}")
     finally:
