@@ -22,8 +22,10 @@ from baton.readmodels.reading import refresh
 from baton.runtime.service import load_goal_plan
 from baton.store.eventstore import open_store
 from baton.web.app import create_app
+from tests import gate_agents
 from tests.replay_agents import SECRET
 from tests.support import run
+from tests.test_gates import gated_plan
 from tests.web_goals import escalating_plan, fill
 from tests.web_support import chromium, require_browser, screenshot, serving
 
@@ -36,6 +38,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, A
     store = open_store(url)
     fill(store)
     run(store, escalating_plan(), {"text": "x"}, goal_id="to-resolve")
+    gate_agents.reset()
+    run(store, gated_plan(), {"question": "sales"}, goal_id="asks")
     refresh(store)
     with serving(create_app(store)) as base, chromium() as driver:
         yield base, url, driver
@@ -126,6 +130,26 @@ def test_resolving_an_escalation_from_the_page_moves_the_goal_on(
         lambda d: d.find_element(By.ID, "goal-status").text == "completed")
     assert _statuses(driver) == {"a": "succeeded", "b": "succeeded"}
     assert '"BY HAND"' in driver.find_element(By.ID, "output").text
+
+
+def test_a_question_is_answered_from_the_escalations_page(site: tuple[str, str, Any]) -> None:
+    base, store_url, driver = site
+    driver.get(base + "/escalations")
+    box = driver.find_element(By.CSS_SELECTOR, 'form.escalation[data-goal="asks"]')
+    assert "which period does 'sales' mean?" in box.find_element(By.CLASS_NAME, "question").text
+    answers = box.find_element(By.CSS_SELECTOR, "fieldset.answer-fields")
+    answers.find_element(By.NAME, "answer").send_keys("Q3")
+    answers.find_element(By.NAME, "by").send_keys("ann")
+    # The button belongs to the answer form, not the resolve form around it (whose required
+    # reason is empty): the browser posts the answer.
+    answers.find_element(By.TAG_NAME, "button").click()
+    assert "asks ask: answer recorded" in driver.find_element(By.ID, "done").text
+    store = open_store(store_url)
+    try:
+        [answered] = [e for e in store.events("asks") if type(e).__name__ == "HumanAnswered"]
+    finally:
+        store.close()
+    assert (answered.answer, answered.by) == ("Q3", "ann")
 
 
 def test_a_bad_form_shows_a_one_line_error(site: tuple[str, str, Any]) -> None:
