@@ -67,6 +67,20 @@ def test_a_burst_worker_drives_every_submitted_goal_then_exits(store_url: str) -
     assert idle.code == 0 and "drove 0 goal(s)" in idle.err
 
 
+def test_a_fork_made_without_run_is_driven_by_a_worker_like_a_submitted_goal(
+    store_url: str,
+) -> None:
+    """docs/reference.md, `baton fork`: without `--run` the fork is stored like a submitted goal."""
+    assert baton("run", PLAN, "--input", TRIP, "--goal-id", "first", store=store_url).code == 0
+    forked = baton("fork", "first", "--at", "5", "--goal-id", "again", store=store_url)
+    assert forked.code == 0, forked.err
+    assert status_of(store_url, "again") == "running"
+    worker = baton("worker", "--burst", store=store_url)
+    assert worker.code == 0, worker.err
+    assert "goal again: completed" in worker.err
+    assert status_of(store_url, "again") == "completed"
+
+
 def test_a_submitted_goal_replays_before_and_after_a_worker_drove_it(store_url: str) -> None:
     """`submit` decides nothing after `Started`; whoever drives the goal records its own
     observation first. Replay, re-execution and what-if must not decide there either: they
