@@ -93,6 +93,28 @@ def test_a_yaml_alias_bomb_fails_fast_without_expanding(tmp_path: Path) -> None:
     assert code == 2 and len(lines) == 1 and "aliases (*l0) are not allowed" in lines[0]
 
 
+def test_a_key_written_twice_is_an_error_not_the_last_one_winning(tmp_path: Path) -> None:
+    yaml_text = plan_text("{text: $goal.x}") + "\nname: second\n"
+    code, lines = validate(tmp_path, yaml_text)
+    assert code == 2 and lines[0].endswith("not valid YAML/JSON: line 9, column 1: "
+                                          "duplicate key 'name'"), lines
+    nested = plan_text("{text: $goal.x, text: $goal.y}")
+    code, lines = validate(tmp_path, nested)
+    assert code == 2 and len(lines) == 1 and "duplicate key 'text'" in lines[0]
+    as_json = json.dumps(_plan_dict({"text": "$goal.x"}))[:-1] + ', "name": "second"}'
+    code, lines = validate(tmp_path, as_json, ".json")
+    assert code == 2 and len(lines) == 1 and "duplicate key 'name'" in lines[0]
+
+
+def test_a_goal_input_with_a_key_written_twice_is_refused(tmp_path: Path) -> None:
+    result = cli("--store", f"sqlite:///{tmp_path}/b.db", "run", "examples/travel/plan.yaml",
+                 "--input",
+                 '{"origin": "LHR", "origin": "CDG", "destination": "Lisbon", "passengers": 1}')
+    assert result.code == 2
+    assert result.err.strip() == "baton: error: --input: not valid JSON: duplicate key 'origin'"
+    assert not (tmp_path / "b.db").exists()
+
+
 @pytest.mark.parametrize("literal", [".nan", ".inf", "-.inf"])
 def test_non_finite_literals_are_rejected(tmp_path: Path, literal: str) -> None:
     code, lines = validate(tmp_path, plan_text(f"{{text: {literal}}}"))

@@ -181,14 +181,39 @@ class _PlanYamlLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML keeps the last of two equal keys: a setting written twice would be dropped
+        # without a word, as a misspelt key would be if unknown keys were not errors.
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str | int | float | bool) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's keys, each once (`object_pairs_hook`): the json module keeps the last of
+    two equal keys, dropping the first without a word."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"duplicate key {key!r}")
+        found[key] = value
+    return found
+
+
 def _parse_plan_text(text: str, *, as_json: bool) -> Any:
     if as_json:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=unique_keys)
     return yaml.load(text, Loader=_PlanYamlLoader)  # a SafeLoader subclass
 
 
@@ -225,7 +250,8 @@ def read_plan_data(path: str) -> dict[str, Any]:
     try:
         data = _parse_plan_text(text, as_json=file.suffix == ".json")
     except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError is a ValueError
-        detail = " ".join(str(exc).split())
+        detail = _yaml_problem(exc) if isinstance(exc, yaml.MarkedYAMLError) else " ".join(
+            str(exc).split())
         raise PlanError([PlanIssue(path, f"not valid YAML/JSON: {detail}")], source=path) from None
     except RecursionError:  # the json module's decoder recurses per level
         issue = PlanIssue(path, f"not valid YAML/JSON: nested more than {MAX_DEPTH} levels deep")
@@ -233,6 +259,20 @@ def read_plan_data(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PlanError([PlanIssue(path, "a plan must be a mapping")], source=path)
     return data
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """`line 9, column 1: duplicate key 'name'`: PyYAML's message without the quoted source
+    and caret lines it draws for a terminal (its `"<unicode string>"` names no file)."""
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    detail = " ".join(f"{at(exc.problem_mark)}: {exc.problem}".split()) if exc.problem_mark \
+        else " ".join(str(exc.problem or exc).split())
+    if exc.context:
+        where = f" at {at(exc.context_mark)}" if exc.context_mark else ""
+        detail += f" ({exc.context}{where})"
+    return detail
 
 
 def agent_path(agent: Callable[..., Any]) -> str:
