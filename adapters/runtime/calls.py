@@ -195,7 +195,7 @@ def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
             tokens = _figure(raw.get("input_tokens"), "tokens", whole=True) + _figure(
                 raw.get("output_tokens"), "tokens", whole=True
             )
-        usage = {
+        usage: dict[str, Any] = {
             "tokens": int(_figure(tokens, "tokens", whole=True)),
             "cost_usd": float(_figure(raw.get("cost_usd"), "cost_usd", whole=False)),
         }
