@@ -4,6 +4,9 @@ with the documented errors, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from baton.readmodels.reading import read
 from baton.runtime.service import start_goal
 from baton.store.eventstore import open_store
 from tests import agents
+from tests.cli_support import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -233,6 +237,26 @@ def test_export_import_replay_and_fork(bt: baton.Baton, tmp_path: Path) -> None:
 # --- the documented errors ---
 
 
+def test_an_agent_defined_in_the_script_being_run_is_refused(tmp_path: Path) -> None:
+    """A worker or `baton resume` runs another `__main__`: the recorded path would not import."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import baton\n"
+        "from tests.test_api import Count, Words\n"
+        "def local(inp: Words) -> Count:\n"
+        "    return Count(words=1)\n"
+        "try:\n"
+        "    baton.load_plan({'version': 1, 'name': 'm', 'agents': {},\n"
+        "                     'tasks': [{'id': 'a', 'agent': 'e', 'input': {'text': 'x'}}]},\n"
+        "                    agents={'e': local})\n"
+        "except baton.PlanError as exc:\n"
+        "    print(exc)\n"
+    )
+    shown = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert "agents.e: __main__:local is defined in the script being run" in shown.stdout
+
+
 def test_every_error_has_one_root_and_says_what_and_where(bt: baton.Baton) -> None:
     callables = {"count": split_count, "double": double}
     with pytest.raises(baton.PlanError, match=r"tasks\[double\]") as bad_ref:
@@ -243,6 +267,13 @@ def test_every_error_has_one_root_and_says_what_and_where(bt: baton.Baton) -> No
                                                   "double": lambda inp: inp})
     with pytest.raises(baton.PlanError, match=r"(?i)no such file"):
         baton.load_plan("does/not/exist.yaml")
+    with pytest.raises(baton.PlanError, match=r"agents: expected a mapping .* not list"):
+        baton.load_plan(_counting_plan(), agents=["count", "double"])  # type: ignore[arg-type]
+    with pytest.raises(baton.BatonError, match=r"goal id 5: expected a string, not int"):
+        bt.submit(baton.load_plan(_counting_plan(), agents=callables), {"text": "a"},
+                  goal_id=5)  # type: ignore[arg-type]
+    with pytest.raises(baton.StoreError, match=r"store URL: expected a string"):
+        baton.Baton(42)  # type: ignore[arg-type]
     with pytest.raises(baton.InputError, match="passengers"):
         bt.run("examples/travel/plan.yaml", {"origin": "LHR", "destination": "Lisbon"})
     assert baton.InputError is baton.domain.errors.GoalInputError  # the old name still imports

@@ -27,7 +27,7 @@ from baton.runtime import service
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import DEFAULT_CONCURRENCY
 from baton.settings import settings
-from baton.store.eventstore import BatonStore, open_store
+from baton.store.eventstore import BatonStore, StoreError, open_store
 
 if TYPE_CHECKING:  # the read side is imported on first use
     from baton.readmodels.reading import KeptReadModels
@@ -57,7 +57,10 @@ class Baton:
     """
 
     def __init__(self, url: str | None = None) -> None:
-        self.url = url or settings().store
+        if url is not None and not isinstance(url, str | os.PathLike):
+            raise StoreError(f"store URL: expected a string such as 'sqlite:///baton.db', not "
+                             f"{type(url).__name__}")
+        self.url = os.fspath(url) if url is not None else settings().store
         self._store: BatonStore | None = None
         # One catch-up of the read models at a time from this object: concurrent ones (goals
         # run from several threads or tasks) would only race to apply the same events.

@@ -31,6 +31,9 @@ def load_plan(
     `module:qualname` (a top-level function), because that path is what the goal records and
     what `resume` imports, in this process or another.
     """
+    if agents is not None and not isinstance(agents, Mapping):
+        raise PlanError([PlanIssue("agents", f"expected a mapping of agent names to callables, "
+                                   f"not {type(agents).__name__}")])
     if isinstance(plan, LoadedPlan):
         if agents:
             raise PlanError([PlanIssue("agents", "the plan is loaded already: pass agents to "

@@ -282,6 +282,11 @@ def agent_path(agent: Callable[..., Any]) -> str:
     if not callable(agent) or not module or not name:
         raise ValueError(f"{agent!r} is not a function or class with a module and a name")
     path = f"{module}:{name}"
+    if module == "__main__":  # imports back here only: a worker or `resume` has another __main__
+        raise ValueError(
+            f"{path} is defined in the script being run, which another process (a worker, "
+            "`baton resume`) cannot import; define it in a module and import it from there"
+        )
     try:
         found = import_object(path)
     except Exception:

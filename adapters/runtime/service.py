@@ -86,6 +86,8 @@ def chosen_goal_id(goal_id: str | None) -> str:
     """The id of a goal about to be created: the user's, checked, else a new UUID."""
     if goal_id is None:
         return new_goal_id()
+    if not isinstance(goal_id, str):  # the API's callers are not type-checked
+        raise CommandError(f"goal id {goal_id!r}: expected a string, not {type(goal_id).__name__}")
     problem = goal_id_problem(goal_id)
     if problem is not None:
         raise CommandError(f"goal id {goal_id!r} {problem}")
