@@ -237,6 +237,16 @@ def test_export_import_replay_and_fork(bt: baton.Baton, tmp_path: Path) -> None:
 # --- the documented errors ---
 
 
+def test_a_cancel_or_resolve_without_a_reason_records_nothing(bt: baton.Baton) -> None:
+    plan = baton.load_plan(_escalating_plan(), agents={"count": split_count, "double": refuses})
+    waiting = bt.run(plan, {"text": "a"})
+    with pytest.raises(baton.CommandError, match="a reason is required"):
+        bt.cancel(waiting.goal_id, reason=None)  # type: ignore[arg-type]
+    with pytest.raises(baton.CommandError, match="a reason is required"):
+        bt.resolve(waiting.goal_id, "double", "abandon", reason=" ")
+    assert bt.status(waiting.goal_id).status == "waiting"
+
+
 def test_an_agent_defined_in_the_script_being_run_is_refused(tmp_path: Path) -> None:
     """A worker or `baton resume` runs another `__main__`: the recorded path would not import."""
     script = tmp_path / "script.py"

@@ -93,6 +93,11 @@ def test_escalate_resolve_resume(store_url: str, tmp_path: Path) -> None:
 
 def test_cancel_a_waiting_goal(store_url: str) -> None:
     baton("run", PLAN, "--input", BERLIN, "--goal-id", "g", store=store_url)
+    for blank in ("", "   "):  # the audit trail quotes the reason: it is required
+        for command in (["cancel", "g"], ["resolve", "g", "price", "--abandon"]):
+            refused = baton(*command, "--reason", blank, store=store_url)
+            assert refused.code == 2 and "a reason is required" in refused.err, refused.err
+    assert baton("status", "g", "--json", store=store_url).json()["status"] == "waiting"
     result = baton("cancel", "g", "--reason", "trip called off", "--json", store=store_url)
     assert result.code == 0 and result.json()["status"] == "cancelled"  # the cancel succeeded
     again = baton("cancel", "g", "--reason", "twice", store=store_url)

@@ -265,6 +265,7 @@ def resolve_task(
     output: Any = None,
 ) -> Goal:
     """Record a human's decision on an escalated task, and what the orchestrator makes of it."""
+    require_reason(reason, "resolve")
     if action not in RESOLVE_ACTIONS:
         expected = ", ".join(RESOLVE_ACTIONS)
         raise CommandError(f"resolve action {action!r}: expected one of {expected}")
@@ -327,6 +328,13 @@ def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, b
     return goal
 
 
+def require_reason(reason: Any, command: str) -> None:
+    """A human's decision says why: the audit trail quotes it ("cancelled by ana: WHY")."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise CommandError(f"{command}: a reason is required (why, for the audit trail), "
+                           f"not {reason!r}")
+
+
 def _waiting_task(goal: Goal, task_id: str) -> TaskState:
     """The task a human's decision is about; it must be waiting for one (escalated)."""
     task = goal.state.tasks.get(task_id)
@@ -338,6 +346,7 @@ def _waiting_task(goal: Goal, task_id: str) -> TaskState:
 
 
 def cancel_goal(store: BatonStore, goal_id: str, *, reason: str, by: str) -> Goal:
+    require_reason(reason, "cancel")
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         raise CommandError(f"goal {goal_id} has already ended ({goal.state.status})")
