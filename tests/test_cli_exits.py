@@ -105,6 +105,13 @@ def test_a_percent_encoded_space_in_a_postgres_parameter_reaches_libpq_as_a_spac
         "-c statement_timeout=5", "a b", "s")  # not "-c+statement_timeout=5"
 
 
+@pytest.mark.parametrize("query", ["schema=", "schema=%20", "schema=a&schema=b"])
+def test_an_empty_or_doubled_schema_is_refused_not_public(query: str) -> None:
+    result = baton("status", store=f"postgresql://nobody@127.0.0.1:1/db?{query}")
+    assert result.code == 2 and "schema is" in result.err  # before any connection is tried
+    assert result.err.count("\n") == 1
+
+
 @pytest.mark.postgres
 def test_an_unknown_postgres_parameter_is_one_line(pg_base: str) -> None:
     result = baton("status", store=f"{pg_base}?sslmod=require")

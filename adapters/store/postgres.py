@@ -38,7 +38,14 @@ def parse_postgres_url(url: str) -> tuple[dict[str, str], str | None]:
     """libpq's parameters of `url` (checked by libpq's own parser) and Baton's `schema`."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((value for key, value in query if key == "schema"), None)
+    schemas = [value for key, value in query if key == "schema"]
+    if len(schemas) > 1 or (schemas and not schemas[0].strip()):
+        # An empty one would fall back to `public` without a word, two would drop one.
+        shown = "given twice" if len(schemas) > 1 else "empty"
+        raise UrlError(
+            f"schema is {shown}: ?schema=NAME names one schema (leave it out for public)"
+        )
+    schema = schemas[0] if schemas else None
     # quote, not urlencode's default quote_plus: libpq decodes %20 in a URI but not "+".
     rest = urlencode([(key, value) for key, value in query if key != "schema"], quote_via=quote)
     try:
