@@ -155,6 +155,45 @@ def test_a_worker_parks_a_goal_in_backoff_and_takes_it_up_when_due(
     assert status_of(store_url, goal_id) == "completed"
 
 
+def gone_agents_plan(tmp_path: Path, **extra: object) -> tuple[str, dict[str, str]]:
+    """A plan whose agent lives in a module of its own (tmp_path/gone_agents.py), to remove."""
+    (tmp_path / "gone_agents.py").write_text("from tests.agents import always_fails, upper\n")
+    data = {"version": 1, "name": "gone", "agents": {"up": "gone_agents:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t", **extra}
+    plan = tmp_path / "gone.yaml"
+    plan.write_text(yaml.safe_dump(data))
+    return str(plan), {"PYTHONPATH": str(tmp_path), "BATON_TEST_DIR": str(tmp_path)}
+
+
+def remove_module(tmp_path: Path) -> None:
+    (tmp_path / "gone_agents.py").unlink()
+    for cached in tmp_path.glob("__pycache__/gone_agents.*"):
+        cached.unlink()
+
+
+def test_a_goal_whose_agents_no_longer_import_is_said_once_and_left_alone(
+    store_url: str, tmp_path: Path
+) -> None:
+    """It used to be claimed again and again (hundreds of identical errors a second) and kept
+    `--burst` from ever exiting. Nothing is recorded: once the code is back, it runs."""
+    plan, env = gone_agents_plan(tmp_path)
+    assert baton("submit", plan, "--input", '{"text": "hi"}', "--goal-id", "gone1",
+                 store=store_url, env=env).code == 0
+    (tmp_path / "gone_agents.py").write_text("")  # imports, without the agent
+    for _ in range(2):  # a new worker process tries once more
+        worker = baton("worker", "--burst", store=store_url, env=env, timeout=30)
+        assert worker.code == 0, worker.err
+        said = [line for line in worker.err.splitlines() if "goal gone1" in line]
+        assert len(said) == 1, worker.err
+        assert "ERROR" in said[0] and "gone_agents:upper" in said[0], said
+        assert "drove 0 goal(s); left 1 whose plan does not load" in worker.err
+    assert recorded(store_url, "gone1") == ["Started"]  # no failure recorded
+    gone_agents_plan(tmp_path)  # the code is fixed
+    worker = baton("worker", "--burst", store=store_url, env=env, timeout=30)
+    assert worker.code == 0 and "goal gone1: completed" in worker.err, worker.err
+
+
 def test_sigterm_lets_the_worker_finish_recording_and_release(
     store_url: str, tmp_path: Path
 ) -> None:

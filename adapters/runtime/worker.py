@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from baton import projections
 from baton.domain.decide import settle
-from baton.domain.errors import BatonError, UnknownRules
+from baton.domain.errors import BatonError, PlanError, UnknownRules
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.state import RULES
@@ -112,6 +112,9 @@ class Worker:
         self.stopping_now = threading.Event()  # leave goals after the current save
         self.driven = 0
         self._count = threading.Lock()
+        # Goals whose recorded plan does not load with today's code (an agent module gone, a
+        # callable that lived in __main__): said once, left alone until their events change.
+        self.unloadable: set[str] = set()
 
     # --- control ---
 
@@ -157,7 +160,9 @@ class Worker:
                 listener.set()
             if catching_up is not None:
                 self._last_catch_up(catching_up)
-        log.info("worker stopped: drove %d goal(s)", self.driven)
+        left = len(self.unloadable)
+        log.info("worker stopped: drove %d goal(s)%s", self.driven,
+                 f"; left {left} whose plan does not load" if left else "")
         return self.driven
 
     # --- the read models ---
@@ -227,6 +232,7 @@ class Worker:
     def _forget(self, goal_id: str) -> None:
         """The goal ended: nothing more to drive or to look at."""
         self.versions.pop(goal_id, None)
+        self.unloadable.discard(goal_id)
         self._unsee(goal_id)
         self.fresh.pop(goal_id, None)
 
@@ -305,16 +311,16 @@ class Worker:
                 if lock is None:
                     continue
                 try:
-                    goal, due = self._due(goal_id)
+                    goal, loaded, due = self._due(goal_id)
                 except BaseException:
                     lock.release()
                     raise
-                if due is None or due > 0:
+                if loaded is None or due is None or due > 0:
                     lock.release()
                     self._see(goal_id, _Seen(goal.version, None if due is None else now + due))
                     continue
                 self._unsee(goal_id)  # fresh still: looked at again once its driving ends
-                self.driving[goal_id] = pool.submit(self._drive, goal, lock)
+                self.driving[goal_id] = pool.submit(self._drive, goal, loaded, lock)
                 claimed += 1
             if len(self.driving) >= self.concurrency:
                 return claimed, 1
@@ -349,28 +355,40 @@ class Worker:
     def _timers_pending(self) -> int:
         return len(self.timed)
 
-    def _due(self, goal_id: str) -> tuple[Goal, float | None]:
-        """The goal as stored, and in how many seconds it can move (None: not by itself)."""
+    def _due(self, goal_id: str) -> tuple[Goal, LoadedPlan | None, float | None]:
+        """The goal as stored, its plan loaded (None: it cannot be, or need not be), and in how
+        many seconds it can move (None: not by itself)."""
         goal = self.store.get(goal_id)
+        self.unloadable.discard(goal_id)
         if goal.state.status in GOAL_FINAL:
-            return goal, None
+            return goal, None, None
         if goal.state.rules > RULES:  # started by a newer Baton: deciding here would record
             log.error("goal %s: %s", goal_id,  # what that Baton's replay refuses
                       UnknownRules(goal_id, goal.state.rules, RULES))
-            return goal, None  # looked at again only when it changes
+            return goal, None, None  # looked at again only when it changes
+        try:
+            loaded = self._plan(goal)
+        except PlanError as exc:
+            # Not runnable until someone fixes the code, and no failure of the goal: nothing
+            # is recorded (it may be resumed once its agents import). Said once; looked at
+            # again only when its events change (cancelled, resolved), or by a new worker.
+            self.unloadable.add(goal_id)
+            log.error("goal %s: left alone until its events change; its plan does not load: "
+                      "%s", goal_id, exc)
+            return goal, None, None
         if goal.version == 1:
-            return goal, 0.0  # submitted: nothing decided yet
+            return goal, loaded, 0.0  # submitted: nothing decided yet
         probe = self.store.get(goal_id)  # folded in memory only, never saved
         probe.observe("RunResumed", at=utc_now(), concurrency=probe.state.concurrency)
-        if settle(probe, self._plan(goal).contracts):
-            return goal, 0.0
+        if settle(probe, loaded.contracts):
+            return goal, loaded, 0.0
         now = utc_now()
         dues = [
             (task.due_at - now).total_seconds()
             for task in goal.state.tasks.values()
             if task.status == "retry_wait" and task.due_at is not None
         ]
-        return goal, (max(0.0, min(dues)) if dues else None)
+        return goal, loaded, (max(0.0, min(dues)) if dues else None)
 
     def _plan(self, goal: Goal) -> LoadedPlan:
         started = goal.state.started_plan
@@ -391,10 +409,10 @@ class Worker:
 
     # --- driving ---
 
-    def _drive(self, goal: Goal, lock: GoalLock) -> None:
+    def _drive(self, goal: Goal, loaded: LoadedPlan, lock: GoalLock) -> None:
         goal_id = goal.id
         try:
-            runner = self.make_runner(self.store, self._plan(goal))
+            runner = self.make_runner(self.store, loaded)
             runner.park_on_timers = True
             runner.should_stop = lambda: self._leave(runner, goal_id)
             if goal.version == 1:
