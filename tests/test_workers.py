@@ -194,6 +194,23 @@ def test_a_goal_whose_agents_no_longer_import_is_said_once_and_left_alone(
     assert worker.code == 0 and "goal gone1: completed" in worker.err, worker.err
 
 
+def test_a_goal_whose_agents_no_longer_import_can_be_cancelled_and_read(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Cancelling needs no agent: it refused with the import error (exit 2)."""
+    plan, env = gone_agents_plan(tmp_path)
+    assert baton("submit", plan, "--input", '{"text": "hi"}', "--goal-id", "gone2",
+                 store=store_url, env=env).code == 0
+    remove_module(tmp_path)
+    cancelled = baton("cancel", "gone2", "--reason", "module removed", store=store_url, env=env)
+    assert cancelled.code == 0, cancelled.err
+    assert status_of(store_url, "gone2") == "cancelled"
+    for command in (("audit", "gone2"), ("export", "gone2")):
+        assert baton(*command, store=store_url, env=env).code == 0, command
+    worker = baton("worker", "--burst", store=store_url, env=env, timeout=30)
+    assert worker.code == 0 and "gone2" not in worker.err, worker.err
+
+
 def test_sigterm_lets_the_worker_finish_recording_and_release(
     store_url: str, tmp_path: Path
 ) -> None:

@@ -346,12 +346,14 @@ def _waiting_task(goal: Goal, task_id: str) -> TaskState:
 
 
 def cancel_goal(store: BatonStore, goal_id: str, *, reason: str, by: str) -> Goal:
+    """Record the cancel and what it decides. No agent is imported: once a cancel is requested,
+    `decide` cancels every open task and the goal from the state alone, never reading a
+    contract, so a goal whose agent modules are gone can still be cancelled."""
     require_reason(reason, "cancel")
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         raise CommandError(f"goal {goal_id} has already ended ({goal.state.status})")
-    loaded = load_goal_plan(goal)
     goal.observe("CancelRequested", at=utc_now(), reason=reason, by=by)
-    settle(goal, loaded.contracts)
+    settle(goal, {})
     store.save(goal)
     return goal
