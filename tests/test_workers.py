@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -145,14 +146,50 @@ def test_a_worker_takes_over_a_goal_whose_owner_died(store_url: str, tmp_path: P
 def test_a_worker_parks_a_goal_in_backoff_and_takes_it_up_when_due(
     store_url: str, tmp_path: Path
 ) -> None:
+    """A burst leaves a goal parked when nothing else runs (it waited out the backoff, an hour
+    as readily as a second); the first worker that looks once it fell due takes it up."""
     env = {"BATON_TEST_DIR": str(tmp_path)}
     plan = chain_plan(tmp_path, backoff_s=1.2)
     goal_id = baton("submit", plan, "--input", '{"text": "y"}', store=store_url).out.strip()
     worker = baton("worker", "--burst", store=store_url, env=env)
     assert worker.code == 0, worker.err
     assert f"goal {goal_id}: parked until its backoff falls due" in worker.err
-    assert worker.err.count(f"goal {goal_id}: claimed") == 2
+    assert worker.err.count(f"goal {goal_id}: claimed") == 1
+    assert "left 1 parked until a backoff falls due" in worker.err
+    assert status_of(store_url, goal_id) == "running"
+    store = open_store(store_url)
+    try:
+        due = store.get(goal_id).state.tasks["s2"].due_at
+    finally:
+        store.close()
+    assert due is not None
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))  # not an assertion: the wait
+    worker = baton("worker", "--burst", store=store_url, env=env)
+    assert worker.code == 0, worker.err
+    assert f"goal {goal_id}: claimed (resumed" in worker.err
     assert status_of(store_url, goal_id) == "completed"
+
+
+def test_a_burst_does_not_wait_out_a_long_backoff(store_url: str, tmp_path: Path) -> None:
+    """`--burst` exits once nothing is runnable: it waited the hour (QA: `timeout 20` killed it)."""
+    plan, env = gone_agents_plan(tmp_path, defaults={
+        "retry": {"max_attempts": 2, "backoff_s": 3600, "max_backoff_s": 3600}})
+    plan_data = yaml.safe_load(Path(plan).read_text())
+    plan_data["agents"]["up"] = "gone_agents:always_fails"
+    Path(plan).write_text(yaml.safe_dump(plan_data))
+    assert baton("submit", plan, "--input", '{"text": "hi"}', "--goal-id", "slow",
+                 store=store_url, env=env).code == 0
+    worker = baton("worker", "--burst", store=store_url, env=env, timeout=30)
+    assert worker.code == 0, worker.err
+    assert "goal slow: parked until its backoff falls due" in worker.err
+    assert status_of(store_url, "slow") == "running"
+    # Parked, its module then removed: a resumed goal's plan is loaded before it is claimed,
+    # and not loading it is said once (it used to fail every claim round).
+    remove_module(tmp_path)
+    worker = baton("worker", "--burst", store=store_url, env=env, timeout=30)
+    assert worker.code == 0, worker.err
+    assert len([line for line in worker.err.splitlines() if "goal slow" in line]) == 1
+    assert "left 1 whose plan does not load" in worker.err
 
 
 def gone_agents_plan(tmp_path: Path, **extra: object) -> tuple[str, dict[str, str]]:

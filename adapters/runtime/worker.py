@@ -84,7 +84,10 @@ class Worker:
 
     store: BatonStore
     concurrency: int = 4
-    burst: bool = False  # exit once nothing is runnable (goals driven elsewhere don't count)
+    # Exit once nothing is runnable now and nothing is driven here: goals driven elsewhere, and
+    # goals whose backoff has not fallen due, don't count (a burst never sleeps for a timer
+    # alone; one that falls due while other goals are still driven here is taken up).
+    burst: bool = False
     poll_s: float = 0.5
     refresh_s: float = 1.0  # bring the read models up to date this often (0: never)
     make_runner: Callable[[BatonStore, LoadedPlan], Runner] = field(
@@ -144,14 +147,14 @@ class Worker:
                             break
                         self.wake.wait(self.poll_s)
                         continue
-                    claimed, pending = self._claim(pool)
+                    claimed, _pending = self._claim(pool)
                 except Exception as exc:  # the store went away for a moment: look again
                     log.warning("cannot read the store: %s: %s", type(exc).__name__,
                                 " ".join(str(exc).split()))
                     self.wake.wait(self.poll_s)
                     continue
-                if self.burst and not self.driving and not claimed and not pending:
-                    break
+                if self.burst and not self.driving and not claimed:
+                    break  # what waits for a timer only is left parked (see `burst`)
                 self.wake.wait(self._timeout())
         finally:
             pool.shutdown(wait=True)
@@ -161,7 +164,9 @@ class Worker:
             if catching_up is not None:
                 self._last_catch_up(catching_up)
         left = len(self.unloadable)
-        log.info("worker stopped: drove %d goal(s)%s", self.driven,
+        parked = len(self.timed)
+        log.info("worker stopped: drove %d goal(s)%s%s", self.driven,
+                 f"; left {parked} parked until a backoff falls due" if parked else "",
                  f"; left {left} whose plan does not load" if left else "")
         return self.driven
 
