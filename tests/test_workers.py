@@ -248,6 +248,33 @@ def test_a_goal_whose_agents_no_longer_import_can_be_cancelled_and_read(
     assert worker.code == 0 and "gone2" not in worker.err, worker.err
 
 
+def test_a_task_of_a_goal_whose_agents_no_longer_import_can_be_abandoned(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Abandoning a task decides nothing an agent is needed for here (its dependant is
+    skipped): `resolve --abandon` refused with the import error (exit 2)."""
+    plan, env = gone_agents_plan(tmp_path)
+    data = yaml.safe_load(Path(plan).read_text())
+    data["agents"]["fails"] = "gone_agents:always_fails"
+    data["tasks"] = [
+        {"id": "t", "agent": "fails", "input": {"text": "$goal.text"}, "on_failure": "escalate",
+         "retry": {"max_attempts": 1}},
+        {"id": "u", "agent": "up", "input": {"text": "$t.text"}},
+    ]
+    data["output"] = "$u"
+    Path(plan).write_text(yaml.safe_dump(data))
+    run = baton("run", plan, "--input", '{"text": "hi"}', "--goal-id", "gone3",
+                store=store_url, env=env)
+    assert run.code == 3, run.err  # t waits for a human
+    remove_module(tmp_path)
+    resolved = baton("resolve", "gone3", "t", "--abandon", "--reason", "module removed",
+                     store=store_url, env=env)
+    assert resolved.code == 0, resolved.err
+    assert recorded(store_url, "gone3")[-3:] == ["HumanResolved", "TaskAbandoned", "TaskSkipped"]
+    worker = baton("worker", "--burst", store=store_url, env=env, timeout=30)  # changed: looked at
+    assert worker.code == 0 and "left 1 whose plan does not load" in worker.err, worker.err
+
+
 def test_sigterm_lets_the_worker_finish_recording_and_release(
     store_url: str, tmp_path: Path
 ) -> None:

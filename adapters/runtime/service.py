@@ -13,12 +13,12 @@ import asyncio
 import getpass
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from baton.domain.contracts import judge_output, validation_errors
+from baton.domain.contracts import AgentContract, judge_output, validation_errors
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError
 from baton.domain.expansion import judging_contract
@@ -278,6 +278,17 @@ def resolve_task(
         )
     if task.waiting_for != "approval" and action in _GATE_ACTIONS["approval"][0]:
         raise CommandError(f"goal {goal_id}: task {task_id!r} is not waiting for approval")
+    resolved = {"task": task_id, "action": action, "reason": reason, "by": by, "output": output}
+    if action == "abandon":  # usually decided from the state alone: then no agent is imported
+        try:
+            goal.observe("HumanResolved", at=utc_now(), **resolved)
+            settle(goal, _NoAgents())
+        except _AgentsNeeded:  # it makes a task runnable, say: decided below, with the agents
+            goal = store.get(goal_id)
+            _waiting_task(goal, task_id)
+        else:
+            store.save(goal)
+            return goal
     loaded = load_goal_plan(goal)
     if action == "retry" and task_id in goal.state.children:
         raise CommandError(
@@ -302,13 +313,36 @@ def resolve_task(
                 f"--output for task {task_id!r} would be rejected ({'; '.join(verdict.errors)}); "
                 "nothing recorded"
             )
-    goal.observe(
-        "HumanResolved", at=utc_now(), task=task_id, action=action, reason=reason, by=by,
-        output=output,
-    )
+    goal.observe("HumanResolved", at=utc_now(), **resolved)
     settle(goal, loaded.contracts)
     store.save(goal)
     return goal
+
+
+class _AgentsNeeded(Exception):
+    """A decision read an agent's contract (see `_NoAgents`)."""
+
+
+class _NoAgents(Mapping[str, AgentContract]):
+    """The contracts of a decision that usually needs none (a task abandoned): any use of them
+    raises `_AgentsNeeded`, and the caller decides again with the plan's agents imported. So a
+    goal whose agent modules are gone can still be decided on when no agent is involved, and
+    nothing is ever decided without a contract it needs."""
+
+    def __getitem__(self, key: str) -> AgentContract:
+        raise _AgentsNeeded
+
+    def __iter__(self) -> Iterator[str]:
+        raise _AgentsNeeded
+
+    def __len__(self) -> int:
+        raise _AgentsNeeded
+
+    def __contains__(self, key: object) -> bool:
+        raise _AgentsNeeded
+
+    def __getattr__(self, name: str) -> Any:  # PlanContracts' input_model, results
+        raise _AgentsNeeded
 
 
 def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, by: str) -> Goal:
