@@ -23,7 +23,9 @@ No job table. The event log is the only queue (docs/reference.md, "Workers"):
   nothing.
 
 A goal that only waits for a timer is parked (its slot and lock let go) and claimed again, by
-any worker, when the timer falls due.
+any worker, when the timer falls due (a `burst` worker does not wait for it when it drives
+nothing else). A goal whose recorded plan does not load with today's code is said once and left
+alone until its events change: nothing is recorded, so it runs once the code is fixed.
 """
 
 from __future__ import annotations
