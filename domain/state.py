@@ -215,13 +215,7 @@ class GoalState:
         if settled and self.status == "waiting":
             # A human's decision moved it on: the reason recorded when the goal was suspended
             # names a task that no longer waits. Say what the goal waits for now.
-            self.reason = RESOLVED_WAIT if not self.by_status.get("escalated") else (
-                waiting_reason(  # in the order the read models list tasks in: the plan's,
-                    (other.id, other.reason)  # then the added ones as they came
-                    for other in self.tasks.values()
-                    if other.status == "escalated"
-                )
-            )
+            self.refresh_waiting_reason()
         self.candidates.discard(task.id)
         if status == "succeeded":
             self.accepted[task.id] = task.output
@@ -239,6 +233,19 @@ class GoalState:
             parent = parent_of(task.id)
             if parent in self.open_children:
                 self.open_children[parent] -= 1
+
+    def refresh_waiting_reason(self) -> None:
+        """A waiting goal's reason once a task left escalated (a human's decision moved it on)
+        or entered it (what a human's decision led to escalated again, e.g. a retried map whose
+        list is still not a list): what the goal waits for now, as `waiting_reason` words it.
+        Folded, never recorded; the mutator calls it once the task's reason is assigned."""
+        self.reason = RESOLVED_WAIT if not self.by_status.get("escalated") else (
+            waiting_reason(  # in the order the read models list tasks in: the plan's,
+                (other.id, other.reason)  # then the added ones as they came
+                for other in self.tasks.values()
+                if other.status == "escalated"
+            )
+        )
 
     def _reorder_ready(self, task_id: str, *, leaving: bool, entering: bool) -> None:
         order, position = self.ready_order, self.plan.index.__getitem__

@@ -186,6 +186,10 @@ class ViewFold:
             task.update(waiting_for=None, question=None, approval_input=None)
             if goal["status"] == "waiting":
                 goal["reason"] = self._waiting_reason(goal)
+        elif target == "escalated" and source != "escalated" and goal["status"] == "waiting":
+            # escalated again after a human's decision (its `last_reason` is already this
+            # event's): the goal waits on it too, as the aggregate folds it (GoalState.move)
+            goal["reason"] = self._waiting_reason(goal)
 
     def _waiting_reason(self, goal: Row) -> str:
         """A waiting goal's reason once a human's decision moved one of its tasks on: what it

@@ -118,3 +118,35 @@ def test_a_recorded_history_folds_the_reason_that_is_true_at_each_event() -> Non
     assert after.reason == f"waiting for a human on s ({after.tasks['s'].reason})"
     assert after.reason == "waiting for a human on s " + suspended.reason.split("), s ", 1)[1]
     assert replay(run.events, contracts).ok
+
+
+NOT_A_LIST = {
+    "version": 1, "name": "mapesc",
+    "agents": {"upper": "tests.agents:upper"},
+    "tasks": [
+        {"id": "m", "agent": "upper", "for_each": "$goal.items", "as": "item",
+         "on_failure": "escalate", "input": {"text": "$item"}},
+        {"id": "r", "agent": "upper", "input": {"text": "$m.0.text"}},
+    ],
+}
+
+
+def test_a_retry_that_escalates_again_names_the_task_again(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A human retries a map whose list is still not one: the map is escalated again while the
+    goal waits, so the goal waits on it, not "a human resolved every escalation"."""
+    plan = plan_file(tmp_path, NOT_A_LIST)
+    ran = cli("--store", store_url, "run", plan, "--input", '{"items": "notalist"}',
+              "--goal-id", "g", "--json")
+    assert ran.code == 3, ran.err
+    assert ran.json()["reason"].startswith("waiting for a human on m (")
+
+    retried = _reason(store_url, "resolve", "g", "m", "--retry", "--reason", "try again")
+    assert retried is not None and retried.startswith("waiting for a human on m ("), retried
+    assert "map.not_a_list" in retried
+    assert _reason(store_url, "resume", "g") == retried  # resumed, it still waits on m
+    assert _reason(store_url, "status", "g") == retried  # the read models agree
+    assert cli("--store", store_url, "projections", "rebuild").code == 0
+    assert _reason(store_url, "status", "g") == retried  # rebuilt from the events alike
+    assert cli("--store", store_url, "replay", "g").code == 0
