@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from baton.domain.contracts import AgentContract, judge_output, validation_errors
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError
-from baton.domain.expansion import judging_contract
+from baton.domain.expansion import check_fragment, judging_contract
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import fork_goal
 from baton.domain.lifecycle import GOAL_FINAL
@@ -298,6 +298,7 @@ def resolve_task(
     if action == "output":
         spec = goal.state.plan.task_map[task_id]
         contract = judging_contract(goal.state, loaded.contracts, spec)
+        given = output
         try:
             output = contract.output_model.model_validate(output).model_dump(mode="json")
         except ValidationError as exc:
@@ -313,6 +314,8 @@ def resolve_task(
                 f"--output for task {task_id!r} would be rejected ({'; '.join(verdict.errors)}); "
                 "nothing recorded"
             )
+        if spec.expands is not None and task_id not in goal.state.children:
+            _check_fragment_output(goal, loaded, task_id, given, output)
     goal.observe("HumanResolved", at=utc_now(), **resolved)
     settle(goal, loaded.contracts)
     store.save(goal)
@@ -343,6 +346,26 @@ class _NoAgents(Mapping[str, AgentContract]):
 
     def __getattr__(self, name: str) -> Any:  # PlanContracts' input_model, results
         raise _AgentsNeeded
+
+
+def _check_fragment_output(
+    goal: Goal, loaded: LoadedPlan, task_id: str, given: Any, output: Any
+) -> None:
+    """A planner whose fragment has not joined the goal: a human's output is a fragment too,
+    refused here with every check `decide` makes of one (as `validate` checks a plan file),
+    so that one that would be recorded as rejected is never recorded."""
+    problems = check_fragment(goal.state, loaded.contracts, task_id, output)
+    if not problems:
+        return
+    hint = (
+        "; a planner's output is a fragment {\"tasks\": [...], \"output\": ...} until its "
+        "tasks joined the goal"
+        if not isinstance(given, dict) or "tasks" not in given else ""
+    )
+    raise CommandError(
+        f"--output for planner {task_id!r} is a fragment that would be rejected "
+        f"({len(problems)} problems): {'; '.join(problems)}{hint}; nothing recorded"
+    )
 
 
 def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, by: str) -> Goal:

@@ -1,0 +1,69 @@
+"""`resolve --output` on an escalated planner or map: a planner whose fragment has not joined
+the goal takes a fragment, checked as its own output would be, before anything is recorded;
+a map takes the list of its agent's output model (docs/reference.md, "Planner tasks and maps")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from baton.store.eventstore import open_store
+from tests.inprocess import cli
+from tests.support import plan_file
+from tests.test_decompose import AGENTS, D
+
+BAD = {"tasks": [{"id": "a", "agent": "nobody", "input": {"text": "$goal.text"}}],
+       "output": {"items": [], "summary": "$a.text"}}
+GOOD = {"tasks": [{"id": "a", "agent": "upper", "input": {"text": "by hand"}}],
+        "output": {"items": ["$a.text"], "summary": "$a.text"}}
+
+
+def planner_plan() -> dict[str, Any]:
+    return {
+        "version": 1, "name": "pe", "agents": AGENTS,
+        "defaults": {"retry": {"max_attempts": 1}},
+        "tasks": [
+            {"id": "plan", "agent": "planner", "on_failure": "escalate",
+             "input": {"fragments": "$goal.fragments"}, "expands": {"result": f"{D}:Outline"}},
+            {"id": "after", "agent": "exclaim", "input": {"text": "$plan.summary"}},
+        ],
+    }
+
+
+def _kinds(store_url: str, goal_id: str) -> list[str]:
+    store = open_store(store_url)
+    try:
+        return [type(event).__name__ for event in store.events(goal_id)]
+    finally:
+        store.close()
+
+
+def _escalated_planner(store_url: str, tmp_path: Path, goal_id: str) -> None:
+    plan = plan_file(tmp_path, planner_plan())
+    goal_input = json.dumps({"fragments": [BAD]})
+    ran = cli("--store", store_url, "run", plan, "--input", goal_input, "--goal-id", goal_id)
+    assert ran.code == 3, ran.err
+
+
+def test_a_fragment_a_planner_would_reject_is_refused_and_nothing_recorded(
+    store_url: str, tmp_path: Path
+) -> None:
+    _escalated_planner(store_url, tmp_path, "p")
+    before = _kinds(store_url, "p")
+    evil = {"tasks": [{"id": "a", "agent": "evil"}], "output": {"summary": "$a.text"}}
+    refused = cli("--store", store_url, "resolve", "p", "plan", "--output", json.dumps(evil),
+                  "--reason", "r")
+    assert refused.code == 2, refused.out
+    assert "agent 'evil' is not in the plan's agents allowlist" in refused.err
+    assert "nothing recorded" in refused.err and len(refused.err.strip().splitlines()) == 1
+    # the planner's result where a fragment is due: refused, saying what is expected
+    result = {"items": ["x"], "summary": "just the result"}
+    refused = cli("--store", store_url, "resolve", "p", "plan", "--output", json.dumps(result),
+                  "--reason", "r")
+    assert refused.code == 2, refused.out
+    assert "a planner's output is a fragment" in refused.err and "nothing recorded" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1
+    assert _kinds(store_url, "p") == before  # no HumanResolved, no OutputRejected
+    waiting = cli("--store", store_url, "status", "p", "--json").json()
+    assert waiting["tasks"]["plan"]["status"] == "escalated"
