@@ -706,6 +706,7 @@ def _extend(
         checks=list(CHECKS),
         rule="expands.accepted",
         reason=reason,
+        from_escalation=state.rules >= 4 and task.status == "escalated",
     )
     return [extended]
 

@@ -203,6 +203,7 @@ class PlanExtended(TaskDecision):
     fragment: dict[str, Any]  # {"tasks": [...], "output": ...} as the agent returned it
     added: list[str]  # the new tasks' ids, `<planner>/<id>`
     checks: list[str]  # what it passed
+    from_escalation: bool = False  # rules 4: the planner was escalated, it runs on as them
 
 
 @dataclass(kw_only=True, slots=True)

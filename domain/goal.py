@@ -467,7 +467,14 @@ class Goal(BaseAggregate[str]):
 
     class PlanExtended(Event):
         """A planner's fragment passed every check `validate` makes: its tasks joined the goal
-        as `<planner>/<id>`; the planner runs on as them until the last one ends."""
+        as `<planner>/<id>`; the planner runs on as them until the last one ends.
+
+        Version 2 adds `from_escalation`: under decision rules 4, a fragment a human supplied
+        (`resolve --output`) to a planner escalated for want of one moves the planner from
+        `escalated` to `running` (task event `join`), so that it runs as the fragment's tasks
+        and joins them. Under rules 1-3 the planner stayed `escalated` (the goal waited on it
+        and the fragment's tasks were never dispatched): every version 1 event, and every one
+        of a goal decided under those rules, holds `False` and moves nothing."""
 
         task: str
         attempt: int
@@ -476,9 +483,20 @@ class Goal(BaseAggregate[str]):
         checks: list[str]
         rule: str
         reason: str
+        from_escalation: bool = False
+        task_event: ClassVar[str | None] = "join"
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["from_escalation"] = False  # the planner stayed as it was
+
+        @classmethod
+        def task_events(cls, fields: dict[str, Any]) -> tuple[str, ...]:
+            return ("join",) if fields.get("from_escalation") else ()
 
         def apply(self, goal: Goal) -> None:
-            task = _task(goal, self)
+            task = _move_task(goal, self)  # escalated -> running where `from_escalation`
             extend_with_fragment(goal.state, self.task, self.fragment)
             task.last_error = None
             task.reason = self.reason

@@ -86,6 +86,8 @@ class TaskLifecycle(StateMachine):
     )
     # A ready map runs as its instances (baton.domain.expansion); it is not dispatched itself.
     expand = ready.to(running)
+    # A planner escalated for want of a fragment runs as the one a human supplied (rules 4).
+    join = escalated.to(running)
 
 
 class GoalLifecycle(StateMachine):

@@ -47,7 +47,11 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #      inputs), not as two events; a ready task that waits (for a slot, a reservation, or a
 #      budget decision) is still recorded as `TaskReady`, as are the tasks made ready beside a
 #      map or a task awaiting approval (decided first, as under rules 2).
-RULES = 3
+#   4: a fragment a human supplies to a planner escalated for want of one (`resolve --output`)
+#      is recorded as a `PlanExtended` (v2) with `from_escalation`, which moves the planner to
+#      `running`: its fragment's tasks are dispatched and it joins them, where under rules 1-3
+#      it stayed escalated and the goal waited for ever.
+RULES = 4
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits
 # for a human any more, only for a runner (`baton resume`, or a worker) to take the goal up.

@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from baton.domain.state import RESOLVED_WAIT
 from baton.store.eventstore import open_store
 from tests.inprocess import cli
+from tests.replay_support import decided_under
 from tests.support import plan_file
 from tests.test_decompose import AGENTS, D
 
@@ -67,3 +69,41 @@ def test_a_fragment_a_planner_would_reject_is_refused_and_nothing_recorded(
     assert _kinds(store_url, "p") == before  # no HumanResolved, no OutputRejected
     waiting = cli("--store", store_url, "status", "p", "--json").json()
     assert waiting["tasks"]["plan"]["status"] == "escalated"
+
+
+def test_a_humans_fragment_runs_and_the_planner_joins_it(store_url: str, tmp_path: Path) -> None:
+    """A planner escalated for want of a valid fragment, given one by a human: its tasks run,
+    the planner joins them, the goal completes (decision rules 4)."""
+    _escalated_planner(store_url, tmp_path, "p")
+    given = cli("--store", store_url, "resolve", "p", "plan", "--output", json.dumps(GOOD),
+                "--reason", "fixed by hand", "--json")
+    assert given.code == 0, given.err
+    shown = given.json()
+    assert shown["tasks"]["plan"]["status"] == "running"  # it runs as the fragment's tasks
+    assert shown["tasks"]["plan/a"]["status"] == "ready"
+    assert shown["status"] == "waiting" and shown["reason"] == RESOLVED_WAIT
+    assert cli("--store", store_url, "status", "p", "--json").json()["reason"] == RESOLVED_WAIT
+
+    done = cli("--store", store_url, "resume", "p", "--json")
+    assert done.code == 0, done.err
+    assert done.json()["status"] == "completed"
+    assert {tid: t["status"] for tid, t in done.json()["tasks"].items()} == {
+        "plan": "succeeded", "after": "succeeded", "plan/a": "succeeded"}
+    assert done.json()["output"] == {"after": {"text": "BY HAND!"}}
+    assert cli("--store", store_url, "projections", "rebuild").code == 0
+    rebuilt = cli("--store", store_url, "status", "p", "--json").json()
+    assert rebuilt["status"] == "completed" and rebuilt["tasks"]["plan"]["status"] == "succeeded"
+    assert cli("--store", store_url, "replay", "p").code == 0
+
+
+def test_a_goal_decided_under_rules_3_keeps_its_history(store_url: str, tmp_path: Path) -> None:
+    """Rules 1-3 left the planner escalated after a human's fragment: such a goal keeps being
+    decided (and replayed) as it was."""
+    with decided_under(3):
+        _escalated_planner(store_url, tmp_path, "old")
+    given = cli("--store", store_url, "resolve", "old", "plan", "--output", json.dumps(GOOD),
+                "--reason", "fixed by hand", "--json")
+    assert given.code == 0, given.err
+    assert given.json()["tasks"]["plan"]["status"] == "escalated"
+    assert cli("--store", store_url, "resume", "old").code == 3
+    assert cli("--store", store_url, "replay", "old").code == 0
