@@ -57,6 +57,7 @@ from baton.domain.expansion import (
     CHECKS,
     check_fragment,
     fragment_of,
+    judging_confidence,
     judging_contract,
     result_model,
     room_problems,
@@ -152,7 +153,9 @@ def _judge(state: GoalState, contracts: Contracts) -> list[Decision]:
             rule = "validation.serialisable"
         else:
             contract = judging_contract(state, contracts, spec)
-            verdict = judge_output(outcome.output, contract, min_confidence=spec.min_confidence)
+            verdict = judge_output(
+                outcome.output, contract, min_confidence=judging_confidence(state, spec)
+            )
             if verdict.accepted and spec.expands is not None and task_id not in state.children:
                 return _extend(state, contracts, task, spec, outcome, verdict)
             if verdict.accepted:

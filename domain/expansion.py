@@ -19,9 +19,10 @@ same tasks from `PlanExtended.fragment` and `MapExpanded.width`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from baton.domain.contract_check import check_contracts, check_value
 from baton.domain.contracts import AgentContract, Contracts
@@ -83,11 +84,30 @@ def result_model(contracts: Contracts, spec: TaskSpec) -> type[BaseModel] | None
 
 def judging_contract(state: GoalState, contracts: Contracts, spec: TaskSpec) -> AgentContract:
     """What an output of this task is judged against: its agent's contract; for a planner whose
-    fragment already joined the goal (a human supplies what it could not build), its result."""
+    fragment already joined the goal (a human supplies what it could not build), its result;
+    for a map (a human supplies its output: decision rules 4), the list of its agent's output
+    model, what `$<map>` holds downstream (rules 1-3 judged one element's)."""
+    if spec.for_each is not None and state.rules >= 4:
+        listed = list_of(contracts[spec.agent].output_model)
+        return AgentContract(input_model=listed, output_model=listed)
     result = result_model(contracts, spec) if spec.id in state.children else None
     if result is None:
         return contracts[spec.agent]
     return AgentContract(input_model=result, output_model=result)
+
+
+def judging_confidence(state: GoalState, spec: TaskSpec) -> float | None:
+    """The `min_confidence` an output of this task is judged with: none for a map's list (its
+    instances are judged one by one), the task's for the rest."""
+    return None if spec.for_each is not None and state.rules >= 4 else spec.min_confidence
+
+
+@cache
+def list_of(model: type[BaseModel]) -> type[BaseModel]:
+    """The model of a list of `model`s, named `list[Model]` in what it reports."""
+    name = f"list[{model.__name__}]"
+    listed: type[BaseModel] = type(name, (RootModel[list[model]],), {"__module__": __name__})  # type: ignore[valid-type]
+    return listed
 
 
 # --- fragments ----------------------------------------------------------------------------------

@@ -50,7 +50,9 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #   4: a fragment a human supplies to a planner escalated for want of one (`resolve --output`)
 #      is recorded as a `PlanExtended` (v2) with `from_escalation`, which moves the planner to
 #      `running`: its fragment's tasks are dispatched and it joins them, where under rules 1-3
-#      it stayed escalated and the goal waited for ever.
+#      it stayed escalated and the goal waited for ever. A human's output for an escalated map is
+#      judged as the list of its agent's output model (what `$<map>` holds downstream), where
+#      rules 1-3 judged it as one element.
 RULES = 4
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits

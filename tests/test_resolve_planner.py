@@ -107,3 +107,54 @@ def test_a_goal_decided_under_rules_3_keeps_its_history(store_url: str, tmp_path
     assert given.json()["tasks"]["plan"]["status"] == "escalated"
     assert cli("--store", store_url, "resume", "old").code == 3
     assert cli("--store", store_url, "replay", "old").code == 0
+
+
+NOT_A_LIST = {
+    "version": 1, "name": "mapesc", "agents": {"upper": "tests.agents:upper"},
+    "tasks": [
+        {"id": "m", "agent": "upper", "for_each": "$goal.items", "as": "item",
+         "on_failure": "escalate", "input": {"text": "$item"}},
+        {"id": "r", "agent": "upper", "input": {"text": "$m.0.text"}},
+    ],
+}
+
+
+def _escalated_map(store_url: str, tmp_path: Path, goal_id: str) -> None:
+    plan = plan_file(tmp_path, NOT_A_LIST)
+    ran = cli("--store", store_url, "run", plan, "--input", '{"items": "notalist"}',
+              "--goal-id", goal_id)
+    assert ran.code == 3, ran.err
+
+
+def test_a_maps_output_is_the_list_of_its_agents_output(store_url: str, tmp_path: Path) -> None:
+    _escalated_map(store_url, tmp_path, "m")
+    before = _kinds(store_url, "m")
+    one = cli("--store", store_url, "resolve", "m", "m", "--output", '{"text": "x"}',
+              "--reason", "one element")
+    assert one.code == 2, one.out
+    assert "--output does not satisfy list[Text]" in one.err and len(one.err.splitlines()) == 1
+    assert _kinds(store_url, "m") == before  # nothing recorded
+
+    given = cli("--store", store_url, "resolve", "m", "m", "--output", '[{"text": "x"}]',
+                "--reason", "the list")
+    assert given.code == 0, given.err
+    done = cli("--store", store_url, "resume", "m", "--json")
+    assert done.code == 0, done.err
+    assert done.json()["status"] == "completed"
+    assert done.json()["output"] == {"r": {"text": "X"}}
+    assert cli("--store", store_url, "replay", "m").code == 0
+
+
+def test_a_map_of_a_goal_decided_under_rules_3_takes_no_output(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Rules 1-3 judge a map's output as one element, which its dependants cannot read: such a
+    goal's map takes --retry or --abandon, and nothing is recorded."""
+    with decided_under(3):
+        _escalated_map(store_url, tmp_path, "old")
+    before = _kinds(store_url, "old")
+    refused = cli("--store", store_url, "resolve", "old", "m", "--output", '{"text": "x"}',
+                  "--reason", "one element")
+    assert refused.code == 2, refused.out
+    assert "decision rules 3" in refused.err and "--retry or --abandon" in refused.err
+    assert _kinds(store_url, "old") == before

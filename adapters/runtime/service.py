@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from baton.domain.contracts import AgentContract, judge_output, validation_errors
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError
-from baton.domain.expansion import check_fragment, judging_contract
+from baton.domain.expansion import check_fragment, judging_confidence, judging_contract
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import fork_goal
 from baton.domain.lifecycle import GOAL_FINAL
@@ -297,6 +297,12 @@ def resolve_task(
         )
     if action == "output":
         spec = goal.state.plan.task_map[task_id]
+        if spec.for_each is not None and goal.state.rules < 4:
+            raise CommandError(
+                f"goal {goal_id}: map {task_id!r} cannot take --output: the goal is decided "
+                f"under decision rules {goal.state.rules}, which judge it as one element, not "
+                "the list downstream tasks read; --retry or --abandon it"
+            )
         contract = judging_contract(goal.state, loaded.contracts, spec)
         given = output
         try:
@@ -308,7 +314,8 @@ def resolve_task(
             ) from None
         # Judged as `decide` will judge it, min_confidence included: an output that would be
         # recorded as rejected is refused here, before anything is recorded or reported.
-        verdict = judge_output(output, contract, min_confidence=spec.min_confidence)
+        confidence = judging_confidence(goal.state, spec)
+        verdict = judge_output(output, contract, min_confidence=confidence)
         if not verdict.accepted:
             raise CommandError(
                 f"--output for task {task_id!r} would be rejected ({'; '.join(verdict.errors)}); "
