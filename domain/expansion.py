@@ -28,7 +28,7 @@ from baton.domain.contract_check import check_contracts, check_value
 from baton.domain.contracts import AgentContract, Contracts
 from baton.domain.errors import PlanIssue
 from baton.domain.plan import Plan, TaskSpec, _location
-from baton.domain.references import BindingError, iter_refs, parse_binding
+from baton.domain.references import GOAL, BindingError, iter_refs, parse_binding
 from baton.domain.state import UNAVAILABLE, GoalState, TaskState, parent_of
 
 __all__ = [
@@ -198,6 +198,10 @@ def check_fragment(
     except FragmentError as exc:
         return [_in_fragment(issue, planner) for issue in exc.issues]
     problems: list[str] = []
+    if state.rules >= 4 and any(task.id == f"{planner}/{GOAL}" for task in specs):
+        # renamed `<planner>/goal`, the plan's check never sees it: inside the fragment
+        # `$goal` would read that task, not the goal input (rules 1-3 let it through)
+        problems.append(f"tasks[{planner}/{GOAL}]: 'goal' is reserved for $goal")
     allowed = spec.expands.may_use if spec.expands is not None else None
     for task in specs:
         if allowed is not None and task.agent not in allowed and task.agent in state.plan.agents:

@@ -52,7 +52,8 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #      `running`: its fragment's tasks are dispatched and it joins them, where under rules 1-3
 #      it stayed escalated and the goal waited for ever. A human's output for an escalated map is
 #      judged as the list of its agent's output model (what `$<map>` holds downstream), where
-#      rules 1-3 judged it as one element.
+#      rules 1-3 judged it as one element. A fragment task named `goal` is refused, as `validate`
+#      refuses it in a plan file (rules 1-3 let it hide `$goal` inside the fragment).
 RULES = 4
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits

@@ -16,6 +16,7 @@ from baton.domain.errors import PlanError
 from baton.domain.goal import Goal
 from baton.store.eventstore import BatonStore
 from tests import decompose_agents
+from tests.replay_support import decided_under
 from tests.support import events_of, load, run
 
 A = "tests.agents"
@@ -108,7 +109,17 @@ def test_an_accepted_fragment_joins_the_goal_and_its_output_is_the_planners(
     assert narrow.state.status == "completed"
 
 
+HIDES_GOAL = fragment(
+    {"id": "goal", "agent": "upper", "input": {"text": "from a task"}},
+    {"id": "b", "agent": "upper", "input": {"text": "$goal.text"}},
+    output={"items": ["$b.text"], "summary": "$b.text"},
+)
+
+
 REJECTED = [
+    pytest.param(
+        HIDES_GOAL, "tasks[plan/goal]: 'goal' is reserved for $goal", id="hides-goal"
+    ),
     pytest.param(
         fragment({"id": "a", "agent": "nobody", "input": {"text": "$goal.text"}}),
         "tasks[plan/a].agent: agent 'nobody' is not in the plan's agents allowlist",
@@ -192,6 +203,15 @@ def test_a_fragment_failing_a_static_check_is_rejected_before_anything_runs(
     assert not any(t.startswith("plan/") for t in goal.state.tasks)
     assert not events_of(store, goal.id, "PlanExtended")
     assert goal.state.tasks["plan"].status == "failed"
+
+
+def test_a_fragment_task_named_goal_ran_under_rules_3(store: BatonStore) -> None:
+    """Rules 1-3 did not refuse a fragment task named `goal` (inside the fragment `$goal` read
+    it): a goal decided under them keeps its history; rules 4 refuse it (REJECTED)."""
+    with decided_under(3):
+        goal = go(store, planner_plan(), HIDES_GOAL)
+    assert goal.state.status == "completed", goal.state.reason
+    assert goal.state.tasks["plan/b"].output == {"text": "FROM A TASK"}
 
 
 def test_every_problem_is_listed_and_handed_to_the_next_attempt(store: BatonStore) -> None:

@@ -66,6 +66,12 @@ def test_a_fragment_a_planner_would_reject_is_refused_and_nothing_recorded(
     assert refused.code == 2, refused.out
     assert "a planner's output is a fragment" in refused.err and "nothing recorded" in refused.err
     assert len(refused.err.strip().splitlines()) == 1
+    hides = {"tasks": [{"id": "goal", "agent": "upper", "input": {"text": "t"}}],
+             "output": {"items": [], "summary": "$goal.text"}}
+    refused = cli("--store", store_url, "resolve", "p", "plan", "--output", json.dumps(hides),
+                  "--reason", "r")
+    assert refused.code == 2, refused.out
+    assert "tasks[plan/goal]: 'goal' is reserved for $goal" in refused.err
     assert _kinds(store_url, "p") == before  # no HumanResolved, no OutputRejected
     waiting = cli("--store", store_url, "status", "p", "--json").json()
     assert waiting["tasks"]["plan"]["status"] == "escalated"
