@@ -247,6 +247,16 @@ def test_a_cancel_or_resolve_without_a_reason_records_nothing(bt: baton.Baton) -
     assert bt.status(waiting.goal_id).status == "waiting"
 
 
+def test_a_humans_output_is_recorded_as_its_contract_reads_it(bt: baton.Baton) -> None:
+    plan = baton.load_plan(_escalating_plan(), agents={"count": split_count, "double": refuses})
+    waiting = bt.run(plan, {"text": "a"})
+    bt.resolve(waiting.goal_id, "double", "output", output={"words": "9"}, reason="by hand")
+    [resolved] = [e for e in bt.store.events(waiting.goal_id)
+                  if type(e).__name__ == "HumanResolved"]
+    assert resolved.output == {"words": 9}  # what downstream tasks and replay read
+    assert bt.resume(waiting.goal_id).output == {"words": 9}
+
+
 def test_an_agent_defined_in_the_script_being_run_is_refused(tmp_path: Path) -> None:
     """A worker or `baton resume` runs another `__main__`: the recorded path would not import."""
     script = tmp_path / "script.py"

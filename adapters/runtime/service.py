@@ -323,6 +323,7 @@ def resolve_task(
             )
         if spec.expands is not None and task_id not in goal.state.children:
             _check_fragment_output(goal, loaded, task_id, given, output)
+        resolved["output"] = output  # as its contract reads it (coerced, defaults filled in)
     goal.observe("HumanResolved", at=utc_now(), **resolved)
     settle(goal, loaded.contracts)
     store.save(goal)
