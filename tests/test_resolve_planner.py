@@ -164,3 +164,18 @@ def test_a_map_of_a_goal_decided_under_rules_3_takes_no_output(
     assert refused.code == 2, refused.out
     assert "decision rules 3" in refused.err and "--retry or --abandon" in refused.err
     assert _kinds(store_url, "old") == before
+
+
+def test_the_rules_4_golden_records_the_planner_joining_a_humans_fragment() -> None:
+    """tests/golden/joined-rules4.jsonl (the golden tests replay it); the rules-3 golden's
+    `PlanExtended` is version 1 and reads as moving nothing."""
+    from baton.history.runfile import read_run
+
+    golden = Path(__file__).parent / "golden"
+    joined = read_run(str(golden / "joined-rules4.jsonl")).events
+    assert joined[0].rules == 4
+    [extended] = [e for e in joined if type(e).__name__ == "PlanExtended"]
+    assert (extended.task, extended.from_escalation) == ("plan", True)
+    assert type(joined[-1]).__name__ == "GoalCompleted"
+    older = read_run(str(golden / "decomposed-rules3.jsonl")).events
+    assert [e.from_escalation for e in older if type(e).__name__ == "PlanExtended"] == [False]

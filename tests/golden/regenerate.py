@@ -6,9 +6,10 @@ failing is the reminder that recorded histories no longer replay under the new r
 `python -m tests.golden.regenerate --rules2` writes only the histories recorded under decision
 rules 2 (`*-rules2.jsonl`: the shapes whose wording rules 2 changed), `--rules3` only those
 recorded under rules 3 (`*-rules3.jsonl`: every shape, since rules 3 records a dispatch and the
-readiness before it as one event). The others were recorded by earlier releases (release 0.1's
-topics, `Started` v2, rules 1) and are kept as they are: they are what proves old histories
-still load and replay.
+readiness before it as one event), `--rules4` the one rules 4 changed (`joined-rules4.jsonl`: a
+human's fragment for an escalated planner). The others were recorded by earlier releases
+(release 0.1's topics, `Started` v2, rules 1) and are kept as they are: they are what proves old
+histories still load and replay.
 """
 
 from __future__ import annotations
@@ -97,10 +98,38 @@ def _decomposed(store: BatonStore) -> None:
     _export(store, resume_goal(store, "research").id, "research")
 
 
-MADE = {**SHAPES, "decomposed": decomposed}
+# A planner escalated for want of a fragment, given one by a human (decision rules 4).
+JOINED_PLAN = {
+    "version": 1, "name": "joined",
+    "agents": {"planner": "tests.decompose_agents:planner", "upper": "tests.agents:upper"},
+    "tasks": [
+        {"id": "plan", "agent": "planner", "input": {"fragments": "$goal.fragments"},
+         "expands": {"result": "tests.decompose_agents:Outline"}, "on_failure": "escalate",
+         "retry": {"max_attempts": 1}},
+        {"id": "after", "agent": "upper", "input": {"text": "$plan.summary"}},
+    ],
+    "output": {"text": "$after.text"},
+}
+JOINED_INPUT = {"fragments": [
+    {"tasks": [{"id": "a", "agent": "nobody", "input": {"text": "x"}}],
+     "output": {"items": [], "summary": "$a.text"}},
+]}
+BY_HAND = {"tasks": [{"id": "a", "agent": "upper", "input": {"text": "by hand"}}],
+           "output": {"items": ["$a.text"], "summary": "$a.text"}}
+
+
+def joined(store: BatonStore, goal_id: str = "joined") -> Goal:
+    run(store, JOINED_PLAN, JOINED_INPUT, goal_id=goal_id)  # the fragment is rejected: escalated
+    resolve_task(store, goal_id, "plan", action="output", output=BY_HAND,
+                 reason="wrote the fragment", by="ana")
+    return resume_goal(store, goal_id)
+
+
+MADE = {**SHAPES, "decomposed": decomposed, "joined": joined}
 RULES_SHAPES = {
     2: ("escalated", "gated"),  # a human's retry; an answered question
-    3: tuple(MADE),  # every dispatch: readiness and dispatch in one event; planners and maps
+    3: tuple(name for name in MADE if name != "joined"),  # a dispatch holds its readiness
+    4: ("joined",),  # a human's fragment for an escalated planner: it runs as its tasks
 }
 
 
