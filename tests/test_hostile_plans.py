@@ -106,6 +106,14 @@ def test_a_key_written_twice_is_an_error_not_the_last_one_winning(tmp_path: Path
     assert code == 2 and len(lines) == 1 and "duplicate key 'name'" in lines[0]
 
 
+def test_keys_the_duplicate_check_does_not_judge_keep_pyyaml_s_handling(tmp_path: Path) -> None:
+    code, lines = validate(tmp_path, "? [1, 2]\n: 3\n" + plan_text("{text: $goal.x}"))
+    assert code == 2 and len(lines) == 1 and "found unhashable key" in lines[0]  # not exit 70
+    merged = plan_text("{<<: {text: $goal.x}}")  # an inline merge still merges
+    code, lines = validate(tmp_path, merged)
+    assert code == 0, lines
+
+
 def test_a_goal_input_with_a_key_written_twice_is_refused(tmp_path: Path) -> None:
     result = cli("--store", f"sqlite:///{tmp_path}/b.db", "run", "examples/travel/plan.yaml",
                  "--input",

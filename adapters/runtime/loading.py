@@ -187,8 +187,12 @@ class _PlanYamlLoader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:`, merged by PyYAML itself
+                    continue
                 key = self.construct_object(key_node, deep=deep)
-                if isinstance(key, str | int | float | bool) and key in seen:
+                if not isinstance(key, str | int | float | bool):
+                    continue  # an unhashable one is PyYAML's own error, below
+                if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r}", key_node.start_mark
                     )
