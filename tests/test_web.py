@@ -145,6 +145,8 @@ def test_resolve_form_checks_its_input(client: TestClient) -> None:
             "action": "output", "output": "{nope", "reason": "r"},
         "--output does not satisfy Text": {"action": "output", "output": '{"txt": 1}',
                                            "reason": "r"},
+        "output is not valid JSON: duplicate key 'text'": {
+            "action": "output", "output": '{"text": "a", "text": "b"}', "reason": "r"},
     }
     for message, fields in cases.items():
         answer = _resolve(client, goal="human", task="a", **fields)

@@ -57,10 +57,10 @@ class Baton:
     """
 
     def __init__(self, url: str | None = None) -> None:
-        if url is not None and not isinstance(url, str | os.PathLike):
+        if url is not None and not isinstance(url, str):
             raise StoreError(f"store URL: expected a string such as 'sqlite:///baton.db', not "
                              f"{type(url).__name__}")
-        self.url = os.fspath(url) if url is not None else settings().store
+        self.url = url or settings().store
         self._store: BatonStore | None = None
         # One catch-up of the read models at a time from this object: concurrent ones (goals
         # run from several threads or tasks) would only race to apply the same events.

@@ -419,6 +419,10 @@ def cancel_goal(store: BatonStore, goal_id: str, *, reason: str, by: str) -> Goa
     if goal.state.status in GOAL_FINAL:
         raise CommandError(f"goal {goal_id} has already ended ({goal.state.status})")
     goal.observe("CancelRequested", at=utc_now(), reason=reason, by=by)
-    settle(goal, {})
+    try:
+        settle(goal, _NoAgents())
+    except _AgentsNeeded:  # not today's rules: say so rather than fail with a KeyError
+        raise CommandError(f"goal {goal_id}: cancelling it needs its agents' contracts; "
+                           "nothing recorded") from None
     store.save(goal)
     return goal

@@ -36,6 +36,7 @@ from starlette.templating import Jinja2Templates
 from baton.domain.errors import BatonError
 from baton.domain.replay import replay
 from baton.readmodels.reading import CatchUpThread, KeptReadModels
+from baton.runtime.loading import unique_keys
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
@@ -270,9 +271,11 @@ def create_app(
             error = "a reason is required"
         elif error is None and action == "output":
             try:
-                output = json.loads(str(form.get("output", "")))
+                output = json.loads(str(form.get("output", "")), object_pairs_hook=unique_keys)
             except json.JSONDecodeError as exc:
                 error = f"output is not valid JSON: {exc.msg} at line {exc.lineno}"
+            except ValueError as exc:  # a key written twice, as `resolve --output` refuses it
+                error = f"output is not valid JSON: {exc}"
         return record(request, form, goal_id, task_id, error, action,
                       lambda: resolve_task(store, goal_id, task_id, action=action, reason=reason,
                                            by=_by(form), output=output))
