@@ -17,6 +17,7 @@ from tests import gate_agents
 from tests.inprocess import cli
 from tests.support import plan_file
 from tests.test_gates import gated_plan
+from tests.test_resolve_planner import NOT_A_LIST
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -118,17 +119,6 @@ def test_a_recorded_history_folds_the_reason_that_is_true_at_each_event() -> Non
     assert after.reason == f"waiting for a human on s ({after.tasks['s'].reason})"
     assert after.reason == "waiting for a human on s " + suspended.reason.split("), s ", 1)[1]
     assert replay(run.events, contracts).ok
-
-
-NOT_A_LIST = {
-    "version": 1, "name": "mapesc",
-    "agents": {"upper": "tests.agents:upper"},
-    "tasks": [
-        {"id": "m", "agent": "upper", "for_each": "$goal.items", "as": "item",
-         "on_failure": "escalate", "input": {"text": "$item"}},
-        {"id": "r", "agent": "upper", "input": {"text": "$m.0.text"}},
-    ],
-}
 
 
 def test_a_retry_that_escalates_again_names_the_task_again(
