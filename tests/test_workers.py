@@ -430,10 +430,10 @@ def test_a_wake_up_does_not_look_at_goals_that_wait_unchanged(store_url: str) ->
         worker._worth_a_look = counted  # type: ignore[method-assign]
         worker.versions["berlin"] = store.get("berlin").version  # new to this worker
         worker.fresh["berlin"] = None
-        assert worker._claim(pool) == (0, 0)  # nothing to drive: it waits for a human too
+        assert worker._claim(pool) == 0  # nothing to drive: it waits for a human too
         assert looked == ["berlin"]
         looked.clear()
-        assert worker._claim(pool) == (0, 0) and looked == []  # the next wake-up: none
+        assert worker._claim(pool) == 0 and looked == []  # the next wake-up: none
         assert worker._timeout() == worker.poll_s
     finally:
         pool.shutdown()

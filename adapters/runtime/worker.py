@@ -149,7 +149,7 @@ class Worker:
                             break
                         self.wake.wait(self.poll_s)
                         continue
-                    claimed, _pending = self._claim(pool)
+                    claimed = self._claim(pool)
                 except Exception as exc:  # the store went away for a moment: look again
                     log.warning("cannot read the store: %s: %s", type(exc).__name__,
                                 " ".join(str(exc).split()))
@@ -288,15 +288,15 @@ class Worker:
 
     # --- claiming ---
 
-    def _claim(self, pool: ThreadPoolExecutor) -> tuple[int, int]:
-        """Claim runnable goals into free slots; returns (claimed, runnable later or now).
+    def _claim(self, pool: ThreadPoolExecutor) -> int:
+        """Claim runnable goals into free slots; returns how many it claimed.
 
         Owners are looked up only with a slot free, `LOOKUP` candidates at a time: with a
         backlog of goals, looking up all of them on every wake-up (every save anywhere sends
         one) cost more CPU than driving the goals.
         """
         if len(self.driving) >= self.concurrency:
-            return 0, 1
+            return 0
         now = time.monotonic()
         candidates = self._candidates(now)
         claimed = 0
@@ -305,7 +305,7 @@ class Worker:
             topics = self.store.latest_topics(batch)
             for goal_id in batch:
                 if len(self.driving) >= self.concurrency:
-                    return claimed, 1
+                    return claimed
                 if _ends(topics.get(goal_id, "")):
                     # Ended since the log was read (its reader lags a commit behind the
                     # writers): neither claimed nor folded just to find that out.
@@ -330,8 +330,8 @@ class Worker:
                 self.driving[goal_id] = pool.submit(self._drive, goal, loaded, lock)
                 claimed += 1
             if len(self.driving) >= self.concurrency:
-                return claimed, 1
-        return claimed, claimed or self._timers_pending()
+                return claimed
+        return claimed
 
     def _candidates(self, now: float) -> Iterator[str]:
         """Goals known from the log, not driven here, worth looking at now: the fresh ones and
@@ -358,9 +358,6 @@ class Worker:
             # (with N workers each looked up, and raced for, every goal the others drive).
             return seen.wake is not None and seen.wake <= now
         return seen.version != version or (seen.wake is not None and seen.wake <= now)
-
-    def _timers_pending(self) -> int:
-        return len(self.timed)
 
     def _due(self, goal_id: str) -> tuple[Goal, LoadedPlan | None, float | None]:
         """The goal as stored, its plan loaded (None: it cannot be, or need not be), and in how
