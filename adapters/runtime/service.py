@@ -265,7 +265,7 @@ def resolve_task(
     output: Any = None,
 ) -> Goal:
     """Record a human's decision on an escalated task, and what the orchestrator makes of it."""
-    require_reason(reason, "resolve")
+    require_reason(reason)
     if action not in RESOLVE_ACTIONS:
         expected = ", ".join(RESOLVE_ACTIONS)
         raise CommandError(f"resolve action {action!r}: expected one of {expected}")
@@ -280,15 +280,12 @@ def resolve_task(
         raise CommandError(f"goal {goal_id}: task {task_id!r} is not waiting for approval")
     resolved = {"task": task_id, "action": action, "reason": reason, "by": by, "output": output}
     if action == "abandon":  # usually decided from the state alone: then no agent is imported
-        try:
-            goal.observe("HumanResolved", at=utc_now(), **resolved)
-            settle(goal, _NoAgents())
-        except _AgentsNeeded:  # it makes a task runnable, say: decided below, with the agents
-            goal = store.get(goal_id)
-            _waiting_task(goal, task_id)
-        else:
+        goal.observe("HumanResolved", at=utc_now(), **resolved)
+        if _settled_without_agents(goal):
             store.save(goal)
             return goal
+        goal = store.get(goal_id)  # it makes a task runnable, say: decided below, with agents
+        _waiting_task(goal, task_id)
     loaded = load_goal_plan(goal)
     if action == "retry" and task_id in goal.state.children:
         raise CommandError(
@@ -332,6 +329,17 @@ def resolve_task(
 
 class _AgentsNeeded(Exception):
     """A decision read an agent's contract (see `_NoAgents`)."""
+
+
+def _settled_without_agents(goal: Goal) -> bool:
+    """Settle a human's decision with no agent imported (a goal whose agent modules are gone can
+    still be cancelled, or a task of it abandoned). False when a decision needed a contract:
+    the goal is then half decided, to be read again and settled with its agents."""
+    try:
+        settle(goal, _NoAgents())
+    except _AgentsNeeded:
+        return False
+    return True
 
 
 class _NoAgents(Mapping[str, AgentContract]):
@@ -393,11 +401,11 @@ def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, b
     return goal
 
 
-def require_reason(reason: Any, command: str) -> None:
-    """A human's decision says why: the audit trail quotes it ("cancelled by ana: WHY")."""
+def require_reason(reason: Any) -> None:
+    """A human's decision says why: the audit trail quotes it ("cancelled by ana: WHY"). The one
+    check of it, for the CLI, the API and the web view's forms alike."""
     if not isinstance(reason, str) or not reason.strip():
-        raise CommandError(f"{command}: a reason is required (why, for the audit trail), "
-                           f"not {reason!r}")
+        raise CommandError(f"a reason is required (why, for the audit trail), not {reason!r}")
 
 
 def _waiting_task(goal: Goal, task_id: str) -> TaskState:
@@ -414,15 +422,14 @@ def cancel_goal(store: BatonStore, goal_id: str, *, reason: str, by: str) -> Goa
     """Record the cancel and what it decides. No agent is imported: once a cancel is requested,
     `decide` cancels every open task and the goal from the state alone, never reading a
     contract, so a goal whose agent modules are gone can still be cancelled."""
-    require_reason(reason, "cancel")
+    require_reason(reason)
     goal = store.get(goal_id)
     if goal.state.status in GOAL_FINAL:
         raise CommandError(f"goal {goal_id} has already ended ({goal.state.status})")
     goal.observe("CancelRequested", at=utc_now(), reason=reason, by=by)
-    try:
-        settle(goal, _NoAgents())
-    except _AgentsNeeded:  # not today's rules: say so rather than fail with a KeyError
-        raise CommandError(f"goal {goal_id}: cancelling it needs its agents' contracts; "
-                           "nothing recorded") from None
+    if not _settled_without_agents(goal):  # never so today; decided with the agents then
+        goal = store.get(goal_id)
+        goal.observe("CancelRequested", at=utc_now(), reason=reason, by=by)
+        settle(goal, load_goal_plan(goal).contracts)
     store.save(goal)
     return goal

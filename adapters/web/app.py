@@ -193,8 +193,6 @@ def create_app(
         form = await request.form()
         error = _check_key(form, form_key)
         reason = str(form.get("reason", "")).strip()
-        if error is None and not reason:
-            error = "cancel: a reason is required"
         if error is None:
             try:
                 cancel_goal(store, goal_id, reason=reason, by=_by(form))
@@ -267,8 +265,6 @@ def create_app(
         output: Any = None
         if error is None and action not in _ACTIONS:
             error = f"action must be one of {', '.join(_ACTIONS)}, not {action!r}"
-        elif error is None and not reason:
-            error = "a reason is required"
         elif error is None and action == "output":
             try:
                 output = json.loads(str(form.get("output", "")), object_pairs_hook=unique_keys)
