@@ -7,6 +7,7 @@ follow` keeps them current for writers that are not the CLI.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -116,10 +117,12 @@ class CatchUpThread:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        own = Refresher(self.store) if self.kept is None else None
-        kept = self.kept
-        refresh = own if kept is None else lambda: kept.catch_up(skip_if_busy=True)
-        assert refresh is not None
+        own: Refresher | None = None
+        refresh: Callable[[], object]
+        if self.kept is None:
+            refresh = own = Refresher(self.store)
+        else:
+            refresh = functools.partial(self.kept.catch_up, skip_if_busy=True)
         failed: str | None = None
         try:
             while not self._stop.is_set():

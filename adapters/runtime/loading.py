@@ -271,12 +271,13 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
     def at(mark: Any) -> str:
         return f"line {mark.line + 1}, column {mark.column + 1}"
 
-    detail = " ".join(f"{at(exc.problem_mark)}: {exc.problem}".split()) if exc.problem_mark \
-        else " ".join(str(exc.problem or exc).split())
+    detail = str(exc.problem or exc)
+    if exc.problem_mark:
+        detail = f"{at(exc.problem_mark)}: {detail}"
     if exc.context:
-        where = f" at {at(exc.context_mark)}" if exc.context_mark else ""
-        detail += f" ({exc.context}{where})"
-    return detail
+        detail += f" ({exc.context}" + (f" at {at(exc.context_mark)})" if exc.context_mark
+                                        else ")")
+    return " ".join(detail.split())
 
 
 def agent_path(agent: Callable[..., Any]) -> str:
