@@ -63,7 +63,10 @@ def _move_task(goal: Goal, event: GoalEvent) -> TaskState:
     task = _task(goal, event)
     if event.task_event is not None:
         for move in event.task_events(event.__dict__):
-            goal.state.move(task, task_target(task.id, task.status, move))
+            target = task_target(task.id, task.status, move)
+            if target == "escalated":  # what a waiting goal's reason quotes (GoalState.move)
+                task.reason = getattr(event, "reason", task.reason)
+            goal.state.move(task, target)
     return task
 
 
@@ -620,7 +623,6 @@ class Goal(BaseAggregate[str]):
             task.waiting_for = "clarification"
             task.question = self.question
             _conclude_attempt(task, goal.state)
-            _escalated_while_waiting(goal, task)
 
     class ApprovalRequested(Event):
         """A task with `approval: required` waits, before its first dispatch, for a human's
@@ -637,7 +639,6 @@ class Goal(BaseAggregate[str]):
             task = _move_task(goal, self)
             task.reason = self.reason
             task.waiting_for = "approval"
-            _escalated_while_waiting(goal, task)
 
     # --- behaviour ----------------------------------------------------------------------------
 
@@ -852,14 +853,6 @@ def _end_task(goal: Goal, event: Any, *, error: str | None = None) -> None:
     if error is not None:
         task.last_error = error
     _conclude_attempt(task, goal.state)
-    _escalated_while_waiting(goal, task)
-
-
-def _escalated_while_waiting(goal: Goal, task: TaskState) -> None:
-    """A task escalated while the goal waits (a human's decision led to it): the goal's
-    reason names it too, as the read models fold it (baton.projections.fold)."""
-    if task.status == "escalated" and goal.state.status == "waiting":
-        goal.state.refresh_waiting_reason()
 
 
 def _move_goal(goal: Goal, event: Any) -> None:

@@ -216,12 +216,13 @@ class GoalState:
         if task.status == "ready" or status == "ready":
             self._reorder_ready(task.id, leaving=task.status == "ready", entering=status == "ready")
         settled = task.status == "escalated" and status != "escalated"
+        entered = status == "escalated" and task.status != "escalated"
         if settled:
             task.waiting_for = None  # whatever it waited for is settled once it leaves
         task.status = status
-        if settled and self.status == "waiting":
-            # A human's decision moved it on: the reason recorded when the goal was suspended
-            # names a task that no longer waits. Say what the goal waits for now.
+        if (settled or entered) and self.status == "waiting":
+            # A human's decision moved it on (or led to it escalated again): the reason
+            # recorded when the goal was suspended no longer says what it waits for.
             self.refresh_waiting_reason()
         self.candidates.discard(task.id)
         if status == "succeeded":
@@ -245,7 +246,8 @@ class GoalState:
         """A waiting goal's reason once a task left escalated (a human's decision moved it on)
         or entered it (what a human's decision led to escalated again, e.g. a retried map whose
         list is still not a list): what the goal waits for now, as `waiting_reason` words it.
-        Folded, never recorded; the mutator calls it once the task's reason is assigned."""
+        Folded, never recorded (`move` calls it; an escalating event's reason is the task's
+        before it moves)."""
         self.reason = RESOLVED_WAIT if not self.by_status.get("escalated") else (
             waiting_reason(  # in the order the read models list tasks in: the plan's,
                 (other.id, other.reason)  # then the added ones as they came
