@@ -171,6 +171,19 @@ def test_the_budget_stops_the_attempt_that_would_break_it_before_its_request(sto
     assert (exhausted.budget, exhausted.used) == ("tokens", 240)
 
 
+def test_a_valid_answer_that_passes_the_token_budget_is_kept_not_thrown_away(store) -> None:
+    # The budget leaves 100 tokens; the one request spends 120. The answer is paid for either
+    # way: it is judged and accepted like any agent's overspending answer, not discarded (and
+    # then retried into a BudgetExhausted) by the model library's after-the-fact token check.
+    with chat_server([tool(VALID), tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url, budget={"max_tokens": 100}), {"item": "tea"})
+    assert goal.state.status == "completed"
+    assert goal.state.output == VALID
+    assert len(server.requests) == 1
+    assert events_of(store, goal.id, "AgentRaised") == []
+    assert goal.state.used.tokens == 120
+
+
 def test_the_api_key_appears_nowhere_in_the_store_or_any_output(tmp_path) -> None:
     import json
 

@@ -37,7 +37,7 @@ from pydantic_ai.exceptions import (
 )
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import Model
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.usage import RunUsage, UsageLimits
 
 from baton.domain.attempts import AttemptContext
 from baton.domain.contracts import AgentContract
@@ -187,7 +187,28 @@ def _limits(attempt: AttemptContext | None) -> UsageLimits:
     (pydantic-ai's default request cap stays: a tool loop cannot run on unbounded)."""
     if attempt is None or attempt.tokens_left is None:
         return UsageLimits()
-    return UsageLimits(total_tokens_limit=attempt.tokens_left)
+    return _TokensLeft(total_tokens_limit=attempt.tokens_left)
+
+
+class _TokensLeft(UsageLimits):
+    """The goal's remaining tokens as a limit on *sending* a request, not on an answer.
+
+    pydantic-ai also checks token limits after each response, so an answer that passed the limit
+    would be thrown away although it is paid for; Baton keeps it and judges it like any agent's
+    answer that overspent (the budget then stops the next dispatch). A request is not sent once
+    the run's tokens reach what the goal left this attempt."""
+
+    def check_tokens(self, usage: RunUsage) -> None:
+        """After a response: its tokens are spent either way; nothing to stop."""
+
+    def check_before_request(self, usage: RunUsage) -> None:
+        super().check_before_request(usage)
+        limit = self.total_tokens_limit
+        if limit is not None and usage.total_tokens >= limit:
+            raise UsageLimitExceeded(
+                f"{usage.total_tokens} tokens spent of the {limit} the goal's max_tokens left "
+                "this attempt; no further request is sent"
+            )
 
 
 def _last_answer(messages: list[ModelMessage]) -> Any:
