@@ -26,6 +26,7 @@ class Answer:
     prompt_tokens: int = 100
     completion_tokens: int = 20
     echo_auth: bool = False  # an error body that quotes the Authorization header back
+    message: str = "scripted"  # an error body's message (before the quoted header, if any)
 
 
 def tool(
@@ -92,9 +93,10 @@ class ChatServer:
             handler.close_connection = True
             return
         if answer.kind == "status":
-            message = "scripted"
+            message = answer.message
             if answer.echo_auth:  # as some servers do: "Incorrect API key provided: sk-..."
-                message = f"Incorrect API key provided: {handler.headers.get('authorization')}"
+                auth = handler.headers.get("authorization")
+                message = f"{answer.message} Incorrect API key provided: {auth}"
             payload = json.dumps({"error": {"message": message, "type": "scripted"}}).encode()
             handler.send_response(answer.status)
             for name, value in answer.headers.items():

@@ -214,6 +214,22 @@ def test_the_api_key_appears_nowhere_in_the_store_or_any_output(tmp_path) -> Non
         assert KEY not in text
 
 
+def test_a_long_error_quoting_the_key_near_the_cut_records_no_part_of_it(store) -> None:
+    # Error messages are recorded cut to 400 characters; the key must go before the cut, or a
+    # key straddling it would be stored but for its last characters.
+    pads = range(280, 340, 6)
+    script = [Answer("status", status=401, echo_auth=True, message="x" * pad) for pad in pads]
+    with chat_server(script) as server:
+        goal = run(store, llm_plan(server.url, max_attempts=len(script)), {"item": "tea"})
+    assert goal.state.status == "failed"
+    raised = events_of(store, goal.id, "AgentRaised")
+    assert len(raised) == len(script)
+    pieces = {KEY[i:i + 8] for i in range(len(KEY) - 7)}
+    for event in raised:
+        assert len(event.message) <= 400
+        assert not [piece for piece in pieces if piece in event.message], event.message
+
+
 def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(store) -> None:
     from baton.history.live import LiveAgents
 

@@ -151,8 +151,11 @@ class LlmAgent:
         raise LlmCallFailed(self._scrub(message), usage=usage, retry_after_s=retry_after_s)
 
     def _scrub(self, text: str) -> str:
-        text = " ".join(text.split())[:400]
-        return text.replace(self._secret, "***") if self._secret else text
+        # The key goes before the message is cut short: cut first, a key straddling the cut
+        # would be recorded all but its tail.
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return " ".join(text.split())[:400]
 
     def _usage(
         self, messages: list[ModelMessage], *, failed_request: bool = False
