@@ -27,6 +27,7 @@ class Answer:
     completion_tokens: int = 20
     echo_auth: bool = False  # an error body that quotes the Authorization header back
     message: str = "scripted"  # an error body's message (before the quoted header, if any)
+    usage: bool = True  # False: the completion carries no `usage` (some servers omit it)
 
 
 def tool(
@@ -124,6 +125,8 @@ class ChatServer:
                       "completion_tokens": answer.completion_tokens,
                       "total_tokens": answer.prompt_tokens + answer.completion_tokens},
         }
+        if not answer.usage:
+            del completion["usage"]
         payload = json.dumps(completion).encode()
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")

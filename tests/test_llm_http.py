@@ -85,6 +85,30 @@ def test_a_model_no_price_table_knows_costs_nothing_with_no_source(store) -> Non
     assert (returned.usage["cost_usd"], returned.usage["cost_source"]) == (0.0, None)
 
 
+def test_usage_a_server_omits_is_recorded_unknown_not_as_zero_tokens_priced(store) -> None:
+    with chat_server([Answer("tool", VALID, usage=False)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    [returned] = events_of(store, goal.id, "AgentReturned")
+    usage = returned.usage
+    # Nobody counted these tokens: unknown, and no price table "priced" them at 0.
+    assert (usage["input_tokens"], usage["output_tokens"]) == (None, None)
+    assert (usage["cost_usd"], usage["cost_source"]) == (0.0, None)
+    assert (usage["tokens"], usage["requests"], usage["model"]) == (0, 1, "gpt-4o-mini")
+
+
+def test_a_failed_request_and_the_answer_count_on_one_model_row(store) -> None:
+    with chat_server([Answer("status", status=500), tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert raised.usage["model"] == "gpt-4o-mini"  # as the answer names it
+    refresh(store)
+    [row] = projected(store, ReadModels.models)
+    assert (row["model"], row["results"], row["requests"], row["tokens"]) == (
+        "gpt-4o-mini", 2, 2, 120)
+
+
 @pytest.mark.parametrize("bad", ["malformed", "truncated"])
 def test_a_malformed_or_truncated_answer_fails_the_attempt_and_the_retry_succeeds(
     store, bad: str

@@ -160,28 +160,38 @@ class LlmAgent:
     def _usage(
         self, messages: list[ModelMessage], *, failed_request: bool = False
     ) -> dict[str, Any]:
-        """The attempt's usage in Baton's v2 shape (baton.domain.usage), priced when needed."""
+        """The attempt's usage in Baton's v2 shape (baton.domain.usage), priced when needed.
+
+        A response that omitted its usage (some OpenAI-compatible servers do) makes the token
+        figures unknown (None), not 0: `tokens` (what the budget counts) holds what the other
+        responses reported, and nothing is priced from tokens nobody reported."""
         responses = [m for m in messages if isinstance(m, ModelResponse)]
         figures = {"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
                    "cache_write_tokens": 0}
         reported_cost: float | None = None
+        unmeasured = False
         for response in responses:
+            unmeasured = unmeasured or bool(getattr(response.usage, "unmeasured_requests", 0))
             for name in figures:
                 figures[name] += getattr(response.usage, name, 0) or 0
             cost = getattr(response.usage, "cost", None)
             if cost is not None:
                 reported_cost = (reported_cost or 0.0) + float(cost)
+        # The requested model, as a response names it ("gpt-4o-mini", not "openai:gpt-4o-mini"),
+        # so a failed request's usage lands on the same `baton stats` model row as the answers.
         model = next((r.model_name for r in reversed(responses) if r.model_name), None)
         usage: dict[str, Any] = {
             **figures,
             "tokens": figures["input_tokens"] + figures["output_tokens"],
             "requests": len(responses) + (1 if failed_request else 0),
-            "model": model or self.model_name,
+            "model": model or self.model_name.removeprefix("openai:"),
             "cost_usd": reported_cost or 0.0,
             # pydantic-ai prices each response itself (a gateway's reported cost, else its
             # genai-prices table): recorded with both versions, so the figure is traceable.
             "cost_source": _PRICED_BY if reported_cost is not None else None,
         }
+        if unmeasured:
+            usage.update(dict.fromkeys(figures))
         return usage if reported_cost is not None else priced(usage)
 
 
