@@ -28,6 +28,7 @@ class Answer:
     echo_auth: bool = False  # an error body that quotes the Authorization header back
     message: str = "scripted"  # an error body's message (before the quoted header, if any)
     usage: bool = True  # False: the completion carries no `usage` (some servers omit it)
+    tool_name: str | None = None  # the tool called; default: the request's first tool
 
 
 def tool(
@@ -107,7 +108,9 @@ class ChatServer:
             handler.end_headers()
             handler.wfile.write(payload)
             return
-        name = body["tools"][0]["function"]["name"] if body.get("tools") else "final_result"
+        name = answer.tool_name or (
+            body["tools"][0]["function"]["name"] if body.get("tools") else "final_result"
+        )
         arguments = (
             "{not json" if answer.kind == "malformed" else json.dumps(answer.arguments)
         )

@@ -254,6 +254,61 @@ def test_a_long_error_quoting_the_key_near_the_cut_records_no_part_of_it(store) 
         assert not [piece for piece in pieces if piece in event.message], event.message
 
 
+def _openai_agent(monkeypatch: pytest.MonkeyPatch, model: Any) -> dict:
+    """A plan naming `tests.llm_agents:openai_agent`, an Agent object holding `model`: what
+    `Agent("openai:gpt-4o-mini", ...)` holds, built here so its endpoint is the test server."""
+    from pydantic_ai import Agent
+
+    from tests import llm_agents
+    from tests.llm_models import Quote, QuoteIn
+
+    agent = Agent(model, deps_type=QuoteIn, output_type=Quote, instructions="Quote a price.")
+    monkeypatch.setattr(llm_agents, "openai_agent", agent, raising=False)
+    data = llm_plan("", max_attempts=3)
+    data["agents"]["quote"] = "tests.llm_agents:openai_agent"
+    return data
+
+
+def test_an_agent_objects_own_openai_model_gets_no_retries_of_its_own_and_its_key_scrubbed(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic_ai.models.openai import OpenAIResponsesModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    own_key = "sk-own-9d1e77c3-DO-NOT-LEAK"
+    script = [Answer("status", status=401, echo_auth=True), Answer("status", status=500),
+              tool(VALID)]
+    with chat_server(script) as server:
+        model = OpenAIResponsesModel(
+            "gpt-4o-mini", provider=OpenAIProvider(base_url=server.url, api_key=own_key))
+        goal = run(store, _openai_agent(monkeypatch, model), {"item": "tea"})
+    assert goal.state.status == "completed", goal.state.reason
+    # One request per attempt: the object's client would have retried the 500 by itself.
+    assert len(server.requests) == 3
+    assert server.requests[0].headers["authorization"] == f"Bearer {own_key}"
+    raised = events_of(store, goal.id, "AgentRaised")
+    assert [event.attempt for event in raised] == [1, 2]
+    assert "Bearer ***" in raised[0].message
+    assert all(own_key not in event.message for event in raised)
+
+
+def test_an_agent_objects_openai_model_talks_to_the_configured_base_url(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic_ai.models.openai import OpenAIResponsesModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    model = OpenAIResponsesModel(  # an endpoint nothing listens on: BATON_LLM_BASE_URL wins
+        "gpt-4o-mini", provider=OpenAIProvider(base_url="http://127.0.0.1:9/v1", api_key="x"))
+    with chat_server([tool(VALID)]) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        goal = run(store, _openai_agent(monkeypatch, model), {"item": "tea"})
+    assert goal.state.status == "completed", goal.state.reason
+    [seen] = server.requests
+    assert seen.body["model"] == "gpt-4o-mini"
+    assert seen.headers["authorization"] == f"Bearer {KEY}"
+
+
 def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(store) -> None:
     from baton.history.live import LiveAgents
 

@@ -20,7 +20,7 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel
 from pydantic_ai import Agent
 from pydantic_ai.models import Model
-from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
@@ -41,6 +41,15 @@ def _model(requested: str | Model | None, base_url: str | None, current: Setting
     base = base_url or current.llm_base_url
     wanted: str | Model | None = current.llm_model or requested
     key = current.llm_api_key or os.environ.get("OPENAI_API_KEY") or None
+    if isinstance(wanted, OpenAIChatModel | OpenAIResponsesModel):
+        # What `Agent("openai:<model>")` holds: an OpenAI client with retries of its own and a
+        # key Baton would not know to scrub. Asked for by name through Baton's own client
+        # instead; without a Baton base URL, at the object's endpoint with the object's key.
+        if base is None:
+            base = str(wanted.client.base_url)
+            own = wanted.client.api_key
+            key = own if isinstance(own, str) and own else key
+        wanted = _OPENAI + wanted.model_name
     if isinstance(wanted, Model) and base is None:
         model = wanted
         return (lambda: (model, None)), model.model_name, None
