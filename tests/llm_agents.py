@@ -53,3 +53,15 @@ looping = Agent(FunctionModel(_keeps_calling_a_tool, model_name="looper"),
 @looping.tool_plain
 def lookup(key: str) -> str:
     return "nothing yet"
+
+
+# An Agent as users write it: by model name (deferred, so importing needs no key), with a tool.
+with_a_tool = Agent("openai:gpt-4o-mini", deps_type=QuoteIn, output_type=Quote,
+                    instructions="Quote a price; look the item up first.", defer_model_check=True)
+
+
+@with_a_tool.tool_plain
+def stock(item: str) -> str:
+    if item == "boom":
+        raise RuntimeError("the stock service is down")
+    return "in stock"

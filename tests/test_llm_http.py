@@ -309,6 +309,28 @@ def test_an_agent_objects_openai_model_talks_to_the_configured_base_url(
     assert seen.headers["authorization"] == f"Bearer {KEY}"
 
 
+def test_a_tool_that_raises_fails_the_attempt_with_what_its_requests_spent(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = [Answer("tool", {"item": "boom"}, tool_name="stock"),  # the tool raises
+              Answer("tool", {"item": "tea"}, tool_name="stock"),
+              Answer("tool", VALID, tool_name="final_result")]
+    with chat_server(script) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        data = llm_plan(server.url)
+        data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
+        goal = run(store, data, {"item": "tea"})
+    assert goal.state.status == "completed", goal.state.reason
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert (raised.error_type, raised.message) == ("RuntimeError", "the stock service is down")
+    # The request before the tool raised was paid for: it counts, in the budget and the stats.
+    assert raised.usage is not None
+    assert (raised.usage["tokens"], raised.usage["requests"]) == (120, 1)
+    [returned] = events_of(store, goal.id, "AgentReturned")
+    assert (returned.usage["tokens"], returned.usage["requests"]) == (240, 2)
+    assert goal.state.used.tokens == 360
+
+
 def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(store) -> None:
     from baton.history.live import LiveAgents
 

@@ -20,6 +20,7 @@ own instructions or tools can read it typed. The same input always gives the sam
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 from collections.abc import Callable
@@ -136,6 +137,12 @@ class LlmAgent:
                 self._raise(messages, f"the model's answer is unusable: {exc}; {raw}")
             except AgentRunError as exc:
                 self._raise(messages, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # the Agent's own code (a tool) raised: raised as it is,
+                # with what the requests before it spent, so the budget and stats count them
+                if not isinstance(getattr(exc, "usage", None), dict):
+                    with contextlib.suppress(AttributeError, TypeError):
+                        setattr(exc, "usage", self._usage(messages))  # noqa: B010
+                raise
             finally:
                 if close is not None:
                     await close()
