@@ -253,6 +253,22 @@ def test_a_collector_that_is_down_is_one_line_naming_it_and_why() -> None:
         f"http://127.0.0.1:{port}/v1/traces ([Errno 111] Connection refused)"]
 
 
+def test_a_run_whose_collector_is_down_says_so_in_one_line_and_completes(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ran = baton("run", "examples/travel/plan.yaml", "--input", "@examples/travel/trip.json",
+                store=f"sqlite:///{tmp_path}/b.db",
+                env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                     "OTEL_EXPORTER_OTLP_TIMEOUT": "2"})
+    assert ran.code == 0, ran.err
+    # Not the SDK's line per retry and per batch: one line of Baton's, quoting the cause.
+    assert ran.err.strip().splitlines() == [
+        f"baton: warning: live traces: the span exporter could not deliver spans to "
+        f"http://127.0.0.1:{port}/v1/traces ([Errno 111] Connection refused); spans of this "
+        "run are missing there"]
+
+
 def test_genai_usage_attributes_when_the_split_is_recorded() -> None:
     """An LLM agent's usage carries input/output tokens and the model: they become the GenAI
     usage attributes of its attempt span."""

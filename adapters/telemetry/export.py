@@ -12,7 +12,7 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from baton.domain.errors import BatonError
@@ -36,6 +36,7 @@ __all__ = [
     "TelemetryError",
     "export_spans",
     "exporter_from_env",
+    "reporting_exporter",
     "require_otel",
     "resource",
     "to_sdk_spans",
@@ -152,11 +153,35 @@ def export_spans(exporter: Any, spans: Sequence[ReadableSpan]) -> None:
     with _exporter_logs() as logged:
         result = exporter.export(list(spans))
     if result is not SpanExportResult.SUCCESS:
-        where = getattr(exporter, "_endpoint", type(exporter).__name__)
-        why = f" ({_cause(logged)})" if logged else ""
-        raise TelemetryError(
-            f"the span exporter could not deliver {len(spans)} spans to {where}{why}"
-        )
+        raise TelemetryError(_undelivered(exporter, f"{len(spans)} spans", logged))
+
+
+def _undelivered(exporter: Any, what: str, logged: list[logging.LogRecord]) -> str:
+    where = getattr(exporter, "_endpoint", type(exporter).__name__)
+    why = f" ({_cause(logged)})" if logged else ""
+    return f"the span exporter could not deliver {what} to {where}{why}"
+
+
+def reporting_exporter(exporter: SpanExporter, warn: Callable[[str], None]) -> SpanExporter:
+    """`exporter` for live export: a failed export is one line through `warn` (the same for
+    every batch, so a warn-once shows it once), not the exporter's log line per retry."""
+
+    class Reporting(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            with _exporter_logs() as logged:
+                result = exporter.export(spans)
+            if result is not SpanExportResult.SUCCESS:
+                warn(f"live traces: {_undelivered(exporter, 'spans', logged)}; "
+                     "spans of this run are missing there")
+            return result
+
+        def shutdown(self) -> None:
+            exporter.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return exporter.force_flush(timeout_millis)
+
+    return Reporting()
 
 
 @contextlib.contextmanager

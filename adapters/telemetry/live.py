@@ -49,12 +49,12 @@ def _shared_processor() -> Any:
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            from baton.telemetry.export import exporter_from_env, resource
+            from baton.telemetry.export import exporter_from_env, reporting_exporter, resource
 
             exporter = exporter_from_env()
             if exporter is None:
                 return None
-            _processor = BatchSpanProcessor(exporter)
+            _processor = BatchSpanProcessor(reporting_exporter(exporter, _warn_once))
             atexit.register(_processor.shutdown)
             if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
                 provider = TracerProvider(resource=resource(), shutdown_on_exit=False)
