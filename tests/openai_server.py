@@ -19,7 +19,7 @@ from typing import Any
 
 @dataclass
 class Answer:
-    kind: str  # "tool" | "malformed" | "truncated" | "status" | "hang"
+    kind: str  # "tool" | "malformed" | "truncated" | "status" | "hang" | "raw" (a 200 body)
     arguments: Any = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
@@ -107,6 +107,14 @@ class ChatServer:
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
             handler.wfile.write(payload)
+            return
+        if answer.kind == "raw":
+            raw = json.dumps(answer.arguments).encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(raw)))
+            handler.end_headers()
+            handler.wfile.write(raw)
             return
         name = answer.tool_name or (
             body["tools"][0]["function"]["name"] if body.get("tools") else "final_result"

@@ -123,6 +123,20 @@ def test_a_malformed_or_truncated_answer_fails_the_attempt_and_the_retry_succeed
     assert scheduled.rule == "retry.backoff"
 
 
+def test_a_completion_without_choices_is_a_failed_model_call_not_a_bare_index_error(
+    store,
+) -> None:
+    empty = {"id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+             "choices": []}
+    with chat_server([Answer("raw", empty), tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert raised.error_type == "LlmCallFailed"
+    assert raised.message.startswith("the model's answer is unusable: IndexError")
+    assert raised.usage["requests"] == 1  # the request was sent
+
+
 def test_an_answer_failing_the_output_model_is_rejected_and_the_reask_carries_the_errors(
     store,
 ) -> None:

@@ -36,7 +36,13 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UsageLimitExceeded,
 )
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+)
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage, UsageLimits
 
@@ -137,8 +143,15 @@ class LlmAgent:
                 self._raise(messages, f"the model's answer is unusable: {exc}; {raw}")
             except AgentRunError as exc:
                 self._raise(messages, f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # the Agent's own code (a tool) raised: raised as it is,
-                # with what the requests before it spent, so the budget and stats count them
+            except Exception as exc:
+                if messages and isinstance(messages[-1], ModelRequest) and messages[-1].parts:
+                    # A request sent and never answered usably: the client choked on what the
+                    # server sent (a completion without choices is an IndexError in it). While
+                    # tools run, the next request is still empty.
+                    self._raise(messages, f"the model's answer is unusable: "
+                                f"{type(exc).__name__}: {exc}", failed_request=True)
+                # The Agent's own code (a tool) raised: raised as it is, with what the
+                # requests before it spent, so the budget and stats count them.
                 if not isinstance(getattr(exc, "usage", None), dict):
                     with contextlib.suppress(AttributeError, TypeError):
                         setattr(exc, "usage", self._usage(messages))  # noqa: B010
