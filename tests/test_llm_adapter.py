@@ -41,6 +41,19 @@ def test_the_prompt_is_canonical_json_of_the_input_and_carries_previous_errors()
                           "Answer again, correcting these problems.")
 
 
+def test_a_huge_previous_rejection_is_quoted_cut_short_in_the_reask() -> None:
+    # A planner's fragment of 5000 tasks an allowlist refuses is rejected with a problem per
+    # task: one error of ~400 KB. The re-ask quotes its start, not 100k tokens of it per retry.
+    problems = "; ".join(f"tasks[plan/t{i}].agent: agent 'nobody' is not in the plan's agents "
+                         "allowlist" for i in range(5000))
+    error = f"expands.check: {problems}"
+    reask = render_prompt(QuoteIn(item="x"), AttemptContext(number=2, previous_errors=[error]))
+    assert len(reask) < 3000
+    assert f"- {error[:200]}" in reask
+    assert f"({len(error) - 2000} more characters not shown)" in reask
+    assert reask.endswith("Answer again, correcting these problems.")
+
+
 def test_an_agent_object_is_re_asked_with_the_low_confidence_reason_and_succeeds(store) -> None:
     llm_agents.PROMPTS.clear()
     data = quote_plan("tests.llm_agents:quoting", min_confidence=0.9)

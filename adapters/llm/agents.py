@@ -77,12 +77,25 @@ def render_prompt(agent_input: BaseModel, attempt: AttemptContext | None) -> str
     )
     prompt = f"Input ({type(agent_input).__name__}), as JSON:\n{data}"
     if attempt is not None and attempt.previous_errors:
-        problems = "\n".join(f"- {error}" for error in attempt.previous_errors)
+        problems = "\n".join(f"- {_cut(error)}" for error in attempt.previous_errors)
         prompt += (
             f"\n\nThis is attempt {attempt.number}. The previous answer was rejected:\n"
             f"{problems}\nAnswer again, correcting these problems."
         )
     return prompt
+
+
+# A re-ask quotes at most this much of each previous error: a planner's fragment of thousands of
+# bad tasks is rejected with a problem per task, and re-sending all of it would spend more
+# tokens on every retry than the answer it asks for.
+REASK_ERROR_CHARS = 2000
+
+
+def _cut(error: str) -> str:
+    if len(error) <= REASK_ERROR_CHARS:
+        return error
+    return (f"{error[:REASK_ERROR_CHARS]} … ({len(error) - REASK_ERROR_CHARS} more characters "
+            "not shown)")
 
 
 class LlmAgent:
