@@ -41,3 +41,25 @@ def test_the_example_talks_to_an_openai_compatible_endpoint_when_one_is_set(sqli
     assert ran.code == 0, ran.err
     assert ran.json()["output"]["summary"] == "Two seats to Lisbon are booked."
     assert [seen.body["model"] for seen in server.requests] == ["llama3.2", "llama3.2"]
+
+
+def test_replay_needs_no_working_model_setting_but_calling_the_agents_does(sqlite_url) -> None:
+    ran = baton("run", PLAN, "--input", TRIP, "--json", store=sqlite_url,
+                env={"BATON_LLM_BASE_URL": "", "BATON_LLM_MODEL": ""})
+    assert ran.code == 0, ran.err
+    goal = ran.json()["goal_id"]
+    # A shell set up for a local endpoint, without a model: the `test` agent could not be
+    # called there, but replay reads the recorded answers and calls nothing.
+    with chat_server([]) as server:
+        env = {"BATON_LLM_BASE_URL": server.url, "BATON_LLM_MODEL": ""}
+        plain = baton("replay", goal, "--json", store=sqlite_url, env=env)
+        again = baton("replay", goal, "--reexecute", store=sqlite_url, env=env)
+        calling = baton("replay", goal, "--reexecute", "--call-agents", store=sqlite_url,
+                        env=env)
+    assert plain.code == 0, plain.err
+    assert plain.json()["contracts"] == "modules"  # today's contracts, not a fallback
+    assert again.code == 0, again.err
+    assert calling.code == 2
+    [line] = [line for line in calling.err.splitlines() if line.startswith("baton: error:")]
+    assert "plan: agents.price: " in line and "BATON_LLM_BASE_URL" in line
+    assert server.requests == []

@@ -47,9 +47,11 @@ class History:
         self.events = events
         self.source = source  # the goal id or the file, as given
 
-    def recorded_plan(self) -> LoadedPlan:
-        """The goal's own plan with today's agents: their contracts re-judge recorded outputs."""
-        return prepare_plan(started_event(self.events).plan, source=f"goal {self.goal_id} plan")
+    def recorded_plan(self, *, calls_models: bool = False) -> LoadedPlan:
+        """The goal's own plan with today's agents: their contracts re-judge recorded outputs.
+        `calls_models` (re-execution calling today's agents): the LLM model settings must work."""
+        return prepare_plan(started_event(self.events).plan, source=f"goal {self.goal_id} plan",
+                            calls_models=calls_models)
 
 
 def load_history(target: Target, store: Callable[[], BatonStore]) -> History:

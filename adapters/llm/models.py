@@ -83,8 +83,27 @@ def _pydantic_model(target: Any, what: str) -> type[BaseModel]:
     raise TypeError(f"{what} must be a pydantic model, not {target!r}")
 
 
+def _resolved(
+    requested: str | Model | None, base_url: str | None, *, strict: bool
+) -> tuple[ModelFactory, str, str | None]:
+    """`_model` under the current settings; not `strict`, a setting that cannot work is raised
+    only by a call (replay reads recorded answers and needs no model)."""
+    try:
+        return _model(requested, base_url, settings())
+    except ValueError as exc:
+        if strict:
+            raise
+        problem = exc
+
+        def fails() -> tuple[Model, Callable[[], Any] | None]:
+            raise problem
+
+        name = requested if isinstance(requested, str) else getattr(requested, "model_name", "")
+        return fails, str(name or "unknown"), None
+
+
 def declared_agent(
-    name: str, spec: LlmAgentSpec, import_object: Callable[[str], Any]
+    name: str, spec: LlmAgentSpec, import_object: Callable[[str], Any], *, strict: bool = True
 ) -> LlmAgent:
     """An `llm:` declaration from the plan as a Baton agent."""
     input_model = _pydantic_model(import_object(spec.input), "input")
@@ -93,21 +112,21 @@ def declared_agent(
         output_type=output_model, instructions=spec.instructions or None,
         deps_type=input_model, name=name, retries=0,
     )
-    make_model, model_name, secret = _model(spec.model, spec.base_url, settings())
+    make_model, model_name, secret = _resolved(spec.model, spec.base_url, strict=strict)
     return LlmAgent(
         agent=agent, input_model=input_model, output_model=output_model,
         make_model=make_model, model_name=model_name, secret=secret,
     )
 
 
-def wrap_agent(agent: Agent[Any, Any]) -> LlmAgent:
+def wrap_agent(agent: Agent[Any, Any], *, strict: bool = True) -> LlmAgent:
     """A pydantic-ai Agent named in the allowlist: `output_type` is the output contract and
     `deps_type` the input contract (the built input is its deps and the prompt)."""
     output_model = _pydantic_model(agent.output_type, "its output_type")
     input_model = _pydantic_model(
         getattr(agent, "deps_type", None), "its deps_type (the input contract)"
     )
-    make_model, model_name, secret = _model(agent.model, None, settings())
+    make_model, model_name, secret = _resolved(agent.model, None, strict=strict)
     return LlmAgent(
         agent=agent, input_model=input_model, output_model=output_model,
         make_model=make_model, model_name=model_name, secret=secret,

@@ -221,19 +221,22 @@ def _parse_plan_text(text: str, *, as_json: bool) -> Any:
     return yaml.load(text, Loader=_PlanYamlLoader)  # a SafeLoader subclass
 
 
-def _load_agent(name: str, target: str | LlmDeclaration) -> tuple[Any, AgentContract]:
+def _load_agent(
+    name: str, target: str | LlmDeclaration, *, calls_models: bool = True
+) -> tuple[Any, AgentContract]:
     """An allowlisted agent and its contract: a typed function, a pydantic-ai Agent object, or
-    an `llm:` declaration (the last two need the `llm` extra; docs/llm.md)."""
+    an `llm:` declaration (the last two need the `llm` extra; docs/llm.md). `calls_models`
+    False: a model setting that cannot work (BATON_LLM_*) is not a plan problem, only a call's."""
     if isinstance(target, LlmDeclaration):
         from baton.llm.models import declared_agent  # only plans with LLM agents import it
 
-        llm_agent = declared_agent(name, target.llm, import_object)
+        llm_agent = declared_agent(name, target.llm, import_object, strict=calls_models)
         return llm_agent, llm_agent.contract
     agent = import_object(target)
     if type(agent).__module__.startswith("pydantic_ai"):
         from baton.llm.models import wrap_agent
 
-        wrapped = wrap_agent(agent)
+        wrapped = wrap_agent(agent, strict=calls_models)
         return wrapped, wrapped.contract
     return agent, inspect_agent(agent)
 
@@ -325,12 +328,15 @@ def _with_agents(
 
 
 def prepare_plan(
-    data: dict[str, Any], *, source: str = "plan", agents: Mapping[str, AgentRef] | None = None
+    data: dict[str, Any], *, source: str = "plan", agents: Mapping[str, AgentRef] | None = None,
+    calls_models: bool = True,
 ) -> LoadedPlan:
     """Validate plan data, load its allowlisted agents, and check every contract statically.
 
     `agents` (the Python API) adds to or replaces entries of the plan's `agents:`; a callable
     is checked like an imported one and recorded by its `module:callable` path.
+    `calls_models` False (replay, which reads recorded answers): the LLM agents' contracts are
+    all it needs, so the model settings (BATON_LLM_BASE_URL, ...) are not judged.
     """
     given: dict[str, Callable[..., Any]] = {}
     early: list[PlanIssue] = []
@@ -351,7 +357,9 @@ def prepare_plan(
             if name in given:
                 agent, contracts[name] = given[name], inspect_agent(given[name])
             else:
-                agent, contracts[name] = _load_agent(name, target)
+                agent, contracts[name] = _load_agent(
+                    name, target, calls_models=calls_models
+                )
             loaded_agents[name] = agent
         except Exception as exc:  # any import-time failure of user code is a plan problem
             where = target if isinstance(target, str) else "llm"

@@ -153,9 +153,11 @@ def _replay(args: argparse.Namespace) -> int:
     live = None
     if args.reexecute:
         try:
-            loaded = history.recorded_plan()
+            loaded = history.recorded_plan(calls_models=args.call_agents)
         except PlanError:
-            pass  # replay_history says in one line that re-execution needs the modules
+            if args.call_agents:  # today's agents are called: their model settings must work
+                raise
+            # else replay_history says in one line that re-execution needs the modules
         else:
             _say_llm_agents(loaded, calling=args.call_agents)
             live = LiveAgents(loaded) if args.call_agents else None
