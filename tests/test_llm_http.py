@@ -222,6 +222,25 @@ def test_a_valid_answer_that_passes_the_token_budget_is_kept_not_thrown_away(sto
     assert goal.state.used.tokens == 120
 
 
+def test_an_attempt_the_budget_leaves_no_tokens_sends_no_request() -> None:
+    import asyncio
+
+    from baton.domain.attempts import AttemptContext
+    from baton.llm.agents import LlmCallFailed
+    from tests.llm_models import QuoteIn
+
+    with chat_server([tool(VALID)]) as server:
+        agent = prepare_plan(llm_plan(server.url)).agents["quote"]
+        # Other running attempts hold what the goal's max_tokens leaves: 0 for this one.
+        with pytest.raises(LlmCallFailed) as raised:
+            asyncio.run(agent(QuoteIn(item="tea"),
+                              attempt=AttemptContext(number=1, tokens_left=0)))
+    assert server.requests == []
+    assert str(raised.value) == ("the goal's token budget stops this attempt: the goal's "
+                                 "max_tokens leaves this attempt 0 tokens; no request is sent.")
+    assert (raised.value.usage["requests"], raised.value.usage["tokens"]) == (0, 0)
+
+
 def test_the_api_key_appears_nowhere_in_the_store_or_any_output(tmp_path) -> None:
     import json
 

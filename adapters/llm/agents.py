@@ -148,7 +148,8 @@ class LlmAgent:
             except ModelAPIError as exc:
                 self._raise(messages, f"{type(exc).__name__}: {exc}", failed_request=True)
             except UsageLimitExceeded as exc:  # checked between requests: no request failed
-                self._raise(messages, f"the goal's token budget stops this attempt: {exc}")
+                why = str(exc).split(" Consider raising the limit")[0]  # not pydantic-ai's hint
+                self._raise(messages, f"the goal's token budget stops this attempt: {why}")
             except UnexpectedModelBehavior as exc:
                 raw = _last_answer(messages)
                 if isinstance(raw, dict):  # Baton judges it, records why, and re-asks
@@ -251,6 +252,10 @@ class _TokensLeft(UsageLimits):
         super().check_before_request(usage)
         limit = self.total_tokens_limit
         if limit is not None and usage.total_tokens >= limit:
+            if not usage.requests:  # other running attempts hold what is left
+                raise UsageLimitExceeded(
+                    f"the goal's max_tokens leaves this attempt {limit} tokens; no request is sent"
+                )
             raise UsageLimitExceeded(
                 f"{usage.total_tokens} tokens spent of the {limit} the goal's max_tokens left "
                 "this attempt; no further request is sent"
