@@ -35,9 +35,13 @@ class BudgetBreach:
     budget: str  # attempts | tokens | cost_usd | deadline_s
     limit: float
     used: float
+    estimate: float | None = None  # set: the next attempt's estimate is what would pass it
 
     def describe(self) -> str:
-        return f"{self.budget} budget exhausted: {self.used:g} used of {self.limit:g}"
+        said = f"{self.budget} budget exhausted: {self.used:g} used of {self.limit:g}"
+        if self.estimate is None:
+            return said
+        return f"{said}, and the next attempt's estimate ({self.estimate:g}) would pass it"
 
 
 def budget_breach(
@@ -63,16 +67,18 @@ def budget_breach(
     estimate = spec.estimate
     if budget.max_tokens is not None:
         tokens = state.used.tokens
-        if tokens >= budget.max_tokens or (
-            estimate is not None and tokens + estimate.tokens > budget.max_tokens
-        ):
+        if tokens >= budget.max_tokens:
             return BudgetBreach("tokens", budget.max_tokens, tokens)
+        if estimate is not None and tokens + estimate.tokens > budget.max_tokens:
+            said = estimate.tokens if state.rules >= 5 else None
+            return BudgetBreach("tokens", budget.max_tokens, tokens, said)
     if budget.max_cost_usd is not None:
         cost = round(state.used.cost_usd, 9)
-        if cost >= budget.max_cost_usd or (
-            estimate is not None and cost + estimate.cost_usd > budget.max_cost_usd
-        ):
+        if cost >= budget.max_cost_usd:
             return BudgetBreach("cost_usd", budget.max_cost_usd, cost)
+        if estimate is not None and cost + estimate.cost_usd > budget.max_cost_usd:
+            said_cost = estimate.cost_usd if state.rules >= 5 else None
+            return BudgetBreach("cost_usd", budget.max_cost_usd, cost, said_cost)
     return None
 
 

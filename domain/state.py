@@ -54,7 +54,10 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #      judged as the list of its agent's output model (what `$<map>` holds downstream), where
 #      rules 1-3 judged it as one element. A fragment task named `goal` is refused, as `validate`
 #      refuses it in a plan file (rules 1-3 let it hide `$goal` inside the fragment).
-RULES = 4
+#   5: a budget breach that the next attempt's `estimate` causes (the spend alone is within the
+#      cap) says so in its reason: "..., and the next attempt's estimate (E) would pass it",
+#      where rules 1-4 said only "U used of L", which read as a budget not yet exhausted.
+RULES = 5
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits
 # for a human any more, only for a runner (`baton resume`, or a worker) to take the goal up.

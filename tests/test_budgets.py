@@ -53,3 +53,40 @@ def test_estimates_are_reserved_so_parallel_attempts_cannot_jointly_overshoot(
         assert {d.reserved["tokens"] for d in dispatched} == {100}  # type: ignore[index]
         exhausted = events_of(store, goal.id, "BudgetExhausted")[0]
         assert exhausted.budget == "tokens" and exhausted.task == "t2"
+
+
+def _estimated_chain(cap: int) -> dict[str, Any]:
+    """Three 100-token tasks in a row, each estimating 100, under a cap of `cap` tokens."""
+    tasks: list[dict[str, Any]] = [
+        task("t0", "costly", input={"text": "$goal.text"}, estimate={"tokens": 100})]
+    tasks += [task(f"t{i}", "costly", input={"text": f"$t{i - 1}.text"},
+                   estimate={"tokens": 100}) for i in (1, 2)]
+    return plan(*tasks, budget={"max_tokens": cap})
+
+
+def test_a_breach_the_estimate_causes_says_so_in_the_audit(store: BatonStore) -> None:
+    from baton.domain.replay import replay
+    from tests.replay_support import contracts_of
+
+    goal = run(store, _estimated_chain(250), {"text": "x"})
+    assert goal.state.status == "failed"
+    [exhausted] = events_of(store, goal.id, "BudgetExhausted")
+    # 200 of 250 spent is not exhausted by itself: the reason says what would pass the cap.
+    assert exhausted.reason == ("tokens budget exhausted: 200 used of 250, and the next "
+                                "attempt's estimate (100) would pass it; 't2' not started")
+    assert goal.state.reason == ("tokens budget exhausted: 200 used of 250, and the next "
+                                 "attempt's estimate (100) would pass it")
+    events = list(store.events(goal.id))
+    assert replay(events, contracts_of(events)).ok
+
+
+def test_a_goal_decided_under_rules_4_keeps_its_budget_wording(store: BatonStore) -> None:
+    from baton.domain.replay import replay
+    from tests.replay_support import contracts_of, decided_under
+
+    with decided_under(4):
+        goal = run(store, _estimated_chain(250), {"text": "x"})
+    [exhausted] = events_of(store, goal.id, "BudgetExhausted")
+    assert exhausted.reason == "tokens budget exhausted: 200 used of 250; 't2' not started"
+    events = list(store.events(goal.id))
+    assert replay(events, contracts_of(events)).ok  # today's code re-decides it the same
