@@ -364,6 +364,23 @@ def test_a_tool_that_raises_fails_the_attempt_with_what_its_requests_spent(
     assert goal.state.used.tokens == 360
 
 
+def test_no_api_key_is_a_plan_error_before_anything_is_stored(tmp_path) -> None:
+    import json
+
+    data = llm_plan("")
+    del data["agents"]["quote"]["llm"]["base_url"]  # api.openai.com: a key is needed
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(data))
+    url = f"sqlite:///{tmp_path / 'baton.db'}"
+    env = {"BATON_LLM_API_KEY": "", "OPENAI_API_KEY": "", "BATON_LLM_BASE_URL": ""}
+    ran = baton("run", str(plan), "--input", '{"item": "tea"}', store=url, env=env)
+    assert ran.code == 2
+    assert ran.err.strip().splitlines() == [
+        f"baton: error: {plan}: agents.quote: llm: ValueError: no API key: set "
+        "BATON_LLM_API_KEY or OPENAI_API_KEY"]
+    assert not (tmp_path / "baton.db").exists()  # no goal stored, no attempt made
+
+
 def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(store) -> None:
     from baton.history.live import LiveAgents
 

@@ -61,9 +61,10 @@ def _model(requested: str | Model | None, base_url: str | None, current: Setting
             raise ValueError("with a base URL, set BATON_LLM_MODEL (or the plan's model) "
                              "to a model the endpoint serves")
 
+        if key is None and base is None:  # found before anything is stored, not per attempt
+            raise ValueError("no API key: set BATON_LLM_API_KEY or OPENAI_API_KEY")
+
         def openai_model() -> tuple[Model, Callable[[], Any] | None]:
-            if key is None and base is None:
-                raise ValueError("no API key: set BATON_LLM_API_KEY or OPENAI_API_KEY")
             client = AsyncOpenAI(base_url=base, api_key=key or "unset", max_retries=0)
             chat = OpenAIChatModel(name, provider=OpenAIProvider(openai_client=client))
             return chat, client.close
