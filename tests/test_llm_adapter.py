@@ -89,6 +89,20 @@ def test_an_agent_making_many_requests_stops_once_the_goal_budget_is_spent(store
     assert (raised.usage["tokens"], raised.usage["requests"]) == (260, 2)
 
 
+def test_a_tool_loop_without_a_budget_stops_at_the_request_cap_and_says_whose(store) -> None:
+    llm_agents.CALLS.clear()
+    data = quote_plan("tests.llm_agents:looping")
+    data["defaults"]["retry"]["max_attempts"] = 1
+    goal = run(store, data, {"item": "tea"})
+    assert goal.state.status == "failed"
+    assert len(llm_agents.CALLS) == 50
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    # Not "the goal's token budget": the goal has none; pydantic-ai's request cap stopped it.
+    assert raised.message == ("pydantic-ai's usage limit stops this attempt: The next request "
+                              "would exceed the request_limit of 50.")
+    assert (raised.usage["requests"], raised.usage["tokens"]) == (50, 6500)
+
+
 def test_a_declared_agent_on_the_test_model_runs_offline_and_reports_usage(store) -> None:
     goal = run(store, quote_plan(declared()), {"item": "tea"})
     assert goal.state.status == "completed"

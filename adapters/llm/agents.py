@@ -149,7 +149,9 @@ class LlmAgent:
                 self._raise(messages, f"{type(exc).__name__}: {exc}", failed_request=True)
             except UsageLimitExceeded as exc:  # checked between requests: no request failed
                 why = str(exc).split(" Consider raising the limit")[0]  # not pydantic-ai's hint
-                self._raise(messages, f"the goal's token budget stops this attempt: {why}")
+                stops = ("the goal's token budget" if isinstance(exc, _BudgetSpent)
+                         else "pydantic-ai's usage limit")  # its request_limit of 50, say
+                self._raise(messages, f"{stops} stops this attempt: {why}")
             except UnexpectedModelBehavior as exc:
                 raw = _last_answer(messages)
                 if isinstance(raw, dict):  # Baton judges it, records why, and re-asks
@@ -237,6 +239,10 @@ def _limits(attempt: AttemptContext | None) -> UsageLimits:
     return _TokensLeft(total_tokens_limit=attempt.tokens_left)
 
 
+class _BudgetSpent(UsageLimitExceeded):
+    """The goal's tokens stop the run (not one of pydantic-ai's own limits)."""
+
+
 class _TokensLeft(UsageLimits):
     """The goal's remaining tokens as a limit on *sending* a request, not on an answer.
 
@@ -249,17 +255,17 @@ class _TokensLeft(UsageLimits):
         """After a response: its tokens are spent either way; nothing to stop."""
 
     def check_before_request(self, usage: RunUsage) -> None:
-        super().check_before_request(usage)
         limit = self.total_tokens_limit
         if limit is not None and usage.total_tokens >= limit:
             if not usage.requests:  # other running attempts hold what is left
-                raise UsageLimitExceeded(
+                raise _BudgetSpent(
                     f"the goal's max_tokens leaves this attempt {limit} tokens; no request is sent"
                 )
-            raise UsageLimitExceeded(
+            raise _BudgetSpent(
                 f"{usage.total_tokens} tokens spent of the {limit} the goal's max_tokens left "
                 "this attempt; no further request is sent"
             )
+        super().check_before_request(usage)  # its request cap
 
 
 def _last_answer(messages: list[ModelMessage]) -> Any:
