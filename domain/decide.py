@@ -87,6 +87,12 @@ from baton.domain.state import (
 __all__ = ["Recorder", "decide", "settle"]
 
 
+# A rejected fragment lists at most this many problems (rules 5): a planner's fragment of
+# thousands of bad tasks would otherwise record a problem per task in the rejection, the retry's
+# failure and reason, and the next attempt's context, on every attempt.
+LISTED_PROBLEMS = 50
+
+
 def decide(state: GoalState, contracts: Contracts) -> list[Decision]:
     """The next batch of decisions for this state, or [] when nothing is left to decide."""
     if state.status in GOAL_FINAL:
@@ -683,12 +689,15 @@ def _extend(
     raw = verdict.normalised if verdict.normalised is not None else outcome.output
     problems = check_fragment(state, contracts, task.id, raw)
     if problems:
+        total = len(problems)
+        if state.rules >= 5 and total > LISTED_PROBLEMS:  # a huge hostile fragment: its start
+            problems = [*problems[:LISTED_PROBLEMS], f"… and {total - LISTED_PROBLEMS} more"]
         rejected = OutputRejected(
             task=task.id,
             attempt=outcome.attempt,
             errors=problems,
             rule="expands.check",
-            reason=f"fragment rejected ({len(problems)} problems): " + problems[0],
+            reason=f"fragment rejected ({total} problems): " + problems[0],
         )
         if outcome.kind == "human":
             return [rejected]

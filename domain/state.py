@@ -57,6 +57,8 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #   5: a budget breach that the next attempt's `estimate` causes (the spend alone is within the
 #      cap) says so in its reason: "..., and the next attempt's estimate (E) would pass it",
 #      where rules 1-4 said only "U used of L", which read as a budget not yet exhausted.
+#      A rejected fragment lists its first 50 problems and "… and N more" (the reason still
+#      counts them all); rules 1-4 listed every one, a problem per task of a huge fragment.
 RULES = 5
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits

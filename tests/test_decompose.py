@@ -509,3 +509,36 @@ def test_a_planner_whose_fragment_output_cannot_be_built_takes_a_humans_result(
     done = resume_goal(store, goal.id)
     assert done.state.status == "completed", done.state.reason
     assert done.state.tasks["after"].output == {"text": "done by hand!"}
+
+
+def _unknown_agents(count: int) -> dict[str, Any]:
+    return fragment(*({"id": f"t{i}", "agent": "nobody", "input": {"text": "$goal.text"}}
+                      for i in range(count)), output={"items": ["x"], "summary": "$t0.text"})
+
+
+def test_a_huge_rejected_fragment_lists_its_first_problems_and_counts_the_rest(
+    store: BatonStore,
+) -> None:
+    goal = go(store, planner_plan(retries=2), _unknown_agents(3000))
+    assert goal.state.status == "failed"
+    first, second = events_of(store, goal.id, "OutputRejected")
+    # 3000 tasks outside the allowlist, and more than max_tasks: 3001 problems, 50 listed.
+    assert len(first.errors) == 51 and first.errors[-1] == "… and 2951 more"
+    assert first.reason.startswith("fragment rejected (3001 problems): ")
+    [retried] = events_of(store, goal.id, "RetryScheduled")
+    assert len(retried.failure) < 6000 and retried.failure.endswith("; … and 2951 more")
+    second_try = events_of(store, goal.id, "TaskDispatched")[-1]
+    assert len(str(second_try.attempt_context)) < 6000
+    assert second.errors == first.errors
+
+
+def test_a_goal_decided_under_rules_4_lists_every_problem(store: BatonStore) -> None:
+    from baton.domain.replay import replay
+    from tests.replay_support import contracts_of
+
+    with decided_under(4):
+        goal = go(store, planner_plan(), _unknown_agents(60))
+    [rejected] = events_of(store, goal.id, "OutputRejected")
+    assert len(rejected.errors) == 60
+    events = list(store.events(goal.id))
+    assert replay(events, contracts_of(events)).ok  # re-decided the same today
