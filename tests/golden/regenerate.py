@@ -7,7 +7,9 @@ failing is the reminder that recorded histories no longer replay under the new r
 rules 2 (`*-rules2.jsonl`: the shapes whose wording rules 2 changed), `--rules3` only those
 recorded under rules 3 (`*-rules3.jsonl`: every shape, since rules 3 records a dispatch and the
 readiness before it as one event), `--rules4` the one rules 4 changed (`joined-rules4.jsonl`: a
-human's fragment for an escalated planner). The others were recorded by earlier releases
+human's fragment for an escalated planner), `--rules5` the two rules 5 changed
+(`budgeted-rules5.jsonl`, `crowded-rules5.jsonl`: a breach the next estimate causes, a rejected
+fragment's problems listed to 50). The others were recorded by earlier releases
 (release 0.1's topics, `Started` v2, rules 1) and are kept as they are: they are what proves old
 histories still load and replay.
 """
@@ -125,11 +127,39 @@ def joined(store: BatonStore, goal_id: str = "joined") -> Goal:
     return resume_goal(store, goal_id)
 
 
-MADE = {**SHAPES, "decomposed": decomposed, "joined": joined}
+# A budget the next task's estimate would pass, and a fragment of 60 bad tasks (rules 5).
+BUDGETED_PLAN = {
+    "version": 1, "name": "budgeted", "agents": {"costly": "tests.agents:costly"},
+    "budget": {"max_tokens": 250},
+    "tasks": [{"id": "t0", "agent": "costly", "input": {"text": "$goal.text"},
+               "estimate": {"tokens": 100}},
+              *({"id": f"t{i}", "agent": "costly", "input": {"text": f"$t{i - 1}.text"},
+                 "estimate": {"tokens": 100}} for i in (1, 2))],
+}
+CROWDED_INPUT = {"fragments": [
+    {"tasks": [{"id": f"t{i}", "agent": "nobody", "input": {"text": "x"}} for i in range(60)],
+     "output": {"items": [], "summary": "$t0.text"}},
+]}
+
+
+def budgeted(store: BatonStore, goal_id: str = "budgeted") -> Goal:
+    return run(store, BUDGETED_PLAN, {"text": "go"}, goal_id=goal_id)
+
+
+def crowded(store: BatonStore, goal_id: str = "crowded") -> Goal:
+    plan = {**JOINED_PLAN, "name": "crowded", "tasks": [
+        {**JOINED_PLAN["tasks"][0], "on_failure": "fail"}, JOINED_PLAN["tasks"][1]]}
+    return run(store, plan, CROWDED_INPUT, goal_id=goal_id)
+
+
+MADE = {**SHAPES, "decomposed": decomposed, "joined": joined, "budgeted": budgeted,
+        "crowded": crowded}
 RULES_SHAPES = {
     2: ("escalated", "gated"),  # a human's retry; an answered question
-    3: tuple(name for name in MADE if name != "joined"),  # a dispatch holds its readiness
+    # a dispatch holds its readiness
+    3: tuple(name for name in MADE if name not in ("joined", "budgeted", "crowded")),
     4: ("joined",),  # a human's fragment for an escalated planner: it runs as its tasks
+    5: ("budgeted", "crowded"),  # a breach the estimate causes; a fragment's 50 problems
 }
 
 
