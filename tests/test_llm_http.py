@@ -332,13 +332,15 @@ def test_an_agent_objects_openai_model_talks_to_the_configured_base_url(
     from pydantic_ai.providers.openai import OpenAIProvider
 
     model = OpenAIResponsesModel(  # an endpoint nothing listens on: BATON_LLM_BASE_URL wins
-        "gpt-4o-mini", provider=OpenAIProvider(base_url="http://127.0.0.1:9/v1", api_key="x"))
+        "gpt-4o-mini", provider=OpenAIProvider(base_url="http://127.0.0.1:9/v1", api_key="x"),
+        settings={"temperature": 0.25})
     with chat_server([tool(VALID)]) as server:
         monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
         goal = run(store, _openai_agent(monkeypatch, model), {"item": "tea"})
     assert goal.state.status == "completed", goal.state.reason
     [seen] = server.requests
     assert seen.body["model"] == "gpt-4o-mini"
+    assert seen.body["temperature"] == 0.25  # the model object's own settings come along
     assert seen.headers["authorization"] == f"Bearer {KEY}"
 
 

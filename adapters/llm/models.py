@@ -41,6 +41,7 @@ def _model(requested: str | Model | None, base_url: str | None, current: Setting
     base = base_url or current.llm_base_url
     wanted: str | Model | None = current.llm_model or requested
     key = current.llm_api_key or os.environ.get("OPENAI_API_KEY") or None
+    own_settings = None
     if isinstance(wanted, OpenAIChatModel | OpenAIResponsesModel):
         # What `Agent("openai:<model>")` holds: an OpenAI client with retries of its own and a
         # key Baton would not know to scrub. Asked for by name through Baton's own client
@@ -49,6 +50,7 @@ def _model(requested: str | Model | None, base_url: str | None, current: Setting
             base = str(wanted.client.base_url)
             own = wanted.client.api_key
             key = own if isinstance(own, str) and own else key
+        own_settings = wanted.settings  # its temperature and the like come along
         wanted = _OPENAI + wanted.model_name
     if isinstance(wanted, Model) and base is None:
         model = wanted
@@ -66,7 +68,9 @@ def _model(requested: str | Model | None, base_url: str | None, current: Setting
 
         def openai_model() -> tuple[Model, Callable[[], Any] | None]:
             client = AsyncOpenAI(base_url=base, api_key=key or "unset", max_retries=0)
-            chat = OpenAIChatModel(name, provider=OpenAIProvider(openai_client=client))
+            chat = OpenAIChatModel(
+                name, provider=OpenAIProvider(openai_client=client), settings=own_settings
+            )
             return chat, client.close
 
         return openai_model, wanted if wanted.startswith(_OPENAI) else _OPENAI + name, key
