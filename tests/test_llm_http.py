@@ -383,6 +383,30 @@ def test_no_api_key_is_a_plan_error_before_anything_is_stored(tmp_path) -> None:
     assert not (tmp_path / "baton.db").exists()  # no goal stored, no attempt made
 
 
+def test_a_human_resolves_an_llm_task_where_no_api_key_is_set(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton.runtime.service import cancel_goal, resolve_task
+
+    data = llm_plan("", max_attempts=1, task={"on_failure": "escalate"})
+    del data["agents"]["quote"]["llm"]["base_url"]  # api.openai.com: calling needs a key
+    with chat_server([Answer("status", status=500)]) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        goal = run(store, data, {"item": "tea"})
+    assert goal.state.status == "waiting"
+    # An operator's shell: no key, no endpoint. Deciding calls no model, so it needs neither.
+    monkeypatch.setenv("BATON_LLM_API_KEY", "")
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    monkeypatch.delenv("BATON_LLM_BASE_URL")
+    resolved = resolve_task(store, goal.id, "quote", action="output", output=VALID,
+                            reason="quoted by hand", by="ana")
+    assert resolved.state.tasks["quote"].status == "succeeded"
+    assert resolved.state.status in ("waiting", "completed")
+    other = run(store, llm_plan("http://127.0.0.1:9/v1", max_attempts=1,
+                                task={"on_failure": "escalate"}), {"item": "tea"})
+    assert cancel_goal(store, other.id, reason="not needed", by="ana").state.status == "cancelled"
+
+
 def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(store) -> None:
     from baton.history.live import LiveAgents
 

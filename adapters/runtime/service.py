@@ -198,10 +198,12 @@ def submit_goal(
     return goal
 
 
-def load_goal_plan(goal: Goal) -> LoadedPlan:
-    """The goal's own recorded plan, with its agents imported again from today's code."""
+def load_goal_plan(goal: Goal, *, calls_models: bool = True) -> LoadedPlan:
+    """The goal's own recorded plan, with its agents imported again from today's code.
+    `calls_models` False (a human's decision, a cancel: decided, nothing called): the LLM
+    agents' model settings (key, base URL) are not required to work here."""
     data = goal.state.started_plan.model_dump(mode="json", exclude_unset=True, by_alias=True)
-    return prepare_plan(data, source=f"goal {goal.id} plan")
+    return prepare_plan(data, source=f"goal {goal.id} plan", calls_models=calls_models)
 
 
 def resume_goal(
@@ -286,7 +288,7 @@ def resolve_task(
             return goal
         goal = store.get(goal_id)  # it makes a task runnable, say: decided below, with agents
         _waiting_task(goal, task_id)
-    loaded = load_goal_plan(goal)
+    loaded = load_goal_plan(goal, calls_models=False)
     if action == "retry" and task_id in goal.state.children:
         raise CommandError(
             f"goal {goal_id}: planner {task_id!r} already added its fragment's tasks; supply its "
@@ -394,7 +396,7 @@ def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, b
     if task.waiting_for != "clarification":
         raise CommandError(f"goal {goal_id}: task {task_id!r} has no question waiting for an "
                            "answer")
-    loaded = load_goal_plan(goal)
+    loaded = load_goal_plan(goal, calls_models=False)
     goal.observe("HumanAnswered", at=utc_now(), task=task_id, answer=answer, by=by)
     settle(goal, loaded.contracts)
     store.save(goal)
@@ -430,6 +432,6 @@ def cancel_goal(store: BatonStore, goal_id: str, *, reason: str, by: str) -> Goa
     if not _settled_without_agents(goal):  # never so today; decided with the agents then
         goal = store.get(goal_id)
         goal.observe("CancelRequested", at=utc_now(), reason=reason, by=by)
-        settle(goal, load_goal_plan(goal).contracts)
+        settle(goal, load_goal_plan(goal, calls_models=False).contracts)
     store.save(goal)
     return goal
