@@ -114,6 +114,7 @@ class LlmAgent:
         make_model: Callable[[], tuple[Model, Callable[[], Any] | None]],
         model_name: str,
         secret: str | None = None,
+        call_problem: str | None = None,
     ) -> None:
         self.agent = agent
         self.input_model = input_model
@@ -121,6 +122,8 @@ class LlmAgent:
         self.model_name = model_name
         self._make_model = make_model
         self._secret = secret
+        # Why every call would fail at once (no API key): `baton run` says so before storing.
+        self.call_problem = call_problem
         # Marks an agent that calls a model: `baton replay --reexecute` names these first.
         self.is_llm = True
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from openai import AsyncOpenAI
 from pydantic import BaseModel
@@ -32,12 +32,19 @@ __all__ = ["declared_agent", "wrap_agent"]
 
 ModelFactory = Callable[[], tuple[Model, Callable[[], Any] | None]]
 _OPENAI = "openai:"
+NO_KEY = "no API key: set BATON_LLM_API_KEY or OPENAI_API_KEY"
 
 
-def _model(requested: str | Model | None, base_url: str | None, current: Settings) -> tuple[
-    ModelFactory, str, str | None
-]:
-    """(a factory of the model for one call, the model's name, the key to scrub)."""
+class _Resolved(NamedTuple):
+    make_model: ModelFactory  # the model for one call
+    model_name: str
+    secret: str | None  # the key to scrub
+    problem: str | None = None  # why a call would fail at once (no key), known before any
+
+
+def _model(
+    requested: str | Model | None, base_url: str | None, current: Settings
+) -> _Resolved:
     base = base_url or current.llm_base_url
     wanted: str | Model | None = current.llm_model or requested
     key = current.llm_api_key or os.environ.get("OPENAI_API_KEY") or None
@@ -54,26 +61,28 @@ def _model(requested: str | Model | None, base_url: str | None, current: Setting
         wanted = _OPENAI + wanted.model_name
     if isinstance(wanted, Model) and base is None:
         model = wanted
-        return (lambda: (model, None)), model.model_name, None
+        return _Resolved(lambda: (model, None), model.model_name, None)
     if wanted == "test" and base is None:
-        return (lambda: (TestModel(), None)), "test", None
+        return _Resolved(lambda: (TestModel(), None), "test", None)
     if isinstance(wanted, str) and (wanted.startswith(_OPENAI) or base is not None):
         name = wanted.removeprefix(_OPENAI)
         if name == "test" or not name:
             raise ValueError("with a base URL, set BATON_LLM_MODEL (or the plan's model) "
                              "to a model the endpoint serves")
 
-        if key is None and base is None:  # found before anything is stored, not per attempt
-            raise ValueError("no API key: set BATON_LLM_API_KEY or OPENAI_API_KEY")
-
         def openai_model() -> tuple[Model, Callable[[], Any] | None]:
+            if key is None and base is None:
+                raise ValueError(NO_KEY)
             client = AsyncOpenAI(base_url=base, api_key=key or "unset", max_retries=0)
             chat = OpenAIChatModel(
                 name, provider=OpenAIProvider(openai_client=client), settings=own_settings
             )
             return chat, client.close
 
-        return openai_model, wanted if wanted.startswith(_OPENAI) else _OPENAI + name, key
+        return _Resolved(
+            openai_model, wanted if wanted.startswith(_OPENAI) else _OPENAI + name, key,
+            NO_KEY if key is None and base is None else None,
+        )
     if wanted is None:
         raise ValueError("the Agent has no model; give it one or set BATON_LLM_MODEL")
     raise ValueError(
@@ -90,7 +99,7 @@ def _pydantic_model(target: Any, what: str) -> type[BaseModel]:
 
 def _resolved(
     requested: str | Model | None, base_url: str | None, *, strict: bool
-) -> tuple[ModelFactory, str, str | None]:
+) -> _Resolved:
     """`_model` under the current settings; not `strict`, a setting that cannot work is raised
     only by a call (replay reads recorded answers and needs no model)."""
     try:
@@ -104,7 +113,7 @@ def _resolved(
             raise problem
 
         name = requested if isinstance(requested, str) else getattr(requested, "model_name", "")
-        return fails, str(name or "unknown"), None
+        return _Resolved(fails, str(name or "unknown"), None)
 
 
 def declared_agent(
@@ -117,10 +126,11 @@ def declared_agent(
         output_type=output_model, instructions=spec.instructions or None,
         deps_type=input_model, name=name, retries=0,
     )
-    make_model, model_name, secret = _resolved(spec.model, spec.base_url, strict=strict)
+    resolved = _resolved(spec.model, spec.base_url, strict=strict)
     return LlmAgent(
         agent=agent, input_model=input_model, output_model=output_model,
-        make_model=make_model, model_name=model_name, secret=secret,
+        make_model=resolved.make_model, model_name=resolved.model_name,
+        secret=resolved.secret, call_problem=resolved.problem,
     )
 
 
@@ -131,8 +141,9 @@ def wrap_agent(agent: Agent[Any, Any], *, strict: bool = True) -> LlmAgent:
     input_model = _pydantic_model(
         getattr(agent, "deps_type", None), "its deps_type (the input contract)"
     )
-    make_model, model_name, secret = _resolved(agent.model, None, strict=strict)
+    resolved = _resolved(agent.model, None, strict=strict)
     return LlmAgent(
         agent=agent, input_model=input_model, output_model=output_model,
-        make_model=make_model, model_name=model_name, secret=secret,
+        make_model=resolved.make_model, model_name=resolved.model_name,
+        secret=resolved.secret, call_problem=resolved.problem,
     )

@@ -52,6 +52,18 @@ class LoadedPlan:
     agents: dict[str, Callable[..., Any]]
     input_model: type[BaseModel] | None = None
 
+    def check_calls(self, source: str = "plan") -> None:
+        """Before a run: an agent every call of which would fail at once (an `openai:` model
+        with no API key) is a plan error naming it, before anything is stored. Not part of
+        loading: validate, submit (a worker elsewhere holds the key) and replay need no key."""
+        issues = [
+            PlanIssue(f"agents.{name}", f"llm: {problem}")
+            for name, agent in self.agents.items()
+            if (problem := getattr(agent, "call_problem", None))
+        ]
+        if issues:
+            raise PlanError(issues, source=source)
+
     def validate_input(self, data: Any) -> Any:
         """The goal input as JSON, validated against the plan's input model when it has one."""
         problem = json_problem(data)  # first: nothing below may walk an unbounded value

@@ -149,6 +149,7 @@ def start_goal(
     `agent_loop`: the event loop async agents run on (the API's `AsyncBaton` passes its caller's).
     """
     check_concurrency(concurrency)
+    loaded.check_calls()  # a model no call could reach (no API key): nothing is stored
     validated = loaded.validate_input(goal_input)
     goal_id = chosen_goal_id(goal_id)
     if store.exists(goal_id):

@@ -64,6 +64,7 @@ def _report(goal: Goal, as_json: bool, store: Any) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     loaded = load_plan_file(args.plan)  # before the store: an invalid plan stores nothing
+    loaded.check_calls(args.plan)  # and neither does a model no call could reach
     goal_input = json_argument(args.input, name="--input")
     store = store_from(args)
     with live_progress(enabled=not args.json) as progress:
