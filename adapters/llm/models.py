@@ -7,7 +7,10 @@ set, every LLM agent talks to that OpenAI-compatible server (vLLM, Ollama, a gat
 `BATON_LLM_MODEL` when set. The key is `BATON_LLM_API_KEY`, else `OPENAI_API_KEY`; it lives in
 the HTTP client only and is scrubbed from every error an agent raises.
 
-The OpenAI client is built with `max_retries=0`: the orchestrator owns every retry.
+The OpenAI client is built with `max_retries=0`: the orchestrator owns every retry. An Agent
+object's own OpenAI model (`Agent("openai:<model>")`) is asked for by name through that client.
+Loaded for replay or a human's decision (`strict` False), a setting that cannot work is raised by
+a call, not by loading: those call no model.
 """
 
 from __future__ import annotations
