@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -275,19 +276,25 @@ def test_a_task_of_a_goal_whose_agents_no_longer_import_can_be_abandoned(
     assert worker.code == 0 and "left 1 whose plan does not load" in worker.err, worker.err
 
 
-def test_sigterm_lets_the_worker_finish_recording_and_release(
-    store_url: str, tmp_path: Path
-) -> None:
+def waits_then_steps(tmp_path: Path, *, waits: str, then: str) -> str:
+    """`wait` (side effects `waits`) blocks until tmp_path/release exists; `then` (side
+    effects `then`) runs after it."""
     data = {
         "version": 1, "name": "waits",
-        "agents": {"wait": "tests.agents:waits_for_file"},
-        "tasks": [{"id": "wait", "agent": "wait", "input": {"text": "$goal.text"}}],
-        "output": "$wait",
+        "agents": {"wait": "tests.agents:waits_for_file", "step": "tests.agents:logged_step"},
+        "tasks": [{"id": "wait", "agent": "wait", "side_effects": waits,
+                   "input": {"text": "$goal.text"}},
+                  {"id": "then", "agent": "step", "side_effects": then,
+                   "input": {"text": "$wait.text"}}],
+        "output": "$then",
     }
     plan = tmp_path / "waits.yaml"
     plan.write_text(yaml.safe_dump(data))
-    assert baton("submit", str(plan), "--input", '{"text": "z"}', "--goal-id", "t",
-                 store=store_url).code == 0
+    return str(plan)
+
+
+def worker_in_its_agent(store_url: str, tmp_path: Path) -> subprocess.Popen[str]:
+    """A `baton worker` process, returned once its goal's agent has been called."""
     env = {**os.environ, "BATON_STORE": store_url, "BATON_TEST_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "baton.cli", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -295,16 +302,66 @@ def test_sigterm_lets_the_worker_finish_recording_and_release(
     while not (tmp_path / "calls.jsonl").exists():  # the agent has started: the goal is owned
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
+    return proc
+
+
+def agents_called(tmp_path: Path) -> list[str]:
+    lines = (tmp_path / "calls.jsonl").read_text().splitlines()
+    return [json.loads(line)["agent"] for line in lines]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_worker_finishes_recording_an_unsafe_attempt_and_releases(
+    store_url: str, tmp_path: Path, stop: signal.Signals
+) -> None:
+    plan = waits_then_steps(tmp_path, waits="unsafe", then="none")
+    assert baton("submit", plan, "--input", '{"text": "z"}', "--goal-id", "t",
+                 store=store_url).code == 0
+    proc = worker_in_its_agent(store_url, tmp_path)
+    proc.send_signal(stop)
     (tmp_path / "release").write_text("")
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert status_of(store_url, "t") == "completed"  # the running attempt was recorded
+    assert "AgentReturned" in recorded(store_url, "t")  # the unsafe attempt, waited for
     store = open_store(store_url)
     try:
         assert ownership_of(store).owner("t") is None
     finally:
         store.close()
+    worker = baton("worker", "--burst", store=store_url, env={"BATON_TEST_DIR": str(tmp_path)})
+    assert worker.code == 0, worker.err
+    assert status_of(store_url, "t") == "completed"
+    assert agents_called(tmp_path).count("waits_for_file") == 1  # never run twice
+
+
+def test_a_stopped_worker_leaves_at_once_when_no_unsafe_attempt_runs(
+    store_url: str, tmp_path: Path
+) -> None:
+    """It waited for the attempt running (here up to 20 s), and the save of its outcome
+    dispatched the next task, an unsafe one, which it then ran and waited for too: a stop
+    started new side effects, and a SIGKILL after the grace period would leave one unknown.
+    The attempt left running is re-run by the next owner (the crash rules)."""
+    plan = waits_then_steps(tmp_path, waits="none", then="unsafe")
+    assert baton("submit", plan, "--input", '{"text": "z"}', "--goal-id", "t",
+                 store=store_url).code == 0
+    proc = worker_in_its_agent(store_url, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)  # never released: left without waiting for it
+    assert proc.returncode == 0, err
+    assert "goal t: left with attempts in flight (stopping)" in err
+    assert agents_called(tmp_path) == ["waits_for_file"]
+    assert recorded(store_url, "t")[-1] == "TaskDispatched"
+    assert status_of(store_url, "t") == "running"
+    store = open_store(store_url)
+    try:
+        assert ownership_of(store).owner("t") is None
+    finally:
+        store.close()
+    (tmp_path / "release").write_text("")
+    worker = baton("worker", "--burst", store=store_url, env={"BATON_TEST_DIR": str(tmp_path)})
+    assert worker.code == 0, worker.err
+    assert status_of(store_url, "t") == "completed"
+    assert agents_called(tmp_path) == ["waits_for_file", "waits_for_file", "logged_step"]
 
 
 def test_a_worker_with_every_slot_taken_does_not_read_the_log(store_url: str) -> None:

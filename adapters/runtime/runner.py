@@ -80,13 +80,22 @@ class Runner:
     # PARK_AFTER_S and frees its slot; the goal is claimed again when the timer falls due.
     park_on_timers: bool = False
     # Asked to stop (a worker shutting down): leave after the current save; attempts in flight
-    # then follow the crash rules with the next owner.
+    # then follow the crash rules with the next owner. Asked after every save, and on `wake()`
+    # while the runner waits for an agent (else a stop waited for the next completion, and the
+    # save of that completion dispatched the next tasks, unsafe ones too, to be waited for).
     should_stop: Callable[[], bool] | None = None
     # Told of every save, may wrap agent calls: live progress and live traces (observers.py).
     run_observer: RunObserver | None = None
 
     def __post_init__(self) -> None:
         self.observer = Observer(self.loaded, max_output_bytes=self.max_output_bytes)
+        self._pool: CallPool | None = None  # while driving: what `wake` interrupts
+
+    def wake(self) -> None:
+        """Ask `should_stop` again now, not only after the next save (from any thread)."""
+        pool = self._pool
+        if pool is not None:
+            pool.wake()
 
     @classmethod
     def from_settings(
@@ -127,6 +136,7 @@ class Runner:
             workers=goal.state.concurrency, observer=self.observer, loop=self.agent_loop
         )
         in_flight: dict[tuple[str, int], _InFlight] = {}
+        self._pool = pool
         try:
             goal, decided = self._settle_and_save(goal, [])
             self._launch(goal, pool, in_flight, decided)
@@ -139,22 +149,26 @@ class Runner:
                         break  # waiting for a human, nothing that time can move, or parked
                 if self.should_stop is not None and self.should_stop():
                     break
-                observations = [self._next_observation(goal, pool, in_flight)]
-                observations += self._queued_observations(pool, in_flight)
+                first = self._next_observation(goal, pool, in_flight)
+                if first is None:
+                    continue  # woken: ask `should_stop` again
+                observations = [first, *self._queued_observations(pool, in_flight)]
                 goal, decided = self._settle_and_save(goal, observations)
                 self._launch(goal, pool, in_flight, decided)
         finally:
+            self._pool = None
             pool.close()
         return goal
 
     def _next_observation(
         self, goal: Goal, pool: CallPool, in_flight: dict[tuple[str, int], _InFlight]
-    ) -> tuple[str, dict[str, Any]]:
-        """Block until an agent finishes or a timer is due; return what to record."""
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Block until an agent finishes or a timer is due; return what to record (None: woken
+        by `wake`, nothing to record)."""
         wake = self._next_wake(goal, in_flight)
         timeout = None if wake is None else max(0.0, wake - time.monotonic())
         try:
-            completion: Completion = pool.completions.get(timeout=timeout)
+            completion: Completion | None = pool.completions.get(timeout=timeout)
         except queue.Empty:
             now = time.monotonic()
             for key, call in sorted(in_flight.items()):
@@ -165,6 +179,8 @@ class Runner:
                     observed = self.observer.observe(timed_out)
                     return observed.kind, observed.fields
             return "ClockTicked", {}
+        if completion is None:
+            return None
         return self._completed(completion, in_flight)
 
     def _queued_observations(
@@ -177,7 +193,8 @@ class Runner:
                 completion = pool.completions.get_nowait()
             except queue.Empty:
                 return observations
-            observations.append(self._completed(completion, in_flight))
+            if completion is not None:  # a wake-up: `should_stop` is asked after this save
+                observations.append(self._completed(completion, in_flight))
 
     def _completed(
         self, completion: Completion, in_flight: dict[tuple[str, int], _InFlight]

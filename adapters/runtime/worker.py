@@ -110,6 +110,7 @@ class Worker:
         self.timers: list[tuple[float, str]] = []
         self.timed: set[str] = set()
         self.driving: dict[str, Future[None]] = {}
+        self.runners: dict[str, Runner] = {}  # woken on a stop request (under `_count`)
         self.plans: OrderedDict[str, LoadedPlan] = OrderedDict()  # least recently used first
         self._plans_lock = threading.Lock()
         self.wake = threading.Event()
@@ -129,6 +130,10 @@ class Worker:
             self.stopping_now.set()
         self.stopping.set()
         self.wake.set()
+        with self._count:  # never held by the thread a signal handler runs on (the loop's)
+            runners = tuple(self.runners.values())
+        for runner in runners:  # waiting for an agent: leave now if it is safe to
+            runner.wake()
 
     def run(self) -> int:
         """Loop until stopped (or, with `burst`, until nothing is runnable); goals driven."""
@@ -419,6 +424,8 @@ class Worker:
             runner = self.make_runner(self.store, loaded)
             runner.park_on_timers = True
             runner.should_stop = lambda: self._leave(runner, goal_id)
+            with self._count:
+                self.runners[goal_id] = runner
             if goal.version == 1:
                 log.info("goal %s: claimed (submitted)", goal_id)
                 goal = runner.start(goal)
@@ -436,6 +443,8 @@ class Worker:
         except Exception as exc:
             log.exception("goal %s: internal error: %s: %s", goal_id, type(exc).__name__, exc)
         finally:
+            with self._count:
+                self.runners.pop(goal_id, None)
             lock.release()
             self.wake.set()
 
