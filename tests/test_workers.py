@@ -572,3 +572,55 @@ def test_a_worker_drives_goals_while_its_read_model_catch_up_runs(
     finally:
         release.set()
         store.close()
+
+
+def test_a_worker_listens_again_after_its_notify_connection_is_cut(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server restart or a terminated session stopped the NOTIFY listener for good: the
+    worker polled for the rest of its life. It connects again, and NOTIFY wakes it again."""
+    import psycopg
+
+    from baton.runtime import worker as worker_module
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import submit_goal
+    from baton.runtime.worker import Worker
+    from tests.conftest import PG_URL
+
+    monkeypatch.setattr(worker_module, "LISTEN_RETRY_S", 0.05)
+    name = f"baton {os.getpid()} listener"
+
+    def listeners() -> list[int]:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                (name,)).fetchall()
+        return [row[0] for row in rows]
+
+    def until(check: object) -> object:
+        deadline = time.monotonic() + 30
+        while not (found := check()):  # type: ignore[operator]
+            assert time.monotonic() < deadline, "not within 30 s"
+            time.sleep(0.02)
+        return found
+
+    data = {"version": 1, "name": "one", "agents": {"up": "tests.agents:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    store = open_store(postgres_url)
+    worker = Worker(store=store, concurrency=1, poll_s=120, refresh_s=0)  # no poll in time
+    running = threading.Thread(target=worker.run, daemon=True)
+    try:
+        before = set(listeners())  # an earlier test's worker of this process, still closing
+        running.start()
+        [first] = until(lambda: [pid for pid in listeners() if pid not in before])  # type: ignore[misc]
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (first,))
+        until(lambda: [pid for pid in listeners() if pid not in before | {first}])
+        submit_goal(store, prepare_plan(data), {"text": "hi"}, goal_id="woken")
+        until(lambda: worker.driven == 1)  # woken by NOTIFY: the poll is two minutes away
+        assert kinds(store, "woken")[-1] == "GoalCompleted"
+    finally:
+        worker.request_stop()
+        running.join(30)
+        store.close()
+    assert not running.is_alive()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -66,6 +67,7 @@ ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 PAGE = 2_000
 LOOKUP = 64  # candidates whose owners are looked up in one query
 PLANS_KEPT = 256  # distinct plans a worker keeps loaded, the least recently used dropped
+LISTEN_RETRY_S = 5.0  # a lost NOTIFY connection is opened again this often
 
 
 def _ends(topic: str) -> bool:
@@ -264,29 +266,53 @@ class Worker:
         self.timed.discard(goal_id)
 
     def _listen(self) -> threading.Event | None:
-        """PostgreSQL: wake the loop on every NOTIFY of the event table's channel."""
+        """PostgreSQL: wake the loop on every NOTIFY of the event table's channel. A lost
+        connection (a server restart, a terminated session) is said once and opened again
+        every `LISTEN_RETRY_S` (it stopped for good: the worker polled for the rest of its
+        life); the poll finds everything meanwhile, and the loop is woken on reconnecting."""
         if not self.store.is_postgres:
             return None
         import psycopg
 
         from baton.store.postgres import connect_kwargs
 
-        conn = psycopg.connect(**{
-            **connect_kwargs(self.store.env), "autocommit": True,
-            "application_name": "baton worker listener",
-        })
-        conn.execute(f'LISTEN "{self.store.recorder.channel_name}"')
+        def connect() -> psycopg.Connection[tuple[object, ...]]:
+            conn = psycopg.connect(**{
+                **connect_kwargs(self.store.env), "autocommit": True,
+                "application_name": f"baton {os.getpid()} listener",
+            })
+            try:
+                conn.execute(f'LISTEN "{self.store.recorder.channel_name}"')
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        first = connect()  # at start: a store that cannot be reached is the caller's error
         done = threading.Event()
 
         def listen() -> None:
+            conn: psycopg.Connection[tuple[object, ...]] | None = first
             try:
                 while not done.is_set():
-                    for _ in conn.notifies(timeout=1.0, stop_after=1):
-                        self.wake.set()
-            except Exception:  # the connection went: the poll still finds everything
-                log.warning("NOTIFY listener stopped; polling every %.1fs", self.poll_s)
+                    try:
+                        if conn is None:
+                            conn = connect()
+                            log.info("NOTIFY listener reconnected")
+                            self.wake.set()  # what was sent meanwhile is in the log
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake.set()
+                    except Exception as exc:  # the connection went: the poll finds everything
+                        if conn is not None:
+                            conn.close()
+                            conn = None
+                            log.warning("NOTIFY listener lost its connection (%s); polling "
+                                        "every %.1fs until it reconnects",
+                                        " ".join(str(exc).split()), self.poll_s)
+                        done.wait(LISTEN_RETRY_S)
             finally:
-                conn.close()
+                if conn is not None:
+                    conn.close()
 
         threading.Thread(target=listen, name="baton-listen", daemon=True).start()
         return done
