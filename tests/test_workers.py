@@ -624,3 +624,78 @@ def test_a_worker_listens_again_after_its_notify_connection_is_cut(
         running.join(30)
         store.close()
     assert not running.is_alive()
+
+
+def test_a_goal_whose_plan_does_not_load_is_tried_again_on_a_timer(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A transient import failure (a dependency's server down, a deploy half done) left the
+    goal alone until its events changed or the worker restarted. It is looked at again on a
+    long timer, said again only when the problem changes, and driven once the code imports."""
+    import logging
+    import uuid
+
+    from baton.runtime import worker as worker_module
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import submit_goal
+    from baton.runtime.worker import Worker
+
+    module = f"flaky_import_{uuid.uuid4().hex[:8]}"
+    source = tmp_path / f"{module}.py"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setattr(worker_module, "UNLOADABLE_RETRY_S", 0.05)
+
+    def code(text: str) -> None:
+        source.write_text(text)
+        sys.modules.pop(module, None)
+
+    def until(check: object) -> None:
+        deadline = time.monotonic() + 30
+        while not check():  # type: ignore[operator]
+            assert time.monotonic() < deadline, "not within 30 s"
+            time.sleep(0.02)
+
+    code("from tests.agents import upper\n")
+    data = {"version": 1, "name": "flaky", "agents": {"up": f"{module}:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    store = open_store(store_url)
+    submit_goal(store, prepare_plan(data), {"text": "hi"}, goal_id="flaky")
+    code("raise ImportError('the licence server is down')\n")
+    worker = Worker(store=store, concurrency=1, poll_s=0.02, refresh_s=0)
+    looks: list[str] = []
+    due = worker._due
+
+    def counted(goal_id: str) -> object:
+        looks.append(goal_id)
+        return due(goal_id)
+
+    worker._due = counted  # type: ignore[method-assign,assignment]
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == logging.ERROR and "goal flaky" in r.getMessage()]
+
+    caplog.set_level(logging.ERROR, logger="baton.worker")
+    running = threading.Thread(target=worker.run, daemon=True)
+    try:
+        running.start()
+        until(lambda: looks.count("flaky") >= 3)  # looked at again, its events unchanged
+        assert len(said()) == 1 and "the licence server is down" in said()[0], said()
+        code("raise ImportError('still down: maintenance until 02:00')\n")
+        until(lambda: len(said()) == 2)  # a new problem is said
+        assert "maintenance until 02:00" in said()[1]
+        looked = looks.count("flaky")
+        until(lambda: looks.count("flaky") >= looked + 2)
+        assert len(said()) == 2  # the same problem is not said again
+        assert recorded(store_url, "flaky") == ["Started"]  # nothing recorded meanwhile
+        code("from tests.agents import upper\n")  # the code is fixed
+        until(lambda: worker.driven == 1)
+        assert kinds(store, "flaky")[-1] == "GoalCompleted"
+    finally:
+        worker.request_stop()
+        running.join(30)
+        store.close()
+    assert not running.is_alive()

@@ -25,12 +25,14 @@ No job table. The event log is the only queue (docs/reference.md, "Workers"):
 A goal that only waits for a timer is parked (its slot and lock let go) and claimed again, by
 any worker, when the timer falls due (a `burst` worker does not wait for it when it drives
 nothing else). A goal whose recorded plan does not load with today's code is said once and left
-alone until its events change: nothing is recorded, so it runs once the code is fixed.
+alone (looked at again when its events change, and every minute): nothing is recorded, so it
+runs once the code is fixed.
 """
 
 from __future__ import annotations
 
 import heapq
+import importlib
 import json
 import logging
 import os
@@ -67,6 +69,7 @@ ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 PAGE = 2_000
 LOOKUP = 64  # candidates whose owners are looked up in one query
 PLANS_KEPT = 256  # distinct plans a worker keeps loaded, the least recently used dropped
+UNLOADABLE_RETRY_S = 60.0  # a goal whose plan does not load is tried again this often
 LISTEN_RETRY_S = 5.0  # a lost NOTIFY connection is opened again this often
 
 
@@ -121,8 +124,10 @@ class Worker:
         self.driven = 0
         self._count = threading.Lock()
         # Goals whose recorded plan does not load with today's code (an agent module gone, a
-        # callable that lived in __main__): said once, left alone until their events change.
-        self.unloadable: set[str] = set()
+        # callable that lived in __main__), with what was said: left alone, and looked at again
+        # when their events change or every `UNLOADABLE_RETRY_S` (a transient import failure
+        # needed a restart); said again only when the problem changes.
+        self.unloadable: dict[str, str] = {}
 
     # --- control ---
 
@@ -173,7 +178,7 @@ class Worker:
             if catching_up is not None:
                 self._last_catch_up(catching_up)
         left = len(self.unloadable)
-        parked = len(self.timed)
+        parked = len(self.timed - self.unloadable.keys())
         log.info("worker stopped: drove %d goal(s)%s%s", self.driven,
                  f"; left {parked} parked until a backoff falls due" if parked else "",
                  f"; left {left} whose plan does not load" if left else "")
@@ -246,7 +251,7 @@ class Worker:
     def _forget(self, goal_id: str) -> None:
         """The goal ended: nothing more to drive or to look at."""
         self.versions.pop(goal_id, None)
-        self.unloadable.discard(goal_id)
+        self.unloadable.pop(goal_id, None)
         self._unsee(goal_id)
         self.fresh.pop(goal_id, None)
 
@@ -392,25 +397,32 @@ class Worker:
 
     def _due(self, goal_id: str) -> tuple[Goal, LoadedPlan | None, float | None]:
         """The goal as stored, its plan loaded (None: it cannot be, or need not be), and in how
-        many seconds it can move (None: not by itself)."""
+        many seconds it can move, or be looked at again when its plan did not load (None: not
+        by itself)."""
         goal = self.store.get(goal_id)
-        self.unloadable.discard(goal_id)
+        said = self.unloadable.pop(goal_id, None)
         if goal.state.status in GOAL_FINAL:
             return goal, None, None
         if goal.state.rules > RULES:  # started by a newer Baton: deciding here would record
             log.error("goal %s: %s", goal_id,  # what that Baton's replay refuses
                       UnknownRules(goal_id, goal.state.rules, RULES))
             return goal, None, None  # looked at again only when it changes
+        if said is not None:
+            importlib.invalidate_caches()  # a module file put back since is found
         try:
             loaded = self._plan(goal)
         except PlanError as exc:
             # Not runnable until someone fixes the code, and no failure of the goal: nothing
-            # is recorded (it may be resumed once its agents import). Said once; looked at
-            # again only when its events change (cancelled, resolved), or by a new worker.
-            self.unloadable.add(goal_id)
-            log.error("goal %s: left alone until its events change; its plan does not load: "
-                      "%s", goal_id, exc)
-            return goal, None, None
+            # is recorded (it may be resumed once its agents import). Looked at again when its
+            # events change (cancelled, resolved) and every UNLOADABLE_RETRY_S; said again
+            # only when the problem is not the one said.
+            problem = " ".join(str(exc).split())
+            self.unloadable[goal_id] = problem
+            if problem != said:
+                log.error("goal %s: left alone (looked at again every %gs and when its events "
+                          "change); its plan does not load: %s", goal_id, UNLOADABLE_RETRY_S,
+                          problem)
+            return goal, None, UNLOADABLE_RETRY_S
         if goal.version == 1:
             return goal, loaded, 0.0  # submitted: nothing decided yet
         probe = self.store.get(goal_id)  # folded in memory only, never saved
