@@ -699,3 +699,35 @@ def test_a_goal_whose_plan_does_not_load_is_tried_again_on_a_timer(
         running.join(30)
         store.close()
     assert not running.is_alive()
+
+
+def test_a_submitted_goal_is_decided_when_a_worker_takes_it_not_when_it_was_submitted(
+    store_url: str,
+) -> None:
+    """The worker decided right after `Started`, so its first dispatches carried the time the
+    goal was submitted: after an hour in the queue, `audit` showed them an hour early and the
+    attempts seemed to last the hour. It records its own observation first, as `resume` does."""
+    from datetime import timedelta
+
+    from baton.domain.goal import Goal
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.worker import Worker
+
+    data = {"version": 1, "name": "one", "agents": {"up": "tests.agents:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    submitted = datetime.now(UTC) - timedelta(hours=1)  # an hour in the queue
+    store = open_store(store_url)
+    try:
+        store.save(Goal.start(goal_id="queued", plan=prepare_plan(data).plan,
+                              goal_input={"text": "x"}, concurrency=1, at=submitted))
+        taken = datetime.now(UTC)
+        assert Worker(store=store, burst=True, refresh_s=0).run() == 1
+        events = list(store.events("queued"))
+        assert [type(e).__name__ for e in events[:2]] == ["Started", "RunResumed"]
+        [dispatched] = [e for e in events if type(e).__name__ == "TaskDispatched"]
+        assert dispatched.timestamp >= taken
+    finally:
+        store.close()
+    replayed = baton("replay", "queued", "--json", store=store_url)
+    assert replayed.code == 0 and replayed.json()["ok"], replayed.out

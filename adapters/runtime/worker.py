@@ -466,10 +466,12 @@ class Worker:
                 self.runners[goal_id] = runner
             if goal.version == 1:
                 log.info("goal %s: claimed (submitted)", goal_id)
-                goal = runner.start(goal)
             else:
                 log.info("goal %s: claimed (resumed at event %d)", goal_id, goal.version)
-                goal = runner.resume(goal, concurrency=goal.state.concurrency)
+            # A submitted goal too, as `resume` does: its first decisions follow an observation
+            # of this runner's, stamped now, not the time it was submitted (its dispatches were
+            # dated before the queue's wait, and attempts seemed to last through it).
+            goal = runner.resume(goal, concurrency=goal.state.concurrency)
             with self._count:
                 self.driven += 1
             log.info("goal %s: %s", goal_id, self._outcome(goal))
