@@ -244,10 +244,14 @@ class Baton:
         """Write the goal's run file (JSON Lines) to a path or an open text file; the number of
         events written."""
         if not isinstance(file, str | os.PathLike):
+            if not callable(getattr(file, "write", None)):
+                raise service.CommandError(
+                    f"file {file!r}: expected a path or an open text file, not "
+                    f"{type(file).__name__}"
+                )
             return history.export_goal(self.store, goal_id, file)
         try:
-            with open(file, "w", encoding="utf-8") as out:
-                return history.export_goal(self.store, goal_id, out)
+            return history.export_goal(self.store, goal_id, file)
         except OSError as exc:
             raise service.CommandError(f"{os.fspath(file)}: {exc.strerror or exc}") from None
 

@@ -159,10 +159,16 @@ def replay_history(
     return dataclasses.replace(replay(history.events, contracts, at=at), contracts_source=because)
 
 
-def export_goal(store: BatonStore, goal_id: str, out: IO[str]) -> int:
-    """Write a goal's run file to `out`; returns how many events it holds."""
+def export_goal(store: BatonStore, goal_id: str, out: IO[str] | Target) -> int:
+    """Write a goal's run file to `out`, an open text file or a path; returns how many events
+    it holds. The events are read before a path is opened: a goal id that is not in the store
+    (or a store that fails) leaves a file already there as it was (it was emptied)."""
     events = list(store.events(goal_id))
-    write_run(events, out)
+    if isinstance(out, str | os.PathLike):
+        with open(out, "w", encoding="utf-8") as opened:
+            write_run(events, opened)
+    else:
+        write_run(events, out)
     return len(events)
 
 
