@@ -731,3 +731,36 @@ def test_a_submitted_goal_is_decided_when_a_worker_takes_it_not_when_it_was_subm
         store.close()
     replayed = baton("replay", "queued", "--json", store=store_url)
     assert replayed.code == 0 and replayed.json()["ok"], replayed.out
+
+
+def test_a_goal_cancelled_elsewhere_frees_its_worker_slot_while_its_agent_hangs(
+    store_url: str,
+) -> None:
+    """`baton cancel` records the end at once, but the worker driving the goal waited for its
+    agent to return (a hung one: for ever) before it let go of the slot and the lock."""
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import cancel_goal, submit_goal
+    from baton.runtime.worker import Worker
+    from tests import agents
+
+    data = {"version": 1, "name": "hangs", "agents": {"h": "tests.agents:hangs"},
+            "tasks": [{"id": "t", "agent": "h", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    agents.CALLS.clear()
+    store = open_store(store_url)
+    try:
+        submit_goal(store, prepare_plan(data), {"text": "x"}, goal_id="stuck")
+        worker = Worker(store=store, concurrency=1, burst=True, refresh_s=0, watch_s=0.05)
+        running = threading.Thread(target=worker.run, daemon=True)
+        running.start()
+        deadline = time.monotonic() + 20  # the agent hangs for 30 s
+        while not agents.CALLS["hangs"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        cancel_goal(store, "stuck", reason="it hangs", by="ops")
+        running.join(20)
+        assert not running.is_alive(), "the worker still holds the cancelled goal"
+        assert kinds(store, "stuck")[-1] == "GoalCancelled"
+        assert ownership_of(store).owner("stuck") is None
+    finally:
+        store.close()

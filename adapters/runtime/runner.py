@@ -36,12 +36,15 @@ from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut
 
-__all__ = ["DEFAULT_CONCURRENCY", "RUNNER_OBSERVATIONS", "Clock", "Runner", "utc_now"]
+__all__ = ["DEFAULT_CONCURRENCY", "ENDED", "RUNNER_OBSERVATIONS", "Clock", "Runner", "utc_now"]
 
 DEFAULT_CONCURRENCY = 8
 PARK_AFTER_S = 1.0  # shorter waits are slept through rather than handed back to the workers
 
 Clock = Callable[[], datetime]
+
+# The last event of a goal that has ended (matched by class name: old topics name it too).
+ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 
 # What only a runner records. A save conflict with one of these means another runner drives the
 # goal: this one stops (the fence). Anything else (cancel, resolve) came from a command.
@@ -86,6 +89,10 @@ class Runner:
     should_stop: Callable[[], bool] | None = None
     # Told of every save, may wrap agent calls: live progress and live traces (observers.py).
     run_observer: RunObserver | None = None
+    # Waiting this long for agents with nothing else due, look whether a command in another
+    # process ended the goal (`baton cancel`), and leave it if so; None: never (a worker's
+    # runner looks: a cancelled goal whose agent hangs held its slot and lock until it returned).
+    watch_s: float | None = None
 
     def __post_init__(self) -> None:
         self.observer = Observer(self.loaded, max_output_bytes=self.max_output_bytes)
@@ -150,8 +157,11 @@ class Runner:
                 if self.should_stop is not None and self.should_stop():
                     break
                 first = self._next_observation(goal, pool, in_flight)
-                if first is None:
-                    continue  # woken: ask `should_stop` again
+                if first is None:  # woken, or time to look: nothing to record
+                    if self.watch_s is not None and self._ended_elsewhere(goal):
+                        goal = self.store.get(goal.id)
+                        break
+                    continue  # ask `should_stop` again
                 observations = [first, *self._queued_observations(pool, in_flight)]
                 goal, decided = self._settle_and_save(goal, observations)
                 self._launch(goal, pool, in_flight, decided)
@@ -167,9 +177,14 @@ class Runner:
         by `wake`, nothing to record)."""
         wake = self._next_wake(goal, in_flight)
         timeout = None if wake is None else max(0.0, wake - time.monotonic())
+        looking = self.watch_s is not None and (timeout is None or timeout > self.watch_s)
+        if looking:
+            timeout = self.watch_s
         try:
             completion: Completion | None = pool.completions.get(timeout=timeout)
         except queue.Empty:
+            if looking:
+                return None  # nothing is due yet: the caller looks at the store
             now = time.monotonic()
             for key, call in sorted(in_flight.items()):
                 if call.deadline is not None and call.deadline <= now:
@@ -234,6 +249,11 @@ class Runner:
                 self.run_observer.saved(goal, saved)
             return goal, decided
         raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
+
+    def _ended_elsewhere(self, goal: Goal) -> bool:
+        """Whether the goal's latest stored event ends it (one indexed read, no fold)."""
+        topic = self.store.latest_topics([goal.id]).get(goal.id, "")
+        return topic.rsplit(".", 1)[-1] in ENDED
 
     def _fence(self, goal: Goal, known: int) -> None:
         """Stop if a runner wrote after version `known` (never run a dispatch it recorded)."""

@@ -52,7 +52,7 @@ from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
-from baton.runtime.runner import Runner, utc_now
+from baton.runtime.runner import ENDED, Runner, utc_now
 from baton.runtime.service import load_goal_plan
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
@@ -64,8 +64,6 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("baton.worker")
 
-# The last event of a goal that has ended (matched by class name: old topics name it too).
-ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 PAGE = 2_000
 LOOKUP = 64  # candidates whose owners are looked up in one query
 PLANS_KEPT = 256  # distinct plans a worker keeps loaded, the least recently used dropped
@@ -97,6 +95,9 @@ class Worker:
     burst: bool = False
     poll_s: float = 0.5
     refresh_s: float = 1.0  # bring the read models up to date this often (0: never)
+    # A goal driven here whose agents have said nothing this long is looked up: ended by a
+    # command elsewhere (`baton cancel`), it is left and its slot freed (Runner.watch_s).
+    watch_s: float = 5.0
     make_runner: Callable[[BatonStore, LoadedPlan], Runner] = field(
         default=lambda store, loaded: Runner.from_settings(store=store, loaded=loaded)
     )
@@ -461,6 +462,7 @@ class Worker:
         try:
             runner = self.make_runner(self.store, loaded)
             runner.park_on_timers = True
+            runner.watch_s = self.watch_s
             runner.should_stop = lambda: self._leave(runner, goal_id)
             with self._count:
                 self.runners[goal_id] = runner
