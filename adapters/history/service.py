@@ -161,8 +161,8 @@ def replay_history(
 
 def export_goal(store: BatonStore, goal_id: str, out: IO[str] | Target) -> int:
     """Write a goal's run file to `out`, an open text file or a path; returns how many events
-    it holds. The events are read before a path is opened: a goal id that is not in the store
-    (or a store that fails) leaves a file already there as it was (it was emptied)."""
+    it holds. The events are read before a path is opened, so a goal id that is not in the
+    store (or a store that fails) leaves a file already there as it was; it used to be emptied."""
     events = list(store.events(goal_id))
     if isinstance(out, str | os.PathLike):
         with open(out, "w", encoding="utf-8") as opened:
