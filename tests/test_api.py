@@ -352,6 +352,29 @@ def test_arguments_of_the_wrong_type_raise_batons_own_errors_and_record_nothing(
     assert [goal.goal_id for goal in bt.status()] == ["w"]  # no fork stored
 
 
+def test_status_names_the_process_that_drives_the_goal(bt: baton.Baton, store_url: str) -> None:
+    """As `status GOAL --json` does: a worker's goal seen from code said nothing of who drove
+    it (`GoalResult` had no owner)."""
+    import socket
+
+    from baton.store.ownership import owning
+
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    goal_id = bt.submit(plan, {"text": "a b"})
+    assert bt.status(goal_id).owner is None
+    driver = open_store(store_url)  # another process's store, holding the goal's lock
+    try:
+        with owning(driver, goal_id):
+            owner = bt.status(goal_id).owner
+            assert owner is not None
+            assert (owner["pid"], owner["alive"]) == (os.getpid(), True)
+            assert owner["host"] and socket.gethostname().startswith(owner["host"])
+    finally:
+        driver.close()
+    assert bt.status(goal_id).owner is None
+    assert "owner" not in bt.status(goal_id).to_json()  # the run --json shape, unchanged
+
+
 def test_the_public_names_are_exactly_all() -> None:
     for name in baton.__all__:
         assert getattr(baton, name) is not None
