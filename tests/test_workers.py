@@ -764,3 +764,51 @@ def test_a_goal_cancelled_elsewhere_frees_its_worker_slot_while_its_agent_hangs(
         assert ownership_of(store).owner("stuck") is None
     finally:
         store.close()
+
+
+def test_a_store_blip_while_an_agent_runs_does_not_make_the_worker_give_up_the_goal(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look for a cancel made elsewhere (watch_s) must not turn a moment without the store
+    into leaving the goal: its attempt would be dispatched again (an unsafe one escalated)."""
+    from baton.domain.goal import Goal
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.worker import Worker
+    from baton.store.eventstore import StoreError
+    from tests import worker_agents
+
+    data = {"version": 1, "name": "gated", "agents": {"g": "tests.worker_agents:gated"},
+            "tasks": [{"id": "t", "agent": "g", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    worker_agents.GATE_ENTERED.clear()
+    worker_agents.GATE_OPEN.clear()
+    store = open_store(store_url)
+    try:
+        store.save(Goal.start(goal_id="blip", plan=prepare_plan(data).plan,
+                              goal_input={"text": "x"}, concurrency=1, at=datetime.now(UTC)))
+        worker = Worker(store=store, concurrency=1, burst=True, refresh_s=0, watch_s=0.01)
+        running = threading.Thread(target=worker.run, daemon=True)
+        running.start()
+        assert worker_agents.GATE_ENTERED.wait(10)
+        looks: list[int] = []
+        latest_topics = store.latest_topics
+
+        def gone(goal_ids: object) -> dict[str, str]:
+            looks.append(1)
+            raise StoreError("store postgresql://db/x: connection refused")
+
+        monkeypatch.setattr(store, "latest_topics", gone)
+        deadline = time.monotonic() + 10
+        while len(looks) < 3:  # the runner looked, and the store did not answer, three times
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        monkeypatch.setattr(store, "latest_topics", latest_topics)
+        worker_agents.GATE_OPEN.set()
+        running.join(30)
+        assert not running.is_alive()
+        recorded_kinds = kinds(store, "blip")
+        assert recorded_kinds[-1] == "GoalCompleted"
+        assert recorded_kinds.count("TaskDispatched") == 1  # never given up and re-run
+    finally:
+        worker_agents.GATE_OPEN.set()
+        store.close()

@@ -251,9 +251,14 @@ class Runner:
         raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
 
     def _ended_elsewhere(self, goal: Goal) -> bool:
-        """Whether the goal's latest stored event ends it (one indexed read, no fold)."""
-        topic = self.store.latest_topics([goal.id]).get(goal.id, "")
-        return topic.rsplit(".", 1)[-1] in ENDED
+        """Whether the goal's latest stored event ends it (one indexed read, no fold). A store
+        that cannot answer for now says no: the goal is not given up, with an unsafe attempt
+        perhaps in flight, for a blip while its agents run (the next save says if it lasts)."""
+        try:
+            topics = self.store.latest_topics([goal.id])
+        except Exception:
+            return False
+        return topics.get(goal.id, "").rsplit(".", 1)[-1] in ENDED
 
     def _fence(self, goal: Goal, known: int) -> None:
         """Stop if a runner wrote after version `known` (never run a dispatch it recorded)."""
