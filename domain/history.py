@@ -24,6 +24,7 @@ from baton.domain.state import RULES, GoalState
 __all__ = [
     "OUTCOME_KINDS",
     "HistoryError",
+    "check_at",
     "check_history",
     "collect",
     "copy_events",
@@ -204,6 +205,17 @@ def collect(goal: Goal) -> list[GoalEvent]:
     return cast(list[GoalEvent], list(goal.collect_events()))
 
 
+def check_at(at: object, events: Sequence[GoalEvent]) -> None:
+    """`at` (fork, replay): the number of an event of `events`, 1-based."""
+    if not isinstance(at, int) or isinstance(at, bool):
+        raise HistoryError(
+            f"--at {at!r}: expected a whole number of events, 1..{len(events)}, not "
+            f"{type(at).__name__}"
+        )
+    if not 1 <= at <= len(events):
+        raise HistoryError(f"--at {at} is outside 1..{len(events)} (the goal's events)")
+
+
 def fork_goal(
     events: Sequence[GoalEvent], *, goal_id: str, at: int, now: datetime | None = None
 ) -> Goal:
@@ -219,8 +231,7 @@ def fork_goal(
     run and the fork. Recorded texts (reasons) are not rewritten.
     """
     started = started_event(events)
-    if not 1 <= at <= len(events):
-        raise HistoryError(f"--at {at} is outside 1..{len(events)} (the goal's events)")
+    check_at(at, events)
     shift = timedelta(0) if now is None else now - events[at - 1].timestamp
     goal = Goal.start(
         goal_id=goal_id,

@@ -23,6 +23,7 @@ from baton.domain.decisions import Decision
 from baton.domain.goal import DECISION_KINDS, Goal, GoalEvent
 from baton.domain.history import (
     HistoryError,
+    check_at,
     decided_at_start,
     is_observation,
     jsonable,
@@ -217,8 +218,7 @@ def replay(
     """Re-decide the recorded history with today's code; the state after event `at` (or last)."""
     started = started_event(events)
     limit = len(events) if at is None else at
-    if not 1 <= limit <= len(events):
-        raise HistoryError(f"--at {at} is outside 1..{len(events)} (the goal's events)")
+    check_at(limit, events)
     run = _Replay(events, contracts, limit)
     inherited = min(started.forked_at or 0, limit)
     divergence = None

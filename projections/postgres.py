@@ -5,6 +5,8 @@ A module of its own, as in eventsourcing, so that only PostgreSQL users import p
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,7 +27,8 @@ class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
 
     dialect = "postgres"
     _notification_column = "notification_id"
-    _converted = frozenset({"json"})  # psycopg adapts datetimes itself
+    # psycopg adapts datetimes itself; text and JSON lose NUL, which PostgreSQL cannot hold
+    _converted = frozenset({"json", "text"})
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -69,6 +72,20 @@ class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
         return f"SELECT version FROM {self.qualified(VIEWS_META.name)} WHERE name = %s FOR UPDATE"
 
     def _encode(self, kind: str, value: Any) -> Any:
+        """PostgreSQL's text and jsonb cannot hold NUL (U+0000): an agent's output, an error or
+        a reason with one stopped every catch-up for good at that event (the events hold it;
+        SQLite's views too). Here it reads U+FFFD, the replacement character."""
         if kind == "json" and value is not None:
-            return Jsonb(value)
+            return Jsonb(value, dumps=_json_without_nul)
+        if kind == "text" and isinstance(value, str) and "\x00" in value:
+            return value.replace("\x00", "\ufffd")
         return value
+
+
+# A `\u0000` escape that is not itself the tail of an escaped backslash (`\\u0000`).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _json_without_nul(value: Any) -> str:
+    text = json.dumps(value)
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text

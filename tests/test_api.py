@@ -323,6 +323,58 @@ def test_every_error_has_one_root_and_says_what_and_where(bt: baton.Baton) -> No
     assert [goal.goal_id for goal in bt.status()] == ["g"]  # nothing stored by the failures
 
 
+def test_arguments_of_the_wrong_type_raise_batons_own_errors_and_record_nothing(
+    bt: baton.Baton, tmp_path: Path
+) -> None:
+    """They raised TypeError from deep inside (`'<=' not supported between 'int' and 'str'`,
+    `expected str, bytes or os.PathLike object`), or were recorded as they were (`by=5`:
+    "cancelled by 5")."""
+    plan = baton.load_plan(_escalating_plan(), agents={"count": split_count, "double": refuses})
+    waiting = bt.run(plan, {"text": "a"}, goal_id="w")
+    events = len(bt.store.events("w"))
+    for at in ("2", 2.0, True):
+        with pytest.raises(baton.BatonError, match=r"--at .*: expected a whole number of events"):
+            bt.fork("w", at=at)  # type: ignore[arg-type]
+        with pytest.raises(baton.BatonError, match=r"--at .*: expected a whole number of events"):
+            bt.replay("w", at=at)  # type: ignore[arg-type]
+    with pytest.raises(baton.CommandError, match=r"5: expected a goal id or a run file path"):
+        bt.audit(5)  # type: ignore[arg-type]
+    with pytest.raises(baton.CommandError, match=r"None: expected a run file path, not NoneType"):
+        bt.import_run(None)  # type: ignore[arg-type]
+    with pytest.raises(baton.CommandError, match=r"by 5: expected a name"):
+        bt.cancel("w", reason="r", by=5)  # type: ignore[arg-type]
+    with pytest.raises(baton.CommandError, match=r"by \['ana'\]: expected a name"):
+        bt.resolve("w", "double", "abandon", reason="r", by=["ana"])  # type: ignore[arg-type]
+    with pytest.raises(baton.CommandError, match=r"answer 5: expected text, not int"):
+        bt.answer("w", "double", 5)  # type: ignore[arg-type]
+    assert len(bt.store.events("w")) == events
+    assert bt.status(waiting.goal_id).status == "waiting"
+    assert [goal.goal_id for goal in bt.status()] == ["w"]  # no fork stored
+
+
+def test_status_names_the_process_that_drives_the_goal(bt: baton.Baton, store_url: str) -> None:
+    """As `status GOAL --json` does: a worker's goal seen from code said nothing of who drove
+    it (`GoalResult` had no owner)."""
+    import socket
+
+    from baton.store.ownership import owning
+
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    goal_id = bt.submit(plan, {"text": "a b"})
+    assert bt.status(goal_id).owner is None
+    driver = open_store(store_url)  # another process's store, holding the goal's lock
+    try:
+        with owning(driver, goal_id):
+            owner = bt.status(goal_id).owner
+            assert owner is not None
+            assert (owner["pid"], owner["alive"]) == (os.getpid(), True)
+            assert owner["host"] and socket.gethostname().startswith(owner["host"])
+    finally:
+        driver.close()
+    assert bt.status(goal_id).owner is None
+    assert "owner" not in bt.status(goal_id).to_json()  # the run --json shape, unchanged
+
+
 def test_the_public_names_are_exactly_all() -> None:
     for name in baton.__all__:
         assert getattr(baton, name) is not None

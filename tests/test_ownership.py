@@ -211,7 +211,7 @@ def test_a_worker_driving_many_goals_uses_one_lock_session(
         store.close()
     env = {**os.environ, "BATON_STORE": postgres_url, "BATON_TEST_DIR": str(tmp_path)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "baton.cli", "worker", "--concurrency", "12"],
+        [sys.executable, "-m", "baton.cli", "worker", "--burst", "--concurrency", "12"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     calls = tmp_path / "calls.jsonl"
@@ -224,8 +224,10 @@ def test_a_worker_driving_many_goals_uses_one_lock_session(
         assert (lock_sessions(worker.pid), locks_held_by(worker.pid)) == (1, 12)
     finally:
         (tmp_path / "release").write_text("")
-        worker.send_signal(signal.SIGTERM)
-        _out, err = worker.communicate(timeout=60)
+        try:  # a burst: exits once the twelve are done (a stop would leave them in flight)
+            _out, err = worker.communicate(timeout=60)
+        finally:
+            worker.kill()
     assert worker.returncode == 0, err
     assert err.count(": completed") == 12
 

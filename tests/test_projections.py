@@ -367,3 +367,30 @@ def test_a_new_views_version_rebuilds_the_rows(store: BatonStore) -> None:
         c.execute(f"DELETE FROM {views.qualified('task_status')}")  # rows an old version left
     assert readmodels.refresh(store) == projected(store, ReadModels.state).head  # projected again
     assert view_tables(store) == before
+
+
+def test_a_nul_in_an_output_or_a_reason_does_not_stop_the_read_models(store_url: str) -> None:
+    """PostgreSQL's text and jsonb cannot hold NUL: a goal whose output (or a human's reason)
+    had one stopped every later catch-up at its event, for every goal of the store ("lag N
+    events" for ever). The events keep the NUL; the views on PostgreSQL show U+FFFD."""
+    import warnings
+
+    import baton as api
+    from baton.api.client import ReadModelsBehind
+
+    data = {"version": 1, "name": "nul", "agents": {"up": "tests.agents:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    with warnings.catch_warnings(), api.Baton(store_url) as bt:
+        warnings.simplefilter("error", ReadModelsBehind)
+        done = bt.run(api.load_plan(data), {"text": "a\x00b"})
+        assert done.output == {"text": "A\x00B"}  # from the events
+        shown = bt.status(done.goal_id)  # from the read models
+        assert shown.status == "completed"
+        assert shown.output in ({"text": "A\x00B"}, {"text": "A\ufffdB"})
+        waiting = bt.submit(api.load_plan(data), {"text": "c"})
+        cancelled = bt.cancel(waiting, reason="null\x00byte", by="ops")
+        assert cancelled.status == "cancelled"
+        assert bt.status(waiting).status == "cancelled"
+        later = bt.run(api.load_plan(data), {"text": "after"})
+        assert bt.status(later.goal_id).output == {"text": "AFTER"}

@@ -290,3 +290,23 @@ def test_a_file_whose_events_cannot_make_a_goal_is_not_imported(exported: Path) 
         imported.err)
     assert "nothing imported" in imported.err
     assert baton("audit", "escalated", store=target).code == 2
+
+
+def test_exporting_a_goal_that_is_not_there_leaves_an_existing_file_as_it_was(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """`export TYPO -o run.jsonl` emptied run.jsonl, then said the goal was not found (and so
+    did `Baton.export_run`): the file was opened for writing before the events were read."""
+    import baton as api
+
+    kept = tmp_path / "run.jsonl"
+    kept.write_text("what the user exported yesterday\n")
+    missing = baton("export", "no-such-goal", "-o", str(kept), store=sqlite_url)
+    assert missing.code == 2 and "no goal 'no-such-goal'" in missing.err
+    assert kept.read_text() == "what the user exported yesterday\n"
+    with api.Baton(sqlite_url) as bt:
+        with pytest.raises(api.GoalNotFound):
+            bt.export_run("no-such-goal", kept)
+        assert kept.read_text() == "what the user exported yesterday\n"
+        with pytest.raises(api.CommandError, match="file 5: expected a path or an open text"):
+            bt.export_run("no-such-goal", 5)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -275,19 +276,25 @@ def test_a_task_of_a_goal_whose_agents_no_longer_import_can_be_abandoned(
     assert worker.code == 0 and "left 1 whose plan does not load" in worker.err, worker.err
 
 
-def test_sigterm_lets_the_worker_finish_recording_and_release(
-    store_url: str, tmp_path: Path
-) -> None:
+def waits_then_steps(tmp_path: Path, *, waits: str, then: str) -> str:
+    """`wait` (side effects `waits`) blocks until tmp_path/release exists; `then` (side
+    effects `then`) runs after it."""
     data = {
         "version": 1, "name": "waits",
-        "agents": {"wait": "tests.agents:waits_for_file"},
-        "tasks": [{"id": "wait", "agent": "wait", "input": {"text": "$goal.text"}}],
-        "output": "$wait",
+        "agents": {"wait": "tests.agents:waits_for_file", "step": "tests.agents:logged_step"},
+        "tasks": [{"id": "wait", "agent": "wait", "side_effects": waits,
+                   "input": {"text": "$goal.text"}},
+                  {"id": "then", "agent": "step", "side_effects": then,
+                   "input": {"text": "$wait.text"}}],
+        "output": "$then",
     }
     plan = tmp_path / "waits.yaml"
     plan.write_text(yaml.safe_dump(data))
-    assert baton("submit", str(plan), "--input", '{"text": "z"}', "--goal-id", "t",
-                 store=store_url).code == 0
+    return str(plan)
+
+
+def worker_in_its_agent(store_url: str, tmp_path: Path) -> subprocess.Popen[str]:
+    """A `baton worker` process, returned once its goal's agent has been called."""
     env = {**os.environ, "BATON_STORE": store_url, "BATON_TEST_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "baton.cli", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -295,16 +302,66 @@ def test_sigterm_lets_the_worker_finish_recording_and_release(
     while not (tmp_path / "calls.jsonl").exists():  # the agent has started: the goal is owned
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
+    return proc
+
+
+def agents_called(tmp_path: Path) -> list[str]:
+    lines = (tmp_path / "calls.jsonl").read_text().splitlines()
+    return [json.loads(line)["agent"] for line in lines]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_worker_finishes_recording_an_unsafe_attempt_and_releases(
+    store_url: str, tmp_path: Path, stop: signal.Signals
+) -> None:
+    plan = waits_then_steps(tmp_path, waits="unsafe", then="none")
+    assert baton("submit", plan, "--input", '{"text": "z"}', "--goal-id", "t",
+                 store=store_url).code == 0
+    proc = worker_in_its_agent(store_url, tmp_path)
+    proc.send_signal(stop)
     (tmp_path / "release").write_text("")
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert status_of(store_url, "t") == "completed"  # the running attempt was recorded
+    assert "AgentReturned" in recorded(store_url, "t")  # the unsafe attempt, waited for
     store = open_store(store_url)
     try:
         assert ownership_of(store).owner("t") is None
     finally:
         store.close()
+    worker = baton("worker", "--burst", store=store_url, env={"BATON_TEST_DIR": str(tmp_path)})
+    assert worker.code == 0, worker.err
+    assert status_of(store_url, "t") == "completed"
+    assert agents_called(tmp_path).count("waits_for_file") == 1  # never run twice
+
+
+def test_a_stopped_worker_leaves_at_once_when_no_unsafe_attempt_runs(
+    store_url: str, tmp_path: Path
+) -> None:
+    """It waited for the attempt running (here up to 20 s), and the save of its outcome
+    dispatched the next task, an unsafe one, which it then ran and waited for too: a stop
+    started new side effects, and a SIGKILL after the grace period would leave one unknown.
+    The attempt left running is re-run by the next owner (the crash rules)."""
+    plan = waits_then_steps(tmp_path, waits="none", then="unsafe")
+    assert baton("submit", plan, "--input", '{"text": "z"}', "--goal-id", "t",
+                 store=store_url).code == 0
+    proc = worker_in_its_agent(store_url, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)  # never released: left without waiting for it
+    assert proc.returncode == 0, err
+    assert "goal t: left with attempts in flight (stopping)" in err
+    assert agents_called(tmp_path) == ["waits_for_file"]
+    assert recorded(store_url, "t")[-1] == "TaskDispatched"
+    assert status_of(store_url, "t") == "running"
+    store = open_store(store_url)
+    try:
+        assert ownership_of(store).owner("t") is None
+    finally:
+        store.close()
+    (tmp_path / "release").write_text("")
+    worker = baton("worker", "--burst", store=store_url, env={"BATON_TEST_DIR": str(tmp_path)})
+    assert worker.code == 0, worker.err
+    assert status_of(store_url, "t") == "completed"
+    assert agents_called(tmp_path) == ["waits_for_file", "waits_for_file", "logged_step"]
 
 
 def test_a_worker_with_every_slot_taken_does_not_read_the_log(store_url: str) -> None:
@@ -514,4 +571,244 @@ def test_a_worker_drives_goals_while_its_read_model_catch_up_runs(
                 goal_id: "completed" for goal_id in ("first", "later-0", "later-1", "later-2")}
     finally:
         release.set()
+        store.close()
+
+
+def test_a_worker_listens_again_after_its_notify_connection_is_cut(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server restart or a terminated session stopped the NOTIFY listener for good: the
+    worker polled for the rest of its life. It connects again, and NOTIFY wakes it again."""
+    import psycopg
+
+    from baton.runtime import worker as worker_module
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import submit_goal
+    from baton.runtime.worker import Worker
+    from tests.conftest import PG_URL
+
+    monkeypatch.setattr(worker_module, "LISTEN_RETRY_S", 0.05)
+    name = f"baton {os.getpid()} listener"
+
+    def listeners() -> list[int]:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                (name,)).fetchall()
+        return [row[0] for row in rows]
+
+    def until(check: object) -> object:
+        deadline = time.monotonic() + 30
+        while not (found := check()):  # type: ignore[operator]
+            assert time.monotonic() < deadline, "not within 30 s"
+            time.sleep(0.02)
+        return found
+
+    data = {"version": 1, "name": "one", "agents": {"up": "tests.agents:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    store = open_store(postgres_url)
+    worker = Worker(store=store, concurrency=1, poll_s=120, refresh_s=0)  # no poll in time
+    running = threading.Thread(target=worker.run, daemon=True)
+    try:
+        before = set(listeners())  # an earlier test's worker of this process, still closing
+        running.start()
+        [first] = until(lambda: [pid for pid in listeners() if pid not in before])  # type: ignore[misc]
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (first,))
+        until(lambda: [pid for pid in listeners() if pid not in before | {first}])
+        submit_goal(store, prepare_plan(data), {"text": "hi"}, goal_id="woken")
+        until(lambda: worker.driven == 1)  # woken by NOTIFY: the poll is two minutes away
+        assert kinds(store, "woken")[-1] == "GoalCompleted"
+    finally:
+        worker.request_stop()
+        running.join(30)
+        store.close()
+    assert not running.is_alive()
+
+
+def test_a_goal_whose_plan_does_not_load_is_tried_again_on_a_timer(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A transient import failure (a dependency's server down, a deploy half done) left the
+    goal alone until its events changed or the worker restarted. It is looked at again on a
+    long timer, said again only when the problem changes, and driven once the code imports."""
+    import logging
+    import uuid
+
+    from baton.runtime import worker as worker_module
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import submit_goal
+    from baton.runtime.worker import Worker
+
+    module = f"flaky_import_{uuid.uuid4().hex[:8]}"
+    source = tmp_path / f"{module}.py"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setattr(worker_module, "UNLOADABLE_RETRY_S", 0.05)
+
+    def code(text: str) -> None:
+        source.write_text(text)
+        sys.modules.pop(module, None)
+
+    def until(check: object) -> None:
+        deadline = time.monotonic() + 30
+        while not check():  # type: ignore[operator]
+            assert time.monotonic() < deadline, "not within 30 s"
+            time.sleep(0.02)
+
+    code("from tests.agents import upper\n")
+    data = {"version": 1, "name": "flaky", "agents": {"up": f"{module}:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    store = open_store(store_url)
+    submit_goal(store, prepare_plan(data), {"text": "hi"}, goal_id="flaky")
+    code("raise ImportError('the licence server is down')\n")
+    worker = Worker(store=store, concurrency=1, poll_s=0.02, refresh_s=0)
+    looks: list[str] = []
+    due = worker._due
+
+    def counted(goal_id: str) -> object:
+        looks.append(goal_id)
+        return due(goal_id)
+
+    worker._due = counted  # type: ignore[method-assign,assignment]
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == logging.ERROR and "goal flaky" in r.getMessage()]
+
+    caplog.set_level(logging.ERROR, logger="baton.worker")
+    running = threading.Thread(target=worker.run, daemon=True)
+    try:
+        running.start()
+        until(lambda: looks.count("flaky") >= 3)  # looked at again, its events unchanged
+        assert len(said()) == 1 and "the licence server is down" in said()[0], said()
+        code("raise ImportError('still down: maintenance until 02:00')\n")
+        until(lambda: len(said()) == 2)  # a new problem is said
+        assert "maintenance until 02:00" in said()[1]
+        looked = looks.count("flaky")
+        until(lambda: looks.count("flaky") >= looked + 2)
+        assert len(said()) == 2  # the same problem is not said again
+        assert recorded(store_url, "flaky") == ["Started"]  # nothing recorded meanwhile
+        code("from tests.agents import upper\n")  # the code is fixed
+        until(lambda: worker.driven == 1)
+        assert kinds(store, "flaky")[-1] == "GoalCompleted"
+    finally:
+        worker.request_stop()
+        running.join(30)
+        store.close()
+    assert not running.is_alive()
+
+
+def test_a_submitted_goal_is_decided_when_a_worker_takes_it_not_when_it_was_submitted(
+    store_url: str,
+) -> None:
+    """The worker decided right after `Started`, so its first dispatches carried the time the
+    goal was submitted: after an hour in the queue, `audit` showed them an hour early and the
+    attempts seemed to last the hour. It records its own observation first, as `resume` does."""
+    from datetime import timedelta
+
+    from baton.domain.goal import Goal
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.worker import Worker
+
+    data = {"version": 1, "name": "one", "agents": {"up": "tests.agents:upper"},
+            "tasks": [{"id": "t", "agent": "up", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    submitted = datetime.now(UTC) - timedelta(hours=1)  # an hour in the queue
+    store = open_store(store_url)
+    try:
+        store.save(Goal.start(goal_id="queued", plan=prepare_plan(data).plan,
+                              goal_input={"text": "x"}, concurrency=1, at=submitted))
+        taken = datetime.now(UTC)
+        assert Worker(store=store, burst=True, refresh_s=0).run() == 1
+        events = list(store.events("queued"))
+        assert [type(e).__name__ for e in events[:2]] == ["Started", "RunResumed"]
+        [dispatched] = [e for e in events if type(e).__name__ == "TaskDispatched"]
+        assert dispatched.timestamp >= taken
+    finally:
+        store.close()
+    replayed = baton("replay", "queued", "--json", store=store_url)
+    assert replayed.code == 0 and replayed.json()["ok"], replayed.out
+
+
+def test_a_goal_cancelled_elsewhere_frees_its_worker_slot_while_its_agent_hangs(
+    store_url: str,
+) -> None:
+    """`baton cancel` records the end at once, but the worker driving the goal waited for its
+    agent to return (a hung one: for ever) before it let go of the slot and the lock."""
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import cancel_goal, submit_goal
+    from baton.runtime.worker import Worker
+    from tests import agents
+
+    data = {"version": 1, "name": "hangs", "agents": {"h": "tests.agents:hangs"},
+            "tasks": [{"id": "t", "agent": "h", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    agents.CALLS.clear()
+    store = open_store(store_url)
+    try:
+        submit_goal(store, prepare_plan(data), {"text": "x"}, goal_id="stuck")
+        worker = Worker(store=store, concurrency=1, burst=True, refresh_s=0, watch_s=0.05)
+        running = threading.Thread(target=worker.run, daemon=True)
+        running.start()
+        deadline = time.monotonic() + 20  # the agent hangs for 30 s
+        while not agents.CALLS["hangs"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        cancel_goal(store, "stuck", reason="it hangs", by="ops")
+        running.join(20)
+        assert not running.is_alive(), "the worker still holds the cancelled goal"
+        assert kinds(store, "stuck")[-1] == "GoalCancelled"
+        assert ownership_of(store).owner("stuck") is None
+    finally:
+        store.close()
+
+
+def test_a_store_blip_while_an_agent_runs_does_not_make_the_worker_give_up_the_goal(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look for a cancel made elsewhere (watch_s) must not turn a moment without the store
+    into leaving the goal: its attempt would be dispatched again (an unsafe one escalated)."""
+    from baton.domain.goal import Goal
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.worker import Worker
+    from baton.store.eventstore import StoreError
+    from tests import worker_agents
+
+    data = {"version": 1, "name": "gated", "agents": {"g": "tests.worker_agents:gated"},
+            "tasks": [{"id": "t", "agent": "g", "input": {"text": "$goal.text"}}],
+            "output": "$t"}
+    worker_agents.GATE_ENTERED.clear()
+    worker_agents.GATE_OPEN.clear()
+    store = open_store(store_url)
+    try:
+        store.save(Goal.start(goal_id="blip", plan=prepare_plan(data).plan,
+                              goal_input={"text": "x"}, concurrency=1, at=datetime.now(UTC)))
+        worker = Worker(store=store, concurrency=1, burst=True, refresh_s=0, watch_s=0.01)
+        running = threading.Thread(target=worker.run, daemon=True)
+        running.start()
+        assert worker_agents.GATE_ENTERED.wait(10)
+        looks: list[int] = []
+        latest_topics = store.latest_topics
+
+        def gone(goal_ids: object) -> dict[str, str]:
+            looks.append(1)
+            raise StoreError("store postgresql://db/x: connection refused")
+
+        monkeypatch.setattr(store, "latest_topics", gone)
+        deadline = time.monotonic() + 10
+        while len(looks) < 3:  # the runner looked, and the store did not answer, three times
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        monkeypatch.setattr(store, "latest_topics", latest_topics)
+        worker_agents.GATE_OPEN.set()
+        running.join(30)
+        assert not running.is_alive()
+        recorded_kinds = kinds(store, "blip")
+        assert recorded_kinds[-1] == "GoalCompleted"
+        assert recorded_kinds.count("TaskDispatched") == 1  # never given up and re-run
+    finally:
+        worker_agents.GATE_OPEN.set()
         store.close()

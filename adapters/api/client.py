@@ -205,13 +205,15 @@ class Baton:
         """One goal (as `run` returns it), or every goal, newest first: from the read models,
         caught up with the event log first (so what other processes wrote is included)."""
         from baton.readmodels.reading import goal_status_json
+        from baton.store.ownership import owner_json
 
         self._catch_up()
         with self._read_models.read() as models:
             if goal_id is None:
                 return [GoalSummary.of_row(row) for row in models.goals()]
             goal, tasks = models.goal_with_tasks(goal_id)
-            return GoalResult.of_json(goal_status_json(goal, tasks))
+        owner = owner_json(self.store, goal_id, status=goal["status"])  # as `status GOAL`
+        return GoalResult.of_json({**goal_status_json(goal, tasks), "owner": owner})
 
     # --- debugging a run (a goal id, or the path of a run file) ---
 
@@ -244,10 +246,14 @@ class Baton:
         """Write the goal's run file (JSON Lines) to a path or an open text file; the number of
         events written."""
         if not isinstance(file, str | os.PathLike):
+            if not callable(getattr(file, "write", None)):
+                raise service.CommandError(
+                    f"file {file!r}: expected a path or an open text file, not "
+                    f"{type(file).__name__}"
+                )
             return history.export_goal(self.store, goal_id, file)
         try:
-            with open(file, "w", encoding="utf-8") as out:
-                return history.export_goal(self.store, goal_id, out)
+            return history.export_goal(self.store, goal_id, file)
         except OSError as exc:
             raise service.CommandError(f"{os.fspath(file)}: {exc.strerror or exc}") from None
 

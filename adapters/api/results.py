@@ -37,13 +37,15 @@ class TaskResult:
 class GoalResult:
     """A goal as `run --json` shows it: `goal_id`, `status` (running, waiting, completed,
     failed, cancelled), `output` (once completed), `reason` (why it ended or waits) and
-    `tasks[id].status / .attempts`."""
+    `tasks[id].status / .attempts`; from `status`, also `owner` (None, or the process that
+    drives it, as `status GOAL --json` shows it: `{"host", "pid", "since", "alive"}`)."""
 
     goal_id: str
     status: str
     output: Any
     reason: str | None
     tasks: Mapping[str, TaskResult]
+    owner: Mapping[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,7 +73,8 @@ class GoalResult:
         tasks = {tid: TaskResult(task["status"], task["attempts"], task.get("waiting_for"),
                                  task.get("question"))
                  for tid, task in data["tasks"].items()}
-        return cls(data["goal_id"], data["status"], data.get("output"), data.get("reason"), tasks)
+        return cls(data["goal_id"], data["status"], data.get("output"), data.get("reason"), tasks,
+                   data.get("owner"))
 
     def to_json(self) -> dict[str, Any]:
         """The `run --json` shape."""

@@ -57,11 +57,17 @@ class History:
 def load_history(target: Target, store: Callable[[], BatonStore]) -> History:
     """GOAL|FILE: a run file's events when `target` is a file, else the stored goal's (the store
     is opened only then, so reading a run file needs none)."""
-    source = os.fspath(target)
+    source = _target(target, "a goal id or a run file path")
     if os.path.isfile(source):
         run = read_run(source)
         return History(run.goal_id, run.events, source=source)
     return History(source, list(store().events(source)), source=source)
+
+
+def _target(target: object, expected: str) -> str:
+    if not isinstance(target, str | os.PathLike):
+        raise CommandError(f"{target!r}: expected {expected}, not {type(target).__name__}")
+    return os.fspath(target)
 
 
 def audit_history(history: History, *, task: str | None = None) -> dict[str, Any]:
@@ -155,16 +161,22 @@ def replay_history(
     return dataclasses.replace(replay(history.events, contracts, at=at), contracts_source=because)
 
 
-def export_goal(store: BatonStore, goal_id: str, out: IO[str]) -> int:
-    """Write a goal's run file to `out`; returns how many events it holds."""
+def export_goal(store: BatonStore, goal_id: str, out: IO[str] | Target) -> int:
+    """Write a goal's run file to `out`, an open text file or a path; returns how many events
+    it holds. The events are read before a path is opened, so a goal id that is not in the
+    store (or a store that fails) leaves a file already there as it was; it used to be emptied."""
     events = list(store.events(goal_id))
-    write_run(events, out)
+    if isinstance(out, str | os.PathLike):
+        with open(out, "w", encoding="utf-8") as opened:
+            write_run(events, opened)
+    else:
+        write_run(events, out)
     return len(events)
 
 
 def import_file(path: Target, store: Callable[[], BatonStore]) -> RunFile:
     """Load a run file into the store under its own goal id: the file is read and checked
     before the store is opened, and nothing is stored from a file that fails a check."""
-    run = read_run(os.fspath(path))
+    run = read_run(_target(path, "a run file path"))
     import_run(store(), run)
     return run

@@ -256,7 +256,8 @@ class CallPool:
         observer: Observer | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self.completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        # None: no completion, a wake-up (`wake`): the runner asks whether to stop again.
+        self.completions: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
         self.observer = observer or Observer()
         self._jobs: queue.SimpleQueue[AgentCall | None] = queue.SimpleQueue()
         self._max_workers = max(1, workers)
@@ -288,6 +289,11 @@ class CallPool:
                 threading.Thread(target=self._work, name="baton-agent", daemon=True).start()
             self._free -= 1  # this call claims a worker (or waits for one)
         self._jobs.put(call)
+
+    def wake(self) -> None:
+        """Wake whoever waits on `completions` without a completion (safe in a signal handler:
+        SimpleQueue.put is reentrant)."""
+        self.completions.put(None)
 
     def abandon(self, task: str, attempt: int) -> None:
         """An attempt timed out: cancel it if async; a sync one's stuck thread is replaced."""

@@ -36,12 +36,15 @@ from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut
 
-__all__ = ["DEFAULT_CONCURRENCY", "RUNNER_OBSERVATIONS", "Clock", "Runner", "utc_now"]
+__all__ = ["DEFAULT_CONCURRENCY", "ENDED", "RUNNER_OBSERVATIONS", "Clock", "Runner", "utc_now"]
 
 DEFAULT_CONCURRENCY = 8
 PARK_AFTER_S = 1.0  # shorter waits are slept through rather than handed back to the workers
 
 Clock = Callable[[], datetime]
+
+# The last event of a goal that has ended (matched by class name: old topics name it too).
+ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 
 # What only a runner records. A save conflict with one of these means another runner drives the
 # goal: this one stops (the fence). Anything else (cancel, resolve) came from a command.
@@ -80,13 +83,26 @@ class Runner:
     # PARK_AFTER_S and frees its slot; the goal is claimed again when the timer falls due.
     park_on_timers: bool = False
     # Asked to stop (a worker shutting down): leave after the current save; attempts in flight
-    # then follow the crash rules with the next owner.
+    # then follow the crash rules with the next owner. Asked after every save, and on `wake()`
+    # while the runner waits for an agent (else a stop waited for the next completion, and the
+    # save of that completion dispatched the next tasks, unsafe ones too, to be waited for).
     should_stop: Callable[[], bool] | None = None
     # Told of every save, may wrap agent calls: live progress and live traces (observers.py).
     run_observer: RunObserver | None = None
+    # Waiting this long for agents with nothing else due, look whether a command in another
+    # process ended the goal (`baton cancel`), and leave it if so; None: never (a worker's
+    # runner looks: a cancelled goal whose agent hangs held its slot and lock until it returned).
+    watch_s: float | None = None
 
     def __post_init__(self) -> None:
         self.observer = Observer(self.loaded, max_output_bytes=self.max_output_bytes)
+        self._pool: CallPool | None = None  # while driving: what `wake` interrupts
+
+    def wake(self) -> None:
+        """Ask `should_stop` again now, not only after the next save (from any thread)."""
+        pool = self._pool
+        if pool is not None:
+            pool.wake()
 
     @classmethod
     def from_settings(
@@ -127,6 +143,7 @@ class Runner:
             workers=goal.state.concurrency, observer=self.observer, loop=self.agent_loop
         )
         in_flight: dict[tuple[str, int], _InFlight] = {}
+        self._pool = pool
         try:
             goal, decided = self._settle_and_save(goal, [])
             self._launch(goal, pool, in_flight, decided)
@@ -139,23 +156,35 @@ class Runner:
                         break  # waiting for a human, nothing that time can move, or parked
                 if self.should_stop is not None and self.should_stop():
                     break
-                observations = [self._next_observation(goal, pool, in_flight)]
-                observations += self._queued_observations(pool, in_flight)
+                first = self._next_observation(goal, pool, in_flight)
+                if first is None:  # woken, or time to look: nothing to record
+                    if self.watch_s is not None and self._ended_elsewhere(goal):
+                        goal = self.store.get(goal.id)
+                        break
+                    continue  # ask `should_stop` again
+                observations = [first, *self._queued_observations(pool, in_flight)]
                 goal, decided = self._settle_and_save(goal, observations)
                 self._launch(goal, pool, in_flight, decided)
         finally:
+            self._pool = None
             pool.close()
         return goal
 
     def _next_observation(
         self, goal: Goal, pool: CallPool, in_flight: dict[tuple[str, int], _InFlight]
-    ) -> tuple[str, dict[str, Any]]:
-        """Block until an agent finishes or a timer is due; return what to record."""
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Block until an agent finishes or a timer is due; return what to record (None: woken
+        by `wake`, nothing to record)."""
         wake = self._next_wake(goal, in_flight)
         timeout = None if wake is None else max(0.0, wake - time.monotonic())
+        looking = self.watch_s is not None and (timeout is None or timeout > self.watch_s)
+        if looking:
+            timeout = self.watch_s
         try:
-            completion: Completion = pool.completions.get(timeout=timeout)
+            completion: Completion | None = pool.completions.get(timeout=timeout)
         except queue.Empty:
+            if looking:
+                return None  # nothing is due yet: the caller looks at the store
             now = time.monotonic()
             for key, call in sorted(in_flight.items()):
                 if call.deadline is not None and call.deadline <= now:
@@ -165,6 +194,8 @@ class Runner:
                     observed = self.observer.observe(timed_out)
                     return observed.kind, observed.fields
             return "ClockTicked", {}
+        if completion is None:
+            return None
         return self._completed(completion, in_flight)
 
     def _queued_observations(
@@ -177,7 +208,8 @@ class Runner:
                 completion = pool.completions.get_nowait()
             except queue.Empty:
                 return observations
-            observations.append(self._completed(completion, in_flight))
+            if completion is not None:  # a wake-up: `should_stop` is asked after this save
+                observations.append(self._completed(completion, in_flight))
 
     def _completed(
         self, completion: Completion, in_flight: dict[tuple[str, int], _InFlight]
@@ -217,6 +249,16 @@ class Runner:
                 self.run_observer.saved(goal, saved)
             return goal, decided
         raise RuntimeError(f"goal {goal.id}: could not save after repeated conflicts")
+
+    def _ended_elsewhere(self, goal: Goal) -> bool:
+        """Whether the goal's latest stored event ends it (one indexed read, no fold). A store
+        that cannot answer for now says no: the goal is not given up, with an unsafe attempt
+        perhaps in flight, for a blip while its agents run (the next save says if it lasts)."""
+        try:
+            topics = self.store.latest_topics([goal.id])
+        except Exception:
+            return False
+        return topics.get(goal.id, "").rsplit(".", 1)[-1] in ENDED
 
     def _fence(self, goal: Goal, known: int) -> None:
         """Stop if a runner wrote after version `known` (never run a dispatch it recorded)."""

@@ -104,6 +104,8 @@ def check_concurrency(concurrency: int) -> None:
 
 def who(by: str | None = None) -> str:
     """Who a human decision is recorded as: `by`, else $BATON_USER, else the login name."""
+    if by is not None and not isinstance(by, str):
+        raise CommandError(f"by {by!r}: expected a name (a string), not {type(by).__name__}")
     if by:
         return by
     try:
@@ -390,7 +392,9 @@ def _check_fragment_output(
 def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, by: str) -> Goal:
     """Record a human's answer to the question a task asked; the task then runs again with
     every question and answer so far (baton.domain.gates)."""
-    if not isinstance(answer, str) or not answer.strip():
+    if not isinstance(answer, str):
+        raise CommandError(f"answer {answer!r}: expected text, not {type(answer).__name__}")
+    if not answer.strip():
         raise CommandError("the answer is empty: say what the task should know")
     goal = store.get(goal_id)
     task = _waiting_task(goal, task_id)

@@ -25,14 +25,17 @@ No job table. The event log is the only queue (docs/reference.md, "Workers"):
 A goal that only waits for a timer is parked (its slot and lock let go) and claimed again, by
 any worker, when the timer falls due (a `burst` worker does not wait for it when it drives
 nothing else). A goal whose recorded plan does not load with today's code is said once and left
-alone until its events change: nothing is recorded, so it runs once the code is fixed.
+alone (looked at again when its events change, and every minute): nothing is recorded, so it
+runs once the code is fixed.
 """
 
 from __future__ import annotations
 
 import heapq
+import importlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -49,7 +52,7 @@ from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
-from baton.runtime.runner import Runner, utc_now
+from baton.runtime.runner import ENDED, Runner, utc_now
 from baton.runtime.service import load_goal_plan
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
@@ -61,11 +64,11 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("baton.worker")
 
-# The last event of a goal that has ended (matched by class name: old topics name it too).
-ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 PAGE = 2_000
 LOOKUP = 64  # candidates whose owners are looked up in one query
 PLANS_KEPT = 256  # distinct plans a worker keeps loaded, the least recently used dropped
+UNLOADABLE_RETRY_S = 60.0  # a goal whose plan does not load is tried again this often
+LISTEN_RETRY_S = 5.0  # a lost NOTIFY connection is opened again this often
 
 
 def _ends(topic: str) -> bool:
@@ -92,6 +95,9 @@ class Worker:
     burst: bool = False
     poll_s: float = 0.5
     refresh_s: float = 1.0  # bring the read models up to date this often (0: never)
+    # A goal driven here whose agents have said nothing this long is looked up: ended by a
+    # command elsewhere (`baton cancel`), it is left and its slot freed (Runner.watch_s).
+    watch_s: float = 5.0
     make_runner: Callable[[BatonStore, LoadedPlan], Runner] = field(
         default=lambda store, loaded: Runner.from_settings(store=store, loaded=loaded)
     )
@@ -110,6 +116,7 @@ class Worker:
         self.timers: list[tuple[float, str]] = []
         self.timed: set[str] = set()
         self.driving: dict[str, Future[None]] = {}
+        self.runners: dict[str, Runner] = {}  # woken on a stop request (under `_count`)
         self.plans: OrderedDict[str, LoadedPlan] = OrderedDict()  # least recently used first
         self._plans_lock = threading.Lock()
         self.wake = threading.Event()
@@ -118,8 +125,10 @@ class Worker:
         self.driven = 0
         self._count = threading.Lock()
         # Goals whose recorded plan does not load with today's code (an agent module gone, a
-        # callable that lived in __main__): said once, left alone until their events change.
-        self.unloadable: set[str] = set()
+        # callable that lived in __main__), with what was said: left alone, and looked at again
+        # when their events change or every `UNLOADABLE_RETRY_S` (a transient import failure
+        # needed a restart); said again only when the problem changes.
+        self.unloadable: dict[str, str] = {}
 
     # --- control ---
 
@@ -129,6 +138,10 @@ class Worker:
             self.stopping_now.set()
         self.stopping.set()
         self.wake.set()
+        with self._count:  # never held by the thread a signal handler runs on (the loop's)
+            runners = tuple(self.runners.values())
+        for runner in runners:  # waiting for an agent: leave now if it is safe to
+            runner.wake()
 
     def run(self) -> int:
         """Loop until stopped (or, with `burst`, until nothing is runnable); goals driven."""
@@ -166,7 +179,7 @@ class Worker:
             if catching_up is not None:
                 self._last_catch_up(catching_up)
         left = len(self.unloadable)
-        parked = len(self.timed)
+        parked = len(self.timed - self.unloadable.keys())
         log.info("worker stopped: drove %d goal(s)%s%s", self.driven,
                  f"; left {parked} parked until a backoff falls due" if parked else "",
                  f"; left {left} whose plan does not load" if left else "")
@@ -239,7 +252,7 @@ class Worker:
     def _forget(self, goal_id: str) -> None:
         """The goal ended: nothing more to drive or to look at."""
         self.versions.pop(goal_id, None)
-        self.unloadable.discard(goal_id)
+        self.unloadable.pop(goal_id, None)
         self._unsee(goal_id)
         self.fresh.pop(goal_id, None)
 
@@ -259,29 +272,53 @@ class Worker:
         self.timed.discard(goal_id)
 
     def _listen(self) -> threading.Event | None:
-        """PostgreSQL: wake the loop on every NOTIFY of the event table's channel."""
+        """PostgreSQL: wake the loop on every NOTIFY of the event table's channel. A lost
+        connection (a server restart, a terminated session) is said once and opened again
+        every `LISTEN_RETRY_S` (it stopped for good: the worker polled for the rest of its
+        life); the poll finds everything meanwhile, and the loop is woken on reconnecting."""
         if not self.store.is_postgres:
             return None
         import psycopg
 
         from baton.store.postgres import connect_kwargs
 
-        conn = psycopg.connect(**{
-            **connect_kwargs(self.store.env), "autocommit": True,
-            "application_name": "baton worker listener",
-        })
-        conn.execute(f'LISTEN "{self.store.recorder.channel_name}"')
+        def connect() -> psycopg.Connection[tuple[object, ...]]:
+            conn = psycopg.connect(**{
+                **connect_kwargs(self.store.env), "autocommit": True,
+                "application_name": f"baton {os.getpid()} listener",
+            })
+            try:
+                conn.execute(f'LISTEN "{self.store.recorder.channel_name}"')
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        first = connect()  # at start: a store that cannot be reached is the caller's error
         done = threading.Event()
 
         def listen() -> None:
+            conn: psycopg.Connection[tuple[object, ...]] | None = first
             try:
                 while not done.is_set():
-                    for _ in conn.notifies(timeout=1.0, stop_after=1):
-                        self.wake.set()
-            except Exception:  # the connection went: the poll still finds everything
-                log.warning("NOTIFY listener stopped; polling every %.1fs", self.poll_s)
+                    try:
+                        if conn is None:
+                            conn = connect()
+                            log.info("NOTIFY listener reconnected")
+                            self.wake.set()  # what was sent meanwhile is in the log
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake.set()
+                    except Exception as exc:  # the connection went: the poll finds everything
+                        if conn is not None:
+                            conn.close()
+                            conn = None
+                            log.warning("NOTIFY listener lost its connection (%s); polling "
+                                        "every %.1fs until it reconnects",
+                                        " ".join(str(exc).split()), self.poll_s)
+                        done.wait(LISTEN_RETRY_S)
             finally:
-                conn.close()
+                if conn is not None:
+                    conn.close()
 
         threading.Thread(target=listen, name="baton-listen", daemon=True).start()
         return done
@@ -361,25 +398,32 @@ class Worker:
 
     def _due(self, goal_id: str) -> tuple[Goal, LoadedPlan | None, float | None]:
         """The goal as stored, its plan loaded (None: it cannot be, or need not be), and in how
-        many seconds it can move (None: not by itself)."""
+        many seconds it can move, or be looked at again when its plan did not load (None: not
+        by itself)."""
         goal = self.store.get(goal_id)
-        self.unloadable.discard(goal_id)
+        said = self.unloadable.pop(goal_id, None)
         if goal.state.status in GOAL_FINAL:
             return goal, None, None
         if goal.state.rules > RULES:  # started by a newer Baton: deciding here would record
             log.error("goal %s: %s", goal_id,  # what that Baton's replay refuses
                       UnknownRules(goal_id, goal.state.rules, RULES))
             return goal, None, None  # looked at again only when it changes
+        if said is not None:
+            importlib.invalidate_caches()  # a module file put back since is found
         try:
             loaded = self._plan(goal)
         except PlanError as exc:
             # Not runnable until someone fixes the code, and no failure of the goal: nothing
-            # is recorded (it may be resumed once its agents import). Said once; looked at
-            # again only when its events change (cancelled, resolved), or by a new worker.
-            self.unloadable.add(goal_id)
-            log.error("goal %s: left alone until its events change; its plan does not load: "
-                      "%s", goal_id, exc)
-            return goal, None, None
+            # is recorded (it may be resumed once its agents import). Looked at again when its
+            # events change (cancelled, resolved) and every UNLOADABLE_RETRY_S; said again
+            # only when the problem is not the one said.
+            problem = " ".join(str(exc).split())
+            self.unloadable[goal_id] = problem
+            if problem != said:
+                log.error("goal %s: left alone (looked at again every %gs and when its events "
+                          "change); its plan does not load: %s", goal_id, UNLOADABLE_RETRY_S,
+                          problem)
+            return goal, None, UNLOADABLE_RETRY_S
         if goal.version == 1:
             return goal, loaded, 0.0  # submitted: nothing decided yet
         probe = self.store.get(goal_id)  # folded in memory only, never saved
@@ -418,13 +462,18 @@ class Worker:
         try:
             runner = self.make_runner(self.store, loaded)
             runner.park_on_timers = True
+            runner.watch_s = self.watch_s
             runner.should_stop = lambda: self._leave(runner, goal_id)
+            with self._count:
+                self.runners[goal_id] = runner
             if goal.version == 1:
                 log.info("goal %s: claimed (submitted)", goal_id)
-                goal = runner.start(goal)
             else:
                 log.info("goal %s: claimed (resumed at event %d)", goal_id, goal.version)
-                goal = runner.resume(goal, concurrency=goal.state.concurrency)
+            # A submitted goal too, as `resume` does: its first decisions follow an observation
+            # of this runner's, stamped now, not the time it was submitted (its dispatches were
+            # dated before the queue's wait, and attempts seemed to last through it).
+            goal = runner.resume(goal, concurrency=goal.state.concurrency)
             with self._count:
                 self.driven += 1
             log.info("goal %s: %s", goal_id, self._outcome(goal))
@@ -436,6 +485,8 @@ class Worker:
         except Exception as exc:
             log.exception("goal %s: internal error: %s: %s", goal_id, type(exc).__name__, exc)
         finally:
+            with self._count:
+                self.runners.pop(goal_id, None)
             lock.release()
             self.wake.set()
 

@@ -500,7 +500,12 @@ def _claim(owners: Ownership, store: BatonStore, goal_id: str, *, wait: bool) ->
     raise GoalOwned(goal_id, host="unknown", pid=0, since="unknown")
 
 
-def owner_json(store: BatonStore, goal_id: str) -> dict[str, Any] | None:
-    """`status GOAL`'s "owner": the live owner, or (SQLite) the last one if it died driving."""
+def owner_json(
+    store: BatonStore, goal_id: str, *, status: str | None = None
+) -> dict[str, Any] | None:
+    """`status GOAL`'s "owner": the live owner, or (SQLite) the last one if it died driving,
+    unless the goal (its `status`, when given) has ended since."""
     found = ownership_of(store).owner(goal_id)
-    return None if found is None else found.as_json()
+    if found is None or (not found.alive and status not in (None, "running", "waiting")):
+        return None
+    return found.as_json()

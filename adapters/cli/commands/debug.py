@@ -219,8 +219,7 @@ def _export(args: argparse.Namespace) -> int:
         return exits.OK
     try:
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-        with open(args.output, "w", encoding="utf-8") as out:
-            count = export_goal(store, args.goal, out)
+        count = export_goal(store, args.goal, args.output)
     except OSError as exc:
         raise CommandError(f"-o {args.output}: {exc.strerror or exc}") from None
     print(f"exported {count} events of goal {args.goal} to {args.output}", file=sys.stderr)

@@ -130,9 +130,8 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
             print_goal(live, task_durations(models.store, goal_id))
         return
     goal, tasks = found[0], models.tasks(goal_id)
-    owner = owner_json(models.store, goal_id)  # from the store's lock, not the read models
-    if owner is not None and not owner["alive"] and goal["status"] not in ("running", "waiting"):
-        owner = None  # it died driving the goal, but the goal has ended since
+    # From the store's lock, not the read models; none for a dead owner of a goal ended since.
+    owner = owner_json(models.store, goal_id, status=goal["status"])
     if as_json:
         print_json({**goal_status_json(goal, tasks), "owner": owner})
         return
