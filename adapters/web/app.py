@@ -23,9 +23,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote_to_bytes, urlencode
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -49,7 +51,7 @@ from baton.store.eventstore import BatonStore, GoalNotFound, StoreError
 from baton.web.events import EventCache
 from baton.web.goal_view import goal_page
 
-__all__ = ["ESCALATIONS_SHOWN", "GOALS_PER_PAGE", "create_app"]
+__all__ = ["ESCALATIONS_SHOWN", "GOALS_PER_PAGE", "create_app", "goal_url"]
 
 HERE = Path(__file__).parent
 GOALS_PER_PAGE = 100
@@ -63,6 +65,31 @@ _ACTIONS = ("retry", "abandon", "output", "approve", "reject")
 # question also gets an answer form (escalations.html).
 _ACTIONS_FOR = {"approval": ("approve", "reject"), "clarification": ("abandon", "output")}
 _STATIC = {"style.css": "text/css", "app.js": "text/javascript"}
+# A goal's pages under /goals/<id>/…, and the methods each answers (GET answers HEAD too)
+_GOAL_PAGES = {"": ("GET", "HEAD"), "version": ("GET", "HEAD"), "replay": ("GET", "HEAD"),
+               "cancel": ("POST",), "answer": ("POST",)}
+
+
+def goal_url(goal_id: str, page: str = "") -> str:
+    """The path of a goal's page (or of `page` under it): the id percent-encoded as one path
+    segment, `/`, `#`, `?` and `%` included, so any id a user chose makes a working link."""
+    return f"/goals/{quote(goal_id, safe='')}" + (f"/{page}" if page else "")
+
+
+def _goal_route(scope: Any) -> tuple[str, str]:
+    """(goal id, page) of a request under /goals/, read from the raw path: there an id's `/`
+    is still %2F, so `/goals/a%2Freplay` is goal `a/replay`'s page, not goal `a`'s replay. An
+    id typed with a bare `/` still works, unless its last part names one of a goal's pages."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    root = scope.get("root_path", "").encode()
+    if root and raw.startswith(root):
+        raw = raw[len(root):]
+    parts = raw.split(b"/")[2:]  # b"", b"goals", then the id's part(s)
+    page = ""
+    if len(parts) > 1 and parts[-1] and parts[-1].decode("latin-1") in _GOAL_PAGES:
+        page = parts.pop().decode("latin-1")
+    text = unquote_to_bytes(b"/".join(parts)).decode("utf-8", errors="replace")
+    return text, page
 
 
 class _TokenGate(BaseHTTPMiddleware):
@@ -90,6 +117,8 @@ def create_app(
     to date in a thread of its own (0: never; then `baton projections follow` or the workers
     must)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["goal_url"] = goal_url
+    templates.env.filters["q"] = lambda value: quote(str(value), safe="")  # a query value
     form_key = secrets.token_urlsafe(24)
     resumes: dict[str, threading.Thread] = {}
     stopping = threading.Event()  # the server is shutting down: resumes leave at a safe point
@@ -151,8 +180,7 @@ def create_app(
         with views.read() as models:
             return JSONResponse({"version": models.views.position(store.app.name)})
 
-    def goal(request: Request) -> Any:
-        goal_id = request.path_params["goal_id"]
+    def goal(request: Request, goal_id: str) -> Any:
         try:
             events = cache.events(goal_id)
         except GoalNotFound:
@@ -171,13 +199,11 @@ def create_app(
         context["resuming"] = goal_id in resumes and resumes[goal_id].is_alive()
         return render(request, "goal.html", context)
 
-    def version(request: Request) -> Any:
-        goal_id = request.path_params["goal_id"]
+    def version(request: Request, goal_id: str) -> Any:
         found = store.app.recorder.select_events(goal_id, desc=True, limit=1)
         return JSONResponse({"version": found[0].originator_version if found else 0})
 
-    def verify(request: Request) -> Any:
-        goal_id = request.path_params["goal_id"]
+    def verify(request: Request, goal_id: str) -> Any:
         try:
             events = list(store.events(goal_id))
             loaded = load_goal_plan(store.get(goal_id))
@@ -188,8 +214,7 @@ def create_app(
         return render(request, "replay.html",
                       {"goal_id": goal_id, "result": result, "error": error})
 
-    async def cancel(request: Request) -> Any:
-        goal_id = request.path_params["goal_id"]
+    async def cancel(request: Request, goal_id: str) -> Any:
         form = await request.form()
         error = _check_key(form, form_key)
         reason = str(form.get("reason", "")).strip()
@@ -205,7 +230,7 @@ def create_app(
             done = urlencode({"done": f"{goal_id}: cancelled"})
             return RedirectResponse(f"/escalations?{done}", status_code=303)
         suffix = "" if error is None else "?" + urlencode({"error": _one_line(error)})
-        return RedirectResponse(f"/goals/{goal_id}{suffix}", status_code=303)
+        return RedirectResponse(goal_url(goal_id) + suffix, status_code=303)
 
     def escalations(request: Request, error: str | None = None, status: int = 200) -> Any:
         with views.read() as models:
@@ -241,14 +266,14 @@ def create_app(
         done = f"{goal_id} {task_id}: {what} recorded"
         if form.get("back") == "goal":
             query = {"error": _one_line(error)} if error is not None else {"done": done}
-            return RedirectResponse(f"/goals/{goal_id}?{urlencode(query)}", status_code=303)
+            return RedirectResponse(f"{goal_url(goal_id)}?{urlencode(query)}",
+                                    status_code=303)
         if error is not None:
             return escalations(request, f"{goal_id} {task_id}: {_one_line(error)}", 400)
         return RedirectResponse("/escalations?" + urlencode({"done": done}), status_code=303)
 
-    async def answer(request: Request) -> Any:
+    async def answer(request: Request, goal_id: str) -> Any:
         """A clarification answered from the goal page or the escalations page."""
-        goal_id = request.path_params["goal_id"]
         form = await request.form()
         task_id, text = str(form.get("task", "")), str(form.get("answer", "")).strip()
         error = _check_key(form, form_key)
@@ -284,15 +309,24 @@ def create_app(
         return Response((HERE / "static" / name).read_bytes(), media_type=_STATIC[name],
                         headers={"Cache-Control": "max-age=300"})
 
+    goal_pages: dict[str, Callable[[Request, str], Any]] = {
+        "": goal, "version": version, "replay": verify, "cancel": cancel, "answer": answer}
+
+    async def a_goal(request: Request) -> Any:
+        """/goals/<id> and the pages under it, by the raw path (see `_goal_route`)."""
+        goal_id, page = _goal_route(request.scope)
+        if request.method not in _GOAL_PAGES[page]:
+            raise HTTPException(405, headers={"Allow": ", ".join(_GOAL_PAGES[page])})
+        handler = goal_pages[page]
+        if page in ("cancel", "answer"):
+            return await handler(request, goal_id)
+        return await run_in_threadpool(handler, request, goal_id)
+
     routes = [
         Route("/", goals),
         Route("/head", head),
         Route("/views", views_position),
-        Route("/goals/{goal_id:path}/version", version),
-        Route("/goals/{goal_id:path}/replay", verify),
-        Route("/goals/{goal_id:path}/cancel", cancel, methods=["POST"]),
-        Route("/goals/{goal_id:path}/answer", answer, methods=["POST"]),
-        Route("/goals/{goal_id:path}", goal),
+        Route("/goals/{rest:path}", a_goal, methods=["GET", "POST"]),
         Route("/escalations", escalations),
         Route("/escalations/resolve", resolve, methods=["POST"]),
         Route("/static/{name}", static),
