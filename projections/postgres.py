@@ -17,7 +17,12 @@ from baton.projections.pg_schema import CreatedOnce
 from baton.projections.schema import VIEWS_META
 from baton.projections.views import GoalViews
 
-__all__ = ["PostgresGoalViews"]
+__all__ = ["NUL_SHOWN", "PostgresGoalViews"]
+
+# PostgreSQL's text and jsonb cannot hold NUL (0x00), which an agent's error or question, or a
+# human's reason, may: the read models show this in its place (the events keep the NUL), so one
+# such value cannot stop them catching up.
+NUL_SHOWN = "\ufffd"
 
 
 class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
@@ -25,7 +30,7 @@ class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
 
     dialect = "postgres"
     _notification_column = "notification_id"
-    _converted = frozenset({"json"})  # psycopg adapts datetimes itself
+    _converted = frozenset({"json", "text"})  # psycopg adapts datetimes itself
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -70,5 +75,21 @@ class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
 
     def _encode(self, kind: str, value: Any) -> Any:
         if kind == "json" and value is not None:
-            return Jsonb(value)
+            return Jsonb(_without_nul(value))
+        if kind == "text" and isinstance(value, str) and "\x00" in value:
+            return value.replace("\x00", NUL_SHOWN)
         return value
+
+    def _param(self, value: Any) -> Any:
+        return _without_nul(value) if isinstance(value, str) else value
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` (JSON) with NUL_SHOWN for each NUL in its strings and keys."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_SHOWN) if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value

@@ -200,12 +200,18 @@ def create_app(
         return render(request, "goal.html", context)
 
     def version(request: Request, goal_id: str) -> Any:
-        found = store.app.recorder.select_events(goal_id, desc=True, limit=1)
-        return JSONResponse({"version": found[0].originator_version if found else 0})
+        found = [] if "\x00" in goal_id else store.app.recorder.select_events(
+            goal_id, desc=True, limit=1)  # (a NUL: no goal's id, and PostgreSQL refuses it)
+        if not found:
+            return JSONResponse({"error": f"no goal {goal_id!r}"}, 404)
+        return JSONResponse({"version": found[0].originator_version})
 
     def verify(request: Request, goal_id: str) -> Any:
         try:
             events = list(store.events(goal_id))
+        except GoalNotFound:
+            return render(request, "error.html", {"error": f"no goal {goal_id!r}"}, 404)
+        try:
             loaded = load_goal_plan(store.get(goal_id))
             result = replay(events, loaded.contracts).to_json()
             error = None

@@ -1,0 +1,86 @@
+"""The web view under input a careless or hostile user sends: each gets a 4xx page with one line
+that says what is wrong, never a 500, and nothing recorded is lost; through Starlette's
+TestClient on both stores."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web extra is not installed")
+
+from starlette.testclient import TestClient
+
+from baton.readmodels.reading import ReadModels, refresh
+from baton.runtime.service import resume_goal
+from baton.store.eventstore import BatonStore, open_store
+from baton.web.app import create_app
+from tests import gate_agents
+from tests.support import events_of, projected, run
+from tests.test_gates import gated_plan
+from tests.web_goals import escalating_plan
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[BatonStore]:
+    gate_agents.reset()
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def _form_key(page: str) -> str:
+    found = re.search(r'name="form_key" value="([^"]+)"', page)
+    assert found, "the page has no form"
+    return found.group(1)
+
+
+def _error(page: str) -> str:
+    found = re.search(r'<p class="error" id="error">([^<]*)</p>', page)
+    assert found, page[:300]
+    return html.unescape(found.group(1))
+
+
+def _listed(page: str) -> list[tuple[str, str]]:
+    return [(goal, status) for status, goal in
+            re.findall(r'data-status="(\w+)"><td><a href="/goals/([^"]+)"', page)]
+
+
+def test_a_nul_in_what_a_human_types_never_stops_the_read_models(store: BatonStore) -> None:
+    """PostgreSQL's text and jsonb cannot hold NUL: a reason or an answer holding one is
+    recorded as typed, and the read models (the goal list, the escalations) still catch up,
+    showing U+FFFD in its place; a NUL in a goal id or a filter finds nothing."""
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    run(store, gated_plan(), {"question": "sales"}, goal_id="g")
+    refresh(store)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        key = _form_key(client.get("/escalations").text)
+        cancelled = client.post("/goals/human/cancel", data={
+            "form_key": key, "reason": "dup\x00licate", "back": "escalations"})
+        assert cancelled.status_code == 200 and "human: cancelled" in cancelled.text
+        [request] = events_of(store, "human", "CancelRequested")
+        assert request.reason == "dup\x00licate"  # the event keeps what was typed
+
+        answered = client.post("/goals/g/answer", data={
+            "form_key": key, "task": "ask", "answer": "Q\x003", "back": "goal"})
+        assert "g ask: answer recorded" in answered.text
+        resume_goal(store, "g")  # the draft carries the NUL into the approval's input
+        refresh(store)
+        assert projected(store, ReadModels.state).lag == 0
+        page = client.get("/").text
+        assert "read models current" in page
+        assert sorted(_listed(page)) == [("g", "waiting"), ("human", "cancelled")]
+        escalations = html.unescape(client.get("/escalations").text)
+        assert 'data-goal="g" data-task="publish"' in escalations
+        assert "sales during Q" in escalations
+
+        for path in ("/goals/%00", "/goals/%00/replay", "/goals/a%00b/version"):
+            assert client.get(path).status_code == 404, path
+        assert _listed(client.get("/?plan=%00").text) == []
+        assert _listed(client.get("/?status=%00").text) == []
+        refused = client.post("/escalations/resolve", data={
+            "form_key": key, "goal": "\x00", "task": "a", "action": "retry", "reason": "r"})
+        assert refused.status_code == 400 and "no goal '\\x00'" in _error(refused.text)
