@@ -84,3 +84,30 @@ def test_a_nul_in_what_a_human_types_never_stops_the_read_models(store: BatonSto
         refused = client.post("/escalations/resolve", data={
             "form_key": key, "goal": "\x00", "task": "a", "action": "retry", "reason": "r"})
         assert refused.status_code == 400 and "no goal '\\x00'" in _error(refused.text)
+
+
+def test_an_output_nested_too_deeply_or_not_storable_is_refused_in_one_line(
+    store: BatonStore,
+) -> None:
+    """The output form reads JSON as `resolve --output` does: nesting deeper than Python's
+    parser goes, or than the store holds, and NaN are a 400 that says so, and nothing is
+    recorded (they were a 500, or a decision recorded with a value the CLI refuses)."""
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    refresh(store)
+    before = len(store.events("human"))
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        key = _form_key(client.get("/escalations").text)
+        cases = {
+            '{"text": "x", "y": ' + "[" * 100_000 + "]" * 100_000 + "}": "nested too deeply",
+            '{"text": "x", "y": ' + "[" * 300 + "]" * 300 + "}":
+                "cannot be stored: at y",
+            '{"text": NaN}': "cannot be stored: at text: nan is not a finite number",
+        }
+        for output, message in cases.items():
+            refused = client.post("/escalations/resolve", data={
+                "form_key": key, "goal": "human", "task": "a", "action": "output",
+                "output": output, "reason": "r"})
+            assert refused.status_code == 400, message
+            assert f"human a: output: {message}" in _error(refused.text)
+    assert len(store.events("human")) == before
+    assert store.get("human").state.tasks["a"].status == "escalated"

@@ -13,7 +13,6 @@ cookie) or as `Authorization: Bearer`.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import threading
@@ -38,7 +37,7 @@ from starlette.templating import Jinja2Templates
 from baton.domain.errors import BatonError
 from baton.domain.replay import replay
 from baton.readmodels.reading import CatchUpThread, KeptReadModels
-from baton.runtime.loading import unique_keys
+from baton.runtime.loading import parse_json_value
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
@@ -297,12 +296,10 @@ def create_app(
         if error is None and action not in _ACTIONS:
             error = f"action must be one of {', '.join(_ACTIONS)}, not {action!r}"
         elif error is None and action == "output":
-            try:
-                output = json.loads(str(form.get("output", "")), object_pairs_hook=unique_keys)
-            except json.JSONDecodeError as exc:
-                error = f"output is not valid JSON: {exc.msg} at line {exc.lineno}"
-            except ValueError as exc:  # a key written twice, as `resolve --output` refuses it
-                error = f"output is not valid JSON: {exc}"
+            try:  # as `resolve --output` reads it
+                output = parse_json_value(str(form.get("output", "")))
+            except ValueError as exc:
+                error = f"output: {exc}"
         return record(request, form, goal_id, task_id, error, action,
                       lambda: resolve_task(store, goal_id, task_id, action=action, reason=reason,
                                            by=_by(form), output=output))
