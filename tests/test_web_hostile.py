@@ -111,3 +111,42 @@ def test_an_output_nested_too_deeply_or_not_storable_is_refused_in_one_line(
             assert f"human a: output: {message}" in _error(refused.text)
     assert len(store.events("human")) == before
     assert store.get("human").state.tasks["a"].status == "escalated"
+
+
+def test_unknown_pages_and_bad_query_parameters_get_a_page_that_says_why(
+    store: BatonStore,
+) -> None:
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    refresh(store)
+    total = len(store.events("human"))
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+
+        def refused(path: str, status: int, message: str, method: str = "GET") -> None:
+            page = client.request(method, path)
+            assert page.status_code == status, path
+            assert page.headers["content-type"].startswith("text/html"), path
+            assert _error(page.text) == message, path
+
+        refused("/nope", 404, "no page /nope")
+        refused("/static/nope.js", 404, "no page /static/nope.js")
+        refused("/goals/nope", 404, "no goal 'nope'")
+        refused("/goals/nope/replay", 404, "no goal 'nope'")
+        assert client.get("/goals/nope/version").status_code == 404
+        refused("/goals/human/cancel", 405, "/goals/human/cancel does not take GET")
+        refused("/escalations/resolve", 405, "/escalations/resolve does not take GET")
+        assert client.get("/escalations/resolve").headers["allow"] == "POST"
+        refused("/goals/human?at=abc", 400, "at: 'abc' is not a whole number")
+        refused("/goals/human?at=1e3", 400, "at: '1e3' is not a whole number")
+        refused("/goals/human?page=last", 400, "page: 'last' is not a whole number")
+        refused("/goals/human?tasks_page=1.5", 400, "tasks_page: '1.5' is not a whole number")
+        refused("/?page=two", 400, "page: 'two' is not a whole number")
+        # a number past either end shows the nearest event, as the step arrows do
+        for at, shown in (("0", 1), ("-4", 1), (str(total + 50), total)):
+            page = client.get(f"/goals/human?at={at}")
+            assert page.status_code == 200
+            assert f'id="at-input" min="1" max="{total}" value="{shown}"' in page.text
+        # an unknown task: the goal's page still, saying there is no such task
+        unknown = client.get("/goals/human?task=zzz&at=2")
+        assert unknown.status_code == 404 and 'id="goal-status"' in unknown.text
+        assert _error(unknown.text) == "no task 'zzz' at event 2 of this goal"
+        assert 'id="task"' in client.get("/goals/human?task=a").text

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlencode
@@ -159,7 +160,7 @@ def create_app(
         with views.read() as models:
             where = behind(models)
             listed = models.goal_list(status=status, plan=plan, since=since,
-                                      page=_int(params.get("page"), 1),
+                                      page=_int(params, "page", 1),
                                       per_page=GOALS_PER_PAGE, columns=_GOAL_COLUMNS)
         return render(request, "goals.html", {
             "goals": listed.rows, "counts": listed.counts, "total": listed.total,
@@ -185,17 +186,21 @@ def create_app(
         except GoalNotFound:
             return render(request, "error.html", {"error": f"no goal {goal_id!r}"}, 404)
         params = request.query_params
+        task = params.get("task") or None
         context = goal_page(
             events,
-            at=_int(params.get("at"), None),
-            page=_int(params.get("page"), None),
-            task=params.get("task") or None,
-            tasks_page=_int(params.get("tasks_page"), 1),
+            at=_int(params, "at", None),
+            page=_int(params, "page", None),
+            task=task,
+            tasks_page=_int(params, "tasks_page", 1),
             now=datetime.now(UTC),
         )
         context["error"] = params.get("error")
         context["done"] = params.get("done")
         context["resuming"] = goal_id in resumes and resumes[goal_id].is_alive()
+        if task is not None and context["detail"] is None:  # the page, and why no task shows
+            context["error"] = f"no task {task!r} at event {context['at']} of this goal"
+            return render(request, "goal.html", context, 404)
         return render(request, "goal.html", context)
 
     def version(request: Request, goal_id: str) -> Any:
@@ -308,7 +313,7 @@ def create_app(
         """The two bundled files (the package's own; nothing comes from the internet)."""
         name = request.path_params["name"]
         if name not in _STATIC:
-            return PlainTextResponse("not found", 404)
+            raise HTTPException(404)
         return Response((HERE / "static" / name).read_bytes(), media_type=_STATIC[name],
                         headers={"Cache-Control": "max-age=300"})
 
@@ -344,6 +349,20 @@ def create_app(
         return render(request, "error.html", {"title": "Store unavailable", "error": message},
                       503)
 
+    def http_error(request: Request, exc: Exception) -> Any:
+        """Starlette's own errors (no such page, a method a page does not take, a form too
+        big to read) and the views' 400s: a page with the one-line reason, not bare text."""
+        assert isinstance(exc, HTTPException)
+        status, message = exc.status_code, exc.detail
+        if status == 404 and message == "Not Found":  # no route
+            message = f"no page {request.url.path}"
+        elif status == 405 and message == "Method Not Allowed":
+            message = f"{request.url.path} does not take {request.method}"
+        response = render(request, "error.html", {
+            "title": HTTPStatus(status).phrase, "error": _one_line(message)}, status)
+        response.headers.update(exc.headers or {})  # a 405's Allow
+        return response
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if catch_up_s > 0:
@@ -366,7 +385,8 @@ def create_app(
             views.close()
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                     exception_handlers={StoreError: store_unavailable})
+                     exception_handlers={StoreError: store_unavailable,
+                                         HTTPException: http_error})
 
 
 def _resume(
@@ -420,8 +440,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())[:300]
 
 
-def _int(text: str | None, default: Any) -> Any:
-    try:
-        return int(text) if text is not None and text != "" else default
-    except ValueError:
+def _int(params: Any, name: str, default: Any) -> Any:
+    """A whole-number query parameter (absent or empty: `default`); anything else is a 400
+    that says so, not a page that quietly shows something else."""
+    text = params.get(name)
+    if text is None or text == "":
         return default
+    try:
+        return int(text)
+    except ValueError:
+        raise HTTPException(400, f"{name}: {text[:40]!r} is not a whole number") from None
