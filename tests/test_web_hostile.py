@@ -150,3 +150,48 @@ def test_unknown_pages_and_bad_query_parameters_get_a_page_that_says_why(
         assert unknown.status_code == 404 and 'id="goal-status"' in unknown.text
         assert _error(unknown.text) == "no task 'zzz' at event 2 of this goal"
         assert 'id="task"' in client.get("/goals/human?task=a").text
+
+
+def test_a_decision_saved_while_another_process_writes_to_the_goal_is_still_recorded(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the form's read of the goal and its save, a worker or another person saves to
+    the same goal: the version conflict re-runs the command on the goal as it now stands (as
+    the runner does), not a 500 that records nothing."""
+    from baton.runtime.service import resolve_task
+
+    store, other = open_store(store_url), open_store(store_url)
+    try:
+        run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+        run(store, escalating_plan(), {"text": "x"}, goal_id="other")
+        refresh(store)
+        read = store.get
+        written: list[str] = []
+
+        def read_then_someone_writes(goal_id: str) -> object:
+            goal = read(goal_id)
+            if not written:  # once: bob resolves it through another connection
+                written.append(goal_id)
+                resolve_task(other, goal_id, "a", action="retry", reason="again", by="bob")
+            return goal
+
+        monkeypatch.setattr(store, "get", read_then_someone_writes)
+        with TestClient(create_app(store, catch_up_s=0)) as client:
+            key = _form_key(client.get("/escalations").text)
+            cancelled = client.post("/goals/human/cancel", data={
+                "form_key": key, "reason": "duplicate", "by": "ana"})
+            assert cancelled.status_code == 200 and 'id="goal-status">cancelled' in cancelled.text
+            written.clear()
+            resolved = client.post("/escalations/resolve", data={
+                "form_key": key, "goal": "other", "task": "a", "action": "abandon",
+                "reason": "give up", "by": "ana"})
+            # bob's retry came first: the task is no longer escalated, and the form says so
+            assert resolved.status_code == 400
+            assert "task 'a' is ready, not escalated" in _error(resolved.text)
+        assert [(e.by, e.reason) for e in events_of(store, "human", "HumanResolved")] == [
+            ("bob", "again")]
+        assert store.get("human").state.status == "cancelled"
+        assert [e.by for e in events_of(store, "other", "HumanResolved")] == ["bob"]
+    finally:
+        other.close()
+        store.close()
