@@ -195,3 +195,30 @@ def test_a_decision_saved_while_another_process_writes_to_the_goal_is_still_reco
     finally:
         other.close()
         store.close()
+
+
+def test_a_file_sent_for_a_text_field_is_no_text(store: BatonStore) -> None:
+    """A crafted multipart post with a file under `reason` or `answer`: refused as missing, not
+    recorded as the file object's description ("UploadFile(filename=...)")."""
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    run(store, gated_plan(), {"question": "sales"}, goal_id="g")
+    refresh(store)
+    file = ("why.txt", b"because", "text/plain")
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        key = _form_key(client.get("/escalations").text)
+        resolved = client.post("/escalations/resolve", data={
+            "form_key": key, "goal": "human", "task": "a", "action": "retry"},
+            files={"reason": file})
+        assert resolved.status_code == 400
+        assert _error(resolved.text).startswith("human a: a reason is required")
+        cancelled = client.post("/goals/human/cancel", data={
+            "form_key": key, "back": "escalations"}, files={"reason": file})
+        assert cancelled.status_code == 400
+        assert _error(cancelled.text).startswith("human: cancel: a reason is required")
+        answered = client.post("/goals/g/answer", data={
+            "form_key": key, "task": "ask", "back": "escalations"}, files={"answer": file})
+        assert answered.status_code == 400
+        assert _error(answered.text) == "g ask: an answer is required"
+    assert store.get("human").state.status == "waiting"
+    assert not events_of(store, "human", "HumanResolved")
+    assert not events_of(store, "g", "HumanAnswered")

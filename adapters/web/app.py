@@ -227,7 +227,7 @@ def create_app(
     async def cancel(request: Request, goal_id: str) -> Any:
         form = await request.form()
         error = _check_key(form, form_key)
-        reason = str(form.get("reason", "")).strip()
+        reason = _field(form, "reason").strip()
         if error is None:
             try:
                 cancel_goal(store, goal_id, reason=reason, by=_by(form))
@@ -285,7 +285,7 @@ def create_app(
     async def answer(request: Request, goal_id: str) -> Any:
         """A clarification answered from the goal page or the escalations page."""
         form = await request.form()
-        task_id, text = str(form.get("task", "")), str(form.get("answer", "")).strip()
+        task_id, text = _field(form, "task"), _field(form, "answer").strip()
         error = _check_key(form, form_key)
         if error is None and not text:
             error = "an answer is required"
@@ -294,15 +294,15 @@ def create_app(
 
     async def resolve(request: Request) -> Any:
         form = await request.form()
-        goal_id, task_id = str(form.get("goal", "")), str(form.get("task", ""))
-        action, reason = str(form.get("action", "")), str(form.get("reason", "")).strip()
+        goal_id, task_id = _field(form, "goal"), _field(form, "task")
+        action, reason = _field(form, "action"), _field(form, "reason").strip()
         error = _check_key(form, form_key)
         output: Any = None
         if error is None and action not in _ACTIONS:
             error = f"action must be one of {', '.join(_ACTIONS)}, not {action!r}"
         elif error is None and action == "output":
             try:  # as `resolve --output` reads it
-                output = parse_json_value(str(form.get("output", "")))
+                output = parse_json_value(_field(form, "output"))
             except ValueError as exc:
                 error = f"output: {exc}"
         return record(request, form, goal_id, task_id, error, action,
@@ -426,14 +426,20 @@ def _when(text: str) -> datetime:
 
 
 def _check_key(form: Any, key: str) -> str | None:
-    given = str(form.get("form_key", ""))
+    given = _field(form, "form_key")
     if not secrets.compare_digest(given, key):
         return "the form is out of date (reload the page)"
     return None
 
 
+def _field(form: Any, name: str) -> str:
+    """A form's text field; a file sent under its name (no page's form sends one) is none."""
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
 def _by(form: Any) -> str:
-    return str(form.get("by", "")).strip() or "web"
+    return _field(form, "by").strip() or "web"
 
 
 def _one_line(text: str) -> str:
