@@ -222,3 +222,46 @@ def test_a_file_sent_for_a_text_field_is_no_text(store: BatonStore) -> None:
     assert store.get("human").state.status == "waiting"
     assert not events_of(store, "human", "HumanResolved")
     assert not events_of(store, "g", "HumanAnswered")
+
+
+def test_a_second_resume_of_a_goal_waits_for_the_first(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two decisions on one goal, each with "resume now": the second resume waits for the
+    first, instead of running beside it (finding the goal owned, it left the second decision
+    undriven)."""
+    import threading
+
+    from baton.web import app as web
+    from tests.support import plan, task
+
+    store = open_store(f"sqlite:///{tmp_path}/b.db")
+    both = plan(*(task(name, "always_fails", input={"text": "$goal.text"},
+                       retry={"max_attempts": 1}, on_failure="escalate") for name in "ac"),
+                name="two-escalations")
+    run(store, both, {"text": "x"}, goal_id="two")
+    refresh(store)
+    running: list[str] = []
+    overlapped: list[bool] = []
+    second_started = threading.Event()
+
+    def resume(store: BatonStore, goal_id: str, **_: object) -> None:
+        overlapped.append(bool(running))
+        running.append(goal_id)
+        if len(overlapped) == 1:
+            second_started.wait(1)  # a second one beside it would start meanwhile
+        else:
+            second_started.set()
+        running.remove(goal_id)
+
+    monkeypatch.setattr(web, "resume_goal", resume)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        key = _form_key(client.get("/escalations").text)
+        for name in "ac":
+            decided = client.post("/escalations/resolve", data={
+                "form_key": key, "goal": "two", "task": name, "action": "abandon",
+                "reason": "not needed", "resume": "1"})
+            assert decided.status_code == 200, _error(decided.text)
+    # the app, stopping, waited for its resumes
+    assert overlapped == [False, False]
+    store.close()

@@ -254,7 +254,8 @@ def create_app(
         }, status)
 
     def resume_in_background(goal_id: str) -> None:
-        thread = threading.Thread(target=_resume, args=(store, goal_id, views, stopping),
+        thread = threading.Thread(target=_resume,
+                                  args=(store, goal_id, views, stopping, resumes.get(goal_id)),
                                   daemon=True, name=f"baton-web-resume-{goal_id}")
         resumes[goal_id] = thread
         thread.start()
@@ -390,9 +391,15 @@ def create_app(
 
 
 def _resume(
-    store: BatonStore, goal_id: str, views: KeptReadModels, stopping: threading.Event
+    store: BatonStore, goal_id: str, views: KeptReadModels, stopping: threading.Event,
+    before: threading.Thread | None = None,
 ) -> None:
-    """Drive a resolved goal on, as `baton resume` would, then bring the read models up."""
+    """Drive a resolved goal on, as `baton resume` would, then bring the read models up.
+    `before`: this server's last resume of the goal; a second decision resumed while it
+    still runs waits for it, rather than finding the goal owned (GoalOwned) and leaving
+    the decision it was asked to act on undriven."""
+    if before is not None:
+        before.join()
 
     def leave() -> bool:
         return stopping.is_set() and not store.get(goal_id).state.unsafe_attempt_in_flight()
