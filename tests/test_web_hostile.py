@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from baton.readmodels.reading import ReadModels, refresh
 from baton.runtime.service import resume_goal
 from baton.store.eventstore import BatonStore, open_store
-from baton.web.app import create_app
+from baton.web.app import create_app, goal_url
 from tests import gate_agents
 from tests.support import events_of, projected, run
 from tests.test_gates import gated_plan
@@ -265,3 +265,31 @@ def test_a_second_resume_of_a_goal_waits_for_the_first(
     # the app, stopping, waited for its resumes
     assert overlapped == [False, False]
     store.close()
+
+
+def test_text_from_agents_and_humans_is_shown_never_run(store: BatonStore) -> None:
+    """Markup in a goal id, a question, an answer, a reason or a filter is escaped on every
+    page (the graph and the timeline are drawn on the server too)."""
+    hostile = "<script>alert(1)</script>"
+    attribute = '"><img src=x onerror=alert(2)>'
+    goal_id = f"g{hostile}{attribute}"
+    run(store, gated_plan(), {"question": hostile + attribute}, goal_id=goal_id)
+    run(store, escalating_plan(), {"text": hostile}, goal_id="human")
+    refresh(store)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        key = _form_key(client.get("/escalations").text)
+        client.post("/escalations/resolve", data={
+            "form_key": key, "goal": "human", "task": "a", "action": "output",
+            "output": '{"text": "' + hostile + '"}', "reason": attribute, "by": hostile})
+        client.post(goal_url(goal_id, "answer"),
+                    data={"form_key": key, "task": "ask", "answer": hostile + attribute})
+        refresh(store)
+        pages = ["/", "/escalations", f"/?plan={attribute}", f"/?status={hostile}",
+                 "/goals/human", "/goals/human?task=a", "/goals/human/replay",
+                 goal_url(goal_id), goal_url(goal_id) + "?task=ask",
+                 goal_url(goal_id, "replay"), f"/goals/human?error={hostile}",
+                 f"/escalations?done={attribute}", f"/nope{hostile}"]
+        for path in pages:
+            text = client.get(path).text
+            assert "<script>alert" not in text and "<img src=x" not in text, path
+        assert "HumanAnswered" in [type(e).__name__ for e in store.events(goal_id)]
