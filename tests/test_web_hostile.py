@@ -293,3 +293,21 @@ def test_text_from_agents_and_humans_is_shown_never_run(store: BatonStore) -> No
             text = client.get(path).text
             assert "<script>alert" not in text and "<img src=x" not in text, path
         assert "HumanAnswered" in [type(e).__name__ for e in store.events(goal_id)]
+
+
+def test_a_form_posted_empty_or_not_as_a_form_says_so(store: BatonStore) -> None:
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        for sent in ({}, {"json": {"goal": "human"}}, {"content": b"--x\r\nbroken",
+                     "headers": {"content-type": "multipart/form-data; boundary=x"}}):
+            page = client.post("/escalations/resolve", **sent)  # type: ignore[arg-type]
+            assert page.status_code == 400
+            assert _error(page.text) == "the form is out of date (reload the page)"
+        key = _form_key(client.get("/goals/human").text)
+        nameless = client.post("/escalations/resolve", data={
+            "form_key": key, "action": "retry", "reason": "r"})
+        assert _error(nameless.text) == "no goal '' in this store"
+        too_big = client.post("/goals/human/cancel", files={"reason": (None, "x" * 2_000_000)},
+                              data={"form_key": key})
+        assert too_big.status_code == 400 and "exceeded maximum size" in _error(too_big.text)
+    assert store.get("human").state.status == "waiting"

@@ -280,7 +280,9 @@ def create_app(
             return RedirectResponse(f"{goal_url(goal_id)}?{urlencode(query)}",
                                     status_code=303)
         if error is not None:
-            return escalations(request, f"{goal_id} {task_id}: {_one_line(error)}", 400)
+            about = " ".join(name for name in (goal_id, task_id) if name)  # a form left empty
+            line = f"{about}: {_one_line(error)}" if about else _one_line(error)
+            return escalations(request, line, 400)
         return RedirectResponse("/escalations?" + urlencode({"done": done}), status_code=303)
 
     async def answer(request: Request, goal_id: str) -> Any:
