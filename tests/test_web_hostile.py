@@ -311,3 +311,39 @@ def test_a_form_posted_empty_or_not_as_a_form_says_so(store: BatonStore) -> None
                               data={"form_key": key})
         assert too_big.status_code == 400 and "exceeded maximum size" in _error(too_big.text)
     assert store.get("human").state.status == "waiting"
+
+
+def test_a_form_refused_on_the_goal_page_is_a_400_that_keeps_the_page_working(
+    store: BatonStore,
+) -> None:
+    """The goal page's forms, refused (no answer, no reason, a stale key, a decision that no
+    longer applies): the goal's page again with a 400 and the one line, its links and step
+    control pointing at the goal's page (it is shown at the form's URL); nothing recorded.
+    Before, a redirect carried the line in `?error=`, which any link could set as well."""
+    goal_id = "trip #1/x"
+    run(store, gated_plan(), {"question": "sales"}, goal_id=goal_id)
+    before = len(store.events(goal_id))
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        key = _form_key(client.get(goal_url(goal_id)).text)
+        cases = [
+            (goal_url(goal_id, "answer"), {"task": "ask", "answer": " ", "back": "goal"},
+             "an answer is required"),
+            (goal_url(goal_id, "answer"), {"task": "ask", "answer": "Q3", "back": "goal",
+                                           "form_key": "stale"},
+             "the form is out of date (reload the page)"),
+            ("/escalations/resolve", {"goal": goal_id, "task": "publish", "action": "approve",
+                                      "reason": "ok", "back": "goal"},
+             f"goal {goal_id}: task 'publish' is pending, not escalated"),
+            (goal_url(goal_id, "cancel"), {"reason": " "},
+             "cancel: a reason is required (why, for the audit trail), not ''"),
+        ]
+        for path, fields, message in cases:
+            page = client.post(path, data={"form_key": key, **fields}, follow_redirects=False)
+            assert page.status_code == 400, message
+            assert _error(page.text) == message
+            here = html.escape(goal_url(goal_id))
+            assert f'<form method="get" class="step" id="step" action="{here}">' in page.text
+            assert f'href="{here}?at=' in page.text
+        assert "spoofed" not in client.get(goal_url(goal_id) + "?error=spoofed").text
+        assert "spoofed" not in client.get("/escalations?error=spoofed").text
+    assert len(store.events(goal_id)) == before

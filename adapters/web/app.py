@@ -49,7 +49,7 @@ from baton.runtime.service import (
 )
 from baton.store.eventstore import BatonStore, GoalNotFound, StoreError
 from baton.web.events import EventCache
-from baton.web.goal_view import goal_page
+from baton.web.goal_view import goal_page, goal_url
 
 __all__ = ["ESCALATIONS_SHOWN", "GOALS_PER_PAGE", "create_app", "goal_url"]
 
@@ -68,12 +68,6 @@ _STATIC = {"style.css": "text/css", "app.js": "text/javascript"}
 # A goal's pages under /goals/<id>/…, and the methods each answers (GET answers HEAD too)
 _GOAL_PAGES = {"": ("GET", "HEAD"), "version": ("GET", "HEAD"), "replay": ("GET", "HEAD"),
                "cancel": ("POST",), "answer": ("POST",)}
-
-
-def goal_url(goal_id: str, page: str = "") -> str:
-    """The path of a goal's page (or of `page` under it): the id percent-encoded as one path
-    segment, `/`, `#`, `?` and `%` included, so any id a user chose makes a working link."""
-    return f"/goals/{quote(goal_id, safe='')}" + (f"/{page}" if page else "")
 
 
 def _goal_route(scope: Any) -> tuple[str, str]:
@@ -180,7 +174,8 @@ def create_app(
         with views.read() as models:
             return JSONResponse({"version": models.views.position(store.app.name)})
 
-    def goal(request: Request, goal_id: str) -> Any:
+    def goal(request: Request, goal_id: str, refused: str | None = None) -> Any:
+        """The goal's page; `refused`: why a form posted from it recorded nothing (a 400)."""
         try:
             events = cache.events(goal_id)
         except GoalNotFound:
@@ -195,9 +190,12 @@ def create_app(
             tasks_page=_int(params, "tasks_page", 1),
             now=datetime.now(UTC),
         )
-        context["error"] = params.get("error")
+        context["error"] = None  # never from the query: a link cannot put words on the page
         context["done"] = params.get("done")
         context["resuming"] = goal_id in resumes and resumes[goal_id].is_alive()
+        if refused is not None:
+            context["error"], context["done"] = refused, None
+            return render(request, "goal.html", context, 400)
         if task is not None and context["detail"] is None:  # the page, and why no task shows
             context["error"] = f"no task {task!r} at event {context['at']} of this goal"
             return render(request, "goal.html", context, 404)
@@ -239,8 +237,9 @@ def create_app(
                 return escalations(request, f"{goal_id}: {_one_line(error)}", 400)
             done = urlencode({"done": f"{goal_id}: cancelled"})
             return RedirectResponse(f"/escalations?{done}", status_code=303)
-        suffix = "" if error is None else "?" + urlencode({"error": _one_line(error)})
-        return RedirectResponse(goal_url(goal_id) + suffix, status_code=303)
+        if error is not None:
+            return goal(request, goal_id, refused=_one_line(error))
+        return RedirectResponse(goal_url(goal_id), status_code=303)
 
     def escalations(request: Request, error: str | None = None, status: int = 200) -> Any:
         with views.read() as models:
@@ -248,7 +247,7 @@ def create_app(
             shown = models.longest_waiting(ESCALATIONS_SHOWN)
         return render(request, "escalations.html", {
             "escalations": shown.rows, "waiting": shown.waiting, **where,
-            "error": error or request.query_params.get("error"),
+            "error": error,
             "done": request.query_params.get("done"), "actions": _ACTIONS[:3],
             "actions_for": _ACTIONS_FOR,
         }, status)
@@ -276,8 +275,9 @@ def create_app(
             resume_in_background(goal_id)
         done = f"{goal_id} {task_id}: {what} recorded"
         if form.get("back") == "goal":
-            query = {"error": _one_line(error)} if error is not None else {"done": done}
-            return RedirectResponse(f"{goal_url(goal_id)}?{urlencode(query)}",
+            if error is not None:
+                return goal(request, goal_id, refused=_one_line(error))
+            return RedirectResponse(f"{goal_url(goal_id)}?{urlencode({'done': done})}",
                                     status_code=303)
         if error is not None:
             about = " ".join(name for name in (goal_id, task_id) if name)  # a form left empty
