@@ -347,3 +347,19 @@ def test_a_form_refused_on_the_goal_page_is_a_400_that_keeps_the_page_working(
         assert "spoofed" not in client.get(goal_url(goal_id) + "?error=spoofed").text
         assert "spoofed" not in client.get("/escalations?error=spoofed").text
     assert len(store.events(goal_id)) == before
+
+
+def test_a_since_beyond_the_calendar_in_utc_and_a_huge_id_get_one_short_line(
+    store: BatonStore,
+) -> None:
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    refresh(store)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        for since in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00+01:00"):
+            page = client.get("/", params={"since": since})
+            assert page.status_code == 400, since  # a 500 on SQLite
+            assert _error(page.text) == (f"since: {since!r} is out of range (years 1 to 9999 "
+                                         "in UTC)")
+        assert _listed(client.get("/", params={"since": "9999-12-31T23:59:59+01:00"}).text) == []
+        long = client.get(goal_url("x" * 20_000))
+        assert long.status_code == 404 and len(_error(long.text)) <= 300

@@ -179,7 +179,8 @@ def create_app(
         try:
             events = cache.events(goal_id)
         except GoalNotFound:
-            return render(request, "error.html", {"error": f"no goal {goal_id!r}"}, 404)
+            return render(request, "error.html", {"error": _one_line(f"no goal {goal_id!r}")},
+                          404)
         params = request.query_params
         task = params.get("task") or None
         context = goal_page(
@@ -212,7 +213,8 @@ def create_app(
         try:
             events = list(store.events(goal_id))
         except GoalNotFound:
-            return render(request, "error.html", {"error": f"no goal {goal_id!r}"}, 404)
+            return render(request, "error.html", {"error": _one_line(f"no goal {goal_id!r}")},
+                          404)
         try:
             loaded = load_goal_plan(store.get(goal_id))
             result = replay(events, loaded.contracts).to_json()
@@ -427,11 +429,14 @@ def _since(text: str | None) -> tuple[datetime | None, str | None]:
     except ValueError:
         return None, f"since: {text[:40]!r} is not a date or time (e.g. 2026-12-01 or " \
                      "2026-12-01T09:30)"
+    except OverflowError:  # 9999-12-31T23:59-01:00 is in year 10000 in UTC
+        return None, f"since: {text[:40]!r} is out of range (years 1 to 9999 in UTC)"
 
 
 def _when(text: str) -> datetime:
+    """The instant, in UTC (as the read models compare it)."""
     value = datetime.fromisoformat(text)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _check_key(form: Any, key: str) -> str | None:
