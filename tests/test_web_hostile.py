@@ -363,3 +363,19 @@ def test_a_since_beyond_the_calendar_in_utc_and_a_huge_id_get_one_short_line(
         assert _listed(client.get("/", params={"since": "9999-12-31T23:59:59+01:00"}).text) == []
         long = client.get(goal_url("x" * 20_000))
         assert long.status_code == 404 and len(_error(long.text)) <= 300
+
+
+def test_a_decision_submitted_twice_is_recorded_once(store: BatonStore) -> None:
+    run(store, escalating_plan(), {"text": "x"}, goal_id="human")
+    refresh(store)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        form = {"form_key": _form_key(client.get("/escalations").text), "goal": "human",
+                "task": "a", "action": "output", "output": '{"text": "by hand"}',
+                "reason": "fixed", "by": "ana"}
+        first = client.post("/escalations/resolve", data=form)
+        assert first.status_code == 200 and "human a: output recorded" in first.text
+        again = client.post("/escalations/resolve", data=form)
+        assert again.status_code == 400
+        assert _error(again.text).startswith("human a: goal human: task 'a' is ")
+        assert _error(again.text).endswith(", not escalated")
+    assert len(events_of(store, "human", "HumanResolved")) == 1
