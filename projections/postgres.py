@@ -5,8 +5,6 @@ A module of its own, as in eventsourcing, so that only PostgreSQL users import p
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +17,12 @@ from baton.projections.pg_schema import CreatedOnce
 from baton.projections.schema import VIEWS_META
 from baton.projections.views import GoalViews
 
-__all__ = ["PostgresGoalViews"]
+__all__ = ["NUL_SHOWN", "PostgresGoalViews"]
+
+# PostgreSQL's text and jsonb cannot hold NUL (0x00), which an agent's error or question, or a
+# human's reason, may: the read models show this in its place (the events keep the NUL), so one
+# such value cannot stop them catching up.
+NUL_SHOWN = "\ufffd"
 
 
 class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
@@ -27,8 +30,7 @@ class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
 
     dialect = "postgres"
     _notification_column = "notification_id"
-    # psycopg adapts datetimes itself; text and JSON lose NUL, which PostgreSQL cannot hold
-    _converted = frozenset({"json", "text"})
+    _converted = frozenset({"json", "text"})  # psycopg adapts datetimes itself
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -76,16 +78,21 @@ class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
         a reason with one stopped every catch-up for good at that event (the events hold it;
         SQLite's views too). Here it reads U+FFFD, the replacement character."""
         if kind == "json" and value is not None:
-            return Jsonb(value, dumps=_json_without_nul)
+            return Jsonb(_without_nul(value))
         if kind == "text" and isinstance(value, str) and "\x00" in value:
-            return value.replace("\x00", "\ufffd")
+            return value.replace("\x00", NUL_SHOWN)
         return value
 
+    def _param(self, value: Any) -> Any:
+        return _without_nul(value) if isinstance(value, str) else value
 
-# A `\u0000` escape that is not itself the tail of an escaped backslash (`\\u0000`).
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
-
-def _json_without_nul(value: Any) -> str:
-    text = json.dumps(value)
-    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+def _without_nul(value: Any) -> Any:
+    """`value` (JSON) with NUL_SHOWN for each NUL in its strings and keys."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_SHOWN) if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value

@@ -80,6 +80,10 @@ class GoalViews(TrackingRecorder):
     def _encode(self, kind: str, value: Any) -> Any:
         return value
 
+    def _param(self, value: Any) -> Any:
+        """A read's parameter, as `_encode` stores a text value (PostgreSQL: no NUL)."""
+        return value
+
     def _decode(self, kind: str, value: Any) -> Any:
         return value
 
@@ -370,7 +374,7 @@ class ViewReader:
              limit: int | None = None) -> list[Row]:
         names = tuple(columns or table.names)
         query = self._query(table, names, where, order)
-        values = tuple(params)
+        values = tuple(map(self.views._param, params))
         if limit is not None:
             query += " LIMIT ?"
             values += (limit,)
@@ -380,7 +384,7 @@ class ViewReader:
     def count(self, table: Table, where: str = "", params: Sequence[Any] = ()) -> int:
         query = f"SELECT COUNT(*) FROM {self.views.qualified(table.name)}"
         self.c.execute(self.views.sql(f"{query} WHERE {where}" if where else query),
-                       tuple(params))
+                       tuple(map(self.views._param, params)))
         return int(_first(self.c.fetchone()))
 
     def count_by(self, table: Table, column: str) -> dict[Any, int]:

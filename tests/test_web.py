@@ -141,11 +141,11 @@ def test_resolve_form_checks_its_input(client: TestClient) -> None:
         "a reason is required": {"action": "retry", "reason": " "},
         "action must be one of retry, abandon, output, approve, reject, not 'explode'": {
             "action": "explode", "reason": "r"},
-        "output is not valid JSON: Expecting property name enclosed in double quotes at line 1": {
+        "output: not valid JSON: Expecting property name enclosed in double quotes at line 1": {
             "action": "output", "output": "{nope", "reason": "r"},
         "--output does not satisfy Text": {"action": "output", "output": '{"txt": 1}',
                                            "reason": "r"},
-        "output is not valid JSON: duplicate key 'text'": {
+        "output: not valid JSON: duplicate key 'text'": {
             "action": "output", "output": '{"text": "a", "text": "b"}', "reason": "r"},
     }
     for message, fields in cases.items():

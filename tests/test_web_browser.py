@@ -161,7 +161,7 @@ def test_a_bad_form_shows_a_one_line_error(site: tuple[str, str, Any]) -> None:
     form.find_element(By.NAME, "reason").send_keys("r")
     form.find_element(By.TAG_NAME, "button").click()
     error = driver.find_element(By.ID, "error").text
-    assert error.startswith("human a: output is not valid JSON")
+    assert error.startswith("human a: output: not valid JSON")
     assert "\n" not in error
 
 

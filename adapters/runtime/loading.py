@@ -227,6 +227,25 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+def parse_json_value(text: str) -> Any:
+    """JSON a user typed (`--output`, `--input`, the web view's output form): the value, or a
+    ValueError whose one line says why not: not JSON, a key written twice, nested too deeply
+    to parse, or nothing the store can hold (NaN, a lone surrogate, too deep). The one parse
+    of it, for the CLI and the web view alike."""
+    try:
+        value = json.loads(text, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as exc:  # a duplicate key, or a number too long to convert
+        raise ValueError(f"not valid JSON: {exc}") from None
+    problem = json_problem(value)
+    if problem is not None:
+        raise ValueError(f"cannot be stored: {problem}")
+    return value
+
+
 def _parse_plan_text(text: str, *, as_json: bool) -> Any:
     if as_json:
         return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=unique_keys)

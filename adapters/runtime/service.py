@@ -10,12 +10,14 @@ CLI (`baton.cli.commands`) and the API (`baton.api`) both call these functions, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
+from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError
 
 from baton.domain.contracts import AgentContract, judge_output, validation_errors
@@ -65,6 +67,33 @@ _GATE_ACTIONS = {
 
 class CommandError(BatonError):
     """A command that does not apply to the goal as it stands (e.g. resolving a running task)."""
+
+
+_FRESH_READS = 5  # a human's command re-read after this many version conflicts, at most
+_P = ParamSpec("_P")
+
+
+def _on_the_goal_as_it_stands(
+    command: Callable[Concatenate[BatonStore, str, _P], Goal],
+) -> Callable[Concatenate[BatonStore, str, _P], Goal]:
+    """A human's command (resolve, answer, cancel) saved while another process saved to the
+    same goal after our read (a worker's result, another person's decision) conflicts on the
+    version: run it again on the goal as it now stands, as the runner re-reads after a
+    command's save; its checks then judge the new state (a task someone else resolved is no
+    longer escalated). Each try saves all of its events or none."""
+
+    @functools.wraps(command)
+    def on_fresh_state(store: BatonStore, goal_id: str, /, *args: _P.args,
+                       **kwargs: _P.kwargs) -> Goal:
+        for _ in range(_FRESH_READS):
+            try:
+                return command(store, goal_id, *args, **kwargs)
+            except IntegrityError:
+                continue
+        raise CommandError(f"goal {goal_id} kept changing while this was recorded (another "
+                           "process writes to it); nothing recorded: try again")
+
+    return on_fresh_state
 
 
 def new_goal_id() -> str:
@@ -259,6 +288,7 @@ def fork_from(
     return goal
 
 
+@_on_the_goal_as_it_stands
 def resolve_task(
     store: BatonStore,
     goal_id: str,
@@ -389,6 +419,7 @@ def _check_fragment_output(
     )
 
 
+@_on_the_goal_as_it_stands
 def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, by: str) -> Goal:
     """Record a human's answer to the question a task asked; the task then runs again with
     every question and answer so far (baton.domain.gates)."""
@@ -425,6 +456,7 @@ def _waiting_task(goal: Goal, task_id: str) -> TaskState:
     return task
 
 
+@_on_the_goal_as_it_stands
 def cancel_goal(store: BatonStore, goal_id: str, *, reason: str, by: str) -> Goal:
     """Record the cancel and what it decides. No agent is imported: once a cancel is requested,
     `decide` cancels every open task and the goal from the state alone, never reading a

@@ -328,6 +328,8 @@ class BatonStore:
     def get(self, goal_id: str) -> Goal:
         """The goal as its events fold it: from its latest usable snapshot plus the events
         after it, else from every event (baton.store.snapshots says when a snapshot is used)."""
+        if "\x00" in goal_id:  # no goal's id (service.goal_id_problem); PostgreSQL refuses it
+            raise GoalNotFound(goal_id)
         with translated_errors(self.url), collector_paused():
             snapshot_row, rows = select_goal_rows(self.app, goal_id)
             if not rows:
@@ -423,6 +425,8 @@ class BatonStore:
 
     def events(self, goal_id: str) -> Sequence[GoalEvent]:
         """Every event of a goal, in order (no agent, no network needed to read them)."""
+        if "\x00" in goal_id:  # as in `get`
+            raise GoalNotFound(goal_id)
         with translated_errors(self.url), collector_paused():
             events = list(self.app.repository.event_store.get(goal_id))
         if not events:

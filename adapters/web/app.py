@@ -13,7 +13,6 @@ cookie) or as `Authorization: Bearer`.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import threading
@@ -21,11 +20,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote_to_bytes, urlencode
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -36,7 +38,7 @@ from starlette.templating import Jinja2Templates
 from baton.domain.errors import BatonError
 from baton.domain.replay import replay
 from baton.readmodels.reading import CatchUpThread, KeptReadModels
-from baton.runtime.loading import unique_keys
+from baton.runtime.loading import parse_json_value
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
@@ -47,9 +49,9 @@ from baton.runtime.service import (
 )
 from baton.store.eventstore import BatonStore, GoalNotFound, StoreError
 from baton.web.events import EventCache
-from baton.web.goal_view import goal_page
+from baton.web.goal_view import goal_page, goal_url
 
-__all__ = ["ESCALATIONS_SHOWN", "GOALS_PER_PAGE", "create_app"]
+__all__ = ["ESCALATIONS_SHOWN", "GOALS_PER_PAGE", "create_app", "goal_url"]
 
 HERE = Path(__file__).parent
 GOALS_PER_PAGE = 100
@@ -63,6 +65,25 @@ _ACTIONS = ("retry", "abandon", "output", "approve", "reject")
 # question also gets an answer form (escalations.html).
 _ACTIONS_FOR = {"approval": ("approve", "reject"), "clarification": ("abandon", "output")}
 _STATIC = {"style.css": "text/css", "app.js": "text/javascript"}
+# A goal's pages under /goals/<id>/…, and the methods each answers (GET answers HEAD too)
+_GOAL_PAGES = {"": ("GET", "HEAD"), "version": ("GET", "HEAD"), "replay": ("GET", "HEAD"),
+               "cancel": ("POST",), "answer": ("POST",)}
+
+
+def _goal_route(scope: Any) -> tuple[str, str]:
+    """(goal id, page) of a request under /goals/, read from the raw path: there an id's `/`
+    is still %2F, so `/goals/a%2Freplay` is goal `a/replay`'s page, not goal `a`'s replay. An
+    id typed with a bare `/` still works, unless its last part names one of a goal's pages."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    root = scope.get("root_path", "").encode()
+    if root and raw.startswith(root):
+        raw = raw[len(root):]
+    parts = raw.split(b"/")[2:]  # b"", b"goals", then the id's part(s)
+    page = ""
+    if len(parts) > 1 and parts[-1] and parts[-1].decode("latin-1") in _GOAL_PAGES:
+        page = parts.pop().decode("latin-1")
+    text = unquote_to_bytes(b"/".join(parts)).decode("utf-8", errors="replace")
+    return text, page
 
 
 class _TokenGate(BaseHTTPMiddleware):
@@ -90,6 +111,8 @@ def create_app(
     to date in a thread of its own (0: never; then `baton projections follow` or the workers
     must)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["goal_url"] = goal_url
+    templates.env.filters["q"] = lambda value: quote(str(value), safe="")  # a query value
     form_key = secrets.token_urlsafe(24)
     resumes: dict[str, threading.Thread] = {}
     stopping = threading.Event()  # the server is shutting down: resumes leave at a safe point
@@ -131,7 +154,7 @@ def create_app(
         with views.read() as models:
             where = behind(models)
             listed = models.goal_list(status=status, plan=plan, since=since,
-                                      page=_int(params.get("page"), 1),
+                                      page=_int(params, "page", 1),
                                       per_page=GOALS_PER_PAGE, columns=_GOAL_COLUMNS)
         return render(request, "goals.html", {
             "goals": listed.rows, "counts": listed.counts, "total": listed.total,
@@ -151,35 +174,48 @@ def create_app(
         with views.read() as models:
             return JSONResponse({"version": models.views.position(store.app.name)})
 
-    def goal(request: Request) -> Any:
-        goal_id = request.path_params["goal_id"]
+    def goal(request: Request, goal_id: str, refused: str | None = None) -> Any:
+        """The goal's page; `refused`: why a form posted from it recorded nothing (a 400)."""
         try:
             events = cache.events(goal_id)
         except GoalNotFound:
-            return render(request, "error.html", {"error": f"no goal {goal_id!r}"}, 404)
+            return render(request, "error.html", {"error": _one_line(f"no goal {goal_id!r}")},
+                          404)
         params = request.query_params
+        task = params.get("task") or None
         context = goal_page(
             events,
-            at=_int(params.get("at"), None),
-            page=_int(params.get("page"), None),
-            task=params.get("task") or None,
-            tasks_page=_int(params.get("tasks_page"), 1),
+            at=_int(params, "at", None),
+            page=_int(params, "page", None),
+            task=task,
+            tasks_page=_int(params, "tasks_page", 1),
             now=datetime.now(UTC),
         )
-        context["error"] = params.get("error")
+        context["error"] = None  # never from the query: a link cannot put words on the page
         context["done"] = params.get("done")
         context["resuming"] = goal_id in resumes and resumes[goal_id].is_alive()
+        if refused is not None:
+            context["error"], context["done"] = refused, None
+            return render(request, "goal.html", context, 400)
+        if task is not None and context["detail"] is None:  # the page, and why no task shows
+            context["error"] = f"no task {task!r} at event {context['at']} of this goal"
+            return render(request, "goal.html", context, 404)
         return render(request, "goal.html", context)
 
-    def version(request: Request) -> Any:
-        goal_id = request.path_params["goal_id"]
-        found = store.app.recorder.select_events(goal_id, desc=True, limit=1)
-        return JSONResponse({"version": found[0].originator_version if found else 0})
+    def version(request: Request, goal_id: str) -> Any:
+        found = [] if "\x00" in goal_id else store.app.recorder.select_events(
+            goal_id, desc=True, limit=1)  # (a NUL: no goal's id, and PostgreSQL refuses it)
+        if not found:
+            return JSONResponse({"error": f"no goal {goal_id!r}"}, 404)
+        return JSONResponse({"version": found[0].originator_version})
 
-    def verify(request: Request) -> Any:
-        goal_id = request.path_params["goal_id"]
+    def verify(request: Request, goal_id: str) -> Any:
         try:
             events = list(store.events(goal_id))
+        except GoalNotFound:
+            return render(request, "error.html", {"error": _one_line(f"no goal {goal_id!r}")},
+                          404)
+        try:
             loaded = load_goal_plan(store.get(goal_id), calls_models=False)
             result = replay(events, loaded.contracts).to_json()
             error = None
@@ -188,11 +224,10 @@ def create_app(
         return render(request, "replay.html",
                       {"goal_id": goal_id, "result": result, "error": error})
 
-    async def cancel(request: Request) -> Any:
-        goal_id = request.path_params["goal_id"]
+    async def cancel(request: Request, goal_id: str) -> Any:
         form = await request.form()
         error = _check_key(form, form_key)
-        reason = str(form.get("reason", "")).strip()
+        reason = _field(form, "reason").strip()
         if error is None:
             try:
                 cancel_goal(store, goal_id, reason=reason, by=_by(form))
@@ -204,8 +239,9 @@ def create_app(
                 return escalations(request, f"{goal_id}: {_one_line(error)}", 400)
             done = urlencode({"done": f"{goal_id}: cancelled"})
             return RedirectResponse(f"/escalations?{done}", status_code=303)
-        suffix = "" if error is None else "?" + urlencode({"error": _one_line(error)})
-        return RedirectResponse(f"/goals/{goal_id}{suffix}", status_code=303)
+        if error is not None:
+            return goal(request, goal_id, refused=_one_line(error))
+        return RedirectResponse(goal_url(goal_id), status_code=303)
 
     def escalations(request: Request, error: str | None = None, status: int = 200) -> Any:
         with views.read() as models:
@@ -213,13 +249,14 @@ def create_app(
             shown = models.longest_waiting(ESCALATIONS_SHOWN)
         return render(request, "escalations.html", {
             "escalations": shown.rows, "waiting": shown.waiting, **where,
-            "error": error or request.query_params.get("error"),
+            "error": error,
             "done": request.query_params.get("done"), "actions": _ACTIONS[:3],
             "actions_for": _ACTIONS_FOR,
         }, status)
 
     def resume_in_background(goal_id: str) -> None:
-        thread = threading.Thread(target=_resume, args=(store, goal_id, views, stopping),
+        thread = threading.Thread(target=_resume,
+                                  args=(store, goal_id, views, stopping, resumes.get(goal_id)),
                                   daemon=True, name=f"baton-web-resume-{goal_id}")
         resumes[goal_id] = thread
         thread.start()
@@ -240,17 +277,20 @@ def create_app(
             resume_in_background(goal_id)
         done = f"{goal_id} {task_id}: {what} recorded"
         if form.get("back") == "goal":
-            query = {"error": _one_line(error)} if error is not None else {"done": done}
-            return RedirectResponse(f"/goals/{goal_id}?{urlencode(query)}", status_code=303)
+            if error is not None:
+                return goal(request, goal_id, refused=_one_line(error))
+            return RedirectResponse(f"{goal_url(goal_id)}?{urlencode({'done': done})}",
+                                    status_code=303)
         if error is not None:
-            return escalations(request, f"{goal_id} {task_id}: {_one_line(error)}", 400)
+            about = " ".join(name for name in (goal_id, task_id) if name)  # a form left empty
+            line = f"{about}: {_one_line(error)}" if about else _one_line(error)
+            return escalations(request, line, 400)
         return RedirectResponse("/escalations?" + urlencode({"done": done}), status_code=303)
 
-    async def answer(request: Request) -> Any:
+    async def answer(request: Request, goal_id: str) -> Any:
         """A clarification answered from the goal page or the escalations page."""
-        goal_id = request.path_params["goal_id"]
         form = await request.form()
-        task_id, text = str(form.get("task", "")), str(form.get("answer", "")).strip()
+        task_id, text = _field(form, "task"), _field(form, "answer").strip()
         error = _check_key(form, form_key)
         if error is None and not text:
             error = "an answer is required"
@@ -259,19 +299,17 @@ def create_app(
 
     async def resolve(request: Request) -> Any:
         form = await request.form()
-        goal_id, task_id = str(form.get("goal", "")), str(form.get("task", ""))
-        action, reason = str(form.get("action", "")), str(form.get("reason", "")).strip()
+        goal_id, task_id = _field(form, "goal"), _field(form, "task")
+        action, reason = _field(form, "action"), _field(form, "reason").strip()
         error = _check_key(form, form_key)
         output: Any = None
         if error is None and action not in _ACTIONS:
             error = f"action must be one of {', '.join(_ACTIONS)}, not {action!r}"
         elif error is None and action == "output":
-            try:
-                output = json.loads(str(form.get("output", "")), object_pairs_hook=unique_keys)
-            except json.JSONDecodeError as exc:
-                error = f"output is not valid JSON: {exc.msg} at line {exc.lineno}"
-            except ValueError as exc:  # a key written twice, as `resolve --output` refuses it
-                error = f"output is not valid JSON: {exc}"
+            try:  # as `resolve --output` reads it
+                output = parse_json_value(_field(form, "output"))
+            except ValueError as exc:
+                error = f"output: {exc}"
         return record(request, form, goal_id, task_id, error, action,
                       lambda: resolve_task(store, goal_id, task_id, action=action, reason=reason,
                                            by=_by(form), output=output))
@@ -280,19 +318,28 @@ def create_app(
         """The two bundled files (the package's own; nothing comes from the internet)."""
         name = request.path_params["name"]
         if name not in _STATIC:
-            return PlainTextResponse("not found", 404)
+            raise HTTPException(404)
         return Response((HERE / "static" / name).read_bytes(), media_type=_STATIC[name],
                         headers={"Cache-Control": "max-age=300"})
+
+    goal_pages: dict[str, Callable[[Request, str], Any]] = {
+        "": goal, "version": version, "replay": verify, "cancel": cancel, "answer": answer}
+
+    async def a_goal(request: Request) -> Any:
+        """/goals/<id> and the pages under it, by the raw path (see `_goal_route`)."""
+        goal_id, page = _goal_route(request.scope)
+        if request.method not in _GOAL_PAGES[page]:
+            raise HTTPException(405, headers={"Allow": ", ".join(_GOAL_PAGES[page])})
+        handler = goal_pages[page]
+        if page in ("cancel", "answer"):
+            return await handler(request, goal_id)
+        return await run_in_threadpool(handler, request, goal_id)
 
     routes = [
         Route("/", goals),
         Route("/head", head),
         Route("/views", views_position),
-        Route("/goals/{goal_id:path}/version", version),
-        Route("/goals/{goal_id:path}/replay", verify),
-        Route("/goals/{goal_id:path}/cancel", cancel, methods=["POST"]),
-        Route("/goals/{goal_id:path}/answer", answer, methods=["POST"]),
-        Route("/goals/{goal_id:path}", goal),
+        Route("/goals/{rest:path}", a_goal, methods=["GET", "POST"]),
         Route("/escalations", escalations),
         Route("/escalations/resolve", resolve, methods=["POST"]),
         Route("/static/{name}", static),
@@ -306,6 +353,20 @@ def create_app(
         print(f"baton serve: {request.method} {request.url.path}: {message}", file=sys.stderr)
         return render(request, "error.html", {"title": "Store unavailable", "error": message},
                       503)
+
+    def http_error(request: Request, exc: Exception) -> Any:
+        """Starlette's own errors (no such page, a method a page does not take, a form too
+        big to read) and the views' 400s: a page with the one-line reason, not bare text."""
+        assert isinstance(exc, HTTPException)
+        status, message = exc.status_code, exc.detail
+        if status == 404 and message == "Not Found":  # no route
+            message = f"no page {request.url.path}"
+        elif status == 405 and message == "Method Not Allowed":
+            message = f"{request.url.path} does not take {request.method}"
+        response = render(request, "error.html", {
+            "title": HTTPStatus(status).phrase, "error": _one_line(message)}, status)
+        response.headers.update(exc.headers or {})  # a 405's Allow
+        return response
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -329,13 +390,20 @@ def create_app(
             views.close()
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                     exception_handlers={StoreError: store_unavailable})
+                     exception_handlers={StoreError: store_unavailable,
+                                         HTTPException: http_error})
 
 
 def _resume(
-    store: BatonStore, goal_id: str, views: KeptReadModels, stopping: threading.Event
+    store: BatonStore, goal_id: str, views: KeptReadModels, stopping: threading.Event,
+    before: threading.Thread | None = None,
 ) -> None:
-    """Drive a resolved goal on, as `baton resume` would, then bring the read models up."""
+    """Drive a resolved goal on, as `baton resume` would, then bring the read models up.
+    `before`: this server's last resume of the goal; a second decision resumed while it
+    still runs waits for it, rather than finding the goal owned (GoalOwned) and leaving
+    the decision it was asked to act on undriven."""
+    if before is not None:
+        before.join()
 
     def leave() -> bool:
         return stopping.is_set() and not store.get(goal_id).state.unsafe_attempt_in_flight()
@@ -361,30 +429,44 @@ def _since(text: str | None) -> tuple[datetime | None, str | None]:
     except ValueError:
         return None, f"since: {text[:40]!r} is not a date or time (e.g. 2026-12-01 or " \
                      "2026-12-01T09:30)"
+    except OverflowError:  # 9999-12-31T23:59-01:00 is in year 10000 in UTC
+        return None, f"since: {text[:40]!r} is out of range (years 1 to 9999 in UTC)"
 
 
 def _when(text: str) -> datetime:
+    """The instant, in UTC (as the read models compare it)."""
     value = datetime.fromisoformat(text)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _check_key(form: Any, key: str) -> str | None:
-    given = str(form.get("form_key", ""))
+    given = _field(form, "form_key")
     if not secrets.compare_digest(given, key):
         return "the form is out of date (reload the page)"
     return None
 
 
+def _field(form: Any, name: str) -> str:
+    """A form's text field; a file sent under its name (no page's form sends one) is none."""
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
 def _by(form: Any) -> str:
-    return str(form.get("by", "")).strip() or "web"
+    return _field(form, "by").strip() or "web"
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:300]
 
 
-def _int(text: str | None, default: Any) -> Any:
-    try:
-        return int(text) if text is not None and text != "" else default
-    except ValueError:
+def _int(params: Any, name: str, default: Any) -> Any:
+    """A whole-number query parameter (absent or empty: `default`); anything else is a 400
+    that says so, not a page that quietly shows something else."""
+    text = params.get(name)
+    if text is None or text == "":
         return default
+    try:
+        return int(text)
+    except ValueError:
+        raise HTTPException(400, f"{name}: {text[:40]!r} is not a whole number") from None

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
+from urllib.parse import quote
 
 from baton.domain.audit import reason_shown
 from baton.domain.errors import ResolveError
@@ -22,7 +23,8 @@ from baton.domain.references import parse_binding, resolve_binding
 from baton.web.svg import graph_svg, timeline_svg
 from baton.web.timeline import timeline_of
 
-__all__ = ["DECISIONS_PER_PAGE", "TASKS_PER_PAGE", "goal_page", "masked", "state_at"]
+__all__ = ["DECISIONS_PER_PAGE", "TASKS_PER_PAGE", "goal_page", "goal_url", "masked",
+           "state_at"]
 
 DECISIONS_PER_PAGE = 100
 TASKS_PER_PAGE = 50
@@ -31,6 +33,12 @@ _SECRET_KEY = re.compile(
     r"(secret|password|passwd|api[_-]?key|authorization|credential|private[_-]?key|(^|_)token$)",
     re.IGNORECASE,
 )
+
+
+def goal_url(goal_id: str, page: str = "") -> str:
+    """The path of a goal's page (or of `page` under it): the id percent-encoded as one path
+    segment, `/`, `#`, `?` and `%` included, so any id a user chose makes a working link."""
+    return f"/goals/{quote(goal_id, safe='')}" + (f"/{page}" if page else "")
 
 
 def masked(value: Any) -> Any:
@@ -112,7 +120,8 @@ def goal_page(
         # a big goal's graph and table show the tasks of the page (a 2,500-task chain would
         # be a drawing 500,000 pixels wide)
         "graph": graph_svg(page_tasks, plan.deps, statuses, selected=task,
-                           link=f"?at={at}&task=" if at < total else "?task="),
+                           link=goal_url(started.originator_id)
+                           + (f"?at={at}&task=" if at < total else "?task=")),
         "timeline": timeline_svg(line, shown_rows, marker=marker),
         "tasks_page": tasks_page,
         "tasks_pages": tasks_pages,

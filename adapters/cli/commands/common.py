@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from baton.cli import exits
 from baton.domain.errors import BatonError
 from baton.domain.goal import Goal
-from baton.domain.json_values import json_problem
 from baton.runtime import service
-from baton.runtime.loading import unique_keys
+from baton.runtime.loading import parse_json_value
 from baton.store.eventstore import BatonStore, open_store
 
 __all__ = ["exit_code", "goal_id_argument", "json_argument", "positive_int", "store_from", "who"]
@@ -46,17 +44,9 @@ def json_argument(value: str, *, name: str) -> Any:
     else:
         text, where = value, name
     try:
-        value = json.loads(text, object_pairs_hook=unique_keys)
-    except json.JSONDecodeError as exc:
-        raise ArgumentError(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    except ValueError as exc:  # a duplicate key
-        raise ArgumentError(f"{where}: not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ArgumentError(f"{where}: nested too deeply") from None
-    problem = json_problem(value)  # NaN, a lone surrogate, nesting: nothing the store can hold
-    if problem is not None:
-        raise ArgumentError(f"{where}: cannot be stored: {problem}")
-    return value
+        return parse_json_value(text)
+    except ValueError as exc:
+        raise ArgumentError(f"{where}: {exc}") from None
 
 
 def exit_code(goal: Goal) -> int:

@@ -21,6 +21,7 @@
     slider.addEventListener("input", function () { input.value = slider.value; });
     slider.addEventListener("change", function () {
       var url = new URL(window.location.href);
+      url.pathname = new URL(input.form.action).pathname;  // the goal's page, not a form's
       url.searchParams.set("at", slider.value);
       url.searchParams.delete("page");
       window.location.href = url.toString();
