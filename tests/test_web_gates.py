@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import re
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,25 +17,12 @@ from starlette.testclient import TestClient
 
 from baton.readmodels.reading import refresh
 from baton.runtime.service import resume_goal
-from baton.store.eventstore import BatonStore, open_store
+from baton.store.eventstore import BatonStore
 from baton.web.app import create_app
 from tests import gate_agents
 from tests.support import run
 from tests.test_gates import gated_plan
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[BatonStore]:
-    gate_agents.reset()
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
-
-
-def _form_key(page: str) -> str:
-    found = re.search(r'name="form_key" value="([^"]+)"', page)
-    assert found, "the page has no form"
-    return found.group(1)
+from tests.web_goals import form_key, gated_store  # noqa: F401 (gated_store: the `store` fixture)
 
 
 def _kinds(store: BatonStore) -> list[str]:
@@ -49,7 +35,7 @@ def test_a_question_and_an_approval_are_decided_from_the_goal_page(store: BatonS
         page = html.unescape(client.get("/goals/g").text)
         assert 'class="answer" data-task="ask"' in page
         assert "which period does 'sales' mean?" in page
-        key = _form_key(page)
+        key = form_key(page)
 
         empty = client.post("/goals/g/answer", data={"form_key": key, "task": "ask",
                                                      "answer": " ", "back": "goal"})
@@ -82,7 +68,7 @@ def test_the_escalations_page_offers_only_what_fits_the_gate(store: BatonStore) 
         assert "clarification" in page
         assert "<option>retry</option>" not in page  # a question is answered, not retried
         refused = client.post("/escalations/resolve", data={
-            "form_key": _form_key(page), "goal": "g", "task": "ask", "action": "approve",
+            "form_key": form_key(page), "goal": "g", "task": "ask", "action": "approve",
             "reason": "r"})
         assert refused.status_code == 400
         assert "waits for clarification: answer it" in html.unescape(refused.text)
@@ -102,7 +88,7 @@ def test_a_question_is_answered_from_the_escalations_page(store: BatonStore) -> 
         action, form_id, hidden = form.groups()
         assert action == "/goals/g/answer"
         fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', hidden))
-        assert fields == {"form_key": _form_key(page), "back": "escalations", "task": "ask"}
+        assert fields == {"form_key": form_key(page), "back": "escalations", "task": "ask"}
         own = re.findall(rf'name="(\w+)"[^>]*form="{form_id}"', page)
         assert own == ["answer", "by", "resume"]
         answered = client.post(action, data={**fields, "answer": "Q3", "by": "ann",
@@ -129,6 +115,6 @@ def test_the_gate_forms_need_the_form_key_and_the_token(store: BatonStore) -> No
         assert "out of date" in html.unescape(stale.text) or "out+of+date" in str(stale.url)
         assert "HumanAnswered" not in _kinds(store)
         ok = client.post("/goals/g/answer", data={
-            "form_key": _form_key(page), "task": "ask", "answer": "x", "back": "goal"})
+            "form_key": form_key(page), "task": "ask", "answer": "x", "back": "goal"})
         assert ok.status_code == 200
     assert "HumanAnswered" in _kinds(store)

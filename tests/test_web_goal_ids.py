@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,20 +17,12 @@ from baton.readmodels.reading import refresh
 from baton.runtime.service import resume_goal
 from baton.store.eventstore import BatonStore, open_store
 from baton.web.app import create_app, goal_url
-from tests import gate_agents
 from tests.support import kinds, run
 from tests.test_gates import gated_plan
+from tests.web_goals import gated_store  # noqa: F401 (the `store` fixture)
 
 IDS = ["trip #1", "a?b", "x/y", "50%", "café", "a&b", "<b>", "x/replay", "a%2Fb", "1 + 1",
        "../up"]
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[BatonStore]:
-    gate_agents.reset()
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
 
 
 def _heading(page: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,24 +17,9 @@ from baton.readmodels.reading import ReadModels, refresh
 from baton.runtime.service import resume_goal
 from baton.store.eventstore import BatonStore, open_store
 from baton.web.app import create_app, goal_url
-from tests import gate_agents
 from tests.support import events_of, projected, run
 from tests.test_gates import gated_plan
-from tests.web_goals import escalating_plan
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[BatonStore]:
-    gate_agents.reset()
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
-
-
-def _form_key(page: str) -> str:
-    found = re.search(r'name="form_key" value="([^"]+)"', page)
-    assert found, "the page has no form"
-    return found.group(1)
+from tests.web_goals import escalating_plan, form_key, gated_store  # noqa: F401 (gated_store: the `store` fixture)
 
 
 def _error(page: str) -> str:
@@ -57,7 +41,7 @@ def test_a_nul_in_what_a_human_types_never_stops_the_read_models(store: BatonSto
     run(store, gated_plan(), {"question": "sales"}, goal_id="g")
     refresh(store)
     with TestClient(create_app(store, catch_up_s=0)) as client:
-        key = _form_key(client.get("/escalations").text)
+        key = form_key(client.get("/escalations").text)
         cancelled = client.post("/goals/human/cancel", data={
             "form_key": key, "reason": "dup\x00licate", "back": "escalations"})
         assert cancelled.status_code == 200 and "human: cancelled" in cancelled.text
@@ -96,7 +80,7 @@ def test_an_output_nested_too_deeply_or_not_storable_is_refused_in_one_line(
     refresh(store)
     before = len(store.events("human"))
     with TestClient(create_app(store, catch_up_s=0)) as client:
-        key = _form_key(client.get("/escalations").text)
+        key = form_key(client.get("/escalations").text)
         cases = {
             '{"text": "x", "y": ' + "[" * 100_000 + "]" * 100_000 + "}": "nested too deeply",
             '{"text": "x", "y": ' + "[" * 300 + "]" * 300 + "}":
@@ -177,7 +161,7 @@ def test_a_decision_saved_while_another_process_writes_to_the_goal_is_still_reco
 
         monkeypatch.setattr(store, "get", read_then_someone_writes)
         with TestClient(create_app(store, catch_up_s=0)) as client:
-            key = _form_key(client.get("/escalations").text)
+            key = form_key(client.get("/escalations").text)
             cancelled = client.post("/goals/human/cancel", data={
                 "form_key": key, "reason": "duplicate", "by": "ana"})
             assert cancelled.status_code == 200 and 'id="goal-status">cancelled' in cancelled.text
@@ -205,7 +189,7 @@ def test_a_file_sent_for_a_text_field_is_no_text(store: BatonStore) -> None:
     refresh(store)
     file = ("why.txt", b"because", "text/plain")
     with TestClient(create_app(store, catch_up_s=0)) as client:
-        key = _form_key(client.get("/escalations").text)
+        key = form_key(client.get("/escalations").text)
         resolved = client.post("/escalations/resolve", data={
             "form_key": key, "goal": "human", "task": "a", "action": "retry"},
             files={"reason": file})
@@ -256,7 +240,7 @@ def test_a_second_resume_of_a_goal_waits_for_the_first(
 
     monkeypatch.setattr(web, "resume_goal", resume)
     with TestClient(create_app(store, catch_up_s=0)) as client:
-        key = _form_key(client.get("/escalations").text)
+        key = form_key(client.get("/escalations").text)
         for name in "ac":
             decided = client.post("/escalations/resolve", data={
                 "form_key": key, "goal": "two", "task": name, "action": "abandon",
@@ -277,7 +261,7 @@ def test_text_from_agents_and_humans_is_shown_never_run(store: BatonStore) -> No
     run(store, escalating_plan(), {"text": hostile}, goal_id="human")
     refresh(store)
     with TestClient(create_app(store, catch_up_s=0)) as client:
-        key = _form_key(client.get("/escalations").text)
+        key = form_key(client.get("/escalations").text)
         client.post("/escalations/resolve", data={
             "form_key": key, "goal": "human", "task": "a", "action": "output",
             "output": '{"text": "' + hostile + '"}', "reason": attribute, "by": hostile})
@@ -303,7 +287,7 @@ def test_a_form_posted_empty_or_not_as_a_form_says_so(store: BatonStore) -> None
             page = client.post("/escalations/resolve", **sent)  # type: ignore[arg-type]
             assert page.status_code == 400
             assert _error(page.text) == "the form is out of date (reload the page)"
-        key = _form_key(client.get("/goals/human").text)
+        key = form_key(client.get("/goals/human").text)
         nameless = client.post("/escalations/resolve", data={
             "form_key": key, "action": "retry", "reason": "r"})
         assert _error(nameless.text) == "no goal '' in this store"
@@ -324,7 +308,7 @@ def test_a_form_refused_on_the_goal_page_is_a_400_that_keeps_the_page_working(
     run(store, gated_plan(), {"question": "sales"}, goal_id=goal_id)
     before = len(store.events(goal_id))
     with TestClient(create_app(store, catch_up_s=0)) as client:
-        key = _form_key(client.get(goal_url(goal_id)).text)
+        key = form_key(client.get(goal_url(goal_id)).text)
         cases = [
             (goal_url(goal_id, "answer"), {"task": "ask", "answer": " ", "back": "goal"},
              "an answer is required"),
@@ -369,7 +353,7 @@ def test_a_decision_submitted_twice_is_recorded_once(store: BatonStore) -> None:
     run(store, escalating_plan(), {"text": "x"}, goal_id="human")
     refresh(store)
     with TestClient(create_app(store, catch_up_s=0)) as client:
-        form = {"form_key": _form_key(client.get("/escalations").text), "goal": "human",
+        form = {"form_key": form_key(client.get("/escalations").text), "goal": "human",
                 "task": "a", "action": "output", "output": '{"text": "by hand"}',
                 "reason": "fixed", "by": "ana"}
         first = client.post("/escalations/resolve", data=form)

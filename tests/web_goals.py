@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+
+import pytest
 
 from baton.runtime.loading import load_plan_file
 from baton.runtime.runner import Runner
 from baton.runtime.service import start_goal
-from baton.store.eventstore import BatonStore
+from baton.store.eventstore import BatonStore, open_store
+from tests import gate_agents
 from tests.replay_agents import SECRET
 from tests.support import load, plan, run, task
 
 BERLIN = {"origin": "LHR", "destination": "Berlin", "passengers": 2}
 LISBON = {"origin": "LHR", "destination": "Lisbon", "passengers": 2, "max_price": 150}
+
+
+@pytest.fixture(name="store")
+def gated_store(store_url: str) -> Iterator[BatonStore]:
+    """The test's store, the gate agents' memory of approvals reset (import it as `store`)."""
+    gate_agents.reset()
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def form_key(page: str) -> str:
+    """The key a page's forms carry (a form posted without it is refused)."""
+    found = re.search(r'name="form_key" value="([^"]+)"', page)
+    assert found, "the page has no form"
+    return found.group(1)
 
 
 def failing_plan() -> dict[str, Any]:
