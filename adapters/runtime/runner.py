@@ -36,7 +36,10 @@ from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut
 
-__all__ = ["DEFAULT_CONCURRENCY", "ENDED", "RUNNER_OBSERVATIONS", "Clock", "Runner", "utc_now"]
+__all__ = [
+    "DEFAULT_CONCURRENCY", "ENDED", "RUNNER_OBSERVATIONS", "Clock", "Runner", "ends_goal",
+    "utc_now",
+]
 
 DEFAULT_CONCURRENCY = 8
 PARK_AFTER_S = 1.0  # shorter waits are slept through rather than handed back to the workers
@@ -45,6 +48,11 @@ Clock = Callable[[], datetime]
 
 # The last event of a goal that has ended (matched by class name: old topics name it too).
 ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
+
+
+def ends_goal(topic: str) -> bool:
+    """Whether an event of this topic is a goal's last."""
+    return topic.rsplit(".", 1)[-1] in ENDED
 
 # What only a runner records. A save conflict with one of these means another runner drives the
 # goal: this one stops (the fence). Anything else (cancel, resolve) came from a command.
@@ -258,7 +266,7 @@ class Runner:
             topics = self.store.latest_topics([goal.id])
         except Exception:
             return False
-        return topics.get(goal.id, "").rsplit(".", 1)[-1] in ENDED
+        return ends_goal(topics.get(goal.id, ""))
 
     def _fence(self, goal: Goal, known: int) -> None:
         """Stop if a runner wrote after version `known` (never run a dispatch it recorded)."""

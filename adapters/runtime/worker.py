@@ -52,7 +52,7 @@ from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
-from baton.runtime.runner import ENDED, Runner, utc_now
+from baton.runtime.runner import Runner, ends_goal, utc_now
 from baton.runtime.service import load_goal_plan
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
@@ -69,11 +69,6 @@ LOOKUP = 64  # candidates whose owners are looked up in one query
 PLANS_KEPT = 256  # distinct plans a worker keeps loaded, the least recently used dropped
 UNLOADABLE_RETRY_S = 60.0  # a goal whose plan does not load is tried again this often
 LISTEN_RETRY_S = 5.0  # a lost NOTIFY connection is opened again this often
-
-
-def _ends(topic: str) -> bool:
-    """Whether an event of this topic is a goal's last."""
-    return topic.rsplit(".", 1)[-1] in ENDED
 
 
 @dataclass
@@ -232,7 +227,7 @@ class Worker:
             notes = recorder.select_notifications(start=self.position + 1, limit=PAGE)
             for note in notes:
                 goal_id = str(note.originator_id)
-                if _ends(note.topic):
+                if ends_goal(note.topic):
                     self._forget(goal_id)
                 else:
                     self.versions[goal_id] = note.originator_version
@@ -343,7 +338,7 @@ class Worker:
             for goal_id in batch:
                 if len(self.driving) >= self.concurrency:
                     return claimed
-                if _ends(topics.get(goal_id, "")):
+                if ends_goal(topics.get(goal_id, "")):
                     # Ended since the log was read (its reader lags a commit behind the
                     # writers): neither claimed nor folded just to find that out.
                     self._forget(goal_id)
