@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "DECISION_TYPES",
+    "GOAL_ENDINGS",
     "ApprovalRequested",
     "AttemptInterrupted",
     "BudgetExhausted",
@@ -276,6 +277,10 @@ DECISION_TYPES: dict[str, type[Decision]] = {
         MapCollected,
     )
 }
+# The decisions that end a goal: always its last event. Matched by class name, which old topics
+# name too (the runner's fence, the worker's look for a goal ended elsewhere, the read models).
+GOAL_ENDINGS = frozenset(cls.__name__ for cls in (GoalCompleted, GoalFailed, GoalCancelled))
+
 for _cls in DECISION_TYPES.values():
     _cls.payload_names = tuple(f.name for f in dataclasses.fields(_cls) if f.name != "prepared")
     _cls._payload_values = attrgetter(*_cls.payload_names)

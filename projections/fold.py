@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from baton.domain.decisions import GOAL_ENDINGS
 from baton.domain.errors import BatonError
 from baton.domain.gates import escalation_kind
 from baton.domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
@@ -30,7 +31,6 @@ from baton.projections.schema import AGENT_STATS, MODEL_STATS, TASK_STATUSES
 __all__ = ["ProjectionError", "Row", "ViewFold"]
 
 Row = dict[str, Any]
-_ENDED = ("GoalCompleted", "GoalFailed", "GoalCancelled")
 
 
 class ProjectionError(BatonError):
@@ -107,7 +107,7 @@ class ViewFold:
         if event.goal_event is not None:
             self._move_goal(goal, event.goal_event, position, kind)
             goal["reason"] = event.reason
-            if kind in _ENDED:
+            if kind in GOAL_ENDINGS:
                 goal["ended_at"] = at
         handler = _HANDLERS.get(kind)
         if handler is not None:

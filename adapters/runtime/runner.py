@@ -25,7 +25,7 @@ from eventsourcing.persistence import IntegrityError
 from baton.domain.attempts import context_for
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
-from baton.domain.decisions import Decision
+from baton.domain.decisions import GOAL_ENDINGS, Decision
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.calls import AgentCall, CallOutcome, CallPool, Completion, Observer
@@ -37,7 +37,7 @@ from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut
 
 __all__ = [
-    "DEFAULT_CONCURRENCY", "ENDED", "RUNNER_OBSERVATIONS", "Clock", "Runner", "ends_goal",
+    "DEFAULT_CONCURRENCY", "RUNNER_OBSERVATIONS", "Clock", "Runner", "ends_goal",
     "utc_now",
 ]
 
@@ -46,13 +46,10 @@ PARK_AFTER_S = 1.0  # shorter waits are slept through rather than handed back to
 
 Clock = Callable[[], datetime]
 
-# The last event of a goal that has ended (matched by class name: old topics name it too).
-ENDED = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
-
 
 def ends_goal(topic: str) -> bool:
     """Whether an event of this topic is a goal's last."""
-    return topic.rsplit(".", 1)[-1] in ENDED
+    return topic.rsplit(".", 1)[-1] in GOAL_ENDINGS
 
 # What only a runner records. A save conflict with one of these means another runner drives the
 # goal: this one stops (the fence). Anything else (cancel, resolve) came from a command.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from baton.domain.decisions import GOAL_ENDINGS
 from baton.domain.goal import GoalEvent
 from baton.domain.history import jsonable, kind_of
 from baton.domain.state import parent_of
@@ -40,7 +41,6 @@ _ATTEMPT_OBSERVATIONS = frozenset({"AgentReturned", "AgentRaised", "AgentTimedOu
 _TASK_ENDS = frozenset(
     {"OutputAccepted", "TaskFailed", "TaskAbandoned", "TaskSkipped", "TaskCancelled"}
 )
-_GOAL_ENDS = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
 # What an attempt's concluding decision says about it: None is not an error.
 _ATTEMPT_ERRORS = {"OutputRejected", "AttemptInterrupted"}
 
@@ -164,7 +164,7 @@ class SpanProjector:
         else:
             goal = self.spans[goal_span_id(self.goal_id)]
             goal.events.append(_decision_event(event, kind))
-            if kind in _GOAL_ENDS:
+            if kind in GOAL_ENDINGS:
                 goal.end_ns = at
                 goal.attributes["baton.status"] = kind.removeprefix("Goal").lower()
                 goal.attributes["baton.rule"] = fields["rule"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from baton.domain.decisions import GOAL_ENDINGS
 from baton.domain.goal import GoalEvent
 from baton.domain.history import kind_of, started_event
 
@@ -59,16 +60,13 @@ class Timeline:
         return max(self.offset_s(self.ended_at), 1e-6)
 
 
-_ENDS = frozenset({"GoalCompleted", "GoalFailed", "GoalCancelled"})
-
-
 def timeline_of(events: Sequence[GoalEvent], *, now: datetime | None = None) -> Timeline:
     """Every attempt (dispatch → outcome), backoff (retry scheduled → ready again) and human
     wait (escalated → resolved) of the goal, in event order."""
     started = started_event(events)
     order = [spec["id"] for spec in started.plan.get("tasks", [])]
     last = events[-1].timestamp
-    if now is not None and now > last and not any(kind_of(e) in _ENDS for e in events[-3:]):
+    if now is not None and now > last and not any(kind_of(e) in GOAL_ENDINGS for e in events[-3:]):
         last = now  # still running or waiting: open bars reach the present
     line = Timeline(started.originator_id, started.timestamp, last, order)
     known = set(order)
