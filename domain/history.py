@@ -29,6 +29,7 @@ __all__ = [
     "collect",
     "copy_events",
     "decided_at_start",
+    "fold",
     "fork_goal",
     "is_observation",
     "jsonable",
@@ -198,6 +199,15 @@ def state_summary(state: GoalState) -> dict[str, Any]:
             "cost_usd": round(state.used.cost_usd, 6),
         },
     }
+
+
+def fold(events: Sequence[GoalEvent]) -> Goal:
+    """The goal its (non-empty) events make, applied in order as the store applies them."""
+    goal: Goal | None = None
+    for event in events:
+        goal = cast(Goal | None, event.mutate(goal))
+    assert goal is not None, "no events to fold"
+    return goal
 
 
 def collect(goal: Goal) -> list[GoalEvent]:

@@ -31,6 +31,7 @@ from baton.domain.history import (
     collect,
     copy_events,
     decided_at_start,
+    fold,
     is_observation,
     kind_of,
     payload,
@@ -218,7 +219,7 @@ def reexecute(
         detail = " ".join(str(exc).split())
         divergence = Divergence(seq, recorded_json, {"error": f"{type(exc).__name__}: {detail}"})
     if goal is None:
-        goal = _fold(events[:1])
+        goal = fold(events[:1])
     return ReplayResult(
         goal_id=started.originator_id,
         events=run.position,
@@ -229,9 +230,3 @@ def reexecute(
     )
 
 
-def _fold(events: Sequence[GoalEvent]) -> Goal:
-    goal: Any = None
-    for event in events:
-        goal = event.mutate(goal)
-    assert isinstance(goal, Goal)
-    return goal

@@ -12,13 +12,13 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 from baton.domain.audit import reason_shown
 from baton.domain.errors import ResolveError
 from baton.domain.goal import Goal, GoalEvent
-from baton.domain.history import is_observation, jsonable, kind_of, started_event
+from baton.domain.history import fold, is_observation, jsonable, kind_of, started_event
 from baton.domain.references import parse_binding, resolve_binding
 from baton.web.svg import graph_svg, timeline_svg
 from baton.web.timeline import timeline_of
@@ -57,11 +57,7 @@ def shown(value: Any) -> str:
 
 def state_at(events: Sequence[GoalEvent], at: int) -> Goal:
     """The goal after its first `at` events."""
-    goal: Goal | None = None
-    for event in events[:at]:
-        goal = cast(Goal | None, event.mutate(goal))
-    assert goal is not None
-    return goal
+    return fold(events[:at])
 
 
 def _pages(total: int, size: int) -> int:

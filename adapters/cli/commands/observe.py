@@ -11,6 +11,7 @@ from typing import Any
 from baton.cli.commands.common import store_from
 from baton.domain.errors import BatonError
 from baton.domain.goal import GoalEvent
+from baton.domain.history import fold, started_event
 from baton.history.runfile import read_run
 
 __all__ = ["register"]
@@ -97,7 +98,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from baton.domain.history import started_event
     from baton.web.timeline import timeline_of
 
     suffix = os.path.splitext(args.output)[1].lower()
@@ -112,10 +112,7 @@ def _timeline(args: argparse.Namespace) -> int:
                          ) from None
     goal_id, events = history_of(args)
     started = started_event(events)
-    last = events[-1]
-    status = type(last).__name__.removeprefix("Goal").lower() if type(last).__name__ in (
-        "GoalCompleted", "GoalFailed", "GoalCancelled", "GoalSuspended") else "running"
-    status = "waiting" if status == "suspended" else status
+    status = fold(events).state.status
     title = f"goal {goal_id} · {started.plan.get('name', '?')} · {status}"
     figure = draw_timeline(timeline_of(events, now=datetime.now(UTC)), title=title)
     try:
