@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +68,35 @@ def test_agent_import_failures(target: str, expected: str) -> None:
     data["agents"]["search"] = target
     found = issues(data)
     assert len(found) == 1 and found[0].startswith("agents.search: ") and expected in found[0]
+
+
+def test_a_module_not_found_says_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual cause is a plan run from another directory than its agents' package."""
+    monkeypatch.chdir(tmp_path)
+    data = base()
+    data["agents"]["search"] = "elsewhere.agents:search"
+    [found] = issues(data)
+    assert found == (
+        "agents.search: elsewhere.agents:search: ModuleNotFoundError: No module named "
+        f"'elsewhere': not in the working directory {tmp_path}, on PYTHONPATH or installed"
+    )
+
+
+def test_a_dependency_the_agents_module_lacks_is_named_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The module was found: the working directory is not the problem, and is not blamed."""
+    (tmp_path / "needs_dependency.py").write_text("import baton_no_such_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = base()
+    data["agents"]["search"] = "needs_dependency:search"
+    [found] = issues(data)
+    assert found == (
+        "agents.search: needs_dependency:search: ModuleNotFoundError: No module named "
+        "'baton_no_such_dependency'"
+    )
 
 
 def test_duplicate_and_unknown_task_ids() -> None:

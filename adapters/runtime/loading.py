@@ -99,7 +99,17 @@ def import_object(path: str) -> Any:
     if not sep or not module_name or not attribute:
         raise ValueError(f"{path!r} is not of the form 'module:callable'")
     _ensure_cwd_importable()
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = exc.name or ""
+        if module_name != top and not module_name.startswith(top + "."):
+            raise  # the module was found; something it imports was not
+        # Where it was looked for: a plan run from another directory is the usual cause.
+        raise ModuleNotFoundError(
+            f"{exc}: not in the working directory {os.getcwd()}, on PYTHONPATH or installed",
+            name=exc.name,
+        ) from None
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part)
