@@ -458,7 +458,8 @@ class Worker:
             runner = self.make_runner(self.store, loaded)
             runner.park_on_timers = True
             runner.watch_s = self.watch_s
-            runner.should_stop = lambda: self._leave(runner, goal_id)
+            runner.should_stop = self.stopping.is_set  # leaves at a safe point (Runner)
+            runner.must_stop = self.stopping_now.is_set
             with self._count:
                 self.runners[goal_id] = runner
             if goal.version == 1:
@@ -485,23 +486,18 @@ class Worker:
             lock.release()
             self.wake.set()
 
-    def _leave(self, runner: Runner, goal_id: str) -> bool:
-        """Stop driving: at once on a second stop, else once no unsafe attempt is in flight."""
-        if self.stopping_now.is_set():
-            return True
-        if not self.stopping.is_set():
-            return False
-        return not self.store.get(goal_id).state.unsafe_attempt_in_flight()
-
     @staticmethod
     def _outcome(goal: Goal) -> str:
         state = goal.state
         if state.status in GOAL_FINAL or state.status == "waiting":
             return state.status + (" (for a human)" if state.status == "waiting" else "")
-        if state.by_status.get("retry_wait"):
-            return "parked until its backoff falls due"
         if any(t.in_flight is not None and t.outcome is None for t in state.tasks.values()):
             return "left with attempts in flight (stopping)"
+        if state.stop_requested:
+            return ("left at a safe point (stopping): its unsafe attempts recorded, nothing new "
+                    "dispatched; the next owner goes on")
+        if state.by_status.get("retry_wait"):
+            return "parked until its backoff falls due"
         return "left running"
 
     def _reap(self) -> None:
