@@ -114,6 +114,41 @@ def test_a_worker_continues_a_goal_a_human_resolved_without_resume(store_url: st
     assert "GoalResumed" in recorded(store_url, "berlin")
 
 
+def test_drove_counts_distinct_goals_not_claims(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A goal claimed twice (driven until it waits for a human, then again once resolved) is
+    one goal driven: "drove N goal(s)" counted claims, so a store of one goal said 2."""
+    import logging
+
+    from baton.runtime.loading import load_plan_file
+    from baton.runtime.service import resolve_task, submit_goal
+    from baton.runtime.worker import Worker
+    from tests.test_chaos import wait_for
+
+    caplog.set_level(logging.INFO, logger="baton.worker")
+    store = open_store(store_url)
+    try:
+        submit_goal(store, load_plan_file(PLAN), json.loads(BERLIN), goal_id="berlin")
+        worker = Worker(store=store, poll_s=0.05, refresh_s=0)
+        returned: list[int] = []
+        thread = threading.Thread(target=lambda: returned.append(worker.run()))
+        thread.start()
+        try:
+            wait_for(lambda: worker.claims == 1, "the first claim to end (waiting for a human)")
+            assert store.get("berlin").state.status == "waiting"
+            resolve_task(store, "berlin", "price", action="abandon", reason="too dear", by="t")
+            wait_for(lambda: worker.claims == 2, "the second claim to end")
+        finally:
+            worker.request_stop()
+            thread.join(30)
+        assert store.get("berlin").state.status not in ("running", "waiting")
+        assert returned == [1]
+        assert "worker stopped: drove 1 goal(s) in 2 claims" in caplog.text
+    finally:
+        store.close()
+
+
 def chain_plan(tmp_path: Path, *, backoff_s: float = 0.0) -> str:
     tasks = [{"id": f"s{i}", "agent": "step", "input": {"text": "$goal.text" if i == 0
                                                         else f"$s{i - 1}.text"}}
@@ -499,7 +534,7 @@ def test_a_worker_with_every_slot_taken_does_not_read_the_log(store_url: str) ->
         worker_agents.GATE_OPEN.set()
         driving.join(30)
         assert not driving.is_alive()
-        assert worker.driven == 3
+        assert len(worker.driven) == 3
         assert all(kinds(store, f"gated-{i}")[-1] == "GoalCompleted" for i in range(3))
     finally:
         worker_agents.GATE_OPEN.set()
@@ -642,8 +677,8 @@ def test_a_worker_drives_goals_while_its_read_model_catch_up_runs(
         for index in range(3):  # submitted while the catch-up is held: driven all the same
             submit_goal(store, prepare_plan(data), {"text": "x"}, goal_id=f"later-{index}")
         deadline = time.monotonic() + 30
-        while worker.driven < 4:
-            assert time.monotonic() < deadline, f"drove {worker.driven} of 4 while held"
+        while len(worker.driven) < 4:
+            assert time.monotonic() < deadline, f"drove {len(worker.driven)} of 4 while held"
             time.sleep(0.02)
         assert not release.is_set()
         worker.request_stop()
@@ -701,7 +736,7 @@ def test_a_worker_listens_again_after_its_notify_connection_is_cut(
             conn.execute("SELECT pg_terminate_backend(%s)", (first,))
         until(lambda: [pid for pid in listeners() if pid not in before | {first}])
         submit_goal(store, prepare_plan(data), {"text": "hi"}, goal_id="woken")
-        until(lambda: worker.driven == 1)  # woken by NOTIFY: the poll is two minutes away
+        until(lambda: len(worker.driven) == 1)  # woken by NOTIFY: the poll is two minutes away
         assert kinds(store, "woken")[-1] == "GoalCompleted"
     finally:
         worker.request_stop()
@@ -776,7 +811,7 @@ def test_a_goal_whose_plan_does_not_load_is_tried_again_on_a_timer(
         assert len(said()) == 2  # the same problem is not said again
         assert recorded(store_url, "flaky") == ["Started"]  # nothing recorded meanwhile
         code("from tests.agents import upper\n")  # the code is fixed
-        until(lambda: worker.driven == 1)
+        until(lambda: len(worker.driven) == 1)
         assert kinds(store, "flaky")[-1] == "GoalCompleted"
     finally:
         worker.request_stop()

@@ -117,7 +117,11 @@ class Worker:
         self.wake = threading.Event()
         self.stopping = threading.Event()  # no new goals; leave goals when no unsafe call runs
         self.stopping_now = threading.Event()  # leave goals after the current save
-        self.driven = 0
+        # Distinct goals driven here (what `run` returns and "drove N goal(s)" says), and the
+        # claims that drove them: a goal claimed again (resolved by a human, its backoff due,
+        # its owner gone) is one goal driven in two claims.
+        self.driven: set[str] = set()
+        self.claims = 0
         self._count = threading.Lock()
         # Goals whose recorded plan does not load with today's code (an agent module gone, a
         # callable that lived in __main__), with what was said: left alone, and looked at again
@@ -139,7 +143,8 @@ class Worker:
             runner.wake()
 
     def run(self) -> int:
-        """Loop until stopped (or, with `burst`, until nothing is runnable); goals driven."""
+        """Loop until stopped (or, with `burst`, until nothing is runnable); how many distinct
+        goals it drove."""
         listener = self._listen()
         self._start_from_views()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="baton-goal")
@@ -175,10 +180,12 @@ class Worker:
                 self._last_catch_up(catching_up)
         left = len(self.unloadable)
         parked = len(self.timed - self.unloadable.keys())
-        log.info("worker stopped: drove %d goal(s)%s%s", self.driven,
+        driven = len(self.driven)
+        log.info("worker stopped: drove %d goal(s)%s%s%s", driven,
+                 f" in {self.claims} claims" if self.claims > driven else "",
                  f"; left {parked} parked until a backoff falls due" if parked else "",
                  f"; left {left} whose plan does not load" if left else "")
-        return self.driven
+        return driven
 
     # --- the read models ---
 
@@ -471,7 +478,8 @@ class Worker:
             # dated before the queue's wait, and attempts seemed to last through it).
             goal = runner.resume(goal, concurrency=goal.state.concurrency)
             with self._count:
-                self.driven += 1
+                self.driven.add(goal_id)
+                self.claims += 1
             log.info("goal %s: %s", goal_id, self._outcome(goal))
         except FencedOut:
             log.warning("goal %s: another runner recorded events in it; left to that runner",
