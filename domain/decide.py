@@ -314,9 +314,14 @@ def _dispatch_as_ready(
     the expansion (whose instances come before later tasks in plan order) before any dispatch.
     Within a joined batch, a task that would not be dispatched cleanly (no slot, a reservation
     that does not fit, a budget breach, an input that does not build) keeps its `TaskReady`,
-    and the next step decides it as rules 2 would.
+    and the next step decides it as rules 2 would. While the runner is stopping
+    (`StopRequested`) nothing is dispatched: the readiness is recorded as it is.
     """
-    if state.status != "running" or any(type(d) is not TaskReady for d in batch):
+    if (
+        state.status != "running"
+        or state.stop_requested
+        or any(type(d) is not TaskReady for d in batch)
+    ):
         return batch
     if approvals(state, contracts) or _expand_maps(state, contracts):
         return batch
@@ -344,8 +349,8 @@ def _dispatch(
     ready = state.with_status("ready")
     if readied:
         ready = state.in_plan_order({*ready, *readied})
-    if state.status != "running" or not ready:
-        return []
+    if state.status != "running" or not ready or state.stop_requested:
+        return []  # (a runner asked to stop: the tasks stay ready for the next one)
     decisions: list[Decision] = []
     slots = state.concurrency - state.in_flight
     extra = Usage()  # what this batch's own dispatches reserve, before they are recorded

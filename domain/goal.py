@@ -139,11 +139,25 @@ class Goal(BaseAggregate[str]):
             goal.state.concurrency = self.concurrency
             goal.state.now = self.timestamp
             goal.state.resume_requested = True
+            goal.state.stop_requested = False  # this runner dispatches again
             goal.state.orphaned = {
                 task.id: task.in_flight
                 for task in goal.state.tasks.values()
                 if task.status == "running" and task.in_flight is not None and task.outcome is None
             }
+
+    class StopRequested(Event):
+        """The runner driving the goal was asked to stop (its process shuts down) while an
+        unsafe attempt was in flight: it waits for that attempt's outcome and then leaves. From
+        here no new attempt is dispatched (ready tasks stay ready) until a runner takes the goal
+        up again (`RunResumed`), so a stopping process starts no new side effect, and none of
+        its dispatches is left without an outcome for the next owner's crash rules."""
+
+        observation: ClassVar[bool] = True
+
+        def apply(self, goal: Goal) -> None:
+            goal.state.now = self.timestamp
+            goal.state.stop_requested = True
 
     class AgentReturned(Event):
         """An attempt returned; `output` is the raw value as returned, before validation."""

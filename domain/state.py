@@ -59,6 +59,9 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #      where rules 1-4 said only "U used of L", which read as a budget not yet exhausted.
 #      A rejected fragment lists its first 50 problems and "… and N more" (the reason still
 #      counts them all); rules 1-4 listed every one, a problem per task of a huge fragment.
+#   A new observation needs no new version where `decide` reads only it differently: histories
+#   recorded before hold none, so they decide as before (`StopRequested`: no dispatch until
+#   the next `RunResumed`).
 RULES = 5
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits
@@ -146,6 +149,10 @@ class GoalState:
     # unknown, so decide must re-dispatch or escalate them (task id -> attempt).
     orphaned: dict[str, int] = field(default_factory=dict)
     cancel_requested: str | None = None
+    # The runner driving the goal was asked to stop (`StopRequested`) and waits for an unsafe
+    # attempt before it leaves: no new attempt is dispatched until a runner takes the goal up
+    # again (`RunResumed`), so a stopping process starts no side effect and leaves none unknown.
+    stop_requested: bool = False
     # A waiting goal moves on only when a runner takes it up again (`baton resume`): recording
     # a human's decision must not dispatch work that no process is there to run.
     resume_requested: bool = False

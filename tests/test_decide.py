@@ -306,3 +306,18 @@ def test_a_backoff_blocks_only_its_own_task() -> None:
     sim.raised("a")
     assert sim.status("a") == "retry_wait"
     assert sim.returned("b", {"text": "hi!"}) == [("OutputAccepted", "b"), ("TaskDispatched", "c")]
+
+
+@pytest.mark.parametrize("rules", [2, 3, 5])
+def test_after_a_stop_requested_nothing_is_dispatched_until_a_runner_resumes(rules: int) -> None:
+    """`StopRequested`: ready tasks stay ready, a zero-backoff retry waits ready too; outcomes
+    are still judged; the next `RunResumed` dispatches them."""
+    sim = Sim(chain(retry={"max_attempts": 2, "backoff_s": 0}), rules=rules)
+    assert sim.observe("StopRequested") == []
+    assert sim.returned("a", {"text": "HI"}) == [("OutputAccepted", "a"), ("TaskReady", "b")]
+    assert sim.status("b") == "ready" and sim.observe("ClockTicked") == []
+    assert sim.observe("RunResumed", concurrency=8) == [("TaskDispatched", "b")]
+    assert sim.observe("StopRequested") == []
+    assert sim.raised("b") == [("RetryScheduled", "b"), ("TaskReady", "b")]  # due at once
+    assert sim.observe("RunResumed", concurrency=8) == [("TaskDispatched", "b")]
+    assert sim.returned("b", {"text": "HI!"})[-1] == ("GoalCompleted", None)

@@ -59,7 +59,8 @@ def test_answer_and_approve_from_the_command_line(store_url: str, tmp_path: Path
 
     answered = cli("--store", store_url, "answer", "g", "ask", "Q1 2026", "--by", "ann")
     assert answered.code == 0, answered.err
-    assert "recorded: answer to ask by ann" in answered.out
+    assert answered.out.splitlines() == ["recorded: answer to ask by ann; goal g is waiting — a "
+                                         "worker picks it up; without workers: baton resume g"]
     assert cli("--store", store_url, "resume", "g").code == 3  # now at the approval gate
     [entry] = _escalations(store_url)
     assert entry["kind"] == "approval" and entry["task"] == "publish"

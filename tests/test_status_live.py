@@ -50,9 +50,14 @@ def test_status_after_a_resolve_points_at_resume_like_escalations(store_url: str
                 store=store_url)
     assert ran.code == 3
     assert "resolve with: baton resolve b" in baton("status", "b", store=store_url).out
-    resolved = baton("resolve", "b", "price", "--retry", "--reason", "r", store=store_url)
+    resolved = baton("resolve", "b", "price", "--retry", "--reason", "r", "--by", "ana",
+                     store=store_url)
     assert resolved.code == 0, resolved.err
+    assert resolved.out.splitlines() == [  # one line, right with workers and without
+        "recorded: retry of price by ana; goal b is waiting — a worker picks it up; without "
+        "workers: baton resume b"
+    ]
     assert baton("escalations", "--json", store=store_url).json() == {"escalations": []}
     shown = baton("status", "b", store=store_url).out
     assert "resolve with" not in shown and "waiting for a human" not in shown
-    assert "continue with: baton resume b" in shown
+    assert "a worker picks it up; without workers: baton resume b" in shown

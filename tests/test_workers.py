@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from baton.store.eventstore import open_store
+from baton.store.eventstore import BatonStore, open_store
 from baton.store.ownership import ownership_of
 from tests.cli_support import ROOT, baton
 from tests.support import kinds
@@ -112,6 +112,41 @@ def test_a_worker_continues_a_goal_a_human_resolved_without_resume(store_url: st
     assert "goal berlin: claimed" in worker.err
     assert status_of(store_url, "berlin") not in ("running", "waiting")
     assert "GoalResumed" in recorded(store_url, "berlin")
+
+
+def test_drove_counts_distinct_goals_not_claims(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A goal claimed twice (driven until it waits for a human, then again once resolved) is
+    one goal driven: "drove N goal(s)" counted claims, so a store of one goal said 2."""
+    import logging
+
+    from baton.runtime.loading import load_plan_file
+    from baton.runtime.service import resolve_task, submit_goal
+    from baton.runtime.worker import Worker
+    from tests.test_chaos import wait_for
+
+    caplog.set_level(logging.INFO, logger="baton.worker")
+    store = open_store(store_url)
+    try:
+        submit_goal(store, load_plan_file(PLAN), json.loads(BERLIN), goal_id="berlin")
+        worker = Worker(store=store, poll_s=0.05, refresh_s=0)
+        returned: list[int] = []
+        thread = threading.Thread(target=lambda: returned.append(worker.run()))
+        thread.start()
+        try:
+            wait_for(lambda: worker.claims == 1, "the first claim to end (waiting for a human)")
+            assert store.get("berlin").state.status == "waiting"
+            resolve_task(store, "berlin", "price", action="abandon", reason="too dear", by="t")
+            wait_for(lambda: worker.claims == 2, "the second claim to end")
+        finally:
+            worker.request_stop()
+            thread.join(30)
+        assert store.get("berlin").state.status not in ("running", "waiting")
+        assert returned == [1]
+        assert "worker stopped: drove 1 goal(s) in 2 claims" in caplog.text
+    finally:
+        store.close()
 
 
 def chain_plan(tmp_path: Path, *, backoff_s: float = 0.0) -> str:
@@ -310,19 +345,41 @@ def agents_called(tmp_path: Path) -> list[str]:
     return [json.loads(line)["agent"] for line in lines]
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_worker_finishes_recording_an_unsafe_attempt_and_releases(
-    store_url: str, tmp_path: Path, stop: signal.Signals
+def wait_for_event(store_url: str, goal_id: str, kind: str, proc: subprocess.Popen[str]) -> None:
+    """Return once the goal records an event of `kind` (the worker still running)."""
+    deadline = time.monotonic() + 30
+    while kind not in recorded(store_url, goal_id):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("stop", "then"), [(signal.SIGTERM, "unsafe"), (signal.SIGINT, "none")])
+def test_a_stopped_worker_finishes_recording_an_unsafe_attempt_and_dispatches_nothing_new(
+    store_url: str, tmp_path: Path, stop: signal.Signals, then: str
 ) -> None:
-    plan = waits_then_steps(tmp_path, waits="unsafe", then="none")
+    """Asked to stop while an unsafe attempt runs, the worker records `StopRequested` before
+    it waits, then the attempt's outcome, and leaves: the save of that outcome dispatched the
+    next task and the worker ran it (a stop started a side effect); left unrun instead, the
+    next owner's crash rules would have escalated a task that never ran as outcome unknown.
+    The next worker's `RunResumed` lifts the stop: the next task runs once, nothing escalated."""
+    plan = waits_then_steps(tmp_path, waits="unsafe", then=then)
     assert baton("submit", plan, "--input", '{"text": "z"}', "--goal-id", "t",
                  store=store_url).code == 0
     proc = worker_in_its_agent(store_url, tmp_path)
     proc.send_signal(stop)
+    wait_for_event(store_url, "t", "StopRequested", proc)  # said before the outcome
     (tmp_path / "release").write_text("")
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "AgentReturned" in recorded(store_url, "t")  # the unsafe attempt, waited for
+    events = recorded(store_url, "t")
+    assert events[events.index("StopRequested"):] == [
+        "StopRequested", "AgentReturned", "OutputAccepted", "TaskReady"  # `then` stays ready
+    ]
+    assert events.count("TaskDispatched") == 1
+    assert agents_called(tmp_path) == ["waits_for_file"]
+    assert "goal t: left at a safe point (stopping)" in err
+    audit = baton("audit", "t", store=store_url)
+    assert "▸ StopRequested · the runner was asked to stop: it waits for the unsafe" in audit.out
     store = open_store(store_url)
     try:
         assert ownership_of(store).owner("t") is None
@@ -331,7 +388,69 @@ def test_a_stopped_worker_finishes_recording_an_unsafe_attempt_and_releases(
     worker = baton("worker", "--burst", store=store_url, env={"BATON_TEST_DIR": str(tmp_path)})
     assert worker.code == 0, worker.err
     assert status_of(store_url, "t") == "completed"
-    assert agents_called(tmp_path).count("waits_for_file") == 1  # never run twice
+    assert agents_called(tmp_path) == ["waits_for_file", "logged_step"]  # each exactly once
+    events = recorded(store_url, "t")
+    assert "TaskEscalated" not in events and "AttemptInterrupted" not in events
+    assert events[events.index("TaskReady") + 1] == "RunResumed"  # dispatched by the next owner
+    replayed = baton("replay", "t", store=store_url)
+    assert replayed.code == 0, replayed.out + replayed.err
+
+
+def stops_while_first_runs(first: str, **retry: object) -> dict[str, object]:
+    """`first` (unsafe) asks its runner to stop while it runs; `unsafe` and `none` follow it."""
+    from tests import worker_agents
+
+    worker_agents.CALLED.clear()
+    worker_agents.STOP_ASKED.clear()
+    return {
+        "version": 1, "name": "stops",
+        "agents": {name: f"tests.worker_agents:{name}" for name in (first, "counted")},
+        "tasks": [
+            {"id": "first", "agent": first, "side_effects": "unsafe",
+             "input": {"text": "$goal.text"}, **retry},
+            {"id": "unsafe", "agent": "counted", "side_effects": "unsafe",
+             "input": {"text": "$first.text"}},
+            {"id": "none", "agent": "counted", "input": {"text": "$first.text"}},
+        ],
+    }
+
+
+@pytest.mark.parametrize(("first", "retry"), [
+    ("asks_to_stop", {}),
+    ("asks_to_stop_and_fails_once", {"retry": {"max_attempts": 2, "backoff_s": 0}}),
+])
+def test_a_runner_asked_to_stop_unwoken_records_the_stop_with_the_outcome(
+    store: BatonStore, first: str, retry: dict[str, object]
+) -> None:
+    """Asked to stop without being woken (a stopping `baton serve` asks so): the stop is
+    recorded before the outcome that arrives, so that outcome's save dispatches nothing (the
+    next tasks stay ready; a failure's zero-backoff retry waits, ready, too), and the runner
+    leaves. The next owner's `RunResumed` lifts it and runs each task once; replay agrees."""
+    from baton.domain.replay import replay
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.runner import Runner
+    from baton.runtime.service import resume_goal, start_goal
+    from tests import worker_agents
+
+    loaded = prepare_plan(stops_while_first_runs(first, **retry))
+    runner = Runner(store=store, loaded=loaded, should_stop=worker_agents.STOP_ASKED.is_set)
+    left = start_goal(store, loaded, {"text": "z"}, goal_id="s", runner=runner)
+    assert left.state.status == "running" and left.state.stop_requested
+    called = worker_agents.CALLED
+    assert called == [first]  # nothing run after the stop
+    events = kinds(store, "s")
+    at = events.index("StopRequested")
+    assert events[at - 1] == "TaskDispatched" and events.count("TaskDispatched") == 1
+    assert {t: left.state.tasks[t].status for t in ("first", "unsafe", "none")} == (
+        {"first": "succeeded", "unsafe": "ready", "none": "ready"} if not retry
+        else {"first": "ready", "unsafe": "pending", "none": "pending"}
+    )
+    goal = resume_goal(store, "s")
+    assert goal.state.status == "completed"
+    assert called == [first, *([first] if retry else []), "counted", "counted"]
+    events = kinds(store, "s")
+    assert "TaskEscalated" not in events and "AttemptInterrupted" not in events
+    assert replay(list(store.events("s")), loaded.contracts).ok
 
 
 def test_a_stopped_worker_leaves_at_once_when_no_unsafe_attempt_runs(
@@ -415,7 +534,7 @@ def test_a_worker_with_every_slot_taken_does_not_read_the_log(store_url: str) ->
         worker_agents.GATE_OPEN.set()
         driving.join(30)
         assert not driving.is_alive()
-        assert worker.driven == 3
+        assert len(worker.driven) == 3
         assert all(kinds(store, f"gated-{i}")[-1] == "GoalCompleted" for i in range(3))
     finally:
         worker_agents.GATE_OPEN.set()
@@ -558,8 +677,8 @@ def test_a_worker_drives_goals_while_its_read_model_catch_up_runs(
         for index in range(3):  # submitted while the catch-up is held: driven all the same
             submit_goal(store, prepare_plan(data), {"text": "x"}, goal_id=f"later-{index}")
         deadline = time.monotonic() + 30
-        while worker.driven < 4:
-            assert time.monotonic() < deadline, f"drove {worker.driven} of 4 while held"
+        while len(worker.driven) < 4:
+            assert time.monotonic() < deadline, f"drove {len(worker.driven)} of 4 while held"
             time.sleep(0.02)
         assert not release.is_set()
         worker.request_stop()
@@ -617,7 +736,7 @@ def test_a_worker_listens_again_after_its_notify_connection_is_cut(
             conn.execute("SELECT pg_terminate_backend(%s)", (first,))
         until(lambda: [pid for pid in listeners() if pid not in before | {first}])
         submit_goal(store, prepare_plan(data), {"text": "hi"}, goal_id="woken")
-        until(lambda: worker.driven == 1)  # woken by NOTIFY: the poll is two minutes away
+        until(lambda: len(worker.driven) == 1)  # woken by NOTIFY: the poll is two minutes away
         assert kinds(store, "woken")[-1] == "GoalCompleted"
     finally:
         worker.request_stop()
@@ -692,7 +811,7 @@ def test_a_goal_whose_plan_does_not_load_is_tried_again_on_a_timer(
         assert len(said()) == 2  # the same problem is not said again
         assert recorded(store_url, "flaky") == ["Started"]  # nothing recorded meanwhile
         code("from tests.agents import upper\n")  # the code is fixed
-        until(lambda: worker.driven == 1)
+        until(lambda: len(worker.driven) == 1)
         assert kinds(store, "flaky")[-1] == "GoalCompleted"
     finally:
         worker.request_stop()

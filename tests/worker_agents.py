@@ -78,3 +78,27 @@ def gated(inp: Text) -> Text:
     GATE_ENTERED.set()
     GATE_OPEN.wait(10)  # only reached in full when the test is broken
     return Text(text=inp.text)
+
+
+# The stop tests: the agent runs while its runner is asked to stop, without waking it (as a
+# stopping `baton serve` asks: the runner hears of it with the next outcome).
+STOP_ASKED = threading.Event()
+
+
+def asks_to_stop(inp: Text) -> Text:
+    CALLED.append("asks_to_stop")
+    STOP_ASKED.set()
+    return Text(text=inp.text)
+
+
+def asks_to_stop_and_fails_once(inp: Text) -> Text:
+    CALLED.append("asks_to_stop_and_fails_once")
+    STOP_ASKED.set()
+    if CALLED.count("asks_to_stop_and_fails_once") == 1:
+        raise ConnectionError("first call fails")
+    return Text(text=inp.text)
+
+
+def counted(inp: Text) -> Text:
+    CALLED.append("counted")
+    return Text(text=inp.text + ".")

@@ -50,6 +50,9 @@ def _observed(entry: dict[str, Any]) -> str:
         return f"{entry['by']}: cancel — {entry['reason']}"
     if kind == "RunResumed":
         return f"a runner took the goal up again (concurrency {entry['concurrency']})"
+    if kind == "StopRequested":
+        return ("the runner was asked to stop: it waits for the unsafe attempts in flight and "
+                "dispatches nothing new until a runner takes the goal up again")
     return "time passed" if kind == "ClockTicked" else ""
 
 

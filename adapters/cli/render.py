@@ -120,7 +120,7 @@ def print_summary(
     if status == "completed":
         console.print_json(json.dumps(output, default=str))
     elif resolved:
-        console.print(f"continue with: baton resume {goal_id}")
+        console.print(f"a worker picks it up; without workers: baton resume {goal_id}")
     elif status == "waiting":
         console.print(f"resolve with: baton resolve {goal_id} TASK --retry|--abandon|--output … "
                       f"(--approve|--reject for an approval; `baton answer {goal_id} TASK TEXT` "

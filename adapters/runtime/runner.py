@@ -54,8 +54,12 @@ def ends_goal(topic: str) -> bool:
 # What only a runner records. A save conflict with one of these means another runner drives the
 # goal: this one stops (the fence). Anything else (cancel, resolve) came from a command.
 RUNNER_OBSERVATIONS = frozenset(
-    {"RunResumed", "AgentReturned", "AgentRaised", "AgentTimedOut", "ClockTicked"}
+    {"RunResumed", "AgentReturned", "AgentRaised", "AgentTimedOut", "ClockTicked",
+     "StopRequested"}
 )
+
+# What a runner asked to stop records before it waits for an unsafe attempt (`should_stop`).
+STOPPING: tuple[str, dict[str, Any]] = ("StopRequested", {})
 
 
 def utc_now() -> datetime:
@@ -87,11 +91,17 @@ class Runner:
     # A worker's runner leaves a goal that only waits for a timer (a backoff) further away than
     # PARK_AFTER_S and frees its slot; the goal is claimed again when the timer falls due.
     park_on_timers: bool = False
-    # Asked to stop (a worker shutting down): leave after the current save; attempts in flight
-    # then follow the crash rules with the next owner. Asked after every save, and on `wake()`
-    # while the runner waits for an agent (else a stop waited for the next completion, and the
-    # save of that completion dispatched the next tasks, unsafe ones too, to be waited for).
+    # Asked to stop (a worker or a server shutting down): leave at a safe point. At once when no
+    # unsafe attempt is in flight (a `none` or `idempotent` one still running is re-run by the
+    # next owner, by the crash rules). Else it records `StopRequested` first, after which
+    # `decide` dispatches no new attempt until a runner takes the goal up again, waits for the
+    # unsafe attempts, records their outcomes and leaves: a stop never starts a side effect,
+    # and never leaves a dispatch of its own without an outcome. Asked before and after every
+    # save, and on `wake()` while the runner waits for an agent.
     should_stop: Callable[[], bool] | None = None
+    # Asked to stop at once (a second SIGTERM): leave after the current save; attempts in
+    # flight then follow the crash rules with the next owner.
+    must_stop: Callable[[], bool] | None = None
     # Told of every save, may wrap agent calls: live progress and live traces (observers.py).
     run_observer: RunObserver | None = None
     # Waiting this long for agents with nothing else due, look whether a command in another
@@ -104,7 +114,8 @@ class Runner:
         self._pool: CallPool | None = None  # while driving: what `wake` interrupts
 
     def wake(self) -> None:
-        """Ask `should_stop` again now, not only after the next save (from any thread)."""
+        """Ask `should_stop` and `must_stop` again now, not only after the next save (from any
+        thread)."""
         pool = self._pool
         if pool is not None:
             pool.wake()
@@ -136,6 +147,8 @@ class Runner:
         """Take a goal up again: attempts left in flight by a dead runner get decided first."""
         if goal.state.status in GOAL_FINAL:
             return goal
+        if self._stop_asked():  # asked as it took the goal up: left as it was, nothing recorded
+            return goal
         goal.observe("RunResumed", at=self.clock(), concurrency=concurrency)
         return self._drive(goal)
 
@@ -159,8 +172,13 @@ class Runner:
                     timer = self._goal_timer(goal)
                     if timer is None or (self.park_on_timers and timer > PARK_AFTER_S):
                         break  # waiting for a human, nothing that time can move, or parked
-                if self.should_stop is not None and self.should_stop():
-                    break
+                if self._stop_asked():
+                    if self._leaving_now() or not goal.state.unsafe_attempt_in_flight():
+                        break
+                    if not goal.state.stop_requested:  # said before the wait: nothing new
+                        goal, decided = self._settle_and_save(goal, [STOPPING])
+                        self._launch(goal, pool, in_flight, decided)
+                        continue
                 first = self._next_observation(goal, pool, in_flight)
                 if first is None:  # woken, or time to look: nothing to record
                     if self.watch_s is not None and self._ended_elsewhere(goal):
@@ -168,12 +186,22 @@ class Runner:
                         break
                     continue  # ask `should_stop` again
                 observations = [first, *self._queued_observations(pool, in_flight)]
+                if not goal.state.stop_requested and self._stop_asked():
+                    # Asked while it waited, unwoken: recorded before the outcomes, so that
+                    # their save dispatches nothing this runner would then run or leave unknown.
+                    observations.insert(0, STOPPING)
                 goal, decided = self._settle_and_save(goal, observations)
                 self._launch(goal, pool, in_flight, decided)
         finally:
             self._pool = None
             pool.close()
         return goal
+
+    def _stop_asked(self) -> bool:
+        return (self.should_stop is not None and self.should_stop()) or self._leaving_now()
+
+    def _leaving_now(self) -> bool:
+        return self.must_stop is not None and self.must_stop()
 
     def _next_observation(
         self, goal: Goal, pool: CallPool, in_flight: dict[tuple[str, int], _InFlight]
@@ -213,7 +241,7 @@ class Runner:
                 completion = pool.completions.get_nowait()
             except queue.Empty:
                 return observations
-            if completion is not None:  # a wake-up: `should_stop` is asked after this save
+            if completion is not None:  # a wake-up: `should_stop` is asked with this save
                 observations.append(self._completed(completion, in_flight))
 
     def _completed(

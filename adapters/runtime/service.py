@@ -250,7 +250,7 @@ def resume_goal(
     should_stop: Callable[[], bool] | None = None,
 ) -> Goal:
     """Drive a goal on from its events (after a crash, a human's resolution, or a submit);
-    `should_stop`: asked after each save, leave the goal when it says so (Runner.should_stop)."""
+    `should_stop`: once it says so, leave the goal at a safe point (Runner.should_stop)."""
     if concurrency is not None:
         check_concurrency(concurrency)
     goal = store.get(goal_id)

@@ -117,7 +117,11 @@ class Worker:
         self.wake = threading.Event()
         self.stopping = threading.Event()  # no new goals; leave goals when no unsafe call runs
         self.stopping_now = threading.Event()  # leave goals after the current save
-        self.driven = 0
+        # Distinct goals driven here (what `run` returns and "drove N goal(s)" says), and the
+        # claims that drove them: a goal claimed again (resolved by a human, its backoff due,
+        # its owner gone) is one goal driven in two claims.
+        self.driven: set[str] = set()
+        self.claims = 0
         self._count = threading.Lock()
         # Goals whose recorded plan does not load with today's code (an agent module gone, a
         # callable that lived in __main__), with what was said: left alone, and looked at again
@@ -139,7 +143,8 @@ class Worker:
             runner.wake()
 
     def run(self) -> int:
-        """Loop until stopped (or, with `burst`, until nothing is runnable); goals driven."""
+        """Loop until stopped (or, with `burst`, until nothing is runnable); how many distinct
+        goals it drove."""
         listener = self._listen()
         self._start_from_views()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="baton-goal")
@@ -175,10 +180,12 @@ class Worker:
                 self._last_catch_up(catching_up)
         left = len(self.unloadable)
         parked = len(self.timed - self.unloadable.keys())
-        log.info("worker stopped: drove %d goal(s)%s%s", self.driven,
+        driven = len(self.driven)
+        log.info("worker stopped: drove %d goal(s)%s%s%s", driven,
+                 f" in {self.claims} claims" if self.claims > driven else "",
                  f"; left {parked} parked until a backoff falls due" if parked else "",
                  f"; left {left} whose plan does not load" if left else "")
-        return self.driven
+        return driven
 
     # --- the read models ---
 
@@ -458,7 +465,8 @@ class Worker:
             runner = self.make_runner(self.store, loaded)
             runner.park_on_timers = True
             runner.watch_s = self.watch_s
-            runner.should_stop = lambda: self._leave(runner, goal_id)
+            runner.should_stop = self.stopping.is_set  # leaves at a safe point (Runner)
+            runner.must_stop = self.stopping_now.is_set
             with self._count:
                 self.runners[goal_id] = runner
             if goal.version == 1:
@@ -470,7 +478,8 @@ class Worker:
             # dated before the queue's wait, and attempts seemed to last through it).
             goal = runner.resume(goal, concurrency=goal.state.concurrency)
             with self._count:
-                self.driven += 1
+                self.driven.add(goal_id)
+                self.claims += 1
             log.info("goal %s: %s", goal_id, self._outcome(goal))
         except FencedOut:
             log.warning("goal %s: another runner recorded events in it; left to that runner",
@@ -485,23 +494,18 @@ class Worker:
             lock.release()
             self.wake.set()
 
-    def _leave(self, runner: Runner, goal_id: str) -> bool:
-        """Stop driving: at once on a second stop, else once no unsafe attempt is in flight."""
-        if self.stopping_now.is_set():
-            return True
-        if not self.stopping.is_set():
-            return False
-        return not self.store.get(goal_id).state.unsafe_attempt_in_flight()
-
     @staticmethod
     def _outcome(goal: Goal) -> str:
         state = goal.state
         if state.status in GOAL_FINAL or state.status == "waiting":
             return state.status + (" (for a human)" if state.status == "waiting" else "")
-        if state.by_status.get("retry_wait"):
-            return "parked until its backoff falls due"
         if any(t.in_flight is not None and t.outcome is None for t in state.tasks.values()):
             return "left with attempts in flight (stopping)"
+        if state.stop_requested:
+            return ("left at a safe point (stopping): its unsafe attempts recorded, nothing new "
+                    "dispatched; the next owner goes on")
+        if state.by_status.get("retry_wait"):
+            return "parked until its backoff falls due"
         return "left running"
 
     def _reap(self) -> None:

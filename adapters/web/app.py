@@ -376,8 +376,8 @@ def create_app(
         try:
             yield
         finally:
-            # Goals resumed from a form leave at their next save without an unsafe attempt in
-            # flight, as a stopping worker's do; the store must outlive their saves.
+            # Goals resumed from a form leave at a safe point, as a stopping worker's do (no
+            # new dispatch once stopping: Runner.should_stop); the store must outlive their saves.
             stopping.set()
             deadline = time.monotonic() + SHUTDOWN_WAIT_S
             for goal_id, thread in list(resumes.items()):
@@ -405,11 +405,8 @@ def _resume(
     if before is not None:
         before.join()
 
-    def leave() -> bool:
-        return stopping.is_set() and not store.get(goal_id).state.unsafe_attempt_in_flight()
-
-    try:
-        resume_goal(store, goal_id, should_stop=leave)
+    try:  # leaves at a safe point once the server stops (Runner.should_stop)
+        resume_goal(store, goal_id, should_stop=stopping.is_set)
     except Exception as exc:  # shown by the goal page's state; the events say what happened
         print(f"baton serve: resuming {goal_id}: {exc}")
     finally:

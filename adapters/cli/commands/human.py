@@ -9,6 +9,8 @@ from typing import Any
 from baton.cli import exits
 from baton.cli.commands.common import json_argument, store_from, who
 from baton.cli.render import goal_json, print_json
+from baton.domain.goal import Goal
+from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.service import answer_task, cancel_goal, resolve_task
 
 __all__ = ["register"]
@@ -24,7 +26,8 @@ def register(sub: Any) -> None:
         "resolve", help="record a human's decision on an escalated task",
         description="Retry the task, abandon it, or supply its output (validated against the "
         "task's output contract); approve or reject a task that waits for approval. Recorded as "
-        "an event with who and why; then `baton resume`.",
+        "an event with who and why; a running `baton worker` continues the goal (without "
+        "one: `baton resume`).",
     )
     resolve.add_argument("goal")
     resolve.add_argument("task")
@@ -45,7 +48,7 @@ def register(sub: Any) -> None:
         "answer", help="answer the question a task asked",
         description="Record the answer to a task's clarification question, with who answered; "
         "the task runs again with every question and answer in its input's `clarifications` "
-        "field (then `baton resume`, or a worker continues the goal).",
+        "field (a running `baton worker` continues the goal; without one: `baton resume`).",
     )
     answer.add_argument("goal")
     answer.add_argument("task")
@@ -78,8 +81,7 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.json:
         print_json(goal_json(goal))
     else:
-        print(f"recorded: {action} of {args.task} by {who(args)}; "
-              f"goal {goal.id} is {goal.state.status} — continue with: baton resume {goal.id}")
+        print(_recorded(f"{action} of {args.task} by {who(args)}", goal))
     return exits.OK
 
 
@@ -88,9 +90,17 @@ def _answer(args: argparse.Namespace) -> int:
     if args.json:
         print_json(goal_json(goal))
     else:
-        print(f"recorded: answer to {args.task} by {who(args)}; "
-              f"goal {goal.id} is {goal.state.status} — continue with: baton resume {goal.id}")
+        print(_recorded(f"answer to {args.task} by {who(args)}", goal))
     return exits.OK
+
+
+def _recorded(what: str, goal: Goal) -> str:
+    """The one line a human's decision prints: what was recorded, and how the goal goes on (a
+    running `baton worker` takes it up by itself; `baton resume` is for a store without one)."""
+    line = f"recorded: {what}; goal {goal.id} is {goal.state.status}"
+    if goal.state.status in GOAL_FINAL:
+        return line
+    return f"{line} — a worker picks it up; without workers: baton resume {goal.id}"
 
 
 def _cancel(args: argparse.Namespace) -> int:
