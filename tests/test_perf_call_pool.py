@@ -6,6 +6,7 @@ identities), never timed. Every wait has a generous timeout so a bug fails inste
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -111,3 +112,23 @@ def test_a_thread_stuck_in_a_timed_out_call_is_replaced() -> None:
     finally:
         release.set()
         pool.close()
+
+
+def test_closing_the_pool_closes_the_event_loop_it_started() -> None:
+    """Left running or unclosed, the loop would be finalized with the interpreter, where
+    asyncio's clean-up may write to the stderr of a command that must end quietly."""
+    loop_threads: list[threading.Thread] = []
+
+    async def echo(inp: Note) -> Note:
+        loop_threads.append(threading.current_thread())
+        return inp
+
+    pool = CallPool(workers=1)
+    call = dataclasses.replace(_call("a", echo), is_async=True)
+    (done,) = _threads_of(pool, [call])
+    assert done.kind == "AgentReturned"
+    loop = pool._loop
+    assert loop is not None and not loop.is_closed()
+    pool.close()
+    assert loop.is_closed() and not loop_threads[0].is_alive()
+    pool.close()  # twice: nothing left to stop

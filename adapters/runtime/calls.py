@@ -233,6 +233,7 @@ def _figure(value: Any, name: str, *, whole: bool) -> float:
     return float(value)
 
 
+_LOOP_STOP_S = 2.0  # for the loop's thread to see its stop (it does at its next iteration)
 _MAX_FIGURE = 10**15  # far beyond any real attempt, and exact as a float and in a bigint sum
 
 
@@ -273,6 +274,7 @@ class CallPool:
         # loop thread this pool starts on first use and stops on close.
         self._loop: asyncio.AbstractEventLoop | None = loop
         self._owns_loop = loop is None
+        self._loop_thread: threading.Thread | None = None
         self._futures: dict[tuple[str, int], Any] = {}
         self._processes = isolation.ProcessCalls()
 
@@ -314,7 +316,22 @@ class CallPool:
         for future in list(self._futures.values()):
             future.cancel()  # a call nobody will record: do not leave it running on a loop
         if self._loop is not None and self._owns_loop:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._close_loop(self._loop)
+
+    def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop the loop this pool started, and close it once its thread has ended: a loop left
+        running or unclosed is finalized with the interpreter, where asyncio's clean-up can write
+        to stderr at exit (a closed stdout's `baton run` must end quietly). A coroutine that
+        blocks the loop's thread, or one still pending, keeps it open: nothing waits for it."""
+        if loop.is_closed():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread = self._loop_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_LOOP_STOP_S)
+            if thread.is_alive() or asyncio.all_tasks(loop):
+                return
+        loop.close()
 
     # --- internals ---
 
@@ -366,7 +383,9 @@ class CallPool:
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="baton-async", daemon=True).start()
+            self._loop_thread = threading.Thread(target=loop.run_forever, name="baton-async",
+                                                 daemon=True)
+            self._loop_thread.start()
             self._loop = loop
         return self._loop
 
