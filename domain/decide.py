@@ -319,7 +319,7 @@ def _dispatch_as_ready(
     """
     if (
         state.status != "running"
-        or state.stop_requested
+        or _holds_dispatches(state)
         or any(type(d) is not TaskReady for d in batch)
     ):
         return batch
@@ -337,6 +337,12 @@ def _dispatch_as_ready(
     return _dispatch(state, contracts, readied)
 
 
+def _holds_dispatches(state: GoalState) -> bool:
+    """No attempt is dispatched while the runner driving the goal is stopping, nor (rules 6)
+    after a command recorded a human's decision, until a runner records an observation."""
+    return state.stop_requested or (state.rules >= 6 and state.awaiting_runner)
+
+
 def _dispatch(
     state: GoalState, contracts: Contracts, readied: dict[str, TaskReady] | None = None
 ) -> list[Decision]:
@@ -349,8 +355,8 @@ def _dispatch(
     ready = state.with_status("ready")
     if readied:
         ready = state.in_plan_order({*ready, *readied})
-    if state.status != "running" or not ready or state.stop_requested:
-        return []  # (a runner asked to stop: the tasks stay ready for the next one)
+    if state.status != "running" or not ready or _holds_dispatches(state):
+        return []  # (no runner to run them: the tasks stay ready for the next one)
     decisions: list[Decision] = []
     slots = state.concurrency - state.in_flight
     extra = Usage()  # what this batch's own dispatches reserve, before they are recorded

@@ -140,6 +140,7 @@ class Goal(BaseAggregate[str]):
             goal.state.now = self.timestamp
             goal.state.resume_requested = True
             goal.state.stop_requested = False  # this runner dispatches again
+            goal.state.awaiting_runner = False
             goal.state.orphaned = {
                 task.id: task.in_flight
                 for task in goal.state.tasks.values()
@@ -179,6 +180,7 @@ class Goal(BaseAggregate[str]):
         def apply(self, goal: Goal) -> None:
             task = _task(goal, self)
             goal.state.now = self.timestamp
+            goal.state.awaiting_runner = False  # a runner records it: it drives the goal
             _account(goal.state, task, self.usage)
             if task.in_flight == self.attempt:
                 outcome = Outcome(self.attempt, "returned", self.output, self.output_error)
@@ -204,6 +206,7 @@ class Goal(BaseAggregate[str]):
         def apply(self, goal: Goal) -> None:
             task = _task(goal, self)
             goal.state.now = self.timestamp
+            goal.state.awaiting_runner = False  # a runner records it: it drives the goal
             _account(goal.state, task, self.usage)
             if task.in_flight == self.attempt:
                 error = f"{self.error_type}: {self.message}"
@@ -219,6 +222,7 @@ class Goal(BaseAggregate[str]):
         def apply(self, goal: Goal) -> None:
             task = _task(goal, self)
             goal.state.now = self.timestamp
+            goal.state.awaiting_runner = False
             if task.in_flight == self.attempt:
                 error = f"TimeoutError: no result within {self.timeout_s:g}s"
                 goal.state.set_outcome(task, Outcome(self.attempt, "timed_out", None, error))
@@ -230,6 +234,7 @@ class Goal(BaseAggregate[str]):
 
         def apply(self, goal: Goal) -> None:
             goal.state.now = self.timestamp
+            goal.state.awaiting_runner = False
 
     class HumanResolved(Event):
         """A human decided an escalated task: `retry`, `abandon`, or supply an `output`; or a
@@ -246,6 +251,7 @@ class Goal(BaseAggregate[str]):
             task = _task(goal, self)
             goal.state.now = self.timestamp
             goal.state.resume_requested = False  # recorded by `resolve`; `resume` runs it
+            goal.state.awaiting_runner = True  # (rules 6) a command: no runner is known to drive
             if self.action == "output":
                 goal.state.set_outcome(task, Outcome(task.attempts, "human", self.output, None))
             else:
@@ -613,6 +619,7 @@ class Goal(BaseAggregate[str]):
             task = _task(goal, self)
             goal.state.now = self.timestamp
             goal.state.resume_requested = False  # recorded by `answer`; a runner continues it
+            goal.state.awaiting_runner = True
             asked = task.question or ""
             task.clarifications = [*task.clarifications, {"question": asked, "answer": self.answer}]
             task.question = None

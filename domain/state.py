@@ -59,10 +59,15 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #      where rules 1-4 said only "U used of L", which read as a budget not yet exhausted.
 #      A rejected fragment lists its first 50 problems and "… and N more" (the reason still
 #      counts them all); rules 1-4 listed every one, a problem per task of a huge fragment.
+#   6: a human's decision recorded by a command (`resolve`, `answer`) on a goal still running
+#      dispatches nothing: the next observation of a runner (its `RunResumed`, or an outcome of
+#      the runner driving it) does. Under rules 1-5 the command's own save recorded the
+#      dispatch, which no process ran: the next owner's `RunResumed` found it orphaned, and an
+#      unsafe one was escalated as "outcome unknown" though it never ran.
 #   A new observation needs no new version where `decide` reads only it differently: histories
 #   recorded before hold none, so they decide as before (`StopRequested`: no dispatch until
 #   the next `RunResumed`).
-RULES = 5
+RULES = 6
 
 # The reason of a waiting goal once a human has decided every task it waited on: nothing waits
 # for a human any more, only for a runner (`baton resume`, or a worker) to take the goal up.
@@ -156,6 +161,10 @@ class GoalState:
     # A waiting goal moves on only when a runner takes it up again (`baton resume`): recording
     # a human's decision must not dispatch work that no process is there to run.
     resume_requested: bool = False
+    # A command recorded a human's decision (`resolve`, `answer`) and no runner has recorded an
+    # observation since: nothing is there to run a dispatch, so under rules 6 none is decided
+    # until one does (`RunResumed`, or an outcome of the runner driving the goal).
+    awaiting_runner: bool = False
     forked_from: str | None = None
     rules: int = 1  # the decision rules it is decided under (RULES when it started; 1 before)
 

@@ -256,3 +256,14 @@ async def async_meets(inp: Text) -> Text:
     async with asyncio.timeout(10):  # a TimeoutError means the calls never overlapped
         await _ASYNC_BARRIER.wait()
     return Text(text=inp.text)
+
+
+def logged_hangs_once(inp: Text) -> Text:
+    """Hangs on the first call in this test directory (until its process is killed), then
+    returns at once."""
+    marker = Path(os.environ["BATON_TEST_DIR"]) / f"hung-{inp.text}"
+    _log("logged_hangs_once", {"text": inp.text})
+    if not marker.exists():
+        marker.write_text("seen")
+        threading.Event().wait(60)
+    return Text(text=inp.text + "!")

@@ -160,3 +160,41 @@ def test_an_idempotent_task_killed_mid_call_reruns_with_the_same_key(
     made = calls(tmp_path)
     assert len(made) == 2 and made[0]["key"] == made[1]["key"]
     assert resumed.json()["output"] == f"charged:{made[0]['key'][:8]}"
+
+
+def test_a_resolve_while_no_runner_drives_the_goal_leaves_the_retry_to_the_next_runner(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The runner died while `side` ran, just after unsafe `a` escalated (the goal still
+    running). `resolve --retry` records the human's decision but no dispatch: the next runner
+    runs `a` once, rather than finding a dispatch nobody ran and escalating it as "outcome
+    unknown"."""
+    env = {"BATON_TEST_DIR": str(tmp_path)}
+    data = {
+        "version": 1, "name": "resolve-undriven",
+        "agents": {name: f"tests.agents:{name}" for name in ("logged_flaky", "logged_hangs_once")},
+        "tasks": [
+            {"id": "a", "agent": "logged_flaky", "input": {"text": "$goal.text"},
+             "on_failure": "escalate", "retry": {"max_attempts": 1}, "side_effects": "unsafe"},
+            {"id": "side", "agent": "logged_hangs_once", "input": {"text": "$goal.text"}},
+        ],
+        "output": {"a": "$a.text", "side": "$side.text"},
+    }
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    # Started, a and side dispatched, a raised and escalated (side hangs): killed at that save.
+    killed = baton("run", str(path), "--input", '{"text": "x"}', "--goal-id", "g",
+                   store=store_url, env={**env, "BATON_CRASH_AT_EVENT": "5"})
+    assert killed.code == -9, killed.err
+    status = baton("status", "g", "--json", store=store_url).json()
+    assert status["status"] == "running" and status["tasks"]["a"]["status"] == "escalated"
+
+    resolved = baton("resolve", "g", "a", "--retry", "--reason", "upstream back", "--by", "ana",
+                     "--json", store=store_url, env=env)
+    assert resolved.code == 0, resolved.err
+    assert resolved.json()["tasks"]["a"]["status"] == "ready"  # not dispatched by the command
+
+    done = baton("resume", "g", "--json", store=store_url, env=env)
+    assert done.code == 0, done.err
+    assert done.json()["output"] == {"a": "x~", "side": "x!"}
+    assert [c["agent"] for c in calls(tmp_path)].count("logged_flaky") == 2  # failed, then ran

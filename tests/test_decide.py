@@ -321,3 +321,51 @@ def test_after_a_stop_requested_nothing_is_dispatched_until_a_runner_resumes(rul
     assert sim.raised("b") == [("RetryScheduled", "b"), ("TaskReady", "b")]  # due at once
     assert sim.observe("RunResumed", concurrency=8) == [("TaskDispatched", "b")]
     assert sim.returned("b", {"text": "HI!"})[-1] == ("GoalCompleted", None)
+
+
+def _escalating_beside_a_running_task() -> dict[str, Any]:
+    return plan(
+        task("a", "upper", input={"text": "$goal.text"}, on_failure="escalate",
+             retry={"max_attempts": 1}),
+        task("side", "exclaim", input={"text": "$goal.text"}),
+        output={"a": "$a.text", "side": "$side.text"},
+    )
+
+
+@pytest.mark.parametrize("action", ["resolve", "answer"])
+def test_a_human_decision_on_a_running_goal_dispatches_nothing_until_a_runner_records(
+    action: str,
+) -> None:
+    """Rules 6: `resolve`/`answer` record from a command, which runs nothing: the retried task
+    waits ready for the next observation of a runner (here the running one's outcome), which
+    dispatches it, rather than being dispatched by the command and orphaned."""
+    data = _escalating_beside_a_running_task()
+    if action == "answer":
+        data["tasks"][0].pop("retry")
+    sim = Sim(data)
+    if action == "resolve":
+        assert sim.raised("a") == [("TaskEscalated", "a")]  # `side` still runs: not waiting
+        decided = sim.observe("HumanResolved", task="a", action="retry", reason="flaky", by="ana")
+    else:
+        assert sim.returned("a", {"text": "", "clarification": "which?"})[0][1] == "a"
+        decided = sim.observe("HumanAnswered", task="a", answer="this one", by="ana")
+    assert sim.goal.state.status == "running" and decided == [("TaskReady", "a")]
+    assert sim.observe("ClockTicked") == [("TaskDispatched", "a")]  # (a runner's: it drives)
+
+
+def test_under_rules_5_a_human_decision_on_a_running_goal_dispatched_as_recorded() -> None:
+    """Goals started before rules 6 decide as their histories recorded: the command's save
+    held the dispatch."""
+    sim = Sim(_escalating_beside_a_running_task(), rules=5)
+    sim.raised("a")
+    decided = sim.observe("HumanResolved", task="a", action="retry", reason="flaky", by="ana")
+    assert decided == [("TaskDispatched", "a")]
+
+
+def test_a_runner_taking_the_goal_up_after_a_resolve_dispatches_the_retry() -> None:
+    sim = Sim(_escalating_beside_a_running_task())
+    sim.raised("a")
+    sim.observe("HumanResolved", task="a", action="retry", reason="flaky", by="ana")
+    decided = sim.observe("RunResumed", concurrency=8)
+    assert "a" not in sim.goal.state.orphaned  # only `side`, which was dispatched and ran
+    assert ("TaskDispatched", "a") in decided and ("AttemptInterrupted", "a") not in decided

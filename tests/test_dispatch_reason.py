@@ -49,7 +49,7 @@ def test_the_dispatch_after_an_answer_says_why_it_runs_again(
     bt.answer("g", "ask", "Q1 2026", by="ann")
     assert bt.resume("g").tasks["ask"].status == "succeeded"
     events = list(bt.store.events("g"))
-    assert events[0].rules == RULES == 5
+    assert events[0].rules == RULES == 6
     first, again = _dispatches(events, "ask")
     assert first.reason == "attempt 1 (retry policy allows 3)"
     assert (again.rule, again.reason) == ("dag.dispatch", ANSWERED)
