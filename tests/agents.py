@@ -267,3 +267,17 @@ def logged_hangs_once(inp: Text) -> Text:
         marker.write_text("seen")
         threading.Event().wait(60)
     return Text(text=inp.text + "!")
+
+
+BLOCKED = threading.Event()  # set by `fails_then_blocks` once a call is waiting
+RELEASE = threading.Event()  # what those calls wait for
+
+
+def fails_then_blocks(inp: Text) -> Text:
+    """Fails its first call (in this process); later calls wait for RELEASE."""
+    CALLS["fails_then_blocks"] += 1
+    if CALLS["fails_then_blocks"] == 1:
+        raise ConnectionError("upstream reset")
+    BLOCKED.set()
+    RELEASE.wait(60)
+    return Text(text=inp.text + "~")

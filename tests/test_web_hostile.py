@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 
 import pytest
 
@@ -363,3 +364,37 @@ def test_a_decision_submitted_twice_is_recorded_once(store: BatonStore) -> None:
         assert _error(again.text).startswith("human a: goal human: task 'a' is ")
         assert _error(again.text).endswith(", not escalated")
     assert len(events_of(store, "human", "HumanResolved")) == 1
+
+
+def test_the_server_stopping_wakes_a_resume_waiting_for_its_agent(
+    store: BatonStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A goal resumed from a form whose (safe) agent call hangs: the server's shutdown wakes
+    its runner, which leaves at once rather than after the call or SHUTDOWN_WAIT_S."""
+    from tests import agents
+    from tests.support import plan, task
+
+    agents.CALLS.clear()
+    agents.BLOCKED.clear()
+    agents.RELEASE.clear()
+    data = plan(task("a", "fails_then_blocks", input={"text": "$goal.text"},
+                     on_failure="escalate", retry={"max_attempts": 1}), output="$a.text")
+    run(store, data, {"text": "x"}, goal_id="hang")
+    refresh(store)
+    try:
+        with TestClient(create_app(store, catch_up_s=0)) as client:
+            key = form_key(client.get("/escalations").text)
+            decided = client.post("/escalations/resolve", data={
+                "form_key": key, "goal": "hang", "task": "a", "action": "retry",
+                "reason": "again", "resume": "1"})
+            assert decided.status_code == 200, _error(decided.text)
+            assert agents.BLOCKED.wait(60), "the resumed goal never called its agent"
+        # The app has stopped and joined its resume: it left with the call still hanging.
+        assert not agents.RELEASE.is_set()
+        assert not [t for t in threading.enumerate() if t.name == "baton-web-resume-hang"]
+        assert "still resuming" not in capsys.readouterr().err
+    finally:
+        agents.RELEASE.set()
+    state = store.get("hang").state
+    assert (state.status, state.tasks["a"].status, state.tasks["a"].attempts) == (
+        "running", "running", 2)  # the next owner takes it up by the crash rules

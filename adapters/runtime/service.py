@@ -248,9 +248,12 @@ def resume_goal(
     wait: bool = False,
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
+    driving: Callable[[Runner | None], None] | None = None,
 ) -> Goal:
     """Drive a goal on from its events (after a crash, a human's resolution, or a submit);
-    `should_stop`: once it says so, leave the goal at a safe point (Runner.should_stop)."""
+    `should_stop`: once it says so, leave the goal at a safe point (Runner.should_stop);
+    `driving`: told the runner before it drives and None once it has left, so that another
+    thread can wake it when `should_stop` changes (Runner.wake)."""
     if concurrency is not None:
         check_concurrency(concurrency)
     goal = store.get(goal_id)
@@ -265,7 +268,13 @@ def resume_goal(
         )
         if should_stop is not None:
             runner.should_stop = should_stop
-        return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
+        if driving is None:
+            return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
+        driving(runner)
+        try:
+            return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
+        finally:
+            driving(None)
 
 
 def fork_from(

@@ -39,6 +39,7 @@ from baton.domain.errors import BatonError
 from baton.domain.replay import replay
 from baton.readmodels.reading import CatchUpThread, KeptReadModels
 from baton.runtime.loading import parse_json_value
+from baton.runtime.runner import Runner
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
@@ -115,6 +116,7 @@ def create_app(
     templates.env.filters["q"] = lambda value: quote(str(value), safe="")  # a query value
     form_key = secrets.token_urlsafe(24)
     resumes: dict[str, threading.Thread] = {}
+    driving = _Driving()  # their runners, while they drive
     stopping = threading.Event()  # the server is shutting down: resumes leave at a safe point
     cache = EventCache(store)
     views = KeptReadModels(store)  # one pool for every page's reads, closed with the app
@@ -256,7 +258,8 @@ def create_app(
 
     def resume_in_background(goal_id: str) -> None:
         thread = threading.Thread(target=_resume,
-                                  args=(store, goal_id, views, stopping, resumes.get(goal_id)),
+                                  args=(store, goal_id, views, stopping, resumes.get(goal_id),
+                                        driving),
                                   daemon=True, name=f"baton-web-resume-{goal_id}")
         resumes[goal_id] = thread
         thread.start()
@@ -379,6 +382,7 @@ def create_app(
             # Goals resumed from a form leave at a safe point, as a stopping worker's do (no
             # new dispatch once stopping: Runner.should_stop); the store must outlive their saves.
             stopping.set()
+            driving.wake_all()  # one waiting for an agent's outcome leaves now if it is safe to
             deadline = time.monotonic() + SHUTDOWN_WAIT_S
             for goal_id, thread in list(resumes.items()):
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -394,9 +398,31 @@ def create_app(
                                          HTTPException: http_error})
 
 
+class _Driving:
+    """The runners this server's resumes drive now, by thread, so that its shutdown can wake
+    them (Runner.wake): one waiting for an agent's outcome asks `should_stop` again at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runners: dict[int, Runner] = {}
+
+    def __call__(self, runner: Runner | None) -> None:
+        with self._lock:
+            if runner is None:
+                self._runners.pop(threading.get_ident(), None)
+            else:
+                self._runners[threading.get_ident()] = runner
+
+    def wake_all(self) -> None:
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.wake()
+
+
 def _resume(
     store: BatonStore, goal_id: str, views: KeptReadModels, stopping: threading.Event,
-    before: threading.Thread | None = None,
+    before: threading.Thread | None = None, driving: Callable[[Runner | None], None] | None = None,
 ) -> None:
     """Drive a resolved goal on, as `baton resume` would, then bring the read models up.
     `before`: this server's last resume of the goal; a second decision resumed while it
@@ -406,7 +432,7 @@ def _resume(
         before.join()
 
     try:  # leaves at a safe point once the server stops (Runner.should_stop)
-        resume_goal(store, goal_id, should_stop=stopping.is_set)
+        resume_goal(store, goal_id, should_stop=stopping.is_set, driving=driving)
     except Exception as exc:  # shown by the goal page's state; the events say what happened
         print(f"baton serve: resuming {goal_id}: {exc}")
     finally:
