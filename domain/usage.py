@@ -1,4 +1,5 @@
-"""What an attempt reports it spent: the `usage` payload of AgentReturned / AgentRaised.
+"""What an attempt reports it spent: the `usage` payload of AgentReturned /
+AgentRaised / AgentTimedOut (v2: what a timed-out attempt had spent when abandoned).
 
 Version 1 (release 0.1) held `tokens` and `cost_usd` only. Version 2 keeps both (they are what the
 budget counts) and adds the figures cost per model needs: input and output tokens, cache tokens

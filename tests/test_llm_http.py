@@ -428,3 +428,37 @@ def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(s
     assert len(server.requests) == 3
     assert not changed.ok and changed.divergence is not None
     assert changed.divergence.recorded["kind"] == "AgentReturned"
+
+
+def test_a_timed_out_attempt_records_what_its_answered_requests_spent_and_the_budget_binds(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model asks for a tool (120 tokens, paid for), then its second request hangs past the
+    # timeout. The timeout records those 120 tokens: the budget counts them, and the retry
+    # (120 spent + its 50 estimate > 150) is never sent.
+    script = [Answer("tool", {"item": "tea"}, tool_name="stock"), Answer("hang"), tool(VALID)]
+    with chat_server(script) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        data = llm_plan(server.url, timeout_s=0.5, task={"estimate": {"tokens": 50}},
+                        budget={"max_tokens": 150})
+        data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
+        goal = run(store, data, {"item": "tea"})
+        assert server.closed.wait(10)
+    assert len(server.requests) == 2  # no retry
+    [timed_out] = events_of(store, goal.id, "AgentTimedOut")
+    assert timed_out.usage is not None
+    assert (timed_out.usage["tokens"], timed_out.usage["requests"]) == (120, 2)
+    assert timed_out.usage["model"] == "gpt-4o-mini" and timed_out.usage["cost_usd"] > 0
+    assert goal.state.used.tokens == 120
+    assert goal.state.status == "failed"
+    [exhausted] = events_of(store, goal.id, "BudgetExhausted")
+    assert (exhausted.budget, exhausted.used) == ("tokens", 120)
+    refresh(store)  # `baton stats` sees it too
+    [row] = projected(store, ReadModels.models)
+    assert (row["results"], row["requests"], row["tokens"]) == (1, 2, 120)
+    # Replay folds it, re-execution records it again from the recording.
+    events = list(store.events(goal.id))
+    loaded = prepare_plan(data)
+    assert replay(events, loaded.contracts).ok
+    assert reexecute(events, loaded).ok
+

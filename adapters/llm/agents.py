@@ -49,6 +49,7 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 from baton.domain.attempts import AttemptContext
 from baton.domain.contracts import AgentContract
 from baton.llm.pricing import priced
+from baton.runtime.spending import current_spending
 
 __all__ = ["LlmAgent", "LlmCallFailed", "render_prompt"]
 
@@ -139,7 +140,12 @@ class LlmAgent:
     ) -> tuple[Any, dict[str, Any]]:
         prompt = render_prompt(agent_input, attempt)
         model, close = self._make_model()
+        spending = current_spending()  # set by the call pool: None when called directly
         with capture_run_messages() as messages:
+            if spending is not None:
+                # Read by the runner if the attempt times out: what its answered requests spent,
+                # and the one still waiting (a copy of the list: the run appends to it).
+                spending.report(lambda: self._usage(list(messages), in_flight=True))
             try:
                 result = await self.agent.run(
                     prompt, model=model, deps=agent_input, retries=AgentRetries(output=0),
@@ -197,14 +203,18 @@ class LlmAgent:
         return " ".join(text.split())[:400]
 
     def _usage(
-        self, messages: list[ModelMessage], *, failed_request: bool = False
+        self, messages: list[ModelMessage], *, failed_request: bool = False,
+        in_flight: bool = False,
     ) -> dict[str, Any]:
         """The attempt's usage in Baton's v2 shape (baton.domain.usage), priced when needed.
 
         A response that omitted its usage (some OpenAI-compatible servers do) makes the token
         figures unknown (None), not 0: `tokens` (what the budget counts) holds what the other
-        responses reported, and nothing is priced from tokens nobody reported."""
+        responses reported, and nothing is priced from tokens nobody reported. `in_flight`: read
+        while the run goes on (a timed-out attempt): a request sent and not answered counts."""
         responses = [m for m in messages if isinstance(m, ModelResponse)]
+        if in_flight and messages and isinstance(messages[-1], ModelRequest):
+            failed_request = True  # sent, never answered
         figures = {"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
                    "cache_write_tokens": 0}
         reported_cost: float | None = None

@@ -29,6 +29,7 @@ from baton.domain.usage import AttemptUsage
 from baton.llm.pricing import priced
 from baton.runtime import isolation
 from baton.runtime.loading import LoadedPlan
+from baton.runtime.spending import Spending, spending_of
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
 
 __all__ = [
@@ -76,6 +77,7 @@ class CallOutcome:
     raised: BaseException | None = None
     timed_out: bool = False
     duration_ms: float = 0.0  # a timeout records its limit instead
+    spent: dict[str, Any] | None = None  # a timed-out attempt: what it had spent when abandoned
 
 
 class Observer:
@@ -105,6 +107,9 @@ class Observer:
         fields: dict[str, Any] = {"task": outcome.task, "attempt": outcome.attempt}
         if outcome.timed_out:
             fields["timeout_s"] = self._timeout_s(outcome.task)
+            spent = _usage(outcome.spent)[0] if isinstance(outcome.spent, dict) else None
+            if spent is not None:  # the requests before the one that hung were paid for
+                fields["usage"] = spent
             return Completion(outcome.task, outcome.attempt, "AgentTimedOut", fields)
         if outcome.raised is not None:
             fields["error_type"] = _storable_text(type(outcome.raised).__name__)
@@ -274,9 +279,12 @@ class CallPool:
         self._loop: asyncio.AbstractEventLoop | None = loop
         self._owns_loop = loop is None
         self._futures: dict[tuple[str, int], Any] = {}
+        # Each running call's spend so far, read when it is abandoned (baton.runtime.spending).
+        self._spending: dict[tuple[str, int], Spending] = {}
         self._processes = isolation.ProcessCalls()
 
     def submit(self, call: AgentCall) -> None:
+        self._spending[(call.task, call.attempt)] = Spending()
         if call.is_async:
             loop = self._event_loop()
             future = asyncio.run_coroutine_threadsafe(self._run_async(call), loop)
@@ -295,17 +303,21 @@ class CallPool:
         SimpleQueue.put is reentrant)."""
         self.completions.put(None)
 
-    def abandon(self, task: str, attempt: int) -> None:
-        """An attempt timed out: cancel it if async; a sync one's stuck thread is replaced."""
+    def abandon(self, task: str, attempt: int) -> dict[str, Any] | None:
+        """An attempt timed out: cancel it if async; a sync one's stuck thread is replaced.
+        Returns what it had spent so far, when its agent reports that (None otherwise)."""
+        spending = self._spending.pop((task, attempt), None)
+        spent = None if spending is None else spending.so_far()  # read before it is cancelled
         future = self._futures.pop((task, attempt), None)
         if future is not None:
             future.cancel()
-            return
+            return spent
         self._processes.terminate((task, attempt))  # a process-isolated call stops here
         with self._lock:
             if (task, attempt) in self._running:  # its thread stays in the call: not counted
                 self._abandoned.add((task, attempt))
                 self._workers -= 1
+        return spent
 
     def close(self) -> None:
         with self._lock:
@@ -328,7 +340,8 @@ class CallPool:
                 if call.isolation == "process":
                     result = self._processes.run(key, call.agent, call.agent_input, _kwargs(call))
                 else:
-                    result = call.agent(call.agent_input, **_kwargs(call))
+                    with spending_of(self._spending_for(call)):
+                        result = call.agent(call.agent_input, **_kwargs(call))
             except BaseException as exc:  # an agent must never take the orchestrator down
                 outcome = CallOutcome(call.task, call.attempt, raised=exc,
                                       duration_ms=_elapsed_ms(started))
@@ -336,6 +349,7 @@ class CallPool:
                 outcome = CallOutcome(call.task, call.attempt, returned=result,
                                       duration_ms=_elapsed_ms(started))
             completion = self.observer.observe(outcome)
+            self._spending.pop(key, None)
             with self._lock:
                 self._running.discard(key)
                 stuck = key in self._abandoned
@@ -350,7 +364,8 @@ class CallPool:
     async def _run_async(self, call: AgentCall) -> None:
         started = time.perf_counter()
         try:
-            result = await call.agent(call.agent_input, **_kwargs(call))
+            with spending_of(self._spending_for(call)):  # this task's context only
+                result = await call.agent(call.agent_input, **_kwargs(call))
         except asyncio.CancelledError:
             return  # timed out and already recorded as such
         except BaseException as exc:
@@ -361,7 +376,13 @@ class CallPool:
                                   duration_ms=_elapsed_ms(started))
         finally:
             self._futures.pop((call.task, call.attempt), None)
+            self._spending.pop((call.task, call.attempt), None)
         self.completions.put(self.observer.observe(outcome))
+
+    def _spending_for(self, call: AgentCall) -> Spending:
+        # Submitted calls have one; a call abandoned before it started gets a fresh one.
+        found = self._spending.get((call.task, call.attempt))
+        return found if found is not None else Spending()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

@@ -197,8 +197,9 @@ class Runner:
             for key, call in sorted(in_flight.items()):
                 if call.deadline is not None and call.deadline <= now:
                     del in_flight[key]
-                    pool.abandon(call.task, call.attempt)
-                    timed_out = CallOutcome(call.task, call.attempt, timed_out=True)
+                    # What it spent before it hung (its earlier model requests) is recorded too.
+                    spent = pool.abandon(call.task, call.attempt)
+                    timed_out = CallOutcome(call.task, call.attempt, timed_out=True, spent=spent)
                     observed = self.observer.observe(timed_out)
                     return observed.kind, observed.fields
             return "ClockTicked", {}
