@@ -462,3 +462,67 @@ def test_a_timed_out_attempt_records_what_its_answered_requests_spent_and_the_bu
     assert replay(events, loaded.contracts).ok
     assert reexecute(events, loaded).ok
 
+
+def test_the_cost_budget_stops_sending_requests_within_an_attempt(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tool call's request costs $0.015 (100k input tokens of gpt-4o-mini), past the $0.01
+    # the goal allows: the answer arrived and is paid for, but the next request is not sent.
+    script = [Answer("tool", {"item": "tea"}, tool_name="stock", prompt_tokens=100_000,
+                     completion_tokens=0), tool(VALID)]
+    with chat_server(script) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        data = llm_plan(server.url, budget={"max_cost_usd": 0.01})
+        data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
+        goal = run(store, data, {"item": "tea"})
+    assert len(server.requests) == 1
+    cost = price_tokens("openai:gpt-4o-mini", input_tokens=100_000, output_tokens=0)
+    assert cost is not None and cost[0] == pytest.approx(0.015)
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert raised.message == (
+        "the goal's cost budget stops this attempt: $0.015 spent of the $0.01 the goal's "
+        "max_cost_usd left this attempt; no further request is sent.")
+    assert raised.usage["cost_usd"] == pytest.approx(0.015)
+    assert goal.state.status == "failed"
+    [exhausted] = events_of(store, goal.id, "BudgetExhausted")
+    assert exhausted.budget == "cost_usd" and exhausted.used == pytest.approx(0.015)
+
+
+def test_an_attempt_the_cost_budget_leaves_nothing_sends_no_request() -> None:
+    import asyncio
+
+    from baton.domain.attempts import AttemptContext
+    from baton.llm.agents import LlmCallFailed
+    from baton.runtime.spending import Spending, spending_of
+    from tests.llm_models import QuoteIn
+
+    async def call(agent: Any) -> Any:
+        with spending_of(Spending(cost_left_usd=0.0)):  # as the call pool hands it
+            return await agent(QuoteIn(item="tea"), attempt=AttemptContext(number=1))
+
+    with chat_server([tool(VALID)]) as server:
+        agent = prepare_plan(llm_plan(server.url)).agents["quote"]
+        with pytest.raises(LlmCallFailed) as raised:
+            asyncio.run(call(agent))
+    assert server.requests == []
+    assert str(raised.value) == ("the goal's cost budget stops this attempt: the goal's "
+                                 "max_cost_usd leaves this attempt $0; no request is sent.")
+
+
+def test_a_cost_budget_on_a_model_with_no_price_is_a_warning_naming_agent_and_model(
+    store
+) -> None:
+    from baton.domain.errors import BatonWarning
+
+    with chat_server([tool(VALID)]) as server:
+        data = llm_plan(server.url, budget={"max_cost_usd": 1.0})
+        data["agents"]["quote"]["llm"]["model"] = "openai:in-house-model-7"
+        with pytest.warns(BatonWarning) as warned:
+            goal = run(store, data, {"item": "tea"})
+        assert goal.state.status == "completed"  # it runs: a local model really costs nothing
+        priced = llm_plan(server.url, budget={"max_cost_usd": 1.0})
+        assert prepare_plan(priced).cost_warnings() == []
+        assert prepare_plan(llm_plan(server.url)).cost_warnings() == []  # no cost budget
+    assert [str(w.message) for w in warned if w.category is BatonWarning] == [
+        "agents.quote: llm: model 'openai:in-house-model-7' has no price in genai-prices: its "
+        "calls count as $0, so budget.max_cost_usd cannot limit them (budget.max_tokens can)"]

@@ -55,6 +55,8 @@ class AgentCall:
     timeout_s: float | None
     attempt_context: BaseModel | None = None  # passed when the agent declares `attempt`
     isolation: str = "thread"  # "process": a sync agent runs in a process its timeout ends
+    # What the goal's max_cost_usd leaves this attempt (baton.runtime.spending); None: no cap.
+    cost_left_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ class CallPool:
         self._processes = isolation.ProcessCalls()
 
     def submit(self, call: AgentCall) -> None:
-        self._spending[(call.task, call.attempt)] = Spending()
+        self._spending[(call.task, call.attempt)] = Spending(cost_left_usd=call.cost_left_usd)
         if call.is_async:
             loop = self._event_loop()
             future = asyncio.run_coroutine_threadsafe(self._run_async(call), loop)
@@ -382,7 +384,7 @@ class CallPool:
     def _spending_for(self, call: AgentCall) -> Spending:
         # Submitted calls have one; a call abandoned before it started gets a fresh one.
         found = self._spending.get((call.task, call.attempt))
-        return found if found is not None else Spending()
+        return found if found is not None else Spending(cost_left_usd=call.cost_left_usd)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

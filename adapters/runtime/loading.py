@@ -64,6 +64,20 @@ class LoadedPlan:
         if issues:
             raise PlanError(issues, source=source)
 
+    def cost_warnings(self) -> list[str]:
+        """With `budget.max_cost_usd`: one line per LLM agent whose model has no price (its
+        calls cost 0, so the cost budget cannot limit them). A warning, not an error: a local
+        model (Ollama, vLLM) really costs nothing, and a plan written for a priced model must
+        still run against one (BATON_LLM_MODEL)."""
+        if self.plan.budget.max_cost_usd is None:
+            return []
+        return [
+            f"agents.{name}: llm: {problem}"
+            for name, agent in self.agents.items()
+            if callable(unpriced := getattr(agent, "cost_problem", None))
+            and (problem := unpriced())
+        ]
+
     def validate_input(self, data: Any) -> Any:
         """The goal input as JSON, validated against the plan's input model when it has one."""
         problem = json_problem(data)  # first: nothing below may walk an unbounded value

@@ -22,7 +22,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from baton.domain.attempts import context_for
+from baton.domain.attempts import context_for, cost_left
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.decisions import Decision
@@ -328,6 +328,7 @@ class Runner:
                     timeout_s=timeout,
                     attempt_context=context_for(contract, goal.state, task_id, attempt),
                     isolation=spec.isolation,
+                    cost_left_usd=cost_left(goal.state, task_id),
                 )
             )
 

@@ -7,6 +7,9 @@ pool hands each call a `Spending` (through a context variable, so agents need no
 parameter) and an agent able to say what it has spent (the LLM adapter) registers a reader on
 it; the runner reads it when it abandons the attempt and records the figure with the timeout.
 
+The runner also puts on it what the goal's `max_cost_usd` leaves this attempt (`cost_left_usd`),
+so an agent that makes several requests stops sending them once its cost reaches it.
+
 Thread-safety: the reader runs on the orchestrator's thread while the attempt runs on another
 (a worker thread, or the event loop's). It must only read what the attempt has finished
 writing: the LLM adapter's reader copies the run's message list (one atomic operation) and
@@ -29,7 +32,8 @@ Reader = Callable[[], dict[str, Any] | None]
 class Spending:
     """One attempt's running spend: a reader the agent registers, read by the runner."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cost_left_usd: float | None = None) -> None:
+        self.cost_left_usd = cost_left_usd  # what max_cost_usd leaves the attempt (None: no cap)
         self._lock = threading.Lock()
         self._reader: Reader | None = None
 
