@@ -526,3 +526,32 @@ def test_a_cost_budget_on_a_model_with_no_price_is_a_warning_naming_agent_and_mo
     assert [str(w.message) for w in warned if w.category is BatonWarning] == [
         "agents.quote: llm: model 'openai:in-house-model-7' has no price in genai-prices: its "
         "calls count as $0, so budget.max_cost_usd cannot limit them (budget.max_tokens can)"]
+
+
+def test_a_huge_retry_after_is_waited_at_most_the_cap(store) -> None:
+    from baton.runtime.calls import MAX_RETRY_AFTER_S
+    from baton.runtime.runner import Runner
+
+    script = [Answer("status", status=429, headers={"Retry-After": "86400"}), tool(VALID)]
+    with chat_server(script) as server:
+        data = llm_plan(server.url)
+        loaded = prepare_plan(data)
+        # A runner that leaves a goal whose next step is a timer far away: the retry is scheduled,
+        # not waited for.
+        runner = Runner(store=store, loaded=loaded, park_on_timers=True)
+        goal = run(store, data, {"item": "tea"}, runner=runner)
+    assert goal.state.status == "running" and len(server.requests) == 1
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert MAX_RETRY_AFTER_S == 300
+    assert raised.retry_after_s == 300
+    assert raised.message.endswith("(asked to retry after 86400s; Baton waits at most 300s)")
+    [scheduled] = events_of(store, goal.id, "RetryScheduled")
+    assert (scheduled.rule, scheduled.delay_s) == ("retry.not_before", 300)
+    # A plan that accepts longer waits between attempts accepts them from the server too.
+    longer = llm_plan(server.url, task={"retry": {"max_backoff_s": 3600}})
+    assert runner.observer.retry_after_cap("quote") == 300
+    assert Runner(store=store, loaded=prepare_plan(longer)).observer.retry_after_cap(
+        "quote") == 3600
+    events = list(store.events(goal.id))
+    assert replay(events, loaded.contracts).ok
+    assert reexecute(events, loaded).ok

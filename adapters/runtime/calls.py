@@ -34,6 +34,7 @@ from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
+    "MAX_RETRY_AFTER_S",
     "AgentCall",
     "CallOutcome",
     "CallPool",
@@ -42,6 +43,12 @@ __all__ = [
     "failure_details",
     "to_recordable",
 ]
+
+
+# A 429/503's Retry-After of a day (a quota spent until tomorrow) would hold the goal running,
+# its retry scheduled a day away, with nothing to show. Waited at most this long (or the
+# task's retry `max_backoff_s` when longer); the retry then finds out whether the server is back.
+MAX_RETRY_AFTER_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ class Observer:
             fields["message"] = _message(outcome.raised)
             fields["duration_ms"] = outcome.duration_ms
             fields |= failure_details(outcome.raised)  # usage spent, a 429's Retry-After
+            self._cap_retry_after(outcome.task, fields)
             return Completion(outcome.task, outcome.attempt, "AgentRaised", fields)
         try:
             return self._returned(outcome, fields)
@@ -141,6 +149,27 @@ class Observer:
         if error is not None:  # may quote the value (a repr): never a lone surrogate in a save
             fields["output_error"] = _storable_text(error)
         return Completion(outcome.task, outcome.attempt, "AgentReturned", fields)
+
+    def _cap_retry_after(self, task_id: str, fields: dict[str, Any]) -> None:
+        """A failure's Retry-After waits at most `retry_after_cap`: the figure recorded (and
+        honoured) is the capped one, and the message says what was asked."""
+        asked = fields.get("retry_after_s")
+        cap = self.retry_after_cap(task_id)
+        if asked is not None and asked > cap:
+            fields["retry_after_s"] = cap
+            fields["message"] = _storable_text(
+                f"{fields['message']} (asked to retry after {asked:g}s; Baton waits at most "
+                f"{cap:g}s)"
+            )
+
+    def retry_after_cap(self, task_id: str) -> float:
+        """The longest wait a failure's Retry-After may impose on a task: MAX_RETRY_AFTER_S,
+        or the task's retry `max_backoff_s` when that is longer (a plan that accepts waiting
+        that long between attempts accepts it from the server too)."""
+        if self.plan is None or task_id not in self.plan.task_map:
+            return MAX_RETRY_AFTER_S
+        policy = self.plan.retry_for(self.plan.task_map[task_id])
+        return max(MAX_RETRY_AFTER_S, policy.max_backoff_s)
 
     def _timeout_s(self, task_id: str) -> float:
         if self.plan is None:
