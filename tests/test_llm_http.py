@@ -555,3 +555,20 @@ def test_a_huge_retry_after_is_waited_at_most_the_cap(store) -> None:
     events = list(store.events(goal.id))
     assert replay(events, loaded.contracts).ok
     assert reexecute(events, loaded).ok
+
+
+def test_spans_name_the_model_asked_for_and_the_model_that_answered(store) -> None:
+    from baton.telemetry.spans import goal_spans
+
+    answered = Answer("tool", VALID, model="gpt-4o-mini-2024-07-18")
+    with chat_server([answered]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert server.requests[0].body["model"] == "gpt-4o-mini"
+    [returned] = events_of(store, goal.id, "AgentReturned")
+    assert returned.usage["request_model"] == "gpt-4o-mini"
+    assert returned.usage["model"] == "gpt-4o-mini-2024-07-18"
+    events = list(store.events(goal.id))
+    [attempt] = [span for span in goal_spans(events) if span.name == "invoke_agent quote"]
+    assert attempt.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert attempt.attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    assert reexecute(events, prepare_plan(llm_plan(server.url))).ok

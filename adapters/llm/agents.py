@@ -240,14 +240,18 @@ class LlmAgent:
             cost = getattr(response.usage, "cost", None)
             if cost is not None:
                 reported_cost = (reported_cost or 0.0) + float(cost)
-        # The requested model, as a response names it ("gpt-4o-mini", not "openai:gpt-4o-mini"),
-        # so a failed request's usage lands on the same `baton stats` model row as the answers.
+        # The model that answered, as the last response names it; with no response, the one
+        # asked for, named the same way ("gpt-4o-mini", not "openai:gpt-4o-mini"), so a failed
+        # request's usage lands on the same `baton stats` model row as the answers.
         model = next((r.model_name for r in reversed(responses) if r.model_name), None)
         usage: dict[str, Any] = {
             **figures,
             "tokens": figures["input_tokens"] + figures["output_tokens"],
             "requests": len(responses) + (1 if failed_request else 0),
             "model": model or self.model_name.removeprefix("openai:"),
+            # What the request asked for (`model` is who answered: a dated snapshot, a gateway's
+            # pick): OpenTelemetry's gen_ai.request.model beside gen_ai.response.model.
+            "request_model": self.model_name.removeprefix("openai:"),
             "cost_usd": reported_cost or 0.0,
             # pydantic-ai prices each response itself (a gateway's reported cost, else its
             # genai-prices table): recorded with both versions, so the figure is traceable.

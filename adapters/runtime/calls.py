@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from baton.domain.json_values import json_problem
 from baton.domain.secrets import has_secret, redact_output
-from baton.domain.usage import AttemptUsage
+from baton.domain.usage import AttemptUsage, usage_payload
 from baton.llm.pricing import priced
 from baton.runtime import isolation
 from baton.runtime.loading import LoadedPlan
@@ -238,7 +238,7 @@ def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
         # The v2 figures (input/output tokens, model, ...) when reported, checked by their model
         extra = {k: raw[k] for k in AttemptUsage.model_fields if k in raw and k not in usage}
         if extra:
-            usage = AttemptUsage(**usage, **extra).model_dump()
+            usage = usage_payload(AttemptUsage(**usage, **extra))
             if raw.get("cost_usd") is None:
                 usage = priced(usage)
             elif "cost_source" not in raw:  # a source reported as none stays none (unpriced)
