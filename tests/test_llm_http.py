@@ -572,3 +572,32 @@ def test_spans_name_the_model_asked_for_and_the_model_that_answered(store) -> No
     assert attempt.attributes["gen_ai.request.model"] == "gpt-4o-mini"
     assert attempt.attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
     assert reexecute(events, prepare_plan(llm_plan(server.url))).ok
+
+
+def test_a_base_url_with_credentials_is_refused_at_plan_load_and_never_stored(tmp_path) -> None:
+    import json
+
+    from baton.domain.errors import PlanError
+
+    secret = "s3cr3t-7d2c"
+    data = llm_plan(f"https://ana:{secret}@llm.example.com/v1")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(data))
+    url = f"sqlite:///{tmp_path / 'baton.db'}"
+    refused = (
+        f"{plan}: agents.quote.llm.base_url: holds credentials (user:password@), which would be "
+        "stored with the goal; put the key in BATON_LLM_API_KEY (or OPENAI_API_KEY) and drop it "
+        "from the URL")
+    checked = baton("validate", str(plan), store=url)
+    assert (checked.code, checked.err.strip().splitlines()) == (2, [refused])
+    for command in ("run", "submit"):
+        ran = baton(command, str(plan), "--input", '{"item": "tea"}', store=url)
+        assert ran.code == 2, (command, ran.err)
+        assert ran.err.strip().splitlines() == [f"baton: error: {refused}"], command
+        assert secret not in ran.err + ran.out
+    assert secret not in checked.err + checked.out
+    assert not (tmp_path / "baton.db").exists()  # nothing stored
+    with pytest.raises(PlanError, match=r"agents\.quote\.llm\.base_url: holds credentials"):
+        prepare_plan(llm_plan(f"http://{secret}@127.0.0.1:9/v1"))  # a user name alone, too
+    # A goal stored before the check still loads (replay, resume): it is not judged again.
+    assert prepare_plan(data, recorded=True).plan.agents["quote"].llm.base_url.endswith("/v1")

@@ -238,7 +238,8 @@ def load_goal_plan(goal: Goal, *, calls_models: bool = True) -> LoadedPlan:
     `calls_models` False (a human's decision, a cancel: decided, nothing called): the LLM
     agents' model settings (key, base URL) are not required to work here."""
     data = goal.state.started_plan.model_dump(mode="json", exclude_unset=True, by_alias=True)
-    return prepare_plan(data, source=f"goal {goal.id} plan", calls_models=calls_models)
+    return prepare_plan(data, source=f"goal {goal.id} plan", calls_models=calls_models,
+                        recorded=True)
 
 
 def resume_goal(
