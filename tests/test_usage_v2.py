@@ -89,3 +89,13 @@ def test_a_v1_timeout_upcasts_with_no_usage_and_folds_as_before(sqlite_url) -> N
         store.close()
     assert isinstance(upcast, Goal.AgentTimedOut) and upcast.usage is None
     assert (upcast.task, upcast.attempt, upcast.timeout_s) == ("t", 1, 0.05)
+
+
+def test_the_replay_view_shows_what_a_timed_out_attempt_spent() -> None:
+    from baton.cli.debug_view import _observed
+
+    line = _observed({"kind": "AgentTimedOut", "timeout_s": 0.5,
+                      "usage": {"tokens": 120, "cost_usd": 0.25}})
+    assert line == "no result within 0.5s · 120 tokens $0.25"
+    assert _observed({"kind": "AgentTimedOut", "timeout_s": 0.5, "usage": None}) == (
+        "no result within 0.5s")
