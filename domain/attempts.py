@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from baton.domain.contracts import AgentContract
 from baton.domain.state import GoalState
 
-__all__ = ["AttemptContext", "attempt_context", "context_for"]
+__all__ = ["AttemptContext", "attempt_context", "context_for", "cost_left"]
 
 
 class AttemptContext(BaseModel):
@@ -63,3 +63,18 @@ def _tokens_left(state: GoalState, task_id: str, held: int) -> int | None:
     own = state.tasks[task_id].reserved
     held += state.reserved.tokens - (own.tokens if own is not None else 0)
     return max(0, cap - state.used.tokens - held)
+
+
+def cost_left(state: GoalState, task_id: str) -> float | None:
+    """What the goal's `max_cost_usd` leaves a running attempt of this task: the cap, less what
+    was spent and what other running attempts hold in reservation (None: no cap).
+
+    Not part of the recorded `AttemptContext` (that would change what goals decided under the
+    current rules record): the runner hands it to the call (baton.runtime.spending), and an LLM
+    agent stops sending requests once its cost reaches it."""
+    cap = state.plan.budget.max_cost_usd
+    if cap is None:
+        return None
+    own = state.tasks[task_id].reserved
+    held = state.reserved.cost_usd - (own.cost_usd if own is not None else 0.0)
+    return max(0.0, round(cap - state.used.cost_usd - held, 9))

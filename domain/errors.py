@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BatonError",
+    "BatonWarning",
     "GoalInputError",
     "GoalOwned",
     "IllegalTransition",
@@ -32,6 +33,11 @@ def one_line(text: str) -> str:
 
 class BatonError(Exception):
     """Root of every error Baton raises on purpose; the CLI turns these into exit code 2."""
+
+
+class BatonWarning(UserWarning):
+    """Something that works but likely not as meant (a cost budget an unpriced model escapes);
+    the CLI prints it as one `baton: warning: ...` line."""
 
 
 @dataclass(frozen=True)

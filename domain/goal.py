@@ -214,15 +214,29 @@ class Goal(BaseAggregate[str]):
                 goal.state.set_outcome(task, outcome)
 
     class AgentTimedOut(Event):
+        """An attempt ran past its timeout and was abandoned.
+
+        v2: `usage`, what the attempt had spent when it was abandoned (the requests an LLM agent
+        made before the one that hung), counted like a raised attempt's. v1 histories upcast
+        with None: nothing was recorded, nothing is counted, as before. The reservation stays
+        until the verdict that follows (as under v1), so an old history folds as it did."""
+
         task: str
         attempt: int
         timeout_s: float
+        usage: dict[str, Any] | None = None
         observation: ClassVar[bool] = True
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["usage"] = None
 
         def apply(self, goal: Goal) -> None:
             task = _task(goal, self)
             goal.state.now = self.timestamp
             goal.state.awaiting_runner = False
+            _spend(goal.state, task, self.usage)
             if task.in_flight == self.attempt:
                 error = f"TimeoutError: no result within {self.timeout_s:g}s"
                 goal.state.set_outcome(task, Outcome(self.attempt, "timed_out", None, error))
@@ -859,6 +873,11 @@ def _plan_of(text: str) -> Plan:
 def _account(state: GoalState, task: TaskState, usage: dict[str, Any] | None) -> None:
     """Add reported usage to the task and the goal, releasing the attempt's reservation."""
     task.reserved = None
+    _spend(state, task, usage)
+
+
+def _spend(state: GoalState, task: TaskState, usage: dict[str, Any] | None) -> None:
+    """Add reported usage to the task and the goal."""
     if usage:
         tokens = int(usage.get("tokens", 0) or 0)
         cost = float(usage.get("cost_usd", 0.0) or 0.0)

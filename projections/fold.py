@@ -12,7 +12,8 @@ What `agent_stats` counts, per agent name (an *attempt* is one dispatch):
   `interrupted`: attempts a crash left without an outcome; `retries`: retries scheduled;
   `escalations`: escalations of its tasks to a human.
 - `tokens` / `cost_usd`: usage reported with its results, including results that arrived too late
-  to count for their attempt (the spend happened); durations likewise feed the percentiles.
+  to count for their attempt (the spend happened), and what a timed-out attempt had spent when
+  it was abandoned; durations of results likewise feed the percentiles.
 """
 
 from __future__ import annotations
@@ -225,15 +226,7 @@ class ViewFold:
 
     def spend(self, event: Any, goal: Row, task: Row, position: int) -> Row:
         """Usage and duration reported with a result: the task, the goal and the agent."""
-        agent = self.agent(task)
-        usage = event.usage or {}
-        tokens = int(usage.get("tokens", 0) or 0)
-        cost = float(usage.get("cost_usd", 0.0) or 0.0)
-        for row in (goal, task, agent):
-            row["tokens"] += tokens
-            row["cost_usd"] += cost
-        if event.usage:
-            self._model_usage(task["agent"], usage, tokens, cost)
+        agent = self.usage(event, goal, task)
         task["duration_ms"] += event.duration_ms
         self.latencies.append({
             "position": position,
@@ -243,6 +236,19 @@ class ViewFold:
             "attempt": event.attempt,
             "duration_ms": event.duration_ms,
         })
+        return agent
+
+    def usage(self, event: Any, goal: Row, task: Row) -> Row:
+        """Usage reported with a result or a timeout: the task, the goal and the agent."""
+        agent = self.agent(task)
+        usage = event.usage or {}
+        tokens = int(usage.get("tokens", 0) or 0)
+        cost = float(usage.get("cost_usd", 0.0) or 0.0)
+        for row in (goal, task, agent):
+            row["tokens"] += tokens
+            row["cost_usd"] += cost
+        if event.usage:
+            self._model_usage(task["agent"], usage, tokens, cost)
         return agent
 
     def _model_usage(self, agent: str, usage: dict[str, Any], tokens: int, cost: float) -> None:
@@ -285,9 +291,9 @@ def _raised(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> 
 
 
 def _timed_out(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    agent = fold.usage(event, goal, task)  # what it spent before it was abandoned (v2)
     if task["attempt_in_flight"] == event.attempt:
         task["last_outcome"] = "timed_out"
-        agent = fold.agent(task)
         agent["failed"] += 1
         agent["timed_out"] += 1
 

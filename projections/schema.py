@@ -187,7 +187,7 @@ MODEL_STATS = Table(
     columns=(
         _c("agent", "text", "the plan's name for the agent"),
         _c("model", "text", "the model its usage names ('unknown' when it names none)"),
-        _c("results", "int", "results (returned or raised) that reported usage"),
+        _c("results", "int", "results (returned, raised or timed out) that reported usage"),
         _c("requests", "int", "model requests those results made"),
         _c("input_tokens", "int", "input (prompt) tokens"),
         _c("output_tokens", "int", "output (completion) tokens"),

@@ -29,6 +29,7 @@ class Answer:
     message: str = "scripted"  # an error body's message (before the quoted header, if any)
     usage: bool = True  # False: the completion carries no `usage` (some servers omit it)
     tool_name: str | None = None  # the tool called; default: the request's first tool
+    model: str | None = None  # the model the completion names; default: the one asked for
 
 
 def tool(
@@ -124,7 +125,7 @@ class ChatServer:
         )
         completion = {
             "id": "chatcmpl-1", "object": "chat.completion", "created": 0,
-            "model": body.get("model", "gpt-4o-mini"),
+            "model": answer.model or body.get("model", "gpt-4o-mini"),
             "choices": [{
                 "index": 0, "finish_reason": "tool_calls",
                 "message": {"role": "assistant", "content": None, "tool_calls": [{

@@ -40,6 +40,11 @@ def test_the_example_talks_to_an_openai_compatible_endpoint_when_one_is_set(sqli
         ran = baton("run", PLAN, "--input", TRIP, "--json", store=sqlite_url, env=env)
     assert ran.code == 0, ran.err
     assert ran.json()["output"]["summary"] == "Two seats to Lisbon are booked."
+    # The plan's max_cost_usd cannot limit a model with no price: said, one line an agent.
+    assert ran.err.splitlines() == [
+        f"baton: warning: agents.{name}: llm: model 'openai:llama3.2' has no price in "
+        "genai-prices: its calls count as $0, so budget.max_cost_usd cannot limit them "
+        "(budget.max_tokens can)" for name in ("price", "summarise")]
     assert [seen.body["model"] for seen in server.requests] == ["llama3.2", "llama3.2"]
 
 

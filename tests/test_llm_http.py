@@ -428,3 +428,176 @@ def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(s
     assert len(server.requests) == 3
     assert not changed.ok and changed.divergence is not None
     assert changed.divergence.recorded["kind"] == "AgentReturned"
+
+
+def test_a_timed_out_attempt_records_what_its_answered_requests_spent_and_the_budget_binds(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model asks for a tool (120 tokens, paid for), then its second request hangs past the
+    # timeout. The timeout records those 120 tokens: the budget counts them, and the retry
+    # (120 spent + its 50 estimate > 150) is never sent.
+    script = [Answer("tool", {"item": "tea"}, tool_name="stock"), Answer("hang"), tool(VALID)]
+    with chat_server(script) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        data = llm_plan(server.url, timeout_s=0.5, task={"estimate": {"tokens": 50}},
+                        budget={"max_tokens": 150})
+        data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
+        goal = run(store, data, {"item": "tea"})
+        assert server.closed.wait(10)
+    assert len(server.requests) == 2  # no retry
+    [timed_out] = events_of(store, goal.id, "AgentTimedOut")
+    assert timed_out.usage is not None
+    assert (timed_out.usage["tokens"], timed_out.usage["requests"]) == (120, 2)
+    assert timed_out.usage["model"] == "gpt-4o-mini" and timed_out.usage["cost_usd"] > 0
+    assert goal.state.used.tokens == 120
+    assert goal.state.status == "failed"
+    [exhausted] = events_of(store, goal.id, "BudgetExhausted")
+    assert (exhausted.budget, exhausted.used) == ("tokens", 120)
+    refresh(store)  # `baton stats` sees it too
+    [row] = projected(store, ReadModels.models)
+    assert (row["results"], row["requests"], row["tokens"]) == (1, 2, 120)
+    # Replay folds it, re-execution records it again from the recording.
+    events = list(store.events(goal.id))
+    loaded = prepare_plan(data)
+    assert replay(events, loaded.contracts).ok
+    assert reexecute(events, loaded).ok
+
+
+def test_the_cost_budget_stops_sending_requests_within_an_attempt(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tool call's request costs $0.015 (100k input tokens of gpt-4o-mini), past the $0.01
+    # the goal allows: the answer arrived and is paid for, but the next request is not sent.
+    script = [Answer("tool", {"item": "tea"}, tool_name="stock", prompt_tokens=100_000,
+                     completion_tokens=0), tool(VALID)]
+    with chat_server(script) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        data = llm_plan(server.url, budget={"max_cost_usd": 0.01})
+        data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
+        goal = run(store, data, {"item": "tea"})
+    assert len(server.requests) == 1
+    cost = price_tokens("openai:gpt-4o-mini", input_tokens=100_000, output_tokens=0)
+    assert cost is not None and cost[0] == pytest.approx(0.015)
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert raised.message == (
+        "the goal's cost budget stops this attempt: $0.015 spent of the $0.01 the goal's "
+        "max_cost_usd left this attempt; no further request is sent.")
+    assert raised.usage["cost_usd"] == pytest.approx(0.015)
+    assert goal.state.status == "failed"
+    [exhausted] = events_of(store, goal.id, "BudgetExhausted")
+    assert exhausted.budget == "cost_usd" and exhausted.used == pytest.approx(0.015)
+
+
+def test_an_attempt_the_cost_budget_leaves_nothing_sends_no_request() -> None:
+    import asyncio
+
+    from baton.domain.attempts import AttemptContext
+    from baton.llm.agents import LlmCallFailed
+    from baton.runtime.spending import Spending, spending_of
+    from tests.llm_models import QuoteIn
+
+    async def call(agent: Any) -> Any:
+        with spending_of(Spending(cost_left_usd=0.0)):  # as the call pool hands it
+            return await agent(QuoteIn(item="tea"), attempt=AttemptContext(number=1))
+
+    with chat_server([tool(VALID)]) as server:
+        agent = prepare_plan(llm_plan(server.url)).agents["quote"]
+        with pytest.raises(LlmCallFailed) as raised:
+            asyncio.run(call(agent))
+    assert server.requests == []
+    assert str(raised.value) == ("the goal's cost budget stops this attempt: the goal's "
+                                 "max_cost_usd leaves this attempt $0; no request is sent.")
+
+
+def test_a_cost_budget_on_a_model_with_no_price_is_a_warning_naming_agent_and_model(
+    store
+) -> None:
+    from baton.domain.errors import BatonWarning
+
+    with chat_server([tool(VALID)]) as server:
+        data = llm_plan(server.url, budget={"max_cost_usd": 1.0})
+        data["agents"]["quote"]["llm"]["model"] = "openai:in-house-model-7"
+        with pytest.warns(BatonWarning) as warned:
+            goal = run(store, data, {"item": "tea"})
+        assert goal.state.status == "completed"  # it runs: a local model really costs nothing
+        priced = llm_plan(server.url, budget={"max_cost_usd": 1.0})
+        assert prepare_plan(priced).cost_warnings() == []
+        assert prepare_plan(llm_plan(server.url)).cost_warnings() == []  # no cost budget
+    assert [str(w.message) for w in warned if w.category is BatonWarning] == [
+        "agents.quote: llm: model 'openai:in-house-model-7' has no price in genai-prices: its "
+        "calls count as $0, so budget.max_cost_usd cannot limit them (budget.max_tokens can)"]
+
+
+def test_a_huge_retry_after_is_waited_at_most_the_cap(store) -> None:
+    from baton.runtime.calls import MAX_RETRY_AFTER_S
+    from baton.runtime.runner import Runner
+
+    script = [Answer("status", status=429, headers={"Retry-After": "86400"}), tool(VALID)]
+    with chat_server(script) as server:
+        data = llm_plan(server.url)
+        loaded = prepare_plan(data)
+        # A runner that leaves a goal whose next step is a timer far away: the retry is scheduled,
+        # not waited for.
+        runner = Runner(store=store, loaded=loaded, park_on_timers=True)
+        goal = run(store, data, {"item": "tea"}, runner=runner)
+    assert goal.state.status == "running" and len(server.requests) == 1
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert MAX_RETRY_AFTER_S == 300
+    assert raised.retry_after_s == 300
+    assert raised.message.endswith("(asked to retry after 86400s; Baton waits at most 300s)")
+    [scheduled] = events_of(store, goal.id, "RetryScheduled")
+    assert (scheduled.rule, scheduled.delay_s) == ("retry.not_before", 300)
+    # A plan that accepts longer waits between attempts accepts them from the server too.
+    longer = llm_plan(server.url, task={"retry": {"max_backoff_s": 3600}})
+    assert runner.observer.retry_after_cap("quote") == 300
+    assert Runner(store=store, loaded=prepare_plan(longer)).observer.retry_after_cap(
+        "quote") == 3600
+    events = list(store.events(goal.id))
+    assert replay(events, loaded.contracts).ok
+    assert reexecute(events, loaded).ok
+
+
+def test_spans_name_the_model_asked_for_and_the_model_that_answered(store) -> None:
+    from baton.telemetry.spans import goal_spans
+
+    answered = Answer("tool", VALID, model="gpt-4o-mini-2024-07-18")
+    with chat_server([answered]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert server.requests[0].body["model"] == "gpt-4o-mini"
+    [returned] = events_of(store, goal.id, "AgentReturned")
+    assert returned.usage["request_model"] == "gpt-4o-mini"
+    assert returned.usage["model"] == "gpt-4o-mini-2024-07-18"
+    events = list(store.events(goal.id))
+    [attempt] = [span for span in goal_spans(events) if span.name == "invoke_agent quote"]
+    assert attempt.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert attempt.attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    assert reexecute(events, prepare_plan(llm_plan(server.url))).ok
+
+
+def test_a_base_url_with_credentials_is_refused_at_plan_load_and_never_stored(tmp_path) -> None:
+    import json
+
+    from baton.domain.errors import PlanError
+
+    secret = "s3cr3t-7d2c"
+    data = llm_plan(f"https://ana:{secret}@llm.example.com/v1")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(data))
+    url = f"sqlite:///{tmp_path / 'baton.db'}"
+    refused = (
+        f"{plan}: agents.quote.llm.base_url: holds credentials (user:password@), which would be "
+        "stored with the goal; put the key in BATON_LLM_API_KEY (or OPENAI_API_KEY) and drop it "
+        "from the URL")
+    checked = baton("validate", str(plan), store=url)
+    assert (checked.code, checked.err.strip().splitlines()) == (2, [refused])
+    for command in ("run", "submit"):
+        ran = baton(command, str(plan), "--input", '{"item": "tea"}', store=url)
+        assert ran.code == 2, (command, ran.err)
+        assert ran.err.strip().splitlines() == [f"baton: error: {refused}"], command
+        assert secret not in ran.err + ran.out
+    assert secret not in checked.err + checked.out
+    assert not (tmp_path / "baton.db").exists()  # nothing stored
+    with pytest.raises(PlanError, match=r"agents\.quote\.llm\.base_url: holds credentials"):
+        prepare_plan(llm_plan(f"http://{secret}@127.0.0.1:9/v1"))  # a user name alone, too
+    # A goal stored before the check still loads (replay, resume): it is not judged again.
+    assert prepare_plan(data, recorded=True).plan.agents["quote"].llm.base_url.endswith("/v1")

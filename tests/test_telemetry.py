@@ -286,15 +286,17 @@ def test_genai_usage_attributes_when_the_split_is_recorded() -> None:
     goal.observe("AgentReturned", at=at + timedelta(seconds=2), task="a", attempt=1,
                  output={"text": "X"}, duration_ms=2000.0,
                  usage={"tokens": 30, "cost_usd": 0.001, "input_tokens": 20,
-                        "output_tokens": 10, "model": "test"})
+                        "output_tokens": 10, "model": "test-2026-01", "request_model": "test"})
     settle(goal, loaded.contracts)
     spans = {s.name: s for s in _exported("llm", collect(goal))}
     attempt = spans["invoke_agent upper"]
     assert {k: attempt.attributes[k] for k in (
         "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.request.model",
-        "baton.usage.tokens", "baton.usage.cost_usd")} == {
+        "gen_ai.response.model", "baton.usage.tokens", "baton.usage.cost_usd")} == {
         "gen_ai.usage.input_tokens": 20, "gen_ai.usage.output_tokens": 10,
-        "gen_ai.request.model": "test", "baton.usage.tokens": 30, "baton.usage.cost_usd": 0.001}
+        # the model asked for, and the one that answered (OpenTelemetry GenAI conventions)
+        "gen_ai.request.model": "test", "gen_ai.response.model": "test-2026-01",
+        "baton.usage.tokens": 30, "baton.usage.cost_usd": 0.001}
     assert attempt.end_time - attempt.start_time == 2_000_000_000
 
 
@@ -306,3 +308,25 @@ def test_a_bad_otel_setting_warns_once_and_the_run_goes_on(tmp_path: Path) -> No
     assert result.err.strip().splitlines() == [
         "baton: warning: no live traces: OTLP protocol 'grpc' is not supported: Baton exports "
         "http/protobuf (set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)"]
+
+
+def test_usage_naming_only_the_answering_model_claims_no_request_model() -> None:
+    """Usage recorded before `request_model` (or by an agent that does not say it) names the
+    model that answered: it is the response model, never passed off as the request's."""
+    from datetime import UTC, datetime
+
+    from baton.domain.decide import settle
+    from baton.domain.goal import Goal
+    from baton.domain.history import collect
+
+    loaded = load(plan(task("a", "upper", input={"text": "$goal.text"})))
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    goal = Goal.start(goal_id="old", plan=loaded.plan, goal_input={"text": "x"},
+                      concurrency=1, at=at)
+    settle(goal, loaded.contracts)
+    goal.observe("AgentReturned", at=at, task="a", attempt=1, output={"text": "X"},
+                 duration_ms=1.0, usage={"tokens": 30, "cost_usd": 0.0, "model": "gpt-4o-mini"})
+    settle(goal, loaded.contracts)
+    attempt = {s.name: s for s in _exported("old", collect(goal))}["invoke_agent upper"]
+    assert attempt.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    assert "gen_ai.request.model" not in attempt.attributes

@@ -67,3 +67,35 @@ def test_a_v1_usage_payload_upcasts_with_the_new_figures_unknown(sqlite_url) -> 
     state = {"usage": None}
     Goal.AgentRaised.upcast_v1_v2(state)
     assert state == {"usage": None, "retry_after_s": None}
+
+
+def test_a_v1_timeout_upcasts_with_no_usage_and_folds_as_before(sqlite_url) -> None:
+    from baton.store.eventstore import open_store
+
+    def as_before_v2(state: dict[str, Any]) -> None:
+        assert state.pop("class_version") == 2
+        state.pop("usage")  # v1 timeouts recorded no usage
+
+    data = {"version": 1, "name": "hangs", "agents": {"a": "tests.agents:async_hangs"},
+            "tasks": [{"id": "t", "agent": "a", "input": {"text": "x"}, "timeout_s": 0.05,
+                       "retry": {"max_attempts": 1}}]}
+    store = open_store(sqlite_url)
+    try:
+        goal = run(store, data)
+        [event] = events_of(store, goal.id, "AgentTimedOut")
+        assert event.usage is None  # an agent that reports no spend so far: nothing recorded
+        upcast = as_recorded_before(store, event, as_before_v2)
+    finally:
+        store.close()
+    assert isinstance(upcast, Goal.AgentTimedOut) and upcast.usage is None
+    assert (upcast.task, upcast.attempt, upcast.timeout_s) == ("t", 1, 0.05)
+
+
+def test_the_replay_view_shows_what_a_timed_out_attempt_spent() -> None:
+    from baton.cli.debug_view import _observed
+
+    line = _observed({"kind": "AgentTimedOut", "timeout_s": 0.5,
+                      "usage": {"tokens": 120, "cost_usd": 0.25}})
+    assert line == "no result within 0.5s · 120 tokens $0.25"
+    assert _observed({"kind": "AgentTimedOut", "timeout_s": 0.5, "usage": None}) == (
+        "no result within 0.5s")

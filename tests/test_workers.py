@@ -767,7 +767,11 @@ def test_a_goal_whose_plan_does_not_load_is_tried_again_on_a_timer(
     monkeypatch.setattr(worker_module, "UNLOADABLE_RETRY_S", 0.05)
 
     def code(text: str) -> None:
-        source.write_text(text)
+        # Whole or not at all (a rename): the worker looks every 0.05 s, and a file caught
+        # half-written imported as empty, a problem the test did not expect to be said.
+        draft = tmp_path / f"{module}.draft"
+        draft.write_text(text)
+        os.replace(draft, source)
         sys.modules.pop(module, None)
 
     def until(check: object) -> None:

@@ -40,7 +40,7 @@ def _observed(entry: dict[str, Any]) -> str:
     if kind == "AgentRaised":
         return f"raised {entry['error_type']}: {entry['message']}{took}{spent}"
     if kind == "AgentTimedOut":
-        return f"no result within {_num(entry['timeout_s'])}s"
+        return f"no result within {_num(entry['timeout_s'])}s{spent}"
     if kind == "HumanResolved":
         given = f" {_compact(entry['output'])}" if entry.get("output") is not None else ""
         return f"{entry['by']}: {entry['action']}{given} — {entry['reason']}"

@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from baton import __version__
 from baton.cli import exits
 from baton.cli.commands import COMMANDS
 from baton.cli.pipes import tolerate_closed_stdout
-from baton.domain.errors import BatonError, one_line
+from baton.domain.errors import BatonError, BatonWarning, one_line
 from baton.runtime.service import catch_up_read_models
 
 __all__ = ["main"]
@@ -54,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any,
+                  **kwargs: Any) -> None:
+    """Baton's own warnings as one `baton: warning:` line; any other as Python prints it."""
+    if issubclass(category, BatonWarning):
+        print(f"baton: warning: {one_line(str(message))}", file=sys.stderr)
+    else:
+        _PYTHON_SHOWWARNING(message, category, *args, **kwargs)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = sys.argv[1:] if argv is None else list(argv)
@@ -65,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         try:
-            with tolerate_closed_stdout():
+            with tolerate_closed_stdout(), warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                warnings.simplefilter("always", BatonWarning)  # every run says it
                 code: int = args.func(args)
         finally:
             if args.command in WRITING_COMMANDS:

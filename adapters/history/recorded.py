@@ -51,7 +51,10 @@ class NotRecorded(LookupError):
 
 
 class RecordedTimeout(TimeoutError):
-    """The recorded attempt ran past its timeout: the double does the same, by raising this."""
+    """The recorded attempt ran past its timeout: the double does the same, by raising this,
+    with what the attempt had spent when it was abandoned (`spent`)."""
+
+    spent: dict[str, Any] | None = None
 
 
 class RecordedAgents:
@@ -76,7 +79,9 @@ class RecordedAgents:
         event = queue.popleft()
         fields = payload(event, timestamp=False)
         if kind_of(event) == "AgentTimedOut":
-            raise RecordedTimeout(f"task {task!r} attempt {attempt} timed out")
+            timeout = RecordedTimeout(f"task {task!r} attempt {attempt} timed out")
+            timeout.spent = fields.get("usage")  # what it had spent when abandoned (v2)
+            raise timeout
         if kind_of(event) == "AgentRaised":
             raise _recorded_exception(fields["error_type"], fields["message"], fields)
         output, usage = fields["output"], fields.get("usage")
@@ -161,8 +166,8 @@ class _Reexecution:
             result = self.agents.call(task_id, attempt, agent_input, key, context)
         except NotRecorded:
             raise
-        except RecordedTimeout:
-            outcome = CallOutcome(task_id, attempt, timed_out=True)
+        except RecordedTimeout as timeout:
+            outcome = CallOutcome(task_id, attempt, timed_out=True, spent=timeout.spent)
         except Exception as exc:  # the recorded raise
             outcome = CallOutcome(task_id, attempt, raised=exc, duration_ms=duration)
         else:

@@ -51,7 +51,7 @@ class History:
         """The goal's own plan with today's agents: their contracts re-judge recorded outputs.
         `calls_models` (re-execution calling today's agents): the LLM model settings must work."""
         return prepare_plan(started_event(self.events).plan, source=f"goal {self.goal_id} plan",
-                            calls_models=calls_models)
+                            calls_models=calls_models, recorded=True)
 
 
 def load_history(target: Target, store: Callable[[], BatonStore]) -> History:

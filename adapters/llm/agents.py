@@ -24,6 +24,7 @@ import contextlib
 import importlib.metadata
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pydantic_ai
@@ -48,7 +49,8 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 
 from baton.domain.attempts import AttemptContext
 from baton.domain.contracts import AgentContract
-from baton.llm.pricing import priced
+from baton.llm.pricing import price_tokens, priced
+from baton.runtime.spending import current_spending
 
 __all__ = ["LlmAgent", "LlmCallFailed", "render_prompt"]
 
@@ -127,6 +129,16 @@ class LlmAgent:
         # Marks an agent that calls a model: `baton replay --reexecute` names these first.
         self.is_llm = True
 
+    def cost_problem(self) -> str | None:
+        """Why the goal's max_cost_usd could never bind on this agent's calls: an `openai:`
+        model genai-prices has no price for costs 0 a request (None when it has one)."""
+        if not self.model_name.startswith("openai:"):
+            return None  # a local model (`test`, a function model), or one Baton cannot name
+        if price_tokens(self.model_name, input_tokens=1000, output_tokens=1000) is not None:
+            return None
+        return (f"model {self.model_name!r} has no price in genai-prices: its calls count as "
+                "$0, so budget.max_cost_usd cannot limit them (budget.max_tokens can)")
+
     @property
     def contract(self) -> AgentContract:
         return AgentContract(
@@ -139,11 +151,19 @@ class LlmAgent:
     ) -> tuple[Any, dict[str, Any]]:
         prompt = render_prompt(agent_input, attempt)
         model, close = self._make_model()
+        spending = current_spending()  # set by the call pool: None when called directly
+        cost_left = None if spending is None else spending.cost_left_usd
         with capture_run_messages() as messages:
+            if spending is not None:
+                # Read by the runner if the attempt times out: what its answered requests spent,
+                # and the one still waiting (a copy of the list: the run appends to it).
+                spending.report(lambda: self._usage(list(messages), in_flight=True))
             try:
                 result = await self.agent.run(
                     prompt, model=model, deps=agent_input, retries=AgentRetries(output=0),
-                    usage_limits=_limits(attempt),
+                    usage_limits=_limits(
+                        attempt, cost_left, lambda: self._usage(messages)["cost_usd"]
+                    ),
                 )
             except ModelHTTPError as exc:
                 self._raise(messages, f"HTTP {exc.status_code} from the model: {exc.body}",
@@ -152,7 +172,7 @@ class LlmAgent:
                 self._raise(messages, f"{type(exc).__name__}: {exc}", failed_request=True)
             except UsageLimitExceeded as exc:  # checked between requests: no request failed
                 why = str(exc).split(" Consider raising the limit")[0]  # not pydantic-ai's hint
-                stops = ("the goal's token budget" if isinstance(exc, _BudgetSpent)
+                stops = (exc.budget if isinstance(exc, _BudgetSpent)
                          else "pydantic-ai's usage limit")  # its request_limit of 50, say
                 self._raise(messages, f"{stops} stops this attempt: {why}")
             except UnexpectedModelBehavior as exc:
@@ -197,14 +217,18 @@ class LlmAgent:
         return " ".join(text.split())[:400]
 
     def _usage(
-        self, messages: list[ModelMessage], *, failed_request: bool = False
+        self, messages: list[ModelMessage], *, failed_request: bool = False,
+        in_flight: bool = False,
     ) -> dict[str, Any]:
         """The attempt's usage in Baton's v2 shape (baton.domain.usage), priced when needed.
 
         A response that omitted its usage (some OpenAI-compatible servers do) makes the token
         figures unknown (None), not 0: `tokens` (what the budget counts) holds what the other
-        responses reported, and nothing is priced from tokens nobody reported."""
+        responses reported, and nothing is priced from tokens nobody reported. `in_flight`: read
+        while the run goes on (a timed-out attempt): a request sent and not answered counts."""
         responses = [m for m in messages if isinstance(m, ModelResponse)]
+        if in_flight and messages and isinstance(messages[-1], ModelRequest):
+            failed_request = True  # sent, never answered
         figures = {"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
                    "cache_write_tokens": 0}
         reported_cost: float | None = None
@@ -216,14 +240,18 @@ class LlmAgent:
             cost = getattr(response.usage, "cost", None)
             if cost is not None:
                 reported_cost = (reported_cost or 0.0) + float(cost)
-        # The requested model, as a response names it ("gpt-4o-mini", not "openai:gpt-4o-mini"),
-        # so a failed request's usage lands on the same `baton stats` model row as the answers.
+        # The model that answered, as the last response names it; with no response, the one
+        # asked for, named the same way ("gpt-4o-mini", not "openai:gpt-4o-mini"), so a failed
+        # request's usage lands on the same `baton stats` model row as the answers.
         model = next((r.model_name for r in reversed(responses) if r.model_name), None)
         usage: dict[str, Any] = {
             **figures,
             "tokens": figures["input_tokens"] + figures["output_tokens"],
             "requests": len(responses) + (1 if failed_request else 0),
             "model": model or self.model_name.removeprefix("openai:"),
+            # What the request asked for (`model` is who answered: a dated snapshot, a gateway's
+            # pick): OpenTelemetry's gen_ai.request.model beside gen_ai.response.model.
+            "request_model": self.model_name.removeprefix("openai:"),
             "cost_usd": reported_cost or 0.0,
             # pydantic-ai prices each response itself (a gateway's reported cost, else its
             # genai-prices table): recorded with both versions, so the figure is traceable.
@@ -234,28 +262,45 @@ class LlmAgent:
         return usage if reported_cost is not None else priced(usage)
 
 
-def _limits(attempt: AttemptContext | None) -> UsageLimits:
-    """The goal's remaining tokens, checked by pydantic-ai before every request of the run
+def _limits(
+    attempt: AttemptContext | None, cost_left: float | None, spent_usd: Callable[[], float]
+) -> UsageLimits:
+    """The goal's remaining tokens and cost, checked before every request of the run
     (pydantic-ai's default request cap stays: a tool loop cannot run on unbounded)."""
-    if attempt is None or attempt.tokens_left is None:
+    tokens_left = None if attempt is None else attempt.tokens_left
+    if tokens_left is None and cost_left is None:
         return UsageLimits()
-    return _TokensLeft(total_tokens_limit=attempt.tokens_left)
+    return _BudgetLeft(total_tokens_limit=tokens_left, cost_left_usd=cost_left,
+                       spent_usd=spent_usd)
 
 
 class _BudgetSpent(UsageLimitExceeded):
-    """The goal's tokens stop the run (not one of pydantic-ai's own limits)."""
+    """The goal's budget stops the run (not one of pydantic-ai's own limits)."""
+
+    def __init__(self, message: str, *, budget: str = "the goal's token budget") -> None:
+        super().__init__(message)
+        self.budget = budget
 
 
-class _TokensLeft(UsageLimits):
-    """The goal's remaining tokens as a limit on *sending* a request, not on an answer.
+@dataclass(repr=False, kw_only=True)
+class _BudgetLeft(UsageLimits):
+    """What the goal's max_tokens / max_cost_usd leave this attempt, as a limit on *sending* a
+    request, not on an answer.
 
     pydantic-ai also checks token limits after each response, so an answer that passed the limit
     would be thrown away although it is paid for; Baton keeps it and judges it like any agent's
     answer that overspent (the budget then stops the next dispatch). A request is not sent once
-    the run's tokens reach what the goal left this attempt."""
+    the run's tokens, or its cost (as recorded: `spent_usd`), reach what the goal left this
+    attempt."""
+
+    cost_left_usd: float | None = None
+    spent_usd: Callable[[], float] = lambda: 0.0
 
     def check_tokens(self, usage: RunUsage) -> None:
         """After a response: its tokens are spent either way; nothing to stop."""
+
+    def check_cost(self, usage: RunUsage, *, warn_if_cost_unavailable: bool = True) -> None:
+        """After a response: its cost is spent either way; nothing to stop."""
 
     def check_before_request(self, usage: RunUsage) -> None:
         limit = self.total_tokens_limit
@@ -268,6 +313,17 @@ class _TokensLeft(UsageLimits):
                 f"{usage.total_tokens} tokens spent of the {limit} the goal's max_tokens left "
                 "this attempt; no further request is sent"
             )
+        left = self.cost_left_usd
+        if left is not None:
+            spent = self.spent_usd() if usage.requests else 0.0
+            if spent >= left:
+                budget = "the goal's cost budget"
+                if not usage.requests:
+                    raise _BudgetSpent(f"the goal's max_cost_usd leaves this attempt ${left:g}; "
+                                       "no request is sent", budget=budget)
+                raise _BudgetSpent(
+                    f"${spent:g} spent of the ${left:g} the goal's max_cost_usd left this "
+                    "attempt; no further request is sent", budget=budget)
         super().check_before_request(usage)  # its request cap
 
 

@@ -25,14 +25,16 @@ from pydantic import BaseModel
 
 from baton.domain.json_values import json_problem
 from baton.domain.secrets import has_secret, redact_output
-from baton.domain.usage import AttemptUsage
+from baton.domain.usage import AttemptUsage, usage_payload
 from baton.llm.pricing import priced
 from baton.runtime import isolation
 from baton.runtime.loading import LoadedPlan
+from baton.runtime.spending import Spending, spending_of
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
+    "MAX_RETRY_AFTER_S",
     "AgentCall",
     "CallOutcome",
     "CallPool",
@@ -41,6 +43,12 @@ __all__ = [
     "failure_details",
     "to_recordable",
 ]
+
+
+# A 429/503's Retry-After of a day (a quota spent until tomorrow) would hold the goal running,
+# its retry scheduled a day away, with nothing to show. Waited at most this long (or the
+# task's retry `max_backoff_s` when longer); the retry then finds out whether the server is back.
+MAX_RETRY_AFTER_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class AgentCall:
     timeout_s: float | None
     attempt_context: BaseModel | None = None  # passed when the agent declares `attempt`
     isolation: str = "thread"  # "process": a sync agent runs in a process its timeout ends
+    # What the goal's max_cost_usd leaves this attempt (baton.runtime.spending); None: no cap.
+    cost_left_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class CallOutcome:
     raised: BaseException | None = None
     timed_out: bool = False
     duration_ms: float = 0.0  # a timeout records its limit instead
+    spent: dict[str, Any] | None = None  # a timed-out attempt: what it had spent when abandoned
 
 
 class Observer:
@@ -105,12 +116,16 @@ class Observer:
         fields: dict[str, Any] = {"task": outcome.task, "attempt": outcome.attempt}
         if outcome.timed_out:
             fields["timeout_s"] = self._timeout_s(outcome.task)
+            spent = _usage(outcome.spent)[0] if isinstance(outcome.spent, dict) else None
+            if spent is not None:  # the requests before the one that hung were paid for
+                fields["usage"] = spent
             return Completion(outcome.task, outcome.attempt, "AgentTimedOut", fields)
         if outcome.raised is not None:
             fields["error_type"] = _storable_text(type(outcome.raised).__name__)
             fields["message"] = _message(outcome.raised)
             fields["duration_ms"] = outcome.duration_ms
             fields |= failure_details(outcome.raised)  # usage spent, a 429's Retry-After
+            self._cap_retry_after(outcome.task, fields)
             return Completion(outcome.task, outcome.attempt, "AgentRaised", fields)
         try:
             return self._returned(outcome, fields)
@@ -134,6 +149,27 @@ class Observer:
         if error is not None:  # may quote the value (a repr): never a lone surrogate in a save
             fields["output_error"] = _storable_text(error)
         return Completion(outcome.task, outcome.attempt, "AgentReturned", fields)
+
+    def _cap_retry_after(self, task_id: str, fields: dict[str, Any]) -> None:
+        """A failure's Retry-After waits at most `retry_after_cap`: the figure recorded (and
+        honoured) is the capped one, and the message says what was asked."""
+        asked = fields.get("retry_after_s")
+        cap = self.retry_after_cap(task_id)
+        if asked is not None and asked > cap:
+            fields["retry_after_s"] = cap
+            fields["message"] = _storable_text(
+                f"{fields['message']} (asked to retry after {asked:g}s; Baton waits at most "
+                f"{cap:g}s)"
+            )
+
+    def retry_after_cap(self, task_id: str) -> float:
+        """The longest wait a failure's Retry-After may impose on a task: MAX_RETRY_AFTER_S,
+        or the task's retry `max_backoff_s` when that is longer (a plan that accepts waiting
+        that long between attempts accepts it from the server too)."""
+        if self.plan is None or task_id not in self.plan.task_map:
+            return MAX_RETRY_AFTER_S
+        policy = self.plan.retry_for(self.plan.task_map[task_id])
+        return max(MAX_RETRY_AFTER_S, policy.max_backoff_s)
 
     def _timeout_s(self, task_id: str) -> float:
         if self.plan is None:
@@ -202,7 +238,7 @@ def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
         # The v2 figures (input/output tokens, model, ...) when reported, checked by their model
         extra = {k: raw[k] for k in AttemptUsage.model_fields if k in raw and k not in usage}
         if extra:
-            usage = AttemptUsage(**usage, **extra).model_dump()
+            usage = usage_payload(AttemptUsage(**usage, **extra))
             if raw.get("cost_usd") is None:
                 usage = priced(usage)
             elif "cost_source" not in raw:  # a source reported as none stays none (unpriced)
@@ -276,9 +312,12 @@ class CallPool:
         self._owns_loop = loop is None
         self._loop_thread: threading.Thread | None = None
         self._futures: dict[tuple[str, int], Any] = {}
+        # Each running call's spend so far, read when it is abandoned (baton.runtime.spending).
+        self._spending: dict[tuple[str, int], Spending] = {}
         self._processes = isolation.ProcessCalls()
 
     def submit(self, call: AgentCall) -> None:
+        self._spending[(call.task, call.attempt)] = Spending(cost_left_usd=call.cost_left_usd)
         if call.is_async:
             loop = self._event_loop()
             future = asyncio.run_coroutine_threadsafe(self._run_async(call), loop)
@@ -297,17 +336,21 @@ class CallPool:
         SimpleQueue.put is reentrant)."""
         self.completions.put(None)
 
-    def abandon(self, task: str, attempt: int) -> None:
-        """An attempt timed out: cancel it if async; a sync one's stuck thread is replaced."""
+    def abandon(self, task: str, attempt: int) -> dict[str, Any] | None:
+        """An attempt timed out: cancel it if async; a sync one's stuck thread is replaced.
+        Returns what it had spent so far, when its agent reports that (None otherwise)."""
+        spending = self._spending.pop((task, attempt), None)
+        spent = None if spending is None else spending.so_far()  # read before it is cancelled
         future = self._futures.pop((task, attempt), None)
         if future is not None:
             future.cancel()
-            return
+            return spent
         self._processes.terminate((task, attempt))  # a process-isolated call stops here
         with self._lock:
             if (task, attempt) in self._running:  # its thread stays in the call: not counted
                 self._abandoned.add((task, attempt))
                 self._workers -= 1
+        return spent
 
     def close(self) -> None:
         with self._lock:
@@ -345,7 +388,8 @@ class CallPool:
                 if call.isolation == "process":
                     result = self._processes.run(key, call.agent, call.agent_input, _kwargs(call))
                 else:
-                    result = call.agent(call.agent_input, **_kwargs(call))
+                    with spending_of(self._spending_for(call)):
+                        result = call.agent(call.agent_input, **_kwargs(call))
             except BaseException as exc:  # an agent must never take the orchestrator down
                 outcome = CallOutcome(call.task, call.attempt, raised=exc,
                                       duration_ms=_elapsed_ms(started))
@@ -353,6 +397,7 @@ class CallPool:
                 outcome = CallOutcome(call.task, call.attempt, returned=result,
                                       duration_ms=_elapsed_ms(started))
             completion = self.observer.observe(outcome)
+            self._spending.pop(key, None)
             with self._lock:
                 self._running.discard(key)
                 stuck = key in self._abandoned
@@ -367,7 +412,8 @@ class CallPool:
     async def _run_async(self, call: AgentCall) -> None:
         started = time.perf_counter()
         try:
-            result = await call.agent(call.agent_input, **_kwargs(call))
+            with spending_of(self._spending_for(call)):  # this task's context only
+                result = await call.agent(call.agent_input, **_kwargs(call))
         except asyncio.CancelledError:
             return  # timed out and already recorded as such
         except BaseException as exc:
@@ -378,7 +424,13 @@ class CallPool:
                                   duration_ms=_elapsed_ms(started))
         finally:
             self._futures.pop((call.task, call.attempt), None)
+            self._spending.pop((call.task, call.attempt), None)
         self.completions.put(self.observer.observe(outcome))
+
+    def _spending_for(self, call: AgentCall) -> Spending:
+        # Submitted calls have one; a call abandoned before it started gets a fresh one.
+        found = self._spending.get((call.task, call.attempt))
+        return found if found is not None else Spending(cost_left_usd=call.cost_left_usd)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

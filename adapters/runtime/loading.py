@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -63,6 +64,20 @@ class LoadedPlan:
         ]
         if issues:
             raise PlanError(issues, source=source)
+
+    def cost_warnings(self) -> list[str]:
+        """With `budget.max_cost_usd`: one line per LLM agent whose model has no price (its
+        calls cost 0, so the cost budget cannot limit them). A warning, not an error: a local
+        model (Ollama, vLLM) really costs nothing, and a plan written for a priced model must
+        still run against one (BATON_LLM_MODEL)."""
+        if self.plan.budget.max_cost_usd is None:
+            return []
+        return [
+            f"agents.{name}: llm: {problem}"
+            for name, agent in self.agents.items()
+            if callable(unpriced := getattr(agent, "cost_problem", None))
+            and (problem := unpriced())
+        ]
 
     def validate_input(self, data: Any) -> Any:
         """The goal input as JSON, validated against the plan's input model when it has one."""
@@ -370,7 +385,7 @@ def _with_agents(
 
 def prepare_plan(
     data: dict[str, Any], *, source: str = "plan", agents: Mapping[str, AgentRef] | None = None,
-    calls_models: bool = True,
+    calls_models: bool = True, recorded: bool = False,
 ) -> LoadedPlan:
     """Validate plan data, load its allowlisted agents, and check every contract statically.
 
@@ -378,6 +393,8 @@ def prepare_plan(
     is checked like an imported one and recorded by its `module:callable` path.
     `calls_models` False (replay, which reads recorded answers): the LLM agents' contracts are
     all it needs, so the model settings (BATON_LLM_BASE_URL, ...) are not judged.
+    `recorded`: a goal's plan as its `Started` stored it; what only a new plan is refused for
+    (credentials in a base URL) is not judged again, so an old history still loads.
     """
     given: dict[str, Callable[..., Any]] = {}
     early: list[PlanIssue] = []
@@ -388,6 +405,8 @@ def prepare_plan(
     if binding_issues:  # every check below reads the parsed bindings
         raise PlanError(early + binding_issues, source=source)
     issues: list[PlanIssue] = early + plan.graph_issues()  # reported with the contract issues
+    if not recorded:
+        issues += _credential_issues(plan)
     loaded_agents: dict[str, Callable[..., Any]] = {}
     contracts = PlanContracts()
     used = {task.agent for task in plan.tasks} | expansion_agents(plan)
@@ -429,6 +448,28 @@ def prepare_plan(
     if issues:
         raise PlanError(issues, source=source)
     return LoadedPlan(plan, contracts, loaded_agents, input_model)
+
+
+def _credential_issues(plan: Plan) -> list[PlanIssue]:
+    """A `base_url` holding credentials (`https://user:secret@host/v1`) would be stored with the
+    plan in the goal's `Started` event, in every export and run file: refused, the URL not
+    quoted (it holds the secret)."""
+    issues: list[PlanIssue] = []
+    for name, target in plan.agents.items():
+        if not isinstance(target, LlmDeclaration) or not target.llm.base_url:
+            continue
+        url = target.llm.base_url
+        try:
+            netloc = urlsplit(url).netloc
+        except ValueError:  # a malformed host ("[::1"): still look for user info before it
+            netloc = url.partition("//")[2].partition("/")[0]
+        if "@" in netloc:
+            issues.append(PlanIssue(
+                f"agents.{name}.llm.base_url",
+                "holds credentials (user:password@), which would be stored with the goal; "
+                "put the key in BATON_LLM_API_KEY (or OPENAI_API_KEY) and drop it from the URL",
+            ))
+    return issues
 
 
 def expansion_agents(plan: Plan) -> set[str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from baton.domain.attempts import context_for
+from baton.domain.attempts import context_for, cost_left
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.decisions import GOAL_ENDINGS, Decision
@@ -222,8 +222,9 @@ class Runner:
             for key, call in sorted(in_flight.items()):
                 if call.deadline is not None and call.deadline <= now:
                     del in_flight[key]
-                    pool.abandon(call.task, call.attempt)
-                    timed_out = CallOutcome(call.task, call.attempt, timed_out=True)
+                    # What it spent before it hung (its earlier model requests) is recorded too.
+                    spent = pool.abandon(call.task, call.attempt)
+                    timed_out = CallOutcome(call.task, call.attempt, timed_out=True, spent=spent)
                     observed = self.observer.observe(timed_out)
                     return observed.kind, observed.fields
             return "ClockTicked", {}
@@ -352,6 +353,7 @@ class Runner:
                     timeout_s=timeout,
                     attempt_context=context_for(contract, goal.state, task_id, attempt),
                     isolation=spec.isolation,
+                    cost_left_usd=cost_left(goal.state, task_id),
                 )
             )
 

@@ -14,6 +14,7 @@ import functools
 import getpass
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from baton.domain.contracts import AgentContract, judge_output, validation_errors
 from baton.domain.decide import settle
-from baton.domain.errors import BatonError
+from baton.domain.errors import BatonError, BatonWarning
 from baton.domain.expansion import check_fragment, judging_confidence, judging_contract
 from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import fork_goal
@@ -181,6 +182,8 @@ def start_goal(
     """
     check_concurrency(concurrency)
     loaded.check_calls()  # a model no call could reach (no API key): nothing is stored
+    for line in loaded.cost_warnings():  # a cost budget an unpriced model escapes
+        warnings.warn(BatonWarning(line), stacklevel=2)
     validated = loaded.validate_input(goal_input)
     goal_id = chosen_goal_id(goal_id)
     if store.exists(goal_id):
@@ -235,7 +238,8 @@ def load_goal_plan(goal: Goal, *, calls_models: bool = True) -> LoadedPlan:
     `calls_models` False (a human's decision, a cancel: decided, nothing called): the LLM
     agents' model settings (key, base URL) are not required to work here."""
     data = goal.state.started_plan.model_dump(mode="json", exclude_unset=True, by_alias=True)
-    return prepare_plan(data, source=f"goal {goal.id} plan", calls_models=calls_models)
+    return prepare_plan(data, source=f"goal {goal.id} plan", calls_models=calls_models,
+                        recorded=True)
 
 
 def resume_goal(

@@ -248,7 +248,8 @@ class SpanProjector:
         usage = fields.get("usage") or {}
         for key, name in (("input_tokens", "gen_ai.usage.input_tokens"),
                           ("output_tokens", "gen_ai.usage.output_tokens"),
-                          ("model", "gen_ai.request.model"),
+                          ("request_model", "gen_ai.request.model"),  # asked for
+                          ("model", "gen_ai.response.model"),  # answered
                           ("tokens", "baton.usage.tokens"),
                           ("cost_usd", "baton.usage.cost_usd")):
             if usage.get(key) is not None:
