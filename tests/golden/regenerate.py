@@ -9,7 +9,8 @@ recorded under rules 3 (`*-rules3.jsonl`: every shape, since rules 3 records a d
 readiness before it as one event), `--rules4` the one rules 4 changed (`joined-rules4.jsonl`: a
 human's fragment for an escalated planner), `--rules5` the two rules 5 changed
 (`budgeted-rules5.jsonl`, `crowded-rules5.jsonl`: a breach the next estimate causes, a rejected
-fragment's problems listed to 50). The others were recorded by earlier releases
+fragment's problems listed to 50), `--rules6` the one rules 6 changed (`undriven-rules6.jsonl`: a
+human's retry recorded while no runner drove the goal). The others were recorded by earlier releases
 (release 0.1's topics, `Started` v2, rules 1) and are kept as they are: they are what proves old
 histories still load and replay.
 """
@@ -152,25 +153,61 @@ def crowded(store: BatonStore, goal_id: str = "crowded") -> Goal:
     return run(store, plan, CROWDED_INPUT, goal_id=goal_id)
 
 
+# A human's retry recorded while no runner drove the goal (rules 6): the runner died with `side`
+# in flight just after unsafe `a` escalated; `resolve --retry` records no dispatch, the next
+# runner's `RunResumed` re-runs `side` and dispatches `a`. Made through the CLI: the kill is real.
+UNDRIVEN_PLAN = {
+    "version": 1, "name": "undriven",
+    "agents": {name: f"tests.agents:{name}" for name in ("logged_flaky", "logged_hangs_once")},
+    "tasks": [
+        {"id": "a", "agent": "logged_flaky", "input": {"text": "$goal.text"},
+         "on_failure": "escalate", "retry": {"max_attempts": 1}, "side_effects": "unsafe"},
+        {"id": "side", "agent": "logged_hangs_once", "input": {"text": "$goal.text"}},
+    ],
+    "output": {"a": "$a.text", "side": "$side.text"},
+}
+
+
+def undriven(url: str, workdir: Path, goal_id: str) -> None:
+    plan = workdir / "undriven.yaml"
+    plan.write_text(json.dumps(UNDRIVEN_PLAN))  # JSON is YAML
+    env = {**os.environ, "BATON_STORE": url, "BATON_TEST_DIR": str(workdir)}
+    cli = [sys.executable, "-m", "baton.cli"]
+    subprocess.run([*cli, "run", str(plan), "--input", '{"text": "x"}', "--goal-id", goal_id],
+                   cwd=ROOT, env={**env, "BATON_CRASH_AT_EVENT": "5"}, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a escalated, side runs
+    subprocess.run([*cli, "resolve", goal_id, "a", "--retry", "--reason", "upstream back",
+                    "--by", "ana"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*cli, "resume", goal_id], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 MADE = {**SHAPES, "decomposed": decomposed, "joined": joined, "budgeted": budgeted,
         "crowded": crowded}
+BY_CLI = {"undriven": undriven}  # made by processes of today's Baton: today's rules
 RULES_SHAPES = {
     2: ("escalated", "gated"),  # a human's retry; an answered question
     # a dispatch holds its readiness
     3: tuple(name for name in MADE if name not in ("joined", "budgeted", "crowded")),
     4: ("joined",),  # a human's fragment for an escalated planner: it runs as its tasks
     5: ("budgeted", "crowded"),  # a breach the estimate causes; a fragment's 50 problems
+    6: ("undriven",),  # a human's retry while no runner drives: the next runner dispatches it
 }
 
 
 def record_under(rules: int) -> None:
     """The shapes a change of decision rules `rules` concerns, recorded under those rules."""
     with tempfile.TemporaryDirectory() as tmp, decided_under(rules):
-        store = open_store(f"sqlite:///{tmp}/golden.db")
+        url = f"sqlite:///{tmp}/golden.db"
+        store = open_store(url)
         for name in RULES_SHAPES[rules]:
             agents.CALLS.clear()
             named = f"{name}-rules{rules}"
-            _export(store, MADE[name](store, named).id, named)
+            if name in BY_CLI:
+                BY_CLI[name](url, Path(tmp), named)
+                _export(store, named, named)
+            else:
+                _export(store, MADE[name](store, named).id, named)
         store.close()
 
 
