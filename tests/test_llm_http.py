@@ -513,6 +513,7 @@ def test_a_cost_budget_on_a_model_with_no_price_is_a_warning_naming_agent_and_mo
     store
 ) -> None:
     from baton.domain.errors import BatonWarning
+    from baton.runtime.service import submit_goal
 
     with chat_server([tool(VALID)]) as server:
         data = llm_plan(server.url, budget={"max_cost_usd": 1.0})
@@ -520,6 +521,9 @@ def test_a_cost_budget_on_a_model_with_no_price_is_a_warning_naming_agent_and_mo
         with pytest.warns(BatonWarning) as warned:
             goal = run(store, data, {"item": "tea"})
         assert goal.state.status == "completed"  # it runs: a local model really costs nothing
+        with pytest.warns(BatonWarning) as warned_at_submit:  # a worker will drive it: said now
+            submit_goal(store, prepare_plan(data), {"item": "tea"}, goal_id="submitted")
+        assert [str(w.message) for w in warned_at_submit] == [str(warned[0].message)]
         priced = llm_plan(server.url, budget={"max_cost_usd": 1.0})
         assert prepare_plan(priced).cost_warnings() == []
         assert prepare_plan(llm_plan(server.url)).cost_warnings() == []  # no cost budget

@@ -182,8 +182,7 @@ def start_goal(
     """
     check_concurrency(concurrency)
     loaded.check_calls()  # a model no call could reach (no API key): nothing is stored
-    for line in loaded.cost_warnings():  # a cost budget an unpriced model escapes
-        warnings.warn(BatonWarning(line), stacklevel=2)
+    _warn_of_costs(loaded)
     validated = loaded.validate_input(goal_input)
     goal_id = chosen_goal_id(goal_id)
     if store.exists(goal_id):
@@ -217,6 +216,7 @@ def submit_goal(
     agent call that nobody is about to make.
     """
     check_concurrency(concurrency)
+    _warn_of_costs(loaded)  # said here: the worker that drives the goal only logs
     validated = loaded.validate_input(goal_input)
     goal_id = chosen_goal_id(goal_id)
     if store.exists(goal_id):
@@ -231,6 +231,13 @@ def submit_goal(
     )
     store.save(goal)
     return goal
+
+
+def _warn_of_costs(loaded: LoadedPlan) -> None:
+    """A cost budget an unpriced model escapes: one BatonWarning per such agent (the CLI prints
+    each as one line), to whoever starts or submits the goal."""
+    for line in loaded.cost_warnings():
+        warnings.warn(BatonWarning(line), stacklevel=3)
 
 
 def load_goal_plan(goal: Goal, *, calls_models: bool = True) -> LoadedPlan:
