@@ -73,8 +73,9 @@ def cost_left(state: GoalState, task_id: str) -> float | None:
     current rules record): the runner hands it to the call (baton.runtime.spending), and an LLM
     agent stops sending requests once its cost reaches it."""
     cap = state.plan.budget.max_cost_usd
-    if cap is None:
-        return None
-    own = state.tasks[task_id].reserved
+    task = state.tasks[task_id]
+    if cap is None or task.granted_attempt == task.in_flight:
+        return None  # no cap, or a human allowed this attempt beyond the exhausted budget
+    own = task.reserved
     held = state.reserved.cost_usd - (own.cost_usd if own is not None else 0.0)
     return max(0.0, round(cap - state.used.cost_usd - held, 9))

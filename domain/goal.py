@@ -351,6 +351,7 @@ class Goal(BaseAggregate[str]):
                 task.reserved = Usage(self.reserved["tokens"], self.reserved["cost_usd"])
             if task.granted_attempts > 0:
                 task.granted_attempts -= 1
+                task.granted_attempt = self.attempt
             goal.state.attempts_used += 1
 
     class OutputAccepted(Event):

@@ -124,6 +124,7 @@ class TaskState:
     reserved: Usage | None = None  # the estimate held for the running attempt
     used: Usage = field(default_factory=Usage)
     granted_attempts: int = 0  # attempts a human allowed beyond an exhausted budget
+    granted_attempt: int | None = None  # the last such attempt dispatched
     resolution: str | None = None  # a human's pending `retry` or `abandon`
     idempotency_key: str | None = None
     # Human gates (baton.domain.gates): what an escalated task waits for (an EscalationKind),

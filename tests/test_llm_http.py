@@ -488,6 +488,29 @@ def test_the_cost_budget_stops_sending_requests_within_an_attempt(
     assert exhausted.budget == "cost_usd" and exhausted.used == pytest.approx(0.015)
 
 
+def test_an_attempt_a_human_grants_beyond_the_cost_budget_calls_the_model(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`on_exhausted: escalate`, then `resolve --retry`: the human allowed one more attempt past
+    the spent budget, so the cost budget does not stop it from sending its request."""
+    from baton.runtime.service import resolve_task, resume_goal
+
+    script = [Answer("tool", {"item": "tea"}, tool_name="stock", prompt_tokens=100_000,
+                     completion_tokens=0),  # attempt 1: past the budget, then stopped
+              Answer("tool", {"item": "tea"}, tool_name="stock"),  # attempt 2
+              Answer("tool", VALID, tool_name="final_result")]
+    with chat_server(script) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        data = llm_plan(server.url, budget={"max_cost_usd": 0.01, "on_exhausted": "escalate"})
+        data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
+        goal = run(store, data, {"item": "tea"})
+        assert goal.state.status == "waiting" and len(server.requests) == 1
+        resolve_task(store, goal.id, "quote", action="retry", reason="worth it", by="ana")
+        goal = resume_goal(store, goal.id)
+    assert len(server.requests) == 3  # the granted attempt sent both its requests
+    assert goal.state.status == "completed"
+
+
 def test_an_attempt_the_cost_budget_leaves_nothing_sends_no_request() -> None:
     import asyncio
 
