@@ -434,12 +434,13 @@ def test_a_timed_out_attempt_records_what_its_answered_requests_spent_and_the_bu
     store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The model asks for a tool (120 tokens, paid for), then its second request hangs past the
-    # timeout. The timeout records those 120 tokens: the budget counts them, and the retry
+    # timeout (2 s: the first round trip and the tool call must fit in it on a loaded machine).
+    # The timeout records those 120 tokens: the budget counts them, and the retry
     # (120 spent + its 50 estimate > 150) is never sent.
     script = [Answer("tool", {"item": "tea"}, tool_name="stock"), Answer("hang"), tool(VALID)]
     with chat_server(script) as server:
         monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
-        data = llm_plan(server.url, timeout_s=0.5, task={"estimate": {"tokens": 50}},
+        data = llm_plan(server.url, timeout_s=2, task={"estimate": {"tokens": 50}},
                         budget={"max_tokens": 150})
         data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
         goal = run(store, data, {"item": "tea"})
