@@ -198,3 +198,33 @@ def test_a_resolve_while_no_runner_drives_the_goal_leaves_the_retry_to_the_next_
     assert done.code == 0, done.err
     assert done.json()["output"] == {"a": "x~", "side": "x!"}
     assert [c["agent"] for c in calls(tmp_path)].count("logged_flaky") == 2  # failed, then ran
+
+
+def test_a_resume_that_races_a_resolve_records_its_run_resumed_and_drives_the_retry(
+    store: Any,
+) -> None:
+    """`resolve` saved between a resume's read of the goal and its first save: the save
+    conflicts and is made again on the goal as it now stands. The runner's `RunResumed` went
+    with the stale goal, so the resolved retry was never dispatched and the goal stayed
+    waiting while the resume returned."""
+    import uuid
+
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.runner import Runner
+    from baton.runtime.service import resolve_task
+    from tests.agents import CALLS
+    from tests.support import kinds, run
+
+    text = uuid.uuid4().hex  # tests.agents.flaky fails once per text, in this process
+    data = {"version": 1, "name": "raced", "agents": {"flaky": "tests.agents:flaky"},
+            "tasks": [{"id": "t", "agent": "flaky", "input": {"text": "$goal.text"},
+                       "on_failure": "escalate", "retry": {"max_attempts": 1}}],
+            "output": "$t.text"}
+    goal = run(store, data, {"text": text}, goal_id="raced")
+    assert goal.state.status == "waiting"
+    stale = store.get("raced")  # what the resume read
+    resolve_task(store, "raced", "t", action="retry", reason="upstream back", by="ana")
+    done = Runner(store=store, loaded=prepare_plan(data)).resume(stale, concurrency=1)
+    assert done.state.status == "completed", kinds(store, "raced")
+    assert kinds(store, "raced").count("RunResumed") == 1
+    assert CALLS[f"flaky:{text}"] == 2

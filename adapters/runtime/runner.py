@@ -149,21 +149,29 @@ class Runner:
             return goal
         if self._stop_asked():  # asked as it took the goal up: left as it was, nothing recorded
             return goal
-        goal.observe("RunResumed", at=self.clock(), concurrency=concurrency)
-        return self._drive(goal)
+        # Recorded as the first save's observation, not added beforehand: a command saving in
+        # between (a resolve) makes that save re-read the goal and record it again on top, where
+        # a pending event was dropped with the stale goal.
+        return self._drive(goal, [("RunResumed", {"concurrency": concurrency})], concurrency)
 
     # --- the loop ---
 
-    def _drive(self, goal: Goal) -> Goal:
+    def _drive(
+        self,
+        goal: Goal,
+        taking_up: list[tuple[str, dict[str, Any]]] | None = None,
+        concurrency: int | None = None,
+    ) -> Goal:
         if any(task.isolation == "process" for task in self.loaded.plan.tasks):
             start_fork_server()  # before any deadline runs: its start is not an agent's time
         pool = CallPool(
-            workers=goal.state.concurrency, observer=self.observer, loop=self.agent_loop
+            workers=concurrency or goal.state.concurrency, observer=self.observer,
+            loop=self.agent_loop,
         )
         in_flight: dict[tuple[str, int], _InFlight] = {}
         self._pool = pool
         try:
-            goal, decided = self._settle_and_save(goal, [])
+            goal, decided = self._settle_and_save(goal, taking_up or [])
             self._launch(goal, pool, in_flight, decided)
             while True:
                 if goal.state.status in GOAL_FINAL:
