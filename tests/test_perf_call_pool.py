@@ -6,6 +6,7 @@ identities), never timed. Every wait has a generous timeout so a bug fails inste
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from typing import Any
@@ -132,3 +133,26 @@ def test_closing_the_pool_closes_the_event_loop_it_started() -> None:
     pool.close()
     assert loop.is_closed() and not loop_threads[0].is_alive()
     pool.close()  # twice: nothing left to stop
+
+
+def test_closing_the_pool_with_an_async_call_still_running_closes_its_loop() -> None:
+    """A goal that ends (fails, is cancelled) while an async agent still awaits: its call is
+    cancelled, and needs turns of the loop to end before the loop can be closed."""
+    started = threading.Event()
+    ended: list[str] = []
+
+    async def waits(inp: Note) -> Note:
+        started.set()
+        try:
+            await asyncio.sleep(WAIT)
+        finally:
+            ended.append("cancelled")
+        return inp
+
+    pool = CallPool(workers=1)
+    pool.submit(dataclasses.replace(_call("a", waits), is_async=True))
+    assert started.wait(timeout=WAIT)
+    loop = pool._loop
+    assert loop is not None
+    pool.close()
+    assert ended == ["cancelled"] and loop.is_closed()

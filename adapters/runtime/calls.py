@@ -12,6 +12,7 @@ process alive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import queue
@@ -269,7 +270,18 @@ def _figure(value: Any, name: str, *, whole: bool) -> float:
     return float(value)
 
 
-_LOOP_STOP_S = 2.0  # for the loop's thread to see its stop (it does at its next iteration)
+_LOOP_STOP_S = 2.0  # for the loop's cancelled calls to end, and for its thread to stop
+
+
+async def _cancel_pending() -> None:
+    """Cancel every other task of the running loop and let them end (at most _LOOP_STOP_S)."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=_LOOP_STOP_S)
+
 _MAX_FIGURE = 10**15  # far beyond any real attempt, and exact as a float and in a bigint sum
 
 
@@ -368,9 +380,16 @@ class CallPool:
         blocks the loop's thread, or one still pending, keeps it open: nothing waits for it."""
         if loop.is_closed():
             return
-        loop.call_soon_threadsafe(loop.stop)
         thread = self._loop_thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is threading.current_thread():  # closed from an agent: a running loop
+            loop.call_soon(loop.stop)  # cannot be closed; it stops, and is left open
+            return
+        # The calls just cancelled need turns of the loop to end: stopped in the same turn as
+        # their cancel, they stayed pending and the loop unclosed ("Task was destroyed ...").
+        with contextlib.suppress(Exception):  # a loop its agent blocks: not waited for longer
+            asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(_LOOP_STOP_S)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
             thread.join(_LOOP_STOP_S)
             if thread.is_alive() or asyncio.all_tasks(loop):
                 return
