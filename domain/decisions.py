@@ -277,8 +277,10 @@ DECISION_TYPES: dict[str, type[Decision]] = {
         MapCollected,
     )
 }
-# The decisions that end a goal: always its last event. Matched by class name, which old topics
-# name too (the runner's fence, the worker's look for a goal ended elsewhere, the read models).
+# The decisions that end a goal: its last decision. Only observations saved with it can follow
+# (a late result in the same batch), so a reader of the latest event alone may, rarely, take an
+# ended goal for a live one and look again. Matched by class name, which old topics name too
+# (the runner's fence, the worker's look for a goal ended elsewhere, the read models).
 GOAL_ENDINGS = frozenset(cls.__name__ for cls in (GoalCompleted, GoalFailed, GoalCancelled))
 
 for _cls in DECISION_TYPES.values():
