@@ -21,6 +21,7 @@ __all__ = [
     "STATUS_STYLE",
     "TaskLine",
     "goal_json",
+    "goes_on",
     "print_goal",
     "print_json",
     "print_summary",
@@ -42,6 +43,12 @@ STATUS_STYLE = {
     "skipped": "dim",
     "pending": "dim",
 }
+
+
+def goes_on(goal_id: str) -> str:
+    """How a goal a human has decided goes on: a running `baton worker` takes it up by itself,
+    `baton resume` is for a store without one."""
+    return f"a worker picks it up; without workers: baton resume {goal_id}"
 
 
 def goal_json(goal: Goal) -> dict[str, Any]:
@@ -120,7 +127,7 @@ def print_summary(
     if status == "completed":
         console.print_json(json.dumps(output, default=str))
     elif resolved:
-        console.print(f"a worker picks it up; without workers: baton resume {goal_id}")
+        console.print(goes_on(goal_id))
     elif status == "waiting":
         console.print(f"resolve with: baton resolve {goal_id} TASK --retry|--abandon|--output … "
                       f"(--approve|--reject for an approval; `baton answer {goal_id} TASK TEXT` "

@@ -8,7 +8,7 @@ from typing import Any
 
 from baton.cli import exits
 from baton.cli.commands.common import json_argument, store_from, who
-from baton.cli.render import goal_json, print_json
+from baton.cli.render import goal_json, goes_on, print_json
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.service import answer_task, cancel_goal, resolve_task
@@ -100,7 +100,7 @@ def _recorded(what: str, goal: Goal) -> str:
     line = f"recorded: {what}; goal {goal.id} is {goal.state.status}"
     if goal.state.status in GOAL_FINAL:
         return line
-    return f"{line} — a worker picks it up; without workers: baton resume {goal.id}"
+    return f"{line} — {goes_on(goal.id)}"
 
 
 def _cancel(args: argparse.Namespace) -> int:
