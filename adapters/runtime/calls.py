@@ -117,7 +117,7 @@ class Observer:
         fields: dict[str, Any] = {"task": outcome.task, "attempt": outcome.attempt}
         if outcome.timed_out:
             fields["timeout_s"] = self._timeout_s(outcome.task)
-            spent = _usage(outcome.spent)[0] if isinstance(outcome.spent, dict) else None
+            spent = _usage_or_none(outcome.spent)
             if spent is not None:  # the requests before the one that hung were paid for
                 fields["usage"] = spent
             return Completion(outcome.task, outcome.attempt, "AgentTimedOut", fields)
@@ -217,6 +217,12 @@ def to_recordable(result: Any, *, max_bytes: int) -> tuple[Any, dict[str, Any] |
     ):
         usage, usage_error = _usage(output["usage"])
     return output, usage, usage_error
+
+
+def _usage_or_none(raw: Any) -> dict[str, Any] | None:
+    """A usage report carried beside a failure or a timeout: the usage, or None when it is
+    missing or malformed (it cannot fail an attempt that has already failed)."""
+    return _usage(raw)[0] if isinstance(raw, dict) else None
 
 
 def _usage(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -480,7 +486,7 @@ def failure_details(exc: BaseException) -> dict[str, Any]:
     "not before" for the retry (a 429's Retry-After). Anything malformed is left out."""
     details: dict[str, Any] = {}
     reported = getattr(exc, "usage", None)
-    usage = _usage(reported)[0] if isinstance(reported, dict) else None
+    usage = _usage_or_none(reported)
     if usage is not None:
         details["usage"] = usage
     retry_after: Any = getattr(exc, "retry_after_s", None)
