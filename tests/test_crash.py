@@ -169,19 +169,11 @@ def test_a_resolve_while_no_runner_drives_the_goal_leaves_the_retry_to_the_next_
     running). `resolve --retry` records the human's decision but no dispatch: the next runner
     runs `a` once, rather than finding a dispatch nobody ran and escalating it as "outcome
     unknown"."""
+    from tests.golden.regenerate import UNDRIVEN_PLAN  # the shape its golden run file has
+
     env = {"BATON_TEST_DIR": str(tmp_path)}
-    data = {
-        "version": 1, "name": "resolve-undriven",
-        "agents": {name: f"tests.agents:{name}" for name in ("logged_flaky", "logged_hangs_once")},
-        "tasks": [
-            {"id": "a", "agent": "logged_flaky", "input": {"text": "$goal.text"},
-             "on_failure": "escalate", "retry": {"max_attempts": 1}, "side_effects": "unsafe"},
-            {"id": "side", "agent": "logged_hangs_once", "input": {"text": "$goal.text"}},
-        ],
-        "output": {"a": "$a.text", "side": "$side.text"},
-    }
     path = tmp_path / "plan.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(UNDRIVEN_PLAN))
     # Started, a and side dispatched, a raised and escalated (side hangs): killed at that save.
     killed = baton("run", str(path), "--input", '{"text": "x"}', "--goal-id", "g",
                    store=store_url, env={**env, "BATON_CRASH_AT_EVENT": "5"})
