@@ -534,7 +534,7 @@ def test_a_worker_with_every_slot_taken_does_not_read_the_log(store_url: str) ->
         worker_agents.GATE_OPEN.set()
         driving.join(30)
         assert not driving.is_alive()
-        assert len(worker.driven) == 3
+        assert worker.driven == 3
         assert all(kinds(store, f"gated-{i}")[-1] == "GoalCompleted" for i in range(3))
     finally:
         worker_agents.GATE_OPEN.set()
@@ -677,8 +677,8 @@ def test_a_worker_drives_goals_while_its_read_model_catch_up_runs(
         for index in range(3):  # submitted while the catch-up is held: driven all the same
             submit_goal(store, prepare_plan(data), {"text": "x"}, goal_id=f"later-{index}")
         deadline = time.monotonic() + 30
-        while len(worker.driven) < 4:
-            assert time.monotonic() < deadline, f"drove {len(worker.driven)} of 4 while held"
+        while worker.driven < 4:
+            assert time.monotonic() < deadline, f"drove {worker.driven} of 4 while held"
             time.sleep(0.02)
         assert not release.is_set()
         worker.request_stop()
@@ -736,7 +736,7 @@ def test_a_worker_listens_again_after_its_notify_connection_is_cut(
             conn.execute("SELECT pg_terminate_backend(%s)", (first,))
         until(lambda: [pid for pid in listeners() if pid not in before | {first}])
         submit_goal(store, prepare_plan(data), {"text": "hi"}, goal_id="woken")
-        until(lambda: len(worker.driven) == 1)  # woken by NOTIFY: the poll is two minutes away
+        until(lambda: worker.driven == 1)  # woken by NOTIFY: the poll is two minutes away
         assert kinds(store, "woken")[-1] == "GoalCompleted"
     finally:
         worker.request_stop()
@@ -815,7 +815,7 @@ def test_a_goal_whose_plan_does_not_load_is_tried_again_on_a_timer(
         assert len(said()) == 2  # the same problem is not said again
         assert recorded(store_url, "flaky") == ["Started"]  # nothing recorded meanwhile
         code("from tests.agents import upper\n")  # the code is fixed
-        until(lambda: len(worker.driven) == 1)
+        until(lambda: worker.driven == 1)
         assert kinds(store, "flaky")[-1] == "GoalCompleted"
     finally:
         worker.request_stop()

@@ -117,10 +117,13 @@ class Worker:
         self.wake = threading.Event()
         self.stopping = threading.Event()  # no new goals; leave goals when no unsafe call runs
         self.stopping_now = threading.Event()  # leave goals after the current save
-        # Distinct goals driven here (what `run` returns and "drove N goal(s)" says), and the
-        # claims that drove them: a goal claimed again (resolved by a human, its backoff due,
-        # its owner gone) is one goal driven in two claims.
-        self.driven: set[str] = set()
+        # Distinct goals driven here (`driven`: what `run` returns and "drove N goal(s)" says),
+        # and the claims that drove them: a goal claimed again (resolved by a human, its backoff
+        # due, its owner gone) is one goal driven in two claims. Only goals left unended are
+        # kept by id (they may be claimed again); an ended one is counted: a long-lived worker
+        # does not keep every goal id it ever drove.
+        self._driven_open: set[str] = set()
+        self._driven_ended = 0
         self.claims = 0
         self._count = threading.Lock()
         # Goals whose recorded plan does not load with today's code (an agent module gone, a
@@ -141,6 +144,12 @@ class Worker:
             runners = tuple(self.runners.values())
         for runner in runners:  # waiting for an agent: leave now if it is safe to
             runner.wake()
+
+    @property
+    def driven(self) -> int:
+        """How many distinct goals this worker has driven so far."""
+        with self._count:
+            return len(self._driven_open) + self._driven_ended
 
     def run(self) -> int:
         """Loop until stopped (or, with `burst`, until nothing is runnable); how many distinct
@@ -180,7 +189,7 @@ class Worker:
                 self._last_catch_up(catching_up)
         left = len(self.unloadable)
         parked = len(self.timed - self.unloadable.keys())
-        driven = len(self.driven)
+        driven = self.driven
         log.info("worker stopped: drove %d goal(s)%s%s%s", driven,
                  f" in {self.claims} claims" if self.claims > driven else "",
                  f"; left {parked} parked until a backoff falls due" if parked else "",
@@ -478,8 +487,12 @@ class Worker:
             # dated before the queue's wait, and attempts seemed to last through it).
             goal = runner.resume(goal, concurrency=goal.state.concurrency)
             with self._count:
-                self.driven.add(goal_id)
                 self.claims += 1
+                if goal.state.status in GOAL_FINAL:
+                    self._driven_open.discard(goal_id)
+                    self._driven_ended += 1
+                else:
+                    self._driven_open.add(goal_id)
             log.info("goal %s: %s", goal_id, self._outcome(goal))
         except FencedOut:
             log.warning("goal %s: another runner recorded events in it; left to that runner",
