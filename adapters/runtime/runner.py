@@ -318,8 +318,10 @@ class Runner:
         """Call the agent of every saved dispatch this process is not running yet.
 
         Derived from the state rather than from this process's own decisions, so a dispatch
-        recorded by another process (a human's retry during the run) is executed too; the input
-        `decide` built for one of our own dispatches is used as it is, any other is built again.
+        recorded by another process is executed too (a human's retry during the run, under
+        rules 1-5: from rules 6 a command's save dispatches nothing and this runner's next save
+        does); the input `decide` built for one of our own dispatches is used as it is, any
+        other is built again.
         """
         plan = goal.state.plan  # with the tasks planners and maps added
         self.observer.plan = plan
