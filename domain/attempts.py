@@ -58,9 +58,10 @@ def context_for(
 def _tokens_left(state: GoalState, task_id: str, held: int) -> int | None:
     """The cap, less what was spent and what other running attempts hold in reservation."""
     cap = state.plan.budget.max_tokens
-    if cap is None:
-        return None
-    own = state.tasks[task_id].reserved
+    task = state.tasks[task_id]
+    if cap is None or (state.rules >= 6 and task.granted_attempts > 0):
+        return None  # no cap, or (rules 6) a human allowed this attempt beyond the budget
+    own = task.reserved
     held += state.reserved.tokens - (own.tokens if own is not None else 0)
     return max(0, cap - state.used.tokens - held)
 

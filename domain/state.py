@@ -63,7 +63,9 @@ OutcomeKind = Literal["returned", "raised", "timed_out", "human"]
 #      dispatches nothing: the next observation of a runner (its `RunResumed`, or an outcome of
 #      the runner driving it) does. Under rules 1-5 the command's own save recorded the
 #      dispatch, which no process ran: the next owner's `RunResumed` found it orphaned, and an
-#      unsafe one was escalated as "outcome unknown" though it never ran.
+#      unsafe one was escalated as "outcome unknown" though it never ran. And an attempt a
+#      human granted past an exhausted budget (`resolve --retry`) records no `tokens_left`:
+#      under rules 1-5 it recorded what the spent budget left, 0, and sent no request.
 #   A new observation needs no new version where `decide` reads only it differently: histories
 #   recorded before hold none, so they decide as before (`StopRequested`: no dispatch until
 #   the next `RunResumed`).

@@ -489,11 +489,13 @@ def test_the_cost_budget_stops_sending_requests_within_an_attempt(
     assert exhausted.budget == "cost_usd" and exhausted.used == pytest.approx(0.015)
 
 
-def test_an_attempt_a_human_grants_beyond_the_cost_budget_calls_the_model(
-    store, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("budget", [{"max_cost_usd": 0.01}, {"max_tokens": 50_000}])
+def test_an_attempt_a_human_grants_beyond_the_budget_calls_the_model(
+    store, monkeypatch: pytest.MonkeyPatch, budget: dict[str, Any]
 ) -> None:
     """`on_exhausted: escalate`, then `resolve --retry`: the human allowed one more attempt past
-    the spent budget, so the cost budget does not stop it from sending its request."""
+    the spent budget, so the budget does not stop it from sending its requests (the tokens'
+    limit is in the attempt's recorded context: rules 6)."""
     from baton.runtime.service import resolve_task, resume_goal
 
     script = [Answer("tool", {"item": "tea"}, tool_name="stock", prompt_tokens=100_000,
@@ -502,7 +504,7 @@ def test_an_attempt_a_human_grants_beyond_the_cost_budget_calls_the_model(
               Answer("tool", VALID, tool_name="final_result")]
     with chat_server(script) as server:
         monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
-        data = llm_plan(server.url, budget={"max_cost_usd": 0.01, "on_exhausted": "escalate"})
+        data = llm_plan(server.url, budget={**budget, "on_exhausted": "escalate"})
         data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
         goal = run(store, data, {"item": "tea"})
         assert goal.state.status == "waiting" and len(server.requests) == 1
