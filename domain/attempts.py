@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from baton.domain.contracts import AgentContract
-from baton.domain.state import GoalState
+from baton.domain.state import GoalState, TaskState, Usage
 
 __all__ = ["AttemptContext", "attempt_context", "context_for", "cost_left"]
 
@@ -61,9 +61,7 @@ def _tokens_left(state: GoalState, task_id: str, held: int) -> int | None:
     task = state.tasks[task_id]
     if cap is None or (state.rules >= 6 and task.granted_attempts > 0):
         return None  # no cap, or (rules 6) a human allowed this attempt beyond the budget
-    own = task.reserved
-    held += state.reserved.tokens - (own.tokens if own is not None else 0)
-    return max(0, cap - state.used.tokens - held)
+    return max(0, cap - state.used.tokens - held - _held_by_others(state, task).tokens)
 
 
 def cost_left(state: GoalState, task_id: str) -> float | None:
@@ -77,6 +75,11 @@ def cost_left(state: GoalState, task_id: str) -> float | None:
     task = state.tasks[task_id]
     if cap is None or task.granted_attempt == task.in_flight:
         return None  # no cap, or a human allowed this attempt beyond the exhausted budget
-    own = task.reserved
-    held = state.reserved.cost_usd - (own.cost_usd if own is not None else 0.0)
+    held = _held_by_others(state, task).cost_usd
     return max(0.0, round(cap - state.used.cost_usd - held, 9))
+
+
+def _held_by_others(state: GoalState, task: TaskState) -> Usage:
+    """What the goal's other running attempts hold in reservation (their estimates)."""
+    own = task.reserved or Usage()
+    return Usage(state.reserved.tokens - own.tokens, state.reserved.cost_usd - own.cost_usd)
