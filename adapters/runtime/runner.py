@@ -14,6 +14,7 @@ import asyncio
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut
 
 __all__ = [
-    "DEFAULT_CONCURRENCY", "RUNNER_OBSERVATIONS", "Clock", "Runner", "ends_goal",
+    "DEFAULT_CONCURRENCY", "RUNNER_OBSERVATIONS", "Clock", "Driving", "Runner", "ends_goal",
     "utc_now",
 ]
 
@@ -60,6 +61,30 @@ RUNNER_OBSERVATIONS = frozenset(
 
 # What a runner asked to stop records before it waits for an unsafe attempt (`should_stop`).
 STOPPING: tuple[str, dict[str, Any]] = ("StopRequested", {})
+
+
+class Driving:
+    """The runners a process drives now, by goal, so that a stop (a worker's SIGTERM, a server's
+    shutdown) can wake each one waiting for an agent's outcome (Runner.wake). Reentrant: a
+    second signal may arrive on the thread that is waking them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._runners: dict[str, Runner] = {}
+
+    def add(self, goal_id: str, runner: Runner) -> None:
+        with self._lock:
+            self._runners[goal_id] = runner
+
+    def remove(self, goal_id: str) -> None:
+        with self._lock:
+            self._runners.pop(goal_id, None)
+
+    def wake_all(self) -> None:
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.wake()
 
 
 def utc_now() -> datetime:

@@ -32,7 +32,7 @@ from baton.domain.state import TaskState
 from baton.history.schemas import recorded_schemas
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.observers import RunObserver
-from baton.runtime.runner import DEFAULT_CONCURRENCY, Runner, utc_now
+from baton.runtime.runner import DEFAULT_CONCURRENCY, Driving, Runner, utc_now
 from baton.settings import settings
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import owning
@@ -259,12 +259,12 @@ def resume_goal(
     wait: bool = False,
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
-    driving: Callable[[Runner | None], None] | None = None,
+    driving: Driving | None = None,
 ) -> Goal:
     """Drive a goal on from its events (after a crash, a human's resolution, or a submit);
     `should_stop`: once it says so, leave the goal at a safe point (Runner.should_stop);
-    `driving`: told the runner before it drives and None once it has left, so that another
-    thread can wake it when `should_stop` changes (Runner.wake)."""
+    `driving`: holds the runner while it drives, so that another thread can wake it when
+    `should_stop` changes (Runner.wake)."""
     if concurrency is not None:
         check_concurrency(concurrency)
     goal = store.get(goal_id)
@@ -279,13 +279,12 @@ def resume_goal(
         )
         if should_stop is not None:
             runner.should_stop = should_stop
-        if driving is None:
-            return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
-        driving(runner)
+        driving = driving or Driving()
+        driving.add(goal_id, runner)
         try:
             return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
         finally:
-            driving(None)
+            driving.remove(goal_id)
 
 
 def fork_from(

@@ -52,7 +52,7 @@ from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
-from baton.runtime.runner import Runner, ends_goal, utc_now
+from baton.runtime.runner import Driving, Runner, ends_goal, utc_now
 from baton.runtime.service import load_goal_plan
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
@@ -111,7 +111,7 @@ class Worker:
         self.timers: list[tuple[float, str]] = []
         self.timed: set[str] = set()
         self.driving: dict[str, Future[None]] = {}
-        self.runners: dict[str, Runner] = {}  # woken on a stop request (under `_count`)
+        self.runners = Driving()  # woken on a stop request
         self.plans: OrderedDict[str, LoadedPlan] = OrderedDict()  # least recently used first
         self._plans_lock = threading.Lock()
         self.wake = threading.Event()
@@ -140,10 +140,7 @@ class Worker:
             self.stopping_now.set()
         self.stopping.set()
         self.wake.set()
-        with self._count:  # never held by the thread a signal handler runs on (the loop's)
-            runners = tuple(self.runners.values())
-        for runner in runners:  # waiting for an agent: leave now if it is safe to
-            runner.wake()
+        self.runners.wake_all()  # waiting for an agent: leave now if it is safe to
 
     @property
     def driven(self) -> int:
@@ -476,8 +473,7 @@ class Worker:
             runner.watch_s = self.watch_s
             runner.should_stop = self.stopping.is_set  # leaves at a safe point (Runner)
             runner.must_stop = self.stopping_now.is_set
-            with self._count:
-                self.runners[goal_id] = runner
+            self.runners.add(goal_id, runner)
             if goal.version == 1:
                 log.info("goal %s: claimed (submitted)", goal_id)
             else:
@@ -502,8 +498,7 @@ class Worker:
         except Exception as exc:
             log.exception("goal %s: internal error: %s: %s", goal_id, type(exc).__name__, exc)
         finally:
-            with self._count:
-                self.runners.pop(goal_id, None)
+            self.runners.remove(goal_id)
             lock.release()
             self.wake.set()
 

@@ -39,7 +39,7 @@ from baton.domain.errors import BatonError
 from baton.domain.replay import replay
 from baton.readmodels.reading import CatchUpThread, KeptReadModels
 from baton.runtime.loading import parse_json_value
-from baton.runtime.runner import Runner
+from baton.runtime.runner import Driving
 from baton.runtime.service import (
     answer_task,
     cancel_goal,
@@ -116,7 +116,7 @@ def create_app(
     templates.env.filters["q"] = lambda value: quote(str(value), safe="")  # a query value
     form_key = secrets.token_urlsafe(24)
     resumes: dict[str, threading.Thread] = {}
-    driving = _Driving()  # their runners, while they drive
+    driving = Driving()  # their runners, while they drive
     stopping = threading.Event()  # the server is shutting down: resumes leave at a safe point
     cache = EventCache(store)
     views = KeptReadModels(store)  # one pool for every page's reads, closed with the app
@@ -398,31 +398,9 @@ def create_app(
                                          HTTPException: http_error})
 
 
-class _Driving:
-    """The runners this server's resumes drive now, by thread, so that its shutdown can wake
-    them (Runner.wake): one waiting for an agent's outcome asks `should_stop` again at once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runners: dict[int, Runner] = {}
-
-    def __call__(self, runner: Runner | None) -> None:
-        with self._lock:
-            if runner is None:
-                self._runners.pop(threading.get_ident(), None)
-            else:
-                self._runners[threading.get_ident()] = runner
-
-    def wake_all(self) -> None:
-        with self._lock:
-            runners = list(self._runners.values())
-        for runner in runners:
-            runner.wake()
-
-
 def _resume(
     store: BatonStore, goal_id: str, views: KeptReadModels, stopping: threading.Event,
-    before: threading.Thread | None = None, driving: Callable[[Runner | None], None] | None = None,
+    before: threading.Thread | None = None, driving: Driving | None = None,
 ) -> None:
     """Drive a resolved goal on, as `baton resume` would, then bring the read models up.
     `before`: this server's last resume of the goal; a second decision resumed while it
