@@ -45,8 +45,8 @@ def test_a_closed_stdout_ends_quietly_with_the_code_for_what_happened(store_url:
 
 
 @pytest.mark.parametrize("command", ["run", "submit"])
-@pytest.mark.parametrize("goal_id", ["", "  ", "two\nlines"])
-def test_a_blank_or_control_character_goal_id_is_refused_and_creates_nothing(
+@pytest.mark.parametrize("goal_id", ["", "  ", "two\nlines", ".", ".."])
+def test_a_goal_id_that_cannot_be_one_is_refused_and_creates_nothing(
     tmp_path: Path, command: str, goal_id: str
 ) -> None:
     db = tmp_path / "baton.db"

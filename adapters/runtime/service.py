@@ -104,9 +104,12 @@ def new_goal_id() -> str:
 def goal_id_problem(goal_id: str) -> str | None:
     """Why a goal id a user chose cannot be one, or None. Never replaced by a generated id: a
     blank one is refused, as is one that would break a one-line message or the store (a control
-    character: PostgreSQL refuses NUL in text)."""
+    character: PostgreSQL refuses NUL in text), or the web view's links: browsers resolve a path
+    segment `.` or `..` (percent-encoded too) before sending it, so no URL could reach the goal."""
     if not goal_id.strip():
         return "cannot be empty (leave the goal id out for a UUID)"
+    if goal_id in (".", ".."):
+        return "cannot be '.' or '..' (the web view could not link to it)"
     if any(ord(c) < 32 or ord(c) == 127 for c in goal_id):
         return "cannot hold control characters"
     return None
