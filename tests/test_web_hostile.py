@@ -334,6 +334,33 @@ def test_a_form_refused_on_the_goal_page_is_a_400_that_keeps_the_page_working(
     assert len(store.events(goal_id)) == before
 
 
+def test_the_line_saying_what_was_recorded_comes_only_from_the_server(store: BatonStore) -> None:
+    """After a decision the page says what was recorded; a link cannot make it say anything
+    else (the line's signature is the server's), and a changed line or signature shows none."""
+    goal_id = "trip #1/x"
+    run(store, gated_plan(), {"question": "sales"}, goal_id=goal_id)
+    with TestClient(create_app(store, catch_up_s=0)) as client:
+        key = form_key(client.get(goal_url(goal_id)).text)
+        answered = client.post(goal_url(goal_id, "answer"), data={
+            "form_key": key, "task": "ask", "answer": "Q3", "back": "goal"})
+        assert answered.status_code == 200
+        assert _done(answered.text) == f"{goal_id} ask: answer recorded"
+        signed = str(answered.url)
+        forged = signed.replace("answer+recorded", "refund+approved")
+        for path in (forged, signed.replace("sig=", "sig=0"), signed.split("&sig=")[0],
+                     goal_url(goal_id) + "?done=all+approved",
+                     "/escalations?done=all+approved"):
+            page = client.get(path)
+            assert page.status_code == 200 and 'id="done"' not in page.text, path
+        assert _done(client.get(signed).text) == f"{goal_id} ask: answer recorded"
+
+
+def _done(page: str) -> str:
+    found = re.search(r'<p class="done" id="done">([^<]*)</p>', page)
+    assert found, page[:300]
+    return html.unescape(found.group(1))
+
+
 def test_a_since_beyond_the_calendar_in_utc_and_a_huge_id_get_one_short_line(
     store: BatonStore,
 ) -> None:

@@ -13,6 +13,8 @@ cookie) or as `Authorization: Bearer`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import sys
 import threading
@@ -194,7 +196,7 @@ def create_app(
             now=datetime.now(UTC),
         )
         context["error"] = None  # never from the query: a link cannot put words on the page
-        context["done"] = params.get("done")
+        context["done"] = _done_shown(params, form_key)
         context["resuming"] = goal_id in resumes and resumes[goal_id].is_alive()
         if refused is not None:
             context["error"], context["done"] = refused, None
@@ -239,7 +241,7 @@ def create_app(
         if form.get("back") == "escalations":
             if error is not None:
                 return escalations(request, f"{goal_id}: {_one_line(error)}", 400)
-            done = urlencode({"done": f"{goal_id}: cancelled"})
+            done = _done_query(f"{goal_id}: cancelled", form_key)
             return RedirectResponse(f"/escalations?{done}", status_code=303)
         if error is not None:
             return goal(request, goal_id, refused=_one_line(error))
@@ -252,7 +254,7 @@ def create_app(
         return render(request, "escalations.html", {
             "escalations": shown.rows, "waiting": shown.waiting, **where,
             "error": error,
-            "done": request.query_params.get("done"), "actions": _ACTIONS[:3],
+            "done": _done_shown(request.query_params, form_key), "actions": _ACTIONS[:3],
             "actions_for": _ACTIONS_FOR,
         }, status)
 
@@ -282,13 +284,13 @@ def create_app(
         if form.get("back") == "goal":
             if error is not None:
                 return goal(request, goal_id, refused=_one_line(error))
-            return RedirectResponse(f"{goal_url(goal_id)}?{urlencode({'done': done})}",
+            return RedirectResponse(f"{goal_url(goal_id)}?{_done_query(done, form_key)}",
                                     status_code=303)
         if error is not None:
             about = " ".join(name for name in (goal_id, task_id) if name)  # a form left empty
             line = f"{about}: {_one_line(error)}" if about else _one_line(error)
             return escalations(request, line, 400)
-        return RedirectResponse("/escalations?" + urlencode({"done": done}), status_code=303)
+        return RedirectResponse(f"/escalations?{_done_query(done, form_key)}", status_code=303)
 
     async def answer(request: Request, goal_id: str) -> Any:
         """A clarification answered from the goal page or the escalations page."""
@@ -438,6 +440,24 @@ def _when(text: str) -> datetime:
     """The instant, in UTC (as the read models compare it)."""
     value = datetime.fromisoformat(text)
     return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _done_query(done: str, key: str) -> str:
+    """The query string that shows `done` after a redirect, signed with the server's form key:
+    the page shows only what this server recorded, never words a link put there."""
+    return urlencode({"done": done, "sig": _signature(done, key)})
+
+
+def _done_shown(params: Any, key: str) -> str | None:
+    """The `done` line a redirect carried, or None when its signature is not this server's."""
+    done = params.get("done")
+    if done is None or not hmac.compare_digest(params.get("sig", ""), _signature(done, key)):
+        return None
+    return str(done)
+
+
+def _signature(text: str, key: str) -> str:
+    return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _check_key(form: Any, key: str) -> str | None:
