@@ -99,6 +99,38 @@ def test_a_dependency_the_agents_module_lacks_is_named_as_it_is(
     )
 
 
+def test_an_agent_missing_from_code_changed_since_import_says_to_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker imports a module once; after a deploy adds an agent to it, the worker still
+    runs the old code and no retry finds the new agent: the error says to restart it. A name
+    missing from code that did not change is a plain typo, said as before."""
+    import os
+    import uuid
+
+    module = f"deployed_{uuid.uuid4().hex[:8]}"
+    source = tmp_path / f"{module}.py"
+    source.write_text(f"from {M} import search\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("sys.dont_write_bytecode", True)
+    data = base()
+    data["agents"]["search"] = f"{module}:search"
+    prepare_plan(data)  # imported, as a worker's first goal would
+    data["agents"]["search"] = f"{module}:serch"
+    [typo] = issues(data)
+    assert typo == f"agents.search: {module}:serch: AttributeError: module '{module}' has no " \
+        "attribute 'serch'"
+    source.write_text(f"from {M} import search\nfrom {M} import search as scout\n")
+    os.utime(source, ns=(0, source.stat().st_mtime_ns + 10**9))  # a deploy: a newer file
+    data["agents"]["search"] = f"{module}:scout"
+    [stale] = issues(data)
+    assert stale == (
+        f"agents.search: {module}:scout: AttributeError: module '{module}' has no attribute "
+        f"'scout' ({source} changed after this process imported it: restart the process to "
+        "load the new code)"
+    )
+
+
 def test_duplicate_and_unknown_task_ids() -> None:
     data = base()
     data["tasks"].append(dict(data["tasks"][0]))

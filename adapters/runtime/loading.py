@@ -125,10 +125,33 @@ def import_object(path: str) -> Any:
             f"{exc}: not in the working directory {os.getcwd()}, on PYTHONPATH or installed",
             name=exc.name,
         ) from None
+    _imported_mtimes.setdefault(module_name, _mtime_ns(module))
     target: Any = module
     for part in attribute.split("."):
-        target = getattr(target, part)
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            if _mtime_ns(module) == _imported_mtimes[module_name]:
+                raise
+            # A long-lived process (a worker, the web view) imports a module once: after a
+            # deploy it still runs the old code, and looking again never finds the new name.
+            raise AttributeError(
+                f"{exc} ({module.__file__} changed after this process imported it: "
+                "restart the process to load the new code)"
+            ) from None
     return target
+
+
+# The modification time of each module's file when import_object first imported it, to tell a
+# name missing from the code from a name missing from the code this process still runs.
+_imported_mtimes: dict[str, int | None] = {}
+
+
+def _mtime_ns(module: Any) -> int | None:
+    try:
+        return os.stat(module.__file__).st_mtime_ns
+    except (OSError, TypeError):  # a module without a file, or gone
+        return None
 
 
 def _attempt_model(annotation: Any) -> type[BaseModel] | None:
