@@ -53,13 +53,26 @@ def test_human_waits_end_when_a_human_resolves() -> None:
     ]
 
 
+def test_a_resume_and_the_goal_s_end_are_marked_across_the_rows() -> None:
+    run = read_run(GOLDEN / "crashed.jsonl")
+    at = {event.originator_version: event.timestamp for event in run.events}
+    kinds = {event.originator_version: type(event).__name__ for event in run.events}
+    resumed = next(n for n, kind in kinds.items() if kind == "RunResumed")
+    line = timeline_of(run.events)
+    assert [(m.kind, m.label, m.at) for m in line.marks] == [
+        ("RunResumed", "resumed", at[resumed]),
+        ("GoalCompleted", "goal completed", at[max(at)]),
+    ]
+
+
 def test_timeline_command_draws_png_and_svg(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the timeline extra is not installed")
     svg, png = tmp_path / "run.svg", tmp_path / "run.png"
     result = baton("timeline", str(GOLDEN / "retried.jsonl"), "-o", str(svg))
     assert result.code == 0, result.err
     text = svg.read_text()
-    for gid in ("attempt-a-1", "backoff-a-1", "attempt-a-2", "attempt-b-1"):
+    for gid in ("attempt-a-1", "backoff-a-1", "attempt-a-2", "attempt-b-1",
+                "mark-GoalCompleted-1"):
         assert f'id="{gid}"' in text
     assert "goal retried · test-plan · completed" in text
     assert baton("timeline", str(GOLDEN / "escalated.jsonl"), "-o", str(png)).code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -394,6 +395,21 @@ def test_a_stopped_worker_finishes_recording_an_unsafe_attempt_and_dispatches_no
     assert events[events.index("TaskReady") + 1] == "RunResumed"  # dispatched by the next owner
     replayed = baton("replay", "t", store=store_url)
     assert replayed.code == 0, replayed.out + replayed.err
+    # The attempt timeline draws the stop and the next owner's take-over across every row
+    from baton.web.svg import timeline_svg
+    from baton.web.timeline import timeline_of
+
+    store = open_store(store_url)
+    try:
+        line = timeline_of(store.events("t"))
+    finally:
+        store.close()
+    assert [mark.kind for mark in line.marks] == [
+        "RunResumed", "StopRequested", "RunResumed", "GoalCompleted"]  # each worker's take-up
+    picture = timeline_svg(line, line.tasks)
+    assert [re.sub(r" at \+[^<]*", "", title) for title in re.findall(
+        r'<line class="mark [^"]*"[^>]*><title>([^<]*)</title>', picture)] == [
+        "resumed", "stop requested", "resumed", "goal completed"]
 
 
 def stops_while_first_runs(first: str, **retry: object) -> dict[str, object]:

@@ -7,9 +7,9 @@ Needs the `timeline` extra.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from baton.web.svg import BAR_COLOURS, HUMAN_COLOUR
+from baton.web.svg import BAR_COLOURS, ENDING_STYLE, HUMAN_COLOUR, MARK_STYLES
 from baton.web.timeline import Timeline
 
 __all__ = ["MAX_ROWS", "draw_timeline"]
@@ -24,6 +24,7 @@ def draw_timeline(line: Timeline, *, title: str) -> Any:
 
     matplotlib.use("Agg")  # no display: a file is all we make
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     rows = line.tasks[:MAX_ROWS]
@@ -48,6 +49,16 @@ def draw_timeline(line: Timeline, *, title: str) -> Any:
         )
         n = counts[(bar.kind, bar.task)] = counts.get((bar.kind, bar.task), 0) + 1
         collection.set_gid(f"{bar.kind}-{bar.task}-{n}")
+    marked: dict[str, Line2D] = {}  # one legend entry per kind of mark drawn
+    for mark in line.marks:
+        colour, dashes = MARK_STYLES.get(mark.kind, ENDING_STYLE)
+        style: Literal[":", "-"] = ":" if dashes else "-"  # dotted as in the web view's
+        drawn = axes.axvline(line.offset_s(mark.at), color=colour, linestyle=style, linewidth=1.2)
+        n = counts[("mark", mark.kind)] = counts.get(("mark", mark.kind), 0) + 1
+        drawn.set_gid(f"mark-{mark.kind}-{n}")
+        legend_label = "goal ended" if (colour, dashes) == ENDING_STYLE else mark.label
+        marked.setdefault(legend_label, Line2D([], [], color=colour, linestyle=style,
+                                               label=legend_label))
     axes.set_yticks(range(len(rows)), labels=rows)
     axes.set_ylim(len(rows) - 0.5, -0.5)
     axes.set_xlim(0, line.span_s * 1.02)
@@ -60,7 +71,8 @@ def draw_timeline(line: Timeline, *, title: str) -> Any:
                  Patch(color=BAR_COLOURS["error"], label="failed"),
                  Patch(color=BAR_COLOURS["open"], label="no outcome"),
                  Patch(color=BAR_COLOURS["wait"], label="backoff"),
-                 Patch(facecolor=HUMAN_COLOUR, hatch="//", label="waiting for a human")],
-        loc="outside lower center", ncols=5, frameon=False, fontsize="small",
+                 Patch(facecolor=HUMAN_COLOUR, hatch="//", label="waiting for a human"),
+                 *marked.values()],
+        loc="outside lower center", ncols=5 + len(marked), frameon=False, fontsize="small",
     )
     return figure

@@ -19,6 +19,9 @@ STATUS_COLOURS = {
 }
 BAR_COLOURS = {"ok": "#5cb85c", "error": "#d9534f", "open": "#4f8ff7", "wait": "#f5c26b"}
 HUMAN_COLOUR = "#f0883e"
+# Goal-wide moments (baton.web.timeline.MARKS and the goal's end): colour, dash pattern
+MARK_STYLES = {"RunResumed": ("#4f8ff7", "2 2"), "StopRequested": ("#d9534f", "2 2")}
+ENDING_STYLE = ("#333333", "")
 
 
 def layers(order: Sequence[str], deps: Mapping[str, Sequence[str]]) -> dict[str, int]:
@@ -91,7 +94,9 @@ def timeline_svg(
     line: Timeline, tasks: Sequence[str], *, marker: datetime | None = None, width: int = 900
 ) -> str:
     """One row per task in `tasks`; bars for attempts (green ok, red failed, blue open),
-    backoffs (amber) and human waits (orange, hatched); a line at `marker`."""
+    backoffs (amber) and human waits (orange, hatched); thin lines across every row where a
+    process resumed the goal (blue, dotted), was asked to stop (red, dotted) and where the goal
+    ended (black); a dashed line at `marker`."""
     label_w, row_h, top = 130, 22, 24
     plot_w = width - label_w - 10
     scale = plot_w / line.span_s
@@ -137,6 +142,15 @@ def timeline_svg(
             f'width="{w:.1f}" height="{height_bar}" fill="{fill}" rx="2">'
             f"<title>{escape(tip)}</title></rect>"
         )
+    for mark in line.marks:
+        x = x_of(mark.at)
+        colour, dashes = MARK_STYLES.get(mark.kind, ENDING_STYLE)
+        dash = f' stroke-dasharray="{dashes}"' if dashes else ""
+        stamp = mark.at.isoformat(timespec="milliseconds")
+        parts.append(f'<line class="mark mark-{mark.kind}" x1="{x:.1f}" y1="{top - 6}" '
+                     f'x2="{x:.1f}" y2="{height - 8}" stroke="{colour}" stroke-width="1.5"{dash}>'
+                     f"<title>{escape(mark.label)} at +{line.offset_s(mark.at):.3g}s "
+                     f"({stamp})</title></line>")
     if marker is not None:
         x = x_of(marker)
         parts.append(f'<line class="marker" x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" '

@@ -17,11 +17,15 @@ from baton.domain.decisions import GOAL_ENDINGS
 from baton.domain.goal import GoalEvent
 from baton.domain.history import kind_of, started_event
 
-__all__ = ["Bar", "Timeline", "timeline_of"]
+__all__ = ["Bar", "Mark", "Timeline", "timeline_of"]
 
 BarKind = Literal["attempt", "backoff", "human"]
 # ok: accepted; error: raised, timed out, rejected or interrupted; open: no outcome at the end
 Outcome = Literal["ok", "error", "open", "wait"]
+
+# Moments of the whole goal drawn across every row: a process taking it up, one asked to stop
+# while an unsafe attempt ran, and the goal's end.
+MARKS = {"RunResumed": "resumed", "StopRequested": "stop requested"}
 
 # Decisions that hand a task to a human, and how its wait is labelled (baton.domain.gates).
 ESCALATIONS = {
@@ -43,6 +47,13 @@ class Bar:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Mark:
+    at: datetime
+    kind: str  # the event's class name
+    label: str
+
+
 @dataclass
 class Timeline:
     goal_id: str
@@ -50,7 +61,7 @@ class Timeline:
     ended_at: datetime
     tasks: list[str]  # rows, in plan order
     bars: list[Bar] = field(default_factory=list)
-    marks: list[tuple[datetime, str]] = field(default_factory=list)  # goal decisions
+    marks: list[Mark] = field(default_factory=list)  # goal-wide moments, in event order
 
     def offset_s(self, at: datetime) -> float:
         return (at - self.started_at).total_seconds()
@@ -130,6 +141,13 @@ def timeline_of(events: Sequence[GoalEvent], *, now: datetime | None = None) -> 
                         bar.label = f"{fields['by']}: {fields['action']}"
                     elif kind == "HumanAnswered":
                         bar.label = f"{fields['by']}: answered"
-        elif kind.startswith("Goal"):
-            line.marks.append((at, kind))
+        elif kind in MARKS:
+            line.marks.append(Mark(at, kind, MARKS[kind]))
+        elif kind in GOAL_ENDINGS:
+            line.marks.append(Mark(at, kind, _ending_label(kind)))
     return line
+
+
+def _ending_label(kind: str) -> str:
+    """`GoalCompleted` → `goal completed`."""
+    return "goal " + kind.removeprefix("Goal").lower()
