@@ -489,6 +489,26 @@ def test_the_cost_budget_stops_sending_requests_within_an_attempt(
     assert exhausted.budget == "cost_usd" and exhausted.used == pytest.approx(0.015)
 
 
+def test_an_attempt_called_again_for_real_keeps_the_cost_budget(store, monkeypatch) -> None:
+    """`replay --reexecute --call-agents` pays for its requests as the live run did: the cost
+    budget stops the attempt at the same request, so re-execution matches the recording."""
+    from baton.history.live import LiveAgents
+
+    costly = Answer("tool", {"item": "tea"}, tool_name="stock", prompt_tokens=100_000,
+                    completion_tokens=0)
+    with chat_server([costly, tool(VALID)]) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        data = llm_plan(server.url, budget={"max_cost_usd": 0.01})
+        data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
+        goal = run(store, data, {"item": "tea"})
+        assert len(server.requests) == 1
+        server.script[:] = [costly, tool(VALID)]
+        loaded = prepare_plan(data)
+        again = reexecute(list(store.events(goal.id)), loaded, agents=LiveAgents(loaded))
+    assert len(server.requests) == 2  # one more request: the one the live run sent
+    assert again.ok, again.divergence
+
+
 @pytest.mark.parametrize("budget", [{"max_cost_usd": 0.01}, {"max_tokens": 50_000}])
 def test_an_attempt_a_human_grants_beyond_the_budget_calls_the_model(
     store, monkeypatch: pytest.MonkeyPatch, budget: dict[str, Any]

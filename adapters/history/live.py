@@ -2,8 +2,8 @@
 
 Re-execution answers every attempt from the recording unless asked for this: then each
 dispatched attempt calls the plan's agent for real (LLM agents call their models, with the same
-attempt context the live run built), and the first answer that differs from the recording is the
-divergence. Timeouts are not enforced here; isolation is not applied.
+attempt context and cost allowance the live run built), and the first answer that differs from
+the recording is the divergence. Timeouts are not enforced here; isolation is not applied.
 """
 
 from __future__ import annotations

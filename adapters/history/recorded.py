@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from baton.domain.attempts import context_for
+from baton.domain.attempts import context_for, cost_left
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.goal import Goal, GoalEvent
@@ -42,6 +42,7 @@ from baton.domain.plan import Plan
 from baton.domain.replay import Divergence, ReplayResult, compare_events
 from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, CallOutcome, Observer
 from baton.runtime.loading import LoadedPlan
+from baton.runtime.spending import Spending, spending_of
 
 __all__ = ["NotRecorded", "RecordedAgents", "RecordedTimeout", "reexecute"]
 
@@ -163,7 +164,11 @@ class _Reexecution:
             setattr(self.agents, "plan", goal.state.plan)  # noqa: B010 (LiveAgents has one)
         try:
             context = context_for(contract, goal.state, task_id, attempt)
-            result = self.agents.call(task_id, attempt, agent_input, key, context)
+            # What the goal's max_cost_usd leaves the attempt, as in the live run: an LLM agent
+            # called again for real stops sending requests there (a recorded answer ignores it)
+            spending = Spending(cost_left_usd=cost_left(goal.state, task_id))
+            with spending_of(spending):
+                result = self.agents.call(task_id, attempt, agent_input, key, context)
         except NotRecorded:
             raise
         except RecordedTimeout as timeout:
