@@ -85,7 +85,7 @@ def test_a_plan_given_as_a_dict_with_callables_runs_to_completion(bt: baton.Bato
     assert result.to_json() == bt.status(result.goal_id).to_json()
 
 
-@pytest.mark.parametrize("goal_id", ["", " ", "a\x00b", ".", ".."])
+@pytest.mark.parametrize("goal_id", ["", " ", "a\x00b", ".", "..", "é" * 1001])
 def test_a_goal_id_that_cannot_be_one_is_refused_not_replaced(
     bt: baton.Baton, goal_id: str
 ) -> None:

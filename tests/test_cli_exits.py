@@ -45,7 +45,7 @@ def test_a_closed_stdout_ends_quietly_with_the_code_for_what_happened(store_url:
 
 
 @pytest.mark.parametrize("command", ["run", "submit"])
-@pytest.mark.parametrize("goal_id", ["", "  ", "two\nlines", ".", ".."])
+@pytest.mark.parametrize("goal_id", ["", "  ", "two\nlines", ".", "..", "g" * 1001])
 def test_a_goal_id_that_cannot_be_one_is_refused_and_creates_nothing(
     tmp_path: Path, command: str, goal_id: str
 ) -> None:

@@ -101,6 +101,12 @@ def new_goal_id() -> str:
     return str(uuid.uuid4())
 
 
+# Long enough for any id a system makes (Temporal's default cap on workflow ids is the same), short
+# enough that a link to the goal fits the request line an HTTP server reads (uvicorn's h11: 16 KiB;
+# a character percent-encodes to at most 12).
+MAX_GOAL_ID_CHARS = 1000
+
+
 def goal_id_problem(goal_id: str) -> str | None:
     """Why a goal id a user chose cannot be one, or None. Never replaced by a generated id: a
     blank one is refused, as is one that would break a one-line message or the store (a control
@@ -110,6 +116,8 @@ def goal_id_problem(goal_id: str) -> str | None:
         return "cannot be empty (leave the goal id out for a UUID)"
     if goal_id in (".", ".."):
         return "cannot be '.' or '..' (the web view could not link to it)"
+    if len(goal_id) > MAX_GOAL_ID_CHARS:
+        return f"cannot be longer than {MAX_GOAL_ID_CHARS} characters (it has {len(goal_id)})"
     if any(ord(c) < 32 or ord(c) == 127 for c in goal_id):
         return "cannot hold control characters"
     return None
@@ -123,7 +131,8 @@ def chosen_goal_id(goal_id: str | None) -> str:
         raise CommandError(f"goal id {goal_id!r}: expected a string, not {type(goal_id).__name__}")
     problem = goal_id_problem(goal_id)
     if problem is not None:
-        raise CommandError(f"goal id {goal_id!r} {problem}")
+        shown = goal_id if len(goal_id) <= 60 else goal_id[:59] + "…"  # a line, not a page
+        raise CommandError(f"goal id {shown!r} {problem}")
     return goal_id
 
 
