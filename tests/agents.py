@@ -245,6 +245,20 @@ def waits_for_file(inp: Text) -> Text:
     return Text(text=inp.text + " (late)")
 
 
+# Set when the runner's timeout for `async_returns_when_told` has fired: it returns then.
+TIME_RAN_OUT = threading.Event()
+
+
+async def async_returns_when_told(inp: Text) -> Text:
+    """Returns as its time runs out: once TIME_RAN_OUT is set (by the test, when the runner
+    gives up on it), or after 10 s."""
+    CALLS["async_returns_when_told"] += 1
+    deadline = time.monotonic() + 10
+    while not TIME_RAN_OUT.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    return Text(text=inp.text + " (just in time)")
+
+
 _ASYNC_BARRIER: asyncio.Barrier | None = None
 
 

@@ -36,6 +36,35 @@ def test_the_deadline_stops_a_goal_that_runs_too_long(store: BatonStore) -> None
     assert "ClockTicked" in kinds(store, goal.id)
 
 
+def test_a_call_that_returns_as_its_time_runs_out_counts_as_returned_once(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An async call finishing between the runner's timeout and its abandoning the call was
+    recorded as timed out (retried, its spend counted again) and as returned. Now the first
+    to claim the call decides: here the result, recorded once, and the task is not retried."""
+    from baton.runtime.calls import CallPool
+
+    abandon = CallPool.abandon
+
+    def abandon_after_it_returned(pool: CallPool, task_id: str, attempt: int) -> object:
+        agents.TIME_RAN_OUT.set()  # the timeout fired: the agent returns now, in the window
+        deadline = time.monotonic() + 10
+        while (task_id, attempt) in pool._spending and time.monotonic() < deadline:
+            time.sleep(0.005)  # until its completion has claimed the call
+        return abandon(pool, task_id, attempt)
+
+    agents.TIME_RAN_OUT.clear()
+    monkeypatch.setattr(CallPool, "abandon", abandon_after_it_returned)
+    data = plan(task("a", "async_returns_when_told", input={"text": "$goal.text"},
+                     timeout_s=0.2, retry={"max_attempts": 3, "backoff_s": 0}))
+    goal = run(store, data, {"text": "hi"})
+    assert goal.state.status == "completed", kinds(store, goal.id)
+    assert goal.state.output == {"a": {"text": "hi (just in time)"}}
+    assert "AgentTimedOut" not in kinds(store, goal.id)
+    assert [(e.task, e.attempt) for e in events_of(store, goal.id, "AgentReturned")] == [("a", 1)]
+    assert agents.CALLS["async_returns_when_told"] == 1
+
+
 def test_an_exhausted_budget_can_wait_for_a_human(store: BatonStore) -> None:
     data = plan(task("a", "flaky", input={"text": "$goal.text"}, retry={"backoff_s": 0}),
                 budget={"max_attempts": 1, "on_exhausted": "escalate"})

@@ -36,6 +36,7 @@ from baton.settings import DEFAULT_MAX_OUTPUT_BYTES
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
     "MAX_RETRY_AFTER_S",
+    "Abandoned",
     "AgentCall",
     "CallOutcome",
     "CallPool",
@@ -295,6 +296,13 @@ def _shown(value: float) -> str:
     return f"a {len(str(value))}-digit number" if isinstance(value, int) else repr(value)
 
 
+@dataclass(frozen=True)
+class Abandoned:
+    """A call given up on at its timeout."""
+
+    spent: dict[str, Any] | None  # what it had spent so far, when its agent reports that
+
+
 class CallPool:
     """Runs agent calls and puts each `Completion` on `self.completions`.
 
@@ -354,21 +362,29 @@ class CallPool:
         SimpleQueue.put is reentrant)."""
         self.completions.put(None)
 
-    def abandon(self, task: str, attempt: int) -> dict[str, Any] | None:
+    def abandon(self, task: str, attempt: int) -> Abandoned | None:
         """An attempt timed out: cancel it if async; a sync one's stuck thread is replaced.
-        Returns what it had spent so far, when its agent reports that (None otherwise)."""
-        spending = self._spending.pop((task, attempt), None)
-        spent = None if spending is None else spending.so_far()  # read before it is cancelled
+        None when the call finished first (its completion is on the queue, or about to be):
+        it is not abandoned, and its result, not a timeout, is what happened."""
+        # The call's Spending is the token abandon and completion race for, under the lock:
+        # whoever takes it first decides. Without it, an async call finishing as its time ran
+        # out was recorded twice, as timed out (with its spend so far) and as returned (with
+        # all of its spend), and its requests counted twice against the budgets.
+        with self._lock:
+            spending = self._spending.pop((task, attempt), None)
+        if spending is None:
+            return None
+        abandoned = Abandoned(spending.so_far())  # read before it is cancelled
         future = self._futures.pop((task, attempt), None)
         if future is not None:
             future.cancel()
-            return spent
+            return abandoned
         self._processes.terminate((task, attempt))  # a process-isolated call stops here
         with self._lock:
             if (task, attempt) in self._running:  # its thread stays in the call: not counted
                 self._abandoned.add((task, attempt))
                 self._workers -= 1
-        return spent
+        return abandoned
 
     def close(self) -> None:
         with self._lock:
@@ -422,8 +438,8 @@ class CallPool:
                 outcome = CallOutcome(call.task, call.attempt, returned=result,
                                       duration_ms=_elapsed_ms(started))
             completion = self.observer.observe(outcome)
-            self._spending.pop(key, None)
             with self._lock:
+                self._spending.pop(key, None)  # finished: a later abandon finds it so
                 self._running.discard(key)
                 stuck = key in self._abandoned
                 if stuck:
@@ -449,7 +465,10 @@ class CallPool:
                                   duration_ms=_elapsed_ms(started))
         finally:
             self._futures.pop((call.task, call.attempt), None)
-            self._spending.pop((call.task, call.attempt), None)
+        with self._lock:
+            abandoned = self._spending.pop((call.task, call.attempt), None) is None
+        if abandoned:  # its time ran out first, and it is recorded as timed out
+            return
         self.completions.put(self.observer.observe(outcome))
 
     def _spending_for(self, call: AgentCall) -> Spending:

@@ -254,10 +254,14 @@ class Runner:
             now = time.monotonic()
             for key, call in sorted(in_flight.items()):
                 if call.deadline is not None and call.deadline <= now:
+                    abandoned = pool.abandon(call.task, call.attempt)
+                    if abandoned is None:  # it finished as its time ran out: its result,
+                        call.deadline = None  # on the queue now or about to be, is what counts
+                        return None
                     del in_flight[key]
                     # What it spent before it hung (its earlier model requests) is recorded too.
-                    spent = pool.abandon(call.task, call.attempt)
-                    timed_out = CallOutcome(call.task, call.attempt, timed_out=True, spent=spent)
+                    timed_out = CallOutcome(call.task, call.attempt, timed_out=True,
+                                            spent=abandoned.spent)
                     observed = self.observer.observe(timed_out)
                     return observed.kind, observed.fields
             return "ClockTicked", {}
