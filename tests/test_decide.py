@@ -119,6 +119,22 @@ def test_a_backoff_not_yet_due_waits() -> None:
     assert sim.status("a") == "retry_wait"
 
 
+@pytest.mark.parametrize(("backoff_s", "delays"), [(1, [1, 30, 30]), (0, [0, 0, 0])])
+def test_a_backoff_past_the_largest_float_is_capped_not_a_crash(
+    backoff_s: float, delays: list[float]
+) -> None:
+    # 1e200 ** 2 overflows (as 2.0 ** 1024 does on the 1025th failure of a long policy): the
+    # delay is max_backoff_s (0 without a backoff), not an OverflowError out of decide.
+    data = chain()
+    data["tasks"][0]["retry"] = {"max_attempts": 5, "backoff_s": backoff_s, "multiplier": 1e200,
+                                 "max_backoff_s": 30, "jitter": 0}
+    sim = Sim(data)
+    for delay in delays:
+        assert sim.raised("a")[0] == ("RetryScheduled", "a")
+        assert sim.last[0].fields["delay_s"] == delay
+        sim.observe("ClockTicked", seconds=delay)
+
+
 def test_retries_exhausted_fail_the_goal_and_skip_the_rest() -> None:
     data = chain()
     data["tasks"][0]["retry"] = {"max_attempts": 2, "backoff_s": 0}
