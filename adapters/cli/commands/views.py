@@ -22,7 +22,15 @@ from rich.table import Table
 from baton.cli import exits
 from baton.cli.commands.common import store_from
 from baton.cli.durations import task_durations
-from baton.cli.render import TaskLine, goal_json, print_goal, print_json, print_summary, styled
+from baton.cli.render import (
+    TaskLine,
+    goal_json,
+    goes_on,
+    print_goal,
+    print_json,
+    print_summary,
+    styled,
+)
 from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
 from baton.readmodels.reading import ReadModels, goal_status_json
@@ -128,6 +136,8 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
             print_json({**goal_json(live), "owner": owner_json(models.store, goal_id)})
         else:
             print_goal(live, task_durations(models.store, goal_id))
+            _print_owner(goal_id, live.state.status,
+                         owner_json(models.store, goal_id, status=live.state.status))
         return
     goal, tasks = found[0], models.tasks(goal_id)
     # From the store's lock, not the read models; none for a dead owner of a goal ended since.
@@ -143,9 +153,18 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
     ]
     print_summary(goal_id=goal["goal_id"], plan=goal["plan"], status=goal["status"],
                   reason=goal["reason"], output=goal["output"], lines=lines)
+    _print_owner(goal_id, goal["status"], owner)
+
+
+def _print_owner(goal_id: str, status: str, owner: dict[str, Any] | None) -> None:
+    """Who drives the goal. A running goal nobody alive drives (its runner was killed, or it
+    was submitted, forked or parked on a backoff) moves only when taken up: say how. Shown
+    whether or not the read models caught up, since a killed runner leaves them behind."""
     if owner is not None:
         state = "alive" if owner["alive"] else "died while driving it"
         print(f"owner: {owner['host']} pid {owner['pid']} since {owner['since']} ({state})")
+    if status == "running" and (owner is None or not owner["alive"]):
+        print(f"no live process drives it: {goes_on(goal_id)}")
 
 
 # What `status` of all goals reads: the columns it shows, not the whole row (no `output`).
