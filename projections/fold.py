@@ -9,7 +9,8 @@ What `agent_stats` counts, per agent name (an *attempt* is one dispatch):
 - `attempts`: dispatches; `succeeded`: attempts whose *agent* output was accepted (a human's
   output is not the agent's success); `failed`: attempts that raised, timed out, or whose
   output was rejected; `rejected_outputs` and `timed_out`: those two parts of `failed`;
-  `interrupted`: attempts a crash left without an outcome; `retries`: retries scheduled;
+  `interrupted`: attempts a crash left without an outcome (re-dispatched, or escalated when
+  unsafe); `retries`: retries scheduled;
   `escalations`: escalations of its tasks to a human.
 - `tokens` / `cost_usd`: usage reported with its results, including results that arrived too late
   to count for their attempt (the spend happened), and what a timed-out attempt had spent when
@@ -335,7 +336,12 @@ def _interrupted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int
 def _escalated(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task["attempt_in_flight"] = None
     task["waiting_for"] = escalation_kind(type(event).__name__, event.rule)
-    fold.agent(task)["escalations"] += 1
+    agent = fold.agent(task)
+    agent["escalations"] += 1
+    if event.rule == "side_effects.unsafe":
+        # an unsafe attempt a crash left without an outcome: interrupted, as a re-dispatched
+        # one is (AttemptInterrupted), or it would be in no count of `baton stats`
+        agent["interrupted"] += 1
 
 
 def _asked(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:

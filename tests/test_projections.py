@@ -330,6 +330,29 @@ def test_agent_stats_match_a_hand_computed_scenario(store: BatonStore) -> None:
     assert view_tables(store)["agent_latency"][0]["duration_ms"] == 10.0
 
 
+def test_an_attempt_a_crash_interrupted_counts_whatever_its_side_effects(
+    store: BatonStore,
+) -> None:
+    # Two attempts in flight when the runner died: the `none` one is dispatched again
+    # (AttemptInterrupted), the `unsafe` one escalated with its outcome unknown. Both were
+    # left without an outcome by the crash, so both are `interrupted`: otherwise the unsafe
+    # agent's attempt is neither succeeded, failed nor interrupted in `baton stats`.
+    data = plan(task("a", "upper", input={"text": "$goal.text"}),
+                task("b", "exclaim", input={"text": "$goal.text"}, side_effects="unsafe"))
+    loaded = prepare_plan(data)
+    goal = Goal.start(goal_id="killed", plan=loaded.plan, goal_input={"text": "hi"},
+                      concurrency=4, at=T0)
+    settle(goal, loaded.contracts)
+    goal.observe("RunResumed", at=T0 + timedelta(seconds=1), concurrency=4)
+    settle(goal, loaded.contracts)
+    assert goal.state.tasks["b"].status == "escalated"
+    store.save(goal)
+    readmodels.refresh(store)
+    stats = {row["agent"]: row for row in projected(store, ReadModels.agents)}
+    assert {name: (row["attempts"], row["interrupted"], row["escalations"])
+            for name, row in stats.items()} == {"upper": (2, 1, 0), "exclaim": (1, 1, 1)}
+
+
 def test_percentiles_stay_exact_whatever_the_batches(store: BatonStore) -> None:
     # Durations from a small set, so ties abound; caught up goal by goal (each batch moves the
     # percentiles from where the last one left them), then rebuilt in pages of other sizes.
