@@ -247,7 +247,7 @@ class ViewFold:
         cost = float(usage.get("cost_usd", 0.0) or 0.0)
         for row in (goal, task, agent):
             row["tokens"] += tokens
-            row["cost_usd"] += cost
+            row["cost_usd"] = added_cost(row["cost_usd"], cost)
         if event.usage:
             self._model_usage(task["agent"], usage, tokens, cost)
         return agent
@@ -261,10 +261,17 @@ class ViewFold:
         self.dirty_models.add(key)
         row["results"] += 1
         row["tokens"] += tokens
-        row["cost_usd"] += cost
+        row["cost_usd"] = added_cost(row["cost_usd"], cost)
         for name in ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
                      "cache_write_tokens"):
             row[name] += int(usage.get(name) or 0)
+
+
+def added_cost(total: float, cost: float) -> float:
+    """A running sum of dollars, rounded to 1e-9 (as the budget compares spend): binary float
+    sums drift (a thousand $0.001 attempts summed to 1.0000000000000007), and `status --json`
+    and `stats --json` printed the drift beside replay's exact figure."""
+    return round(total + cost, 9)
 
 
 # --- per-kind effects beyond status, reason and timestamps (handled in `apply`) ---------------

@@ -353,6 +353,26 @@ def test_an_attempt_a_crash_interrupted_counts_whatever_its_side_effects(
             for name, row in stats.items()} == {"upper": (2, 1, 0), "exclaim": (1, 1, 1)}
 
 
+def test_dollar_sums_do_not_drift_like_binary_floats(store: BatonStore) -> None:
+    # $0.1 three times is 0.30000000000000004 in binary floats: `status --json` and `stats
+    # --json` printed that where replay (and the budget) say 0.3.
+    data = plan(task("a", "upper", input={"text": "$goal.text"},
+                     retry={"max_attempts": 4, "backoff_s": 0}))
+    spent = {"usage": {"tokens": 1, "cost_usd": 0.1}}
+    scripted_goal(store, "g", data, [
+        ("a", "AgentRaised", {**_raised(1.0), **spent}),
+        ("a", "AgentRaised", {**_raised(1.0), **spent}),
+        ("a", "AgentReturned", _returned({"text": "HI"}, 1.0, tokens=1, cost=0.1)),
+    ])
+    readmodels.refresh(store)
+    [goal] = projected(store, lambda m: m.goals("g"))
+    [agent] = projected(store, ReadModels.agents)
+    [model] = view_tables(store)["model_stats"]
+    [row] = projected(store, lambda m: m.tasks("g"))
+    assert (goal["cost_usd"], agent["cost_usd"], model["cost_usd"], row["cost_usd"]) == (
+        0.3, 0.3, 0.3, 0.3)
+
+
 def test_percentiles_stay_exact_whatever_the_batches(store: BatonStore) -> None:
     # Durations from a small set, so ties abound; caught up goal by goal (each batch moves the
     # percentiles from where the last one left them), then rebuilt in pages of other sizes.
