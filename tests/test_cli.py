@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import baton
+from tests.support import plan, plan_file, task
 
 PLAN = "examples/travel/plan.yaml"
 LISBON = '{"origin": "LHR", "destination": "Lisbon", "passengers": 2}'
@@ -89,6 +90,28 @@ def test_escalate_resolve_resume(store_url: str, tmp_path: Path) -> None:
     assert resumed.code == 0, resumed.err
     assert resumed.json()["output"]["total"] == 150.0
     assert baton("escalations", "--json", store=store_url).json() == {"escalations": []}
+
+
+def test_ids_names_and_errors_that_look_like_markup_are_shown_as_written(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # An agent's message holding `[/]` made `run` and `status GOAL` exit 70 (rich's
+    # MarkupError); a goal id `[red]g[/]` was listed as `g`, an id no command finds.
+    data = plan(task("a", "raises_with_brackets", input={"text": "$goal.text"},
+                     retry={"max_attempts": 1}, on_failure="escalate"), name="[bold]p[/]")
+    ran = baton("run", plan_file(tmp_path, data), "--input", '{"text": "x"}', "--goal-id",
+                "[red]g[/]", store=sqlite_url)
+    assert ran.code == 3, ran.err
+    assert "bad value [/] in [bold]x[/bold]" in " ".join(ran.out.split())
+    shown = baton("status", "[red]g[/]", store=sqlite_url)
+    assert shown.code == 0, shown.err
+    assert "goal [red]g[/] · [bold]p[/]" in shown.out
+    assert "bad value [/] in [bold]x[/bold]" in " ".join(shown.out.split())
+    assert "baton resolve [red]g[/] TASK" in shown.out
+    listed = baton("status", store=sqlite_url)
+    assert listed.code == 0 and "[red]g[/]  [bold]p[/]" in listed.out
+    stats = baton("stats", store=sqlite_url)
+    assert stats.code == 0 and "raises_with_brackets" in stats.out
 
 
 def test_cancel_a_waiting_goal(store_url: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from baton.api.results import GoalResult
@@ -106,8 +107,10 @@ def print_summary(
     lines: list[TaskLine],
 ) -> None:
     """A table of tasks with status, attempts and duration, then the goal's outcome."""
+    # Ids, names, errors and reasons are data (an agent's message may hold `[/]`): escaped, so
+    # rich shows them as written instead of reading them as markup (or failing on them).
     console = Console()
-    table = Table(title=f"goal {goal_id} · {plan}", title_justify="left")
+    table = Table(title=f"goal {escape(goal_id)} · {escape(plan)}", title_justify="left")
     table.add_column("task")
     table.add_column("agent")
     table.add_column("status")
@@ -115,22 +118,24 @@ def print_summary(
     table.add_column("ms", justify="right")
     table.add_column("note", overflow="fold", max_width=60)
     for line in lines:
-        table.add_row(line.task, line.agent, styled(line.status), str(line.attempts),
-                      "" if line.ms is None else f"{line.ms:.1f}", line.note)
+        table.add_row(escape(line.task), escape(line.agent), styled(line.status),
+                      str(line.attempts), "" if line.ms is None else f"{line.ms:.1f}",
+                      escape(line.note))
     console.print(table)
     # Waiting with nothing escalated: a human resolved what the goal waited for (what
     # `escalations` says too, and the folded reason: GoalState.move, the read models' fold).
     resolved = status == "waiting" and not any(line.status == "escalated" for line in lines)
     console.print(f"status: {styled(status)}" + (
-        f" — {reason}" if reason and status != "completed" else ""
+        f" — {escape(reason)}" if reason and status != "completed" else ""
     ))
     if status == "completed":
         console.print_json(json.dumps(output, default=str))
     elif resolved:
-        console.print(goes_on(goal_id))
+        console.print(escape(goes_on(goal_id)))
     elif status == "waiting":
-        console.print(f"resolve with: baton resolve {goal_id} TASK --retry|--abandon|--output … "
-                      f"(--approve|--reject for an approval; `baton answer {goal_id} TASK TEXT` "
+        shown = escape(goal_id)
+        console.print(f"resolve with: baton resolve {shown} TASK --retry|--abandon|--output … "
+                      f"(--approve|--reject for an approval; `baton answer {shown} TASK TEXT` "
                       "for a question; `baton escalations` says which)")
 
 

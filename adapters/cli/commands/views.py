@@ -17,6 +17,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from baton.cli import exits
@@ -184,7 +185,7 @@ def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
     table.add_column("done", justify="right", no_wrap=True)
     table.add_column("updated (UTC)", no_wrap=True)
     for row in goals:
-        table.add_row(row["goal_id"], row["plan"], styled(row["status"]),
+        table.add_row(escape(row["goal_id"]), escape(row["plan"]), styled(row["status"]),
                       f"{row['tasks_succeeded']}/{row['tasks']}",
                       row["updated_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
     Console().print(table)
@@ -251,7 +252,7 @@ def _print_stats(
                 cells.append("" if value is None else
                              f"{value:.4f}" if field == "cost_usd" else
                              f"{value:.1f}" if field.endswith("_ms") else str(value))
-            table.add_row(row["agent"], *cells)
+            table.add_row(escape(row["agent"]), *cells)
         Console().print(table)
         if per_model:
             Console().print(_model_table(per_model))
@@ -266,7 +267,7 @@ def _model_table(rows: list[dict[str, Any]]) -> Table:
     for header in ("requests", "in tok", "out tok", "tokens", "cost $"):
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(row["agent"], row["model"], str(row["requests"]),
+        table.add_row(escape(row["agent"]), escape(row["model"]), str(row["requests"]),
                       str(row["input_tokens"]), str(row["output_tokens"]), str(row["tokens"]),
                       f"{row['cost_usd']:.6f}")
     return table
