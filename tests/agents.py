@@ -116,8 +116,9 @@ def flaky(inp: Text) -> Text:
 
 
 def raises_with_brackets(inp: Text) -> Text:
-    """An error message that reads as rich markup (an unbalanced closing tag)."""
-    raise RuntimeError(f"bad value [/] in [bold]{inp.text}[/bold]")
+    """An error message that reads as rich markup (an unbalanced closing tag), and holds a
+    terminal escape sequence (ESC [ 2 J clears the screen)."""
+    raise RuntimeError(f"bad value [/] in [bold]{inp.text}[/bold] \x1b[2J")
 
 
 class _Unprintable(Exception):

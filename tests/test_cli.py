@@ -92,7 +92,7 @@ def test_escalate_resolve_resume(store_url: str, tmp_path: Path) -> None:
     assert baton("escalations", "--json", store=store_url).json() == {"escalations": []}
 
 
-def test_ids_names_and_errors_that_look_like_markup_are_shown_as_written(
+def test_ids_names_and_errors_that_look_like_markup_or_escapes_are_shown_as_written(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     # An agent's message holding `[/]` made `run` and `status GOAL` exit 70 (rich's
@@ -112,6 +112,10 @@ def test_ids_names_and_errors_that_look_like_markup_are_shown_as_written(
     assert listed.code == 0 and "[red]g[/]  [bold]p[/]" in listed.out
     stats = baton("stats", store=sqlite_url)
     assert stats.code == 0 and "raises_with_brackets" in stats.out
+    # the agent's ESC reaches the operator's terminal as text, not as a sequence it obeys
+    for shows in (ran, shown, baton("audit", "[red]g[/]", store=sqlite_url),
+                  baton("escalations", store=sqlite_url)):
+        assert "\x1b" not in shows.out and "\\x1b[2J" in shows.out
 
 
 def test_cancel_a_waiting_goal(store_url: str) -> None:

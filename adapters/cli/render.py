@@ -27,7 +27,9 @@ __all__ = [
     "print_json",
     "print_summary",
     "render_graph",
+    "shown",
     "styled",
+    "terminal_safe",
 ]
 
 STATUS_STYLE = {
@@ -97,6 +99,20 @@ class TaskLine:
         return note or ""
 
 
+def terminal_safe(text: str) -> str:
+    """`text` with its control characters but the newline written out (`\x1b` for ESC): an
+    agent's error, output or question reaches the operator's terminal as text, never as an
+    escape sequence that recolours, moves the cursor or retitles the window."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+def shown(text: str) -> str:
+    """Data for a rich console: terminal-safe, and escaped so rich prints `[/]` as written."""
+    return escape(terminal_safe(text))
+
+
 def styled(status: str) -> str:
     style = STATUS_STYLE.get(status, "")
     return f"[{style}]{status}[/]" if style else status
@@ -107,10 +123,10 @@ def print_summary(
     lines: list[TaskLine],
 ) -> None:
     """A table of tasks with status, attempts and duration, then the goal's outcome."""
-    # Ids, names, errors and reasons are data (an agent's message may hold `[/]`): escaped, so
-    # rich shows them as written instead of reading them as markup (or failing on them).
+    # Ids, names, errors and reasons are data (an agent's message may hold `[/]` or ESC):
+    # shown as written, never read as markup (or failed on) nor sent as escape sequences.
     console = Console()
-    table = Table(title=f"goal {escape(goal_id)} · {escape(plan)}", title_justify="left")
+    table = Table(title=f"goal {shown(goal_id)} · {shown(plan)}", title_justify="left")
     table.add_column("task")
     table.add_column("agent")
     table.add_column("status")
@@ -118,24 +134,24 @@ def print_summary(
     table.add_column("ms", justify="right")
     table.add_column("note", overflow="fold", max_width=60)
     for line in lines:
-        table.add_row(escape(line.task), escape(line.agent), styled(line.status),
+        table.add_row(shown(line.task), shown(line.agent), styled(line.status),
                       str(line.attempts), "" if line.ms is None else f"{line.ms:.1f}",
-                      escape(line.note))
+                      shown(line.note))
     console.print(table)
     # Waiting with nothing escalated: a human resolved what the goal waited for (what
     # `escalations` says too, and the folded reason: GoalState.move, the read models' fold).
     resolved = status == "waiting" and not any(line.status == "escalated" for line in lines)
     console.print(f"status: {styled(status)}" + (
-        f" — {escape(reason)}" if reason and status != "completed" else ""
+        f" — {shown(reason)}" if reason and status != "completed" else ""
     ))
     if status == "completed":
         console.print_json(json.dumps(output, default=str))
     elif resolved:
-        console.print(escape(goes_on(goal_id)))
+        console.print(shown(goes_on(goal_id)))
     elif status == "waiting":
-        shown = escape(goal_id)
-        console.print(f"resolve with: baton resolve {shown} TASK --retry|--abandon|--output … "
-                      f"(--approve|--reject for an approval; `baton answer {shown} TASK TEXT` "
+        gid = shown(goal_id)
+        console.print(f"resolve with: baton resolve {gid} TASK --retry|--abandon|--output … "
+                      f"(--approve|--reject for an approval; `baton answer {gid} TASK TEXT` "
                       "for a question; `baton escalations` says which)")
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from baton.cli import exits
@@ -30,7 +29,9 @@ from baton.cli.render import (
     print_goal,
     print_json,
     print_summary,
+    shown,
     styled,
+    terminal_safe,
 )
 from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
@@ -185,7 +186,7 @@ def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
     table.add_column("done", justify="right", no_wrap=True)
     table.add_column("updated (UTC)", no_wrap=True)
     for row in goals:
-        table.add_row(escape(row["goal_id"]), escape(row["plan"]), styled(row["status"]),
+        table.add_row(shown(row["goal_id"]), shown(row["plan"]), styled(row["status"]),
                       f"{row['tasks_succeeded']}/{row['tasks']}",
                       row["updated_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
     Console().print(table)
@@ -252,7 +253,7 @@ def _print_stats(
                 cells.append("" if value is None else
                              f"{value:.4f}" if field == "cost_usd" else
                              f"{value:.1f}" if field.endswith("_ms") else str(value))
-            table.add_row(escape(row["agent"]), *cells)
+            table.add_row(shown(row["agent"]), *cells)
         Console().print(table)
         if per_model:
             Console().print(_model_table(per_model))
@@ -267,7 +268,7 @@ def _model_table(rows: list[dict[str, Any]]) -> Table:
     for header in ("requests", "in tok", "out tok", "tokens", "cost $"):
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(escape(row["agent"]), escape(row["model"]), str(row["requests"]),
+        table.add_row(shown(row["agent"]), shown(row["model"]), str(row["requests"]),
                       str(row["input_tokens"]), str(row["output_tokens"]), str(row["tokens"]),
                       f"{row['cost_usd']:.6f}")
     return table
@@ -286,11 +287,13 @@ def _escalations(args: argparse.Namespace) -> int:
         print("nothing waits for a human")
     else:
         for row in rows:
-            print(f"{row['goal_id']}  {row['task']}  {row['kind']}  since {row['since']}\n"
-                  f"    {row['reason']}")
+            print(terminal_safe(
+                f"{row['goal_id']}  {row['task']}  {row['kind']}  since {row['since']}\n"
+                f"    {row['reason']}"))
             if "question" in row:
-                print(f"    question: {row['question']}\n"
-                      f"    answer with: baton answer {row['goal_id']} {row['task']} TEXT")
+                print(terminal_safe(
+                    f"    question: {row['question']}\n"
+                    f"    answer with: baton answer {row['goal_id']} {row['task']} TEXT"))
             if "input" in row:
                 print(f"    input: {json.dumps(row['input'], sort_keys=True)}\n"
                       f"    decide with: baton resolve {row['goal_id']} {row['task']} "
