@@ -107,11 +107,15 @@ def test_ids_names_and_errors_that_look_like_markup_or_escapes_are_shown_as_writ
     assert shown.code == 0, shown.err
     assert "goal [red]g[/] · [bold]p[/]" in shown.out
     assert "bad value [/] in [bold]x[/bold]" in " ".join(shown.out.split())
-    assert "baton resolve [red]g[/] TASK" in shown.out
+    assert "baton resolve '[red]g[/]' TASK" in shown.out  # a shell word: pasted, it works
     listed = baton("status", store=sqlite_url)
     assert listed.code == 0 and "[red]g[/]  [bold]p[/]" in listed.out
     stats = baton("stats", store=sqlite_url)
     assert stats.code == 0 and "raises_with_brackets" in stats.out
+    # what waits, and the command that decides it (every kind names one)
+    waiting = baton("escalations", store=sqlite_url)
+    assert "resolve with: baton resolve '[red]g[/]' a --retry|--abandon|--output JSON --reason" \
+        " TEXT" in waiting.out
     # the agent's ESC reaches the operator's terminal as text, not as a sequence it obeys
     for shows in (ran, shown, baton("audit", "[red]g[/]", store=sqlite_url),
                   baton("escalations", store=sqlite_url)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "print_goal",
     "print_json",
     "print_summary",
+    "quoted",
     "render_graph",
     "shown",
     "styled",
@@ -51,7 +53,13 @@ STATUS_STYLE = {
 def goes_on(goal_id: str) -> str:
     """How a goal a human has decided goes on: a running `baton worker` takes it up by itself,
     `baton resume` is for a store without one."""
-    return f"a worker picks it up; without workers: baton resume {goal_id}"
+    return f"a worker picks it up; without workers: baton resume {quoted(goal_id)}"
+
+
+def quoted(arg: str) -> str:
+    """A goal or task id as a shell word, for the commands we suggest: `x y`, `search[0]` or
+    `a;b` pasted bare would be split, globbed or run as two commands."""
+    return shlex.quote(arg)
 
 
 def goal_json(goal: Goal) -> dict[str, Any]:
@@ -149,7 +157,7 @@ def print_summary(
     elif resolved:
         console.print(shown(goes_on(goal_id)))
     elif status == "waiting":
-        gid = shown(goal_id)
+        gid = shown(quoted(goal_id))
         console.print(f"resolve with: baton resolve {gid} TASK --retry|--abandon|--output … "
                       f"(--approve|--reject for an approval; `baton answer {gid} TASK TEXT` "
                       "for a question; `baton escalations` says which)")

@@ -29,6 +29,7 @@ from baton.cli.render import (
     print_goal,
     print_json,
     print_summary,
+    quoted,
     shown,
     styled,
     terminal_safe,
@@ -290,14 +291,17 @@ def _escalations(args: argparse.Namespace) -> int:
             print(terminal_safe(
                 f"{row['goal_id']}  {row['task']}  {row['kind']}  since {row['since']}\n"
                 f"    {row['reason']}"))
+            which = f"{quoted(row['goal_id'])} {quoted(row['task'])}"
             if "question" in row:
                 print(terminal_safe(
                     f"    question: {row['question']}\n"
-                    f"    answer with: baton answer {row['goal_id']} {row['task']} TEXT"))
-            if "input" in row:
-                print(f"    input: {json.dumps(row['input'], sort_keys=True)}\n"
-                      f"    decide with: baton resolve {row['goal_id']} {row['task']} "
-                      "--approve|--reject --reason TEXT")
+                    f"    answer with: baton answer {which} TEXT"))
+            elif "input" in row:
+                print(terminal_safe(f"    input: {json.dumps(row['input'], sort_keys=True)}\n"
+                      f"    decide with: baton resolve {which} --approve|--reject --reason TEXT"))
+            else:  # failure, low_confidence, budget, outcome_unknown: a human decides
+                print(terminal_safe(f"    resolve with: baton resolve {which} "
+                                    "--retry|--abandon|--output JSON --reason TEXT"))
     return exits.OK
 
 
