@@ -237,6 +237,18 @@ def test_graph_of_a_plan() -> None:
     assert '"price" -> "book";' in dot.out
 
 
+def test_graph_of_a_goal_named_like_a_directory(sqlite_url: str, tmp_path: Path) -> None:
+    # `examples` is a directory of the working directory (the repository root): not a plan
+    # file, so the goal of that name is drawn, as audit, replay and trace find it
+    data = plan(task("a", "upper", input={"text": "$goal.text"}))
+    ran = baton("run", plan_file(tmp_path, data), "--input", '{"text": "x"}', "--goal-id",
+                "examples", store=sqlite_url)
+    assert ran.code == 0, ran.err
+    drawn = baton("graph", "examples", store=sqlite_url)
+    assert (drawn.code, drawn.err) == (0, "")
+    assert 'a["a<br/>(upper) · succeeded"]' in drawn.out
+
+
 def test_graph_labels_survive_quotes_in_names() -> None:
     from baton.cli.render import render_graph
     from baton.domain.plan import load_plan
