@@ -5,7 +5,7 @@ No store, no threads, no clock: time is whatever the test says it is.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -133,6 +133,21 @@ def test_a_backoff_past_the_largest_float_is_capped_not_a_crash(
         assert sim.raised("a")[0] == ("RetryScheduled", "a")
         assert sim.last[0].fields["delay_s"] == delay
         sim.observe("ClockTicked", seconds=delay)
+
+
+def test_a_backoff_past_the_calendar_is_due_at_its_end_not_a_crash() -> None:
+    # `max_backoff_s: 1e300` passes the plan check; `now + timedelta(1e300 s)` raised
+    # OverflowError out of decide (exit 70 at the first failure, the goal left running).
+    data = chain()
+    data["tasks"][0]["retry"] = {"backoff_s": 1e300, "max_backoff_s": 1e300, "jitter": 0}
+    sim = Sim(data)
+    assert sim.raised("a")[0] == ("RetryScheduled", "a")
+    fields = sim.last[0].fields
+    last = datetime.max.replace(tzinfo=UTC)
+    assert last - timedelta(seconds=1) < fields["due_at"] <= last
+    assert fields["due_at"] == sim.now + timedelta(seconds=fields["delay_s"])
+    assert f"next attempt after {fields['delay_s']:g}s" in fields["reason"]
+    assert sim.status("a") == "retry_wait"
 
 
 def test_retries_exhausted_fail_the_goal_and_skip_the_rest() -> None:
