@@ -353,6 +353,22 @@ def test_an_attempt_a_crash_interrupted_counts_whatever_its_side_effects(
             for name, row in stats.items()} == {"upper": (2, 1, 0), "exclaim": (1, 1, 1)}
 
 
+def test_status_shows_no_agent_time_for_a_task_that_measured_none(store: BatonStore) -> None:
+    # A timed-out attempt reports no duration: `run` (from the events) leaves the ms cell
+    # blank, and `status GOAL` (from the read models) said 0.0 ms for the same task.
+    data = plan(task("a", "upper", input={"text": "$goal.text"}, timeout_s=1,
+                     retry={"max_attempts": 1}, on_failure="abandon"),
+                task("b", "exclaim", input={"text": "$goal.text"}))
+    scripted_goal(store, "t", data, [("a", "AgentTimedOut", {"timeout_s": 1.0}),
+                                     ("b", "AgentReturned", _returned({"text": "hi!"}, 12.5))])
+    readmodels.refresh(store)
+    shown = baton("status", "t", store=store.url)
+    cells = [[cell.strip() for cell in line.split("│")[1:6]]
+             for line in shown.out.splitlines() if line.startswith(("│ a ", "│ b "))]
+    assert cells == [["a", "upper", "abandoned", "1", ""],  # no time measured: blank
+                     ["b", "exclaim", "succeeded", "1", "12.5"]]
+
+
 def test_dollar_sums_do_not_drift_like_binary_floats(store: BatonStore) -> None:
     # $0.1 three times is 0.30000000000000004 in binary floats: `status --json` and `stats
     # --json` printed that where replay (and the budget) say 0.3.

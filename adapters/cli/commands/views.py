@@ -149,9 +149,10 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
         print_json({**goal_status_json(goal, tasks), "owner": owner})
         return
     lines = [
+        # No measured time (attempts that timed out, were cancelled or are still running
+        # report none) is blank, as `run` prints it from the events, not "0.0" ms.
         TaskLine(row["task_id"], row["agent"], row["status"], row["attempts"],
-                 row["duration_ms"] if row["attempts"] else None, row["last_error"],
-                 row["last_reason"])
+                 row["duration_ms"] or None, row["last_error"], row["last_reason"])
         for row in tasks
     ]
     print_summary(goal_id=goal["goal_id"], plan=goal["plan"], status=goal["status"],
