@@ -12,7 +12,7 @@ readiness alone is joined with the dispatch that follows it (`_dispatch_as_ready
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
@@ -554,7 +554,7 @@ def _after_failure(
         rule = "retry.backoff"
         if not_before_s is not None and not_before_s > delay:
             delay, rule = round(not_before_s, 6), "retry.not_before"
-        due = state.now + timedelta(seconds=delay)
+        due, delay = _due_after(state.now, delay)
         reason = (
             f"attempt {attempt} failed ({failure}); failure {failures} of "
             f"{policy.max_attempts} allowed, next attempt after {delay:g}s"
@@ -584,6 +584,17 @@ def _after_failure(
     if spec.on_failure == "abandon":
         return [TaskAbandoned(task=task.id, rule=rule, reason=reason, policy=applied)]
     return [TaskFailed(task=task.id, error=failure, rule=rule, reason=reason, policy=applied)]
+
+
+def _due_after(now: datetime, delay: float) -> tuple[datetime, float]:
+    """When a retry `delay` seconds from `now` falls due. A delay past the calendar (a plan's
+    `max_backoff_s: 1e300`) is cut to the whole seconds left before its end (year 9999)
+    instead of raising OverflowError out of decide; every delay that fits is unchanged."""
+    try:
+        return now + timedelta(seconds=delay), delay
+    except OverflowError:
+        left = (datetime.max.replace(tzinfo=now.tzinfo) - now) // timedelta(seconds=1)
+        return now + timedelta(seconds=left), float(left)
 
 
 def _budget_exhausted(

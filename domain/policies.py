@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 from baton.domain.plan import Budget, RetryPolicy, TaskSpec
@@ -25,9 +26,20 @@ def jitter_fraction(goal_id: str, task_id: str, attempt: int) -> float:
 
 def backoff_delay(policy: RetryPolicy, *, failures: int, jitter: float) -> float:
     """Exponential backoff after the `failures`-th failure, capped, then jittered by ±jitter."""
-    base = min(policy.max_backoff_s, policy.backoff_s * policy.multiplier ** (failures - 1))
+    growth = _growth(policy.multiplier, failures - 1)
+    # 0 * inf is NaN, which min() would turn into max_backoff_s: no backoff stays no backoff.
+    base = 0.0 if policy.backoff_s == 0 else min(policy.max_backoff_s, policy.backoff_s * growth)
     spread = policy.jitter * (2 * jitter - 1)  # in [-policy.jitter, +policy.jitter)
     return round(max(0.0, base * (1 + spread)), 6)
+
+
+def _growth(multiplier: float, steps: int) -> float:
+    """multiplier ** steps, infinite past the largest float: a long retry policy (2.0 ** 1024
+    raises OverflowError) is capped by max_backoff_s like any other long delay."""
+    try:
+        return multiplier**steps
+    except OverflowError:
+        return math.inf
 
 
 @dataclass(frozen=True)

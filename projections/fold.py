@@ -9,7 +9,8 @@ What `agent_stats` counts, per agent name (an *attempt* is one dispatch):
 - `attempts`: dispatches; `succeeded`: attempts whose *agent* output was accepted (a human's
   output is not the agent's success); `failed`: attempts that raised, timed out, or whose
   output was rejected; `rejected_outputs` and `timed_out`: those two parts of `failed`;
-  `interrupted`: attempts a crash left without an outcome; `retries`: retries scheduled;
+  `interrupted`: attempts a crash left without an outcome (re-dispatched, or escalated when
+  unsafe); `retries`: retries scheduled;
   `escalations`: escalations of its tasks to a human.
 - `tokens` / `cost_usd`: usage reported with its results, including results that arrived too late
   to count for their attempt (the spend happened), and what a timed-out attempt had spent when
@@ -246,7 +247,7 @@ class ViewFold:
         cost = float(usage.get("cost_usd", 0.0) or 0.0)
         for row in (goal, task, agent):
             row["tokens"] += tokens
-            row["cost_usd"] += cost
+            row["cost_usd"] = added_cost(row["cost_usd"], cost)
         if event.usage:
             self._model_usage(task["agent"], usage, tokens, cost)
         return agent
@@ -260,10 +261,17 @@ class ViewFold:
         self.dirty_models.add(key)
         row["results"] += 1
         row["tokens"] += tokens
-        row["cost_usd"] += cost
+        row["cost_usd"] = added_cost(row["cost_usd"], cost)
         for name in ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
                      "cache_write_tokens"):
             row[name] += int(usage.get(name) or 0)
+
+
+def added_cost(total: float, cost: float) -> float:
+    """A running sum of dollars, rounded to 1e-9 (as the budget compares spend): binary float
+    sums drift (a thousand $0.001 attempts summed to 1.0000000000000007), and `status --json`
+    and `stats --json` printed the drift beside replay's exact figure."""
+    return round(total + cost, 9)
 
 
 # --- per-kind effects beyond status, reason and timestamps (handled in `apply`) ---------------
@@ -335,7 +343,12 @@ def _interrupted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int
 def _escalated(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task["attempt_in_flight"] = None
     task["waiting_for"] = escalation_kind(type(event).__name__, event.rule)
-    fold.agent(task)["escalations"] += 1
+    agent = fold.agent(task)
+    agent["escalations"] += 1
+    if event.rule == "side_effects.unsafe":
+        # an unsafe attempt a crash left without an outcome: interrupted, as a re-dispatched
+        # one is (AttemptInterrupted), or it would be in no count of `baton stats`
+        agent["interrupted"] += 1
 
 
 def _asked(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:

@@ -27,8 +27,10 @@ __all__ = [
 # 4: task_status.added_by; 5: agent_stats.p50_position / p95_position, so a batch moves
 # the percentiles instead of recounting them; 6: SQLite holds times in UTC, to the
 # microsecond (they were in each event's own offset, so text order was not time order), and
-# a waiting goal's reason says what it waits for once a human's decision moved a task on
-VIEWS_VERSION = 6
+# a waiting goal's reason says what it waits for once a human's decision moved a task on;
+# 7: agent_stats.interrupted counts an unsafe attempt a crash left without an outcome too,
+# and cost_usd sums are rounded to 1e-9 as they add up (no binary float drift)
+VIEWS_VERSION = 7
 
 # Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).
 TASK_STATUSES: tuple[TaskStatus, ...] = (

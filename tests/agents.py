@@ -115,6 +115,12 @@ def flaky(inp: Text) -> Text:
     return Text(text=inp.text + "~")
 
 
+def raises_with_brackets(inp: Text) -> Text:
+    """An error message that reads as rich markup (an unbalanced closing tag), and holds a
+    terminal escape sequence (ESC [ 2 J clears the screen)."""
+    raise RuntimeError(f"bad value [/] in [bold]{inp.text}[/bold] \x1b[2J")
+
+
 class _Unprintable(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no message for you")

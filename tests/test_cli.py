@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import baton
+from tests.support import plan, plan_file, task
 
 PLAN = "examples/travel/plan.yaml"
 LISBON = '{"origin": "LHR", "destination": "Lisbon", "passengers": 2}'
@@ -89,6 +90,36 @@ def test_escalate_resolve_resume(store_url: str, tmp_path: Path) -> None:
     assert resumed.code == 0, resumed.err
     assert resumed.json()["output"]["total"] == 150.0
     assert baton("escalations", "--json", store=store_url).json() == {"escalations": []}
+
+
+def test_ids_names_and_errors_that_look_like_markup_or_escapes_are_shown_as_written(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # An agent's message holding `[/]` made `run` and `status GOAL` exit 70 (rich's
+    # MarkupError); a goal id `[red]g[/]` was listed as `g`, an id no command finds.
+    data = plan(task("a", "raises_with_brackets", input={"text": "$goal.text"},
+                     retry={"max_attempts": 1}, on_failure="escalate"), name="[bold]p[/]")
+    ran = baton("run", plan_file(tmp_path, data), "--input", '{"text": "x"}', "--goal-id",
+                "[red]g[/]", store=sqlite_url)
+    assert ran.code == 3, ran.err
+    assert "bad value [/] in [bold]x[/bold]" in " ".join(ran.out.split())
+    shown = baton("status", "[red]g[/]", store=sqlite_url)
+    assert shown.code == 0, shown.err
+    assert "goal [red]g[/] · [bold]p[/]" in shown.out
+    assert "bad value [/] in [bold]x[/bold]" in " ".join(shown.out.split())
+    assert "baton resolve '[red]g[/]' TASK" in shown.out  # a shell word: pasted, it works
+    listed = baton("status", store=sqlite_url)
+    assert listed.code == 0 and "[red]g[/]  [bold]p[/]" in listed.out
+    stats = baton("stats", store=sqlite_url)
+    assert stats.code == 0 and "raises_with_brackets" in stats.out
+    # what waits, and the command that decides it (every kind names one)
+    waiting = baton("escalations", store=sqlite_url)
+    assert "resolve with: baton resolve '[red]g[/]' a --retry|--abandon|--output JSON --reason" \
+        " TEXT" in waiting.out
+    # the agent's ESC reaches the operator's terminal as text, not as a sequence it obeys
+    for shows in (ran, shown, baton("audit", "[red]g[/]", store=sqlite_url),
+                  baton("escalations", store=sqlite_url)):
+        assert "\x1b" not in shows.out and "\\x1b[2J" in shows.out
 
 
 def test_cancel_a_waiting_goal(store_url: str) -> None:
@@ -204,6 +235,18 @@ def test_graph_of_a_plan() -> None:
     assert mermaid.code == 0 and "search --> price" in mermaid.out
     dot = baton("graph", PLAN, "--format", "dot")
     assert '"price" -> "book";' in dot.out
+
+
+def test_graph_of_a_goal_named_like_a_directory(sqlite_url: str, tmp_path: Path) -> None:
+    # `examples` is a directory of the working directory (the repository root): not a plan
+    # file, so the goal of that name is drawn, as audit, replay and trace find it
+    data = plan(task("a", "upper", input={"text": "$goal.text"}))
+    ran = baton("run", plan_file(tmp_path, data), "--input", '{"text": "x"}', "--goal-id",
+                "examples", store=sqlite_url)
+    assert ran.code == 0, ran.err
+    drawn = baton("graph", "examples", store=sqlite_url)
+    assert (drawn.code, drawn.err) == (0, "")
+    assert 'a["a<br/>(upper) · succeeded"]' in drawn.out
 
 
 def test_graph_labels_survive_quotes_in_names() -> None:

@@ -44,6 +44,28 @@ def test_a_closed_stdout_ends_quietly_with_the_code_for_what_happened(store_url:
         assert (result.returncode, result.stderr) == (code, ""), args
 
 
+def _with_stdout(target: str, *args: str, store: str) -> subprocess.CompletedProcess[str]:
+    """Run baton with its stdout redirected by the shell: `>&-` (closed) or `>/dev/full`."""
+    command = " ".join([sys.executable, "-m", "baton.cli", *args])
+    return subprocess.run(
+        ["sh", "-c", f"exec {command} {target}"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "BATON_STORE": store}, timeout=120, check=False,
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_stdout_closed_from_the_start_is_quiet_and_a_full_one_is_named(store_url: str) -> None:
+    assert baton("run", PLAN, "--input", TRIP, "--goal-id", "trip", store=store_url).code == 0
+    for args in (["status", "trip"], ["export", "trip"]):
+        # no reader at all, as with a reader gone: nothing to say, the command's own code
+        closed = _with_stdout(">&-", *args, store=store_url)
+        assert (closed.returncode, closed.stderr) == (0, ""), args
+        # output someone wanted was lost: one line naming stdout, not the store, not a bug
+        full = _with_stdout(">/dev/full", *args, store=store_url)
+        assert (full.returncode, full.stderr) == (
+            2, "baton: error: cannot write to standard output: No space left on device\n"), args
+
+
 @pytest.mark.parametrize("command", ["run", "submit"])
 @pytest.mark.parametrize("goal_id", ["", "  ", "two\nlines", ".", "..", "g" * 1001])
 def test_a_goal_id_that_cannot_be_one_is_refused_and_creates_nothing(

@@ -5,7 +5,7 @@ No store, no threads, no clock: time is whatever the test says it is.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -116,6 +116,37 @@ def test_a_backoff_not_yet_due_waits() -> None:
     sim = Sim(data)
     sim.raised("a")
     assert sim.observe("ClockTicked", seconds=4.9) == []
+    assert sim.status("a") == "retry_wait"
+
+
+@pytest.mark.parametrize(("backoff_s", "delays"), [(1, [1, 30, 30]), (0, [0, 0, 0])])
+def test_a_backoff_past_the_largest_float_is_capped_not_a_crash(
+    backoff_s: float, delays: list[float]
+) -> None:
+    # 1e200 ** 2 overflows (as 2.0 ** 1024 does on the 1025th failure of a long policy): the
+    # delay is max_backoff_s (0 without a backoff), not an OverflowError out of decide.
+    data = chain()
+    data["tasks"][0]["retry"] = {"max_attempts": 5, "backoff_s": backoff_s, "multiplier": 1e200,
+                                 "max_backoff_s": 30, "jitter": 0}
+    sim = Sim(data)
+    for delay in delays:
+        assert sim.raised("a")[0] == ("RetryScheduled", "a")
+        assert sim.last[0].fields["delay_s"] == delay
+        sim.observe("ClockTicked", seconds=delay)
+
+
+def test_a_backoff_past_the_calendar_is_due_at_its_end_not_a_crash() -> None:
+    # `max_backoff_s: 1e300` passes the plan check; `now + timedelta(1e300 s)` raised
+    # OverflowError out of decide (exit 70 at the first failure, the goal left running).
+    data = chain()
+    data["tasks"][0]["retry"] = {"backoff_s": 1e300, "max_backoff_s": 1e300, "jitter": 0}
+    sim = Sim(data)
+    assert sim.raised("a")[0] == ("RetryScheduled", "a")
+    fields = sim.last[0].fields
+    last = datetime.max.replace(tzinfo=UTC)
+    assert last - timedelta(seconds=1) < fields["due_at"] <= last
+    assert fields["due_at"] == sim.now + timedelta(seconds=fields["delay_s"])
+    assert f"next attempt after {fields['delay_s']:g}s" in fields["reason"]
     assert sim.status("a") == "retry_wait"
 
 

@@ -65,6 +65,15 @@ def test_a_call_that_returns_as_its_time_runs_out_counts_as_returned_once(
     assert agents.CALLS["async_returns_when_told"] == 1
 
 
+def test_a_timeout_longer_than_any_wait_runs_like_no_timeout(store: BatonStore) -> None:
+    # `timeout_s: 1e300` passes the plan check (a number > 0) and means "never": the runner's
+    # timed wait raised OverflowError (exit 70, the goal left running) on the first dispatch.
+    data = plan(task("a", "upper", input={"text": "$goal.text"}, timeout_s=1e300),
+                task("b", "exclaim", input={"text": "$a.text"}, timeout_s=1e300))
+    goal = run(store, data, {"text": "hi"})
+    assert (goal.state.status, goal.state.output) == ("completed", {"b": {"text": "HI!"}})
+
+
 def test_an_exhausted_budget_can_wait_for_a_human(store: BatonStore) -> None:
     data = plan(task("a", "flaky", input={"text": "$goal.text"}, retry={"backoff_s": 0}),
                 budget={"max_attempts": 1, "on_exhausted": "escalate"})

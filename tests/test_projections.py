@@ -330,6 +330,65 @@ def test_agent_stats_match_a_hand_computed_scenario(store: BatonStore) -> None:
     assert view_tables(store)["agent_latency"][0]["duration_ms"] == 10.0
 
 
+def test_an_attempt_a_crash_interrupted_counts_whatever_its_side_effects(
+    store: BatonStore,
+) -> None:
+    # Two attempts in flight when the runner died: the `none` one is dispatched again
+    # (AttemptInterrupted), the `unsafe` one escalated with its outcome unknown. Both were
+    # left without an outcome by the crash, so both are `interrupted`: otherwise the unsafe
+    # agent's attempt is neither succeeded, failed nor interrupted in `baton stats`.
+    data = plan(task("a", "upper", input={"text": "$goal.text"}),
+                task("b", "exclaim", input={"text": "$goal.text"}, side_effects="unsafe"))
+    loaded = prepare_plan(data)
+    goal = Goal.start(goal_id="killed", plan=loaded.plan, goal_input={"text": "hi"},
+                      concurrency=4, at=T0)
+    settle(goal, loaded.contracts)
+    goal.observe("RunResumed", at=T0 + timedelta(seconds=1), concurrency=4)
+    settle(goal, loaded.contracts)
+    assert goal.state.tasks["b"].status == "escalated"
+    store.save(goal)
+    readmodels.refresh(store)
+    stats = {row["agent"]: row for row in projected(store, ReadModels.agents)}
+    assert {name: (row["attempts"], row["interrupted"], row["escalations"])
+            for name, row in stats.items()} == {"upper": (2, 1, 0), "exclaim": (1, 1, 1)}
+
+
+def test_status_shows_no_agent_time_for_a_task_that_measured_none(store: BatonStore) -> None:
+    # A timed-out attempt reports no duration: `run` (from the events) leaves the ms cell
+    # blank, and `status GOAL` (from the read models) said 0.0 ms for the same task.
+    data = plan(task("a", "upper", input={"text": "$goal.text"}, timeout_s=1,
+                     retry={"max_attempts": 1}, on_failure="abandon"),
+                task("b", "exclaim", input={"text": "$goal.text"}))
+    scripted_goal(store, "t", data, [("a", "AgentTimedOut", {"timeout_s": 1.0}),
+                                     ("b", "AgentReturned", _returned({"text": "hi!"}, 12.5))])
+    readmodels.refresh(store)
+    shown = baton("status", "t", store=store.url)
+    cells = [[cell.strip() for cell in line.split("│")[1:6]]
+             for line in shown.out.splitlines() if line.startswith(("│ a ", "│ b "))]
+    assert cells == [["a", "upper", "abandoned", "1", ""],  # no time measured: blank
+                     ["b", "exclaim", "succeeded", "1", "12.5"]]
+
+
+def test_dollar_sums_do_not_drift_like_binary_floats(store: BatonStore) -> None:
+    # $0.1 three times is 0.30000000000000004 in binary floats: `status --json` and `stats
+    # --json` printed that where replay (and the budget) say 0.3.
+    data = plan(task("a", "upper", input={"text": "$goal.text"},
+                     retry={"max_attempts": 4, "backoff_s": 0}))
+    spent = {"usage": {"tokens": 1, "cost_usd": 0.1}}
+    scripted_goal(store, "g", data, [
+        ("a", "AgentRaised", {**_raised(1.0), **spent}),
+        ("a", "AgentRaised", {**_raised(1.0), **spent}),
+        ("a", "AgentReturned", _returned({"text": "HI"}, 1.0, tokens=1, cost=0.1)),
+    ])
+    readmodels.refresh(store)
+    [goal] = projected(store, lambda m: m.goals("g"))
+    [agent] = projected(store, ReadModels.agents)
+    [model] = view_tables(store)["model_stats"]
+    [row] = projected(store, lambda m: m.tasks("g"))
+    assert (goal["cost_usd"], agent["cost_usd"], model["cost_usd"], row["cost_usd"]) == (
+        0.3, 0.3, 0.3, 0.3)
+
+
 def test_percentiles_stay_exact_whatever_the_batches(store: BatonStore) -> None:
     # Durations from a small set, so ties abound; caught up goal by goal (each batch moves the
     # percentiles from where the last one left them), then rebuilt in pages of other sizes.

@@ -28,6 +28,18 @@ def test_status_of_a_goal_whose_runner_was_killed(store_url: str, tmp_path: Path
     assert "behind the log" in shown.err
     text = baton("status", "crashed", store=store_url)
     assert text.code == 0 and "status: running" in text.out
+    # nobody drives it any more (SQLite names the dead owner, PostgreSQL lost its lock with
+    # the session): the operator is told how it moves on, read models behind or not
+    assert "no live process drives it: a worker picks it up; without workers: baton resume " \
+        "crashed" in text.out
+    assert baton("projections", "update", store=store_url).code == 0
+    caught_up = baton("status", "crashed", store=store_url)
+    assert "behind the log" not in caught_up.err
+    assert "without workers: baton resume crashed" in caught_up.out
+    done = baton("run", str(plan_file), "--input", '{"text": "x"}', "--goal-id", "done",
+                 store=store_url)
+    assert done.code == 0 and "no live process" not in baton("status", "done",
+                                                             store=store_url).out
 
 
 def test_status_of_a_goal_written_by_another_process_is_live(store_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
@@ -102,3 +103,15 @@ def test_open_bars_reach_the_present_while_the_goal_has_not_ended() -> None:
                                                                          ("a", later)]
     ended = timeline_of(run.events, now=later)  # completed: the present changes nothing
     assert ended.ended_at == run.events[-1].timestamp
+
+
+@pytest.mark.parametrize("title", ["goal $\\frac{$ · p · completed", "goal cost $5 and $6"])
+def test_a_title_with_dollars_is_drawn_as_written(title: str) -> None:
+    from baton.web.plot import draw_timeline
+
+    figure = draw_timeline(timeline_of(read_run(GOLDEN / "retried.jsonl").events), title=title)
+    [axes] = figure.axes
+    assert axes.get_title() == title
+    # not TeX: the dollars are kept (task ids cannot hold one, but are data all the same)
+    assert not any(t.get_parse_math() for t in [axes.title, *axes.get_yticklabels()])
+    figure.savefig(io.BytesIO(), format="svg")  # `$\frac{$` raised ValueError here

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from baton.cli.render import shown
 from baton.domain.audit import reason_shown
 
 __all__ = ["print_replay", "print_timeline", "print_what_if"]
@@ -57,19 +57,19 @@ def _observed(entry: dict[str, Any]) -> str:
 
 
 def _decided(entry: dict[str, Any]) -> str:
-    why = escape(reason_shown(entry))
+    why = shown(reason_shown(entry))
     granted = entry.get("granted_by")
     if granted:
-        why += escape(
+        why += shown(
             f"; granted by a human: {granted['by']} chose retry at event {granted['seq']} "
             f"({granted['reason']})"
         )
     if entry.get("kind") == "ApprovalRequested":  # what the human approves
-        why += escape(f"; input {_compact(entry.get('input'))}")
+        why += shown(f"; input {_compact(entry.get('input'))}")
     policy = entry.get("policy")
     if policy:
         settings = " ".join(f"{k}={v}" for k, v in policy.items())
-        why += f" [dim]\\[{escape(settings)}][/]"
+        why += f" [dim]\\[{shown(settings)}][/]"
     return why
 
 
@@ -78,10 +78,10 @@ def print_timeline(audit: dict[str, Any], *, title: str) -> None:
     entries = sorted(audit["observations"] + audit["decisions"], key=lambda e: e["seq"])
     console = Console(highlight=False)
     if not entries:
-        console.print(f"[bold]{escape(title)}[/]: nothing recorded")
+        console.print(f"[bold]{shown(title)}[/]: nothing recorded")
         return
     start = datetime.fromisoformat(audit["started_at"] or entries[0]["at"])
-    console.print(f"[bold]{escape(title)}[/] · started {start.isoformat(sep=' ')}")
+    console.print(f"[bold]{shown(title)}[/] · started {start.isoformat(sep=' ')}")
     for entry in entries:
         offset = (datetime.fromisoformat(entry["at"]) - start).total_seconds()
         observation = "caused" in entry
@@ -95,13 +95,13 @@ def print_timeline(audit: dict[str, Any], *, title: str) -> None:
         )
         head = f"{entry['seq']:>4} {f'+{offset:.3f}s':>10}  "
         if observation:
-            line = f"[bold cyan]▸ {entry['kind']}[/]" + (f" {escape(subject)}" if subject else "")
-            line += f" · {escape(_observed(entry))}" if _observed(entry) else ""
+            line = f"[bold cyan]▸ {entry['kind']}[/]" + (f" {shown(subject)}" if subject else "")
+            line += f" · {shown(_observed(entry))}" if _observed(entry) else ""
         else:
             style = _KIND_STYLE.get(entry["kind"], "")
             kind = f"[{style}]{entry['kind']}[/]" if style else entry["kind"]
-            line = f"    {kind}" + (f" {escape(subject)}" if subject else "")
-            line += f" · [magenta]{escape(entry.get('rule') or '')}[/]"
+            line = f"    {kind}" + (f" {shown(subject)}" if subject else "")
+            line += f" · [magenta]{shown(entry.get('rule') or '')}[/]"
             line += f" · {_decided(entry)}"
         console.print(head + line)
 
@@ -139,7 +139,7 @@ def _fields_table(
     for key in keys:
         mine = "—" if recorded is None else _compact(recorded.get(key, "—"), 200)
         theirs = "—" if replayed is None else _compact(replayed.get(key, "—"), 200)
-        table.add_row(key, escape(mine), escape(theirs))
+        table.add_row(key, shown(mine), shown(theirs))
     return table
 
 
@@ -157,7 +157,7 @@ def print_replay(result: dict[str, Any], *, source: str, mode: str) -> None:
     inherited = f", {result['inherited']} inherited from the parent" if result["inherited"] else ""
     if result["ok"]:
         console.print(
-            f"[green]{mode} of {escape(source)}: ok[/] — {result['events']} events, "
+            f"[green]{mode} of {shown(source)}: ok[/] — {result['events']} events, "
             f"{result['decisions']} decisions re-decided identically{inherited}"
         )
     else:
@@ -165,7 +165,7 @@ def print_replay(result: dict[str, Any], *, source: str, mode: str) -> None:
         recorded, replayed = divergence["recorded"], divergence["replayed"]
         what = (recorded or replayed or {}).get("kind", "event")
         console.print(
-            f"[red]{mode} of {escape(source)}: diverged at event "
+            f"[red]{mode} of {shown(source)}: diverged at event "
             f"{divergence['seq']}[/] ({what}) after {result['decisions']} equal "
             f"decisions{inherited}"
         )
@@ -174,7 +174,7 @@ def print_replay(result: dict[str, Any], *, source: str, mode: str) -> None:
         elif replayed is None:
             console.print("  today's code decides nothing here; the recording has a decision:")
         console.print(_fields_table(recorded, replayed, divergence["fields"]))
-    console.print(f"state after event {result['events']}: {escape(_state_line(result['state']))}")
+    console.print(f"state after event {result['events']}: {shown(_state_line(result['state']))}")
 
 
 def _decision_lines(decisions: list[dict[str, Any]]) -> str:
@@ -194,14 +194,14 @@ def print_what_if(result: dict[str, Any], *, source: str, plan: str) -> None:
     console = Console()
     if result["ok"]:
         console.print(
-            f"[green]what-if {escape(plan)} on {escape(source)}: the same decisions[/] "
+            f"[green]what-if {shown(plan)} on {shown(source)}: the same decisions[/] "
             f"through event {result['events']}"
         )
     else:
         count = len(result["differences"])
         points = "1 point decides" if count == 1 else f"{count} points decide"
         console.print(
-            f"[yellow]what-if {escape(plan)} on {escape(source)}: {points} differently[/]"
+            f"[yellow]what-if {shown(plan)} on {shown(source)}: {points} differently[/]"
         )
     for diff in result["differences"]:
         obs = diff["observation"]
@@ -213,12 +213,12 @@ def print_what_if(result: dict[str, Any], *, source: str, plan: str) -> None:
             title_justify="left",
         )
         table.add_row(
-            escape(_decision_lines(diff["recorded"])), escape(_decision_lines(diff["whatif"]))
+            shown(_decision_lines(diff["recorded"])), shown(_decision_lines(diff["whatif"]))
         )
         console.print(table)
     if result["stopped"]:
         console.print(
-            f"stopped at event {result['stopped']['seq']}: {escape(result['stopped']['reason'])}"
+            f"stopped at event {result['stopped']['seq']}: {shown(result['stopped']['reason'])}"
         )
-    console.print(f"recorded: {escape(_state_line(result['recorded_state']))}")
-    console.print(f"what-if:  {escape(_state_line(result['state']))}")
+    console.print(f"recorded: {shown(_state_line(result['recorded_state']))}")
+    console.print(f"what-if:  {shown(_state_line(result['state']))}")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from baton.api.results import GoalResult
@@ -25,8 +27,11 @@ __all__ = [
     "print_goal",
     "print_json",
     "print_summary",
+    "quoted",
     "render_graph",
+    "shown",
     "styled",
+    "terminal_safe",
 ]
 
 STATUS_STYLE = {
@@ -48,7 +53,13 @@ STATUS_STYLE = {
 def goes_on(goal_id: str) -> str:
     """How a goal a human has decided goes on: a running `baton worker` takes it up by itself,
     `baton resume` is for a store without one."""
-    return f"a worker picks it up; without workers: baton resume {goal_id}"
+    return f"a worker picks it up; without workers: baton resume {quoted(goal_id)}"
+
+
+def quoted(arg: str) -> str:
+    """A goal or task id as a shell word, for the commands we suggest: `x y`, `search[0]` or
+    `a;b` pasted bare would be split, globbed or run as two commands."""
+    return shlex.quote(arg)
 
 
 def goal_json(goal: Goal) -> dict[str, Any]:
@@ -96,6 +107,20 @@ class TaskLine:
         return note or ""
 
 
+def terminal_safe(text: str) -> str:
+    """`text` with its control characters but the newline written out (`\x1b` for ESC): an
+    agent's error, output or question reaches the operator's terminal as text, never as an
+    escape sequence that recolours, moves the cursor or retitles the window."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+def shown(text: str) -> str:
+    """Data for a rich console: terminal-safe, and escaped so rich prints `[/]` as written."""
+    return escape(terminal_safe(text))
+
+
 def styled(status: str) -> str:
     style = STATUS_STYLE.get(status, "")
     return f"[{style}]{status}[/]" if style else status
@@ -106,8 +131,10 @@ def print_summary(
     lines: list[TaskLine],
 ) -> None:
     """A table of tasks with status, attempts and duration, then the goal's outcome."""
+    # Ids, names, errors and reasons are data (an agent's message may hold `[/]` or ESC):
+    # shown as written, never read as markup (or failed on) nor sent as escape sequences.
     console = Console()
-    table = Table(title=f"goal {goal_id} · {plan}", title_justify="left")
+    table = Table(title=f"goal {shown(goal_id)} · {shown(plan)}", title_justify="left")
     table.add_column("task")
     table.add_column("agent")
     table.add_column("status")
@@ -115,22 +142,24 @@ def print_summary(
     table.add_column("ms", justify="right")
     table.add_column("note", overflow="fold", max_width=60)
     for line in lines:
-        table.add_row(line.task, line.agent, styled(line.status), str(line.attempts),
-                      "" if line.ms is None else f"{line.ms:.1f}", line.note)
+        table.add_row(shown(line.task), shown(line.agent), styled(line.status),
+                      str(line.attempts), "" if line.ms is None else f"{line.ms:.1f}",
+                      shown(line.note))
     console.print(table)
     # Waiting with nothing escalated: a human resolved what the goal waited for (what
     # `escalations` says too, and the folded reason: GoalState.move, the read models' fold).
     resolved = status == "waiting" and not any(line.status == "escalated" for line in lines)
     console.print(f"status: {styled(status)}" + (
-        f" — {reason}" if reason and status != "completed" else ""
+        f" — {shown(reason)}" if reason and status != "completed" else ""
     ))
     if status == "completed":
         console.print_json(json.dumps(output, default=str))
     elif resolved:
-        console.print(goes_on(goal_id))
+        console.print(shown(goes_on(goal_id)))
     elif status == "waiting":
-        console.print(f"resolve with: baton resolve {goal_id} TASK --retry|--abandon|--output … "
-                      f"(--approve|--reject for an approval; `baton answer {goal_id} TASK TEXT` "
+        gid = shown(quoted(goal_id))
+        console.print(f"resolve with: baton resolve {gid} TASK --retry|--abandon|--output … "
+                      f"(--approve|--reject for an approval; `baton answer {gid} TASK TEXT` "
                       "for a question; `baton escalations` says which)")
 
 

@@ -242,7 +242,11 @@ class Runner:
         """Block until an agent finishes or a timer is due; return what to record (None: woken
         by `wake`, nothing to record)."""
         wake = self._next_wake(goal, in_flight)
-        timeout = None if wake is None else max(0.0, wake - time.monotonic())
+        # A plan may set `timeout_s: 1e300` ("never"): a wait that long is OverflowError in the
+        # queue's timed wait. Waiting the longest it takes is the same to us: when it ends with
+        # nothing due, a ClockTicked is recorded and the wait begins again.
+        timeout = None if wake is None else min(max(0.0, wake - time.monotonic()),
+                                                threading.TIMEOUT_MAX)
         looking = self.watch_s is not None and (timeout is None or timeout > self.watch_s)
         if looking:
             timeout = self.watch_s

@@ -59,12 +59,14 @@ def draw_timeline(line: Timeline, *, title: str) -> Any:
         legend_label = "goal ended" if (colour, dashes) == ENDING_STYLE else mark.label
         marked.setdefault(legend_label, Line2D([], [], color=colour, linestyle=style,
                                                label=legend_label))
-    axes.set_yticks(range(len(rows)), labels=rows)
+    # Ids and names are data, not TeX: matplotlib reads `$…$` as mathtext, so a goal id
+    # `$\frac{$` stopped the drawing (ValueError) and `cost $5 and $6` lost its dollars.
+    axes.set_yticks(range(len(rows)), labels=rows, parse_math=False)
     axes.set_ylim(len(rows) - 0.5, -0.5)
     axes.set_xlim(0, line.span_s * 1.02)
     axes.set_xlabel("seconds since the goal started")
     axes.grid(axis="x", color="#eeeeee")
-    axes.set_title(title)
+    axes.set_title(title, parse_math=False)
     axes.set_axisbelow(True)
     figure.legend(
         handles=[Patch(color=BAR_COLOURS["ok"], label="accepted"),

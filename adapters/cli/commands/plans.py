@@ -47,7 +47,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    if os.path.exists(args.target):
+    # a file, as the other GOAL|FILE commands decide (history_of): a goal named like a
+    # directory of the working directory (`examples`) is drawn, not refused as "Is a directory"
+    if os.path.isfile(args.target):
         plan, statuses = load_plan_file(args.target).plan, None
     else:
         store = store_from(args)

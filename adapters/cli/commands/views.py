@@ -22,7 +22,18 @@ from rich.table import Table
 from baton.cli import exits
 from baton.cli.commands.common import store_from
 from baton.cli.durations import task_durations
-from baton.cli.render import TaskLine, goal_json, print_goal, print_json, print_summary, styled
+from baton.cli.render import (
+    TaskLine,
+    goal_json,
+    goes_on,
+    print_goal,
+    print_json,
+    print_summary,
+    quoted,
+    shown,
+    styled,
+    terminal_safe,
+)
 from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
 from baton.readmodels.reading import ReadModels, goal_status_json
@@ -128,6 +139,8 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
             print_json({**goal_json(live), "owner": owner_json(models.store, goal_id)})
         else:
             print_goal(live, task_durations(models.store, goal_id))
+            _print_owner(goal_id, live.state.status,
+                         owner_json(models.store, goal_id, status=live.state.status))
         return
     goal, tasks = found[0], models.tasks(goal_id)
     # From the store's lock, not the read models; none for a dead owner of a goal ended since.
@@ -136,16 +149,26 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
         print_json({**goal_status_json(goal, tasks), "owner": owner})
         return
     lines = [
+        # No measured time (attempts that timed out, were cancelled or are still running
+        # report none) is blank, as `run` prints it from the events, not "0.0" ms.
         TaskLine(row["task_id"], row["agent"], row["status"], row["attempts"],
-                 row["duration_ms"] if row["attempts"] else None, row["last_error"],
-                 row["last_reason"])
+                 row["duration_ms"] or None, row["last_error"], row["last_reason"])
         for row in tasks
     ]
     print_summary(goal_id=goal["goal_id"], plan=goal["plan"], status=goal["status"],
                   reason=goal["reason"], output=goal["output"], lines=lines)
+    _print_owner(goal_id, goal["status"], owner)
+
+
+def _print_owner(goal_id: str, status: str, owner: dict[str, Any] | None) -> None:
+    """Who drives the goal. A running goal nobody alive drives (its runner was killed, or it
+    was submitted, forked or parked on a backoff) moves only when taken up: say how. Shown
+    whether or not the read models caught up, since a killed runner leaves them behind."""
     if owner is not None:
         state = "alive" if owner["alive"] else "died while driving it"
         print(f"owner: {owner['host']} pid {owner['pid']} since {owner['since']} ({state})")
+    if status == "running" and (owner is None or not owner["alive"]):
+        print(f"no live process drives it: {goes_on(goal_id)}")
 
 
 # What `status` of all goals reads: the columns it shows, not the whole row (no `output`).
@@ -165,7 +188,7 @@ def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
     table.add_column("done", justify="right", no_wrap=True)
     table.add_column("updated (UTC)", no_wrap=True)
     for row in goals:
-        table.add_row(row["goal_id"], row["plan"], styled(row["status"]),
+        table.add_row(shown(row["goal_id"]), shown(row["plan"]), styled(row["status"]),
                       f"{row['tasks_succeeded']}/{row['tasks']}",
                       row["updated_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
     Console().print(table)
@@ -232,7 +255,7 @@ def _print_stats(
                 cells.append("" if value is None else
                              f"{value:.4f}" if field == "cost_usd" else
                              f"{value:.1f}" if field.endswith("_ms") else str(value))
-            table.add_row(row["agent"], *cells)
+            table.add_row(shown(row["agent"]), *cells)
         Console().print(table)
         if per_model:
             Console().print(_model_table(per_model))
@@ -247,7 +270,7 @@ def _model_table(rows: list[dict[str, Any]]) -> Table:
     for header in ("requests", "in tok", "out tok", "tokens", "cost $"):
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(row["agent"], row["model"], str(row["requests"]),
+        table.add_row(shown(row["agent"]), shown(row["model"]), str(row["requests"]),
                       str(row["input_tokens"]), str(row["output_tokens"]), str(row["tokens"]),
                       f"{row['cost_usd']:.6f}")
     return table
@@ -266,15 +289,20 @@ def _escalations(args: argparse.Namespace) -> int:
         print("nothing waits for a human")
     else:
         for row in rows:
-            print(f"{row['goal_id']}  {row['task']}  {row['kind']}  since {row['since']}\n"
-                  f"    {row['reason']}")
+            print(terminal_safe(
+                f"{row['goal_id']}  {row['task']}  {row['kind']}  since {row['since']}\n"
+                f"    {row['reason']}"))
+            which = f"{quoted(row['goal_id'])} {quoted(row['task'])}"
             if "question" in row:
-                print(f"    question: {row['question']}\n"
-                      f"    answer with: baton answer {row['goal_id']} {row['task']} TEXT")
-            if "input" in row:
-                print(f"    input: {json.dumps(row['input'], sort_keys=True)}\n"
-                      f"    decide with: baton resolve {row['goal_id']} {row['task']} "
-                      "--approve|--reject --reason TEXT")
+                print(terminal_safe(
+                    f"    question: {row['question']}\n"
+                    f"    answer with: baton answer {which} TEXT"))
+            elif "input" in row:
+                print(terminal_safe(f"    input: {json.dumps(row['input'], sort_keys=True)}\n"
+                      f"    decide with: baton resolve {which} --approve|--reject --reason TEXT"))
+            else:  # failure, low_confidence, budget, outcome_unknown: a human decides
+                print(terminal_safe(f"    resolve with: baton resolve {which} "
+                                    "--retry|--abandon|--output JSON --reason TEXT"))
     return exits.OK
 
 
