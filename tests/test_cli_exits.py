@@ -126,3 +126,21 @@ def test_a_missing_postgres_database_is_named(pg_base: str) -> None:
     assert result.code == 2
     assert result.err.strip().endswith(f'database "{missing.rsplit("/", 1)[1]}" does not exist')
     assert result.err.count("\n") == 1
+
+
+@pytest.mark.postgres
+def test_a_schema_that_does_not_exist_yet_is_created_on_first_use(pg_base: str) -> None:
+    # The docs' own try-out URL (`?schema=NAME`) on a fresh database: the tables are "created on
+    # first use", so their schema is too; it was `schema "…" does not exist LINE 1: CREATE…`.
+    import psycopg
+
+    schema = f"qa_new_{uuid.uuid4().hex[:8]}"
+    url = f"{pg_base}?schema={schema}"
+    try:
+        run = baton("run", PLAN, "--input", TRIP, "--goal-id", "trip", store=url)
+        assert run.code == 0, run.err
+        listed = baton("status", store=url)
+        assert listed.code == 0 and "trip" in listed.out
+    finally:
+        with psycopg.connect(pg_base, autocommit=True) as conn:
+            conn.execute(f'drop schema if exists "{schema}" cascade')
