@@ -68,3 +68,24 @@ def test_replay_needs_no_working_model_setting_but_calling_the_agents_does(sqlit
     [line] = [line for line in calling.err.splitlines() if line.startswith("baton: error:")]
     assert "plan: agents.price: " in line and "BATON_LLM_BASE_URL" in line
     assert server.requests == []
+
+
+def test_without_the_llm_extra_the_plan_error_names_the_extra_to_install(tmp_path) -> None:
+    # A user who installed '.[test]' as the quick start says, then runs the LLM example: the
+    # error named the missing module only, not what to install (`serve` and `timeline` do).
+    import subprocess
+    import sys
+
+    from tests.cli_support import ROOT
+
+    missing = "import sys; sys.modules.update(pydantic_ai=None, openai=None); "
+    run_cli = "import runpy; runpy.run_module('baton.cli', run_name='__main__')"
+    result = subprocess.run(
+        [sys.executable, "-c", missing + run_cli, "validate", PLAN], cwd=ROOT,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["agents.price", "agents.summarise"]
+    assert all(line.endswith("LLM agents need the llm extra: pip install 'baton[llm]'")
+               for line in lines), lines
