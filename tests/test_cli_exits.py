@@ -144,3 +144,16 @@ def test_a_schema_that_does_not_exist_yet_is_created_on_first_use(pg_base: str) 
     finally:
         with psycopg.connect(pg_base, autocommit=True) as conn:
             conn.execute(f'drop schema if exists "{schema}" cascade')
+
+
+def test_store_given_after_the_command_says_it_goes_before(tmp_path: Path) -> None:
+    # `baton run PLAN --store URL`, the order most CLIs accept, was "unrecognized arguments:
+    # --store sqlite:///…" with nothing saying where --store belongs.
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    for args in (["run", PLAN, "--input", TRIP, "--store", url], ["status", f"--store={url}"]):
+        result = baton(*args)
+        assert result.code == 2
+        assert result.err.count("\n") == 1
+        assert ("--store is a global option: give it before the command (baton --store URL "
+                "COMMAND …)") in result.err, result.err
+    assert not (tmp_path / "b.db").exists()
