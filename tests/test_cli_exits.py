@@ -157,3 +157,22 @@ def test_store_given_after_the_command_says_it_goes_before(tmp_path: Path) -> No
         assert ("--store is a global option: give it before the command (baton --store URL "
                 "COMMAND …)") in result.err, result.err
     assert not (tmp_path / "b.db").exists()
+
+
+def test_a_postgres_url_without_host_or_user_uses_the_documented_defaults() -> None:
+    # docs/reference.md, "Store URLs": host defaults to 127.0.0.1, port 5432, user $PGUSER or
+    # postgres. `postgresql:///db` was refused: 'missing "=" after "postgresql:/db"'.
+    from baton.store.postgres import parse_postgres_url
+
+    for url in ("postgresql:///db?schema=s", "postgres:///db", "postgresql:///db?sslmode=disable"):
+        params, _ = parse_postgres_url(url)
+        assert params["dbname"] == "db", url
+    assert parse_postgres_url("postgresql:///db?sslmode=disable")[0]["sslmode"] == "disable"
+
+
+@pytest.mark.postgres
+def test_a_postgres_url_without_host_reaches_the_default_server(postgres_url: str) -> None:
+    hostless = "postgresql:///" + postgres_url.split("/", 3)[3]  # db?schema=…, no user or host
+    assert hostless.startswith("postgresql:///") and "@" not in hostless
+    result = baton("status", store=hostless, env={"PGUSER": "postgres"})
+    assert result.code == 0, result.err
