@@ -4,7 +4,7 @@
 | --- | --- |
 | `BATON_STORE` | the store URL when `--store` is not given (default `sqlite:///baton.db`) |
 | `BATON_MAX_OUTPUT_BYTES` | the largest agent output recorded, as JSON (default 1,000,000) |
-| `BATON_USER` | who `resolve` and `cancel` record when `--by` is not given (default: $USER) |
+| `BATON_USER` | who `resolve`, `answer` and `cancel` record without `--by` (default: $USER) |
 | `BATON_DEBUG` | show the traceback of an internal error |
 | `BATON_CRASH_AT_EVENT` | fault injection for crash tests: SIGKILL the runner once a save |
 |  | brings the goal to this many events |

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 from typing import Any
 
-from psycopg.errors import DuplicateObject
+from psycopg.errors import DuplicateObject, DuplicateSchema, UniqueViolation
 from psycopg.sql import SQL, Identifier, Literal
 
 __all__ = ["CreatedOnce"]
@@ -47,6 +47,7 @@ class CreatedOnce:
                         (f"{schema}.{table}",),
                     )
                     if _current_mark(conn, schema, table) != mark:  # not made while we waited
+                        _create_schema(conn, schema)
                         _create(conn, self.sql_create_statements)
                         conn.execute(SQL("COMMENT ON TABLE {}.{} IS {}").format(
                             Identifier(schema), Identifier(table), Literal(mark)))
@@ -60,6 +61,16 @@ def _current_mark(conn: Any, schema: str, table: str) -> str | None:
     ).fetchone()
     mark = row["mark"] if isinstance(row, dict) else (row[0] if row else None)
     return mark if isinstance(mark, str) else None
+
+
+def _create_schema(conn: Any, schema: str) -> None:
+    """The URL's `?schema=NAME` is created with the tables, on first use. Only when missing: a
+    role that may use an existing schema need not be allowed to create one."""
+    row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    if row is None:
+        # Another table's creator (its own advisory lock) may create it at the same moment.
+        with contextlib.suppress(DuplicateSchema, UniqueViolation), conn.transaction():
+            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 
 def _create(conn: Any, statements: list[Any]) -> None:

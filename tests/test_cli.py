@@ -249,6 +249,19 @@ def test_graph_of_a_goal_named_like_a_directory(sqlite_url: str, tmp_path: Path)
     assert 'a["a<br/>(upper) · succeeded"]' in drawn.out
 
 
+def test_graph_of_a_misspelt_plan_file_says_no_such_file(tmp_path) -> None:
+    # `graph PLAN|GOAL` takes a missing file for a goal id: a typo in the plan's path was
+    # "no goal 'examples/travel/plan.yml' in this store", about goals the user never named.
+    store = f"sqlite:///{tmp_path / 'baton.db'}"
+    for target in ["examples/travel/plan.yml", "plan.json"]:
+        result = baton("graph", target, store=store)
+        assert result.code == 2
+        assert result.err.strip() == (
+            f"baton: error: {target}: no such plan file (and no goal {target!r} in this store)")
+    assert baton("graph", "no-such-goal", store=store).err.strip() == (
+        "baton: error: no goal 'no-such-goal' in this store")
+
+
 def test_graph_labels_survive_quotes_in_names() -> None:
     from baton.cli.render import render_graph
     from baton.domain.plan import load_plan

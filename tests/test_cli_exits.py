@@ -148,3 +148,53 @@ def test_a_missing_postgres_database_is_named(pg_base: str) -> None:
     assert result.code == 2
     assert result.err.strip().endswith(f'database "{missing.rsplit("/", 1)[1]}" does not exist')
     assert result.err.count("\n") == 1
+
+
+@pytest.mark.postgres
+def test_a_schema_that_does_not_exist_yet_is_created_on_first_use(pg_base: str) -> None:
+    # The docs' own try-out URL (`?schema=NAME`) on a fresh database: the tables are "created on
+    # first use", so their schema is too; it was `schema "…" does not exist LINE 1: CREATE…`.
+    import psycopg
+
+    schema = f"qa_new_{uuid.uuid4().hex[:8]}"
+    url = f"{pg_base}?schema={schema}"
+    try:
+        run = baton("run", PLAN, "--input", TRIP, "--goal-id", "trip", store=url)
+        assert run.code == 0, run.err
+        listed = baton("status", store=url)
+        assert listed.code == 0 and "trip" in listed.out
+    finally:
+        with psycopg.connect(pg_base, autocommit=True) as conn:
+            conn.execute(f'drop schema if exists "{schema}" cascade')
+
+
+def test_store_given_after_the_command_says_it_goes_before(tmp_path: Path) -> None:
+    # `baton run PLAN --store URL`, the order most CLIs accept, was "unrecognized arguments:
+    # --store sqlite:///…" with nothing saying where --store belongs.
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    for args in (["run", PLAN, "--input", TRIP, "--store", url], ["status", f"--store={url}"]):
+        result = baton(*args)
+        assert result.code == 2
+        assert result.err.count("\n") == 1
+        assert ("--store is a global option: give it before the command (baton --store URL "
+                "COMMAND …)") in result.err, result.err
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_a_postgres_url_without_host_or_user_uses_the_documented_defaults() -> None:
+    # docs/reference.md, "Store URLs": host defaults to 127.0.0.1, port 5432, user $PGUSER or
+    # postgres. `postgresql:///db` was refused: 'missing "=" after "postgresql:/db"'.
+    from baton.store.postgres import parse_postgres_url
+
+    for url in ("postgresql:///db?schema=s", "postgres:///db", "postgresql:///db?sslmode=disable"):
+        params, _ = parse_postgres_url(url)
+        assert params["dbname"] == "db", url
+    assert parse_postgres_url("postgresql:///db?sslmode=disable")[0]["sslmode"] == "disable"
+
+
+@pytest.mark.postgres
+def test_a_postgres_url_without_host_reaches_the_default_server(postgres_url: str) -> None:
+    hostless = "postgresql:///" + postgres_url.split("/", 3)[3]  # db?schema=…, no user or host
+    assert hostless.startswith("postgresql:///") and "@" not in hostless
+    result = baton("status", store=hostless, env={"PGUSER": "postgres"})
+    assert result.code == 0, result.err

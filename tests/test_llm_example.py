@@ -66,5 +66,42 @@ def test_replay_needs_no_working_model_setting_but_calling_the_agents_does(sqlit
     assert again.code == 0, again.err
     assert calling.code == 2
     [line] = [line for line in calling.err.splitlines() if line.startswith("baton: error:")]
-    assert "plan: agents.price: " in line and "BATON_LLM_BASE_URL" in line
+    assert "plan: agents.price: " in line and "with a base URL, set BATON_LLM_MODEL" in line
     assert server.requests == []
+
+
+def test_without_the_llm_extra_the_plan_error_names_the_extra_to_install(tmp_path) -> None:
+    # A user who installed '.[test]' as the quick start says, then runs the LLM example: the
+    # error named the missing module only, not what to install (`serve` and `timeline` do).
+    import subprocess
+    import sys
+
+    from tests.cli_support import ROOT
+
+    missing = "import sys; sys.modules.update(pydantic_ai=None, openai=None); "
+    run_cli = "import runpy; runpy.run_module('baton.cli', run_name='__main__')"
+    result = subprocess.run(
+        [sys.executable, "-c", missing + run_cli, "validate", PLAN], cwd=ROOT,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["agents.price", "agents.summarise"]
+    assert all(line.endswith("LLM agents need the llm extra: pip install 'baton[llm]'")
+               for line in lines), lines
+
+
+def test_a_base_url_without_a_model_says_to_set_one_for_the_agent_object_too(sqlite_url) -> None:
+    # The README's endpoint command with BATON_LLM_MODEL left out: the Agent object's line was
+    # "model FunctionModel(model_name='local-pricing', function=<function …>, …): use 'test' or
+    # 'openai:<model>'", a repr instead of the setting to give.
+    checked = baton("validate", PLAN, store=sqlite_url,
+                    env={"BATON_LLM_BASE_URL": "http://127.0.0.1:9/v1", "BATON_LLM_MODEL": ""})
+    assert checked.code == 2
+    price, summarise = checked.err.strip().splitlines()
+    assert price.startswith(f"{PLAN}: agents.price: ")
+    assert price.endswith("with a base URL, set BATON_LLM_MODEL to a model the endpoint serves "
+                          "(the Agent's own model, 'local-pricing', is not an OpenAI model)")
+    assert "FunctionModel(" not in price
+    assert summarise.endswith("with a base URL, set BATON_LLM_MODEL (or the plan's model) to a "
+                              "model the endpoint serves")

@@ -651,3 +651,21 @@ def test_a_base_url_with_credentials_is_refused_at_plan_load_and_never_stored(tm
         prepare_plan(llm_plan(f"http://{secret}@127.0.0.1:9/v1"))  # a user name alone, too
     # A goal stored before the check still loads (replay, resume): it is not judged again.
     assert prepare_plan(data, recorded=True).plan.agents["quote"].llm.base_url.endswith("/v1")
+
+
+def test_an_endpoint_that_does_not_answer_is_named_in_the_error_without_credentials(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Following the README with BATON_LLM_BASE_URL and no server there, the task failed with
+    # "LlmCallFailed: ModelConnectionError: Connection error." alone: not which endpoint.
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("BATON_LLM_BASE_URL", f"http://ana:s3cr3t@127.0.0.1:{port}/v1?k=v")
+    goal = run(store, llm_plan("", max_attempts=1), {"item": "tea"})
+    assert goal.state.status == "failed"
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert raised.message.endswith(f"Connection error. (at http://127.0.0.1:{port}/v1)")
+    assert "s3cr3t" not in raised.message and "ana" not in raised.message

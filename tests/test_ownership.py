@@ -80,6 +80,8 @@ def test_a_second_runner_of_a_driven_goal_exits_2_naming_the_owner(
         assert second.code == 2
         assert f"pid {proc.pid}" in second.err and socket.gethostname()[:28] in second.err
         assert len(second.err.strip().splitlines()) == 1
+        # and what to do about it, which the README gives (`--wait`) and the line did not
+        assert second.err.strip().endswith("; `baton resume g1 --wait` waits for it to let go")
         owner = owner_of(store_url, "g1")
         assert (owner.pid, owner.alive) == (proc.pid, True)
     finally:

@@ -178,3 +178,14 @@ def test_every_whole_plan_shown_in_the_docs_validates() -> None:
                 prepare_plan(yaml.safe_load(block), source=page.name)  # PlanError if not
                 shown += 1
     assert shown >= 2
+
+
+def test_every_table_in_the_docs_has_its_header_row() -> None:
+    # Rows cut off from their table by a blank line render as plain text with pipes: resolve's
+    # --approve and --reject were documented that way, outside its options table.
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for table in re.findall(r"(?:^\|.*\n)+", text, re.M):
+            rows = table.splitlines()
+            assert len(rows) >= 2 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", rows[1]), (
+                f"{page.name}: a table without a header row: {rows[0][:80]}")

@@ -310,3 +310,17 @@ def test_exporting_a_goal_that_is_not_there_leaves_an_existing_file_as_it_was(
         assert kept.read_text() == "what the user exported yesterday\n"
         with pytest.raises(api.CommandError, match="file 5: expected a path or an open text"):
             bt.export_run("no-such-goal", 5)  # type: ignore[arg-type]
+
+
+def test_a_misspelt_run_file_is_named_as_a_missing_file_not_a_missing_goal(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # `fork run.jsonl --at 5` (or audit, replay) with the file's name misspelt took it for a
+    # goal id: "no goal 'run.jsonl' in this store", though the user named a file.
+    missing = tmp_path / "run.jsonl"
+    for args in (["fork", str(missing), "--at", "5"], ["audit", str(missing)],
+                 ["replay", str(missing)]):
+        result = baton(*args, store=sqlite_url)
+        assert result.code == 2
+        assert result.err.strip() == (f"baton: error: run file {missing}: No such file or "
+                                      f"directory (and no goal {str(missing)!r} in this store)")

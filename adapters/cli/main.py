@@ -33,6 +33,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line that points at --help."""
 
     def error(self, message: str) -> NoReturn:
+        unrecognized = message.partition("unrecognized arguments:")[2].split()
+        if any(arg == "--store" or arg.startswith("--store=") for arg in unrecognized):
+            # The order most CLIs accept; argparse only ever says it did not recognise it.
+            message += ("; --store is a global option: give it before the command "
+                        "(baton --store URL COMMAND …)")
         self.exit(exits.INVALID, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

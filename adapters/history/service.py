@@ -20,11 +20,11 @@ from baton.domain.history import kind_of, started_event
 from baton.domain.replay import ReplayResult, replay
 from baton.domain.whatif import WhatIfResult, what_if
 from baton.history.recorded import reexecute
-from baton.history.runfile import RunFile, import_run, read_run, write_run
+from baton.history.runfile import RunFile, RunFileError, import_run, read_run, write_run
 from baton.history.schemas import SchemaError, contracts_from_schemas
 from baton.runtime.loading import LoadedPlan, prepare_plan
 from baton.runtime.service import CommandError
-from baton.store.eventstore import BatonStore
+from baton.store.eventstore import BatonStore, GoalNotFound
 
 __all__ = [
     "History",
@@ -61,7 +61,15 @@ def load_history(target: Target, store: Callable[[], BatonStore]) -> History:
     if os.path.isfile(source):
         run = read_run(source)
         return History(run.goal_id, run.events, source=source)
-    return History(source, list(store().events(source)), source=source)
+    try:
+        events = list(store().events(source))
+    except GoalNotFound:
+        if os.path.splitext(source)[1].lower() not in (".jsonl", ".json"):
+            raise
+        # A run file's name, misspelt: not a goal id the user meant.
+        raise RunFileError(f"run file {source}: No such file or directory (and no goal "
+                           f"{source!r} in this store)") from None
+    return History(source, events, source=source)
 
 
 def _target(target: object, expected: str) -> str:

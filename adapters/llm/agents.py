@@ -26,6 +26,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import pydantic_ai
 from pydantic import BaseModel
@@ -33,6 +34,7 @@ from pydantic_ai import Agent, AgentRetries, capture_run_messages
 from pydantic_ai.exceptions import (
     AgentRunError,
     ModelAPIError,
+    ModelConnectionError,
     ModelHTTPError,
     UnexpectedModelBehavior,
     UsageLimitExceeded,
@@ -85,6 +87,17 @@ def render_prompt(agent_input: BaseModel, attempt: AttemptContext | None) -> str
             f"{problems}\nAnswer again, correcting these problems."
         )
     return prompt
+
+
+def _endpoint(model: Model) -> str:
+    """` (at URL)`: where a request that never got an answer was sent, so a wrong or unstarted
+    endpoint says which. Without user, password or query: the message is recorded."""
+    base = getattr(getattr(model, "client", None), "base_url", None)
+    if base is None:
+        return ""
+    parts = urlsplit(str(base))
+    url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return f" (at {url.rstrip('/')})"
 
 
 # A re-ask quotes at most this much of each previous error: a planner's fragment of thousands of
@@ -169,7 +182,8 @@ class LlmAgent:
                 self._raise(messages, f"HTTP {exc.status_code} from the model: {exc.body}",
                             failed_request=True, retry_after_s=exc.retry_after)
             except ModelAPIError as exc:
-                self._raise(messages, f"{type(exc).__name__}: {exc}", failed_request=True)
+                where = _endpoint(model) if isinstance(exc, ModelConnectionError) else ""
+                self._raise(messages, f"{type(exc).__name__}: {exc}{where}", failed_request=True)
             except UsageLimitExceeded as exc:  # checked between requests: no request failed
                 why = str(exc).split(" Consider raising the limit")[0]  # not pydantic-ai's hint
                 stops = (exc.budget if isinstance(exc, _BudgetSpent)

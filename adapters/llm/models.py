@@ -88,6 +88,11 @@ def _model(
         )
     if wanted is None:
         raise ValueError("the Agent has no model; give it one or set BATON_LLM_MODEL")
+    if isinstance(wanted, Model):  # an Agent's own model object, and a base URL to send to
+        raise ValueError(
+            "with a base URL, set BATON_LLM_MODEL to a model the endpoint serves (the Agent's "
+            f"own model, {wanted.model_name!r}, is not an OpenAI model)"
+        )
     raise ValueError(
         f"model {wanted!r}: use 'test' or 'openai:<model>' (any OpenAI-compatible server "
         "through base_url or BATON_LLM_BASE_URL)"

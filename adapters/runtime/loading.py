@@ -446,7 +446,7 @@ def prepare_plan(
             loaded_agents[name] = agent
         except Exception as exc:  # any import-time failure of user code is a plan problem
             where = target if isinstance(target, str) else "llm"
-            issues.append(PlanIssue(f"agents.{name}", f"{where}: {_short(exc)}"))
+            issues.append(PlanIssue(f"agents.{name}", f"{where}: {_short(exc)}{_extra(exc)}"))
     input_model: type[BaseModel] | None = None
     if plan.input is not None:
         try:
@@ -527,6 +527,18 @@ def _load_results(plan: Plan, contracts: PlanContracts) -> list[PlanIssue]:
 
 def load_plan_file(path: str) -> LoadedPlan:
     return prepare_plan(read_plan_data(path), source=path)
+
+
+# Modules only the `llm` extra installs: an agent that needs one says what to install.
+_LLM_EXTRA_MODULES = frozenset({"pydantic_ai", "openai", "genai_prices"})
+
+
+def _extra(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in (
+        _LLM_EXTRA_MODULES
+    ):
+        return "; LLM agents need the llm extra: pip install 'baton[llm]'"
+    return ""
 
 
 def _short(exc: BaseException) -> str:

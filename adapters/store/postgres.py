@@ -49,7 +49,10 @@ def parse_postgres_url(url: str) -> tuple[dict[str, str], str | None]:
     # quote, not urlencode's default quote_plus: libpq decodes %20 in a URI but not "+".
     rest = urlencode([(key, value) for key, value in query if key != "schema"], quote_via=quote)
     try:
-        params = conninfo_to_dict(parts._replace(query=rest).geturl())
+        # Built by hand: geturl() drops an empty host's "//" (`postgresql:///db` would become
+        # `postgresql:/db`, which libpq refuses), and the defaults apply to a URL without one.
+        uri = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{rest}" if rest else "")
+        params = conninfo_to_dict(uri)
     except psycopg.ProgrammingError as exc:
         detail = " ".join(str(exc).split())
         raise UrlError(

@@ -15,10 +15,11 @@ from baton.cli.commands.common import (
 from baton.cli.durations import task_durations
 from baton.cli.progress import live_progress
 from baton.cli.render import goal_json, print_goal, print_json
+from baton.domain.errors import GoalOwned, one_line
 from baton.domain.goal import Goal
 from baton.runtime.loading import load_plan_file
 from baton.runtime.runner import DEFAULT_CONCURRENCY
-from baton.runtime.service import resume_goal, start_goal
+from baton.runtime.service import CommandError, resume_goal, start_goal
 
 __all__ = ["register"]
 
@@ -77,8 +78,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     store = store_from(args)
-    with live_progress(enabled=not args.json) as progress:
-        goal = resume_goal(
-            store, args.goal, concurrency=args.concurrency, wait=args.wait, observer=progress
-        )
+    try:
+        with live_progress(enabled=not args.json) as progress:
+            goal = resume_goal(
+                store, args.goal, concurrency=args.concurrency, wait=args.wait,
+                observer=progress,
+            )
+    except GoalOwned as exc:  # who drives it, and what this command can do about it
+        raise CommandError(
+            f"{exc}; `baton resume {one_line(args.goal)} --wait` waits for it to let go"
+        ) from None
     return _report(goal, args.json, store)

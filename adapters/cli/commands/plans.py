@@ -10,10 +10,13 @@ from typing import Any
 from baton.cli import exits
 from baton.cli.commands.common import store_from
 from baton.cli.render import render_graph
-from baton.domain.errors import PlanError, one_line
+from baton.domain.errors import BatonError, PlanError, one_line
 from baton.runtime.loading import load_plan_file
+from baton.store.eventstore import GoalNotFound
 
 __all__ = ["register"]
+
+PLAN_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def register(sub: Any) -> None:
@@ -53,7 +56,14 @@ def _graph(args: argparse.Namespace) -> int:
         plan, statuses = load_plan_file(args.target).plan, None
     else:
         store = store_from(args)
-        goal = store.get(args.target)
+        try:
+            goal = store.get(args.target)
+        except GoalNotFound:
+            if os.path.splitext(args.target)[1].lower() not in PLAN_SUFFIXES:
+                raise
+            # It names a plan file, misspelt: the goal it was then taken for is beside the point.
+            raise BatonError(f"{args.target}: no such plan file (and no goal {args.target!r} "
+                             "in this store)") from None
         plan = goal.state.plan  # with the tasks planners and maps added, drawn from `parent`
         statuses = {tid: task.status for tid, task in goal.state.tasks.items()}
     print(render_graph(plan, statuses, args.format))
