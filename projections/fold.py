@@ -10,7 +10,8 @@ What `agent_stats` counts, per agent name (an *attempt* is one dispatch):
   output is not the agent's success); `failed`: attempts that raised, timed out, or whose
   output was rejected; `rejected_outputs` and `timed_out`: those two parts of `failed`;
   `interrupted`: attempts a crash left without an outcome (re-dispatched, or escalated when
-  unsafe); `retries`: retries scheduled;
+  unsafe), or that a cancel or a goal's failure (a deadline) ended while they ran;
+  `retries`: retries scheduled;
   `escalations`: escalations of its tasks to a human.
 - `tokens` / `cost_usd`: usage reported with its results, including results that arrived too late
   to count for their attempt (the spend happened), and what a timed-out attempt had spent when
@@ -373,6 +374,14 @@ def _task_ended(fold: ViewFold, event: Any, goal: Row, task: Row, position: int)
     task["attempt_in_flight"] = None
 
 
+def _cancelled(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    if task["attempt_in_flight"] is not None and task["last_outcome"] is None:
+        # cancelled while its attempt ran (`baton cancel`, a deadline): no outcome will count
+        # it, so it is interrupted, or `stats` showed more attempts than their outcomes
+        fold.agent(task)["interrupted"] += 1
+    task["attempt_in_flight"] = None
+
+
 def _completed(fold: ViewFold, event: Any, goal: Row, task: Any, position: int) -> None:
     goal["output"] = event.output
 
@@ -416,7 +425,7 @@ _HANDLERS: dict[str, Handler] = {
     "TaskFailed": _task_failed,
     "TaskAbandoned": _task_ended,
     "TaskSkipped": _task_ended,
-    "TaskCancelled": _task_ended,
+    "TaskCancelled": _cancelled,
     "GoalCompleted": _completed,
     "PlanExtended": _plan_extended,
     "MapExpanded": _map_expanded,

@@ -29,7 +29,8 @@ __all__ = [
 # microsecond (they were in each event's own offset, so text order was not time order), and
 # a waiting goal's reason says what it waits for once a human's decision moved a task on;
 # 7: agent_stats.interrupted counts an unsafe attempt a crash left without an outcome too,
-# and cost_usd sums are rounded to 1e-9 as they add up (no binary float drift)
+# and an attempt a cancel or a goal's failure ended while it ran; cost_usd sums are rounded
+# to 1e-9 as they add up (no binary float drift)
 VIEWS_VERSION = 7
 
 # Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).

@@ -353,6 +353,20 @@ def test_an_attempt_a_crash_interrupted_counts_whatever_its_side_effects(
             for name, row in stats.items()} == {"upper": (2, 1, 0), "exclaim": (1, 1, 1)}
 
 
+def test_an_attempt_a_cancel_or_a_deadline_ended_counts_as_interrupted(
+    store: BatonStore,
+) -> None:
+    # The goal's deadline passes while `hangs` runs: the goal fails and the attempt is
+    # cancelled with no outcome. It was an attempt in `baton stats` and none of its outcomes.
+    data = plan(task("a", "hangs", input={"text": "$goal.text"}, timeout_s=20),
+                budget={"deadline_s": 0.3})
+    goal = run(store, data, {"text": "hi"})
+    assert goal.state.tasks["a"].status == "cancelled"
+    readmodels.refresh(store)
+    [row] = projected(store, ReadModels.agents)
+    assert (row["attempts"], row["succeeded"], row["failed"], row["interrupted"]) == (1, 0, 0, 1)
+
+
 def test_status_shows_no_agent_time_for_a_task_that_measured_none(store: BatonStore) -> None:
     # A timed-out attempt reports no duration: `run` (from the events) leaves the ms cell
     # blank, and `status GOAL` (from the read models) said 0.0 ms for the same task.
