@@ -82,6 +82,11 @@ def test_audit_shows_the_fragment_and_why(store_url: str) -> None:
     one = baton("audit", "decomposed", "--task", "each[1]", "--json", store=store_url)
     assert one.code == 0, one.err
     assert {d["task"] for d in one.json()["decisions"]} == {"each[1]"}
+    none = baton("audit", "decomposed", "--task", "each[3]", store=store_url)
+    assert none.code == 2  # the tasks the run added are named among the goal's
+    assert none.err.strip().endswith(
+        "goal decomposed has no such task (plan, each, all, plan/a, each[0], each[1], each[2])"
+    ), none.err
 
 
 def test_fork_export_and_import_reproduce_added_tasks(store_url: str, tmp_path: Path) -> None:

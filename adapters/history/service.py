@@ -82,17 +82,30 @@ def audit_history(history: History, *, task: str | None = None) -> dict[str, Any
     """The decision timeline (docs/reference.md, `audit --json`), or one task's part of it."""
     started = started_event(history.events)
     task_ids = [spec.get("id") for spec in started.plan.get("tasks", [])]
-    if task is not None and task not in task_ids and not _added_task(history, task):
-        known = ", ".join(str(tid) for tid in task_ids)
-        raise CommandError(f"--task {task}: goal {history.goal_id} has no such task ({known})")
+    if task is not None and task not in task_ids:
+        added = _added_tasks(history)
+        if task not in added:
+            raise CommandError(f"--task {task}: goal {history.goal_id} has no such task "
+                               f"({_listed([*map(str, task_ids), *added])})")
     return timeline(history.events, task=task)
 
 
-def _added_task(history: History, task: str) -> bool:
-    """Did the run add this task (a fragment's, a map instance)?"""
-    return any(task in getattr(event, "added", ()) or (
-        kind_of(event) == "MapExpanded" and task.startswith(getattr(event, "task", "") + "[")
-    ) for event in history.events)
+def _added_tasks(history: History) -> list[str]:
+    """The tasks the run added (a planner's fragments, a map's instances), in order."""
+    added: list[str] = []
+    for event in history.events:
+        if kind_of(event) == "MapExpanded":
+            fields = vars(event)
+            added += [f"{fields['task']}[{index}]" for index in range(fields["width"])]
+        else:
+            added += getattr(event, "added", ())
+    return added
+
+
+def _listed(names: list[str], most: int = 12) -> str:
+    """Names for a one-line message: the first `most`, then how many more."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def replay_contracts(history: History, *, no_code: bool = False) -> tuple[Contracts, str | None]:
