@@ -140,3 +140,42 @@ def test_a_sqlite_store_locked_by_another_writer_fails_in_one_line_after_the_tim
     store.close()
     resumed = cli("--store", f"sqlite:///{db}", "resume", goal_id)
     assert resumed.code in (0, 1), resumed.err
+
+
+def test_a_sqlite_file_deleted_mid_run_ends_the_run_in_one_line_and_creates_no_new_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "baton.db"
+    monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(hostile_plan(
+        task("a", "deletes_sqlite", input={"text": "$goal.text"}),
+        task("b", "deletes_sqlite", input={"text": "$a.text"}))))
+    result = cli("--store", f"sqlite:///{db}", "run", str(plan_file), "--input", '{"text": "x"}')
+    # It went on into the unlinked file, ran b, and exited 0 "completed" with nothing kept.
+    assert result.code == 2, result.out
+    assert "Traceback" not in result.err
+    error = [line for line in result.err.splitlines() if line.startswith("baton: error")]
+    assert error == [f"baton: error: store sqlite:///{db}: the database file {str(db)!r} was "
+                     "deleted or replaced while this process had it open; nothing more is written"]
+    assert not db.exists()  # no new file holding read models of a goal without events
+
+
+def test_a_sqlite_file_replaced_by_a_backup_mid_run_stops_the_run_and_resume_goes_on_from_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "baton.db"
+    monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(hostile_plan(
+        task("a", "replaces_sqlite", input={"text": "$goal.text"}),
+        task("b", "replaces_sqlite", input={"text": "$a.text"}))))
+    url = f"sqlite:///{db}"
+    result = cli("--store", url, "run", str(plan_file), "--input", '{"text": "x"}',
+                 "--goal-id", "g1")
+    assert result.code == 2, result.out
+    assert "was deleted or replaced while this process had it open" in result.err
+    resumed = cli("--store", url, "resume", "g1", "--json")  # from what the backup holds
+    assert resumed.code == 0, resumed.err
+    assert json.loads(resumed.out)["status"] == "completed"
+    assert cli("--store", url, "replay", "g1").code == 0

@@ -66,6 +66,7 @@ def _page_size() -> int:
 
 def refresh(store: BatonStore) -> int:
     """Apply every event the read models have not seen; returns how many."""
+    store.check_same_file()  # a deleted store file: not a new one holding read models only
     with translated_errors(store.url):
         return projections.catch_up(store.app, page_size=_page_size(), hook=_crash_hook())
 

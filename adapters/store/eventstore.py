@@ -228,6 +228,17 @@ def _already_stored(recorder: Any, stored_events: Sequence[Any]) -> bool:
     return True
 
 
+def _file_identity(path: str | None) -> tuple[int, int] | None:
+    """The device and inode of a SQLite store's file: which file the path names now."""
+    if path is None or path == ":memory:":
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, -1)  # gone: differs from any file's identity
+    return (stat.st_dev, stat.st_ino)
+
+
 def describe_store(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
@@ -305,12 +316,29 @@ class BatonStore:
         writes (an invalid goal input) creates none. Every other store opens at once."""
         try:
             with translated_errors(self.url):
-                return BatonApplication(env=self.env)
+                app = BatonApplication(env=self.env)
         except StoreError:
             named = _named_connect_failure(self.url, self.env)
             if named is None:
                 raise
             raise named from None
+        self._opened_file = _file_identity(self.env.get("SQLITE_DBNAME"))
+        return app
+
+    def check_same_file(self) -> None:
+        """A SQLite file deleted or replaced (a restored backup) while this process has it open
+        keeps taking the writes of the connections opened before, into an unlinked file: a run
+        went on, and reported success, with its later events lost. A save that finds another
+        file (or none) at the path ends the command in one line instead; whichever file that
+        save reached, `baton resume` goes on from what the file at the path now holds."""
+        opened = getattr(self, "_opened_file", None)
+        if opened is None:  # PostgreSQL, :memory:, or not opened
+            return
+        path = self.env["SQLITE_DBNAME"]
+        if _file_identity(path) != opened:
+            raise StoreError(f"store {describe_store(self.url)}: the database file {path!r} was "
+                             "deleted or replaced while this process had it open; "
+                             "nothing more is written")
 
     @property
     def is_open(self) -> bool:
@@ -381,11 +409,13 @@ class BatonStore:
         with translated_errors(self.url):
             if self.app.repository.cache is not None:
                 self.app.save(goal)
+                self.check_same_file()
                 return
             pending = goal.collect_events()
             if pending:  # the application's event store, less the notifications it builds
                 to_stored = self.app.mapper.to_stored_event
                 self.app.recorder.insert_events([to_stored(event) for event in pending])
+                self.check_same_file()  # after the insert: it may have gone to a dead file
         if pending and snapshot_due(goal, pending[0].originator_version):
             self._snapshot(goal)
 
