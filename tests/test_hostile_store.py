@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from typing import Any
 
 import pytest
 from eventsourcing.persistence import OperationalError
 
+import baton
 from baton.domain.replay import replay
 from baton.store import eventstore
 from baton.store.eventstore import StoreError, open_store
@@ -179,3 +181,12 @@ def test_a_sqlite_file_replaced_by_a_backup_mid_run_stops_the_run_and_resume_goe
     assert resumed.code == 0, resumed.err
     assert json.loads(resumed.out)["status"] == "completed"
     assert cli("--store", url, "replay", "g1").code == 0
+
+
+def test_a_store_that_cannot_be_opened_leaves_no_connection_pool_threads_behind() -> None:
+    before = set(threading.enumerate())
+    with pytest.raises(StoreError, match="port 1 failed"):
+        baton.Baton("postgresql://postgres@127.0.0.1:1/test?connect_timeout=1").__enter__()
+    # The pool's workers lived on until a garbage collection, which, when it ran on one of
+    # them, printed "Exception ignored in Application.__del__ ... cannot join current thread".
+    assert [t.name for t in set(threading.enumerate()) - before if t.is_alive()] == []

@@ -7,6 +7,7 @@ errors are translated here, at the boundary, into `StoreError` with one line nam
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -14,7 +15,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -87,6 +87,20 @@ class BatonApplication(Application[str]):
 
     name = "baton"
     is_snapshotting_enabled = True
+
+    def __init__(self, env: Any = None) -> None:
+        """The library's, closing what it opened when a store refuses it (down, a missing
+        schema): left to the garbage collector, a PostgreSQL pool's worker threads lived on
+        after each failed open, and a collection that ran on one of them printed `Exception
+        ignored in Application.__del__ ... cannot join current thread` to the user's stderr."""
+        try:
+            super().__init__(env)
+        except BaseException:
+            factory = getattr(self, "factory", None)
+            if factory is not None:
+                with contextlib.suppress(Exception):
+                    factory.close()
+            raise
 
     def construct_transcoder(self) -> Transcoder:
         """The library's JSON transcoder and transcodings, encoding through orjson
@@ -248,7 +262,7 @@ def describe_store(url: str) -> str:
     return url
 
 
-@contextmanager
+@contextlib.contextmanager
 def translated_errors(url: str) -> Iterator[None]:
     """Turn driver and library errors into one-line StoreErrors naming the store."""
     try:
