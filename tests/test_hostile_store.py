@@ -190,3 +190,11 @@ def test_a_store_that_cannot_be_opened_leaves_no_connection_pool_threads_behind(
     # The pool's workers lived on until a garbage collection, which, when it ran on one of
     # them, printed "Exception ignored in Application.__del__ ... cannot join current thread".
     assert [t.name for t in set(threading.enumerate()) - before if t.is_alive()] == []
+
+
+def test_a_sqlite_store_path_that_cannot_be_opened_says_why(tmp_path: Any) -> None:
+    (tmp_path / "baton.db").mkdir()  # a typo'd or mistaken path: SQLite says only "unable to…"
+    result = cli("--store", f"sqlite:///{tmp_path}/baton.db", "status")
+    assert result.code == 2
+    assert result.err == (f"baton: error: store sqlite:///{tmp_path}/baton.db: unable to open "
+                          f"database file ({str(tmp_path / 'baton.db')!r} is a directory)\n")

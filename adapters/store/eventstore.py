@@ -273,7 +273,7 @@ def translated_errors(url: str) -> Iterator[None]:
         if not _is_store_failure(exc):
             raise
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise StoreError(f"store {describe_store(url)}: {_explained(detail)}") from None
+        raise StoreError(f"store {describe_store(url)}: {_explained(detail, url)}") from None
 
 
 def with_lock_timeout(env: dict[str, str]) -> dict[str, str]:
@@ -284,12 +284,31 @@ def with_lock_timeout(env: dict[str, str]) -> dict[str, str]:
     return {**env, "SQLITE_LOCK_TIMEOUT": str(settings().sqlite_lock_timeout)}
 
 
-def _explained(detail: str) -> str:
+def _explained(detail: str, url: str) -> str:
     if detail == "database is locked":
         waited = settings().sqlite_lock_timeout
         return (f"database is locked by another writer (waited {waited} s; "
                 "BATON_SQLITE_LOCK_TIMEOUT sets how long)")
+    if detail == "unable to open database file":
+        return f"{detail}{_why_not_opened(url)}"
     return detail
+
+
+def _why_not_opened(url: str) -> str:
+    """What SQLite's "unable to open database file" does not say: the usual reasons, when one
+    holds (a read-only directory fails reads too: WAL mode opens -wal and -shm files there)."""
+    path = store_env(url).get("SQLITE_DBNAME")
+    if path is None or path == ":memory:":
+        return ""
+    parent = str(Path(path).parent)
+    if Path(path).is_dir():
+        return f" ({path!r} is a directory)"
+    if not os.access(parent, os.W_OK):
+        return (f" (directory {parent!r} is not writable: SQLite keeps its -wal and -shm "
+                "files beside the database)")
+    if Path(path).exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f" ({path!r} is not readable and writable by this user)"
+    return ""
 
 
 def _is_store_failure(exc: Exception) -> bool:
