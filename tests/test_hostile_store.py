@@ -198,3 +198,15 @@ def test_a_sqlite_store_path_that_cannot_be_opened_says_why(tmp_path: Any) -> No
     assert result.code == 2
     assert result.err == (f"baton: error: store sqlite:///{tmp_path}/baton.db: unable to open "
                           f"database file ({str(tmp_path / 'baton.db')!r} is a directory)\n")
+
+
+@pytest.mark.postgres
+def test_a_postgres_schema_that_does_not_exist_is_one_line_without_baton_s_sql(
+    postgres_url: str,
+) -> None:
+    url = postgres_url.replace("schema=", "schema=x") + "_missing"  # a typo in ?schema=
+    result = cli("--store", url, "status")
+    assert result.code == 2
+    schema = url.rsplit("schema=", 1)[1]
+    # It went on: `LINE 1: CREATE TABLE IF NOT EXISTS "…"."baton_events" (originat... ^`
+    assert result.err == f'baton: error: store {url}: schema "{schema}" does not exist\n'

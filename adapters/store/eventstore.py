@@ -272,8 +272,23 @@ def translated_errors(url: str) -> Iterator[None]:
     except Exception as exc:
         if not _is_store_failure(exc):
             raise
-        detail = " ".join(str(exc).split()) or type(exc).__name__
+        detail = " ".join(_without_sql_context(str(exc)).split()) or type(exc).__name__
         raise StoreError(f"store {describe_store(url)}: {_explained(detail, url)}") from None
+
+
+def _without_sql_context(message: str) -> str:
+    """A PostgreSQL error without the statement it quotes: its `LINE n:` excerpt with a caret
+    under it, and its `CONTEXT:` (a PL/pgSQL function's statement), are Baton's own SQL, no
+    help to a user who mistyped `?schema=` or lacks a privilege; `DETAIL:` and `HINT:` stay."""
+    kept, quoting = [], False
+    for line in message.splitlines():
+        if line.startswith(("LINE ", "CONTEXT:")):
+            quoting = True
+        elif line.startswith(("DETAIL:", "HINT:")):
+            quoting = False
+        if not quoting:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def with_lock_timeout(env: dict[str, str]) -> dict[str, str]:
