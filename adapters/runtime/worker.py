@@ -268,6 +268,8 @@ class Worker:
         """The goal ended: nothing more to drive or to look at."""
         self.versions.pop(goal_id, None)
         self.unloadable.pop(goal_id, None)
+        with self._count:
+            self.refused.pop(goal_id, None)
         self._unsee(goal_id)
         self.fresh.pop(goal_id, None)
 
