@@ -100,6 +100,36 @@ def locks_sqlite(inp: Text) -> Text:
     return Text(text=inp.text)
 
 
+def replaces_sqlite(inp: Text) -> Text:
+    """Replaces the SQLite store's file with a copy of itself (a backup restored over it) and
+    returns; only on its first call for a store (a marker file beside it)."""
+    import os
+    import sqlite3
+    from pathlib import Path
+
+    path = os.environ["BATON_TEST_SQLITE"]
+    marker = Path(path + ".replaced-once")
+    if marker.exists():
+        return Text(text=inp.text)
+    marker.write_text("")
+    with sqlite3.connect(path) as source, sqlite3.connect(path + ".copy") as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+    os.replace(path + ".copy", path)
+    return Text(text=inp.text)
+
+
+def deletes_sqlite(inp: Text) -> Text:
+    """Deletes the SQLite store's file (and its WAL) and returns."""
+    import os
+    from pathlib import Path
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(os.environ["BATON_TEST_SQLITE"] + suffix).unlink(missing_ok=True)
+    return Text(text=inp.text)
+
+
 def kills_store_connections(inp: Text) -> Text:
     """Terminates, server-side, every connection of this process's store (pg_terminate_backend
     on its application_name), as a failover or an administrator would; then returns."""

@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from typing import Any
 
 import pytest
 from eventsourcing.persistence import OperationalError
 
+import baton
 from baton.domain.replay import replay
 from baton.store import eventstore
 from baton.store.eventstore import StoreError, open_store
@@ -140,3 +142,71 @@ def test_a_sqlite_store_locked_by_another_writer_fails_in_one_line_after_the_tim
     store.close()
     resumed = cli("--store", f"sqlite:///{db}", "resume", goal_id)
     assert resumed.code in (0, 1), resumed.err
+
+
+def test_a_sqlite_file_deleted_mid_run_ends_the_run_in_one_line_and_creates_no_new_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "baton.db"
+    monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(hostile_plan(
+        task("a", "deletes_sqlite", input={"text": "$goal.text"}),
+        task("b", "deletes_sqlite", input={"text": "$a.text"}))))
+    result = cli("--store", f"sqlite:///{db}", "run", str(plan_file), "--input", '{"text": "x"}')
+    # It went on into the unlinked file, ran b, and exited 0 "completed" with nothing kept.
+    assert result.code == 2, result.out
+    assert "Traceback" not in result.err
+    error = [line for line in result.err.splitlines() if line.startswith("baton: error")]
+    assert error == [f"baton: error: store sqlite:///{db}: the database file {str(db)!r} was "
+                     "deleted or replaced while this process had it open; nothing more is written"]
+    assert not db.exists()  # no new file holding read models of a goal without events
+
+
+def test_a_sqlite_file_replaced_by_a_backup_mid_run_stops_the_run_and_resume_goes_on_from_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "baton.db"
+    monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(hostile_plan(
+        task("a", "replaces_sqlite", input={"text": "$goal.text"}),
+        task("b", "replaces_sqlite", input={"text": "$a.text"}))))
+    url = f"sqlite:///{db}"
+    result = cli("--store", url, "run", str(plan_file), "--input", '{"text": "x"}',
+                 "--goal-id", "g1")
+    assert result.code == 2, result.out
+    assert "was deleted or replaced while this process had it open" in result.err
+    resumed = cli("--store", url, "resume", "g1", "--json")  # from what the backup holds
+    assert resumed.code == 0, resumed.err
+    assert json.loads(resumed.out)["status"] == "completed"
+    assert cli("--store", url, "replay", "g1").code == 0
+
+
+def test_a_store_that_cannot_be_opened_leaves_no_connection_pool_threads_behind() -> None:
+    before = set(threading.enumerate())
+    with pytest.raises(StoreError, match="port 1 failed"):
+        baton.Baton("postgresql://postgres@127.0.0.1:1/test?connect_timeout=1").__enter__()
+    # The pool's workers lived on until a garbage collection, which, when it ran on one of
+    # them, printed "Exception ignored in Application.__del__ ... cannot join current thread".
+    assert [t.name for t in set(threading.enumerate()) - before if t.is_alive()] == []
+
+
+def test_a_sqlite_store_path_that_cannot_be_opened_says_why(tmp_path: Any) -> None:
+    (tmp_path / "baton.db").mkdir()  # a typo'd or mistaken path: SQLite says only "unable to…"
+    result = cli("--store", f"sqlite:///{tmp_path}/baton.db", "status")
+    assert result.code == 2
+    assert result.err == (f"baton: error: store sqlite:///{tmp_path}/baton.db: unable to open "
+                          f"database file ({str(tmp_path / 'baton.db')!r} is a directory)\n")
+
+
+@pytest.mark.postgres
+def test_a_postgres_schema_that_does_not_exist_is_one_line_without_baton_s_sql(
+    postgres_url: str,
+) -> None:
+    url = postgres_url.replace("schema=", "schema=x") + "_missing"  # a typo in ?schema=
+    result = cli("--store", url, "status")
+    assert result.code == 2
+    schema = url.rsplit("schema=", 1)[1]
+    # It went on: `LINE 1: CREATE TABLE IF NOT EXISTS "…"."baton_events" (originat... ^`
+    assert result.err == f'baton: error: store {url}: schema "{schema}" does not exist\n'

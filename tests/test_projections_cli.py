@@ -312,3 +312,44 @@ def test_bad_input_gets_one_line(sqlite_url: str, tmp_path: Path) -> None:
     bad = baton("projections", "update", store=sqlite_url,
                 env={"BATON_CRASH_IN_PROJECTION": "sometime"})
     assert bad.code == 2 and "BATON_CRASH_IN_PROJECTION" in bad.err
+
+
+def test_follow_outlives_a_store_failure_once_it_has_caught_up(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dropped connection, a failover, a lock held past its timeout: the follower said so
+    and exited 2, and the read models fell behind until someone restarted it. (SQLite's poll;
+    PostgreSQL's runner raises the same StoreError to the same loop.)"""
+    import threading
+
+    from baton.store.eventstore import StoreError, open_store
+
+    store = open_store(sqlite_url)
+
+    calls: list[int] = []
+    refresh = readmodels.refresh
+    stop = threading.Event()
+
+    def fails_once(store_: BatonStore) -> int:
+        calls.append(1)
+        if len(calls) == 2:  # after the first catch-up; another process writes meanwhile
+            run(store, RETRIED, {"text": "later"}, goal_id="later")
+            raise StoreError("store x: server closed the connection unexpectedly")
+        if len(calls) == 3:
+            stop.set()
+        return refresh(store_)
+
+    monkeypatch.setattr(readmodels, "refresh", fails_once)
+    monkeypatch.setattr(readmodels, "FOLLOW_RETRY_S", (0.0, 0.0), raising=False)
+    try:
+        readmodels.follow(store, interval_s=0.0, stop=stop)
+    finally:
+        store.close()
+    assert capsys.readouterr().err == ("baton: warning: read models not followed: store x: "
+                                       "server closed the connection unexpectedly; trying "
+                                       "again in 0s\n")
+    store = open_store(sqlite_url)
+    try:
+        assert _goal(store, "later")[0]["status"] == "completed"
+    finally:
+        store.close()

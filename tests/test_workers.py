@@ -951,3 +951,34 @@ def test_a_store_blip_while_an_agent_runs_does_not_make_the_worker_give_up_the_g
     finally:
         worker_agents.GATE_OPEN.set()
         store.close()
+
+
+def test_a_worker_whose_saves_the_store_refuses_leaves_the_goal_alone_for_a_while(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only role or replica, a deleted SQLite file: reads work, every save is refused.
+    Claimed again at once, the goal was claimed and refused hundreds of times a second."""
+    from baton.runtime.worker import Worker
+    from baton.store.eventstore import StoreError
+
+    goal_id = baton("submit", PLAN, "--input", TRIP, store=sqlite_url).out.strip()
+    store = open_store(sqlite_url)
+    try:
+        refusals: list[int] = []
+        save = store.save
+
+        def refused_five_times(goal: object) -> None:
+            if len(refusals) < 5:
+                refusals.append(1)
+                raise StoreError("store x: cannot execute INSERT in a read-only transaction")
+            save(goal)  # type: ignore[arg-type]
+
+        store.save = refused_five_times  # type: ignore[method-assign]
+        caplog.set_level("INFO", logger="baton.worker")
+        Worker(store=store, burst=True, refresh_s=0).run()
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors == [f"goal {goal_id}: store x: cannot execute INSERT in a read-only "
+                          "transaction (looked at again in 1s)"]
+        assert kinds(store, goal_id) == ["Started"]  # left for a later look, not completed
+    finally:
+        store.close()

@@ -26,7 +26,13 @@ from baton.domain.lifecycle import GOAL_OPEN
 from baton.projections import GoalViews, ProjectionState
 from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, MODEL_STATS, TASK_STATUS
 from baton.settings import settings
-from baton.store.eventstore import BatonApplication, BatonStore, GoalNotFound, translated_errors
+from baton.store.eventstore import (
+    BatonApplication,
+    BatonStore,
+    GoalNotFound,
+    StoreError,
+    translated_errors,
+)
 
 __all__ = [
     "LAG_COUNTED",
@@ -66,6 +72,7 @@ def _page_size() -> int:
 
 def refresh(store: BatonStore) -> int:
     """Apply every event the read models have not seen; returns how many."""
+    store.check_same_file()  # a deleted store file: not a new one holding read models only
     with translated_errors(store.url):
         return projections.catch_up(store.app, page_size=_page_size(), hook=_crash_hook())
 
@@ -382,14 +389,47 @@ class KeptReadModels:
             self._open.close()
 
 
-def follow(store: BatonStore, *, interval_s: float, stop: threading.Event) -> None:
+# A follower that lost the store (once it had caught up) tries again after 1 s, doubling to 30 s.
+FOLLOW_RETRY_S = (1.0, 30.0)
+
+
+def follow(
+    store: BatonStore,
+    *,
+    interval_s: float,
+    stop: threading.Event,
+    warn: Callable[[StoreError, float], None] | None = None,
+) -> None:
     """Keep the read models current until `stop` is set.
 
     PostgreSQL: the library's `ProjectionRunner` over a LISTEN/NOTIFY subscription, one event
     per transaction as it is written (after a batched catch-up of any backlog). SQLite: the
     library has no subscription, so poll and catch up every `interval_s`.
+
+    A store that fails before the first catch-up is the caller's error (a wrong URL). One that
+    fails later (a dropped connection, a failover, a lock held past its timeout) goes to `warn`
+    (by default one line on stderr) and is tried again: the follower, a long-lived process
+    under a service manager, exited 2 at the first blip and the read models fell behind.
     """
     refresh(store)
+    wait = FOLLOW_RETRY_S[0]
+    while not stop.is_set():
+        try:
+            _keep_following(store, interval_s=interval_s, stop=stop)
+            return
+        except StoreError as exc:
+            (warn or _warn_not_followed)(exc, wait)
+        if stop.wait(wait):
+            return
+        wait = min(wait * 2, FOLLOW_RETRY_S[1])
+
+
+def _warn_not_followed(exc: StoreError, wait: float) -> None:
+    print(f"baton: warning: read models not followed: {exc}; trying again in {wait:g}s",
+          file=sys.stderr, flush=True)
+
+
+def _keep_following(store: BatonStore, *, interval_s: float, stop: threading.Event) -> None:
     if store.is_postgres:
         from baton.projections.postgres import PostgresGoalViews
 

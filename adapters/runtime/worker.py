@@ -54,7 +54,7 @@ from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import Driving, Runner, ends_goal, utc_now
 from baton.runtime.service import load_goal_plan
-from baton.store.eventstore import BatonStore
+from baton.store.eventstore import BatonStore, StoreError
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ LOOKUP = 64  # candidates whose owners are looked up in one query
 PLANS_KEPT = 256  # distinct plans a worker keeps loaded, the least recently used dropped
 UNLOADABLE_RETRY_S = 60.0  # a goal whose plan does not load is tried again this often
 LISTEN_RETRY_S = 5.0  # a lost NOTIFY connection is opened again this often
+# A goal whose save the store refused (a read-only role or replica, a deleted SQLite file) is
+# looked at again after 1 s, doubling to 60 s while the store keeps refusing it.
+REFUSED_RETRY_S = (1.0, 60.0)
 
 
 @dataclass
@@ -110,7 +113,8 @@ class Worker:
         self.fresh: dict[str, None] = {}
         self.timers: list[tuple[float, str]] = []
         self.timed: set[str] = set()
-        self.driving: dict[str, Future[None]] = {}
+        # What each drive returns: None, or seconds to wait before looking at the goal again.
+        self.driving: dict[str, Future[float | None]] = {}
         self.runners = Driving()  # woken on a stop request
         self.plans: OrderedDict[str, LoadedPlan] = OrderedDict()  # least recently used first
         self._plans_lock = threading.Lock()
@@ -131,6 +135,9 @@ class Worker:
         # when their events change or every `UNLOADABLE_RETRY_S` (a transient import failure
         # needed a restart); said again only when the problem changes.
         self.unloadable: dict[str, str] = {}
+        # Goals whose last drive ended on a store that refused a save: the wait before the
+        # next look (under `_count`: the goals' threads write it).
+        self.refused: dict[str, float] = {}
 
     # --- control ---
 
@@ -261,6 +268,8 @@ class Worker:
         """The goal ended: nothing more to drive or to look at."""
         self.versions.pop(goal_id, None)
         self.unloadable.pop(goal_id, None)
+        with self._count:
+            self.refused.pop(goal_id, None)
         self._unsee(goal_id)
         self.fresh.pop(goal_id, None)
 
@@ -465,7 +474,10 @@ class Worker:
 
     # --- driving ---
 
-    def _drive(self, goal: Goal, loaded: LoadedPlan, lock: GoalLock) -> None:
+    def _drive(self, goal: Goal, loaded: LoadedPlan, lock: GoalLock) -> float | None:
+        """Drive the goal; None, or how long to leave it alone when the store refused a save:
+        claimed again at once, such a goal was claimed and refused hundreds of times a
+        second, each an ERROR line, for as long as the store stayed read-only."""
         goal_id = goal.id
         try:
             runner = self.make_runner(self.store, loaded)
@@ -484,6 +496,7 @@ class Worker:
             goal = runner.resume(goal, concurrency=goal.state.concurrency)
             with self._count:
                 self.claims += 1
+                self.refused.pop(goal_id, None)
                 if goal.state.status in GOAL_FINAL:
                     self._driven_open.discard(goal_id)
                     self._driven_ended += 1
@@ -493,6 +506,12 @@ class Worker:
         except FencedOut:
             log.warning("goal %s: another runner recorded events in it; left to that runner",
                         goal_id)
+        except StoreError as exc:
+            with self._count:
+                wait = self.refused[goal_id] = min(
+                    self.refused.get(goal_id, REFUSED_RETRY_S[0] / 2) * 2, REFUSED_RETRY_S[1])
+            log.error("goal %s: %s (looked at again in %gs)", goal_id, exc, wait)
+            return wait
         except BatonError as exc:
             log.error("goal %s: %s", goal_id, exc)
         except Exception as exc:
@@ -501,6 +520,7 @@ class Worker:
             self.runners.remove(goal_id)
             lock.release()
             self.wake.set()
+        return None
 
     @staticmethod
     def _outcome(goal: Goal) -> str:
@@ -520,6 +540,13 @@ class Worker:
         for goal_id, future in list(self.driving.items()):
             if future.done():
                 del self.driving[goal_id]
+                wait = future.result()
+                if wait is not None and goal_id in self.versions:
+                    # Like a goal driven elsewhere, looked at again when the wait is over,
+                    # not on news of it: a refused save may have reached a deleted file,
+                    # whose events this worker's log reader still sees.
+                    self._see(goal_id, _Seen(self.versions[goal_id],
+                                             time.monotonic() + wait, elsewhere=True))
 
     # --- waiting ---
 

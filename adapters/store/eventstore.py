@@ -7,6 +7,7 @@ errors are translated here, at the boundary, into `StoreError` with one line nam
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -14,7 +15,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -87,6 +87,20 @@ class BatonApplication(Application[str]):
 
     name = "baton"
     is_snapshotting_enabled = True
+
+    def __init__(self, env: Any = None) -> None:
+        """The library's, closing what it opened when a store refuses it (down, a missing
+        schema): left to the garbage collector, a PostgreSQL pool's worker threads lived on
+        after each failed open, and a collection that ran on one of them printed `Exception
+        ignored in Application.__del__ ... cannot join current thread` to the user's stderr."""
+        try:
+            super().__init__(env)
+        except BaseException:
+            factory = getattr(self, "factory", None)
+            if factory is not None:
+                with contextlib.suppress(Exception):
+                    factory.close()
+            raise
 
     def construct_transcoder(self) -> Transcoder:
         """The library's JSON transcoder and transcodings, encoding through orjson
@@ -228,6 +242,17 @@ def _already_stored(recorder: Any, stored_events: Sequence[Any]) -> bool:
     return True
 
 
+def _file_identity(path: str | None) -> tuple[int, int] | None:
+    """The device and inode of a SQLite store's file: which file the path names now."""
+    if path is None or path == ":memory:":
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, -1)  # gone: differs from any file's identity
+    return (stat.st_dev, stat.st_ino)
+
+
 def describe_store(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
@@ -237,7 +262,7 @@ def describe_store(url: str) -> str:
     return url
 
 
-@contextmanager
+@contextlib.contextmanager
 def translated_errors(url: str) -> Iterator[None]:
     """Turn driver and library errors into one-line StoreErrors naming the store."""
     try:
@@ -247,8 +272,23 @@ def translated_errors(url: str) -> Iterator[None]:
     except Exception as exc:
         if not _is_store_failure(exc):
             raise
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise StoreError(f"store {describe_store(url)}: {_explained(detail)}") from None
+        detail = " ".join(_without_sql_context(str(exc)).split()) or type(exc).__name__
+        raise StoreError(f"store {describe_store(url)}: {_explained(detail, url)}") from None
+
+
+def _without_sql_context(message: str) -> str:
+    """A PostgreSQL error without the statement it quotes: its `LINE n:` excerpt with a caret
+    under it, and its `CONTEXT:` (a PL/pgSQL function's statement), are Baton's own SQL, no
+    help to a user who mistyped `?schema=` or lacks a privilege; `DETAIL:` and `HINT:` stay."""
+    kept, quoting = [], False
+    for line in message.splitlines():
+        if line.startswith(("LINE ", "CONTEXT:")):
+            quoting = True
+        elif line.startswith(("DETAIL:", "HINT:")):
+            quoting = False
+        if not quoting:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def with_lock_timeout(env: dict[str, str]) -> dict[str, str]:
@@ -259,12 +299,31 @@ def with_lock_timeout(env: dict[str, str]) -> dict[str, str]:
     return {**env, "SQLITE_LOCK_TIMEOUT": str(settings().sqlite_lock_timeout)}
 
 
-def _explained(detail: str) -> str:
+def _explained(detail: str, url: str) -> str:
     if detail == "database is locked":
         waited = settings().sqlite_lock_timeout
         return (f"database is locked by another writer (waited {waited} s; "
                 "BATON_SQLITE_LOCK_TIMEOUT sets how long)")
+    if detail == "unable to open database file":
+        return f"{detail}{_why_not_opened(url)}"
     return detail
+
+
+def _why_not_opened(url: str) -> str:
+    """What SQLite's "unable to open database file" does not say: the usual reasons, when one
+    holds (a read-only directory fails reads too: WAL mode opens -wal and -shm files there)."""
+    path = store_env(url).get("SQLITE_DBNAME")
+    if path is None or path == ":memory:":
+        return ""
+    parent = str(Path(path).parent)
+    if Path(path).is_dir():
+        return f" ({path!r} is a directory)"
+    if not os.access(parent, os.W_OK):
+        return (f" (directory {parent!r} is not writable: SQLite keeps its -wal and -shm "
+                "files beside the database)")
+    if Path(path).exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f" ({path!r} is not readable and writable by this user)"
+    return ""
 
 
 def _is_store_failure(exc: Exception) -> bool:
@@ -305,12 +364,29 @@ class BatonStore:
         writes (an invalid goal input) creates none. Every other store opens at once."""
         try:
             with translated_errors(self.url):
-                return BatonApplication(env=self.env)
+                app = BatonApplication(env=self.env)
         except StoreError:
             named = _named_connect_failure(self.url, self.env)
             if named is None:
                 raise
             raise named from None
+        self._opened_file = _file_identity(self.env.get("SQLITE_DBNAME"))
+        return app
+
+    def check_same_file(self) -> None:
+        """A SQLite file deleted or replaced (a restored backup) while this process has it open
+        keeps taking the writes of the connections opened before, into an unlinked file: a run
+        went on, and reported success, with its later events lost. A save that finds another
+        file (or none) at the path ends the command in one line instead; whichever file that
+        save reached, `baton resume` goes on from what the file at the path now holds."""
+        opened = getattr(self, "_opened_file", None)
+        if opened is None:  # PostgreSQL, :memory:, or not opened
+            return
+        path = self.env["SQLITE_DBNAME"]
+        if _file_identity(path) != opened:
+            raise StoreError(f"store {describe_store(self.url)}: the database file {path!r} was "
+                             "deleted or replaced while this process had it open; "
+                             "nothing more is written")
 
     @property
     def is_open(self) -> bool:
@@ -381,11 +457,13 @@ class BatonStore:
         with translated_errors(self.url):
             if self.app.repository.cache is not None:
                 self.app.save(goal)
+                self.check_same_file()
                 return
             pending = goal.collect_events()
             if pending:  # the application's event store, less the notifications it builds
                 to_stored = self.app.mapper.to_stored_event
                 self.app.recorder.insert_events([to_stored(event) for event in pending])
+                self.check_same_file()  # after the insert: it may have gone to a dead file
         if pending and snapshot_due(goal, pending[0].originator_version):
             self._snapshot(goal)
 
