@@ -178,7 +178,7 @@ def test_a_store_file_that_is_not_a_database_is_one_line_and_exit_2(tmp_path: Pa
 
 def test_invalid_input_stores_nothing(sqlite_url: str) -> None:
     baton("run", PLAN, "--input", '{"origin": "LHR"}', "--goal-id", "x", store=sqlite_url)
-    assert baton("status", "--json", store=sqlite_url).json() == {"goals": []}
+    assert baton("status", "x", store=sqlite_url).err == "baton: error: no goal 'x' in this store\n"
 
 
 def test_a_store_that_is_down_is_exit_2() -> None:

@@ -78,6 +78,27 @@ def test_a_goal_id_that_cannot_be_one_is_refused_and_creates_nothing(
     assert not db.exists()
 
 
+def test_a_command_that_creates_no_goal_creates_no_sqlite_file(tmp_path: Path) -> None:
+    """Run in the wrong directory, `status` made an empty baton.db there and showed no goals,
+    hiding where the goals were; now a read says there is no store, a goal's command that
+    there is no such goal, and nothing is left behind. `run` still makes the file."""
+    db = tmp_path / "baton.db"
+    store = f"sqlite:///{db}"
+    no_store = (f"baton: error: store {store}: there is no file {str(db)!r}: nothing has been "
+                "recorded there (--store or $BATON_STORE names the store)\n")
+    for args in (["status"], ["stats"], ["escalations"], ["projections", "status"]):
+        result = baton(*args, store=store)
+        assert (result.code, result.err) == (2, no_store), args
+    for args in (["status", "g"], ["audit", "g"], ["replay", "g"], ["export", "g"],
+                 ["graph", "g"], ["fork", "g", "--at", "2"], ["resume", "g"],
+                 ["cancel", "g", "--reason", "x"]):
+        result = baton(*args, store=store)
+        assert (result.code, result.err) == (2, "baton: error: no goal 'g' in this store\n"), args
+    assert not db.exists()
+    assert baton("run", PLAN, "--input", TRIP, "--goal-id", "g", store=store).code == 0
+    assert baton("status", "g", store=store).code == 0
+
+
 def test_an_invalid_goal_input_creates_no_sqlite_file(tmp_path: Path) -> None:
     db = tmp_path / "baton.db"
     result = baton("run", PLAN, "--input", '{"origin": "LHR"}', store=f"sqlite:///{db}")

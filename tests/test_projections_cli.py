@@ -20,7 +20,7 @@ from baton import projections
 from baton.projections.schema import TABLES, VIEWS_VERSION
 from baton.readmodels import reading as readmodels
 from baton.readmodels.reading import ReadModels
-from baton.store.eventstore import BatonStore
+from baton.store.eventstore import BatonStore, open_store
 from tests import agents
 from tests.cli_support import ROOT, baton
 from tests.support import plan, plan_file, projected, run, task, view_tables
@@ -295,6 +295,9 @@ def test_export_for_analysts(store: BatonStore, tmp_path: Path, fmt: str) -> Non
 
 
 def test_bad_input_gets_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    made = open_store(sqlite_url)  # a store there (a CLI read makes none)
+    assert not made.exists("g")  # (opened on first use: the file is made here)
+    made.close()
     cases = [
         (["status", "no-such-goal"], "no goal 'no-such-goal'"),
         (["projections", "export", str(tmp_path / "no" / "dir"), "--format", "csv"],

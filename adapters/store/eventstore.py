@@ -351,8 +351,17 @@ class BatonStore:
     def __init__(self, *, url: str) -> None:
         self.url = url
         self.env = with_lock_timeout(store_env(url))
+        # False for a command that only reads or changes what is recorded: a SQLite file that
+        # does not exist is then not created (an empty `baton.db` in the wrong directory hid
+        # that the command looked in the wrong place, and stayed behind). See `missing`.
+        self.creates = True
         if not self._would_create_a_file():
             self.app  # noqa: B018 -- opened now, as it always was; errors surface here
+
+    @property
+    def missing(self) -> bool:
+        """A SQLite store whose file does not exist, opened by a command that creates none."""
+        return not self.creates and not self.is_open and self._would_create_a_file()
 
     def _would_create_a_file(self) -> bool:
         path = self.env.get("SQLITE_DBNAME")
@@ -361,7 +370,13 @@ class BatonStore:
     @functools.cached_property
     def app(self) -> BatonApplication:
         """A new SQLite file is created on first use only: a command refused before it reads or
-        writes (an invalid goal input) creates none. Every other store opens at once."""
+        writes (an invalid goal input) creates none, nor does one that creates no goal. Every
+        other store opens at once."""
+        if self.missing:
+            path = os.path.abspath(self.env["SQLITE_DBNAME"])
+            raise StoreError(f"store {describe_store(self.url)}: there is no file {path!r}: "
+                             "nothing has been recorded there (--store or $BATON_STORE names "
+                             "the store)")
         try:
             with translated_errors(self.url):
                 app = BatonApplication(env=self.env)
@@ -404,7 +419,7 @@ class BatonStore:
     def get(self, goal_id: str) -> Goal:
         """The goal as its events fold it: from its latest usable snapshot plus the events
         after it, else from every event (baton.store.snapshots says when a snapshot is used)."""
-        if "\x00" in goal_id:  # no goal's id (service.goal_id_problem); PostgreSQL refuses it
+        if "\x00" in goal_id or self.missing:  # (a NUL: no goal's id; PostgreSQL refuses it)
             raise GoalNotFound(goal_id)
         with translated_errors(self.url), collector_paused():
             snapshot_row, rows = select_goal_rows(self.app, goal_id)
@@ -503,7 +518,7 @@ class BatonStore:
 
     def events(self, goal_id: str) -> Sequence[GoalEvent]:
         """Every event of a goal, in order (no agent, no network needed to read them)."""
-        if "\x00" in goal_id:  # as in `get`
+        if "\x00" in goal_id or self.missing:  # as in `get`
             raise GoalNotFound(goal_id)
         with translated_errors(self.url), collector_paused():
             events = list(self.app.repository.event_store.get(goal_id))

@@ -20,13 +20,17 @@ class ArgumentError(BatonError):
     pass
 
 
-def store_from(args: argparse.Namespace) -> BatonStore:
+def store_from(args: argparse.Namespace, *, creates: bool = False) -> BatonStore:
     """The store of `--store` / $BATON_STORE, opened once per command (kept on `args`, so the
-    CLI can bring its read models up to date after a command that wrote events)."""
+    CLI can bring its read models up to date after a command that wrote events). Only a
+    command that `creates` goals (or waits for them) makes a new SQLite file."""
     store: BatonStore | None = getattr(args, "opened_store", None)
     if store is None:
         store = open_store(args.store)
+        store.creates = creates
         args.opened_store = store
+    elif creates:
+        store.creates = True
     return store
 
 

@@ -196,7 +196,8 @@ def _say_llm_agents(loaded: LoadedPlan, *, calling: bool) -> None:
 
 
 def _fork(args: argparse.Namespace) -> int:
-    store = store_from(args)
+    # from a run file, into a store not made yet; a goal's fork needs the goal's store
+    store = store_from(args, creates=os.path.isfile(args.target))
     history = _history(args)
     goal = fork_from(store, history.events, at=args.at, goal_id=args.goal_id, run=args.run)
     if args.json:
@@ -227,7 +228,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    run = import_file(args.file, lambda: store_from(args))
+    run = import_file(args.file, lambda: store_from(args, creates=True))
     if args.json:
         print_json({"goal_id": run.goal_id, "events": len(run.events)})
     else:

@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     loaded = load_plan_file(args.plan)  # before the store: an invalid plan stores nothing
     loaded.check_calls(args.plan)  # and neither does a model no call could reach
     goal_input = json_argument(args.input, name="--input")
-    store = store_from(args)
+    store = store_from(args, creates=True)
     with live_progress(enabled=not args.json) as progress:
         goal = start_goal(
             store, loaded, goal_input, goal_id=args.goal_id, concurrency=args.concurrency,

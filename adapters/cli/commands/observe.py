@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ServeError(f"the web view needs the web extra: pip install 'baton[web]' ({exc})"
                          ) from None
-    app = create_app(store_from(args), token=token)
+    app = create_app(store_from(args, creates=True), token=token)  # shows goals as they come
     print(f"baton serve: http://{args.host}:{args.port}/", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

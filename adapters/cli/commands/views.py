@@ -37,6 +37,7 @@ from baton.cli.render import (
 from baton.readmodels import reading as readmodels
 from baton.readmodels.export import EXPORT_FORMATS, export_views, stats_csv
 from baton.readmodels.reading import ReadModels, goal_status_json
+from baton.store.eventstore import GoalNotFound
 from baton.store.ownership import owner_json
 
 __all__ = ["register"]
@@ -119,6 +120,8 @@ def _warn_lag(models: ReadModels) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     store = store_from(args)
+    if args.goal and store.missing:
+        raise GoalNotFound(args.goal)  # as for a store that holds other goals
     with readmodels.read(store) as models:
         if args.goal:
             _status_of_goal(models, args.goal, as_json=args.json)
@@ -355,7 +358,7 @@ def _where(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace) -> int:
-    store = store_from(args)
+    store = store_from(args, creates=True)  # follows a store from before its first goal
     stop = threading.Event()
 
     def stopping(signum: int, frame: Any) -> None:

@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
 def _submit(args: argparse.Namespace) -> int:
     loaded = load_plan_file(args.plan)  # before the store: an invalid plan stores nothing
     goal_input = json_argument(args.input, name="--input")
-    store = store_from(args)
+    store = store_from(args, creates=True)
     goal = submit_goal(store, loaded, goal_input, goal_id=args.goal_id,
                        concurrency=args.concurrency)
     if args.json:
@@ -71,7 +71,8 @@ def _worker(args: argparse.Namespace) -> int:
     logger = logging.getLogger("baton.worker")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    worker = Worker(store=store_from(args), concurrency=args.concurrency, burst=args.burst)
+    worker = Worker(store=store_from(args, creates=True), concurrency=args.concurrency,
+                    burst=args.burst)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.request_stop())
     worker.run()
