@@ -228,6 +228,7 @@ def test_token_is_required_when_set(filled: str) -> None:
         assert client.get("/").status_code == 401
         assert client.get("/", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert client.get("/?token=wrong").status_code == 401
+        assert client.get("/?token=s3cr%C3%A9t").status_code == 401  # not ASCII: was a 500
         assert client.get("/?token=s3cret").status_code == 200
         assert client.get("/goals/done").status_code == 200  # the cookie it set
 

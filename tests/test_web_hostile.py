@@ -316,6 +316,9 @@ def test_a_form_refused_on_the_goal_page_is_a_400_that_keeps_the_page_working(
             (goal_url(goal_id, "answer"), {"task": "ask", "answer": "Q3", "back": "goal",
                                            "form_key": "stale"},
              "the form is out of date (reload the page)"),
+            (goal_url(goal_id, "answer"), {"task": "ask", "answer": "Q3", "back": "goal",
+                                           "form_key": "é"},  # not ASCII: was a 500
+             "the form is out of date (reload the page)"),
             ("/escalations/resolve", {"goal": goal_id, "task": "publish", "action": "approve",
                                       "reason": "ok", "back": "goal"},
              f"goal {goal_id}: task 'publish' is pending, not escalated"),
@@ -348,6 +351,7 @@ def test_the_line_saying_what_was_recorded_comes_only_from_the_server(store: Bat
         signed = str(answered.url)
         forged = signed.replace("answer+recorded", "refund+approved")
         for path in (forged, signed.replace("sig=", "sig=0"), signed.split("&sig=")[0],
+                     signed.split("&sig=")[0] + "&sig=%C3%A9",  # not ASCII: was a 500
                      goal_url(goal_id) + "?done=all+approved",
                      "/escalations?done=all+approved"):
             page = client.get(path)

@@ -99,7 +99,7 @@ class _TokenGate(BaseHTTPMiddleware):
         header = request.headers.get("authorization", "")
         presented = (given or request.cookies.get("baton_token")
                      or header.removeprefix("Bearer ").strip())
-        if not presented or not secrets.compare_digest(presented, self.token):
+        if not presented or not _same(presented, self.token):
             return PlainTextResponse("baton serve: a token is required (?token=…)", 401)
         response = await call_next(request)
         if given:
@@ -451,9 +451,15 @@ def _done_query(done: str, key: str) -> str:
 def _done_shown(params: Any, key: str) -> str | None:
     """The `done` line a redirect carried, or None when its signature is not this server's."""
     done = params.get("done")
-    if done is None or not hmac.compare_digest(params.get("sig", ""), _signature(done, key)):
+    if done is None or not _same(params.get("sig", ""), _signature(done, key)):
         return None
     return str(done)
+
+
+def _same(given: str, expected: str) -> bool:
+    """A constant-time comparison of what a request sent with what the server expects; as
+    bytes: compare_digest refuses str with non-ASCII characters (TypeError: a 500)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def _signature(text: str, key: str) -> str:
@@ -462,7 +468,7 @@ def _signature(text: str, key: str) -> str:
 
 def _check_key(form: Any, key: str) -> str | None:
     given = _field(form, "form_key")
-    if not secrets.compare_digest(given, key):
+    if not _same(given, key):
         return "the form is out of date (reload the page)"
     return None
 
