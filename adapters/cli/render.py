@@ -53,7 +53,7 @@ STATUS_STYLE = {
 def goes_on(goal_id: str) -> str:
     """How a goal a human has decided goes on: a running `baton worker` takes it up by itself,
     `baton resume` is for a store without one."""
-    return f"a worker picks it up; without workers: baton resume {quoted(goal_id)}"
+    return f"a worker picks it up; without workers: baton resume {terminal_safe(quoted(goal_id))}"
 
 
 def quoted(arg: str) -> str:

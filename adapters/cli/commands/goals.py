@@ -14,7 +14,7 @@ from baton.cli.commands.common import (
 )
 from baton.cli.durations import task_durations
 from baton.cli.progress import live_progress
-from baton.cli.render import goal_json, print_goal, print_json
+from baton.cli.render import goal_json, print_goal, print_json, quoted
 from baton.domain.errors import GoalOwned, one_line
 from baton.domain.goal import Goal
 from baton.runtime.loading import load_plan_file
@@ -86,6 +86,6 @@ def _resume(args: argparse.Namespace) -> int:
             )
     except GoalOwned as exc:  # who drives it, and what this command can do about it
         raise CommandError(
-            f"{exc}; `baton resume {one_line(args.goal)} --wait` waits for it to let go"
+            f"{exc}; `baton resume {one_line(quoted(args.goal))} --wait` waits for it to let go"
         ) from None
     return _report(goal, args.json, store)

@@ -169,7 +169,8 @@ def _print_owner(goal_id: str, status: str, owner: dict[str, Any] | None) -> Non
     whether or not the read models caught up, since a killed runner leaves them behind."""
     if owner is not None:
         state = "alive" if owner["alive"] else "died while driving it"
-        print(f"owner: {owner['host']} pid {owner['pid']} since {owner['since']} ({state})")
+        print(terminal_safe(
+            f"owner: {owner['host']} pid {owner['pid']} since {owner['since']} ({state})"))
     if status == "running" and (owner is None or not owner["alive"]):
         print(f"no live process drives it: {goes_on(goal_id)}")
 
