@@ -188,6 +188,35 @@ def test_a_sqlite_file_replaced_by_a_backup_mid_run_stops_the_run_and_resume_goe
     assert cli("--store", url, "replay", "g1").code == 0
 
 
+def test_a_worker_whose_sqlite_file_is_replaced_stops_and_the_next_goes_on(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No retry reaches a replaced file again: the worker retried forever (an ERROR per goal
+    # every 60 s, driving nothing, looking alive). It stops, exit 2; the next one goes on.
+    db = tmp_path / "baton.db"
+    monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(hostile_plan(
+        task("a", "replaces_sqlite", input={"text": "$goal.text"}),
+        task("b", "replaces_sqlite", input={"text": "$a.text"}))))
+    url = f"sqlite:///{db}"
+    assert cli("--store", url, "submit", str(plan_file), "--input", '{"text": "x"}',
+               "--goal-id", "g1").code == 0
+    stopped = cli("--store", url, "worker", "--burst")
+    assert stopped.code == 2
+    assert stopped.err.splitlines()[-1] == (
+        f"baton: error: store {url}: the database file {str(db)!r} was deleted or replaced "
+        "while this process had it open; nothing more is written")
+    again = cli("--store", url, "worker", "--burst")
+    assert again.code == 0, again.err
+    assert cli("--store", url, "status", "g1", "--json").code == 0
+    store = open_store(url)
+    try:
+        assert [type(e).__name__ for e in store.events("g1")][-1] == "GoalCompleted"
+    finally:
+        store.close()
+
+
 def test_a_store_that_cannot_be_opened_leaves_no_connection_pool_threads_behind() -> None:
     before = set(threading.enumerate())
     with pytest.raises(StoreError, match="port 1 failed"):

@@ -956,7 +956,7 @@ def test_a_store_blip_while_an_agent_runs_does_not_make_the_worker_give_up_the_g
 def test_a_worker_whose_saves_the_store_refuses_leaves_the_goal_alone_for_a_while(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A read-only role or replica, a deleted SQLite file: reads work, every save is refused.
+    """A read-only role or replica: reads work, every save is refused.
     Claimed again at once, the goal was claimed and refused hundreds of times a second."""
     from baton.runtime.worker import Worker
     from baton.store.eventstore import StoreError

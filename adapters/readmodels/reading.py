@@ -31,6 +31,7 @@ from baton.store.eventstore import (
     BatonStore,
     GoalNotFound,
     StoreError,
+    StoreReplaced,
     translated_errors,
 )
 
@@ -417,6 +418,8 @@ def follow(
         try:
             _keep_following(store, interval_s=interval_s, stop=stop)
             return
+        except StoreReplaced:
+            raise  # no retry reaches the file again: the caller's error, as at the start
         except StoreError as exc:
             (warn or _warn_not_followed)(exc, wait)
         if stop.wait(wait):

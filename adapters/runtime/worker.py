@@ -54,7 +54,7 @@ from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import Driving, Runner, ends_goal, utc_now
 from baton.runtime.service import load_goal_plan
-from baton.store.eventstore import BatonStore, StoreError
+from baton.store.eventstore import BatonStore, StoreError, StoreReplaced
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
 
 if TYPE_CHECKING:
@@ -140,6 +140,10 @@ class Worker:
         self.refused: dict[str, float] = {}
 
     # --- control ---
+
+    # The store error that stopped the worker (its SQLite file replaced), None otherwise:
+    # `baton worker` exits 2 with it.
+    failed: StoreError | None = None
 
     def request_stop(self) -> None:
         """First call: take no new goal, leave each at a safe point. Second: leave at once."""
@@ -506,6 +510,10 @@ class Worker:
         except FencedOut:
             log.warning("goal %s: another runner recorded events in it; left to that runner",
                         goal_id)
+        except StoreReplaced as exc:  # no retry reaches the file again: stop, to be restarted
+            log.error("goal %s: %s; the worker stops", goal_id, exc)
+            self.failed = exc
+            self.request_stop()
         except StoreError as exc:
             with self._count:
                 wait = self.refused[goal_id] = min(
@@ -540,7 +548,11 @@ class Worker:
         for goal_id, future in list(self.driving.items()):
             if future.done():
                 del self.driving[goal_id]
-                wait = future.result()
+                try:
+                    wait = future.result()
+                except Exception:  # `_drive`'s own clean-up failed: said, the worker goes on
+                    log.exception("goal %s: internal error after driving it", goal_id)
+                    continue
                 if wait is not None and goal_id in self.versions:
                     # Like a goal driven elsewhere, looked at again when the wait is over,
                     # not on news of it: a refused save may have reached a deleted file,

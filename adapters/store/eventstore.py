@@ -51,6 +51,7 @@ __all__ = [
     "BatonStore",
     "GoalNotFound",
     "StoreError",
+    "StoreReplaced",
     "describe_store",
     "open_store",
     "store_env",
@@ -73,6 +74,11 @@ SQLITE_RECORDER_TOPIC = "baton.store.sqlite_recorder:OneStatementSQLiteRecorder"
 
 class StoreError(BatonError):
     """The store is unreachable, misconfigured, or refused a write."""
+
+
+class StoreReplaced(StoreError):
+    """The SQLite file this process opened was deleted or replaced: no retry can reach it again
+    (a long-lived process stops, and is restarted on the file now there)."""
 
 
 class GoalNotFound(BatonError):
@@ -373,8 +379,8 @@ class BatonStore:
         writes (an invalid goal input) creates none, nor does one that creates no goal. Every
         other store opens at once."""
         if self.missing:
-            path = os.path.abspath(self.env["SQLITE_DBNAME"])
-            raise StoreError(f"store {describe_store(self.url)}: there is no file {path!r}: "
+            where = os.path.abspath(self.env["SQLITE_DBNAME"])
+            raise StoreError(f"store {describe_store(self.url)}: there is no file {where!r}: "
                              "nothing has been recorded there (--store or $BATON_STORE names "
                              "the store)")
         try:
@@ -385,7 +391,11 @@ class BatonStore:
             if named is None:
                 raise
             raise named from None
-        self._opened_file = _file_identity(self.env.get("SQLITE_DBNAME"))
+        # The absolute path: an agent that changes the working directory must not make the
+        # file seem replaced.
+        name = self.env.get("SQLITE_DBNAME")
+        self._opened_path = name if name in (None, ":memory:") else os.path.abspath(name)
+        self._opened_file = _file_identity(self._opened_path)
         return app
 
     def check_same_file(self) -> None:
@@ -397,11 +407,11 @@ class BatonStore:
         opened = getattr(self, "_opened_file", None)
         if opened is None:  # PostgreSQL, :memory:, or not opened
             return
-        path = self.env["SQLITE_DBNAME"]
+        path = self._opened_path
         if _file_identity(path) != opened:
-            raise StoreError(f"store {describe_store(self.url)}: the database file {path!r} was "
-                             "deleted or replaced while this process had it open; "
-                             "nothing more is written")
+            raise StoreReplaced(
+                f"store {describe_store(self.url)}: the database file {path!r} was deleted or "
+                "replaced while this process had it open; nothing more is written")
 
     @property
     def is_open(self) -> bool:

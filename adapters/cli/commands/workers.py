@@ -76,4 +76,6 @@ def _worker(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.request_stop())
     worker.run()
+    if worker.failed is not None:
+        raise worker.failed  # one line, exit 2: restarted, it opens the file now there
     return 0
