@@ -107,6 +107,7 @@ def test_open_bars_reach_the_present_while_the_goal_has_not_ended() -> None:
 
 @pytest.mark.parametrize("title", ["goal $\\frac{$ · p · completed", "goal cost $5 and $6"])
 def test_a_title_with_dollars_is_drawn_as_written(title: str) -> None:
+    pytest.importorskip("matplotlib", reason="the timeline extra is not installed")
     from baton.web.plot import draw_timeline
 
     figure = draw_timeline(timeline_of(read_run(GOLDEN / "retried.jsonl").events), title=title)
