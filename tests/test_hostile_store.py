@@ -149,16 +149,25 @@ def test_a_sqlite_store_locked_by_another_writer_fails_in_one_line_after_the_tim
     assert resumed.code in (0, 1), resumed.err
 
 
-def test_a_sqlite_file_deleted_mid_run_ends_the_run_in_one_line_and_creates_no_new_file(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _two_tasks_of(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, agent: str
+) -> tuple[Any, str, Any]:
+    """A SQLite store (its file, its URL) and a plan of two tasks of `agent`, one of the hostile
+    agents that delete or replace the store's file (once)."""
     db = tmp_path / "baton.db"
     monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(hostile_plan(
-        task("a", "deletes_sqlite", input={"text": "$goal.text"}),
-        task("b", "deletes_sqlite", input={"text": "$a.text"}))))
-    result = cli("--store", f"sqlite:///{db}", "run", str(plan_file), "--input", '{"text": "x"}')
+        task("a", agent, input={"text": "$goal.text"}),
+        task("b", agent, input={"text": "$a.text"}))))
+    return db, f"sqlite:///{db}", plan_file
+
+
+def test_a_sqlite_file_deleted_mid_run_ends_the_run_in_one_line_and_creates_no_new_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, url, plan_file = _two_tasks_of(tmp_path, monkeypatch, "deletes_sqlite")
+    result = cli("--store", url, "run", str(plan_file), "--input", '{"text": "x"}')
     # It went on into the unlinked file, ran b, and exited 0 "completed" with nothing kept.
     assert result.code == 2, result.out
     assert "Traceback" not in result.err
@@ -171,13 +180,7 @@ def test_a_sqlite_file_deleted_mid_run_ends_the_run_in_one_line_and_creates_no_n
 def test_a_sqlite_file_replaced_by_a_backup_mid_run_stops_the_run_and_resume_goes_on_from_it(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "baton.db"
-    monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(json.dumps(hostile_plan(
-        task("a", "replaces_sqlite", input={"text": "$goal.text"}),
-        task("b", "replaces_sqlite", input={"text": "$a.text"}))))
-    url = f"sqlite:///{db}"
+    _db, url, plan_file = _two_tasks_of(tmp_path, monkeypatch, "replaces_sqlite")
     result = cli("--store", url, "run", str(plan_file), "--input", '{"text": "x"}',
                  "--goal-id", "g1")
     assert result.code == 2, result.out
@@ -193,13 +196,7 @@ def test_a_worker_whose_sqlite_file_is_replaced_stops_and_the_next_goes_on(
 ) -> None:
     # No retry reaches a replaced file again: the worker retried forever (an ERROR per goal
     # every 60 s, driving nothing, looking alive). It stops, exit 2; the next one goes on.
-    db = tmp_path / "baton.db"
-    monkeypatch.setenv("BATON_TEST_SQLITE", str(db))
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(json.dumps(hostile_plan(
-        task("a", "replaces_sqlite", input={"text": "$goal.text"}),
-        task("b", "replaces_sqlite", input={"text": "$a.text"}))))
-    url = f"sqlite:///{db}"
+    db, url, plan_file = _two_tasks_of(tmp_path, monkeypatch, "replaces_sqlite")
     assert cli("--store", url, "submit", str(plan_file), "--input", '{"text": "x"}',
                "--goal-id", "g1").code == 0
     stopped = cli("--store", url, "worker", "--burst")
