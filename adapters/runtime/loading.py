@@ -125,7 +125,8 @@ def import_object(path: str) -> Any:
             f"{exc}: not in the working directory {os.getcwd()}, on PYTHONPATH or installed",
             name=exc.name,
         ) from None
-    _imported_mtimes.setdefault(module_name, _mtime_ns(module))
+    if module_name not in _imported_mtimes:  # once per module, not a stat per lookup
+        _imported_mtimes[module_name] = _mtime_ns(module)
     target: Any = module
     for part in attribute.split("."):
         try:
