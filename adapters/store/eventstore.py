@@ -248,9 +248,16 @@ def _already_stored(recorder: Any, stored_events: Sequence[Any]) -> bool:
     return True
 
 
+def _sqlite_file(env: dict[str, str]) -> str | None:
+    """The absolute path of a SQLite store's file; None for PostgreSQL and `:memory:`. Absolute:
+    an agent that changes the working directory must not make the store seem another file."""
+    path = env.get("SQLITE_DBNAME")
+    return None if path is None or path == ":memory:" else os.path.abspath(path)
+
+
 def _file_identity(path: str | None) -> tuple[int, int] | None:
     """The device and inode of a SQLite store's file: which file the path names now."""
-    if path is None or path == ":memory:":
+    if path is None:
         return None
     try:
         stat = os.stat(path)
@@ -318,8 +325,8 @@ def _explained(detail: str, url: str) -> str:
 def _why_not_opened(url: str) -> str:
     """What SQLite's "unable to open database file" does not say: the usual reasons, when one
     holds (a read-only directory fails reads too: WAL mode opens -wal and -shm files there)."""
-    path = store_env(url).get("SQLITE_DBNAME")
-    if path is None or path == ":memory:":
+    path = _sqlite_file(store_env(url))
+    if path is None:
         return ""
     parent = str(Path(path).parent)
     if Path(path).is_dir():
@@ -357,6 +364,7 @@ class BatonStore:
     def __init__(self, *, url: str) -> None:
         self.url = url
         self.env = with_lock_timeout(store_env(url))
+        self.sqlite_file = _sqlite_file(self.env)  # resolved now, in the opening directory
         # False for a command that only reads or changes what is recorded: a SQLite file that
         # does not exist is then not created (an empty `baton.db` in the wrong directory hid
         # that the command looked in the wrong place, and stayed behind). See `missing`.
@@ -370,8 +378,7 @@ class BatonStore:
         return not self.creates and not self.is_open and self._would_create_a_file()
 
     def _would_create_a_file(self) -> bool:
-        path = self.env.get("SQLITE_DBNAME")
-        return path is not None and path != ":memory:" and not Path(path).exists()
+        return self.sqlite_file is not None and not Path(self.sqlite_file).exists()
 
     @functools.cached_property
     def app(self) -> BatonApplication:
@@ -379,8 +386,8 @@ class BatonStore:
         writes (an invalid goal input) creates none, nor does one that creates no goal. Every
         other store opens at once."""
         if self.missing:
-            where = os.path.abspath(self.env["SQLITE_DBNAME"])
-            raise StoreError(f"store {describe_store(self.url)}: there is no file {where!r}: "
+            raise StoreError(f"store {describe_store(self.url)}: there is no file "
+                             f"{self.sqlite_file!r}: "
                              "nothing has been recorded there (--store or $BATON_STORE names "
                              "the store)")
         try:
@@ -391,11 +398,7 @@ class BatonStore:
             if named is None:
                 raise
             raise named from None
-        # The absolute path: an agent that changes the working directory must not make the
-        # file seem replaced.
-        name = self.env.get("SQLITE_DBNAME")
-        self._opened_path = name if name in (None, ":memory:") else os.path.abspath(name)
-        self._opened_file = _file_identity(self._opened_path)
+        self._opened_file = _file_identity(self.sqlite_file)
         return app
 
     def check_same_file(self) -> None:
@@ -407,11 +410,10 @@ class BatonStore:
         opened = getattr(self, "_opened_file", None)
         if opened is None:  # PostgreSQL, :memory:, or not opened
             return
-        path = self._opened_path
-        if _file_identity(path) != opened:
+        if _file_identity(self.sqlite_file) != opened:
             raise StoreReplaced(
-                f"store {describe_store(self.url)}: the database file {path!r} was deleted or "
-                "replaced while this process had it open; nothing more is written")
+                f"store {describe_store(self.url)}: the database file {self.sqlite_file!r} was "
+                "deleted or replaced while this process had it open; nothing more is written")
 
     @property
     def is_open(self) -> bool:
