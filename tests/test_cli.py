@@ -58,6 +58,22 @@ def test_human_readable_summary(store_url: str) -> None:
     assert "status: completed" in result.out
 
 
+def test_status_of_all_goals_keeps_each_goal_id_on_one_line_at_80_columns(
+        sqlite_url: str) -> None:
+    # The id is what the reader copies into the next command; a wrapped UUID does not copy.
+    ids = [baton("run", PLAN, "--input", LISBON, "--json", store=sqlite_url).json()["goal_id"]
+           for _ in range(2)]
+    listed = baton("status", store=sqlite_url, env={"COLUMNS": "80"})
+    assert listed.code == 0, listed.err
+    assert all(len(line) <= 80 for line in listed.out.splitlines())
+    for goal_id in ids:
+        assert any(goal_id in line and "completed" in line for line in listed.out.splitlines())
+    narrow = baton("status", store=sqlite_url, env={"COLUMNS": "50"})
+    assert "…" not in narrow.out  # narrower, the id folds across lines rather than being cut
+    assert all(goal_id.replace("-", "")[-8:] in narrow.out.replace("-", "").replace(" ", "")
+               .replace("\n", "") for goal_id in ids)
+
+
 def test_failed_goal_exits_1(store_url: str) -> None:
     result = baton("run", PLAN, "--input", DUBLIN, "--json", store=store_url)
     assert result.code == 1

@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import threading
-from datetime import UTC
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rich import box
@@ -186,16 +186,28 @@ def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
         print_json({"goals": [_goal_line(row) for row in goals]})
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("goal", overflow="fold")
-    table.add_column("plan", overflow="fold")
+    # A goal id is what the reader copies into the next command: it never wraps (a UUID
+    # takes 36 of 80 columns); the plan's name folds instead.
+    # takes 36 of 80 columns); the plan's name folds instead, and the time is short, as `ls -l`
+    # shows it: the time of day for today's goals, the date and minute for older ones.
+    # Below 80 columns the other four no longer fit beside a whole UUID: the id folds then,
+    # split across lines rather than cut short.
+    console = Console()
+    table.add_column("goal", no_wrap=console.width >= 80, overflow="fold")
+    table.add_column("plan", overflow="fold", min_width=6)
     table.add_column("status", no_wrap=True)
     table.add_column("done", justify="right", no_wrap=True)
     table.add_column("updated (UTC)", no_wrap=True)
+    today = datetime.now(UTC).date()
     for row in goals:
         table.add_row(shown(row["goal_id"]), shown(row["plan"]), styled(row["status"]),
                       f"{row['tasks_succeeded']}/{row['tasks']}",
-                      row["updated_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
-    Console().print(table)
+                      _short_time(row["updated_at"].astimezone(UTC), today))
+    console.print(table)
+
+
+def _short_time(moment: datetime, today: date) -> str:
+    return moment.strftime("%H:%M:%S" if moment.date() == today else "%Y-%m-%d %H:%M")
 
 
 def _goal_line(row: dict[str, Any]) -> dict[str, Any]:
