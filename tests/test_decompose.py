@@ -501,7 +501,7 @@ def test_a_planner_whose_fragment_output_cannot_be_built_takes_a_humans_result(
     assert "last error: expands.output: $plan/x.text: task 'plan/x' has no" in plan_task.reason
     with pytest.raises(CommandError, match="already added its fragment's tasks"):
         resolve_task(store, goal.id, "plan", action="retry", reason="again", by="ops")
-    with pytest.raises(CommandError, match="--output does not satisfy Outline"):
+    with pytest.raises(CommandError, match="the output given does not satisfy Outline"):
         resolve_task(store, goal.id, "plan", action="output", output={"tasks": []},
                      reason="x", by="ops")
     resolve_task(store, goal.id, "plan", action="output", reason="by hand", by="ops",

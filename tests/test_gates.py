@@ -187,7 +187,7 @@ def test_a_refused_task_the_output_reads_fails_the_goal(bt: baton.Baton) -> None
 @pytest.mark.parametrize(
     ("task", "action", "message"),
     [
-        ("publish", "retry", "waits for approval: resolve it with --approve or --reject"),
+        ("publish", "retry", "waits for approval: resolve it with approve or reject"),
         ("publish", "output", "waits for approval"),
         ("ask", "approve", "is succeeded, not escalated"),
     ],

@@ -93,7 +93,7 @@ def test_answer_and_approve_from_the_command_line(store_url: str, tmp_path: Path
         (("resolve", "g", "ask", "--approve", "--reason", "r"),
          "task 'ask' waits for clarification"),
         (("resolve", "g", "ask", "--retry", "--reason", "r"),
-         "answer it with `baton answer`"),
+         "answer it (`baton answer`, Baton.answer)"),
         (("resolve", "g", "draft", "--reject", "--reason", "r"), "pending, not escalated"),
     ],
 )

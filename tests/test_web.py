@@ -143,7 +143,7 @@ def test_resolve_form_checks_its_input(client: TestClient) -> None:
             "action": "explode", "reason": "r"},
         "output: not valid JSON: Expecting property name enclosed in double quotes at line 1": {
             "action": "output", "output": "{nope", "reason": "r"},
-        "--output does not satisfy Text": {"action": "output", "output": '{"txt": 1}',
+        "the output given does not satisfy Text": {"action": "output", "output": '{"txt": 1}',
                                            "reason": "r"},
         "output: not valid JSON: duplicate key 'text'": {
             "action": "output", "output": '{"text": "a", "text": "b"}', "reason": "r"},

@@ -57,12 +57,14 @@ __all__ = [
 ]
 
 RESOLVE_ACTIONS = ("retry", "abandon", "output", "approve", "reject")
-# What a human may do with a task that waits at a gate (baton.domain.gates), and the command
-# the refusal names: an approval is decided, a question answered (or the task given up).
+# What a human may do with a task that waits at a gate (baton.domain.gates), and what the
+# refusal says to do: an approval is decided, a question answered (or the task given up).
+# Refusals name the actions, not one front end's spelling of them: the CLI (--approve), the
+# Python API (action="approve") and the web view's buttons all read them.
 _GATE_ACTIONS = {
-    "approval": (("approve", "reject"), "resolve it with --approve or --reject"),
-    "clarification": (("abandon", "output"), "answer it with `baton answer`, or --abandon or "
-                      "--output"),
+    "approval": (("approve", "reject"), "resolve it with approve or reject"),
+    "clarification": (("abandon", "output"), "answer it (`baton answer`, Baton.answer), or "
+                      "resolve it with abandon or an output"),
 }
 
 
@@ -356,15 +358,15 @@ def resolve_task(
     if action == "retry" and task_id in goal.state.children:
         raise CommandError(
             f"goal {goal_id}: planner {task_id!r} already added its fragment's tasks; supply its "
-            "result with --output, or --abandon it"
+            "result as its output, or abandon it"
         )
     if action == "output":
         spec = goal.state.plan.task_map[task_id]
         if spec.for_each is not None and goal.state.rules < 4:
             raise CommandError(
-                f"goal {goal_id}: map {task_id!r} cannot take --output: the goal is decided "
+                f"goal {goal_id}: map {task_id!r} cannot be given an output: the goal is decided "
                 f"under decision rules {goal.state.rules}, which judge it as one element, not "
-                "the list downstream tasks read; --retry or --abandon it"
+                "the list downstream tasks read; retry or abandon it"
             )
         contract = judging_contract(goal.state, loaded.contracts, spec)
         given = output
@@ -373,7 +375,7 @@ def resolve_task(
         except ValidationError as exc:
             errors = "; ".join(validation_errors(exc, limit=5))
             raise CommandError(
-                f"--output does not satisfy {contract.output_model.__name__}: {errors}"
+                f"the output given does not satisfy {contract.output_model.__name__}: {errors}"
             ) from None
         # Judged as `decide` will judge it, min_confidence included: an output that would be
         # recorded as rejected is refused here, before anything is recorded or reported.
@@ -381,8 +383,8 @@ def resolve_task(
         verdict = judge_output(output, contract, min_confidence=confidence)
         if not verdict.accepted:
             raise CommandError(
-                f"--output for task {task_id!r} would be rejected ({'; '.join(verdict.errors)}); "
-                "nothing recorded"
+                f"the output given for task {task_id!r} would be rejected "
+                f"({'; '.join(verdict.errors)}); nothing recorded"
             )
         if spec.expands is not None and task_id not in goal.state.children:
             _check_fragment_output(goal, loaded, task_id, given, output)
@@ -445,7 +447,7 @@ def _check_fragment_output(
         if not isinstance(given, dict) or "tasks" not in given else ""
     )
     raise CommandError(
-        f"--output for planner {task_id!r} is a fragment that would be rejected "
+        f"the output given for planner {task_id!r} is a fragment that would be rejected "
         f"({len(problems)} problems): {'; '.join(problems)}{hint}; nothing recorded"
     )
 
