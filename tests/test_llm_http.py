@@ -15,9 +15,10 @@ from baton.history.recorded import reexecute
 from baton.llm.pricing import price_tokens
 from baton.readmodels.reading import ReadModels, refresh
 from baton.runtime.loading import prepare_plan
+from baton.store.eventstore import open_store
 from tests.cli_support import baton
 from tests.openai_server import Answer, chat_server, tool
-from tests.support import events_of, projected, run
+from tests.support import events_of, kinds, projected, run
 
 KEY = "sk-test-4f9c2b7e-DO-NOT-LEAK"
 VALID = {"price": 12.5, "confidence": 0.9}
@@ -388,6 +389,37 @@ def test_no_api_key_is_a_plan_error_before_anything_is_stored(tmp_path) -> None:
     assert checked.code == 0, checked.err
     submitted = baton("submit", str(plan), "--input", '{"item": "tea"}', store=url, env=env)
     assert submitted.code == 0, submitted.err
+
+
+def test_a_worker_without_the_api_key_leaves_the_goal_to_one_that_has_it(tmp_path) -> None:
+    """Driven by a worker started without the key, every attempt failed at once and was retried
+    until the goal failed, for want of a setting in one process's environment."""
+    import json
+
+    data = llm_plan("")
+    del data["agents"]["quote"]["llm"]["base_url"]  # api.openai.com: calling needs a key
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(data))
+    url = f"sqlite:///{tmp_path / 'baton.db'}"
+    keyless = {"BATON_LLM_API_KEY": "", "OPENAI_API_KEY": "", "BATON_LLM_BASE_URL": ""}
+    assert baton("submit", str(plan), "--input", '{"item": "tea"}', "--goal-id", "q",
+                 store=url, env=keyless).code == 0
+    worker = baton("worker", "--burst", store=url, env=keyless, timeout=60)
+    assert worker.code == 0, worker.err
+    [said] = [line for line in worker.err.splitlines() if "goal q" in line]
+    assert "ERROR" in said and said.endswith(
+        "its agents cannot be called from this worker: agents.quote: llm: no API key: set "
+        "BATON_LLM_API_KEY or OPENAI_API_KEY"), said
+    store = open_store(url)
+    try:
+        assert kinds(store, "q") == ["Started"]  # nothing recorded: no attempt, no failure
+    finally:
+        store.close()
+    with chat_server([tool(VALID)]) as server:  # a worker that has the key and the endpoint
+        keyed = baton("worker", "--burst", store=url, timeout=60,
+                      env={"BATON_LLM_API_KEY": KEY, "BATON_LLM_BASE_URL": server.url})
+    assert keyed.code == 0 and "goal q: completed" in keyed.err, keyed.err
+    assert len(server.requests) == 1
 
 
 def test_a_human_resolves_an_llm_task_where_no_api_key_is_set(

@@ -201,7 +201,8 @@ class Worker:
         log.info("worker stopped: drove %d goal(s)%s%s%s", driven,
                  f" in {self.claims} claims" if self.claims > driven else "",
                  f"; left {parked} parked until a backoff falls due" if parked else "",
-                 f"; left {left} whose plan does not load" if left else "")
+                 f"; left {left} whose plan does not load (or whose agents cannot be called) here"
+                 if left else "")
         return driven
 
     # --- the read models ---
@@ -433,6 +434,11 @@ class Worker:
             importlib.invalidate_caches()  # a module file put back since is found
         try:
             loaded = self._plan(goal)
+            # An agent every call of which fails at once here (an `openai:` model and no API
+            # key in this worker's environment): driven, each attempt failed and was retried
+            # until the goal failed, for want of a setting. The goal waits for a worker that
+            # can call it, as `run` refuses before storing anything.
+            loaded.check_calls("its agents cannot be called from this worker")
         except PlanError as exc:
             # Not runnable until someone fixes the code, and no failure of the goal: nothing
             # is recorded (it may be resumed once its agents import). Looked at again when its
@@ -442,8 +448,9 @@ class Worker:
             self.unloadable[goal_id] = problem
             if problem != said:
                 log.error("goal %s: left alone (looked at again every %gs and when its events "
-                          "change); its plan does not load: %s", goal_id, UNLOADABLE_RETRY_S,
-                          problem)
+                          "change); %s", goal_id, UNLOADABLE_RETRY_S,
+                          problem if exc.source.startswith("its agents") else
+                          f"its plan does not load: {problem}")
             return goal, None, UNLOADABLE_RETRY_S
         if goal.version == 1:
             return goal, loaded, 0.0  # submitted: nothing decided yet
