@@ -410,6 +410,10 @@ def test_a_worker_without_the_api_key_leaves_the_goal_to_one_that_has_it(tmp_pat
     assert "ERROR" in said and said.endswith(
         "its agents cannot be called from this worker: agents.quote: llm: no API key: set "
         "BATON_LLM_API_KEY or OPENAI_API_KEY"), said
+    resumed = baton("resume", "q", store=url, env=keyless)  # nor does a keyless `resume`
+    assert resumed.code == 2 and resumed.err.strip() == (
+        "baton: error: goal q: agents.quote: llm: no API key: set BATON_LLM_API_KEY or "
+        "OPENAI_API_KEY"), resumed.err
     store = open_store(url)
     try:
         assert kinds(store, "q") == ["Started"]  # nothing recorded: no attempt, no failure

@@ -288,9 +288,14 @@ def resume_goal(
         goal = store.get(goal_id)  # as its last owner left it
         if goal.state.status in GOAL_FINAL:
             return goal
-        runner = runner or Runner.from_settings(
-            store=store, loaded=load_goal_plan(goal), agent_loop=agent_loop, observer=observer
-        )
+        if runner is None:
+            loaded = load_goal_plan(goal)
+            # As `run` does: with no API key every call would fail at once, and each attempt
+            # would be failed and retried for want of a setting. Nothing is recorded.
+            loaded.check_calls(f"goal {goal_id}")
+            runner = Runner.from_settings(
+                store=store, loaded=loaded, agent_loop=agent_loop, observer=observer
+            )
         if should_stop is not None:
             runner.should_stop = should_stop
         driving = driving or Driving()
