@@ -265,6 +265,18 @@ async def async_returns_when_told(inp: Text) -> Text:
     return Text(text=inp.text + " (just in time)")
 
 
+async def async_ignores_cancel_once(inp: Text) -> Text:
+    """The first call hangs and, cancelled as its time runs out, swallows the cancellation and
+    returns anyway (an agent may); later calls return at once."""
+    CALLS["async_ignores_cancel_once"] += 1
+    if CALLS["async_ignores_cancel_once"] == 1:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return Text(text=inp.text + " (too late)")
+    return Text(text=inp.text + " (in time)")
+
+
 _ASYNC_BARRIER: asyncio.Barrier | None = None
 
 

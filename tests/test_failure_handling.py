@@ -65,6 +65,22 @@ def test_a_call_that_returns_as_its_time_runs_out_counts_as_returned_once(
     assert agents.CALLS["async_returns_when_told"] == 1
 
 
+def test_a_call_abandoned_as_it_times_out_is_recorded_as_timed_out_and_its_late_result_dropped(
+    store: BatonStore,
+) -> None:
+    """The other order of the race above: the timeout claims the call first. The agent swallows
+    its cancellation and returns a result all the same; that result is dropped, never recorded
+    beside the timeout, and the retry's is the task's output."""
+    data = plan(task("a", "async_ignores_cancel_once", input={"text": "$goal.text"},
+                     timeout_s=0.2, retry={"max_attempts": 2, "backoff_s": 0}))
+    goal = run(store, data, {"text": "hi"})
+    assert goal.state.status == "completed", kinds(store, goal.id)
+    assert goal.state.output == {"a": {"text": "hi (in time)"}}
+    assert [e.attempt for e in events_of(store, goal.id, "AgentTimedOut")] == [1]
+    assert [e.attempt for e in events_of(store, goal.id, "AgentReturned")] == [2]
+    assert agents.CALLS["async_ignores_cancel_once"] == 2
+
+
 def test_a_timeout_longer_than_any_wait_runs_like_no_timeout(store: BatonStore) -> None:
     # `timeout_s: 1e300` passes the plan check (a number > 0) and means "never": the runner's
     # timed wait raised OverflowError (exit 70, the goal left running) on the first dispatch.
