@@ -123,7 +123,8 @@ def test_ids_names_and_errors_that_look_like_markup_or_escapes_are_shown_as_writ
     assert shown.code == 0, shown.err
     assert "goal [red]g[/] · [bold]p[/]" in shown.out
     assert "bad value [/] in [bold]x[/bold]" in " ".join(shown.out.split())
-    assert "baton resolve '[red]g[/]' TASK" in shown.out  # a shell word: pasted, it works
+    # the command for the task that waits, ids as shell words: pasted, it works
+    assert "resolve with: baton resolve '[red]g[/]' a --retry|--abandon|--output JSON" in shown.out
     listed = baton("status", store=sqlite_url)
     assert listed.code == 0 and "[red]g[/]  [bold]p[/]" in listed.out
     stats = baton("stats", store=sqlite_url)

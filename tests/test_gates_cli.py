@@ -54,6 +54,8 @@ def test_answer_and_approve_from_the_command_line(store_url: str, tmp_path: Path
                                                    "which period does 'sales' mean?")
     text = cli("--store", store_url, "escalations").out
     assert "g  ask  clarification" in text and "baton answer g ask TEXT" in text
+    asked = cli("--store", store_url, "status", "g").out.splitlines()
+    assert asked[-1] == "answer with: baton answer g ask TEXT"  # the command for its kind
     status = cli("--store", store_url, "status", "g", "--json").json()
     assert status["tasks"]["ask"]["waiting_for"] == "clarification"
 
@@ -61,7 +63,12 @@ def test_answer_and_approve_from_the_command_line(store_url: str, tmp_path: Path
     assert answered.code == 0, answered.err
     assert answered.out.splitlines() == ["recorded: answer to ask by ann; goal g is waiting — a "
                                          "worker picks it up; without workers: baton resume g"]
-    assert cli("--store", store_url, "resume", "g").code == 3  # now at the approval gate
+    at_gate = cli("--store", store_url, "resume", "g")
+    assert at_gate.code == 3  # now at the approval gate: the command that decides it is given
+    assert at_gate.out.splitlines()[-1] == (
+        "decide with: baton resolve g publish --approve|--reject --reason TEXT")
+    assert cli("--store", store_url, "status", "g").out.splitlines()[-1] == (
+        "decide with: baton resolve g publish --approve|--reject --reason TEXT")
     [entry] = _escalations(store_url)
     assert entry["kind"] == "approval" and entry["task"] == "publish"
     assert entry["input"] == {"text": "draft on sales during Q1 2026"}

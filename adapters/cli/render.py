@@ -97,6 +97,7 @@ class TaskLine:
     ms: float | None
     last_error: str | None
     reason: str | None
+    waiting_for: str | None = None  # an escalated task's escalation kind
 
     @property
     def note(self) -> str:
@@ -157,10 +158,24 @@ def print_summary(
     elif resolved:
         console.print(shown(goes_on(goal_id)))
     elif status == "waiting":
-        gid = shown(quoted(goal_id))
-        console.print(f"resolve with: baton resolve {gid} TASK --retry|--abandon|--output … "
-                      f"(--approve|--reject for an approval; `baton answer {gid} TASK TEXT` "
-                      "for a question; `baton escalations` says which)")
+        # The command for each task that waits, as `baton escalations` gives it: the reader at
+        # 2am copies one line, not a template to fill in from another command's output.
+        for line in lines:
+            if line.status == "escalated":
+                console.print(shown(decide_with(goal_id, line.task, line.waiting_for)),
+                              soft_wrap=True)
+
+
+def decide_with(goal_id: str, task: str, waiting_for: str | None) -> str:
+    """The command a human decides an escalated task with, by what it waits for (the
+    `kind` of `baton escalations`), its ids quoted as shell words."""
+    which = f"{quoted(goal_id)} {quoted(task)}"
+    if waiting_for == "clarification":
+        return f"answer with: baton answer {which} TEXT"
+    if waiting_for == "approval":
+        return f"decide with: baton resolve {which} --approve|--reject --reason TEXT"
+    # failure, low_confidence, budget, outcome_unknown
+    return f"resolve with: baton resolve {which} --retry|--abandon|--output JSON --reason TEXT"
 
 
 def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:
@@ -170,7 +185,8 @@ def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:
     for tid in state.plan.order:
         task = state.tasks[tid]
         lines.append(TaskLine(tid, state.plan.task_map[tid].agent, task.status, task.attempts,
-                              (durations or {}).get(tid), task.last_error, task.reason))
+                              (durations or {}).get(tid), task.last_error, task.reason,
+                              task.waiting_for))
     print_summary(goal_id=goal.id, plan=state.plan.name, status=state.status,
                   reason=state.reason, output=state.output, lines=lines)
 
