@@ -369,15 +369,24 @@ def test_a_tool_that_raises_fails_the_attempt_with_what_its_requests_spent(
     assert goal.state.used.tokens == 360
 
 
-def test_no_api_key_is_a_plan_error_before_anything_is_stored(tmp_path) -> None:
+# An environment with no key and no endpoint: an `openai:` agent cannot be called from it.
+KEYLESS = {"BATON_LLM_API_KEY": "", "OPENAI_API_KEY": "", "BATON_LLM_BASE_URL": ""}
+
+
+def keyed_plan_file(tmp_path) -> tuple[Any, str]:
+    """A plan whose agent needs a key (api.openai.com), and a SQLite store URL beside it."""
     import json
 
     data = llm_plan("")
-    del data["agents"]["quote"]["llm"]["base_url"]  # api.openai.com: a key is needed
+    del data["agents"]["quote"]["llm"]["base_url"]
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(data))
-    url = f"sqlite:///{tmp_path / 'baton.db'}"
-    env = {"BATON_LLM_API_KEY": "", "OPENAI_API_KEY": "", "BATON_LLM_BASE_URL": ""}
+    return plan, f"sqlite:///{tmp_path / 'baton.db'}"
+
+
+def test_no_api_key_is_a_plan_error_before_anything_is_stored(tmp_path) -> None:
+    plan, url = keyed_plan_file(tmp_path)
+    env = KEYLESS
     ran = baton("run", str(plan), "--input", '{"item": "tea"}', store=url, env=env)
     assert ran.code == 2
     assert ran.err.strip().splitlines() == [
@@ -394,14 +403,8 @@ def test_no_api_key_is_a_plan_error_before_anything_is_stored(tmp_path) -> None:
 def test_a_worker_without_the_api_key_leaves_the_goal_to_one_that_has_it(tmp_path) -> None:
     """Driven by a worker started without the key, every attempt failed at once and was retried
     until the goal failed, for want of a setting in one process's environment."""
-    import json
-
-    data = llm_plan("")
-    del data["agents"]["quote"]["llm"]["base_url"]  # api.openai.com: calling needs a key
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps(data))
-    url = f"sqlite:///{tmp_path / 'baton.db'}"
-    keyless = {"BATON_LLM_API_KEY": "", "OPENAI_API_KEY": "", "BATON_LLM_BASE_URL": ""}
+    plan, url = keyed_plan_file(tmp_path)
+    keyless = KEYLESS
     assert baton("submit", str(plan), "--input", '{"item": "tea"}', "--goal-id", "q",
                  store=url, env=keyless).code == 0
     worker = baton("worker", "--burst", store=url, env=keyless, timeout=60)
