@@ -19,7 +19,7 @@ import yaml
 from baton.store.eventstore import BatonStore, open_store
 from baton.store.ownership import ownership_of
 from tests.cli_support import ROOT, baton
-from tests.support import kinds
+from tests.support import kinds, plan, plan_file, task
 
 PLAN = "examples/travel/plan.yaml"
 TRIP = "@examples/travel/trip.json"
@@ -98,6 +98,31 @@ def test_a_submitted_goal_replays_before_and_after_a_worker_drove_it(store_url: 
         assert replayed.code == 0, (flags, replayed.out, replayed.err)
         shown = replayed.json()
         assert shown["ok"] and shown["events"] == len(recorded(store_url, goal_id)), (flags, shown)
+
+
+def test_a_worker_logs_why_a_goal_failed_or_waits_on_one_line_of_text(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The operator reading a worker's log at 2am sees which task and why, without a look-up;
+    an agent's error is data: its ESC and newline neither reach the terminal nor split the
+    line the log collector reads."""
+    failing = plan_file(tmp_path, plan(task("a", "raises_with_brackets",
+                                            input={"text": "$goal.text"},
+                                            retry={"max_attempts": 1})))
+    assert baton("submit", failing, "--input", '{"text": "x\\ny"}', "--goal-id", "f",
+                 store=store_url).code == 0
+    assert baton("submit", PLAN, "--input", BERLIN, "--goal-id", "berlin",
+                 store=store_url).code == 0
+    worker = baton("worker", "--burst", store=store_url)
+    assert worker.code == 0, worker.err
+    lines = worker.err.splitlines()
+    assert [line.split(" INFO ", 1)[1] for line in lines if ": failed" in line] == [
+        "goal f: failed — task 'a' failed: RuntimeError: bad value [/] in [bold]x y[/bold] "
+        "\\x1b[2J"]
+    assert "\x1b" not in worker.err
+    assert any(line.endswith("goal berlin: waiting for a human on price (attempt 1: confidence: "
+                             "0.63 is below min_confidence 0.7; on_low_confidence is escalate)")
+               for line in lines), worker.err
 
 
 def test_a_worker_continues_a_goal_a_human_resolved_without_resume(store_url: str) -> None:

@@ -540,8 +540,14 @@ class Worker:
     @staticmethod
     def _outcome(goal: Goal) -> str:
         state = goal.state
-        if state.status in GOAL_FINAL or state.status == "waiting":
-            return state.status + (" (for a human)" if state.status == "waiting" else "")
+        if state.status in ("waiting", "failed", "cancelled"):
+            # The reason names the task and why: the operator reading the log needs no look-up.
+            reason = state.reason or ""
+            if reason.startswith(state.status):
+                return reason
+            return f"{state.status} — {reason}" if reason else state.status
+        if state.status in GOAL_FINAL:
+            return state.status
         if any(t.in_flight is not None and t.outcome is None for t in state.tasks.values()):
             return "left with attempts in flight (stopping)"
         if state.stop_requested:

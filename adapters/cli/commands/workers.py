@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from baton.cli.commands.common import goal_id_argument, json_argument, positive_int, store_from
-from baton.cli.render import print_json
+from baton.cli.render import one_line_text, print_json
 from baton.runtime.loading import load_plan_file
 from baton.runtime.runner import DEFAULT_CONCURRENCY
 from baton.runtime.service import submit_goal
@@ -62,9 +62,20 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineFormatter(logging.Formatter):
+    """A log line is one line, and text: an agent's error or a goal's reason holding a newline
+    or an ESC sequence (data, from agents) neither splits a worker's line in two for the log
+    collector nor reaches an operator's terminal as a sequence it obeys. A traceback, from
+    `log.exception`, still follows on lines of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line_text(record.message)
+        return super().formatMessage(record)
+
+
 def _worker(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
+    handler.setFormatter(_OneLineFormatter(
         f"%(asctime)s baton worker {socket.gethostname()}:{os.getpid()} %(levelname)s "
         "%(message)s"
     ))
