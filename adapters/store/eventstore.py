@@ -26,10 +26,11 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     PersistenceError,
+    StoredEvent,
     Transcoder,
 )
 from eventsourcing.sqlite import SQLiteFactory
-from eventsourcing.utils import register_topic
+from eventsourcing.utils import TopicError, register_topic
 
 from baton.domain.errors import BatonError
 from baton.domain.goal import Goal, GoalEvent
@@ -52,6 +53,7 @@ __all__ = [
     "GoalNotFound",
     "StoreError",
     "StoreReplaced",
+    "UnknownEvent",
     "describe_store",
     "open_store",
     "store_env",
@@ -85,6 +87,32 @@ class GoalNotFound(BatonError):
     def __init__(self, goal_id: str) -> None:
         self.goal_id = goal_id
         super().__init__(f"no goal {goal_id!r} in this store")
+
+
+class UnknownEvent(BatonError):
+    """A stored event of a type this Baton does not know: written by a newer Baton sharing the
+    store (or by something that is not Baton). Nothing of the goal is read or decided here."""
+
+    def __init__(self, goal_id: str, seq: int, topic: str) -> None:
+        self.goal_id = goal_id
+        super().__init__(
+            f"goal {goal_id!r}: event {seq} is a {topic!r}, which this Baton does not know "
+            f"(written by a newer Baton? upgrade this one to read the goal)"
+        )
+
+
+def _decoded(mapper: Any, goal_id: str, rows: Sequence[StoredEvent]) -> list[Any]:
+    """The stored rows as events; a row whose topic does not resolve is an `UnknownEvent`."""
+    to_event = mapper.to_domain_event
+    try:
+        return [to_event(row) for row in rows]
+    except TopicError:
+        for row in rows:  # which one: said by its seq and type
+            try:
+                to_event(row)
+            except TopicError:
+                raise UnknownEvent(goal_id, row.originator_version, row.topic) from None
+        raise
 
 
 class BatonApplication(Application[str]):
@@ -437,15 +465,15 @@ class BatonStore:
             snapshot_row, rows = select_goal_rows(self.app, goal_id)
             if not rows:
                 raise GoalNotFound(goal_id)
-            to_event = self.app.mapper.to_domain_event
-            events: list[Any] = [to_event(row) for row in rows]
+            events: list[Any] = _decoded(self.app.mapper, goal_id, rows)
             goal: Goal | None = None
             if snapshot_row is not None:
-                goal = self._restored(to_event(snapshot_row), events[0])
-                if goal is None:  # unusable: every event, as eventsourcing folds them
-                    folded: Goal = self.app.repository.get(goal_id)
-                    return folded
-                events = events[1:]
+                goal = self._restored(self.app.mapper.to_domain_event(snapshot_row), events[0])
+                if goal is None:  # unusable: every event
+                    events = _decoded(self.app.mapper, goal_id,
+                                      self.app.events.recorder.select_events(goal_id))
+                else:
+                    events = events[1:]
             for event in events:
                 goal = event.mutate(goal)
         assert goal is not None
@@ -533,10 +561,11 @@ class BatonStore:
         if "\x00" in goal_id or self.missing:  # as in `get`
             raise GoalNotFound(goal_id)
         with translated_errors(self.url), collector_paused():
-            events = list(self.app.repository.event_store.get(goal_id))
+            events = _decoded(self.app.mapper, goal_id,
+                              self.app.events.recorder.select_events(goal_id))
         if not events:
             raise GoalNotFound(goal_id)
-        return events  # type: ignore[return-value]
+        return events
 
     def close(self) -> None:
         from baton.store.ownership import close_ownership  # it imports this module
