@@ -4,8 +4,13 @@ never stalls what this Baton can drive (docs/reference.md, "Upgrading")."""
 
 from __future__ import annotations
 
-from eventsourcing.persistence import StoredEvent
+from typing import Any
 
+from eventsourcing.persistence import InfrastructureFactory, StoredEvent
+from eventsourcing.utils import Environment
+
+from baton.projections import VIEWS_VERSION
+from baton.projections.projector import view_class
 from baton.store.eventstore import open_store
 from tests.cli_support import baton
 from tests.support import kinds
@@ -65,3 +70,46 @@ def test_a_worker_leaves_a_goal_it_cannot_read_and_drives_the_others(store_url: 
         assert kinds(store, "mine")[-1] == "GoalCompleted"
     finally:
         store.close()
+
+
+def _views(store_url: str, table: str, statement: str, *params: object) -> list[object]:
+    """A statement on one read-model table (`{}` its name, `?` the parameters)."""
+    store = open_store(store_url)  # the views' recorder as open_views makes it, unchecked
+    factory = InfrastructureFactory[Any].construct(Environment("baton_views", store.app.env))
+    try:
+        views = factory.tracking_recorder(view_class(store.app))
+        with views.datastore.transaction(commit=True) as c:
+            c.execute(views.sql(statement.format(views.qualified(table))), params)
+            rows = c.fetchall() if "SELECT" in statement else []
+            return [next(iter(row.values())) if isinstance(row, dict) else row[0]
+                    for row in rows]
+    finally:
+        factory.close()
+        store.close()
+
+
+def test_read_models_a_newer_baton_built_are_left_to_it(store_url: str) -> None:
+    """A process of the previous release dropped them (another version: rebuilt from the whole
+    log) and the newer one dropped them back: while both shared the store, each rebuilt from
+    the first event in turn and `status` was empty in between."""
+    assert baton("run", PLAN, "--input", TRIP, "--goal-id", "one", store=store_url).code == 0
+    _views(store_url, "baton_views_meta", "UPDATE {} SET version = ? WHERE name = ?",
+           VIEWS_VERSION + 1, "baton_views")
+    for command in (("status",), ("stats",), ("escalations",), ("projections", "update")):
+        refused = baton(*command, store=store_url)
+        assert refused.code == 2, (command, refused.err)
+        assert refused.err.splitlines() == [
+            f"baton: error: the read models were built by a newer Baton (read models version "
+            f"{VIEWS_VERSION + 1}; this Baton's is {VIEWS_VERSION}): left as they are; upgrade "
+            "this Baton to read or update them (after a downgrade: `baton projections "
+            "rebuild`)"], command
+    ran = baton("run", PLAN, "--input", TRIP, "--goal-id", "two", store=store_url)
+    assert ran.code == 0 and "newer Baton" in ran.err, ran.err  # recorded; a warning only
+    # untouched: neither dropped nor written by this Baton
+    assert _views(store_url, "baton_views_meta", "SELECT version FROM {}") == [VIEWS_VERSION + 1]
+    assert _views(store_url, "goal_summary", "SELECT goal_id FROM {}") == ["one"]
+    # after a downgrade, the operator takes them back
+    assert baton("projections", "rebuild", store=store_url).code == 0
+    listed = baton("status", "--json", store=store_url)
+    assert listed.code == 0, listed.err
+    assert {g["goal_id"] for g in listed.json()["goals"]} == {"one", "two"}
