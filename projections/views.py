@@ -211,6 +211,15 @@ class GoalViews(TrackingRecorder):
         first, last = batch[0][1], batch[-1][1]
         with self.datastore.transaction(commit=True) as c:
             c.execute(self._lock_statement(), (VIEWS_NAME,))
+            # Under the lock: another release may have rebuilt them since this process opened
+            # them (a long-lived worker or server), and rows of this one's meaning must not
+            # go into its tables.
+            c.execute(self.sql(f"SELECT version FROM {self.qualified(VIEWS_META.name)} "
+                               "WHERE name = ?"), (VIEWS_NAME,))
+            found = c.fetchone()
+            version = None if found is None else _first(found)
+            if version != VIEWS_VERSION:
+                raise ViewsChanged(version)
             current = self._max_tracking_id(application_name, c) or 0
             if current >= first if after is None else current != after:
                 return False
@@ -436,6 +445,19 @@ def _values(row: Any) -> tuple[Any, ...]:
 
 def _first(row: Any) -> Any:
     return _values(row)[0]
+
+
+class ViewsChanged(ProjectionError):
+    """The read models were rebuilt by another release of Baton after this process opened
+    them: nothing is written; opening them again rebuilds them as this release's, or refuses
+    a newer release's."""
+
+    def __init__(self, version: int | None) -> None:
+        self.version = version
+        super().__init__(
+            f"the read models were rebuilt by another Baton since this process opened them "
+            f"(read models version {version}; this Baton's is {VIEWS_VERSION})"
+        )
 
 
 def _not_newer(version: int | None) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from eventsourcing.persistence import InfrastructureFactory, StoredEvent
 from eventsourcing.utils import Environment
 
-from baton.projections import VIEWS_VERSION
+from baton.projections import VIEWS_VERSION, ProjectionError
 from baton.projections.projector import view_class
+from baton.readmodels.reading import KeptReadModels
 from baton.store.eventstore import open_store
 from tests.cli_support import baton
 from tests.support import kinds
@@ -79,7 +81,8 @@ def _views(store_url: str, table: str, statement: str, *params: object) -> list[
     try:
         views = factory.tracking_recorder(view_class(store.app))
         with views.datastore.transaction(commit=True) as c:
-            c.execute(views.sql(statement.format(views.qualified(table))), params)
+            name = views.tracking_table() if table == "tracking" else views.qualified(table)
+            c.execute(views.sql(statement.format(name)), params)
             rows = c.fetchall() if "SELECT" in statement else []
             return [next(iter(row.values())) if isinstance(row, dict) else row[0]
                     for row in rows]
@@ -113,3 +116,38 @@ def test_read_models_a_newer_baton_built_are_left_to_it(store_url: str) -> None:
     listed = baton("status", "--json", store=store_url)
     assert listed.code == 0, listed.err
     assert {g["goal_id"] for g in listed.json()["goals"]} == {"one", "two"}
+
+
+def test_read_models_kept_open_are_not_written_once_another_release_rebuilt_them(
+    store_url: str,
+) -> None:
+    """A worker or server opens the read models once and catches them up every second. Another
+    release rebuilding them meanwhile (its own version, its tracking cleared) was not noticed:
+    the rows left were applied to again (counted twice) and kept the other version's mark."""
+    assert baton("run", PLAN, "--input", TRIP, "--goal-id", "one", store=store_url).code == 0
+    attempts = _views(store_url, "agent_stats", "SELECT sum(attempts) FROM {}")
+    store = open_store(store_url)
+    kept = KeptReadModels(store, connections=2)
+    try:
+        assert kept.catch_up() == 0  # opened, and up to date
+        for version in (VIEWS_VERSION - 1, VIEWS_VERSION + 1):  # an older release, a newer one
+            _views(store_url, "baton_views_meta", "UPDATE {} SET version = ?", version)
+            _views(store_url, "goal_summary", "DELETE FROM {}")
+            _views(store_url, "tracking", "DELETE FROM {} WHERE application_name = ?",
+                   store.app.name)
+            if version > VIEWS_VERSION:
+                with pytest.raises(ProjectionError, match="newer Baton"):
+                    kept.catch_up()
+                assert _views(store_url, "goal_summary", "SELECT goal_id FROM {}") == []
+                assert _views(store_url, "baton_views_meta", "SELECT version FROM {}") == [
+                    version]
+            else:  # made this release's again: rebuilt from the log, counted once
+                assert kept.catch_up() > 0
+                assert _views(store_url, "baton_views_meta", "SELECT version FROM {}") == [
+                    VIEWS_VERSION]
+                assert _views(store_url, "goal_summary", "SELECT goal_id FROM {}") == ["one"]
+                assert _views(store_url, "agent_stats", "SELECT sum(attempts) FROM {}") == (
+                    attempts)
+    finally:
+        kept.close()
+        store.close()
