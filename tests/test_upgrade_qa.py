@@ -10,6 +10,8 @@ import pytest
 from eventsourcing.persistence import InfrastructureFactory, StoredEvent
 from eventsourcing.utils import Environment
 
+import baton as baton_package
+from baton.domain.state import RULES
 from baton.projections import VIEWS_VERSION, ProjectionError
 from baton.projections.projector import view_class
 from baton.readmodels.reading import KeptReadModels
@@ -24,7 +26,7 @@ FUTURE_TOPIC = "baton.domain.goal:Goal.SomethingNewer"  # an event type of a lat
 
 def _submitted_with_a_newer_event(store_url: str, goal_id: str) -> None:
     """A submitted goal that a newer Baton has gone on with: its event 2 is of a type this
-    Baton does not know (as release 0.2's workers met `StopRequested`)."""
+    Baton does not know (as a worker from before decision rules 3 meets `StopRequested`)."""
     assert baton("submit", PLAN, "--input", TRIP, "--goal-id", goal_id,
                  store=store_url).code == 0
     store = open_store(store_url)
@@ -65,6 +67,9 @@ def test_a_worker_leaves_a_goal_it_cannot_read_and_drives_the_others(store_url: 
     assert len(said) == 1 and "ERROR" in said[0] and FUTURE_TOPIC in said[0], worker.err
     assert "cannot read the store" not in worker.err
     assert "left 1 whose history cannot be read here" in worker.err
+    # which release said so, for an operator reading the logs of two side by side
+    assert (f"worker started: 4 goal(s) at a time (baton {baton_package.__version__}, decision "
+            f"rules {RULES}, read models {VIEWS_VERSION})") in worker.err
     store = open_store(store_url)
     try:  # nothing recorded on it: the newer Baton's history is left as it wrote it
         assert [e.originator_version for e in store.app.events.recorder.select_events(

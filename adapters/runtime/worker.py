@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING
 
+import baton
 from baton import projections
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError, PlanError, UnknownRules
@@ -169,7 +170,9 @@ class Worker:
         self._start_from_views()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="baton-goal")
         catching_up = self._catch_up_beside()
-        log.info("worker started: %d goal(s) at a time", self.concurrency)
+        log.info("worker started: %d goal(s) at a time (baton %s, decision rules %d, read "
+                 "models %d)", self.concurrency, baton.__version__, RULES,
+                 projections.VIEWS_VERSION)  # which release this is, beside others (upgrades)
         try:
             while True:
                 self.wake.clear()
