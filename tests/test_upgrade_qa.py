@@ -53,6 +53,31 @@ def test_a_goal_with_an_event_of_a_newer_baton_is_refused_in_one_line(store_url:
         ], command
 
 
+def test_an_event_stored_at_a_later_version_of_its_class_is_refused(store_url: str) -> None:
+    """A newer Baton's version of an event this one knows was read as this one's version (no
+    upcaster runs down), its new fields ignored: the goal folded, and was decided on, as if
+    they were not there (as a pre-rules-3 worker read rules 3's `TaskDispatched` v3 and lost
+    the readiness it carries)."""
+    assert baton("submit", PLAN, "--input", TRIP, "--goal-id", "later", store=store_url).code == 0
+    store = open_store(store_url)
+    try:
+        state = (b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-12-04T14:00:30+00:00"},'
+                 b'"concurrency":8,"class_version":9,"what_v9_adds":true}')
+        topic = "baton.domain.goal:Goal.RunResumed"
+        store.app.events.recorder.insert_events([StoredEvent("later", 2, topic, state)])
+    finally:
+        store.close()
+    for command in (("status", "later"), ("resume", "later"), ("replay", "later")):
+        result = baton(*command, store=store_url)
+        assert result.code == 2, (command, result.err)
+        assert [line for line in result.err.splitlines() if "error" in line] == [
+            f"baton: error: goal 'later': event 2 is version 9 of '{topic}', which this Baton "
+            "does not know (written by a newer Baton? upgrade this one to read the goal)"
+        ], command
+    updated = baton("projections", "update", store=store_url)  # stops there, says where
+    assert updated.code == 2 and "version 9" in updated.err, updated.err
+
+
 def test_a_worker_leaves_a_goal_it_cannot_read_and_drives_the_others(store_url: str) -> None:
     """One goal a newer Baton wrote used to stop every claim after it: the worker said
     'cannot read the store: TopicError' every 0.5 s for ever and drove nothing else (and
