@@ -181,3 +181,28 @@ def test_read_models_kept_open_are_not_written_once_another_release_rebuilt_them
     finally:
         kept.close()
         store.close()
+
+
+def test_the_web_view_of_a_goal_a_newer_baton_wrote_says_so(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The goal's page and its replay were a bare 500 with a traceback in the server's log."""
+    pytest.importorskip("starlette", reason="the web extra is not installed")
+    from starlette.testclient import TestClient
+
+    from baton.web.app import create_app
+
+    _submitted_with_a_newer_event(sqlite_url, "newer")
+    store = open_store(sqlite_url)
+    try:
+        with TestClient(create_app(store, catch_up_s=0), raise_server_exceptions=False) as client:
+            for path in ("/goals/newer", "/goals/newer/replay"):
+                page = client.get(path)
+                assert page.status_code == 409, (path, page.status_code)
+                assert "Written by a newer Baton" in page.text and "event 2 is a" in page.text
+            assert client.get("/").status_code == 200  # the other pages go on
+        logged = capsys.readouterr().err.strip().splitlines()
+        assert logged and all(line.startswith("baton serve: GET /goals/newer")
+                              and "which this Baton does not know" in line for line in logged)
+    finally:
+        store.close()
