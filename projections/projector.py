@@ -63,7 +63,8 @@ def view_class(app: Application[Any]) -> type[GoalViews]:
 
 @contextmanager
 def open_views(
-    app: Application[Any], *, connections: int = 2, pre_ping: bool = False
+    app: Application[Any], *, connections: int = 2, pre_ping: bool = False,
+    take_over: bool = False,
 ) -> Iterator[GoalViews]:
     """The views of `app`'s store, created (and rebuilt if outdated) on first use.
 
@@ -71,7 +72,8 @@ def open_views(
     uses one at a time and `alone` holds a second: a pool the store's size (five kept open)
     would hold five more sessions per reader for the life of a worker. A server reading from
     many threads at once asks for more; `pre_ping` checks a session before each use, for a
-    pool kept open across a restart of the database server.
+    pool kept open across a restart of the database server. Read models a newer Baton built
+    are refused (`ProjectionError`), unless `take_over` (a rebuild).
     """
     env = Environment(VIEWS_NAME, {**app.env, "POSTGRES_POOL_SIZE": "1",
                                    "POSTGRES_MAX_OVERFLOW": str(max(connections - 1, 0)),
@@ -79,7 +81,7 @@ def open_views(
     factory = InfrastructureFactory[Any].construct(env)
     try:
         views: GoalViews = factory.tracking_recorder(view_class(app))
-        views.ensure_version(app.name)
+        views.ensure_version(app.name, take_over=take_over)
         yield views
     finally:
         factory.close()
@@ -121,8 +123,9 @@ def rebuild(
     page_size: int = DEFAULT_PAGE_SIZE,
     hook: BatchHook | None = None,
 ) -> int:
-    """Drop every row and tracking position, then project the whole log again."""
-    with open_views(app) as views:
+    """Drop every row and tracking position, then project the whole log again (read models
+    a newer Baton built too: the operator's word after a downgrade)."""
+    with open_views(app, take_over=True) as views:
         views.reset(app.name)
         return _catch_up(app, views, page_size=page_size, hook=hook)
 

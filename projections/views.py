@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from baton.domain.lifecycle import GOAL_OPEN
-from baton.projections.fold import Row, ViewFold
+from baton.projections.fold import ProjectionError, Row, ViewFold
 from baton.projections.ranks import PERCENTILES, Sample, nearest_rank, steps_from_held
 from baton.projections.schema import (
     AGENT_LATENCY,
@@ -101,14 +101,18 @@ class GoalViews(TrackingRecorder):
             statements += table.ddl(self.dialect, self.qualified(table.name))
         return statements
 
-    def ensure_version(self, application_name: str) -> None:
-        """Rebuild from scratch when the rows were built by another version of the views."""
+    def ensure_version(self, application_name: str, *, take_over: bool = False) -> None:
+        """Rebuild from scratch when the rows were built by an earlier version of the views;
+        a later version's are refused, unless `take_over` (`projections rebuild`, after a
+        downgrade)."""
         meta = self.qualified(VIEWS_META.name)
         with self.datastore.transaction(commit=False) as c:  # the usual case: up to date
             c.execute(self.sql(f"SELECT version FROM {meta} WHERE name = ?"), (VIEWS_NAME,))
             found = c.fetchone()
             if found is not None and _first(found) == VIEWS_VERSION:
                 return
+            if not take_over:
+                _not_newer(None if found is None else _first(found))
         with self.datastore.transaction(commit=True) as c:
             self._lock_schema(c)  # first: other processes opening the store wait, then re-read
             c.execute(self.sql(f"SELECT version FROM {meta} WHERE name = ?"), (VIEWS_NAME,))
@@ -116,6 +120,8 @@ class GoalViews(TrackingRecorder):
             version = None if found is None else _first(found)
             if version == VIEWS_VERSION:
                 return
+            if not take_over:
+                _not_newer(version)
             if found is None:
                 c.execute(self.sql(f"INSERT INTO {meta} VALUES (?, ?)"),
                           (VIEWS_NAME, VIEWS_VERSION))
@@ -205,6 +211,15 @@ class GoalViews(TrackingRecorder):
         first, last = batch[0][1], batch[-1][1]
         with self.datastore.transaction(commit=True) as c:
             c.execute(self._lock_statement(), (VIEWS_NAME,))
+            # Under the lock: another release may have rebuilt them since this process opened
+            # them (a long-lived worker or server), and rows of this one's meaning must not
+            # go into its tables.
+            c.execute(self.sql(f"SELECT version FROM {self.qualified(VIEWS_META.name)} "
+                               "WHERE name = ?"), (VIEWS_NAME,))
+            found = c.fetchone()
+            version = None if found is None else _first(found)
+            if version != VIEWS_VERSION:
+                raise ViewsChanged(version)
             current = self._max_tracking_id(application_name, c) or 0
             if current >= first if after is None else current != after:
                 return False
@@ -430,6 +445,31 @@ def _values(row: Any) -> tuple[Any, ...]:
 
 def _first(row: Any) -> Any:
     return _values(row)[0]
+
+
+class ViewsChanged(ProjectionError):
+    """The read models were rebuilt by another release of Baton after this process opened
+    them: nothing is written; opening them again rebuilds them as this release's, or refuses
+    a newer release's."""
+
+    def __init__(self, version: int | None) -> None:
+        self.version = version
+        super().__init__(
+            f"the read models were rebuilt by another Baton since this process opened them "
+            f"(read models version {version}; this Baton's is {VIEWS_VERSION})"
+        )
+
+
+def _not_newer(version: int | None) -> None:
+    """Read models a newer Baton built are its own: dropped here, they were rebuilt from the
+    whole log by each release in turn while two shared the store (a rolling deploy), and
+    `status` was empty meanwhile."""
+    if version is not None and version > VIEWS_VERSION:
+        raise ProjectionError(
+            f"the read models were built by a newer Baton (read models version {version}; "
+            f"this Baton's is {VIEWS_VERSION}): left as they are; upgrade this Baton to read "
+            "or update them (after a downgrade: `baton projections rebuild`)"
+        )
 
 
 class SQLiteGoalViews(GoalViews, SQLiteTrackingRecorder):

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING
 
+import baton
 from baton import projections
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError, PlanError, UnknownRules
@@ -135,6 +136,9 @@ class Worker:
         # when their events change or every `UNLOADABLE_RETRY_S` (a transient import failure
         # needed a restart); said again only when the problem changes.
         self.unloadable: dict[str, str] = {}
+        # Goals whose history does not read or fold here (an event type of a newer Baton),
+        # with what was said: left alone until their events change.
+        self.unreadable: dict[str, str] = {}
         # Goals whose last drive ended on a store that refused a save: the wait before the
         # next look (under `_count`: the goals' threads write it).
         self.refused: dict[str, float] = {}
@@ -166,7 +170,9 @@ class Worker:
         self._start_from_views()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="baton-goal")
         catching_up = self._catch_up_beside()
-        log.info("worker started: %d goal(s) at a time", self.concurrency)
+        log.info("worker started: %d goal(s) at a time (baton %s, decision rules %d, read "
+                 "models %d)", self.concurrency, baton.__version__, RULES,
+                 projections.VIEWS_VERSION)  # which release this is, beside others (upgrades)
         try:
             while True:
                 self.wake.clear()
@@ -196,13 +202,15 @@ class Worker:
             if catching_up is not None:
                 self._last_catch_up(catching_up)
         left = len(self.unloadable)
+        unread = len(self.unreadable)
         parked = len(self.timed - self.unloadable.keys())
         driven = self.driven
-        log.info("worker stopped: drove %d goal(s)%s%s%s", driven,
+        log.info("worker stopped: drove %d goal(s)%s%s%s%s", driven,
                  f" in {self.claims} claims" if self.claims > driven else "",
                  f"; left {parked} parked until a backoff falls due" if parked else "",
                  f"; left {left} whose plan does not load (or whose agents cannot be called) here"
-                 if left else "")
+                 if left else "",
+                 f"; left {unread} whose history cannot be read here" if unread else "")
         return driven
 
     # --- the read models ---
@@ -273,10 +281,23 @@ class Worker:
         """The goal ended: nothing more to drive or to look at."""
         self.versions.pop(goal_id, None)
         self.unloadable.pop(goal_id, None)
+        self.unreadable.pop(goal_id, None)
         with self._count:
             self.refused.pop(goal_id, None)
         self._unsee(goal_id)
         self.fresh.pop(goal_id, None)
+
+    def _unreadable_goal(self, goal_id: str, exc: Exception) -> None:
+        """A goal whose history this Baton cannot read or fold: said once per problem, looked
+        at again when its events change. Raised out of the claim, it stopped every claim
+        after it, for good: one goal a newer Baton wrote stalled the worker, which said
+        'cannot read the store' every poll."""
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+        if self.unreadable.get(goal_id) != problem:
+            self.unreadable[goal_id] = problem
+            log.error("goal %s: left alone (looked at again when its events change); its "
+                      "history cannot be read here: %s", goal_id, problem)
+        self._see(goal_id, _Seen(self.versions[goal_id], None))
 
     def _see(self, goal_id: str, seen: _Seen) -> None:
         """Looked at, and not claimed: look again when it changes or when `seen.wake` falls."""
@@ -378,6 +399,13 @@ class Worker:
                     continue
                 try:
                     goal, loaded, due = self._due(goal_id)
+                except StoreError:
+                    lock.release()
+                    raise  # the store's trouble, not this goal's: the loop looks again
+                except Exception as exc:  # its history does not fold here (an event of a
+                    lock.release()  # newer Baton): left alone, the other goals claimed
+                    self._unreadable_goal(goal_id, exc)
+                    continue
                 except BaseException:
                     lock.release()
                     raise

@@ -24,12 +24,15 @@ from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
     InterfaceError,
+    Mapper,
+    MapperDeserialisationError,
     OperationalError,
     PersistenceError,
+    StoredEvent,
     Transcoder,
 )
 from eventsourcing.sqlite import SQLiteFactory
-from eventsourcing.utils import register_topic
+from eventsourcing.utils import TopicError, register_topic, resolve_topic
 
 from baton.domain.errors import BatonError
 from baton.domain.goal import Goal, GoalEvent
@@ -52,6 +55,7 @@ __all__ = [
     "GoalNotFound",
     "StoreError",
     "StoreReplaced",
+    "UnknownEvent",
     "describe_store",
     "open_store",
     "store_env",
@@ -87,6 +91,81 @@ class GoalNotFound(BatonError):
         super().__init__(f"no goal {goal_id!r} in this store")
 
 
+class UnknownEvent(BatonError):
+    """A stored event of a type this Baton does not know: written by a newer Baton sharing the
+    store (or by something that is not Baton). Nothing of the goal is read or decided here."""
+
+    def __init__(self, goal_id: str, seq: int, topic: str, version: int | None = None) -> None:
+        self.goal_id = goal_id
+        what = f"a {topic!r}" if version is None else f"version {version} of {topic!r}"
+        super().__init__(
+            f"goal {goal_id!r}: event {seq} is {what}, which this Baton does not know "
+            f"(written by a newer Baton? upgrade this one to read the goal)"
+        )
+
+
+class NewerEventVersion(ValueError):
+    """A stored event of a later version of its class than this Baton's (a newer Baton's)."""
+
+    def __init__(self, topic: str, version: int, known: int) -> None:
+        self.version = version
+        super().__init__(f"{topic} is stored at version {version}; this Baton reads versions "
+                         f"up to {known}")
+
+
+class CheckedMapper(Mapper[str]):
+    """eventsourcing's mapper, refusing an event stored at a later version of its class than
+    this Baton's: the library reads it as this version (nothing upcasts down), its new fields
+    ignored unseen, and a goal a newer Baton wrote would be folded, and decided, as if they
+    were not there. Otherwise the library's `to_domain_event`, step for step."""
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        cls = resolve_topic(stored_event.topic)
+        stored_state = stored_event.state
+        try:
+            if self.cipher:
+                stored_state = self.cipher.decrypt(stored_state)
+            if self.compressor:
+                stored_state = self.compressor.decompress(stored_state)
+            event_state: dict[str, Any] = self.transcoder.decode(stored_state)
+        except Exception as e:
+            raise MapperDeserialisationError(
+                f"Failed to deserialise state of stored event with topic "
+                f"'{stored_event.topic}', originator_id '{stored_event.originator_id}' and "
+                f"originator_version {stored_event.originator_version}: {e}"
+            ) from e
+        event_state["originator_id"] = stored_event.originator_id  # ids are str: no convertor
+        event_state["originator_version"] = stored_event.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = event_state.pop("class_version", 1)
+        if from_version > class_version:
+            raise NewerEventVersion(stored_event.topic, from_version, class_version)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
+            from_version += 1
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", event_state)
+        return domain_event
+
+
+def _decoded(mapper: Any, goal_id: str, rows: Sequence[StoredEvent]) -> list[Any]:
+    """The stored rows as events; a row this Baton cannot read as it was written (a type it
+    does not know, a later version of one) is an `UnknownEvent`."""
+    to_event = mapper.to_domain_event
+    try:
+        return [to_event(row) for row in rows]
+    except (TopicError, NewerEventVersion):
+        for row in rows:  # which one: said by its seq and type
+            try:
+                to_event(row)
+            except TopicError:
+                raise UnknownEvent(goal_id, row.originator_version, row.topic) from None
+            except NewerEventVersion as exc:
+                raise UnknownEvent(goal_id, row.originator_version, row.topic,
+                                   exc.version) from None
+        raise
+
+
 class BatonApplication(Application[str]):
     """eventsourcing's application: repository, recorder and notification log for goals, and
     a snapshot store (baton.store.snapshots) that `BatonStore.get` reads first."""
@@ -107,6 +186,11 @@ class BatonApplication(Application[str]):
                 with contextlib.suppress(Exception):
                     factory.close()
             raise
+
+    def construct_mapper(self) -> Mapper[str]:
+        """The library's mapper, refusing events of a later version (`CheckedMapper`)."""
+        return self.factory.mapper(transcoder=self.construct_transcoder(),
+                                   mapper_class=CheckedMapper)
 
     def construct_transcoder(self) -> Transcoder:
         """The library's JSON transcoder and transcodings, encoding through orjson
@@ -437,15 +521,19 @@ class BatonStore:
             snapshot_row, rows = select_goal_rows(self.app, goal_id)
             if not rows:
                 raise GoalNotFound(goal_id)
-            to_event = self.app.mapper.to_domain_event
-            events: list[Any] = [to_event(row) for row in rows]
+            events: list[Any] = _decoded(self.app.mapper, goal_id, rows)
             goal: Goal | None = None
             if snapshot_row is not None:
-                goal = self._restored(to_event(snapshot_row), events[0])
-                if goal is None:  # unusable: every event, as eventsourcing folds them
-                    folded: Goal = self.app.repository.get(goal_id)
-                    return folded
-                events = events[1:]
+                try:
+                    snapshot = self.app.mapper.to_domain_event(snapshot_row)
+                except (TopicError, NewerEventVersion):  # a newer Baton's: a cache, not a record
+                    snapshot = None
+                goal = None if snapshot is None else self._restored(snapshot, events[0])
+                if goal is None:  # unusable: every event
+                    events = _decoded(self.app.mapper, goal_id,
+                                      self.app.events.recorder.select_events(goal_id))
+                else:
+                    events = events[1:]
             for event in events:
                 goal = event.mutate(goal)
         assert goal is not None
@@ -533,10 +621,11 @@ class BatonStore:
         if "\x00" in goal_id or self.missing:  # as in `get`
             raise GoalNotFound(goal_id)
         with translated_errors(self.url), collector_paused():
-            events = list(self.app.repository.event_store.get(goal_id))
+            events = _decoded(self.app.mapper, goal_id,
+                              self.app.events.recorder.select_events(goal_id))
         if not events:
             raise GoalNotFound(goal_id)
-        return events  # type: ignore[return-value]
+        return events
 
     def close(self) -> None:
         from baton.store.ownership import close_ownership  # it imports this module

@@ -50,7 +50,7 @@ from baton.runtime.service import (
     resolve_task,
     resume_goal,
 )
-from baton.store.eventstore import BatonStore, GoalNotFound, StoreError
+from baton.store.eventstore import BatonStore, GoalNotFound, StoreError, UnknownEvent
 from baton.web.events import EventCache
 from baton.web.goal_view import goal_page, goal_url
 
@@ -359,6 +359,14 @@ def create_app(
         return render(request, "error.html", {"title": "Store unavailable", "error": message},
                       503)
 
+    def unreadable_goal(request: Request, exc: Exception) -> Any:
+        """A goal holding an event this Baton does not know (a newer Baton's, on a shared
+        store): a page that says so, 409, and one line in the log, not a traceback and a 500."""
+        message = _one_line(str(exc))
+        print(f"baton serve: {request.method} {request.url.path}: {message}", file=sys.stderr)
+        return render(request, "error.html", {"title": "Written by a newer Baton",
+                                              "error": message}, 409)
+
     def http_error(request: Request, exc: Exception) -> Any:
         """Starlette's own errors (no such page, a method a page does not take, a form too
         big to read) and the views' 400s: a page with the one-line reason, not bare text."""
@@ -397,6 +405,7 @@ def create_app(
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                      exception_handlers={StoreError: store_unavailable,
+                                         UnknownEvent: unreadable_goal,
                                          HTTPException: http_error})
 
 
