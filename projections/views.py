@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from baton.domain.lifecycle import GOAL_OPEN
-from baton.projections.fold import Row, ViewFold
+from baton.projections.fold import Row, ViewFold, ViewsReset
 from baton.projections.ranks import PERCENTILES, Sample, nearest_rank, steps_from_held
 from baton.projections.schema import (
     AGENT_LATENCY,
@@ -195,11 +195,13 @@ class GoalViews(TrackingRecorder):
         *,
         after: int | None,
         hook: BatchHook | None = None,
+        floor: int | None = None,
     ) -> bool:
         """Fold `batch` (events with their notification ids) into the views, exactly once.
 
         `after` is the position the batch's events follow, as read before they were selected;
-        None (one event delivered by a subscription) means "if not applied already". False,
+        None (one event delivered by a subscription) means "if not applied already", and then
+        a tracked position below `floor` raises `ViewsReset` (see `GoalProjection`). False,
         with nothing written, when the tracked position says the batch does not apply.
         """
         first, last = batch[0][1], batch[-1][1]
@@ -208,6 +210,9 @@ class GoalViews(TrackingRecorder):
             current = self._max_tracking_id(application_name, c) or 0
             if current >= first if after is None else current != after:
                 return False
+            if after is None and floor is not None and current < floor:
+                raise ViewsReset(f"the read models were reset to event {current} (a rebuild) "
+                                 f"under a follower that had reached event {floor}")
             fold = self._load(c, {str(event.originator_id) for event, _ in batch})
             for event, position in batch:
                 fold.apply(event, position)

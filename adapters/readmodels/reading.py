@@ -436,14 +436,20 @@ def _keep_following(store: BatonStore, *, interval_s: float, stop: threading.Eve
     if store.is_postgres:
         from baton.projections.postgres import PostgresGoalViews
 
-        with translated_errors(store.url), ProjectionRunner(
-            application_class=BatonApplication,
-            projection_class=projections.GoalProjection,
-            view_class=PostgresGoalViews,
-            env=store.env,
-        ) as runner:
-            while not stop.is_set():
-                runner.run_forever(timeout=interval_s)  # re-raises the runner's errors
+        while not stop.is_set():
+            try:
+                with translated_errors(store.url), ProjectionRunner(
+                    application_class=BatonApplication,
+                    projection_class=projections.GoalProjection,
+                    view_class=PostgresGoalViews,
+                    env=store.env,
+                ) as runner:
+                    while not stop.is_set():
+                        runner.run_forever(timeout=interval_s)  # re-raises the runner's errors
+            except projections.ViewsReset:
+                # a `projections rebuild` reset the views under the subscription: catch up in
+                # pages beside it (never past it), then subscribe again from where they stand
+                refresh(store)
         return
     while not stop.wait(interval_s):
         refresh(store)
