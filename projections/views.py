@@ -348,9 +348,15 @@ class GoalViews(TrackingRecorder):
 
     @contextmanager
     def reading(self) -> Iterator[ViewReader]:
-        """Reads in one transaction (on SQLite, one snapshot of the rows)."""
+        """Reads in one transaction, one snapshot of the rows (on PostgreSQL, REPEATABLE READ:
+        under its default, each statement saw the latest commit, so tables read one after the
+        other while a projector wrote disagreed with each other)."""
         with self.datastore.transaction(commit=False) as c:
+            self._snapshot(c)
             yield ViewReader(self, c)
+
+    def _snapshot(self, c: Any) -> None:
+        """Make the transaction just begun read one snapshot (SQLite's reads already do)."""
 
     def at_or_after(self, column: str, when: datetime) -> tuple[str, tuple[Any, ...]]:
         """A `where` fragment and its parameters: the time `column` is at or after `when` (an
