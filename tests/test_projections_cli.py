@@ -392,3 +392,38 @@ def test_an_export_is_one_snapshot_while_the_read_models_move(
     stats = {row["agent"]: row for row in csv.DictReader((out / "agent_stats.csv").open())}
     [goal] = csv.DictReader((out / "goal_summary.csv").open())
     assert sum(int(row["attempts"]) for row in stats.values()) == int(goal["attempts"])
+
+
+@pytest.mark.parametrize("read", ["goal_with_tasks", "usage"])
+def test_status_and_stats_read_one_snapshot_while_the_read_models_move(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """`status GOAL` read the goal row and its task rows, `stats` agent_stats and model_stats,
+    in transactions of their own: beside a follower, a goal 'running' with every task
+    succeeded, or per-model tokens that did not add up to the agent's."""
+    goal = store.get(run(store, RETRIED, {"text": "one"}, goal_id="one").id)
+    events = list(store.events(goal.id))
+    readmodels.refresh(store)
+    with projections.open_views(store.app) as views:  # the views as of the goal's start
+        views.reset(store.app.name)
+        [started] = store.app.recorder.select_notifications(start=1, limit=1)
+        views.apply_batch(store.app.name, [(events[0], started.id)], after=0)
+    read_rows = ViewReader.rows
+    moved: list[int] = []
+
+    def rows_then_a_projector_commits(self: ViewReader, *args: Any, **kwargs: Any) -> Any:
+        found = read_rows(self, *args, **kwargs)
+        if not moved:
+            moved.append(readmodels.refresh(store))
+        return found
+
+    monkeypatch.setattr(ViewReader, "rows", rows_then_a_projector_commits)
+    with readmodels.read(store) as models:
+        if read == "goal_with_tasks":
+            summary, tasks = models.goal_with_tasks("one")
+            assert (summary["status"], [t["status"] for t in tasks]) == (
+                "running", ["pending"] * 3)
+        else:
+            agents_rows, model_rows = models.usage()
+            assert agents_rows == [] and model_rows == []
+    assert moved[0] > 0

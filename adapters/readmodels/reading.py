@@ -287,11 +287,13 @@ class ReadModels:
     def goal_with_tasks(self, goal_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """One goal's goal_summary row and its task_status rows (`status GOAL`, `Baton.status`);
         GoalNotFound when the read models have no such goal."""
-        found = self.goals(goal_id)
+        with self.views.reading() as read:  # one snapshot: the goal as its tasks stand
+            found = read.rows(GOAL_SUMMARY, "goal_id = ?", (goal_id,))
+            tasks = read.rows(TASK_STATUS, "goal_id = ?", (goal_id,), order="plan_index")
         if not found:
             self.store.get(goal_id)  # GoalNotFound when it is not in the log either
             raise GoalNotFound(goal_id)
-        return found[0], self.tasks(goal_id)
+        return found[0], tasks
 
     def tasks(self, goal_id: str) -> list[dict[str, Any]]:
         """task_status rows of one goal, in plan order."""
@@ -303,6 +305,11 @@ class ReadModels:
     def models(self) -> list[dict[str, Any]]:
         """model_stats rows: usage per agent and model."""
         return self.views.rows(MODEL_STATS, order="agent, model")
+
+    def usage(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """`agents()` and `models()` from one snapshot, so their tokens and cost add up."""
+        with self.views.reading() as read:
+            return read.rows(AGENT_STATS), read.rows(MODEL_STATS, order="agent, model")
 
     def escalations(self) -> list[dict[str, Any]]:
         """Escalated tasks of goals that have not ended, longest waiting first."""

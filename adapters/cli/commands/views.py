@@ -226,7 +226,8 @@ _STATS_FIELDS = ("attempts", "succeeded", "failed", "retries", "escalations", "r
 
 def _stats(args: argparse.Namespace) -> int:
     with readmodels.read(store_from(args)) as models:
-        _print_stats(models.agents(), "json" if args.json else args.format, models.models())
+        agents, per_model = models.usage()
+        _print_stats(agents, "json" if args.json else args.format, per_model)
         _warn_lag(models)
     return exits.OK
 
