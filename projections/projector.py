@@ -184,4 +184,5 @@ def projection_state(app: Application[Any], views: GoalViews) -> ProjectionState
     position = views.position(app.name)
     head = app.recorder.max_notification_id() or 0
     events_table = views.qualified(app.recorder.events_table_name)  # type: ignore[attr-defined]
-    return ProjectionState(VIEWS_NAME, position, head, views.lag(events_table, position))
+    return ProjectionState(VIEWS_NAME, position, head,
+                           views.lag(events_table, position, head=head))

@@ -171,17 +171,23 @@ class GoalViews(TrackingRecorder):
             rows = [_values(found) for found in c.fetchall()]
         return position, {str(goal_id): int(events) for goal_id, events in rows}
 
-    def lag(self, events_table: str, position: int, limit: int | None = None) -> int:
+    def lag(self, events_table: str, position: int, limit: int | None = None,
+            head: int | None = None) -> int:
         """How many events of the log the views have not applied yet; counted no further than
         `limit` when given (a page or a command that only says how far behind, at a cost that
-        does not grow with the lag)."""
+        does not grow with the lag), and only up to the event `head` when given (so that
+        "at event P of H; lag L" never counts events written after H was read)."""
         after = f"FROM {events_table} WHERE {self._notification_column} > ?"
+        bounds: tuple[int, ...] = (position,)
+        if head is not None:
+            after += f" AND {self._notification_column} <= ?"
+            bounds += (head,)
         with self.datastore.transaction(commit=False) as c:
             if limit is None:
-                c.execute(self.sql(f"SELECT COUNT(*) {after}"), (position,))
+                c.execute(self.sql(f"SELECT COUNT(*) {after}"), bounds)
             else:
                 c.execute(self.sql(f"SELECT COUNT(*) FROM (SELECT 1 {after} LIMIT ?) AS behind"),
-                          (position, limit))
+                          (*bounds, limit))
             return int(_first(c.fetchone()))
 
     _notification_column: ClassVar[str] = "rowid"

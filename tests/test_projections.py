@@ -548,3 +548,18 @@ def test_projections_follow_carries_on_through_a_rebuild(store_url: str) -> None
         assert view_tables(store) == followed
     finally:
         store.close()
+
+
+def test_projection_state_counts_the_lag_up_to_the_head_it_shows(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`projections status` read the head, then counted the lag: events written in between
+    were counted but not in the head ("at event 380 of 985; lag 633")."""
+    run(store, SHAPES["retried"][0], {"text": "one"})
+    readmodels.refresh(store)
+    head = store.app.recorder.max_notification_id() or 0
+    run(store, SHAPES["completed"][0], {"text": "two"})  # written after the head was read
+    monkeypatch.setattr(store.app.recorder, "max_notification_id", lambda: head)
+    with projections.open_views(store.app) as views:
+        state = projections.projection_state(store.app, views)
+    assert (state.position, state.head, state.lag) == (head, head, 0)
