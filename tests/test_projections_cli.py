@@ -307,6 +307,11 @@ def test_bad_input_gets_one_line(sqlite_url: str, tmp_path: Path) -> None:
          "does not exist"),
         (["projections"], "the following arguments are required"),
         (["stats", "--format", "xml"], "invalid choice"),
+        # 0, a negative or nan polled without pause, a core at 100%, until stopped
+        (["projections", "follow", "--interval", "0"], "above 0"),
+        (["projections", "follow", "--interval", "-1"], "above 0"),
+        (["projections", "follow", "--interval", "nan"], "above 0"),
+        (["projections", "follow", "--interval", "soon"], "a number of seconds"),
     ]
     for args, message in cases:
         result = baton(*args, store=sqlite_url)

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from baton.cli import exits
-from baton.cli.commands.common import store_from
+from baton.cli.commands.common import positive_seconds, store_from
 from baton.cli.durations import task_durations
 from baton.cli.render import (
     TaskLine,
@@ -88,7 +88,7 @@ def register(sub: Any) -> None:
         description="PostgreSQL: LISTEN/NOTIFY through eventsourcing's ProjectionRunner. SQLite: "
         "poll every --interval seconds. Stop with Ctrl-C or SIGTERM.",
     )
-    follow.add_argument("--interval", type=float, default=1.0, help="seconds (default 1)")
+    follow.add_argument("--interval", type=positive_seconds, default=1.0, help="seconds (default 1)")
     follow.set_defaults(func=_follow)
     export = actions.add_parser(
         "export", help="write the read models for analysts (Parquet, DuckDB or CSV)",
