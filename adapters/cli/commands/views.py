@@ -88,7 +88,8 @@ def register(sub: Any) -> None:
         description="PostgreSQL: LISTEN/NOTIFY through eventsourcing's ProjectionRunner. SQLite: "
         "poll every --interval seconds. Stop with Ctrl-C or SIGTERM.",
     )
-    follow.add_argument("--interval", type=positive_seconds, default=1.0, help="seconds (default 1)")
+    follow.add_argument("--interval", type=positive_seconds, default=1.0,
+                        help="seconds (default 1)")
     follow.set_defaults(func=_follow)
     export = actions.add_parser(
         "export", help="write the read models for analysts (Parquet, DuckDB or CSV)",
