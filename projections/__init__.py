@@ -4,7 +4,7 @@ Imports `domain` and eventsourcing only; the adapters open a store and call thes
 PostgreSQL views are `baton.projections.postgres.PostgresGoalViews` (only it imports psycopg).
 """
 
-from baton.projections.fold import ProjectionError, ViewFold
+from baton.projections.fold import ProjectionError, ViewFold, ViewsReset
 from baton.projections.projector import (
     DEFAULT_PAGE_SIZE,
     GoalProjection,
@@ -31,6 +31,7 @@ __all__ = [
     "ProjectionState",
     "SQLiteGoalViews",
     "ViewFold",
+    "ViewsReset",
     "catch_up",
     "catch_up_views",
     "open_views",

@@ -31,13 +31,17 @@ from baton.domain.lifecycle import GOAL_TRANSITIONS, TASK_TRANSITIONS
 from baton.domain.state import RESOLVED_WAIT, waiting_reason
 from baton.projections.schema import AGENT_STATS, MODEL_STATS, TASK_STATUSES
 
-__all__ = ["ProjectionError", "Row", "ViewFold"]
+__all__ = ["ProjectionError", "Row", "ViewFold", "ViewsReset"]
 
 Row = dict[str, Any]
 
 
 class ProjectionError(BatonError):
     """An event the read models cannot apply (the log and the projection code disagree)."""
+
+
+class ViewsReset(ProjectionError):
+    """The views' tracked position went back under a follower: a rebuild reset them."""
 
 
 def _new_agent(agent: str) -> Row:

@@ -70,6 +70,9 @@ class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
                     conn.execute("SELECT pg_advisory_unlock(hashtext('baton-views'), "
                                  "hashtext(%s))", key)
 
+    def _snapshot(self, c: Any) -> None:
+        c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
     def _lock_statement(self) -> str:
         return f"SELECT version FROM {self.qualified(VIEWS_META.name)} WHERE name = %s FOR UPDATE"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import InfrastructureFactory, Tracking
@@ -38,15 +38,30 @@ DEFAULT_PAGE_SIZE = 2000  # events per transaction: larger pages write each row 
 
 
 class GoalProjection(Projection[GoalViews]):
-    """goal_summary, task_status and agent_stats, from every event of the goals' log."""
+    """goal_summary, task_status and agent_stats, from every event of the goals' log.
+
+    A subscription delivers every event after the position it started from, in order, so the
+    views cannot legitimately stand below the last event it delivered (`_floor`; first, the
+    position read as it is constructed, before the subscription starts). Below it, a rebuild
+    reset them: an event applied on top would move the tracked position past the rebuild's,
+    which would then skip every event in between. `ViewsReset` instead, nothing written; the
+    follower catches up in pages and subscribes again.
+    """
 
     name = VIEWS_NAME
     topics = ()  # every goal event counts
+    application_name: ClassVar[str] = "baton"  # the store's application (BatonApplication)
+
+    def __init__(self, view: GoalViews) -> None:
+        super().__init__(view)
+        self._floor = view.position(self.application_name)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        position = tracking.notification_id
         self.view.apply_batch(
-            tracking.application_name, [(domain_event, tracking.notification_id)], after=None
+            tracking.application_name, [(domain_event, position)], after=None, floor=self._floor
         )
+        self._floor = position
 
 
 def view_class(app: Application[Any]) -> type[GoalViews]:
@@ -172,4 +187,5 @@ def projection_state(app: Application[Any], views: GoalViews) -> ProjectionState
     position = views.position(app.name)
     head = app.recorder.max_notification_id() or 0
     events_table = views.qualified(app.recorder.events_table_name)  # type: ignore[attr-defined]
-    return ProjectionState(VIEWS_NAME, position, head, views.lag(events_table, position))
+    return ProjectionState(VIEWS_NAME, position, head,
+                           views.lag(events_table, position, head=head))

@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from baton.domain.lifecycle import GOAL_OPEN
-from baton.projections.fold import ProjectionError, Row, ViewFold
+from baton.projections.fold import ProjectionError, Row, ViewFold, ViewsReset
 from baton.projections.ranks import PERCENTILES, Sample, nearest_rank, steps_from_held
 from baton.projections.schema import (
     AGENT_LATENCY,
@@ -177,17 +177,23 @@ class GoalViews(TrackingRecorder):
             rows = [_values(found) for found in c.fetchall()]
         return position, {str(goal_id): int(events) for goal_id, events in rows}
 
-    def lag(self, events_table: str, position: int, limit: int | None = None) -> int:
+    def lag(self, events_table: str, position: int, limit: int | None = None,
+            head: int | None = None) -> int:
         """How many events of the log the views have not applied yet; counted no further than
         `limit` when given (a page or a command that only says how far behind, at a cost that
-        does not grow with the lag)."""
+        does not grow with the lag), and only up to the event `head` when given (so that
+        "at event P of H; lag L" never counts events written after H was read)."""
         after = f"FROM {events_table} WHERE {self._notification_column} > ?"
+        bounds: tuple[int, ...] = (position,)
+        if head is not None:
+            after += f" AND {self._notification_column} <= ?"
+            bounds += (head,)
         with self.datastore.transaction(commit=False) as c:
             if limit is None:
-                c.execute(self.sql(f"SELECT COUNT(*) {after}"), (position,))
+                c.execute(self.sql(f"SELECT COUNT(*) {after}"), bounds)
             else:
                 c.execute(self.sql(f"SELECT COUNT(*) FROM (SELECT 1 {after} LIMIT ?) AS behind"),
-                          (position, limit))
+                          (*bounds, limit))
             return int(_first(c.fetchone()))
 
     _notification_column: ClassVar[str] = "rowid"
@@ -201,11 +207,13 @@ class GoalViews(TrackingRecorder):
         *,
         after: int | None,
         hook: BatchHook | None = None,
+        floor: int | None = None,
     ) -> bool:
         """Fold `batch` (events with their notification ids) into the views, exactly once.
 
         `after` is the position the batch's events follow, as read before they were selected;
-        None (one event delivered by a subscription) means "if not applied already". False,
+        None (one event delivered by a subscription) means "if not applied already", and then
+        a tracked position below `floor` raises `ViewsReset` (see `GoalProjection`). False,
         with nothing written, when the tracked position says the batch does not apply.
         """
         first, last = batch[0][1], batch[-1][1]
@@ -223,6 +231,9 @@ class GoalViews(TrackingRecorder):
             current = self._max_tracking_id(application_name, c) or 0
             if current >= first if after is None else current != after:
                 return False
+            if after is None and floor is not None and current < floor:
+                raise ViewsReset(f"the read models were reset to event {current} (a rebuild) "
+                                 f"under a follower that had reached event {floor}")
             fold = self._load(c, {str(event.originator_id) for event, _ in batch})
             for event, position in batch:
                 fold.apply(event, position)
@@ -358,9 +369,15 @@ class GoalViews(TrackingRecorder):
 
     @contextmanager
     def reading(self) -> Iterator[ViewReader]:
-        """Reads in one transaction (on SQLite, one snapshot of the rows)."""
+        """Reads in one transaction, one snapshot of the rows (on PostgreSQL, REPEATABLE READ:
+        under its default, each statement saw the latest commit, so tables read one after the
+        other while a projector wrote disagreed with each other)."""
         with self.datastore.transaction(commit=False) as c:
+            self._snapshot(c)
             yield ViewReader(self, c)
+
+    def _snapshot(self, c: Any) -> None:
+        """Make the transaction just begun read one snapshot (SQLite's reads already do)."""
 
     def at_or_after(self, column: str, when: datetime) -> tuple[str, tuple[Any, ...]]:
         """A `where` fragment and its parameters: the time `column` is at or after `when` (an

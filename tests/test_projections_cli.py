@@ -3,6 +3,7 @@ a killed projector, kept current by `projections follow`, exported for analysts.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -18,7 +19,9 @@ import pytest
 
 from baton import projections
 from baton.projections.schema import TABLES, VIEWS_VERSION
+from baton.projections.views import ViewReader
 from baton.readmodels import reading as readmodels
+from baton.readmodels.export import export_views
 from baton.readmodels.reading import ReadModels
 from baton.store.eventstore import BatonStore, open_store
 from tests import agents
@@ -304,6 +307,11 @@ def test_bad_input_gets_one_line(sqlite_url: str, tmp_path: Path) -> None:
          "does not exist"),
         (["projections"], "the following arguments are required"),
         (["stats", "--format", "xml"], "invalid choice"),
+        # 0, a negative or nan polled without pause, a core at 100%, until stopped
+        (["projections", "follow", "--interval", "0"], "above 0"),
+        (["projections", "follow", "--interval", "-1"], "above 0"),
+        (["projections", "follow", "--interval", "nan"], "above 0"),
+        (["projections", "follow", "--interval", "soon"], "a number of seconds"),
     ]
     for args, message in cases:
         result = baton(*args, store=sqlite_url)
@@ -356,3 +364,71 @@ def test_follow_outlives_a_store_failure_once_it_has_caught_up(
         assert _goal(store, "later")[0]["status"] == "completed"
     finally:
         store.close()
+
+
+def test_an_export_is_one_snapshot_while_the_read_models_move(
+    store: BatonStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`projections export` beside a follower or a worker: each table was read in a
+    transaction of its own, so they came from different positions (PostgreSQL: a run showed
+    144 goal attempts against 148 agent attempts, and goals whose task tokens did not add up
+    to the goal's)."""
+    run(store, RETRIED, {"text": "one"}, goal_id="one")
+    readmodels.refresh(store)
+    run(store, RETRIED, {"text": "two"}, goal_id="two")  # not projected yet
+    read_rows = ViewReader.rows
+    moved: list[int] = []
+
+    def rows_then_a_projector_commits(self: ViewReader, *args: Any, **kwargs: Any) -> Any:
+        found = read_rows(self, *args, **kwargs)
+        if not moved:  # between the first table read and the next
+            moved.append(readmodels.refresh(store))
+        return found
+
+    monkeypatch.setattr(ViewReader, "rows", rows_then_a_projector_commits)
+    out = tmp_path / "csv"
+    with readmodels.read(store) as models:
+        export_views(models, str(out), fmt="csv")
+    assert moved[0] > 0
+    for table in TABLES:
+        with (out / f"{table.name}.csv").open(newline="") as exported:
+            goals = {row["goal_id"] for row in csv.DictReader(exported) if "goal_id" in row}
+        assert goals <= {"one"}, table.name
+    stats = {row["agent"]: row for row in csv.DictReader((out / "agent_stats.csv").open())}
+    [goal] = csv.DictReader((out / "goal_summary.csv").open())
+    assert sum(int(row["attempts"]) for row in stats.values()) == int(goal["attempts"])
+
+
+@pytest.mark.parametrize("read", ["goal_with_tasks", "usage"])
+def test_status_and_stats_read_one_snapshot_while_the_read_models_move(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """`status GOAL` read the goal row and its task rows, `stats` agent_stats and model_stats,
+    in transactions of their own: beside a follower, a goal 'running' with every task
+    succeeded, or per-model tokens that did not add up to the agent's."""
+    goal = store.get(run(store, RETRIED, {"text": "one"}, goal_id="one").id)
+    events = list(store.events(goal.id))
+    readmodels.refresh(store)
+    with projections.open_views(store.app) as views:  # the views as of the goal's start
+        views.reset(store.app.name)
+        [started] = store.app.recorder.select_notifications(start=1, limit=1)
+        views.apply_batch(store.app.name, [(events[0], started.id)], after=0)
+    read_rows = ViewReader.rows
+    moved: list[int] = []
+
+    def rows_then_a_projector_commits(self: ViewReader, *args: Any, **kwargs: Any) -> Any:
+        found = read_rows(self, *args, **kwargs)
+        if not moved:
+            moved.append(readmodels.refresh(store))
+        return found
+
+    monkeypatch.setattr(ViewReader, "rows", rows_then_a_projector_commits)
+    with readmodels.read(store) as models:
+        if read == "goal_with_tasks":
+            summary, tasks = models.goal_with_tasks("one")
+            assert (summary["status"], [t["status"] for t in tasks]) == (
+                "running", ["pending"] * 3)
+        else:
+            agents_rows, model_rows = models.usage()
+            assert agents_rows == [] and model_rows == []
+    assert moved[0] > 0

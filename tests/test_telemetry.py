@@ -27,7 +27,7 @@ from baton.runtime.service import start_goal
 from baton.store.eventstore import open_store
 from baton.telemetry.export import export_spans, to_sdk_spans
 from baton.telemetry.live import LiveTelemetry
-from baton.telemetry.spans import goal_spans
+from baton.telemetry.spans import SpanProjector, goal_spans
 from tests import telemetry_agents
 from tests.cli_support import baton
 from tests.support import load, plan, task
@@ -330,3 +330,21 @@ def test_usage_naming_only_the_answering_model_claims_no_request_model() -> None
     attempt = {s.name: s for s in _exported("old", collect(goal))}["invoke_agent upper"]
     assert attempt.attributes["gen_ai.response.model"] == "gpt-4o-mini"
     assert "gen_ai.request.model" not in attempt.attributes
+
+
+@pytest.mark.parametrize("golden", ["failed.jsonl", "failed-rules3.jsonl"])
+def test_a_failed_goal_ends_its_goal_span_with_error_status(golden: str) -> None:
+    # GoalFailed names the failing task; it was filed under that task's span, so the goal
+    # span stayed open ("running", `baton.open`) and a live export never sent it at all.
+    run = read_run(GOLDEN / golden)
+    spans = _exported(run.goal_id, run.events)
+    goal = next(s for s in spans if s.parent is None)
+    assert goal.attributes["baton.status"] == "failed"
+    assert "baton.open" not in goal.attributes
+    assert goal.status.status_code.name == "ERROR"
+    assert goal.attributes["baton.rule"].startswith("on_failure")
+    assert "GoalFailed" in [e.name for e in goal.events]
+    assert goal.end_time == int(run.events[-1].timestamp.timestamp() * 1e6) * 1000
+    projector = SpanProjector()
+    projector.feed(run.events)
+    assert goal.context.span_id in {s.span_id for s in projector.take_closed()}

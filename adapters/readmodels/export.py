@@ -69,7 +69,8 @@ def stats_csv(rows: Sequence[dict[str, Any]]) -> str:
 def export_views(models: ReadModels, path: str, *, fmt: str) -> list[str]:
     """Write every read-model table; returns one line per file or table written."""
     target = Path(path)
-    tables = [(table, models.views.rows(table)) for table in TABLES]
+    with models.views.reading() as read:  # one snapshot: tables that agree with each other
+        tables = [(table, read.rows(table)) for table in TABLES]
     if fmt == "csv":
         _directory(target)
         return [_csv_file(target, table, rows) for table, rows in tables]

@@ -288,11 +288,13 @@ class ReadModels:
     def goal_with_tasks(self, goal_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """One goal's goal_summary row and its task_status rows (`status GOAL`, `Baton.status`);
         GoalNotFound when the read models have no such goal."""
-        found = self.goals(goal_id)
+        with self.views.reading() as read:  # one snapshot: the goal as its tasks stand
+            found = read.rows(GOAL_SUMMARY, "goal_id = ?", (goal_id,))
+            tasks = read.rows(TASK_STATUS, "goal_id = ?", (goal_id,), order="plan_index")
         if not found:
             self.store.get(goal_id)  # GoalNotFound when it is not in the log either
             raise GoalNotFound(goal_id)
-        return found[0], self.tasks(goal_id)
+        return found[0], tasks
 
     def tasks(self, goal_id: str) -> list[dict[str, Any]]:
         """task_status rows of one goal, in plan order."""
@@ -304,6 +306,11 @@ class ReadModels:
     def models(self) -> list[dict[str, Any]]:
         """model_stats rows: usage per agent and model."""
         return self.views.rows(MODEL_STATS, order="agent, model")
+
+    def usage(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """`agents()` and `models()` from one snapshot, so their tokens and cost add up."""
+        with self.views.reading() as read:
+            return read.rows(AGENT_STATS), read.rows(MODEL_STATS, order="agent, model")
 
     def escalations(self) -> list[dict[str, Any]]:
         """Escalated tasks of goals that have not ended, longest waiting first."""
@@ -443,14 +450,20 @@ def _keep_following(store: BatonStore, *, interval_s: float, stop: threading.Eve
     if store.is_postgres:
         from baton.projections.postgres import PostgresGoalViews
 
-        with translated_errors(store.url), ProjectionRunner(
-            application_class=BatonApplication,
-            projection_class=projections.GoalProjection,
-            view_class=PostgresGoalViews,
-            env=store.env,
-        ) as runner:
-            while not stop.is_set():
-                runner.run_forever(timeout=interval_s)  # re-raises the runner's errors
+        while not stop.is_set():
+            try:
+                with translated_errors(store.url), ProjectionRunner(
+                    application_class=BatonApplication,
+                    projection_class=projections.GoalProjection,
+                    view_class=PostgresGoalViews,
+                    env=store.env,
+                ) as runner:
+                    while not stop.is_set():
+                        runner.run_forever(timeout=interval_s)  # re-raises the runner's errors
+            except projections.ViewsReset:
+                # a `projections rebuild` reset the views under the subscription: catch up in
+                # pages beside it (never past it), then subscribe again from where they stand
+                refresh(store)
         return
     while not stop.wait(interval_s):
         refresh(store)

@@ -159,7 +159,8 @@ class SpanProjector:
             self._observed(event, kind, at)
         elif kind in _ATTEMPT_DECISIONS:
             self._attempt_decision(event, kind, at)
-        elif task is not None and task in self._agents:
+        elif task is not None and task in self._agents and kind not in GOAL_ENDINGS:
+            # GoalFailed names the task that failed it, yet it ends the goal: the goal's span
             self._task_decision(event, kind, at)
         else:
             goal = self.spans[goal_span_id(self.goal_id)]

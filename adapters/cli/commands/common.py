@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,18 @@ def goal_id_argument(text: str) -> str:
     if problem is not None:
         raise argparse.ArgumentTypeError(problem.replace("the goal id", "--goal-id"))
     return text
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type for a period such as `--interval`: a finite number of seconds above 0
+    (0, a negative or nan made `projections follow` poll without pause, a core at 100%)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:

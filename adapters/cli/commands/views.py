@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from baton.cli import exits
-from baton.cli.commands.common import store_from
+from baton.cli.commands.common import positive_seconds, store_from
 from baton.cli.durations import task_durations
 from baton.cli.render import (
     TaskLine,
@@ -88,7 +88,8 @@ def register(sub: Any) -> None:
         description="PostgreSQL: LISTEN/NOTIFY through eventsourcing's ProjectionRunner. SQLite: "
         "poll every --interval seconds. Stop with Ctrl-C or SIGTERM.",
     )
-    follow.add_argument("--interval", type=float, default=1.0, help="seconds (default 1)")
+    follow.add_argument("--interval", type=positive_seconds, default=1.0,
+                        help="seconds (default 1)")
     follow.set_defaults(func=_follow)
     export = actions.add_parser(
         "export", help="write the read models for analysts (Parquet, DuckDB or CSV)",
@@ -239,7 +240,8 @@ _STATS_FIELDS = ("attempts", "succeeded", "failed", "retries", "escalations", "r
 
 def _stats(args: argparse.Namespace) -> int:
     with readmodels.read(store_from(args)) as models:
-        _print_stats(models.agents(), "json" if args.json else args.format, models.models())
+        agents, per_model = models.usage()
+        _print_stats(agents, "json" if args.json else args.format, per_model)
         _warn_lag(models)
     return exits.OK
 
