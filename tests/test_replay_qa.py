@@ -6,8 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
+from baton.domain.history import fold, state_summary
+from baton.domain.replay import replay
+from baton.history.recorded import reexecute
 from baton.history.runfile import read_run
+from baton.runtime.loading import prepare_plan
 from baton.telemetry.spans import goal_spans
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,3 +32,30 @@ def test_the_trace_of_a_failed_goal_ends_its_goal_span_as_failed(golden: str) ->
     assert goal.end_ns is not None and goal.error == run.events[-1].reason  # type: ignore[attr-defined]
     assert "GoalFailed" in [e.name for e in goal.events]
     assert not any("GoalFailed" in [e.name for e in s.events] for s in spans if s is not goal)
+
+
+def test_a_diverged_reexecution_reports_the_state_after_the_events_it_counts() -> None:
+    # `state after event N` is printed under a re-execution that diverged: it showed the new
+    # run's state, which had already applied today's divergent decisions (a task `retry_wait`
+    # "after event 3", when after event 3 it was still running). Plain replay shows the state
+    # after event N; re-execution now does too.
+    run = read_run(GOLDEN / "completed.jsonl")
+    loaded = prepare_plan(run.plan)
+
+    class Stricter(BaseModel):
+        text: str
+        checked: bool  # required today; the recorded output lacks it
+
+    contract = loaded.contracts["upper"]
+    loaded.contracts["upper"] = type(contract)(contract.input_model, Stricter)
+    result = reexecute(run.events, loaded)
+    assert result.divergence is not None
+    assert result.divergence.recorded is not None
+    assert result.divergence.recorded["kind"] == "OutputAccepted"
+    assert result.events == result.divergence.seq - 1
+    expected = state_summary(fold(run.events[: result.events]).state)
+    assert state_summary(result.state) == expected
+    assert expected["tasks"]["a"]["status"] == "running"
+    plain = replay(run.events, loaded.contracts)
+    assert plain.divergence is not None and plain.divergence.seq == result.divergence.seq
+    assert state_summary(plain.state) == expected
