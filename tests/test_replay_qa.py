@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from baton.domain.errors import PlanError
 from baton.domain.history import fold, state_summary
 from baton.domain.replay import replay
 from baton.history.recorded import reexecute
+from baton.history.service import History, replay_history
 from baton.history.runfile import read_run
 from baton.runtime.loading import prepare_plan
+from baton.runtime.service import CommandError
+from tests import agents
 from baton.telemetry.spans import goal_spans
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -59,3 +63,43 @@ def test_a_diverged_reexecution_reports_the_state_after_the_events_it_counts() -
     plain = replay(run.events, loaded.contracts)
     assert plain.divergence is not None and plain.divergence.seq == result.divergence.seq
     assert state_summary(plain.state) == expected
+
+
+class _Renamed(BaseModel):
+    shout: str  # was `text`: a field renamed since the run
+
+
+def _upper_renamed(inp: agents.Text) -> _Renamed:
+    return _Renamed(shout=inp.text.upper())
+
+
+def test_reexecute_of_a_plan_today_s_contracts_break_does_not_point_at_plain_replay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A field renamed in an output model: the recorded plan's binding `$a.text` no longer
+    # type-checks. Plain replay refuses it (exit 2, the plan's error); --reexecute said it
+    # "needs their modules ... plain `replay` checks against the schemas recorded in the run",
+    # which sent the user to a command that fails the same way.
+    monkeypatch.setattr(agents, "upper", _upper_renamed)
+    run = read_run(GOLDEN / "completed-rules3.jsonl")  # records schemas
+    history = History(run.goal_id, run.events, source="completed.jsonl")
+    with pytest.raises(PlanError) as plain:
+        replay_history(history)
+    with pytest.raises(PlanError) as again:
+        replay_history(history, reexecute_agents=True)
+    assert "has no field 'text'" in str(again.value)
+    assert "plain `replay`" not in str(again.value)
+    assert str(again.value) == str(plain.value)
+
+
+def test_reexecute_of_a_goal_whose_agent_is_gone_still_points_at_plain_replay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(agents, "upper")  # the agent renamed or deleted since the run
+    run = read_run(GOLDEN / "completed-rules3.jsonl")  # records schemas
+    history = History(run.goal_id, run.events, source="completed.jsonl")
+    with pytest.raises(CommandError, match="plain `replay` checks against the schemas"):
+        replay_history(history, reexecute_agents=True)
+    result = replay_history(history)
+    assert result.ok and getattr(result, "contracts_source", "").startswith(
+        "agent modules not importable")
