@@ -22,7 +22,9 @@ from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import (
     OUTCOME_KINDS,
     collect,
+    copy_events,
     decided_at_start,
+    fold,
     is_observation,
     kind_of,
     payload,
@@ -55,6 +57,7 @@ class WhatIfResult:
     stopped: dict[str, Any] | None  # {"seq", "reason"}: where the recording stops applying
     state: GoalState  # the changed run's state at that point
     recorded_state: GoalState  # the recorded run's state at the same point
+    inherited: int = 0  # a fork's events taken from its parent, copied without comparison
 
     @property
     def ok(self) -> bool:
@@ -69,6 +72,7 @@ class WhatIfResult:
             "stopped": self.stopped,
             "state": state_summary(self.state),
             "recorded_state": state_summary(self.recorded_state),
+            "inherited": self.inherited,
         }
 
 
@@ -166,6 +170,8 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
         goal_input=started.input,
         concurrency=started.concurrency,
         at=started.timestamp,
+        forked_from=started.forked_from,
+        forked_at=started.forked_at,
         rules=started.rules,  # only the plan changes: the rules stay those it was decided with
     )
     collect(changed)  # the changed run's own Started: not compared, its plan differs on purpose
@@ -173,7 +179,24 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
     differences: list[Difference] = []
     stopped: dict[str, Any] | None = None
     applied = 0
-    for observation, decisions in _segments(events):
+    # A fork's first events are its parent's, decided under the parent's id (which keys and
+    # jitter derive from): copied as `fork` copied them, not re-decided; what-if the parent
+    # for those. Comparison starts with the fork's own first observation.
+    inherited = min(started.forked_at or 0, len(events))
+    for event in events[1:inherited]:
+        try:
+            copy_events(changed, [event])
+        except Exception as exc:
+            why = " ".join(str(exc).split())
+            stopped = {"seq": event.originator_version, "reason": (
+                f"the changed plan cannot take event {event.originator_version} "
+                f"({kind_of(event)}), inherited from {started.forked_from}: {why}")}
+            break
+    collect(changed)
+    if inherited:
+        applied = inherited if stopped is None else stopped["seq"] - 1
+        recorded = fold(events[: max(applied, 1)])
+    for observation, decisions in [] if stopped else _segments(events[inherited:]):
         if recorded is not None:
             why = _inapplicable(changed.state, recorded.state, observation)
             if why is not None:
@@ -209,4 +232,5 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
         stopped=stopped,
         state=changed.state,
         recorded_state=recorded.state,
+        inherited=inherited,
     )

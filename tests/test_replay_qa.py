@@ -9,15 +9,18 @@ import pytest
 from pydantic import BaseModel
 
 from baton.domain.errors import PlanError
-from baton.domain.history import fold, state_summary
+from baton.domain.history import collect, fold, fork_goal, state_summary
 from baton.domain.replay import replay
+from baton.domain.whatif import what_if
 from baton.history.recorded import reexecute
-from baton.history.service import History, replay_history
 from baton.history.runfile import read_run
+from baton.history.service import History, replay_history
 from baton.runtime.loading import prepare_plan
-from baton.runtime.service import CommandError
-from tests import agents
+from baton.runtime.service import CommandError, fork_from
+from baton.store.eventstore import BatonStore
 from baton.telemetry.spans import goal_spans
+from tests import agents
+from tests.support import load, plan, run, task
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -103,3 +106,45 @@ def test_reexecute_of_a_goal_whose_agent_is_gone_still_points_at_plain_replay(
     result = replay_history(history)
     assert result.ok and getattr(result, "contracts_source", "").startswith(
         "agent modules not importable")
+
+
+def test_what_if_on_a_fork_compares_what_the_fork_decided_not_its_parent_s_history(
+    store: BatonStore,
+) -> None:
+    # A fork's first events were decided under its parent's id, from which idempotency keys
+    # and backoff jitter derive. What-if re-decided them under the fork's id, so the fork's own
+    # unchanged plan "decided differently" at its first dispatch and at every backoff (exit 1).
+    data = plan(task("a", "always_fails", input={"text": "$goal.text"},
+                     retry={"max_attempts": 3, "backoff_s": 0.01}),
+                task("b", "upper", input={"text": "$a.text"}))
+    parent = list(store.events(run(store, data, {"text": "x"}, goal_id="parent").id))
+    at = next(e.originator_version for e in parent if type(e).__name__ == "RetryScheduled")
+    fork = fork_from(store, parent, at=at, goal_id="fork", run=True)
+    assert fork.state.status == "failed"
+    events = list(store.events("fork"))
+    same = what_if(events, load(data).plan, load(data).contracts)
+    assert same.ok, same.differences
+    assert same.inherited == at and same.stopped is None and same.events == len(events)
+    assert same.to_json()["inherited"] == at
+
+    fewer = plan(task("a", "always_fails", input={"text": "$goal.text"},
+                      retry={"max_attempts": 2, "backoff_s": 0.01}),
+                 task("b", "upper", input={"text": "$a.text"}))
+    changed = what_if(events, load(fewer).plan, load(fewer).contracts)
+    assert not changed.ok
+    first = changed.differences[0]
+    assert first.seq > at and first.observation["kind"] == "AgentRaised"
+    assert [d["kind"] for d in first.recorded][:1] == ["RetryScheduled"]
+    assert [d["kind"] for d in first.whatif][:1] == ["TaskFailed"]
+
+
+def test_what_if_on_a_fork_whose_history_the_changed_plan_cannot_hold_says_so() -> None:
+    run_file = read_run(GOLDEN / "failed-rules3.jsonl")
+    fork = fork_goal(run_file.events, goal_id="fork", at=4)
+    events = collect(fork)
+    renamed = plan(task("first", "always_fails", input={"text": "$goal.text"}),
+                   task("b", "upper", input={"text": "$first.text"}))
+    result = what_if(events, load(renamed).plan, load(renamed).contracts)
+    assert result.stopped is not None and result.stopped["seq"] <= 4
+    assert "inherited from failed" in result.stopped["reason"]
+    assert result.differences == []

@@ -192,16 +192,18 @@ def _decision_lines(decisions: list[dict[str, Any]]) -> str:
 
 def print_what_if(result: dict[str, Any], *, source: str, plan: str) -> None:
     console = Console()
+    inherited = result.get("inherited") or 0
+    copied = f" ({inherited} inherited from the parent, not compared)" if inherited else ""
     if result["ok"]:
         console.print(
             f"[green]what-if {shown(plan)} on {shown(source)}: the same decisions[/] "
-            f"through event {result['events']}"
+            f"through event {result['events']}{copied}"
         )
     else:
         count = len(result["differences"])
         points = "1 point decides" if count == 1 else f"{count} points decide"
         console.print(
-            f"[yellow]what-if {shown(plan)} on {shown(source)}: {points} differently[/]"
+            f"[yellow]what-if {shown(plan)} on {shown(source)}: {points} differently[/]{copied}"
         )
     for diff in result["differences"]:
         obs = diff["observation"]
