@@ -16,10 +16,11 @@ from baton.history.recorded import reexecute
 from baton.history.runfile import read_run
 from baton.history.service import History, replay_history
 from baton.runtime.loading import prepare_plan
-from baton.runtime.service import CommandError, fork_from
+from baton.runtime.service import CommandError, fork_from, resolve_task
 from baton.store.eventstore import BatonStore
 from baton.telemetry.spans import goal_spans
 from tests import agents
+from tests.replay_support import replayed
 from tests.support import load, plan, run, task
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -148,3 +149,53 @@ def test_what_if_on_a_fork_whose_history_the_changed_plan_cannot_hold_says_so() 
     assert result.stopped is not None and result.stopped["seq"] <= 4
     assert "inherited from failed" in result.stopped["reason"]
     assert result.differences == []
+
+
+def _checked_plan(**fields: object) -> dict[str, object]:
+    return {
+        "version": 1, "name": "checked",
+        "agents": {"out": "tests.replay_agents:returns_checked",
+                   "in": "tests.replay_agents:reads_checked",
+                   "upper": "tests.agents:upper"},
+        "tasks": [task("a", "out", input={"text": "$goal.text"},
+                       retry={"max_attempts": 2, "backoff_s": 0}, **fields),
+                  task("b", "in", input={"text": "$goal.other"})],
+    }
+
+
+def test_a_contract_validator_that_raises_rejects_the_output_instead_of_crashing_the_run(
+    store: BatonStore,
+) -> None:
+    # An output model's validator with a bug (a KeyError, which pydantic does not turn into a
+    # validation error) made `decide` raise: `baton run` exited 70 (internal error), the
+    # agent's output was not recorded, and every resume re-ran the agent into the same crash.
+    goal = run(store, _checked_plan(), {"text": "bad value", "other": "fine"}, goal_id="g")
+    assert goal.state.status == "failed"
+    rejected = [e for e in store.events("g") if type(e).__name__ == "OutputRejected"]
+    assert len(rejected) == 2
+    assert list(rejected[0].errors) == ["(root): a validator raised KeyError: 'missing'"]  # type: ignore[attr-defined]
+    assert goal.state.tasks["a"].last_error is not None
+    assert "KeyError" in goal.state.tasks["a"].last_error
+    assert replayed(store, "g").ok
+
+
+def test_an_input_contract_validator_that_raises_rejects_the_input(store: BatonStore) -> None:
+    goal = run(store, _checked_plan(), {"text": "fine", "other": "bad input"}, goal_id="g")
+    assert goal.state.status == "failed"
+    rejected = [e for e in store.events("g") if type(e).__name__ == "InputRejected"]
+    assert [list(e.errors) for e in rejected] == [  # type: ignore[attr-defined]
+        ["(root): a validator raised KeyError: 'missing'"]]
+    assert replayed(store, "g").ok
+
+
+def test_resolve_output_through_a_raising_validator_is_a_one_line_refusal(
+    store: BatonStore,
+) -> None:
+    goal = run(store, _checked_plan(on_failure="escalate"),
+               {"text": "bad value", "other": "fine"}, goal_id="g")
+    assert goal.state.tasks["a"].status == "escalated"
+    before = len(list(store.events("g")))
+    with pytest.raises(CommandError, match="a validator raised KeyError"):
+        resolve_task(store, "g", "a", action="output", output={"text": "bad again"},
+                     reason="by hand", by="qa")
+    assert len(list(store.events("g"))) == before

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError
 
-from baton.domain.contracts import AgentContract, judge_output, validation_errors
+from baton.domain.contracts import (
+    AgentContract,
+    judge_output,
+    validation_errors,
+    validator_failed,
+)
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError, BatonWarning
 from baton.domain.expansion import check_fragment, judging_confidence, judging_contract
@@ -374,6 +379,11 @@ def resolve_task(
             errors = "; ".join(validation_errors(exc, limit=5))
             raise CommandError(
                 f"--output does not satisfy {contract.output_model.__name__}: {errors}"
+            ) from None
+        except Exception as exc:  # the contract's own validator failed (decide rejects it too)
+            raise CommandError(
+                f"--output does not satisfy {contract.output_model.__name__}: "
+                f"{validator_failed(exc)}"
             ) from None
         # Judged as `decide` will judge it, min_confidence included: an output that would be
         # recorded as rejected is refused here, before anything is recorded or reported.
