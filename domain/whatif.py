@@ -61,7 +61,9 @@ class WhatIfResult:
 
     @property
     def ok(self) -> bool:
-        return not self.differences
+        """The changed plan decides the same as the recording, all the way: no difference, and
+        no point where the recording stopped applying (past it, nobody can say it does)."""
+        return not self.differences and self.stopped is None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,7 +101,9 @@ def _segments(events: Sequence[GoalEvent]) -> list[tuple[GoalEvent, list[GoalEve
 def _inapplicable(changed: GoalState, recorded: GoalState, event: GoalEvent) -> str | None:
     """Why this recorded observation cannot be fed to the changed run, or None if it can."""
     kind = kind_of(event)
-    if changed.status in GOAL_FINAL:
+    if changed.status in GOAL_FINAL and recorded.status not in GOAL_FINAL:
+        # (Both ended: a late outcome, e.g. an attempt's process reaped after the goal failed,
+        # which the recording ignored as the changed run will.)
         return f"under the changed plan the goal had already ended ({changed.status})"
     task_id = getattr(event, "task", None)
     if task_id is None:
@@ -116,12 +120,44 @@ def _inapplicable(changed: GoalState, recorded: GoalState, event: GoalEvent) -> 
                 f"{kind} of {task_id!r} attempt {attempt} does not apply: under the changed "
                 f"plan that task is {ours.status} (attempt {ours.attempts})"
             )
+        if was_awaited:
+            return _timeout_misfit(kind, event, changed.plan, recorded.plan, task_id)
     if kind in ("HumanResolved", "HumanAnswered") and ours.status != "escalated":
         return (
             f"a human resolved {task_id!r}, which under the changed plan is {ours.status}, "
             "not escalated"
         )
     return _gate_misfit(kind, event, task_id, ours.waiting_for)
+
+
+def _timeout_misfit(
+    kind: str, event: GoalEvent, changed: Plan, recorded: Plan, task_id: str
+) -> str | None:
+    """An agent's outcome that the changed plan's `timeout_s` would have made another one: a
+    recorded timeout under a longer (or no) limit, or an answer slower than a shorter limit."""
+    ours, theirs = changed.task_map.get(task_id), recorded.task_map.get(task_id)
+    if ours is None or theirs is None:
+        return None
+    limit, was = changed.timeout_for(ours), recorded.timeout_for(theirs)
+    attempt = getattr(event, "attempt")  # noqa: B009
+    if kind == "AgentTimedOut":
+        ran_past = getattr(event, "timeout_s")  # noqa: B009
+        if limit is None or limit > ran_past:
+            allows = "no timeout" if limit is None else f"timeout_s {limit:g}"
+            return (
+                f"AgentTimedOut of {task_id!r} attempt {attempt} does not apply: it ran past "
+                f"{ran_past:g}s, and under the changed plan ({allows}) it might have finished; "
+                "the recording cannot tell what it would have returned"
+            )
+        return None
+    took = getattr(event, "duration_ms", None)
+    shorter = limit is not None and (was is None or limit < was)
+    if shorter and took is not None and took > limit * 1000:  # type: ignore[operator]
+        return (
+            f"{kind} of {task_id!r} attempt {attempt} does not apply: it took {took:g} ms, "
+            f"past the changed plan's timeout_s {limit:g}: it would have timed out"
+        )
+    return None
 
 
 def _gate_misfit(kind: str, event: GoalEvent, task_id: str, waiting_for: str | None) -> str | None:

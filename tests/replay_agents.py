@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from pydantic import BaseModel, SecretStr, field_validator
 
@@ -90,3 +91,15 @@ def returns_checked(inp: Text) -> Checked:
 
 def reads_checked(inp: Checked) -> Text:
     return Text(text=inp.text)
+
+
+def naps(inp: Text) -> Text:
+    """Answers after 50 ms: slower than a 10 ms timeout, well within the default one."""
+    time.sleep(0.05)
+    return Text(text=inp.text)
+
+
+def oversleeps(inp: Text) -> Text:
+    """Runs far past any timeout the tests set (in a process that the timeout terminates)."""
+    time.sleep(5)
+    return Text(text="too late")

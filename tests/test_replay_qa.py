@@ -199,3 +199,48 @@ def test_resolve_output_through_a_raising_validator_is_a_one_line_refusal(
         resolve_task(store, "g", "a", action="output", output={"text": "bad again"},
                      reason="by hand", by="qa")
     assert len(list(store.events("g"))) == before
+
+
+def _one_task(agent: str, **fields: object) -> dict[str, object]:
+    return {"version": 1, "name": "timed", "agents": {agent: f"tests.replay_agents:{agent}"},
+            "tasks": [task("a", agent, input={"text": "$goal.text"},
+                           retry={"max_attempts": 1}, **fields)]}
+
+
+def test_what_if_a_shorter_timeout_stops_where_the_recorded_answer_came_too_late(
+    store: BatonStore,
+) -> None:
+    # A timeout_s change re-decided the recorded answers as if they had come in time: "the
+    # same decisions", exit 0, for a plan under which the attempt would have timed out.
+    run(store, _one_task("naps"), {"text": "x"}, goal_id="g")
+    events = list(store.events("g"))
+    shorter = load(_one_task("naps", timeout_s=0.01))
+    result = what_if(events, shorter.plan, shorter.contracts)
+    assert not result.ok and result.differences == []
+    assert result.stopped is not None
+    assert result.stopped["seq"] == next(e.originator_version for e in events
+                                         if type(e).__name__ == "AgentReturned")
+    assert "past the changed plan's timeout_s 0.01: it would have timed out" in (
+        result.stopped["reason"])
+    longer = load(_one_task("naps", timeout_s=120))
+    assert what_if(events, longer.plan, longer.contracts).ok  # it came in time under both
+
+
+def test_what_if_a_longer_timeout_does_not_pretend_to_know_what_a_timed_out_agent_returns(
+    store: BatonStore,
+) -> None:
+    timed = _one_task("oversleeps", timeout_s=0.3, isolation="process")
+    goal = run(store, timed, {"text": "x"}, goal_id="g")
+    assert goal.state.status == "failed"
+    events = list(store.events("g"))
+    kinds = [type(e).__name__ for e in events]
+    assert "AgentTimedOut" in kinds
+    # The same plan: the same decisions to the end, past the terminated process's late report
+    # (recorded after the goal failed) which the recording ignored as the what-if does.
+    same = what_if(events, load(timed).plan, load(timed).contracts)
+    assert same.ok and same.stopped is None and same.events == len(events), same.stopped
+    longer = load(_one_task("oversleeps", timeout_s=60, isolation="process"))
+    result = what_if(events, longer.plan, longer.contracts)
+    assert not result.ok and result.stopped is not None
+    assert result.stopped["seq"] == kinds.index("AgentTimedOut") + 1
+    assert "it might have finished" in result.stopped["reason"]

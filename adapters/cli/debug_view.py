@@ -199,11 +199,16 @@ def print_what_if(result: dict[str, Any], *, source: str, plan: str) -> None:
             f"[green]what-if {shown(plan)} on {shown(source)}: the same decisions[/] "
             f"through event {result['events']}{copied}"
         )
-    else:
+    elif result["differences"]:
         count = len(result["differences"])
         points = "1 point decides" if count == 1 else f"{count} points decide"
         console.print(
             f"[yellow]what-if {shown(plan)} on {shown(source)}: {points} differently[/]{copied}"
+        )
+    else:  # the same decisions as far as the recording applies, which is not to the end
+        console.print(
+            f"[yellow]what-if {shown(plan)} on {shown(source)}: the same decisions through "
+            f"event {result['events']}, then the recording no longer applies[/]{copied}"
         )
     for diff in result["differences"]:
         obs = diff["observation"]
