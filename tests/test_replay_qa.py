@@ -3,6 +3,7 @@ histories an on-call engineer meets (a failed goal, a contract changed since, a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from baton.domain.errors import PlanError
 from baton.domain.history import collect, fold, fork_goal, state_summary
 from baton.domain.replay import replay
 from baton.domain.whatif import what_if
-from baton.history.recorded import reexecute
+from baton.history.live import LiveAgents
+from baton.history.recorded import RecordedAgents, reexecute
 from baton.history.runfile import read_run
 from baton.history.service import History, replay_history
 from baton.runtime.loading import prepare_plan
@@ -20,8 +22,9 @@ from baton.runtime.service import CommandError, fork_from, resolve_task
 from baton.store.eventstore import BatonStore
 from baton.telemetry.spans import goal_spans
 from tests import agents
+from tests.cli_support import baton
 from tests.replay_support import replayed
-from tests.support import load, plan, run, task
+from tests.support import load, plan, plan_file, run, task
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -244,3 +247,37 @@ def test_what_if_a_longer_timeout_does_not_pretend_to_know_what_a_timed_out_agen
     assert not result.ok and result.stopped is not None
     assert result.stopped["seq"] == kinds.index("AgentTimedOut") + 1
     assert "it might have finished" in result.stopped["reason"]
+
+
+def test_call_agents_never_repeats_an_unsafe_task_s_side_effect(tmp_path: Path) -> None:
+    # `replay --reexecute --call-agents` called every agent for real, `unsafe` ones included: a
+    # replay charged the card again (with the same idempotency key, which an unsafe supplier
+    # does not deduplicate on), with nothing said. Unsafe tasks now answer from the recording.
+    data = {"version": 1, "name": "charge",
+            "agents": {"step": "tests.agents:logged_step", "charge": "tests.agents:logged_book"},
+            "tasks": [task("a", "step", input={"text": "$goal.text"}),
+                      task("pay", "charge", input={"text": "$a.text"}, side_effects="unsafe")]}
+    url, env = f"sqlite:///{tmp_path}/b.db", {"BATON_TEST_DIR": str(tmp_path)}
+    assert baton("run", plan_file(tmp_path, data), "--input", '{"text": "x"}', "--goal-id", "g",
+                 store=url, env=env).code == 0
+    calls = tmp_path / "calls.jsonl"
+    assert [json.loads(line)["agent"] for line in calls.read_text().splitlines()] == [
+        "logged_step", "logged_book"]
+    again = baton("replay", "g", "--reexecute", "--call-agents", store=url, env=env)
+    assert again.code == 0, again.out + again.err
+    assert "unsafe tasks pay answer with their recorded outcomes" in again.err
+    assert [json.loads(line)["agent"] for line in calls.read_text().splitlines()] == [
+        "logged_step", "logged_book", "logged_step"]  # the safe one was called again
+
+
+def test_live_agents_answer_an_unsafe_task_from_the_recording(store: BatonStore) -> None:
+    data = plan(task("a", "upper", input={"text": "$goal.text"}),
+                task("pay", "book", input={"text": "$a.text"}, side_effects="unsafe"))
+    goal = run(store, data, {"text": "x"}, goal_id="g")
+    assert goal.state.status == "completed"
+    events, loaded = list(store.events("g")), load(data)
+    before = dict(agents.CALLS)
+    result = reexecute(events, loaded, agents=LiveAgents(loaded, recorded=RecordedAgents(events)))
+    assert result.ok, result.divergence
+    assert agents.CALLS["book"] == before["book"]
+    assert agents.CALLS["upper"] == before["upper"] + 1

@@ -4,6 +4,10 @@ Re-execution answers every attempt from the recording unless asked for this: the
 dispatched attempt calls the plan's agent for real (LLM agents call their models, with the same
 attempt context and cost allowance the live run built), and the first answer that differs from
 the recording is the divergence. Timeouts are not enforced here; isolation is not applied.
+
+Tasks whose `side_effects` is `unsafe` are never called again: their agents' side effects are
+not safe to repeat (the runner never re-runs them automatically either), so they answer with
+their recorded outcomes, as in re-execution without `--call-agents`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pydantic import BaseModel
 
 from baton.runtime.loading import LoadedPlan
 
-__all__ = ["LiveAgents", "llm_agent_names"]
+__all__ = ["LiveAgents", "llm_agent_names", "unsafe_task_ids"]
 
 
 def llm_agent_names(loaded: LoadedPlan) -> list[str]:
@@ -24,16 +28,24 @@ def llm_agent_names(loaded: LoadedPlan) -> list[str]:
     return sorted(name for name, agent in loaded.agents.items() if getattr(agent, "is_llm", 0))
 
 
+def unsafe_task_ids(loaded: LoadedPlan) -> list[str]:
+    """The plan's tasks that `--call-agents` answers from the recording (`unsafe`)."""
+    return [spec.id for spec in loaded.plan.tasks if spec.side_effects == "unsafe"]
+
+
 class LiveAgents:
-    def __init__(self, loaded: LoadedPlan) -> None:
+    def __init__(self, loaded: LoadedPlan, recorded: Any = None) -> None:
         self.loaded = loaded
         self.plan = loaded.plan  # the goal's as re-execution goes, with the tasks it added
+        self.recorded = recorded  # answers the `unsafe` tasks (a RecordedAgents)
 
     def call(
         self, task: str, attempt: int, agent_input: BaseModel,
         idempotency_key: str | None = None, context: BaseModel | None = None,
     ) -> Any:
         spec = self.plan.task_map[task]
+        if spec.side_effects == "unsafe" and self.recorded is not None:
+            return self.recorded.call(task, attempt, agent_input, idempotency_key, context)
         agent = self.loaded.agents[spec.agent]
         kwargs: dict[str, Any] = {}
         if idempotency_key:
