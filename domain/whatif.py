@@ -223,10 +223,10 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
         try:
             copy_events(changed, [event])
         except Exception as exc:
-            why = " ".join(str(exc).split())
+            detail = " ".join(str(exc).split())
             stopped = {"seq": event.originator_version, "reason": (
                 f"the changed plan cannot take event {event.originator_version} "
-                f"({kind_of(event)}), inherited from {started.forked_from}: {why}")}
+                f"({kind_of(event)}), inherited from {started.forked_from}: {detail}")}
             break
     collect(changed)
     if inherited:
