@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from baton.cli.debug_view import print_replay
 from baton.domain.errors import PlanError
-from baton.domain.history import collect, fold, fork_goal, state_summary
+from baton.domain.history import collect, fold, fork_goal, state_summary, to_json
 from baton.domain.replay import replay
 from baton.domain.whatif import what_if
 from baton.history.live import LiveAgents
@@ -281,3 +282,26 @@ def test_live_agents_answer_an_unsafe_task_from_the_recording(store: BatonStore)
     assert result.ok, result.divergence
     assert agents.CALLS["book"] == before["book"]
     assert agents.CALLS["upper"] == before["upper"] + 1
+
+
+def test_a_divergence_where_today_s_code_fails_shows_the_error_not_the_whole_event(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A goal input model given a required field: re-execution fails on `Started`. The table
+    # listed every field of the recorded Started (the plan, every contract schema: a screenful)
+    # around the one line that says why.
+    monkeypatch.setenv("COLUMNS", "200")
+    run_file = read_run(GOLDEN / "completed-rules3.jsonl")
+    started = to_json(run_file.events[0])
+    result = {
+        "ok": False, "events": 0, "decisions": 0, "inherited": 0,
+        "divergence": {"seq": 1, "recorded": started, "fields": [],
+                       "replayed": {"error": "InputError: goal input does not satisfy In: "
+                                             "loyalty_id: Field required"}},
+        "state": state_summary(fold(run_file.events[:1]).state),
+    }
+    print_replay(result, source="g", mode="re-execution")
+    out = capsys.readouterr().out
+    assert "loyalty_id: Field required" in out and "Started" in out
+    rows = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
+    assert rows == ["kind", "error"]
