@@ -305,3 +305,29 @@ def test_a_divergence_where_today_s_code_fails_shows_the_error_not_the_whole_eve
     assert "loyalty_id: Field required" in out and "Started" in out
     rows = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
     assert rows == ["kind", "error"]
+
+
+def test_plain_replay_and_reexecution_show_one_divergence_the_same_way(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An output contract given a required field. Plain replay listed every field of both
+    # events (equal ones too) with `fields` empty; re-execution listed the differing ones: two
+    # pictures of one divergence. And neither header said which task it was about.
+    monkeypatch.setenv("COLUMNS", "200")
+    run_file = read_run(GOLDEN / "completed-rules3.jsonl")
+    loaded = prepare_plan(run_file.plan)
+
+    class Stricter(BaseModel):
+        text: str
+        checked: bool
+
+    contract = loaded.contracts["upper"]
+    loaded.contracts["upper"] = type(contract)(contract.input_model, Stricter)
+    plain, again = replay(run_file.events, loaded.contracts), reexecute(run_file.events, loaded)
+    assert plain.divergence is not None and again.divergence is not None
+    assert plain.divergence.to_json() == again.divergence.to_json()
+    assert {"errors", "reason"} <= set(plain.divergence.fields)
+    assert not {"task", "attempt", "rule"} & set(plain.divergence.fields)  # equal: not shown
+    print_replay(plain.to_json(), source="g", mode="replay")
+    out = capsys.readouterr().out
+    assert f"diverged at event {plain.divergence.seq} (OutputAccepted a #1)" in out

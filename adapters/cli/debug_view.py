@@ -168,7 +168,10 @@ def print_replay(result: dict[str, Any], *, source: str, mode: str) -> None:
     else:
         divergence = result["divergence"]
         recorded, replayed = divergence["recorded"], divergence["replayed"]
-        what = (recorded or replayed or {}).get("kind", "event")
+        about = recorded or replayed or {}
+        what = " ".join(str(part) for part in (
+            about.get("kind", "event"), about.get("task"),
+            None if about.get("attempt") is None else f"#{about['attempt']}") if part)
         console.print(
             f"[red]{mode} of {shown(source)}: diverged at event "
             f"{divergence['seq']}[/] ({what}) after {result['decisions']} equal "
