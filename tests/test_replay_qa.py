@@ -331,3 +331,29 @@ def test_plain_replay_and_reexecution_show_one_divergence_the_same_way(
     print_replay(plain.to_json(), source="g", mode="replay")
     out = capsys.readouterr().out
     assert f"diverged at event {plain.divergence.seq} (OutputAccepted a #1)" in out
+
+
+def test_live_export_closes_a_failed_goal_s_span_and_keeps_nothing_of_it(
+    store: BatonStore,
+) -> None:
+    # Live export never closed a failed goal's root span (GoalFailed went to the task's span),
+    # and a worker's LiveTelemetry kept every goal's span projector for as long as it ran.
+    pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from baton.runtime.runner import Runner
+    from baton.runtime.service import start_goal
+    from baton.telemetry.live import LiveTelemetry
+
+    exporter = InMemorySpanExporter()
+    telemetry = LiveTelemetry(store=store, processor=SimpleSpanProcessor(exporter))
+    loaded = load(plan(task("a", "always_fails", input={"text": "$goal.text"},
+                            retry={"max_attempts": 1})))
+    runner = Runner(store=store, loaded=loaded, run_observer=telemetry)
+    goal = start_goal(store, loaded, {"text": "x"}, goal_id="g", runner=runner)
+    assert goal.state.status == "failed"
+    roots = [s for s in exporter.get_finished_spans() if s.parent is None]
+    assert [(s.name, s.attributes["baton.status"], s.status.status_code.name)
+            for s in roots] == [("goal test-plan", "failed", "ERROR")]
+    assert telemetry._projectors == {}
