@@ -185,6 +185,12 @@ def _unobserved(
             mirror = recorded.tasks.get(task.id)  # None for a task only the changed plan has
             also_recorded = mirror is not None and mirror.in_flight == task.in_flight
             if (task.id, task.in_flight) not in outcomes and not also_recorded:
+                if mirror is not None and mirror.attempts >= task.in_flight:
+                    return (  # dispatched there too, then cancelled (a deadline, a cancel)
+                        f"under the changed plan {task.id!r} attempt {task.in_flight} runs on; "
+                        f"the recording has no outcome for it (there the task is "
+                        f"{mirror.status})"
+                    )
                 return (
                     f"the changed plan dispatches {task.id!r} attempt {task.in_flight}, "
                     "which the recording never ran"

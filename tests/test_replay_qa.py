@@ -357,3 +357,18 @@ def test_live_export_closes_a_failed_goal_s_span_and_keeps_nothing_of_it(
     assert [(s.name, s.attributes["baton.status"], s.status.status_code.name)
             for s in roots] == [("goal test-plan", "failed", "ERROR")]
     assert telemetry._projectors == {}
+
+
+def test_what_if_a_later_deadline_says_the_cancelled_attempt_runs_on(store: BatonStore) -> None:
+    # The deadline failed the goal while an attempt ran (TaskCancelled). Under a later deadline
+    # that attempt runs on; what-if said the changed plan "dispatches 'a' attempt 1, which the
+    # recording never ran", though the recording dispatched it.
+    data = plan(task("a", "async_hangs", input={"text": "x"}, timeout_s=None),
+                budget={"deadline_s": 0.2})
+    goal = run(store, data, {}, goal_id="g")
+    assert goal.state.status == "failed" and goal.state.tasks["a"].status == "cancelled"
+    later = load({**data, "budget": {"deadline_s": 600}})
+    result = what_if(list(store.events("g")), later.plan, later.contracts)
+    assert result.stopped is not None
+    assert "'a' attempt 1 runs on; the recording has no outcome for it (there the task is " \
+           "cancelled)" in result.stopped["reason"]
