@@ -107,7 +107,7 @@ def test_ids_names_and_errors_that_look_like_markup_or_escapes_are_shown_as_writ
     assert shown.code == 0, shown.err
     assert "goal [red]g[/] · [bold]p[/]" in shown.out
     assert "bad value [/] in [bold]x[/bold]" in " ".join(shown.out.split())
-    assert "baton resolve '[red]g[/]' TASK" in shown.out  # a shell word: pasted, it works
+    assert "baton resolve '[red]g[/]' a --retry" in shown.out  # a shell word: pasted, it works
     listed = baton("status", store=sqlite_url)
     assert listed.code == 0 and "[red]g[/]  [bold]p[/]" in listed.out
     stats = baton("stats", store=sqlite_url)

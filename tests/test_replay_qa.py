@@ -372,3 +372,25 @@ def test_what_if_a_later_deadline_says_the_cancelled_attempt_runs_on(store: Bato
     assert result.stopped is not None
     assert "'a' attempt 1 runs on; the recording has no outcome for it (there the task is " \
            "cancelled)" in result.stopped["reason"]
+
+
+def test_a_waiting_goal_names_the_command_that_decides_each_escalated_task(
+    tmp_path: Path,
+) -> None:
+    # `run` and `status` of a waiting goal printed `baton resolve G TASK --retry|--abandon|
+    # --output … (--approve|--reject for an approval; `baton answer G TASK TEXT` for a
+    # question; `baton escalations` says which)`: the on-call engineer had to look the task
+    # and its kind up. Each escalated task now gets its own command, as `escalations` gives it.
+    data = {"version": 1, "name": "two-humans",
+            "agents": {"ask": "tests.gate_agents:ask_once", "scored": "tests.agents:scored"},
+            "tasks": [task("plan", "ask", input={"question": "$goal.q"}),
+                      task("s", "scored", input={"text": "x@0.2"}, min_confidence=0.7,
+                           on_low_confidence="escalate")]}
+    url = f"sqlite:///{tmp_path}/b.db"
+    ran = baton("run", plan_file(tmp_path, data), "--input", '{"q": "spring"}', "--goal-id",
+                "g 1", store=url)
+    assert ran.code == 3, ran.err
+    expected = ["answer with: baton answer 'g 1' plan TEXT",
+                "resolve with: baton resolve 'g 1' s --retry|--abandon|--output JSON --reason TEXT"]
+    for shown in (ran.out, baton("status", "g 1", store=url).out):
+        assert [line for line in shown.splitlines() if " with: " in line] == expected, shown

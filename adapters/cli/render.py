@@ -97,6 +97,7 @@ class TaskLine:
     ms: float | None
     last_error: str | None
     reason: str | None
+    waiting_for: str | None = None  # an escalated task's kind (`baton escalations`)
 
     @property
     def note(self) -> str:
@@ -157,10 +158,19 @@ def print_summary(
     elif resolved:
         console.print(shown(goes_on(goal_id)))
     elif status == "waiting":
-        gid = shown(quoted(goal_id))
-        console.print(f"resolve with: baton resolve {gid} TASK --retry|--abandon|--output … "
-                      f"(--approve|--reject for an approval; `baton answer {gid} TASK TEXT` "
-                      "for a question; `baton escalations` says which)")
+        for line in lines:
+            if line.status == "escalated":
+                console.print(shown(decide_with(goal_id, line.task, line.waiting_for)))
+
+
+def decide_with(goal_id: str, task: str, waiting_for: str | None) -> str:
+    """The command that decides an escalated task, by what it waits for (its kind)."""
+    which = f"{quoted(goal_id)} {quoted(task)}"
+    if waiting_for == "clarification":
+        return f"answer with: baton answer {which} TEXT"
+    if waiting_for == "approval":
+        return f"decide with: baton resolve {which} --approve|--reject --reason TEXT"
+    return f"resolve with: baton resolve {which} --retry|--abandon|--output JSON --reason TEXT"
 
 
 def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:
@@ -170,7 +180,8 @@ def print_goal(goal: Goal, durations: dict[str, float] | None = None) -> None:
     for tid in state.plan.order:
         task = state.tasks[tid]
         lines.append(TaskLine(tid, state.plan.task_map[tid].agent, task.status, task.attempts,
-                              (durations or {}).get(tid), task.last_error, task.reason))
+                              (durations or {}).get(tid), task.last_error, task.reason,
+                              task.waiting_for))
     print_summary(goal_id=goal.id, plan=state.plan.name, status=state.status,
                   reason=state.reason, output=state.output, lines=lines)
 

@@ -24,12 +24,12 @@ from baton.cli.commands.common import store_from
 from baton.cli.durations import task_durations
 from baton.cli.render import (
     TaskLine,
+    decide_with,
     goal_json,
     goes_on,
     print_goal,
     print_json,
     print_summary,
-    quoted,
     shown,
     styled,
     terminal_safe,
@@ -155,7 +155,8 @@ def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
         # No measured time (attempts that timed out, were cancelled or are still running
         # report none) is blank, as `run` prints it from the events, not "0.0" ms.
         TaskLine(row["task_id"], row["agent"], row["status"], row["attempts"],
-                 row["duration_ms"] or None, row["last_error"], row["last_reason"])
+                 row["duration_ms"] or None, row["last_error"], row["last_reason"],
+                 row.get("waiting_for"))
         for row in tasks
     ]
     print_summary(goal_id=goal["goal_id"], plan=goal["plan"], status=goal["status"],
@@ -296,17 +297,12 @@ def _escalations(args: argparse.Namespace) -> int:
             print(terminal_safe(
                 f"{row['goal_id']}  {row['task']}  {row['kind']}  since {row['since']}\n"
                 f"    {row['reason']}"))
-            which = f"{quoted(row['goal_id'])} {quoted(row['task'])}"
             if "question" in row:
-                print(terminal_safe(
-                    f"    question: {row['question']}\n"
-                    f"    answer with: baton answer {which} TEXT"))
+                print(terminal_safe(f"    question: {row['question']}"))
             elif "input" in row:
-                print(terminal_safe(f"    input: {json.dumps(row['input'], sort_keys=True)}\n"
-                      f"    decide with: baton resolve {which} --approve|--reject --reason TEXT"))
-            else:  # failure, low_confidence, budget, outcome_unknown: a human decides
-                print(terminal_safe(f"    resolve with: baton resolve {which} "
-                                    "--retry|--abandon|--output JSON --reason TEXT"))
+                print(terminal_safe(f"    input: {json.dumps(row['input'], sort_keys=True)}"))
+            # failure, low_confidence, budget, outcome_unknown: a human resolves
+            print(terminal_safe("    " + decide_with(row["goal_id"], row["task"], row["kind"])))
     return exits.OK
 
 
