@@ -394,3 +394,17 @@ def test_a_waiting_goal_names_the_command_that_decides_each_escalated_task(
                 "resolve with: baton resolve 'g 1' s --retry|--abandon|--output JSON --reason TEXT"]
     for shown in (ran.out, baton("status", "g 1", store=url).out):
         assert [line for line in shown.splitlines() if " with: " in line] == expected, shown
+
+
+def test_call_agents_holds_each_call_to_its_timeout(store: BatonStore) -> None:
+    # The goal failed because its agent hung past timeout_s. `replay --reexecute --call-agents`
+    # called it with no timeout: the replay hung with it (here 30 s, then "diverged": the
+    # agent returned where the recording timed out). It now times out as the live run did.
+    data = plan(task("a", "hangs", input={"text": "x"}, timeout_s=0.2,
+                     retry={"max_attempts": 1}))
+    goal = run(store, data, {}, goal_id="g")
+    assert goal.state.status == "failed"
+    events, loaded = list(store.events("g")), load(data)
+    assert "AgentTimedOut" in [type(e).__name__ for e in events]
+    result = reexecute(events, loaded, agents=LiveAgents(loaded, recorded=RecordedAgents(events)))
+    assert result.ok, result.divergence
