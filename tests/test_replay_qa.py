@@ -408,3 +408,17 @@ def test_call_agents_holds_each_call_to_its_timeout(store: BatonStore) -> None:
     assert "AgentTimedOut" in [type(e).__name__ for e in events]
     result = reexecute(events, loaded, agents=LiveAgents(loaded, recorded=RecordedAgents(events)))
     assert result.ok, result.divergence
+
+
+def test_fork_run_of_a_plan_today_s_code_cannot_load_stores_no_fork(
+    store: BatonStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `fork --run` stored the fork, then failed to load its agents (exit 2): a fork no one
+    # could drive was left behind, and the same command again said its id was taken.
+    events = read_run(GOLDEN / "failed-rules3.jsonl").events
+    monkeypatch.delattr(agents, "always_fails")  # the agent module changed since the run
+    with pytest.raises(PlanError, match=r"fork of failed-rules3: its plan: agents\.always_fails"):
+        fork_from(store, events, at=4, goal_id="f", run=True)
+    assert not store.exists("f")
+    monkeypatch.undo()
+    assert fork_from(store, events, at=4, goal_id="f", run=True).state.status == "failed"

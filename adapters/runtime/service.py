@@ -318,6 +318,11 @@ def fork_from(
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store")
     goal = fork_goal(events, goal_id=goal_id, at=at, now=utc_now())
+    if run:  # as `run` does: a plan today's code cannot load stores nothing (nor a fork that
+        # no one could drive, whose id a second try would find taken)
+        prepare_plan(goal.state.started_plan.model_dump(mode="json", exclude_unset=True,
+                                                        by_alias=True),
+                     source=f"fork of {events[0].originator_id}: its plan", recorded=True)
     store.save(goal)
     if run:
         goal = resume_goal(store, goal_id, agent_loop=agent_loop)
