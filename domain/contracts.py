@@ -30,6 +30,7 @@ __all__ = [
     "idempotency_key",
     "judge_output",
     "validation_errors",
+    "validator_failed",
 ]
 
 _KEY_NAMESPACE = uuid.UUID("6f1f4bb8-5a7d-4d8e-9c55-0b9a7d1c2e10")
@@ -71,6 +72,14 @@ def validation_errors(exc: ValidationError, *, limit: int = 10) -> list[str]:
     return lines
 
 
+def validator_failed(exc: Exception) -> str:
+    """A contract whose own validator raised something pydantic does not turn into a
+    validation error (a ZeroDivisionError, a KeyError): the value is not accepted, and the
+    error says so, rather than failing the orchestrator on the user's validator."""
+    detail = " ".join(str(exc).split())[:500]
+    return f"(root): a validator raised {type(exc).__name__}" + (f": {detail}" if detail else "")
+
+
 def build_input(
     state: GoalState, task: TaskSpec, contract: AgentContract
 ) -> tuple[BaseModel | None, list[str]]:
@@ -84,6 +93,8 @@ def build_input(
         return contract.input_model.model_validate(data), []
     except ValidationError as exc:
         return None, validation_errors(exc)
+    except Exception as exc:  # a validator of the contract's own code failed: see below
+        return None, [validator_failed(exc)]
 
 
 def _with_clarifications(
@@ -109,6 +120,8 @@ def judge_output(raw: Any, contract: AgentContract, *, min_confidence: float | N
         model = contract.output_model.model_validate(raw)
     except ValidationError as exc:
         return Verdict(False, "validation.contract", tuple(validation_errors(exc)))
+    except Exception as exc:  # a validator of the contract's own code failed: see below
+        return Verdict(False, "validation.contract", (validator_failed(exc),))
     if min_confidence is not None:
         confidence = getattr(model, "confidence", None)
         if not isinstance(confidence, int | float):

@@ -22,7 +22,9 @@ from baton.domain.goal import Goal, GoalEvent
 from baton.domain.history import (
     OUTCOME_KINDS,
     collect,
+    copy_events,
     decided_at_start,
+    fold,
     is_observation,
     kind_of,
     payload,
@@ -55,10 +57,13 @@ class WhatIfResult:
     stopped: dict[str, Any] | None  # {"seq", "reason"}: where the recording stops applying
     state: GoalState  # the changed run's state at that point
     recorded_state: GoalState  # the recorded run's state at the same point
+    inherited: int = 0  # a fork's events taken from its parent, copied without comparison
 
     @property
     def ok(self) -> bool:
-        return not self.differences
+        """The changed plan decides the same as the recording, all the way: no difference, and
+        no point where the recording stopped applying (past it, nobody can say it does)."""
+        return not self.differences and self.stopped is None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +74,7 @@ class WhatIfResult:
             "stopped": self.stopped,
             "state": state_summary(self.state),
             "recorded_state": state_summary(self.recorded_state),
+            "inherited": self.inherited,
         }
 
 
@@ -95,7 +101,9 @@ def _segments(events: Sequence[GoalEvent]) -> list[tuple[GoalEvent, list[GoalEve
 def _inapplicable(changed: GoalState, recorded: GoalState, event: GoalEvent) -> str | None:
     """Why this recorded observation cannot be fed to the changed run, or None if it can."""
     kind = kind_of(event)
-    if changed.status in GOAL_FINAL:
+    if changed.status in GOAL_FINAL and recorded.status not in GOAL_FINAL:
+        # (Both ended: a late outcome, e.g. an attempt's process reaped after the goal failed,
+        # which the recording ignored as the changed run will.)
         return f"under the changed plan the goal had already ended ({changed.status})"
     task_id = getattr(event, "task", None)
     if task_id is None:
@@ -112,12 +120,44 @@ def _inapplicable(changed: GoalState, recorded: GoalState, event: GoalEvent) -> 
                 f"{kind} of {task_id!r} attempt {attempt} does not apply: under the changed "
                 f"plan that task is {ours.status} (attempt {ours.attempts})"
             )
+        if was_awaited:
+            return _timeout_misfit(kind, event, changed.plan, recorded.plan, task_id)
     if kind in ("HumanResolved", "HumanAnswered") and ours.status != "escalated":
         return (
             f"a human resolved {task_id!r}, which under the changed plan is {ours.status}, "
             "not escalated"
         )
     return _gate_misfit(kind, event, task_id, ours.waiting_for)
+
+
+def _timeout_misfit(
+    kind: str, event: GoalEvent, changed: Plan, recorded: Plan, task_id: str
+) -> str | None:
+    """An agent's outcome that the changed plan's `timeout_s` would have made another one: a
+    recorded timeout under a longer (or no) limit, or an answer slower than a shorter limit."""
+    ours, theirs = changed.task_map.get(task_id), recorded.task_map.get(task_id)
+    if ours is None or theirs is None:
+        return None
+    limit, was = changed.timeout_for(ours), recorded.timeout_for(theirs)
+    attempt = getattr(event, "attempt")  # noqa: B009
+    if kind == "AgentTimedOut":
+        ran_past = getattr(event, "timeout_s")  # noqa: B009
+        if limit is None or limit > ran_past:
+            allows = "no timeout" if limit is None else f"timeout_s {limit:g}"
+            return (
+                f"AgentTimedOut of {task_id!r} attempt {attempt} does not apply: it ran past "
+                f"{ran_past:g}s, and under the changed plan ({allows}) it might have finished; "
+                "the recording cannot tell what it would have returned"
+            )
+        return None
+    took = getattr(event, "duration_ms", None)
+    shorter = limit is not None and (was is None or limit < was)
+    if shorter and took is not None and took > limit * 1000:  # type: ignore[operator]
+        return (
+            f"{kind} of {task_id!r} attempt {attempt} does not apply: it took {took:g} ms, "
+            f"past the changed plan's timeout_s {limit:g}: it would have timed out"
+        )
+    return None
 
 
 def _gate_misfit(kind: str, event: GoalEvent, task_id: str, waiting_for: str | None) -> str | None:
@@ -145,6 +185,12 @@ def _unobserved(
             mirror = recorded.tasks.get(task.id)  # None for a task only the changed plan has
             also_recorded = mirror is not None and mirror.in_flight == task.in_flight
             if (task.id, task.in_flight) not in outcomes and not also_recorded:
+                if mirror is not None and mirror.attempts >= task.in_flight:
+                    return (  # dispatched there too, then cancelled (a deadline, a cancel)
+                        f"under the changed plan {task.id!r} attempt {task.in_flight} runs on; "
+                        f"the recording has no outcome for it (there the task is "
+                        f"{mirror.status})"
+                    )
                 return (
                     f"the changed plan dispatches {task.id!r} attempt {task.in_flight}, "
                     "which the recording never ran"
@@ -166,6 +212,8 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
         goal_input=started.input,
         concurrency=started.concurrency,
         at=started.timestamp,
+        forked_from=started.forked_from,
+        forked_at=started.forked_at,
         rules=started.rules,  # only the plan changes: the rules stay those it was decided with
     )
     collect(changed)  # the changed run's own Started: not compared, its plan differs on purpose
@@ -173,7 +221,24 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
     differences: list[Difference] = []
     stopped: dict[str, Any] | None = None
     applied = 0
-    for observation, decisions in _segments(events):
+    # A fork's first events are its parent's, decided under the parent's id (which keys and
+    # jitter derive from): copied as `fork` copied them, not re-decided; what-if the parent
+    # for those. Comparison starts with the fork's own first observation.
+    inherited = min(started.forked_at or 0, len(events))
+    for event in events[1:inherited]:
+        try:
+            copy_events(changed, [event])
+        except Exception as exc:
+            detail = " ".join(str(exc).split())
+            stopped = {"seq": event.originator_version, "reason": (
+                f"the changed plan cannot take event {event.originator_version} "
+                f"({kind_of(event)}), inherited from {started.forked_from}: {detail}")}
+            break
+    collect(changed)
+    if inherited:
+        applied = inherited if stopped is None else stopped["seq"] - 1
+        recorded = fold(events[: max(applied, 1)])
+    for observation, decisions in [] if stopped else _segments(events[inherited:]):
         if recorded is not None:
             why = _inapplicable(changed.state, recorded.state, observation)
             if why is not None:
@@ -209,4 +274,5 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
         stopped=stopped,
         state=changed.state,
         recorded_state=recorded.state,
+        inherited=inherited,
     )

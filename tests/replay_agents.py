@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, field_validator
 
 from tests.agents import Text
 
@@ -68,3 +69,37 @@ def wrapped_whoami(inp: Wrapped) -> Text:
 
 def login_broken(inp: Login) -> Session:
     raise ConnectionError("identity provider unreachable")
+
+
+class Checked(BaseModel):
+    """A contract whose own validator has a bug: it raises what pydantic does not catch."""
+
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _buggy(cls, value: str) -> str:
+        if value.startswith("bad"):
+            return {}["missing"]  # type: ignore[no-any-return]  # KeyError: the bug
+        return value
+
+
+def returns_checked(inp: Text) -> Checked:
+    """Returns plain JSON: the orchestrator, not the agent, validates it against Checked."""
+    return {"text": inp.text}  # type: ignore[return-value]
+
+
+def reads_checked(inp: Checked) -> Text:
+    return Text(text=inp.text)
+
+
+def naps(inp: Text) -> Text:
+    """Answers after 50 ms: slower than a 10 ms timeout, well within the default one."""
+    time.sleep(0.05)
+    return Text(text=inp.text)
+
+
+def oversleeps(inp: Text) -> Text:
+    """Runs far past any timeout the tests set (in a process that the timeout terminates)."""
+    time.sleep(5)
+    return Text(text="too late")

@@ -136,6 +136,11 @@ def _fields_table(
         (set(recorded or {}) | set(replayed or {})) - {"seq"},
         key=lambda k: (k != "kind", k),
     )
+    if replayed is not None and set(replayed) == {"error"}:
+        # Today's code failed there: the error is the finding, beside what the recorded event
+        # was about (not every field of it: a Started event holds the whole plan and schemas).
+        keys = [k for k in ("kind", "task", "attempt", "error") if k in (recorded or {}) or
+                k in replayed]
     for key in keys:
         mine = "—" if recorded is None else _compact(recorded.get(key, "—"), 200)
         theirs = "—" if replayed is None else _compact(replayed.get(key, "—"), 200)
@@ -163,7 +168,10 @@ def print_replay(result: dict[str, Any], *, source: str, mode: str) -> None:
     else:
         divergence = result["divergence"]
         recorded, replayed = divergence["recorded"], divergence["replayed"]
-        what = (recorded or replayed or {}).get("kind", "event")
+        about = recorded or replayed or {}
+        what = " ".join(str(part) for part in (
+            about.get("kind", "event"), about.get("task"),
+            None if about.get("attempt") is None else f"#{about['attempt']}") if part)
         console.print(
             f"[red]{mode} of {shown(source)}: diverged at event "
             f"{divergence['seq']}[/] ({what}) after {result['decisions']} equal "
@@ -192,16 +200,23 @@ def _decision_lines(decisions: list[dict[str, Any]]) -> str:
 
 def print_what_if(result: dict[str, Any], *, source: str, plan: str) -> None:
     console = Console()
+    inherited = result.get("inherited") or 0
+    copied = f" ({inherited} inherited from the parent, not compared)" if inherited else ""
     if result["ok"]:
         console.print(
             f"[green]what-if {shown(plan)} on {shown(source)}: the same decisions[/] "
-            f"through event {result['events']}"
+            f"through event {result['events']}{copied}"
         )
-    else:
+    elif result["differences"]:
         count = len(result["differences"])
         points = "1 point decides" if count == 1 else f"{count} points decide"
         console.print(
-            f"[yellow]what-if {shown(plan)} on {shown(source)}: {points} differently[/]"
+            f"[yellow]what-if {shown(plan)} on {shown(source)}: {points} differently[/]{copied}"
+        )
+    else:  # the same decisions as far as the recording applies, which is not to the end
+        console.print(
+            f"[yellow]what-if {shown(plan)} on {shown(source)}: the same decisions through "
+            f"event {result['events']}, then the recording no longer applies[/]{copied}"
         )
     for diff in result["differences"]:
         obs = diff["observation"]

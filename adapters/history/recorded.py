@@ -228,8 +228,10 @@ def reexecute(
         recorded_json = to_json(events[run.position]) if run.position < len(events) else None
         detail = " ".join(str(exc).split())
         divergence = Divergence(seq, recorded_json, {"error": f"{type(exc).__name__}: {detail}"})
-    if goal is None:
-        goal = fold(events[:1])
+    if goal is None or divergence is not None:
+        # The state after the last event found equal, as plain replay reports it: the new run
+        # has already applied today's (divergent) decisions, which `events` does not count.
+        goal = fold(events[: max(run.position, 1)])
     return ReplayResult(
         goal_id=started.originator_id,
         events=run.position,

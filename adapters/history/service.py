@@ -122,13 +122,17 @@ def replay_contracts(history: History, *, no_code: bool = False) -> tuple[Contra
     try:
         return history.recorded_plan().contracts, None
     except PlanError as exc:
-        unloadable = [
-            str(i) for i in exc.issues if i.where.startswith("agents.") or i.where == "input"
-        ]
+        unloadable = _unloadable(exc)
         if schemas is None or not unloadable:
             raise
         because = f"agent modules not importable: {unloadable[0]}"
         return _from_schemas(schemas, history.goal_id), because
+
+
+def _unloadable(exc: PlanError) -> list[str]:
+    """The problems that are agent modules (or the input model) not importing: those plain
+    replay gets past with the recorded schemas, and only those."""
+    return [str(i) for i in exc.issues if i.where.startswith("agents.") or i.where == "input"]
 
 
 def _from_schemas(schemas: dict[str, Any], goal_id: str) -> Contracts:
@@ -142,6 +146,8 @@ def _reexecution_plan(history: History) -> LoadedPlan:
     try:
         return history.recorded_plan()
     except PlanError as exc:
+        if started_event(history.events).schemas is None or not _unloadable(exc):
+            raise  # plain replay cannot get past it either: the plan's own error, as it says it
         first = str(exc.issues[0]) if exc.issues else str(exc)
         raise CommandError(
             f"--reexecute calls the agents' own contracts and needs their modules ({first}); "

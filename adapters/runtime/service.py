@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError
 
-from baton.domain.contracts import AgentContract, judge_output, validation_errors
+from baton.domain.contracts import (
+    AgentContract,
+    judge_output,
+    validation_errors,
+    validator_failed,
+)
 from baton.domain.decide import settle
 from baton.domain.errors import BatonError, BatonWarning
 from baton.domain.expansion import check_fragment, judging_confidence, judging_contract
@@ -320,6 +325,11 @@ def fork_from(
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store")
     goal = fork_goal(events, goal_id=goal_id, at=at, now=utc_now())
+    if run:  # as `run` does: a plan today's code cannot load stores nothing (nor a fork that
+        # no one could drive, whose id a second try would find taken)
+        prepare_plan(goal.state.started_plan.model_dump(mode="json", exclude_unset=True,
+                                                        by_alias=True),
+                     source=f"fork of {events[0].originator_id}: its plan", recorded=True)
     store.save(goal)
     if run:
         goal = resume_goal(store, goal_id, agent_loop=agent_loop)
@@ -381,6 +391,11 @@ def resolve_task(
             errors = "; ".join(validation_errors(exc, limit=5))
             raise CommandError(
                 f"the output given does not satisfy {contract.output_model.__name__}: {errors}"
+            ) from None
+        except Exception as exc:  # the contract's own validator failed (decide rejects it too)
+            raise CommandError(
+                f"--output does not satisfy {contract.output_model.__name__}: "
+                f"{validator_failed(exc)}"
             ) from None
         # Judged as `decide` will judge it, min_confidence included: an output that would be
         # recorded as rejected is refused here, before anything is recorded or reported.

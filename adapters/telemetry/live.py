@@ -118,6 +118,10 @@ class LiveTelemetry:
             projector.feed(events)
             for span in to_sdk_spans(goal.id, projector.take_closed()):
                 self.processor.on_end(span)
+            if goal.state.status != "running":
+                # Ended, or waiting for a human: this process may never see it again (a worker
+                # drives thousands). If it does, `_projector` rebuilds from the stored events.
+                self._projectors.pop(goal.id, None)
         except Exception as exc:  # telemetry must never stop a run
             print(f"baton: warning: live trace export: {exc}", file=sys.stderr)
 

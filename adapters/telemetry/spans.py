@@ -41,6 +41,7 @@ _ATTEMPT_OBSERVATIONS = frozenset({"AgentReturned", "AgentRaised", "AgentTimedOu
 _TASK_ENDS = frozenset(
     {"OutputAccepted", "TaskFailed", "TaskAbandoned", "TaskSkipped", "TaskCancelled"}
 )
+_GOAL_DECISIONS = GOAL_ENDINGS | {"GoalSuspended", "GoalResumed"}
 # What an attempt's concluding decision says about it: None is not an error.
 _ATTEMPT_ERRORS = {"OutputRejected", "AttemptInterrupted"}
 
@@ -159,8 +160,8 @@ class SpanProjector:
             self._observed(event, kind, at)
         elif kind in _ATTEMPT_DECISIONS:
             self._attempt_decision(event, kind, at)
-        elif task is not None and task in self._agents and kind not in GOAL_ENDINGS:
-            # GoalFailed names the task that failed it, yet it ends the goal: the goal's span
+        elif task is not None and task in self._agents and kind not in _GOAL_DECISIONS:
+            # (GoalFailed names the task that failed it, but ends the goal: a goal decision.)
             self._task_decision(event, kind, at)
         else:
             goal = self.spans[goal_span_id(self.goal_id)]

@@ -15,7 +15,8 @@ from baton.cli.render import goal_json, print_goal, print_json
 from baton.domain.errors import PlanError
 from baton.domain.history import started_event
 from baton.domain.whatif import WhatIfResult
-from baton.history.live import LiveAgents, llm_agent_names
+from baton.history.live import LiveAgents, llm_agent_names, unsafe_task_ids
+from baton.history.recorded import RecordedAgents
 from baton.history.service import (
     History,
     audit_history,
@@ -160,7 +161,13 @@ def _replay(args: argparse.Namespace) -> int:
             # else replay_history says in one line that re-execution needs the modules
         else:
             _say_llm_agents(loaded, calling=args.call_agents)
-            live = LiveAgents(loaded) if args.call_agents else None
+            if args.call_agents:
+                unsafe = unsafe_task_ids(loaded)
+                if unsafe:
+                    print(f"baton: re-execution: unsafe tasks {', '.join(unsafe)} answer with "
+                          "their recorded outcomes; --call-agents never repeats their side "
+                          "effects", file=sys.stderr)
+                live = LiveAgents(loaded, recorded=RecordedAgents(history.events))
     result = replay_history(
         history,
         at=args.at,
