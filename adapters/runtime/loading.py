@@ -10,6 +10,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -276,11 +277,35 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+# Deeper than this is refused before parsing: the json module's decoder recurses per level, and
+# a value nested to Python's recursion limit left the process at the bottom of its stack, where
+# any finalizer the garbage collector ran (a connection's, in a web server) failed in turn.
+# Above MAX_DEPTH, so that a merely too deep value is still refused with where it is too deep.
+_PARSE_DEPTH = 1_000
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _nesting(text: str) -> int:
+    """How deep the arrays and objects of JSON `text` nest, counted without recursion (strings
+    skipped); only counted when there are enough brackets to matter."""
+    if text.count("[") + text.count("{") <= _PARSE_DEPTH:
+        return 0
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    depth = deepest = 0
+    for bracket in brackets:
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def parse_json_value(text: str) -> Any:
     """JSON a user typed (`--output`, `--input`, the web view's output form): the value, or a
     ValueError whose one line says why not: not JSON, a key written twice, nested too deeply
     to parse, or nothing the store can hold (NaN, a lone surrogate, too deep). The one parse
     of it, for the CLI and the web view alike."""
+    if _nesting(text) > _PARSE_DEPTH:
+        raise ValueError("nested too deeply")
     try:
         value = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
