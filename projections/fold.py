@@ -70,6 +70,11 @@ class ViewFold:
         self.dirty_tasks: set[tuple[str, str]] = set()
         self.dirty_agents: set[str] = set()
         self.latencies: list[Row] = []
+        # Whether the event being applied is one a fork copied, and whether it is about an
+        # attempt dispatched before the fork point: each attempt counts once in agent_stats,
+        # model_stats and agent_latency, in the goal it ran in (`attempt_stats`).
+        self._copied = False
+        self._copied_attempt = False
         # Each goal's task rows, built on first need (a human's decision on a waiting goal):
         # a batch may hold the rows of thousands of goals.
         self._tasks_of: dict[str, list[Row]] | None = None
@@ -95,12 +100,19 @@ class ViewFold:
         self.dirty_goals.add(goal_id)
         task = None
         task_id = getattr(event, "task", None)
+        forked_at = goal["forked_at"]
+        self._copied = self._copied_attempt = (
+            forked_at is not None and event.originator_version <= forked_at)
         if task_id is not None:
             key = (goal_id, task_id)
             task = self.tasks.get(key)
             if task is None:
                 raise ProjectionError(f"event {position} ({kind}): goal {goal_id!r} has no "
                                       f"task {task_id!r}")
+            if forked_at is not None and not self._copied:
+                attempt = getattr(event, "attempt", None)
+                self._copied_attempt = (
+                    attempt is not None and attempt <= task["forked_attempts"])
             task["updated_at"] = at
             self.dirty_tasks.add(key)
             if not event.observation:
@@ -133,6 +145,7 @@ class ViewFold:
             "started_at": at,
             "ended_at": None,
             "forked_from": event.forked_from,
+            "forked_at": event.forked_at,
             "tasks": len(tasks),
             **{f"tasks_{status}": 0 for status in TASK_STATUSES},
             "attempts": 0,
@@ -172,6 +185,7 @@ class ViewFold:
             "question": None,
             "approval_input": None,
             "added_by": added_by,
+            "forked_attempts": 0,
         }
         self.tasks[key] = row
         self.dirty_tasks.add(key)
@@ -230,10 +244,22 @@ class ViewFold:
         self.dirty_agents.add(name)
         return row
 
+    def attempt_stats(self, task: Row) -> Row:
+        """The agent's row for a fact about an attempt (dispatched, its outcome, its usage); a
+        scratch row, counted nowhere, when the attempt ran before a fork's copy of it."""
+        return _new_agent(task["agent"]) if self._copied_attempt else self.agent(task)
+
+    def decision_stats(self, task: Row) -> Row:
+        """The agent's row for a decision about its task (a retry, an escalation); a scratch
+        row when a fork copied the decision."""
+        return _new_agent(task["agent"]) if self._copied else self.agent(task)
+
     def spend(self, event: Any, goal: Row, task: Row, position: int) -> Row:
         """Usage and duration reported with a result: the task, the goal and the agent."""
         agent = self.usage(event, goal, task)
         task["duration_ms"] += event.duration_ms
+        if self._copied_attempt:
+            return agent  # its sample is the goal's it ran in
         self.latencies.append({
             "position": position,
             "agent": task["agent"],
@@ -246,14 +272,14 @@ class ViewFold:
 
     def usage(self, event: Any, goal: Row, task: Row) -> Row:
         """Usage reported with a result or a timeout: the task, the goal and the agent."""
-        agent = self.agent(task)
+        agent = self.attempt_stats(task)
         usage = event.usage or {}
         tokens = int(usage.get("tokens", 0) or 0)
         cost = float(usage.get("cost_usd", 0.0) or 0.0)
         for row in (goal, task, agent):
             row["tokens"] += tokens
             row["cost_usd"] = added_cost(row["cost_usd"], cost)
-        if event.usage:
+        if event.usage and not self._copied_attempt:
             self._model_usage(task["agent"], usage, tokens, cost)
         return agent
 
@@ -286,8 +312,10 @@ Handler = Callable[[ViewFold, Any, Row, Any, int], None]
 
 def _dispatched(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task.update(attempts=event.attempt, attempt_in_flight=event.attempt, last_outcome=None)
+    if fold._copied:
+        task["forked_attempts"] = event.attempt
     goal["attempts"] += 1
-    fold.agent(task)["attempts"] += 1
+    fold.attempt_stats(task)["attempts"] += 1
 
 
 def _returned(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
@@ -319,14 +347,14 @@ def _human(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> N
 
 def _accepted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     if task["last_outcome"] == "returned":
-        fold.agent(task)["succeeded"] += 1
+        fold.attempt_stats(task)["succeeded"] += 1
     task.update(last_error=None, attempt_in_flight=None)
 
 
 def _rejected(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task["last_error"] = "; ".join(event.errors)
     if task["last_outcome"] == "returned" and task["attempt_in_flight"] == event.attempt:
-        agent = fold.agent(task)
+        agent = fold.attempt_stats(task)
         agent["failed"] += 1
         agent["rejected_outputs"] += 1
 
@@ -337,23 +365,22 @@ def _input_rejected(fold: ViewFold, event: Any, goal: Row, task: Row, position: 
 
 def _retry(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task.update(last_error=event.failure, attempt_in_flight=None)
-    fold.agent(task)["retries"] += 1
+    fold.decision_stats(task)["retries"] += 1
 
 
 def _interrupted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task["attempt_in_flight"] = None
-    fold.agent(task)["interrupted"] += 1
+    fold.attempt_stats(task)["interrupted"] += 1
 
 
 def _escalated(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task["attempt_in_flight"] = None
     task["waiting_for"] = escalation_kind(type(event).__name__, event.rule)
-    agent = fold.agent(task)
-    agent["escalations"] += 1
+    fold.decision_stats(task)["escalations"] += 1
     if event.rule == "side_effects.unsafe":
         # an unsafe attempt a crash left without an outcome: interrupted, as a re-dispatched
         # one is (AttemptInterrupted), or it would be in no count of `baton stats`
-        agent["interrupted"] += 1
+        fold.attempt_stats(task)["interrupted"] += 1
 
 
 def _asked(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
@@ -382,7 +409,9 @@ def _cancelled(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) 
     if task["attempt_in_flight"] is not None and task["last_outcome"] is None:
         # cancelled while its attempt ran (`baton cancel`, a deadline): no outcome will count
         # it, so it is interrupted, or `stats` showed more attempts than their outcomes
-        fold.agent(task)["interrupted"] += 1
+        inherited = task["attempt_in_flight"] <= task["forked_attempts"]  # ran before a fork
+        if not (fold._copied or inherited):
+            fold.agent(task)["interrupted"] += 1
     task["attempt_in_flight"] = None
 
 

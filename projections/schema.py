@@ -30,8 +30,10 @@ __all__ = [
 # a waiting goal's reason says what it waits for once a human's decision moved a task on;
 # 7: agent_stats.interrupted counts an unsafe attempt a crash left without an outcome too,
 # and an attempt a cancel or a goal's failure ended while it ran; cost_usd sums are rounded
-# to 1e-9 as they add up (no binary float drift)
-VIEWS_VERSION = 7
+# to 1e-9 as they add up (no binary float drift); 8: agent_stats, model_stats and
+# agent_latency count each attempt once, in the goal it was dispatched in: a fork's copied
+# history no longer counts again (goal_summary.forked_at, task_status.forked_attempts)
+VIEWS_VERSION = 8
 
 # Column order of `goal_summary`'s `tasks_<status>` counts (the members are TaskStatus's).
 TASK_STATUSES: tuple[TaskStatus, ...] = (
@@ -107,6 +109,8 @@ GOAL_SUMMARY = Table(
         _c("updated_at", "time", "time of the goal's last event"),
         _c("ended_at", "time", "when it completed, failed or was cancelled"),
         _c("forked_from", "text", "the goal it was forked from, if any"),
+        _c("forked_at", "int", "events of forked_from a fork copied (its totals include what "
+           "they spent; agent_stats counts that in forked_from)"),
         _c("tasks", "int", "tasks in the plan"),
         *(_c(f"tasks_{s}", "int", f"tasks now {s}") for s in TASK_STATUSES),
         _c("attempts", "int", "agent attempts dispatched, all tasks"),
@@ -152,6 +156,7 @@ TASK_STATUS = Table(
         _c("approval_input", "json", "the input a task waiting for approval will be sent"),
         _c("added_by", "text", "the planner or map task that added it while the goal ran; "
            "null for the plan's own tasks"),
+        _c("forked_attempts", "int", "attempts a fork copied from forked_from (0 otherwise)"),
     ),
     indexes=(("status",), ("agent",)),
 )

@@ -331,6 +331,47 @@ def test_agent_stats_match_a_hand_computed_scenario(store: BatonStore) -> None:
     assert view_tables(store)["agent_latency"][0]["duration_ms"] == 10.0
 
 
+def test_a_fork_counts_in_agent_stats_only_the_attempts_it_ran_itself(store: BatonStore) -> None:
+    """A fork copies its parent's history; no agent ran again for it. Counted again, a fork
+    doubled the parent's attempts, tokens, cost and latency samples in `stats` (a cost audit
+    read twice the spend). The fork's own goal row keeps its totals, as its status shows."""
+    from baton.runtime.service import fork_from
+
+    retry = {"max_attempts": 3, "backoff_s": 0}
+    data = plan(task("a", "upper", input={"text": "$goal.text"}, retry=retry),
+                task("b", "upper", input={"text": "$a.text"}))
+    scripted_goal(store, "parent", data, [
+        ("a", "AgentRaised", _raised(10.0)),
+        ("a", "AgentReturned", _returned({"text": "HI"}, 30.0, tokens=100, cost=0.01)),
+        ("b", "AgentReturned", _returned({"text": "HI"}, 20.0, tokens=10, cost=0.001)),
+    ])
+    readmodels.refresh(store)
+    fields = ("attempts", "succeeded", "failed", "retries", "tokens", "cost_usd",
+              "latency_samples")
+
+    def upper_stats() -> dict[str, Any]:
+        [row] = projected(store, ReadModels.agents)
+        return {k: row[k] for k in fields}
+
+    before = upper_stats()
+    events = store.events("parent")
+    kinds = [type(e).__name__ for e in events]
+    whole = fork_from(store, events, at=len(events), goal_id="copy")  # nothing left to run
+    retried = fork_from(store, events, at=kinds.index("RetryScheduled") + 1, goal_id="again")
+    readmodels.refresh(store)
+    assert upper_stats() == before
+    [copy] = projected(store, lambda m: m.goals("copy"))
+    assert (copy["forked_from"], copy["attempts"], copy["tokens"]) == ("parent", 3, 110)
+    assert_matches_aggregate(store, whole.id)
+    resume_goal(store, retried.id)  # a's second attempt and b run for real, in the fork
+    readmodels.refresh(store)
+    after = upper_stats()
+    assert (after["attempts"], after["succeeded"], after["failed"], after["retries"]) == (
+        before["attempts"] + 2, before["succeeded"] + 2, before["failed"], before["retries"])
+    assert after["latency_samples"] == before["latency_samples"] + 2
+    assert_matches_aggregate(store, retried.id)
+
+
 def test_an_attempt_a_crash_interrupted_counts_whatever_its_side_effects(
     store: BatonStore,
 ) -> None:
