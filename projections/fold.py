@@ -73,8 +73,8 @@ class ViewFold:
         # Whether the event being applied is one a fork copied, and whether it is about an
         # attempt dispatched before the fork point: each attempt counts once in agent_stats,
         # model_stats and agent_latency, in the goal it ran in (`attempt_stats`).
-        self._copied = False
-        self._copied_attempt = False
+        self.copied = False
+        self.copied_attempt = False
         # Each goal's task rows, built on first need (a human's decision on a waiting goal):
         # a batch may hold the rows of thousands of goals.
         self._tasks_of: dict[str, list[Row]] | None = None
@@ -101,7 +101,7 @@ class ViewFold:
         task = None
         task_id = getattr(event, "task", None)
         forked_at = goal["forked_at"]
-        self._copied = self._copied_attempt = (
+        self.copied = self.copied_attempt = (
             forked_at is not None and event.originator_version <= forked_at)
         if task_id is not None:
             key = (goal_id, task_id)
@@ -109,9 +109,9 @@ class ViewFold:
             if task is None:
                 raise ProjectionError(f"event {position} ({kind}): goal {goal_id!r} has no "
                                       f"task {task_id!r}")
-            if forked_at is not None and not self._copied:
+            if forked_at is not None and not self.copied:
                 attempt = getattr(event, "attempt", None)
-                self._copied_attempt = (
+                self.copied_attempt = (
                     attempt is not None and attempt <= task["forked_attempts"])
             task["updated_at"] = at
             self.dirty_tasks.add(key)
@@ -247,18 +247,18 @@ class ViewFold:
     def attempt_stats(self, task: Row) -> Row:
         """The agent's row for a fact about an attempt (dispatched, its outcome, its usage); a
         scratch row, counted nowhere, when the attempt ran before a fork's copy of it."""
-        return _new_agent(task["agent"]) if self._copied_attempt else self.agent(task)
+        return _new_agent(task["agent"]) if self.copied_attempt else self.agent(task)
 
     def decision_stats(self, task: Row) -> Row:
         """The agent's row for a decision about its task (a retry, an escalation); a scratch
         row when a fork copied the decision."""
-        return _new_agent(task["agent"]) if self._copied else self.agent(task)
+        return _new_agent(task["agent"]) if self.copied else self.agent(task)
 
     def spend(self, event: Any, goal: Row, task: Row, position: int) -> Row:
         """Usage and duration reported with a result: the task, the goal and the agent."""
         agent = self.usage(event, goal, task)
         task["duration_ms"] += event.duration_ms
-        if self._copied_attempt:
+        if self.copied_attempt:
             return agent  # its sample is the goal's it ran in
         self.latencies.append({
             "position": position,
@@ -279,7 +279,7 @@ class ViewFold:
         for row in (goal, task, agent):
             row["tokens"] += tokens
             row["cost_usd"] = added_cost(row["cost_usd"], cost)
-        if event.usage and not self._copied_attempt:
+        if event.usage and not self.copied_attempt:
             self._model_usage(task["agent"], usage, tokens, cost)
         return agent
 
@@ -312,7 +312,7 @@ Handler = Callable[[ViewFold, Any, Row, Any, int], None]
 
 def _dispatched(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
     task.update(attempts=event.attempt, attempt_in_flight=event.attempt, last_outcome=None)
-    if fold._copied:
+    if fold.copied:
         task["forked_attempts"] = event.attempt
     goal["attempts"] += 1
     fold.attempt_stats(task)["attempts"] += 1
@@ -410,7 +410,7 @@ def _cancelled(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) 
         # cancelled while its attempt ran (`baton cancel`, a deadline): no outcome will count
         # it, so it is interrupted, or `stats` showed more attempts than their outcomes
         inherited = task["attempt_in_flight"] <= task["forked_attempts"]  # ran before a fork
-        if not (fold._copied or inherited):
+        if not (fold.copied or inherited):
             fold.agent(task)["interrupted"] += 1
     task["attempt_in_flight"] = None
 
