@@ -225,6 +225,8 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
     # jitter derive from): copied as `fork` copied them, not re-decided; what-if the parent
     # for those. Comparison starts with the fork's own first observation.
     inherited = min(started.forked_at or 0, len(events))
+    if inherited == 1:  # only its Started: decided from the start, as any goal (a worker's
+        inherited = 0  # Runner.start records decisions before any observation)
     for event in events[1:inherited]:
         try:
             copy_events(changed, [event])

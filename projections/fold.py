@@ -374,13 +374,16 @@ def _interrupted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int
 
 
 def _escalated(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
+    in_flight = task["attempt_in_flight"]
     task["attempt_in_flight"] = None
     task["waiting_for"] = escalation_kind(type(event).__name__, event.rule)
     fold.decision_stats(task)["escalations"] += 1
-    if event.rule == "side_effects.unsafe":
+    if event.rule == "side_effects.unsafe" and not fold.copied and not (
+            in_flight is not None and in_flight <= task["forked_attempts"]):
         # an unsafe attempt a crash left without an outcome: interrupted, as a re-dispatched
-        # one is (AttemptInterrupted), or it would be in no count of `baton stats`
-        fold.attempt_stats(task)["interrupted"] += 1
+        # one is (AttemptInterrupted), or it would be in no count of `baton stats`; unless it
+        # ran before a fork (the escalation names no attempt: the one in flight is it)
+        fold.agent(task)["interrupted"] += 1
 
 
 def _asked(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:

@@ -417,8 +417,11 @@ def test_a_worker_without_the_api_key_leaves_the_goal_to_one_that_has_it(tmp_pat
     assert resumed.code == 2 and resumed.err.strip() == (
         "baton: error: goal q: agents.quote: llm: no API key: set BATON_LLM_API_KEY or "
         "OPENAI_API_KEY"), resumed.err
+    forked = baton("fork", "q", "--at", "1", "--run", "--goal-id", "qf", store=url, env=keyless)
+    assert forked.code == 2 and "agents.quote: llm: no API key" in forked.err, forked.err
     store = open_store(url)
     try:
+        assert not store.exists("qf")  # a fork no one here could drive is not stored
         assert kinds(store, "q") == ["Started"]  # nothing recorded: no attempt, no failure
     finally:
         store.close()

@@ -372,6 +372,37 @@ def test_a_fork_counts_in_agent_stats_only_the_attempts_it_ran_itself(store: Bat
     assert_matches_aggregate(store, retried.id)
 
 
+def test_a_fork_escalating_an_unsafe_attempt_it_copied_counts_no_interruption(
+    store: BatonStore,
+) -> None:
+    """The fork's escalation of the copied in-flight attempt ("outcome unknown") is its own
+    decision and counts; the attempt ran, and was counted, in the parent."""
+    from baton.runtime.service import fork_from
+
+    data = plan(task("b", "exclaim", input={"text": "$goal.text"}, side_effects="unsafe"))
+    loaded = prepare_plan(data)
+    parent = Goal.start(goal_id="parent", plan=loaded.plan, goal_input={"text": "hi"},
+                        concurrency=4, at=T0)
+    settle(parent, loaded.contracts)
+    store.save(parent)
+    dispatched = store.events("parent")
+    parent = store.get("parent")
+    parent.observe("AgentReturned", at=T0 + timedelta(seconds=1), task="b", attempt=1,
+                   output={"text": "hi!"}, duration_ms=5.0, usage=None)
+    settle(parent, loaded.contracts)
+    store.save(parent)
+    fork_from(store, dispatched, at=len(dispatched), goal_id="fork")
+    fork = store.get("fork")
+    fork.observe("RunResumed", at=T0 + timedelta(seconds=2), concurrency=4)
+    settle(fork, loaded.contracts)
+    assert fork.state.tasks["b"].waiting_for == "outcome_unknown"
+    store.save(fork)
+    readmodels.refresh(store)
+    [row] = projected(store, ReadModels.agents)
+    assert {k: row[k] for k in ("attempts", "succeeded", "interrupted", "escalations")} == {
+        "attempts": 1, "succeeded": 1, "interrupted": 0, "escalations": 1}
+
+
 def test_an_attempt_a_crash_interrupted_counts_whatever_its_side_effects(
     store: BatonStore,
 ) -> None:

@@ -126,6 +126,30 @@ def test_what_if_on_a_fork_compares_what_the_fork_decided_not_its_parent_s_histo
     assert [d["kind"] for d in first.whatif][:1] == ["TaskFailed"]
 
 
+def test_what_if_on_a_fork_made_at_its_first_event_compares_from_the_start() -> None:
+    """A fork at event 1 copies only Started; a worker decides it with no observation first
+    (Runner.start). What-if took that first decision for the fork's first observation and
+    raised (exit 70)."""
+    from datetime import UTC, datetime, timedelta
+
+    from baton.domain.decide import settle
+    from baton.domain.goal import Goal
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    loaded = load(plan(task("b", "exclaim", input={"text": "$goal.text"})))
+    parent = Goal.start(goal_id="parent", plan=loaded.plan, goal_input={"text": "hi"},
+                        concurrency=4, at=t0)
+    settle(parent, loaded.contracts)
+    fork = fork_goal(collect(parent), goal_id="fork", at=1, now=t0)
+    settle(fork, loaded.contracts)  # as a worker's Runner.start decides a submitted goal
+    fork.observe("AgentReturned", at=t0 + timedelta(seconds=1), task="b", attempt=1,
+                 output={"text": "hi!"}, duration_ms=5.0, usage=None)
+    settle(fork, loaded.contracts)
+    result = what_if(collect(fork), loaded.plan, loaded.contracts)
+    assert result.ok and result.stopped is None and result.differences == []
+    assert result.state.status == "completed"
+
+
 def test_what_if_on_a_fork_whose_history_the_changed_plan_cannot_hold_says_so() -> None:
     run_file = read_run(GOLDEN / "failed-rules3.jsonl")
     fork = fork_goal(run_file.events, goal_id="fork", at=4)

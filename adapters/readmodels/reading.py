@@ -460,9 +460,11 @@ def _keep_following(store: BatonStore, *, interval_s: float, stop: threading.Eve
                 ) as runner:
                     while not stop.is_set():
                         runner.run_forever(timeout=interval_s)  # re-raises the runner's errors
-            except projections.ViewsReset:
-                # a `projections rebuild` reset the views under the subscription: catch up in
-                # pages beside it (never past it), then subscribe again from where they stand
+            except (projections.ViewsReset, ViewsChanged):
+                # a `projections rebuild` reset the views under the subscription, or another
+                # release rebuilt them as its own: catch up in pages beside it (never past
+                # it; an older release's views are made this one's again, a newer one's
+                # refused), then subscribe again from where they stand
                 refresh(store)
         return
     while not stop.wait(interval_s):

@@ -15,6 +15,7 @@ import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -280,23 +281,23 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # Deeper than this is refused before parsing: the json module's decoder recurses per level, and
 # a value nested to Python's recursion limit left the process at the bottom of its stack, where
 # any finalizer the garbage collector ran (a connection's, in a web server) failed in turn.
-# Above MAX_DEPTH, so that a merely too deep value is still refused with where it is too deep.
-_PARSE_DEPTH = 1_000
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# Above MAX_DEPTH, so that a merely too deep value is still refused with where it is too deep,
+# and far below the recursion limit, which the caller's own frames (a web server's) share.
+_PARSE_DEPTH = 200
+_ESCAPE = re.compile(r"\\.", re.DOTALL)  # a backslash and what it escapes
+_STRING = re.compile(r'"[^"]*"')  # once escapes are gone: no backtracking, one pass
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def _nesting(text: str) -> int:
-    """How deep the arrays and objects of JSON `text` nest, counted without recursion (strings
-    skipped); only counted when there are enough brackets to matter."""
+    """How deep the arrays and objects of JSON `text` nest, counted without recursion, in
+    passes linear in its length (escapes, then strings, removed first); only counted when
+    there are enough brackets to matter."""
     if text.count("[") + text.count("{") <= _PARSE_DEPTH:
         return 0
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    depth = deepest = 0
-    for bracket in brackets:
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", _ESCAPE.sub("", text)))
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
 def parse_json_value(text: str) -> Any:

@@ -327,9 +327,10 @@ def fork_from(
     goal = fork_goal(events, goal_id=goal_id, at=at, now=utc_now())
     if run:  # as `run` does: a plan today's code cannot load stores nothing (nor a fork that
         # no one could drive, whose id a second try would find taken)
+        source = f"fork of {events[0].originator_id}: its plan"
         prepare_plan(goal.state.started_plan.model_dump(mode="json", exclude_unset=True,
                                                         by_alias=True),
-                     source=f"fork of {events[0].originator_id}: its plan", recorded=True)
+                     source=source, recorded=True).check_calls(source)
     store.save(goal)
     if run:
         goal = resume_goal(store, goal_id, agent_loop=agent_loop)
@@ -394,7 +395,7 @@ def resolve_task(
             ) from None
         except Exception as exc:  # the contract's own validator failed (decide rejects it too)
             raise CommandError(
-                f"--output does not satisfy {contract.output_model.__name__}: "
+                f"the output given does not satisfy {contract.output_model.__name__}: "
                 f"{validator_failed(exc)}"
             ) from None
         # Judged as `decide` will judge it, min_confidence included: an output that would be

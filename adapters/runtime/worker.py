@@ -55,7 +55,7 @@ from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import Driving, Runner, ends_goal, utc_now
 from baton.runtime.service import load_goal_plan
-from baton.store.eventstore import BatonStore, StoreError, StoreReplaced
+from baton.store.eventstore import BatonStore, StoreError, StoreReplaced, UnknownEvent
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ class Worker:
                 self._last_catch_up(catching_up)
         left = len(self.unloadable)
         unread = len(self.unreadable)
-        parked = len(self.timed - self.unloadable.keys())
+        parked = len(self.timed - self.unloadable.keys() - self.unreadable.keys())
         driven = self.driven
         log.info("worker stopped: drove %d goal(s)%s%s%s%s", driven,
                  f" in {self.claims} claims" if self.claims > driven else "",
@@ -292,7 +292,18 @@ class Worker:
         at again when its events change. Raised out of the claim, it stopped every claim
         after it, for good: one goal a newer Baton wrote stalled the worker, which said
         'cannot read the store' every poll."""
-        problem = " ".join(str(exc).split()) or type(exc).__name__
+        if not isinstance(exc, UnknownEvent):  # a bug, or trouble that may pass: said with
+            # its traceback, and looked at again on a timer too (not only on news)
+            problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            if self.unreadable.get(goal_id) != problem:
+                self.unreadable[goal_id] = problem
+                log.exception("goal %s: left alone (looked at again every %gs and when its "
+                              "events change); internal error looking at it: %s", goal_id,
+                              UNLOADABLE_RETRY_S, problem)
+            self._see(goal_id, _Seen(self.versions[goal_id],
+                                     time.monotonic() + UNLOADABLE_RETRY_S))
+            return
+        problem = " ".join(str(exc).split())
         if self.unreadable.get(goal_id) != problem:
             self.unreadable[goal_id] = problem
             log.error("goal %s: left alone (looked at again when its events change); its "

@@ -189,7 +189,6 @@ def _status_of_all(models: ReadModels, *, as_json: bool) -> None:
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     # A goal id is what the reader copies into the next command: it never wraps (a UUID
-    # takes 36 of 80 columns); the plan's name folds instead.
     # takes 36 of 80 columns); the plan's name folds instead, and the time is short, as `ls -l`
     # shows it: the time of day for today's goals, the date and minute for older ones.
     # Below 80 columns the other four no longer fit beside a whole UUID: the id folds then,
