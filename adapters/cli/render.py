@@ -24,7 +24,6 @@ __all__ = [
     "TaskLine",
     "goal_json",
     "goes_on",
-    "one_line_text",
     "print_goal",
     "print_json",
     "print_summary",
@@ -116,14 +115,6 @@ def terminal_safe(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
-
-
-def one_line_text(text: str) -> str:
-    """`text` as one line of text: every control character, the newline included, written out
-    (`\n`, `\x1b`). For log lines, which a collector reads one line per record."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def shown(text: str) -> str:

@@ -11,7 +11,8 @@ import sys
 from typing import Any
 
 from baton.cli.commands.common import goal_id_argument, json_argument, positive_int, store_from
-from baton.cli.render import one_line_text, print_json
+from baton.cli.render import print_json
+from baton.domain.errors import one_line
 from baton.runtime.loading import load_plan_file
 from baton.runtime.runner import DEFAULT_CONCURRENCY
 from baton.runtime.service import submit_goal
@@ -69,7 +70,7 @@ class _OneLineFormatter(logging.Formatter):
     `log.exception`, still follows on lines of its own."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = one_line_text(record.message)
+        record.message = one_line(record.message)
         return super().formatMessage(record)
 
 
