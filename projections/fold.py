@@ -110,7 +110,9 @@ class ViewFold:
                 raise ProjectionError(f"event {position} ({kind}): goal {goal_id!r} has no "
                                       f"task {task_id!r}")
             if forked_at is not None and not self.copied:
-                attempt = getattr(event, "attempt", None)
+                # an event that names no attempt (a cancel, an escalation) is about the one
+                # in flight
+                attempt = getattr(event, "attempt", None) or task["attempt_in_flight"]
                 self.copied_attempt = (
                     attempt is not None and attempt <= task["forked_attempts"])
             task["updated_at"] = at
@@ -374,16 +376,13 @@ def _interrupted(fold: ViewFold, event: Any, goal: Row, task: Row, position: int
 
 
 def _escalated(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
-    in_flight = task["attempt_in_flight"]
     task["attempt_in_flight"] = None
     task["waiting_for"] = escalation_kind(type(event).__name__, event.rule)
     fold.decision_stats(task)["escalations"] += 1
-    if event.rule == "side_effects.unsafe" and not fold.copied and not (
-            in_flight is not None and in_flight <= task["forked_attempts"]):
+    if event.rule == "side_effects.unsafe":
         # an unsafe attempt a crash left without an outcome: interrupted, as a re-dispatched
-        # one is (AttemptInterrupted), or it would be in no count of `baton stats`; unless it
-        # ran before a fork (the escalation names no attempt: the one in flight is it)
-        fold.agent(task)["interrupted"] += 1
+        # one is (AttemptInterrupted), or it would be in no count of `baton stats`
+        fold.attempt_stats(task)["interrupted"] += 1
 
 
 def _asked(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) -> None:
@@ -412,9 +411,7 @@ def _cancelled(fold: ViewFold, event: Any, goal: Row, task: Row, position: int) 
     if task["attempt_in_flight"] is not None and task["last_outcome"] is None:
         # cancelled while its attempt ran (`baton cancel`, a deadline): no outcome will count
         # it, so it is interrupted, or `stats` showed more attempts than their outcomes
-        inherited = task["attempt_in_flight"] <= task["forked_attempts"]  # ran before a fork
-        if not (fold.copied or inherited):
-            fold.agent(task)["interrupted"] += 1
+        fold.attempt_stats(task)["interrupted"] += 1
     task["attempt_in_flight"] = None
 
 
