@@ -473,11 +473,6 @@ class Worker:
             importlib.invalidate_caches()  # a module file put back since is found
         try:
             loaded = self._plan(goal)
-            # An agent every call of which fails at once here (an `openai:` model and no API
-            # key in this worker's environment): driven, each attempt failed and was retried
-            # until the goal failed, for want of a setting. The goal waits for a worker that
-            # can call it, as `run` refuses before storing anything.
-            loaded.check_calls("its agents cannot be called from this worker")
         except PlanError as exc:
             # Not runnable until someone fixes the code, and no failure of the goal: nothing
             # is recorded (it may be resumed once its agents import). Looked at again when its
@@ -516,6 +511,11 @@ class Worker:
                 self.plans.move_to_end(key)
                 return loaded
         loaded = load_goal_plan(goal)  # imports the agents: not under the lock
+        # An agent every call of which fails at once here (an `openai:` model and no API key
+        # in this worker's environment): driven, each attempt failed and was retried until the
+        # goal failed, for want of a setting. Such a plan is not kept: the goal waits for a
+        # worker that can call it, as `run` refuses before storing anything. Once per load.
+        loaded.check_calls("its agents cannot be called from this worker")
         with self._plans_lock:
             self.plans[key] = loaded
             while len(self.plans) > PLANS_KEPT:  # plans made per goal must not pile up
