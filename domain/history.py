@@ -31,6 +31,7 @@ __all__ = [
     "decided_at_start",
     "fold",
     "fork_goal",
+    "inherited_events",
     "is_observation",
     "jsonable",
     "kind_of",
@@ -66,6 +67,15 @@ def decided_at_start(events: Sequence[GoalEvent]) -> bool:
     `resume`) records its own observation first. A re-decision of the history must do the same,
     or it decides where nobody did."""
     return len(events) > 1 and not is_observation(events[1])
+
+
+def inherited_events(started: Any, limit: int) -> int:
+    """How many of a fork's first events (of `limit`) are its parent's, copied without being
+    decided again. None when it copied only its `Started`: such a fork is decided from the
+    start, as any goal (a worker's first decisions follow no observation), and taking its
+    first decision for the end of the inherited part reported a divergence that was none."""
+    inherited = min(started.forked_at or 0, limit)
+    return 0 if inherited == 1 else inherited
 
 
 def payload(event: GoalEvent, *, timestamp: bool = True) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from baton.domain.history import (
     HistoryError,
     check_at,
     decided_at_start,
+    inherited_events,
     is_observation,
     jsonable,
     kind_of,
@@ -220,7 +221,7 @@ def replay(
     limit = len(events) if at is None else at
     check_at(limit, events)
     run = _Replay(events, contracts, limit)
-    inherited = min(started.forked_at or 0, limit)
+    inherited = inherited_events(started, limit)
     divergence = None
     try:
         run.fold()

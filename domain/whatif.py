@@ -25,6 +25,7 @@ from baton.domain.history import (
     copy_events,
     decided_at_start,
     fold,
+    inherited_events,
     is_observation,
     kind_of,
     payload,
@@ -224,9 +225,7 @@ def what_if(events: Sequence[GoalEvent], plan: Plan, contracts: Contracts) -> Wh
     # A fork's first events are its parent's, decided under the parent's id (which keys and
     # jitter derive from): copied as `fork` copied them, not re-decided; what-if the parent
     # for those. Comparison starts with the fork's own first observation.
-    inherited = min(started.forked_at or 0, len(events))
-    if inherited == 1:  # only its Started: decided from the start, as any goal (a worker's
-        inherited = 0  # Runner.start records decisions before any observation)
+    inherited = inherited_events(started, len(events))
     for event in events[1:inherited]:
         try:
             copy_events(changed, [event])

@@ -126,10 +126,10 @@ def test_what_if_on_a_fork_compares_what_the_fork_decided_not_its_parent_s_histo
     assert [d["kind"] for d in first.whatif][:1] == ["TaskFailed"]
 
 
-def test_what_if_on_a_fork_made_at_its_first_event_compares_from_the_start() -> None:
+def test_a_fork_made_at_its_first_event_is_compared_from_the_start() -> None:
     """A fork at event 1 copies only Started; a worker decides it with no observation first
     (Runner.start). What-if took that first decision for the fork's first observation and
-    raised (exit 70)."""
+    raised (exit 70); replay and re-execution reported a divergence there."""
     from datetime import UTC, datetime, timedelta
 
     from baton.domain.decide import settle
@@ -145,9 +145,14 @@ def test_what_if_on_a_fork_made_at_its_first_event_compares_from_the_start() -> 
     fork.observe("AgentReturned", at=t0 + timedelta(seconds=1), task="b", attempt=1,
                  output={"text": "hi!"}, duration_ms=5.0, usage=None)
     settle(fork, loaded.contracts)
-    result = what_if(collect(fork), loaded.plan, loaded.contracts)
+    events = collect(fork)
+    result = what_if(events, loaded.plan, loaded.contracts)
     assert result.ok and result.stopped is None and result.differences == []
     assert result.state.status == "completed"
+    # plain replay and re-execution took its first decision for the end of what it inherited
+    # and reported a divergence there
+    assert replay(events, loaded.contracts).divergence is None
+    assert reexecute(events, loaded).divergence is None
 
 
 def test_what_if_on_a_fork_whose_history_the_changed_plan_cannot_hold_says_so() -> None:

@@ -32,6 +32,7 @@ from baton.domain.history import (
     copy_events,
     decided_at_start,
     fold,
+    inherited_events,
     is_observation,
     kind_of,
     payload,
@@ -191,7 +192,7 @@ def reexecute(
     agents called for real); the first event that differs, if any."""
     started = started_event(events)
     run = _Reexecution(events, loaded, max_output_bytes, agents)
-    inherited = started.forked_at or 0
+    inherited = inherited_events(started, len(events))
     goal: Goal | None = None
     divergence: Divergence | None = None
     try:
