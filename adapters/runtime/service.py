@@ -259,13 +259,16 @@ def _warn_of_costs(loaded: LoadedPlan) -> None:
         warnings.warn(BatonWarning(line), stacklevel=3)
 
 
-def load_goal_plan(goal: Goal, *, calls_models: bool = True) -> LoadedPlan:
+def load_goal_plan(
+    goal: Goal, *, calls_models: bool = True, source: str | None = None
+) -> LoadedPlan:
     """The goal's own recorded plan, with its agents imported again from today's code.
     `calls_models` False (a human's decision, a cancel: decided, nothing called): the LLM
-    agents' model settings (key, base URL) are not required to work here."""
+    agents' model settings (key, base URL) are not required to work here. `source` names the
+    plan in errors (default: the goal's)."""
     data = goal.state.started_plan.model_dump(mode="json", exclude_unset=True, by_alias=True)
-    return prepare_plan(data, source=f"goal {goal.id} plan", calls_models=calls_models,
-                        recorded=True)
+    return prepare_plan(data, source=source or f"goal {goal.id} plan",
+                        calls_models=calls_models, recorded=True)
 
 
 def resume_goal(
@@ -325,15 +328,16 @@ def fork_from(
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store")
     goal = fork_goal(events, goal_id=goal_id, at=at, now=utc_now())
+    runner = None
     if run:  # as `run` does: a plan today's code cannot load stores nothing (nor a fork that
         # no one could drive, whose id a second try would find taken)
         source = f"fork of {events[0].originator_id}: its plan"
-        prepare_plan(goal.state.started_plan.model_dump(mode="json", exclude_unset=True,
-                                                        by_alias=True),
-                     source=source, recorded=True).check_calls(source)
+        loaded = load_goal_plan(goal, source=source)
+        loaded.check_calls(source)
+        runner = Runner.from_settings(store=store, loaded=loaded, agent_loop=agent_loop)
     store.save(goal)
-    if run:
-        goal = resume_goal(store, goal_id, agent_loop=agent_loop)
+    if runner is not None:
+        goal = resume_goal(store, goal_id, runner=runner)
     return goal
 
 
