@@ -8,6 +8,7 @@ running `baton projections follow`; a lag is reported on stderr rather than hidd
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -133,20 +134,23 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _status_of_goal(models: ReadModels, goal_id: str, *, as_json: bool) -> None:
-    found = models.goals(goal_id)
-    if not found or models.behind(0).more:
+    found = None
+    if not models.behind(0).more:
+        with contextlib.suppress(GoalNotFound):  # then from the log, below
+            found = models.goal_with_tasks(goal_id)  # one snapshot: the goal as its tasks stand
+    if found is None:
         # Behind the log (a goal still running, or one whose runner was killed before it
         # caught the read models up): the goal's own events are the live state. A goal that
         # exists is never "not found"; GoalNotFound only when the log has no such goal.
         live = models.store.get(goal_id)
+        owner = owner_json(models.store, goal_id, status=live.state.status)
         if as_json:
-            print_json({**goal_json(live), "owner": owner_json(models.store, goal_id)})
+            print_json({**goal_json(live), "owner": owner})
         else:
             print_goal(live, task_durations(models.store, goal_id))
-            _print_owner(goal_id, live.state.status,
-                         owner_json(models.store, goal_id, status=live.state.status))
+            _print_owner(goal_id, live.state.status, owner)
         return
-    goal, tasks = found[0], models.tasks(goal_id)
+    goal, tasks = found
     # From the store's lock, not the read models; none for a dead owner of a goal ended since.
     owner = owner_json(models.store, goal_id, status=goal["status"])
     if as_json:
