@@ -68,6 +68,8 @@ log = logging.getLogger("baton.worker")
 PAGE = 2_000
 LOOKUP = 64  # candidates whose owners are looked up in one query
 PLANS_KEPT = 256  # distinct plans a worker keeps loaded, the least recently used dropped
+# The source of the PlanError of a plan whose agents no call could reach from here (no key)
+CANNOT_CALL = "its agents cannot be called from this worker"
 UNLOADABLE_RETRY_S = 60.0  # a goal whose plan does not load is tried again this often
 LISTEN_RETRY_S = 5.0  # a lost NOTIFY connection is opened again this often
 # A goal whose save the store refused (a read-only role or replica, a deleted SQLite file) is
@@ -287,28 +289,26 @@ class Worker:
         self._unsee(goal_id)
         self.fresh.pop(goal_id, None)
 
-    def _unreadable_goal(self, goal_id: str, exc: Exception) -> None:
-        """A goal whose history this Baton cannot read or fold: said once per problem, looked
-        at again when its events change. Raised out of the claim, it stopped every claim
+    def _unreadable_goal(self, goal_id: str, exc: Exception, said: str | None) -> None:
+        """A goal whose history this Baton cannot read or fold: said once per problem (`said`:
+        the one said last time), looked at again when its events change, and also on a timer
+        when the cause is not an event this Baton does not know (a bug, or trouble that may
+        pass: said with its traceback). Raised out of the claim, it stopped every claim
         after it, for good: one goal a newer Baton wrote stalled the worker, which said
         'cannot read the store' every poll."""
-        if not isinstance(exc, UnknownEvent):  # a bug, or trouble that may pass: said with
-            # its traceback, and looked at again on a timer too (not only on news)
-            problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-            if self.unreadable.get(goal_id) != problem:
-                self.unreadable[goal_id] = problem
-                log.exception("goal %s: left alone (looked at again every %gs and when its "
-                              "events change); internal error looking at it: %s", goal_id,
-                              UNLOADABLE_RETRY_S, problem)
-            self._see(goal_id, _Seen(self.versions[goal_id],
-                                     time.monotonic() + UNLOADABLE_RETRY_S))
-            return
-        problem = " ".join(str(exc).split())
-        if self.unreadable.get(goal_id) != problem:
-            self.unreadable[goal_id] = problem
+        internal = not isinstance(exc, UnknownEvent)
+        detail = " ".join(str(exc).split())
+        problem = f"{type(exc).__name__}: {detail}" if internal else detail
+        self.unreadable[goal_id] = problem
+        if problem != said and internal:
+            log.exception("goal %s: left alone (looked at again every %gs and when its events "
+                          "change); internal error looking at it: %s", goal_id,
+                          UNLOADABLE_RETRY_S, problem)
+        elif problem != said:
             log.error("goal %s: left alone (looked at again when its events change); its "
                       "history cannot be read here: %s", goal_id, problem)
-        self._see(goal_id, _Seen(self.versions[goal_id], None))
+        wake = time.monotonic() + UNLOADABLE_RETRY_S if internal else None
+        self._see(goal_id, _Seen(self.versions[goal_id], wake))
 
     def _see(self, goal_id: str, seen: _Seen) -> None:
         """Looked at, and not claimed: look again when it changes or when `seen.wake` falls."""
@@ -408,6 +408,7 @@ class Worker:
                 lock = self.owners.try_acquire(goal_id)
                 if lock is None:
                     continue
+                said = self.unreadable.pop(goal_id, None)  # as `unloadable` in `_due`
                 try:
                     goal, loaded, due = self._due(goal_id)
                 except StoreError:
@@ -415,7 +416,7 @@ class Worker:
                     raise  # the store's trouble, not this goal's: the loop looks again
                 except Exception as exc:  # its history does not fold here (an event of a
                     lock.release()  # newer Baton): left alone, the other goals claimed
-                    self._unreadable_goal(goal_id, exc)
+                    self._unreadable_goal(goal_id, exc, said)
                     continue
                 except BaseException:
                     lock.release()
@@ -483,7 +484,7 @@ class Worker:
             if problem != said:
                 log.error("goal %s: left alone (looked at again every %gs and when its events "
                           "change); %s", goal_id, UNLOADABLE_RETRY_S,
-                          problem if exc.source.startswith("its agents") else
+                          problem if exc.source == CANNOT_CALL else
                           f"its plan does not load: {problem}")
             return goal, None, UNLOADABLE_RETRY_S
         if goal.version == 1:
@@ -515,7 +516,7 @@ class Worker:
         # in this worker's environment): driven, each attempt failed and was retried until the
         # goal failed, for want of a setting. Such a plan is not kept: the goal waits for a
         # worker that can call it, as `run` refuses before storing anything. Once per load.
-        loaded.check_calls("its agents cannot be called from this worker")
+        loaded.check_calls(CANNOT_CALL)
         with self._plans_lock:
             self.plans[key] = loaded
             while len(self.plans) > PLANS_KEPT:  # plans made per goal must not pile up
