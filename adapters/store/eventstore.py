@@ -150,20 +150,18 @@ class CheckedMapper(Mapper[str]):
 
 def _decoded(mapper: Any, goal_id: str, rows: Sequence[StoredEvent]) -> list[Any]:
     """The stored rows as events; a row this Baton cannot read as it was written (a type it
-    does not know, a later version of one) is an `UnknownEvent`."""
+    does not know, a later version of one) is an `UnknownEvent` naming its seq and type."""
     to_event = mapper.to_domain_event
-    try:
-        return [to_event(row) for row in rows]
-    except (TopicError, NewerEventVersion):
-        for row in rows:  # which one: said by its seq and type
-            try:
-                to_event(row)
-            except TopicError:
-                raise UnknownEvent(goal_id, row.originator_version, row.topic) from None
-            except NewerEventVersion as exc:
-                raise UnknownEvent(goal_id, row.originator_version, row.topic,
-                                   exc.version) from None
-        raise
+    events = []
+    for row in rows:
+        try:
+            events.append(to_event(row))
+        except TopicError:
+            raise UnknownEvent(goal_id, row.originator_version, row.topic) from None
+        except NewerEventVersion as exc:
+            raise UnknownEvent(goal_id, row.originator_version, row.topic,
+                               exc.version) from None
+    return events
 
 
 class BatonApplication(Application[str]):
@@ -529,11 +527,8 @@ class BatonStore:
                 except (TopicError, NewerEventVersion):  # a newer Baton's: a cache, not a record
                     snapshot = None
                 goal = None if snapshot is None else self._restored(snapshot, events[0])
-                if goal is None:  # unusable: every event
-                    events = _decoded(self.app.mapper, goal_id,
-                                      self.app.events.recorder.select_events(goal_id))
-                else:
-                    events = events[1:]
+                # an unusable snapshot: every event
+                events = self._all_events(goal_id) if goal is None else events[1:]
             for event in events:
                 goal = event.mutate(goal)
         assert goal is not None
@@ -621,11 +616,13 @@ class BatonStore:
         if "\x00" in goal_id or self.missing:  # as in `get`
             raise GoalNotFound(goal_id)
         with translated_errors(self.url), collector_paused():
-            events = _decoded(self.app.mapper, goal_id,
-                              self.app.events.recorder.select_events(goal_id))
+            events = self._all_events(goal_id)
         if not events:
             raise GoalNotFound(goal_id)
         return events
+
+    def _all_events(self, goal_id: str) -> list[Any]:
+        return _decoded(self.app.mapper, goal_id, self.app.events.recorder.select_events(goal_id))
 
     def close(self) -> None:
         from baton.store.ownership import close_ownership  # it imports this module
