@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from baton.projections.pg_schema import CreatedOnce
 from baton.projections.schema import VIEWS_META
-from baton.projections.views import GoalViews
+from baton.projections.views import VIEWS_NAME, GoalViews, _first
 
 __all__ = ["NUL_SHOWN", "PostgresGoalViews"]
 
@@ -75,6 +75,12 @@ class PostgresGoalViews(CreatedOnce, GoalViews, PostgresTrackingRecorder):
 
     def _lock_statement(self) -> str:
         return f"SELECT version FROM {self.qualified(VIEWS_META.name)} WHERE name = %s FOR UPDATE"
+
+    def _locked_version(self, c: Any) -> int | None:
+        # The lock statement reads the version itself: no second round trip per batch.
+        c.execute(self._lock_statement(), (VIEWS_NAME,))
+        found = c.fetchone()
+        return None if found is None else int(_first(found))
 
     def _encode(self, kind: str, value: Any) -> Any:
         """PostgreSQL's text and jsonb cannot hold NUL (U+0000): an agent's output, an error or

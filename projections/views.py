@@ -77,6 +77,18 @@ class GoalViews(TrackingRecorder):
     def _lock_statement(self) -> str:
         raise NotImplementedError
 
+    def _version(self, c: Any) -> int | None:
+        """The rows' version (`VIEWS_VERSION` of the Baton that built them), None before any."""
+        c.execute(self.sql(f"SELECT version FROM {self.qualified(VIEWS_META.name)} "
+                           "WHERE name = ?"), (VIEWS_NAME,))
+        found = c.fetchone()
+        return None if found is None else int(_first(found))
+
+    def _locked_version(self, c: Any) -> int | None:
+        """Take the views' lock for the transaction; the rows' version under it."""
+        c.execute(self._lock_statement(), (VIEWS_NAME,))
+        return self._version(c)
+
     def _encode(self, kind: str, value: Any) -> Any:
         return value
 
@@ -107,22 +119,19 @@ class GoalViews(TrackingRecorder):
         downgrade)."""
         meta = self.qualified(VIEWS_META.name)
         with self.datastore.transaction(commit=False) as c:  # the usual case: up to date
-            c.execute(self.sql(f"SELECT version FROM {meta} WHERE name = ?"), (VIEWS_NAME,))
-            found = c.fetchone()
-            if found is not None and _first(found) == VIEWS_VERSION:
-                return
-            if not take_over:
-                _not_newer(None if found is None else _first(found))
-        with self.datastore.transaction(commit=True) as c:
-            self._lock_schema(c)  # first: other processes opening the store wait, then re-read
-            c.execute(self.sql(f"SELECT version FROM {meta} WHERE name = ?"), (VIEWS_NAME,))
-            found = c.fetchone()
-            version = None if found is None else _first(found)
+            version = self._version(c)
             if version == VIEWS_VERSION:
                 return
             if not take_over:
                 _not_newer(version)
-            if found is None:
+        with self.datastore.transaction(commit=True) as c:
+            self._lock_schema(c)  # first: other processes opening the store wait, then re-read
+            version = self._version(c)
+            if version == VIEWS_VERSION:
+                return
+            if not take_over:
+                _not_newer(version)
+            if version is None:
                 c.execute(self.sql(f"INSERT INTO {meta} VALUES (?, ?)"),
                           (VIEWS_NAME, VIEWS_VERSION))
             else:
@@ -218,14 +227,10 @@ class GoalViews(TrackingRecorder):
         """
         first, last = batch[0][1], batch[-1][1]
         with self.datastore.transaction(commit=True) as c:
-            c.execute(self._lock_statement(), (VIEWS_NAME,))
             # Under the lock: another release may have rebuilt them since this process opened
             # them (a long-lived worker or server), and rows of this one's meaning must not
             # go into its tables.
-            c.execute(self.sql(f"SELECT version FROM {self.qualified(VIEWS_META.name)} "
-                               "WHERE name = ?"), (VIEWS_NAME,))
-            found = c.fetchone()
-            version = None if found is None else _first(found)
+            version = self._locked_version(c)
             if version != VIEWS_VERSION:
                 raise ViewsChanged(version)
             current = self._max_tracking_id(application_name, c) or 0
