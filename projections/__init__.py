@@ -17,7 +17,7 @@ from baton.projections.projector import (
     view_class,
 )
 from baton.projections.schema import TABLES, TASK_STATUSES, VIEWS_VERSION
-from baton.projections.views import BatchHook, GoalViews, SQLiteGoalViews
+from baton.projections.views import BatchHook, GoalViews, SQLiteGoalViews, ViewsChanged
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -31,6 +31,7 @@ __all__ = [
     "ProjectionState",
     "SQLiteGoalViews",
     "ViewFold",
+    "ViewsChanged",
     "ViewsReset",
     "catch_up",
     "catch_up_views",

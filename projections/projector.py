@@ -21,7 +21,13 @@ from eventsourcing.utils import Environment
 
 from baton.projections.collector import collector_paused
 from baton.projections.fold import ProjectionError
-from baton.projections.views import VIEWS_NAME, BatchHook, GoalViews, SQLiteGoalViews
+from baton.projections.views import (
+    VIEWS_NAME,
+    BatchHook,
+    GoalViews,
+    SQLiteGoalViews,
+    ViewsChanged,
+)
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -125,7 +131,22 @@ def catch_up_views(
     say which), skipped (0) while
     another process is catching them up: for a process that does it again and again (a
     worker), where waiting for the other would only read and decode the same pages for
-    nothing. Without, every event written before the call is applied when it returns."""
+    nothing. Without, every event written before the call is applied when it returns.
+    Views another release rebuilt since they were opened are made this release's again (a
+    newer release's are refused) and caught up."""
+    try:
+        return _catch_up_open(app, views, page_size=page_size, hook=hook,
+                              skip_if_busy=skip_if_busy)
+    except ViewsChanged:
+        views.ensure_version(app.name)
+        return _catch_up_open(app, views, page_size=page_size, hook=hook,
+                              skip_if_busy=skip_if_busy)
+
+
+def _catch_up_open(
+    app: Application[Any], views: GoalViews, *, page_size: int, hook: BatchHook | None,
+    skip_if_busy: bool,
+) -> int:
     if not skip_if_busy:
         return _catch_up(app, views, page_size=page_size, hook=hook)
     with views.alone() as alone:

@@ -25,7 +25,6 @@ from baton.api.results import TaskResult
 from baton.domain.lifecycle import GOAL_OPEN
 from baton.projections import GoalViews, ProjectionState
 from baton.projections.schema import AGENT_STATS, GOAL_SUMMARY, MODEL_STATS, TASK_STATUS
-from baton.projections.views import ViewsChanged
 from baton.settings import settings
 from baton.store.eventstore import (
     BatonApplication,
@@ -375,15 +374,9 @@ class KeptReadModels:
         applied when it returns (another process catching up meanwhile is waited for); with
         `skip_if_busy`, 0 at once while another process is catching up."""
         with self.read() as models:
-            try:
-                return projections.catch_up_views(self.store.app, models.views,
-                                                  page_size=_page_size(), hook=_crash_hook(),
-                                                  skip_if_busy=skip_if_busy)
-            except ViewsChanged:  # by another release since opened: made this one's again
-                models.views.ensure_version(self.store.app.name)  # (a newer one's: refused)
-                return projections.catch_up_views(self.store.app, models.views,
-                                                  page_size=_page_size(), hook=_crash_hook(),
-                                                  skip_if_busy=skip_if_busy)
+            return projections.catch_up_views(self.store.app, models.views,
+                                              page_size=_page_size(), hook=_crash_hook(),
+                                              skip_if_busy=skip_if_busy)
 
     def _opened(self) -> ReadModels:
         with self._lock:
@@ -460,7 +453,7 @@ def _keep_following(store: BatonStore, *, interval_s: float, stop: threading.Eve
                 ) as runner:
                     while not stop.is_set():
                         runner.run_forever(timeout=interval_s)  # re-raises the runner's errors
-            except (projections.ViewsReset, ViewsChanged):
+            except (projections.ViewsReset, projections.ViewsChanged):
                 # a `projections rebuild` reset the views under the subscription, or another
                 # release rebuilt them as its own: catch up in pages beside it (never past
                 # it; an older release's views are made this one's again, a newer one's
