@@ -68,7 +68,8 @@ def test_replay_and_reexecution_hand_the_agent_the_same_context(store: BatonStor
 
     assert replay(events, loaded.contracts).ok
     gate_agents.CONTEXTS.clear()
-    again = reexecute(events, loaded, agents=LiveAgents(loaded))  # today's agent, called again
+    # today's agent, called again
+    again = reexecute(events, loaded, agents=LiveAgents(loaded, events))
     assert again.ok, again.divergence
     assert live == gate_agents.CONTEXTS
 

@@ -467,8 +467,8 @@ def test_re_execution_calls_a_model_only_when_asked_and_shows_a_changed_answer(s
         assert reexecute(events, loaded).ok
         assert len(server.requests) == 1  # the recording answered: no request
         server.script += [tool(VALID), tool({"price": 99.0, "confidence": 0.9})]
-        assert reexecute(events, loaded, agents=LiveAgents(loaded)).ok
-        changed = reexecute(events, loaded, agents=LiveAgents(loaded))
+        assert reexecute(events, loaded, agents=LiveAgents(loaded, events)).ok
+        changed = reexecute(events, loaded, agents=LiveAgents(loaded, events))
     assert len(server.requests) == 3
     assert not changed.ok and changed.divergence is not None
     assert changed.divergence.recorded["kind"] == "AgentReturned"
@@ -548,7 +548,8 @@ def test_an_attempt_called_again_for_real_keeps_the_cost_budget(store, monkeypat
         assert len(server.requests) == 1
         server.script[:] = [costly, tool(VALID)]
         loaded = prepare_plan(data)
-        again = reexecute(list(store.events(goal.id)), loaded, agents=LiveAgents(loaded))
+        events = list(store.events(goal.id))
+        again = reexecute(events, loaded, agents=LiveAgents(loaded, events))
     assert len(server.requests) == 2  # one more request: the one the live run sent
     assert again.ok, again.divergence
 

@@ -15,7 +15,7 @@ from baton.domain.history import collect, fold, fork_goal, state_summary, to_jso
 from baton.domain.replay import replay
 from baton.domain.whatif import what_if
 from baton.history.live import LiveAgents
-from baton.history.recorded import RecordedAgents, reexecute
+from baton.history.recorded import reexecute
 from baton.history.runfile import read_run
 from baton.history.service import History, replay_history
 from baton.runtime.loading import prepare_plan
@@ -290,7 +290,7 @@ def test_live_agents_answer_an_unsafe_task_from_the_recording(store: BatonStore)
     assert goal.state.status == "completed"
     events, loaded = list(store.events("g")), load(data)
     before = dict(agents.CALLS)
-    result = reexecute(events, loaded, agents=LiveAgents(loaded, recorded=RecordedAgents(events)))
+    result = reexecute(events, loaded, agents=LiveAgents(loaded, events))
     assert result.ok, result.divergence
     assert agents.CALLS["book"] == before["book"]
     assert agents.CALLS["upper"] == before["upper"] + 1
@@ -418,7 +418,7 @@ def test_call_agents_holds_each_call_to_its_timeout(store: BatonStore) -> None:
     assert goal.state.status == "failed"
     events, loaded = list(store.events("g")), load(data)
     assert "AgentTimedOut" in [type(e).__name__ for e in events]
-    result = reexecute(events, loaded, agents=LiveAgents(loaded, recorded=RecordedAgents(events)))
+    result = reexecute(events, loaded, agents=LiveAgents(loaded, events))
     assert result.ok, result.divergence
 
 

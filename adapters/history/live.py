@@ -18,12 +18,13 @@ import asyncio
 import contextvars
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
-from baton.history.recorded import RecordedTimeout
+from baton.domain.goal import GoalEvent
+from baton.history.recorded import RecordedAgents, RecordedTimeout
 from baton.runtime.loading import LoadedPlan
 
 __all__ = ["LiveAgents", "llm_agent_names", "unsafe_task_ids"]
@@ -40,17 +41,17 @@ def unsafe_task_ids(loaded: LoadedPlan) -> list[str]:
 
 
 class LiveAgents:
-    def __init__(self, loaded: LoadedPlan, recorded: Any = None) -> None:
+    def __init__(self, loaded: LoadedPlan, events: Sequence[GoalEvent]) -> None:
         self.loaded = loaded
         self.plan = loaded.plan  # the goal's as re-execution goes, with the tasks it added
-        self.recorded = recorded  # answers the `unsafe` tasks (a RecordedAgents)
+        self.recorded = RecordedAgents(events)  # answers the `unsafe` tasks, always
 
     def call(
         self, task: str, attempt: int, agent_input: BaseModel,
         idempotency_key: str | None = None, context: BaseModel | None = None,
     ) -> Any:
         spec = self.plan.task_map[task]
-        if spec.side_effects == "unsafe" and self.recorded is not None:
+        if spec.side_effects == "unsafe":
             return self.recorded.call(task, attempt, agent_input, idempotency_key, context)
         agent = self.loaded.agents[spec.agent]
         kwargs: dict[str, Any] = {}

@@ -16,7 +16,6 @@ from baton.domain.errors import PlanError
 from baton.domain.history import started_event
 from baton.domain.whatif import WhatIfResult
 from baton.history.live import LiveAgents, llm_agent_names, unsafe_task_ids
-from baton.history.recorded import RecordedAgents
 from baton.history.service import (
     History,
     audit_history,
@@ -167,7 +166,7 @@ def _replay(args: argparse.Namespace) -> int:
                     print(f"baton: re-execution: unsafe tasks {', '.join(unsafe)} answer with "
                           "their recorded outcomes; --call-agents never repeats their side "
                           "effects", file=sys.stderr)
-                live = LiveAgents(loaded, recorded=RecordedAgents(history.events))
+                live = LiveAgents(loaded, history.events)
     result = replay_history(
         history,
         at=args.at,
