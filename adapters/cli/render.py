@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from baton.api.results import GoalResult
+from baton.domain.errors import one_line
 from baton.domain.goal import Goal
 from baton.domain.plan import Plan
 from baton.domain.state import parent_of
@@ -114,7 +115,7 @@ def terminal_safe(text: str) -> str:
     escape sequence that recolours, moves the cursor or retitles the window."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+    return "\n".join(map(one_line, text.split("\n")))  # one_line, newlines kept
 
 
 def shown(text: str) -> str:
@@ -156,7 +157,7 @@ def print_summary(
     if status == "completed":
         console.print_json(json.dumps(output, default=str))
     elif resolved:
-        console.print(shown(goes_on(goal_id)))
+        console.print(escape(goes_on(goal_id)))  # terminal-safe already
     elif status == "waiting":
         # The command for each task that waits, as `baton escalations` gives it: the reader at
         # 2am copies one line, not a template to fill in from another command's output.
