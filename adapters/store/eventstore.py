@@ -443,24 +443,42 @@ def _pg_latest_topics(schema: str, table: str) -> str:
 class BatonStore:
     """Goals in and out of the event store; the one place that touches persistence."""
 
-    def __init__(self, *, url: str) -> None:
+    def __init__(self, *, url: str, creates: bool = True) -> None:
         self.url = url
         self.env = with_lock_timeout(store_env(url))
         self.sqlite_file = _sqlite_file(self.env)  # resolved now, in the opening directory
-        # False for a command that only reads or changes what is recorded: a SQLite file that
-        # does not exist is then not created (an empty `baton.db` in the wrong directory hid
-        # that the command looked in the wrong place, and stayed behind). See `missing`.
-        self.creates = True
-        if not self._would_create_a_file():
+        # False for a command that only reads or changes what is recorded: a SQLite file, or a
+        # PostgreSQL schema's tables, that do not exist are then not created (an empty
+        # `baton.db` in the wrong directory, or an empty schema named by a misspelt
+        # `?schema=`, hid that the command looked in the wrong place, and stayed behind).
+        self.creates = creates
+        self._no_pg_tables = not creates and self._pg_tables_missing()
+        if not self._would_create_a_file() and not self._no_pg_tables:
             self.app  # noqa: B018 -- opened now, as it always was; errors surface here
 
     @property
     def missing(self) -> bool:
-        """A SQLite store whose file does not exist, opened by a command that creates none."""
-        return not self.creates and not self.is_open and self._would_create_a_file()
+        """A store with nothing in it yet (no SQLite file, no tables in the PostgreSQL schema),
+        opened by a command that creates none."""
+        return (not self.creates and not self.is_open
+                and (self._would_create_a_file() or self._no_pg_tables))
 
     def _would_create_a_file(self) -> bool:
         return self.sqlite_file is not None and not Path(self.sqlite_file).exists()
+
+    def _pg_tables_missing(self) -> bool:
+        if not self.is_postgres:
+            return False
+        from baton.store.postgres import holds_events_table
+
+        return holds_events_table(self.env, f"{BatonApplication.name}_events") is False
+
+    def _nothing_recorded(self) -> str:
+        if self.sqlite_file is not None:
+            return f"there is no file {self.sqlite_file!r}"
+        schema = self.env.get("POSTGRES_SCHEMA") or "public"
+        return (f"schema {schema!r} of database {self.env['POSTGRES_DBNAME']!r} has no "
+                "Baton tables")
 
     @functools.cached_property
     def app(self) -> BatonApplication:
@@ -468,8 +486,7 @@ class BatonStore:
         writes (an invalid goal input) creates none, nor does one that creates no goal. Every
         other store opens at once."""
         if self.missing:
-            raise StoreError(f"store {describe_store(self.url)}: there is no file "
-                             f"{self.sqlite_file!r}: "
+            raise StoreError(f"store {describe_store(self.url)}: {self._nothing_recorded()}: "
                              "nothing has been recorded there (--store or $BATON_STORE names "
                              "the store)")
         try:
@@ -635,6 +652,7 @@ class BatonStore:
             self.app.close()
 
 
-def open_store(url: str | None = None) -> BatonStore:
-    """Open the store at `url`, else $BATON_STORE, else sqlite:///baton.db."""
-    return BatonStore(url=url or settings().store)
+def open_store(url: str | None = None, *, creates: bool = True) -> BatonStore:
+    """Open the store at `url`, else $BATON_STORE, else sqlite:///baton.db; one that `creates`
+    nothing refuses to read a store with nothing recorded (`BatonStore.missing`)."""
+    return BatonStore(url=url or settings().store, creates=creates)

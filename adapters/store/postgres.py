@@ -22,6 +22,7 @@ __all__ = [
     "PostgresFactory",
     "connect_kwargs",
     "connect_problem",
+    "holds_events_table",
     "parse_postgres_url",
 ]
 
@@ -88,6 +89,19 @@ def connect_problem(env: dict[str, str]) -> str | None:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return text.rpartition("FATAL: ")[2]  # 'database "x" does not exist', if it says so
     return None
+
+
+def holds_events_table(env: dict[str, str], table: str) -> bool | None:
+    """Whether the store's schema holds its events table; None when the server cannot be asked
+    (opening the store then says why, as for any other command)."""
+    schema = env.get("POSTGRES_SCHEMA") or "public"
+    try:
+        with psycopg.connect(**connect_kwargs(env)) as conn:
+            row = conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))",
+                               (schema, table)).fetchone()
+    except psycopg.Error:
+        return None
+    return row is not None and row[0] is not None
 
 
 class PostgresFactory(es_postgres.PostgresFactory):
