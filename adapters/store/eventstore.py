@@ -570,8 +570,9 @@ class BatonStore:
             return False
         return True
 
-    def save(self, goal: Goal) -> None:
-        """Save pending events in one transaction; a conflict propagates for the caller.
+    def save(self, goal: Goal) -> Sequence[GoalEvent]:
+        """Save pending events in one transaction, and return them; a conflict propagates for
+        the caller.
 
         Straight through the application's mapper, then one recorder insert (what its event
         store's `put` does, without the `Recording` and `Notification` it builds per event):
@@ -583,9 +584,9 @@ class BatonStore:
         """
         with translated_errors(self.url):
             if self.app.repository.cache is not None:
-                self.app.save(goal)
+                recordings = self.app.save(goal)
                 self.check_same_file()
-                return
+                return [recording.domain_event for recording in recordings]  # type: ignore[misc]
             pending = goal.collect_events()
             if pending:  # the application's event store, less the notifications it builds
                 to_stored = self.app.mapper.to_stored_event
@@ -593,6 +594,7 @@ class BatonStore:
                 self.check_same_file()  # after the insert: it may have gone to a dead file
         if pending and snapshot_due(goal, pending[0].originator_version):
             self._snapshot(goal)
+        return pending
 
     def _snapshot(self, goal: Goal) -> None:
         """Store a snapshot of the goal as just saved. A cache only: a goal it cannot encode,
