@@ -11,6 +11,7 @@ in `CallPool`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import signal
@@ -96,6 +97,31 @@ class _InFlight:
     task: str
     attempt: int
     deadline: float | None  # monotonic seconds, None for no timeout
+
+
+_SHOWN_OUTPUT = 2000  # characters of an unrecorded output a message quotes
+
+
+def _unsafe_outcomes(
+    goal: Goal, observations: Sequence[tuple[str, dict[str, Any]]]
+) -> list[str]:
+    """`book #1 returned {...}` for each unsafe call among `observations` (outputs as they
+    would have been recorded: secrets already masked)."""
+    tasks = goal.state.plan.task_map
+    said = []
+    for kind, fields in observations:
+        spec = tasks.get(fields.get("task", ""))
+        if spec is None or spec.side_effects != "unsafe":
+            continue
+        if kind == "AgentReturned":
+            text = json.dumps(fields.get("output"), sort_keys=True, default=str)
+            if len(text) > _SHOWN_OUTPUT:
+                text = f"{text[:_SHOWN_OUTPUT]}… ({len(text)} characters)"
+            said.append(f"{spec.id} #{fields['attempt']} returned {text}")
+        elif kind == "AgentRaised":
+            said.append(f"{spec.id} #{fields['attempt']} raised {fields['error_type']}: "
+                        f"{fields['message']}")
+    return said
 
 
 @dataclass
@@ -315,7 +341,7 @@ class Runner:
                 self.store.save(goal)
             except IntegrityError:
                 goal = self.store.get(goal.id)
-                self._fence(goal, known)
+                self._fence(goal, known, observations)
                 if not observations:
                     return goal, []
                 continue
@@ -335,11 +361,14 @@ class Runner:
             return False
         return ends_goal(topics.get(goal.id, ""))
 
-    def _fence(self, goal: Goal, known: int) -> None:
-        """Stop if a runner wrote after version `known` (never run a dispatch it recorded)."""
+    def _fence(
+        self, goal: Goal, known: int, observations: Sequence[tuple[str, dict[str, Any]]] = ()
+    ) -> None:
+        """Stop if a runner wrote after version `known` (never run a dispatch it recorded),
+        saying what the unsafe calls among `observations` came to: they go unrecorded."""
         written = self.store.events(goal.id)[known:]
         if any(type(event).__name__ in RUNNER_OBSERVATIONS for event in written):
-            raise FencedOut(goal.id)
+            raise FencedOut(goal.id, _unsafe_outcomes(goal, observations))
 
     def _launch(
         self,

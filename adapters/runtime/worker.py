@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import baton
 from baton import projections
 from baton.domain.decide import settle
-from baton.domain.errors import BatonError, PlanError, UnknownRules
+from baton.domain.errors import BatonError, PlanError, UnknownRules, unrecorded_outcomes
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.state import RULES
@@ -554,9 +554,9 @@ class Worker:
                 else:
                     self._driven_open.add(goal_id)
             log.info("goal %s: %s", goal_id, self._outcome(goal))
-        except FencedOut:
-            log.warning("goal %s: another runner recorded events in it; left to that runner",
-                        goal_id)
+        except FencedOut as fenced:
+            log.warning("goal %s: another runner recorded events in it; left to that runner%s",
+                        goal_id, unrecorded_outcomes(fenced.unrecorded))
         except StoreReplaced as exc:  # no retry reaches the file again: stop, to be restarted
             log.error("goal %s: %s; the worker stops", goal_id, exc)
             self.failed = exc

@@ -25,14 +25,14 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from baton.domain.errors import BatonError, GoalOwned
+from baton.domain.errors import BatonError, GoalOwned, unrecorded_outcomes
 from baton.store.eventstore import BatonStore, describe_store
 
 __all__ = [
@@ -50,11 +50,12 @@ __all__ = [
 class FencedOut(BatonError):
     """Another runner wrote to the goal while this one drove it: this one stopped."""
 
-    def __init__(self, goal_id: str) -> None:
+    def __init__(self, goal_id: str, unrecorded: Sequence[str] = ()) -> None:
         self.goal_id = goal_id
+        self.unrecorded = list(unrecorded)  # see `unrecorded_outcomes`
         super().__init__(
             f"goal {goal_id!r}: another runner recorded events while this one drove it; "
-            "this runner stopped and left the goal to it"
+            f"this runner stopped and left the goal to it{unrecorded_outcomes(unrecorded)}"
         )
 
 
@@ -468,13 +469,13 @@ def owning(store: BatonStore, goal_id: str, *, wait: bool = False) -> Iterator[G
     released = False
     try:
         yield lock
-    except FencedOut:
+    except FencedOut as fenced:
         lock.release()
         released = True
         current = owners.owner(goal_id)
         if current is not None and current.alive:
-            raise GoalOwned(goal_id, host=current.host, pid=current.pid,
-                            since=current.since) from None
+            raise GoalOwned(goal_id, host=current.host, pid=current.pid, since=current.since,
+                            unrecorded=fenced.unrecorded) from None
         raise
     finally:
         if not released:
