@@ -467,11 +467,18 @@ class BatonStore:
         return self.sqlite_file is not None and not Path(self.sqlite_file).exists()
 
     def _pg_tables_missing(self) -> bool:
+        """Asked on a connection of its own: a server that refuses it is the command's one-line
+        error at once (opening the pool would wait ~5 s for a server that is down)."""
         if not self.is_postgres:
             return False
-        from baton.store.postgres import holds_events_table
+        import psycopg
 
-        return holds_events_table(self.env, f"{BatonApplication.name}_events") is False
+        from baton.store.postgres import holds_events_table, server_words
+
+        try:
+            return not holds_events_table(self.env, f"{BatonApplication.name}_events")
+        except psycopg.Error as exc:
+            raise StoreError(f"store {describe_store(self.url)}: {server_words(exc)}") from None
 
     def _nothing_recorded(self) -> str:
         if self.sqlite_file is not None:
