@@ -154,7 +154,7 @@ class Baton:
 
     def resume(self, goal_id: str, *, concurrency: int | None = None) -> GoalResult:
         """Drive an interrupted, submitted or resolved goal on from its events."""
-        return self._resume(goal_id, concurrency=concurrency)
+        return self._resume(_checked_goal_id(goal_id), concurrency=concurrency)
 
     def resolve(
         self,
@@ -170,6 +170,7 @@ class Baton:
         `output`, validated against the task's output contract); on a task waiting for approval,
         `"approve"` or `"reject"`. Recorded with `by` (default $BATON_USER, then the login name)
         and `reason`; `resume` then drives the goal on."""
+        _checked_goal_id(goal_id)
         if isinstance(output, BaseModel):
             output = output.model_dump(mode="json")
         with self._writing():
@@ -183,6 +184,7 @@ class Baton:
         """Answer the question a task asked (its output's `clarification`); recorded with `by`,
         and the task runs again with every question and answer when the goal is resumed.
         `CommandError` when the task has no question waiting."""
+        _checked_goal_id(goal_id)
         with self._writing():
             goal = service.answer_task(
                 self.store, goal_id, task, answer=answer, by=service.who(by)
@@ -191,6 +193,7 @@ class Baton:
 
     def cancel(self, goal_id: str, *, reason: str, by: str | None = None) -> GoalResult:
         """Stop a goal; `CommandError` if it has already ended."""
+        _checked_goal_id(goal_id)
         with self._writing():
             goal = service.cancel_goal(self.store, goal_id, reason=reason, by=service.who(by))
         return GoalResult.of_goal(goal)
@@ -207,6 +210,8 @@ class Baton:
         from baton.readmodels.reading import goal_status_json
         from baton.store.ownership import owner_json
 
+        if goal_id is not None:
+            _checked_goal_id(goal_id)
         self._catch_up()
         with self._read_models.read() as models:
             if goal_id is None:
@@ -245,6 +250,7 @@ class Baton:
     def export_run(self, goal_id: str, file: str | os.PathLike[str] | IO[str]) -> int:
         """Write the goal's run file (JSON Lines) to a path or an open text file; the number of
         events written."""
+        _checked_goal_id(goal_id)
         if not isinstance(file, str | os.PathLike):
             if not callable(getattr(file, "write", None)):
                 raise service.CommandError(
@@ -326,6 +332,16 @@ class Baton:
     def _catch_up(self) -> None:
         with self._catching_up:
             service.catch_up_read_models(self.store, warn=_warn_behind, kept=self._read_models)
+
+
+def _checked_goal_id(goal_id: object) -> str:
+    """A goal id given to a method that reads or writes an existing goal: a string (the API's
+    callers are not type-checked; the store would fail deep inside on anything else)."""
+    if not isinstance(goal_id, str):
+        raise service.CommandError(
+            f"goal id {goal_id!r}: expected a string, not {type(goal_id).__name__}"
+        )
+    return goal_id
 
 
 def _prepared(plan: PlanSource | LoadedPlan, goal_input: Any) -> tuple[LoadedPlan, Any]:
