@@ -405,7 +405,9 @@ def agent_path(agent: Callable[..., Any]) -> str:
         found = import_object(path)
     except Exception:
         found = None
-    if found is not agent:  # a lambda, a function defined inside another, a callable object
+    # A classmethod (or a staticmethod reached through an instance) is a new bound method at
+    # every access: equal, not identical.
+    if found is not agent and found != agent:  # a lambda, a nested function, a callable object
         raise ValueError(
             f"{path} does not import back as this callable; pass a function defined at the top "
             "level of a module (a resumed goal imports it by that name)"
