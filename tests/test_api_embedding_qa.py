@@ -3,6 +3,9 @@ as callables of every kind that imports back, and the library's errors from the 
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -62,3 +65,80 @@ def _closure() -> Any:
     def inner(inp: Words) -> Count:
         return Count(words=1)
     return inner
+
+
+# An agent that holds its goal until the test lets it go.
+STARTED = threading.Event()
+RELEASE = threading.Event()
+
+
+def held(inp: Words) -> Count:
+    STARTED.set()
+    assert RELEASE.wait(timeout=30)
+    return Count(words=len(inp.text.split()))
+
+
+@pytest.fixture
+def holding() -> Iterator[None]:
+    STARTED.clear()
+    RELEASE.clear()
+    yield
+    RELEASE.set()
+
+
+def test_close_waits_for_a_goal_driven_on_another_thread(bt: baton.Baton, holding: None) -> None:
+    """A `Baton` is shared between threads: one closing it while another drove a goal closed
+    the store under the driver, which died with eventsourcing's ConnectionPoolClosedError and
+    left the goal `running`."""
+    plan = baton.load_plan(_counting_plan(), agents={"count": held, "double": double})
+    results: list[Any] = []
+    driver = threading.Thread(target=lambda: results.append(bt.run(plan, {"text": "a b"})))
+    driver.start()
+    assert STARTED.wait(timeout=30)
+    closer = threading.Thread(target=bt.close)
+    closer.start()
+    closer.join(timeout=0.2)
+    assert closer.is_alive()  # waits for the goal in progress
+    RELEASE.set()
+    driver.join(timeout=30)
+    closer.join(timeout=30)
+    assert not closer.is_alive()
+    assert [result.status for result in results] == ["completed"]
+    assert bt.status(results[0].goal_id).output == {"words": 4}  # opens afresh
+
+
+def test_a_cancelled_await_leaves_the_goal_running_to_its_end_not_a_traceback(
+    store_url: str, holding: None
+) -> None:
+    """`asyncio.wait_for(bt.run(...), timeout)` then leaving `async with`: the goal went on
+    (as documented) into a closed store; and once the loop had closed, its thread printed
+    `RuntimeError: Event loop is closed` handing back a result no one awaited."""
+    plan = baton.load_plan(_counting_plan(), agents={"count": held, "double": double})
+    unhandled: list[BaseException | None] = []
+    previous, threading.excepthook = threading.excepthook, lambda a: unhandled.append(a.exc_value)
+
+    async def leaves_early() -> None:
+        async with baton.AsyncBaton(store_url) as bt:
+            run = asyncio.ensure_future(bt.run(plan, {"text": "a b"}, goal_id="early"))
+            assert await asyncio.to_thread(STARTED.wait, 30)
+            run.cancel()
+            RELEASE.set()  # the goal finishes after the await was given up
+        leftover = baton.AsyncBaton(store_url)  # no `async with`: the loop ends first
+        STARTED.clear()
+        RELEASE.clear()
+        run = asyncio.ensure_future(leftover.run(plan, {"text": "a b c"}, goal_id="late"))
+        assert await asyncio.to_thread(STARTED.wait, 30)
+        run.cancel()
+
+    try:
+        asyncio.run(leaves_early())
+        RELEASE.set()
+        for thread in threading.enumerate():
+            if thread.name == "baton-api":
+                thread.join(timeout=30)
+    finally:
+        threading.excepthook = previous
+    assert unhandled == []
+    with baton.Baton(store_url) as bt:
+        assert bt.status("early").output == {"words": 4}
+        assert bt.status("late").output == {"words": 6}

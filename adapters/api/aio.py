@@ -10,6 +10,7 @@ stop the goal (its events are already stored): `cancel` does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -49,9 +50,11 @@ async def _in_thread(call: Callable[[], T]) -> T:
         try:
             result = call()
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
+            outcome: tuple[T | None, BaseException | None] = (None, exc)
         else:
-            loop.call_soon_threadsafe(settle, result, None)
+            outcome = (result, None)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: no one awaits it now
+            loop.call_soon_threadsafe(settle, *outcome)
 
     threading.Thread(target=work, name="baton-api", daemon=True).start()
     return await future

@@ -11,10 +11,11 @@ import asyncio
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import wraps
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, overload
+from typing import IO, TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -34,6 +35,9 @@ if TYPE_CHECKING:  # the read side is imported on first use
 
 __all__ = ["Baton", "ReadModelsBehind"]
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class ReadModelsBehind(RuntimeWarning):
     """The events were stored but the read models could not be caught up with them."""
@@ -46,6 +50,15 @@ def _warn_behind(exc: Exception) -> None:
         ReadModelsBehind,
         stacklevel=5,
     )
+
+
+def _using(method: Callable[P, R]) -> Callable[P, R]:
+    """A method of `Baton` that `close()` waits for."""
+    @wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._in_use():  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+    return call
 
 
 class Baton:
@@ -67,6 +80,11 @@ class Baton:
         self._catching_up = threading.Lock()
         self._opening = threading.Lock()
         self._kept: KeptReadModels | None = None  # the read models, opened on first use
+        # Calls in progress (from any thread): `close()` waits for them, so a goal driven on
+        # another thread (or on after an awaiting `AsyncBaton.run` was cancelled) is not left
+        # saving into a closed store.
+        self._calls = 0
+        self._idle = threading.Condition()
 
     # --- the store ---
 
@@ -98,13 +116,29 @@ class Baton:
             return self._kept
 
     def close(self) -> None:
-        with self._opening:
-            if self._kept is not None:
-                self._kept.close()
-                self._kept = None
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+        """Close the store, once the calls in progress on other threads have returned (a goal
+        driven there runs until it ends or waits for a human, as it would have)."""
+        with self._idle:  # a call starting now waits for the close, then opens afresh
+            self._idle.wait_for(lambda: self._calls == 0)
+            with self._opening:
+                if self._kept is not None:
+                    self._kept.close()
+                    self._kept = None
+                if self._store is not None:
+                    self._store.close()
+                    self._store = None
+
+    @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        with self._idle:
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._calls -= 1
+                if not self._calls:
+                    self._idle.notify_all()
 
     def __enter__(self) -> Baton:
         return self.open()
@@ -136,6 +170,7 @@ class Baton:
         human (`status == "waiting"`). An invalid plan or input raises and stores nothing."""
         return self._run(plan, input, goal_id=goal_id, concurrency=concurrency)
 
+    @_using
     def submit(
         self,
         plan: PlanSource | LoadedPlan,
@@ -156,6 +191,7 @@ class Baton:
         """Drive an interrupted, submitted or resolved goal on from its events."""
         return self._resume(_checked_goal_id(goal_id), concurrency=concurrency)
 
+    @_using
     def resolve(
         self,
         goal_id: str,
@@ -180,6 +216,7 @@ class Baton:
             )
         return GoalResult.of_goal(goal)
 
+    @_using
     def answer(self, goal_id: str, task: str, answer: str, *, by: str | None = None) -> GoalResult:
         """Answer the question a task asked (its output's `clarification`); recorded with `by`,
         and the task runs again with every question and answer when the goal is resumed.
@@ -191,6 +228,7 @@ class Baton:
             )
         return GoalResult.of_goal(goal)
 
+    @_using
     def cancel(self, goal_id: str, *, reason: str, by: str | None = None) -> GoalResult:
         """Stop a goal; `CommandError` if it has already ended."""
         _checked_goal_id(goal_id)
@@ -204,6 +242,7 @@ class Baton:
     @overload
     def status(self, goal_id: None = None) -> list[GoalSummary]: ...
 
+    @_using
     def status(self, goal_id: str | None = None) -> GoalResult | list[GoalSummary]:
         """One goal (as `run` returns it), or every goal, newest first: from the read models,
         caught up with the event log first (so what other processes wrote is included)."""
@@ -222,10 +261,12 @@ class Baton:
 
     # --- debugging a run (a goal id, or the path of a run file) ---
 
+    @_using
     def audit(self, goal: str | os.PathLike[str], *, task: str | None = None) -> dict[str, Any]:
         """The decision timeline, as `audit --json`: `{"goal_id", "decisions", ...}`."""
         return history.audit_history(self._history(goal), task=task)
 
+    @_using
     def replay(
         self, goal: str | os.PathLike[str], *, at: int | None = None, reexecute: bool = False
     ) -> ReplayResult:
@@ -247,6 +288,7 @@ class Baton:
         """A new goal from the first `at` events of `goal`; `run=True` drives it on."""
         return self._fork(goal, at=at, goal_id=goal_id, run=run)
 
+    @_using
     def export_run(self, goal_id: str, file: str | os.PathLike[str] | IO[str]) -> int:
         """Write the goal's run file (JSON Lines) to a path or an open text file; the number of
         events written."""
@@ -263,6 +305,7 @@ class Baton:
         except OSError as exc:
             raise service.CommandError(f"{os.fspath(file)}: {exc.strerror or exc}") from None
 
+    @_using
     def import_run(self, file: str | os.PathLike[str]) -> str:
         """Load a run file into this store (refused whole if edited); the goal's id."""
         with self._writing():
@@ -271,6 +314,7 @@ class Baton:
 
     # --- shared with AsyncBaton, which passes its caller's event loop for async agents ---
 
+    @_using
     def _run(
         self,
         plan: PlanSource | LoadedPlan,
@@ -288,6 +332,7 @@ class Baton:
             )
         return GoalResult.of_goal(goal)
 
+    @_using
     def _resume(
         self,
         goal_id: str,
@@ -301,6 +346,7 @@ class Baton:
             )
         return GoalResult.of_goal(goal)
 
+    @_using
     def _fork(
         self,
         goal: str | os.PathLike[str],
