@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -142,3 +143,27 @@ def test_a_cancelled_await_leaves_the_goal_running_to_its_end_not_a_traceback(
     with baton.Baton(store_url) as bt:
         assert bt.status("early").output == {"words": 4}
         assert bt.status("late").output == {"words": 6}
+
+
+def test_an_in_memory_store_serves_many_threads_and_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """`sqlite:///:memory:` (documented as a store) is one database per SQLite connection: the
+    second thread of a service, or `asyncio.gather` over `AsyncBaton.run`, got `StoreError: ...
+    no such table: stored_events`."""
+    monkeypatch.setattr("baton.store.eventstore.MEMORY_DIRS", (str(tmp_path),), raising=False)
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+
+    async def many() -> list[str]:
+        async with baton.AsyncBaton("sqlite:///:memory:") as bt:
+            results = await asyncio.gather(*(bt.run(plan, {"text": "a b"}) for _ in range(12)))
+            assert len(await bt.status()) == 12
+            return [result.status for result in results]
+
+    assert asyncio.run(many()) == ["completed"] * 12
+    with baton.Baton("sqlite:///:memory:") as bt:  # a new store: a database of its own
+        assert bt.status() == []
+        with ThreadPoolExecutor(6) as pool:
+            done = list(pool.map(lambda _: bt.run(plan, {"text": "a"}).status, range(12)))
+        assert done == ["completed"] * 12
+    assert list(tmp_path.iterdir()) == []  # removed on close
