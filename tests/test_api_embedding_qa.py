@@ -167,3 +167,21 @@ def test_an_in_memory_store_serves_many_threads_and_leaves_nothing_behind(
             done = list(pool.map(lambda _: bt.run(plan, {"text": "a"}).status, range(12)))
         assert done == ["completed"] * 12
     assert list(tmp_path.iterdir()) == []  # removed on close
+
+
+async def cancelled_inside(inp: Count) -> Count:
+    raise asyncio.CancelledError()  # as a cancelled request inside an HTTP client raises it
+
+
+def test_an_async_agent_that_raises_cancelled_error_fails_its_attempt_at_once(
+    bt: baton.Baton,
+) -> None:
+    """It was taken for Baton's own cancel and dropped: nothing was recorded until the
+    attempt's timeout (60 s by default), which then recorded a TimeoutError that never was."""
+    data = _counting_plan(timeout_s=5, retry={"max_attempts": 2, "backoff_s": 0})
+    plan = baton.load_plan(data, agents={"count": split_count, "double": cancelled_inside})
+    result = bt.run(plan, {"text": "a"})
+    assert (result.status, result.tasks["double"].attempts) == ("failed", 2)
+    assert result.reason is not None and "CancelledError" in result.reason
+    raised = [e for e in bt.store.events(result.goal_id) if type(e).__name__ == "AgentRaised"]
+    assert [e.error_type for e in raised] == ["CancelledError"] * 2

@@ -455,8 +455,14 @@ class CallPool:
         try:
             with spending_of(self._spending_for(call)):  # this task's context only
                 result = await call.agent(call.agent_input, **_kwargs(call))
-        except asyncio.CancelledError:
-            return  # timed out and already recorded as such
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                return  # cancelled here (timed out, and recorded as such) or by the loop's end
+            # The agent's own (an HTTP client's cancelled request, say): a failed attempt, not
+            # a call left to run into its timeout.
+            outcome = CallOutcome(call.task, call.attempt, raised=exc,
+                                  duration_ms=_elapsed_ms(started))
         except BaseException as exc:
             outcome = CallOutcome(call.task, call.attempt, raised=exc,
                                   duration_ms=_elapsed_ms(started))
