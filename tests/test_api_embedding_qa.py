@@ -185,3 +185,23 @@ def test_an_async_agent_that_raises_cancelled_error_fails_its_attempt_at_once(
     assert result.reason is not None and "CancelledError" in result.reason
     raised = [e for e in bt.store.events(result.goal_id) if type(e).__name__ == "AgentRaised"]
     assert [e.error_type for e in raised] == ["CancelledError"] * 2
+
+
+@pytest.mark.postgres
+def test_a_closed_postgres_store_leaves_no_notifier_thread(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service that opens and closes `Baton`s (one per request, or per test) found a
+    `baton-notify` thread left behind by each, lingering for the next save of a store that
+    was closed."""
+    from baton.store.pg_recorder import _Notifier
+
+    monkeypatch.setattr(_Notifier, "LINGER_S", 60.0)  # how long a thread waits for a save
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    for _ in range(2):
+        with baton.Baton(postgres_url) as bt:
+            assert bt.run(plan, {"text": "a"}).ok
+    for thread in threading.enumerate():
+        if thread.name == "baton-notify":
+            thread.join(timeout=20)
+            assert not thread.is_alive()
