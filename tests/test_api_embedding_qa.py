@@ -4,6 +4,7 @@ as callables of every kind that imports back, and the library's errors from the 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -205,3 +206,23 @@ def test_a_closed_postgres_store_leaves_no_notifier_thread(
         if thread.name == "baton-notify":
             thread.join(timeout=20)
             assert not thread.is_alive()
+
+
+def test_a_goal_driven_by_this_process_is_not_said_to_be_another_process(
+    bt: baton.Baton, holding: None
+) -> None:
+    """Two requests of one service resuming the same goal: the second was told the goal "is
+    driven by another process", with the service's own pid."""
+    plan = baton.load_plan(_counting_plan(), agents={"count": held, "double": double})
+    goal_id = bt.submit(plan, {"text": "a"})
+    driver = threading.Thread(target=bt.resume, args=(goal_id,))
+    driver.start()
+    try:
+        assert STARTED.wait(timeout=30)
+        with pytest.raises(baton.GoalOwned, match=r"driven by this process already, from "
+                                                  rf"another thread or call \(.*pid {os.getpid()}"):
+            bt.resume(goal_id)
+    finally:
+        RELEASE.set()
+        driver.join(timeout=30)
+    assert bt.status(goal_id).ok
