@@ -226,3 +226,22 @@ def test_a_goal_driven_by_this_process_is_not_said_to_be_another_process(
         RELEASE.set()
         driver.join(timeout=30)
     assert bt.status(goal_id).ok
+
+
+def test_export_run_to_a_binary_or_closed_file_says_so(bt: baton.Baton, tmp_path: Any) -> None:
+    """A binary file (`open(path, "wb")`, `io.BytesIO()`) raised `TypeError: a bytes-like
+    object is required` from inside the run file writer; a closed one a bare ValueError."""
+    import io
+
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    goal_id = bt.run(plan, {"text": "a"}).goal_id
+    with open(tmp_path / "run.jsonl", "wb") as binary:
+        for file in (binary, io.BytesIO()):
+            with pytest.raises(baton.CommandError, match=r"expected a file open for text"):
+                bt.export_run(goal_id, file)  # type: ignore[arg-type]
+    closed = open(tmp_path / "closed.jsonl", "w")  # noqa: SIM115
+    closed.close()
+    with pytest.raises(baton.CommandError, match=r"closed\.jsonl.*: is closed"):
+        bt.export_run(goal_id, closed)
+    text = io.StringIO()
+    assert bt.export_run(goal_id, text) == len(text.getvalue().splitlines()) - 1  # a header

@@ -8,6 +8,7 @@ models caught up after every command that writes events, as the CLI does.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
 import warnings
@@ -299,7 +300,18 @@ class Baton:
                     f"file {file!r}: expected a path or an open text file, not "
                     f"{type(file).__name__}"
                 )
-            return history.export_goal(self.store, goal_id, file)
+            if isinstance(file, io.RawIOBase | io.BufferedIOBase) or "b" in str(
+                getattr(file, "mode", "")
+            ):
+                raise service.CommandError(
+                    f"file {file!r}: expected a file open for text ('w'), not a binary one"
+                )
+            if getattr(file, "closed", False):
+                raise service.CommandError(f"file {file!r}: is closed")
+            try:
+                return history.export_goal(self.store, goal_id, file)
+            except OSError as exc:  # a full disk, a closed pipe
+                raise service.CommandError(f"file {file!r}: {exc.strerror or exc}") from None
         try:
             return history.export_goal(self.store, goal_id, file)
         except OSError as exc:
