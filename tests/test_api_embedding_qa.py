@@ -245,3 +245,19 @@ def test_export_run_to_a_binary_or_closed_file_says_so(bt: baton.Baton, tmp_path
         bt.export_run(goal_id, closed)
     text = io.StringIO()
     assert bt.export_run(goal_id, text) == len(text.getvalue().splitlines()) - 1  # a header
+
+
+def test_an_agent_object_without_a_name_is_one_issue_that_says_what_to_pass() -> None:
+    """A pydantic-ai Agent object, a partial or a callable instance in `agents=` got two issues:
+    the object's whole repr ("Agent(model=FunctionModel(...), ...) is not a function ..."), then
+    an import of a path made up from it (`pydantic_ai.agent:price: TypeError: is not callable`)."""
+    import functools
+
+    for agent in (functools.partial(double), Counters(), 5):
+        with pytest.raises(baton.PlanError) as refused:
+            baton.load_plan(_counting_plan(), agents={"count": split_count, "double": agent})
+        assert [str(issue) for issue in refused.value.issues] == [
+            f"agents.double: an object of type {type(agent).__name__} is not a function or "
+            "class with a module and a name: give a function defined at the top level of a "
+            "module, or for a pydantic-ai Agent object the 'module:name' path that imports it"
+        ]

@@ -389,12 +389,20 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
     return " ".join(detail.split())
 
 
+class Nameless(ValueError):
+    """An agent given as an object that has no `module:qualname` (an instance, a partial)."""
+
+
 def agent_path(agent: Callable[..., Any]) -> str:
     """The `module:callable` path that imports `agent` again, recorded in the goal's plan so that
     `resume` (in any process) finds the same function; ValueError when there is none."""
     module, name = getattr(agent, "__module__", None), getattr(agent, "__qualname__", None)
     if not callable(agent) or not module or not name:
-        raise ValueError(f"{agent!r} is not a function or class with a module and a name")
+        raise Nameless(
+            f"an object of type {type(agent).__name__} is not a function or class with a module "
+            "and a name: give a function defined at the top level of a module, or for a "
+            "pydantic-ai Agent object the 'module:name' path that imports it"
+        )
     path = f"{module}:{name}"
     if module == "__main__":  # imports back here only: a worker or `resume` has another __main__
         raise ValueError(
@@ -431,6 +439,8 @@ def _with_agents(
         except ValueError as exc:
             issues.append(PlanIssue(f"agents.{name}", str(exc)))
             allowlist[name] = f"{getattr(agent, '__module__', '?')}:{name}"  # checked on, not run
+            if isinstance(exc, Nameless):  # no contract to read either: said once
+                continue
         given[name] = agent
     return {**data, "agents": allowlist}, given, issues
 
@@ -452,6 +462,7 @@ def prepare_plan(
     early: list[PlanIssue] = []
     if agents:
         data, given, early = _with_agents(data, agents)
+    refused = {issue.where.removeprefix("agents.") for issue in early} - set(given)
     plan = parse_plan(data, source=source)
     binding_issues = plan.binding_issues()
     if binding_issues:  # every check below reads the parsed bindings
@@ -463,8 +474,8 @@ def prepare_plan(
     contracts = PlanContracts()
     used = {task.agent for task in plan.tasks} | expansion_agents(plan)
     for name, target in plan.agents.items():
-        if name not in used:
-            continue  # allowlisted but unused: nothing to import
+        if name not in used or name in refused:
+            continue  # allowlisted but unused, or refused above: nothing to import
         try:
             if name in given:
                 agent, contracts[name] = given[name], inspect_agent(given[name])
