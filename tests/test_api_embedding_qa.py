@@ -261,3 +261,23 @@ def test_an_agent_object_without_a_name_is_one_issue_that_says_what_to_pass() ->
             "class with a module and a name: give a function defined at the top level of a "
             "module, or for a pydantic-ai Agent object the 'module:name' path that imports it"
         ]
+
+
+def test_resolve_refuses_an_output_it_would_drop_or_an_output_action_without_one(
+    bt: baton.Baton,
+) -> None:
+    """`resolve(g, t, "retry", output={...})` dropped the output without a word (the task ran
+    again); `resolve(g, t, "output")` said "(root): Input should be a valid dictionary"."""
+    plan = baton.load_plan(_counting_plan(on_failure="escalate", retry={"max_attempts": 1}),
+                           agents={"count": split_count, "double": cancelled_inside})
+    waiting = bt.run(plan, {"text": "a"})
+    assert waiting.tasks["double"].status == "escalated"
+    events = len(bt.store.events(waiting.goal_id))
+    with pytest.raises(baton.CommandError, match=r"task 'double': output= goes with action "
+                                                 r"'output', not 'retry'"):
+        bt.resolve(waiting.goal_id, "double", "retry", output={"words": 3}, reason="r")
+    with pytest.raises(baton.CommandError, match=r"task 'double': action 'output' needs output="):
+        bt.resolve(waiting.goal_id, "double", "output", reason="r")
+    assert len(bt.store.events(waiting.goal_id)) == events  # nothing recorded
+    resolved = bt.resolve(waiting.goal_id, "double", "output", output=Count(words=3), reason="r")
+    assert resolved.tasks["double"].status == "succeeded"

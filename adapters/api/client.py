@@ -208,6 +208,16 @@ class Baton:
         `"approve"` or `"reject"`. Recorded with `by` (default $BATON_USER, then the login name)
         and `reason`; `resume` then drives the goal on."""
         _checked_goal_id(goal_id)
+        if action == "output" and output is None:
+            raise service.CommandError(
+                f"goal {goal_id}: task {task!r}: action 'output' needs output= (the value the task "
+                "should have produced)"
+            )
+        if action != "output" and output is not None:  # it would be dropped without a word
+            raise service.CommandError(
+                f"goal {goal_id}: task {task!r}: output= goes with action 'output', not "
+                f"{action!r}"
+            )
         if isinstance(output, BaseModel):
             output = output.model_dump(mode="json")
         with self._writing():
