@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -281,3 +282,25 @@ def test_resolve_refuses_an_output_it_would_drop_or_an_output_action_without_one
     assert len(bt.store.events(waiting.goal_id)) == events  # nothing recorded
     resolved = bt.resolve(waiting.goal_id, "double", "output", output=Count(words=3), reason="r")
     assert resolved.tasks["double"].status == "succeeded"
+
+
+def test_the_errors_replay_fork_and_settings_raise_are_importable_from_baton_and_warn_here(
+    bt: baton.Baton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bt.fork(g, at=0)` raised `baton.domain.history.HistoryError` and a bad `BATON_*`
+    variable `baton.settings.SettingError`: neither could be caught by a name from `baton`."""
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    goal_id = bt.run(plan, {"text": "a"}).goal_id
+    with pytest.raises(baton.HistoryError, match=r"outside 1\.\."):
+        bt.fork(goal_id, at=0)
+    with pytest.raises(baton.HistoryError, match=r"outside 1\.\."):
+        bt.replay(goal_id, at=10_000)
+    monkeypatch.setenv("BATON_MAX_OUTPUT_BYTES", "lots")
+    with pytest.raises(baton.SettingError, match="BATON_MAX_OUTPUT_BYTES='lots'"), \
+            pytest.warns(baton.ReadModelsBehind) as behind:
+        bt.run(plan, {"text": "a"})
+    # The warning names the caller's line, not contextlib's (where `_writing` catches up).
+    assert [Path(warning.filename).name for warning in behind] == [Path(__file__).name]
+    assert {"HistoryError", "SettingError"} <= set(baton.__all__)
+    assert issubclass(baton.HistoryError, baton.BatonError)
+    assert issubclass(baton.SettingError, baton.BatonError)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -49,8 +50,19 @@ def _warn_behind(exc: Exception) -> None:
         f"baton: read models not brought up to date: {exc} (the events are stored; the next "
         "catch-up applies them)",
         ReadModelsBehind,
-        stacklevel=5,
+        stacklevel=_callers_level(),
     )
+
+
+def _callers_level() -> int:
+    """The `stacklevel` of the first frame outside Baton (and the context managers it runs
+    in): the warning names the caller's line, not one inside contextlib."""
+    level, frame = 2, sys._getframe(2)  # 1: this warning's `warn`, 2: whoever called it
+    while frame.f_back is not None and (
+        frame.f_globals.get("__name__", "").partition(".")[0] in ("baton", "contextlib")
+    ):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _using(method: Callable[P, R]) -> Callable[P, R]:
