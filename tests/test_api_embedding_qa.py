@@ -4,6 +4,7 @@ as callables of every kind that imports back, and the library's errors from the 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Iterator
@@ -304,3 +305,39 @@ def test_the_errors_replay_fork_and_settings_raise_are_importable_from_baton_and
     assert {"HistoryError", "SettingError"} <= set(baton.__all__)
     assert issubclass(baton.HistoryError, baton.BatonError)
     assert issubclass(baton.SettingError, baton.BatonError)
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("REQUEST_ID", default="none")
+
+
+def sees_request(inp: Words) -> Count:
+    return Count(words=int(REQUEST_ID.get()))
+
+
+async def sees_request_async(inp: Count) -> Count:
+    return Count(words=inp.words + int(REQUEST_ID.get()))
+
+
+def test_agents_see_the_contextvars_of_the_code_that_runs_the_goal(store_url: str) -> None:
+    """A request id or a trace set in a web handler's contextvars reached no sync agent (they
+    run on worker threads), nor, from `AsyncBaton`, an async one: each read the default."""
+    plan = baton.load_plan(_counting_plan(), agents={"count": sees_request,
+                                                     "double": sees_request_async})
+
+    async def handler(request_id: str) -> Any:
+        REQUEST_ID.set(request_id)
+        async with baton.AsyncBaton(store_url) as bt:
+            return (await bt.run(plan, {"text": "a"})).output
+
+    assert asyncio.run(handler("7")) == {"words": 14}
+    results: list[Any] = []
+
+    def in_a_thread() -> None:
+        REQUEST_ID.set("5")
+        with baton.Baton(store_url) as bt:
+            results.append(bt.run(plan, {"text": "a"}).output)
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(timeout=60)
+    assert results == [{"words": 10}]

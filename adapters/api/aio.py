@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import threading
 from collections.abc import Callable
@@ -46,9 +47,11 @@ async def _in_thread(call: Callable[[], T]) -> T:
         else:
             future.set_result(result)  # type: ignore[arg-type]
 
+    context = contextvars.copy_context()  # the caller's contextvars, as `asyncio.to_thread`
+
     def work() -> None:
         try:
-            result = call()
+            result = context.run(call)
         except BaseException as exc:
             outcome: tuple[T | None, BaseException | None] = (None, exc)
         else:
