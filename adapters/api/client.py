@@ -93,11 +93,12 @@ class Baton:
         self._catching_up = threading.Lock()
         self._opening = threading.Lock()
         self._kept: KeptReadModels | None = None  # the read models, opened on first use
-        # Calls in progress (from any thread): `close()` waits for them, so a goal driven on
-        # another thread (or on after an awaiting `AsyncBaton.run` was cancelled) is not left
-        # saving into a closed store.
+        # Calls in progress (from any thread): a `close()` meanwhile is done by the last of them
+        # to return, so a goal driven on another thread (or on after an awaiting
+        # `AsyncBaton.run` was cancelled) is not left saving into a closed store.
         self._calls = 0
-        self._idle = threading.Condition()
+        self._close_when_idle = False
+        self._idle = threading.Lock()
 
     # --- the store ---
 
@@ -129,17 +130,24 @@ class Baton:
             return self._kept
 
     def close(self) -> None:
-        """Close the store, once the calls in progress on other threads have returned (a goal
-        driven there runs until it ends or waits for a human, as it would have)."""
-        with self._idle:  # a call starting now waits for the close, then opens afresh
-            self._idle.wait_for(lambda: self._calls == 0)
-            with self._opening:
-                if self._kept is not None:
-                    self._kept.close()
-                    self._kept = None
-                if self._store is not None:
-                    self._store.close()
-                    self._store = None
+        """Close the store now, or when the calls in progress on other threads have returned:
+        a goal driven there runs on until it ends or waits for a human, as it would have. A
+        call made after `close()` opens the store afresh."""
+        with self._idle:
+            if self._calls:
+                self._close_when_idle = True  # done by the last call to return
+                return
+            self._close_now()
+
+    def _close_now(self) -> None:  # under `_idle`, no call in progress
+        self._close_when_idle = False
+        with self._opening:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     @contextmanager
     def _in_use(self) -> Iterator[None]:
@@ -150,8 +158,8 @@ class Baton:
         finally:
             with self._idle:
                 self._calls -= 1
-                if not self._calls:
-                    self._idle.notify_all()
+                if not self._calls and self._close_when_idle:
+                    self._close_now()
 
     def __enter__(self) -> Baton:
         return self.open()
