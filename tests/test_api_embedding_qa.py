@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -340,3 +341,34 @@ def test_agents_see_the_contextvars_of_the_code_that_runs_the_goal(store_url: st
     thread.start()
     thread.join(timeout=60)
     assert results == [{"words": 10}]
+
+
+def keyword_only_input(*, inp: Words) -> Count:
+    return Count(words=1)
+
+
+def positional_only_key(inp: Words, idempotency_key: str, /) -> Count:
+    return Count(words=1)
+
+
+def positional_only_input(inp: Words, /) -> Count:
+    return Count(words=len(inp.text.split()))
+
+
+def test_an_agent_baton_cannot_call_as_it_calls_agents_is_refused_before_anything_runs(
+    bt: baton.Baton,
+) -> None:
+    """`def agent(*, inp: In)` passed every check, then failed each attempt at run time
+    (`TypeError: ... takes 0 positional arguments but 1 was given`), retries and backoff
+    included; so did a positional-only `idempotency_key`."""
+    for agent, problem in (
+        (keyword_only_input, "first parameter 'inp' is keyword-only: Baton passes the input as "
+                             "the first positional argument"),
+        (positional_only_key, "parameter 'idempotency_key' is positional-only: Baton passes it "
+                              "by keyword"),
+    ):
+        with pytest.raises(baton.PlanError, match=re.escape(problem)):
+            baton.load_plan(_counting_plan(), agents={"count": agent, "double": double})
+    plan = baton.load_plan(_counting_plan(), agents={"count": positional_only_input,
+                                                     "double": double})
+    assert bt.run(plan, {"text": "a b"}).output == {"words": 4}

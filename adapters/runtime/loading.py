@@ -174,6 +174,13 @@ def _attempt_model(annotation: Any) -> type[BaseModel] | None:
     return annotation
 
 
+_KINDS = {
+    inspect.Parameter.KEYWORD_ONLY: "keyword-only",
+    inspect.Parameter.VAR_POSITIONAL: "a *args parameter",
+    inspect.Parameter.VAR_KEYWORD: "a **kwargs parameter",
+}
+
+
 def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     """Read an agent's contract from its signature: first parameter in, return annotation out."""
     if not callable(agent):
@@ -185,6 +192,13 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     params = list(inspect.signature(agent).parameters.values())
     if not params:
         raise TypeError("takes no parameter; its first parameter must be its input model")
+    first = params[0]
+    if first.kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                          inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        raise TypeError(
+            f"first parameter {first.name!r} is {_KINDS[first.kind]}: Baton passes the input "
+            "as the first positional argument"
+        )
     input_model = hints.get(params[0].name)
     output_model = hints.get("return")
     if not (isinstance(input_model, type) and issubclass(input_model, BaseModel)):
@@ -198,6 +212,9 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     attempt_model = _attempt_model(hints.get("attempt"))
     for extra in params[1:]:
         bound = extra.name in ("idempotency_key", "attempt")
+        if bound and extra.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise TypeError(f"parameter {extra.name!r} is positional-only: Baton passes it by "
+                            "keyword")
         if not bound and extra.default is inspect.Parameter.empty and (
             extra.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ):
