@@ -372,3 +372,9 @@ def test_an_agent_baton_cannot_call_as_it_calls_agents_is_refused_before_anythin
     plan = baton.load_plan(_counting_plan(), agents={"count": positional_only_input,
                                                      "double": double})
     assert bt.run(plan, {"text": "a b"}).output == {"words": 4}
+
+
+def test_an_async_client_shows_its_store_with_the_password_masked() -> None:
+    url = "postgresql://ana:s3cret@db.example:5432/baton"
+    assert repr(baton.Baton(url)) == "Baton('postgresql://ana:***@db.example:5432/baton')"
+    assert repr(baton.AsyncBaton(url)) == "AsyncBaton('postgresql://ana:***@db.example:5432/baton')"

@@ -73,6 +73,9 @@ class AsyncBaton:
     def url(self) -> str:
         return self._baton.url
 
+    def __repr__(self) -> str:
+        return "Async" + repr(self._baton)  # the store as `Baton` shows it, a password masked
+
     async def open(self) -> AsyncBaton:
         await _in_thread(self._baton.open)
         return self
