@@ -378,3 +378,23 @@ def test_an_async_client_shows_its_store_with_the_password_masked() -> None:
     url = "postgresql://ana:s3cret@db.example:5432/baton"
     assert repr(baton.Baton(url)) == "Baton('postgresql://ana:***@db.example:5432/baton')"
     assert repr(baton.AsyncBaton(url)) == "AsyncBaton('postgresql://ana:***@db.example:5432/baton')"
+
+
+def test_an_agent_from_a_module_loaded_by_path_says_why_it_does_not_import_back(
+    tmp_path: Any,
+) -> None:
+    """A notebook's or a script's module loaded from a file (importlib's spec_from_file_location)
+    was told to "pass a function defined at the top level of a module", which it was."""
+    import importlib.util
+
+    source = tmp_path / "cell.py"
+    source.write_text("from tests.test_api import Count, Words\n"
+                      "def agent(inp: Words) -> Count:\n"
+                      "    return Count(words=1)\n")
+    spec = importlib.util.spec_from_file_location("notebook_cell_7", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(baton.PlanError, match=r"notebook_cell_7:agent does not import back as "
+                       r"this callable \(ModuleNotFoundError: No module named 'notebook_cell_7'"):
+        baton.load_plan(_counting_plan(), agents={"count": module.agent, "double": double})

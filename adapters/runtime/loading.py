@@ -426,16 +426,19 @@ def agent_path(agent: Callable[..., Any]) -> str:
             f"{path} is defined in the script being run, which another process (a worker, "
             "`baton resume`) cannot import; define it in a module and import it from there"
         )
+    why = ""
     try:
         found = import_object(path)
-    except Exception:
+    except ImportError as exc:  # a module loaded from a file path, not importable by its name
+        found, why = None, f" ({_short(exc)})"
+    except Exception:  # a lambda's or a nested function's name: not an attribute
         found = None
     # A classmethod (or a staticmethod reached through an instance) is a new bound method at
     # every access: equal, not identical.
     if found is not agent and found != agent:  # a lambda, a nested function, a callable object
         raise ValueError(
-            f"{path} does not import back as this callable; pass a function defined at the top "
-            "level of a module (a resumed goal imports it by that name)"
+            f"{path} does not import back as this callable{why}; pass a function defined at "
+            "the top level of an importable module (a resumed goal imports it by that name)"
         )
     return path
 
