@@ -398,3 +398,28 @@ def test_an_agent_from_a_module_loaded_by_path_says_why_it_does_not_import_back(
     with pytest.raises(baton.PlanError, match=r"notebook_cell_7:agent does not import back as "
                        r"this callable \(ModuleNotFoundError: No module named 'notebook_cell_7'"):
         baton.load_plan(_counting_plan(), agents={"count": module.agent, "double": double})
+
+
+def test_two_starts_of_one_goal_id_at_once_say_it_exists_not_fenced_out(
+    bt: baton.Baton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests starting goal "order-17" at once: both looked for it before either had
+    saved, and the one that took the lock second raised FencedOut ("another runner recorded
+    events while this one drove it"), a name `baton` does not export. Here the first look is
+    made to miss the goal as it did in that race."""
+    plan = baton.load_plan(_counting_plan(), agents={"count": split_count, "double": double})
+    assert bt.run(plan, {"text": "a"}, goal_id="order-17").ok
+    events = len(bt.store.events("order-17"))
+    store = bt.store
+    looks: list[str] = []
+    real_exists = type(store).exists
+
+    def racing_exists(self: Any, goal_id: str) -> bool:
+        looks.append(goal_id)
+        return False if len(looks) == 1 else real_exists(self, goal_id)
+
+    monkeypatch.setattr(type(store), "exists", racing_exists)
+    with pytest.raises(baton.CommandError, match=r"goal 'order-17' already exists"):
+        bt.run(plan, {"text": "b"}, goal_id="order-17")
+    monkeypatch.undo()
+    assert len(bt.store.events("order-17")) == events

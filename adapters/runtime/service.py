@@ -219,6 +219,8 @@ def start_goal(
         schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
     with owning(store, goal_id, wait=wait):  # one owner per goal, from its first event
+        if store.exists(goal_id):  # started by another call between the look above and the lock
+            raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
         return runner.start(goal)
 
 
