@@ -423,3 +423,15 @@ def test_two_starts_of_one_goal_id_at_once_say_it_exists_not_fenced_out(
         bt.run(plan, {"text": "b"}, goal_id="order-17")
     monkeypatch.undo()
     assert len(bt.store.events("order-17")) == events
+
+
+@pytest.mark.parametrize("schema", ["orders-v2", "1st", "a.b", "qa p"])
+def test_a_schema_name_postgresql_would_need_quoted_is_refused_by_name(schema: str) -> None:
+    """`?schema=orders-v2` opened, then failed with the SQL of the store library:
+    `syntax error at or near "-"`."""
+    from urllib.parse import quote
+
+    url = f"postgresql://postgres@127.0.0.1:5432/test?schema={quote(schema)}"
+    with pytest.raises(baton.StoreError, match=re.escape(f"schema {schema!r}: expected a plain "
+                                                         "name")):
+        baton.Baton(url).open()
