@@ -435,3 +435,17 @@ def test_a_schema_name_postgresql_would_need_quoted_is_refused_by_name(schema: s
     with pytest.raises(baton.StoreError, match=re.escape(f"schema {schema!r}: expected a plain "
                                                          "name")):
         baton.Baton(url).open()
+
+
+def test_an_empty_store_url_is_refused_not_taken_for_the_default(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Baton(os.environ.get("ORDERS_DB", ""))` with the variable unset wrote to a `baton.db`
+    in the working directory (or to $BATON_STORE), without a word."""
+    monkeypatch.chdir(tmp_path)
+    for url in ("", "  "):
+        with pytest.raises(baton.StoreError, match=r"store URL is empty"):
+            baton.Baton(url)
+        with pytest.raises(baton.StoreError, match=r"store URL is empty"):
+            baton.AsyncBaton(url)
+    assert list(tmp_path.iterdir()) == []

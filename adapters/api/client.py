@@ -86,6 +86,9 @@ class Baton:
         if url is not None and not isinstance(url, str):
             raise StoreError(f"store URL: expected a string such as 'sqlite:///baton.db', not "
                              f"{type(url).__name__}")
+        if url is not None and not url.strip():  # a setting read as "" would have meant the default
+            raise StoreError("store URL is empty: leave it out (None) for $BATON_STORE, then "
+                             "sqlite:///baton.db")
         self.url = url or settings().store
         self._store: BatonStore | None = None
         # One catch-up of the read models at a time from this object: concurrent ones (goals
