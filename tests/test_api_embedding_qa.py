@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import baton
-from tests.test_api import Count, Words, _counting_plan, double, split_count
+from tests.test_api import Count, Words, _counting_plan, double, refuses, split_count
 
 
 def test_a_goal_id_that_is_not_a_string_is_refused_by_every_goal_method(
@@ -81,6 +81,12 @@ def held(inp: Words) -> Count:
     STARTED.set()
     assert RELEASE.wait(timeout=30)
     return Count(words=len(inp.text.split()))
+
+
+def held_count(inp: Count) -> Count:
+    STARTED.set()
+    assert RELEASE.wait(timeout=30)
+    return inp
 
 
 @pytest.fixture
@@ -268,17 +274,18 @@ def test_an_agent_object_without_a_name_is_one_issue_that_says_what_to_pass() ->
 def test_resolve_refuses_an_output_it_would_drop_or_an_output_action_without_one(
     bt: baton.Baton,
 ) -> None:
-    """`resolve(g, t, "retry", output={...})` dropped the output without a word (the task ran
-    again); `resolve(g, t, "output")` said "(root): Input should be a valid dictionary"."""
+    """`resolve(g, t, "retry", output={...})` recorded the output in a HumanResolved that
+    retries (read by nobody, the task ran again); `resolve(g, t, "output")` said "(root): Input
+    should be a valid dictionary"."""
     plan = baton.load_plan(_counting_plan(on_failure="escalate", retry={"max_attempts": 1}),
                            agents={"count": split_count, "double": cancelled_inside})
     waiting = bt.run(plan, {"text": "a"})
     assert waiting.tasks["double"].status == "escalated"
     events = len(bt.store.events(waiting.goal_id))
-    with pytest.raises(baton.CommandError, match=r"task 'double': output= goes with action "
-                                                 r"'output', not 'retry'"):
+    with pytest.raises(baton.CommandError, match=r"task 'double': an output goes with action "
+                                                 r"'output' only, not 'retry'"):
         bt.resolve(waiting.goal_id, "double", "retry", output={"words": 3}, reason="r")
-    with pytest.raises(baton.CommandError, match=r"task 'double': action 'output' needs output="):
+    with pytest.raises(baton.CommandError, match=r"task 'double': action 'output' needs an output"):
         bt.resolve(waiting.goal_id, "double", "output", reason="r")
     assert len(bt.store.events(waiting.goal_id)) == events  # nothing recorded
     resolved = bt.resolve(waiting.goal_id, "double", "output", output=Count(words=3), reason="r")
@@ -449,3 +456,39 @@ def test_an_empty_store_url_is_refused_not_taken_for_the_default(
         with pytest.raises(baton.StoreError, match=r"store URL is empty"):
             baton.AsyncBaton(url)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cancel_returns_the_run_waiting_on_the_goal_at_once(
+    bt: baton.Baton, holding: None
+) -> None:
+    """A handler cancelling a goal that another request's `run` drove: the `run` went on
+    waiting for the agent in flight, or for a retry's backoff (up to minutes), before it
+    returned `cancelled`."""
+    waiting_on = {
+        "agent": _counting_plan(),
+        "backoff": _counting_plan(retry={"max_attempts": 3, "backoff_s": 600}),
+    }
+    for what, data in waiting_on.items():
+        STARTED.clear()
+        second = held_count if what == "agent" else refuses
+        plan = baton.load_plan(data, agents={"count": split_count, "double": second})
+        results: list[Any] = []
+        driver = threading.Thread(
+            target=lambda: results.append(bt.run(plan, {"text": "a"}, goal_id=what)))  # noqa: B023
+        driver.start()
+        if what == "agent":
+            assert STARTED.wait(timeout=30)
+        else:
+            while not results and _task_status(bt, what, "double") != "retry_wait":
+                threading.Event().wait(0.01)
+        assert bt.cancel(what, reason="the customer left").status == "cancelled"
+        driver.join(timeout=20)
+        assert not driver.is_alive(), what
+        assert [result.status for result in results] == ["cancelled"]
+
+
+def _task_status(bt: baton.Baton, goal_id: str, task: str) -> str | None:
+    try:
+        return bt.status(goal_id).tasks[task].status
+    except baton.GoalNotFound:  # not stored yet
+        return None

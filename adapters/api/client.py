@@ -28,7 +28,7 @@ from baton.domain.replay import ReplayResult
 from baton.history import service as history
 from baton.runtime import service
 from baton.runtime.loading import LoadedPlan
-from baton.runtime.runner import DEFAULT_CONCURRENCY
+from baton.runtime.runner import DEFAULT_CONCURRENCY, Driving
 from baton.settings import settings
 from baton.store.eventstore import BatonStore, StoreError, open_store
 
@@ -36,6 +36,10 @@ if TYPE_CHECKING:  # the read side is imported on first use
     from baton.readmodels.reading import KeptReadModels
 
 __all__ = ["Baton", "ReadModelsBehind"]
+
+# How often a goal driven here looks whether a command ended it (a `cancel` from another
+# process), while it waits for agents or a backoff; a `cancel` through this object wakes it now.
+WATCH_S = 5.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -100,6 +104,7 @@ class Baton:
         # to return, so a goal driven on another thread (or on after an awaiting
         # `AsyncBaton.run` was cancelled) is not left saving into a closed store.
         self._calls = 0
+        self._driving = Driving()  # the runners of the goals driven through this object
         self._close_when_idle = False
         self._idle = threading.Lock()
 
@@ -231,16 +236,6 @@ class Baton:
         `"approve"` or `"reject"`. Recorded with `by` (default $BATON_USER, then the login name)
         and `reason`; `resume` then drives the goal on."""
         _checked_goal_id(goal_id)
-        if action == "output" and output is None:
-            raise service.CommandError(
-                f"goal {goal_id}: task {task!r}: action 'output' needs output= (the value the task "
-                "should have produced)"
-            )
-        if action != "output" and output is not None:  # it would be dropped without a word
-            raise service.CommandError(
-                f"goal {goal_id}: task {task!r}: output= goes with action 'output', not "
-                f"{action!r}"
-            )
         if isinstance(output, BaseModel):
             output = output.model_dump(mode="json")
         with self._writing():
@@ -268,6 +263,8 @@ class Baton:
         _checked_goal_id(goal_id)
         with self._writing():
             goal = service.cancel_goal(self.store, goal_id, reason=reason, by=service.who(by))
+        # A `run` of it here waiting for an agent or a backoff returns now, not when that ends.
+        self._driving.wake_all()
         return GoalResult.of_goal(goal)
 
     @overload
@@ -373,7 +370,7 @@ class Baton:
         with self._writing():
             goal = service.start_goal(
                 self.store, loaded, goal_input, goal_id=goal_id, concurrency=concurrency,
-                agent_loop=agent_loop,
+                agent_loop=agent_loop, watch_s=WATCH_S, driving=self._driving,
             )
         return GoalResult.of_goal(goal)
 
@@ -387,7 +384,8 @@ class Baton:
     ) -> GoalResult:
         with self._writing():
             goal = service.resume_goal(
-                self.store, goal_id, concurrency=concurrency, agent_loop=agent_loop
+                self.store, goal_id, concurrency=concurrency, agent_loop=agent_loop,
+                watch_s=WATCH_S, driving=self._driving,
             )
         return GoalResult.of_goal(goal)
 
