@@ -23,11 +23,13 @@ from baton.api import (
     load_plan,
 )
 from baton.domain.errors import BatonError, GoalOwned, InputError, PlanError, PlanIssue
+from baton.domain.history import HistoryError
 from baton.domain.plan import Plan, TaskSpec
 from baton.domain.replay import ReplayResult
 from baton.history.runfile import RunFileError
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.service import CommandError
+from baton.settings import SettingError
 from baton.store.eventstore import GoalNotFound, StoreError
 
 try:
@@ -44,6 +46,7 @@ __all__ = [
     "GoalOwned",
     "GoalResult",
     "GoalSummary",
+    "HistoryError",
     "InputError",
     "LoadedPlan",
     "Plan",
@@ -52,6 +55,7 @@ __all__ = [
     "ReadModelsBehind",
     "ReplayResult",
     "RunFileError",
+    "SettingError",
     "StoreError",
     "TaskResult",
     "TaskSpec",

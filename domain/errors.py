@@ -79,16 +79,19 @@ class GoalOwned(BatonError):
     """Another live process drives this goal (docs/reference.md, "Workers"): one owner at a time."""
 
     def __init__(
-        self, goal_id: str, *, host: str, pid: int, since: str, unrecorded: Sequence[str] = ()
+        self, goal_id: str, *, host: str, pid: int, since: str, unrecorded: Sequence[str] = (),
+        this_process: bool = False,
     ) -> None:
         self.goal_id = goal_id
         self.host = host
         self.pid = pid
         self.since = since
         self.unrecorded = list(unrecorded)  # see `unrecorded_outcomes`
+        driver = ("this process already, from another thread or call" if this_process
+                  else "another process")
         super().__init__(
-            f"goal {goal_id!r} is driven by another process "
-            f"(host {host!r}, pid {pid}, since {since}){unrecorded_outcomes(unrecorded)}"
+            f"goal {goal_id!r} is driven by {driver} (host {host!r}, pid {pid}, since {since})"
+            f"{unrecorded_outcomes(unrecorded)}"
         )
 
 

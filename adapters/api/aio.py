@@ -10,6 +10,8 @@ stop the goal (its events are already stored): `cancel` does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import os
 import threading
 from collections.abc import Callable
@@ -45,13 +47,17 @@ async def _in_thread(call: Callable[[], T]) -> T:
         else:
             future.set_result(result)  # type: ignore[arg-type]
 
+    context = contextvars.copy_context()  # the caller's contextvars, as `asyncio.to_thread`
+
     def work() -> None:
         try:
-            result = call()
+            result = context.run(call)
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
+            outcome: tuple[T | None, BaseException | None] = (None, exc)
         else:
-            loop.call_soon_threadsafe(settle, result, None)
+            outcome = (result, None)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: no one awaits it now
+            loop.call_soon_threadsafe(settle, *outcome)
 
     threading.Thread(target=work, name="baton-api", daemon=True).start()
     return await future
@@ -66,6 +72,9 @@ class AsyncBaton:
     @property
     def url(self) -> str:
         return self._baton.url
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self._baton)  # the store as `Baton` shows it, a password masked
 
     async def open(self) -> AsyncBaton:
         await _in_thread(self._baton.open)

@@ -8,13 +8,16 @@ models caught up after every command that writes events, as the CLI does.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import sys
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import wraps
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, overload
+from typing import IO, TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -25,7 +28,7 @@ from baton.domain.replay import ReplayResult
 from baton.history import service as history
 from baton.runtime import service
 from baton.runtime.loading import LoadedPlan
-from baton.runtime.runner import DEFAULT_CONCURRENCY
+from baton.runtime.runner import DEFAULT_CONCURRENCY, Driving
 from baton.settings import settings
 from baton.store.eventstore import BatonStore, StoreError, open_store
 
@@ -33,6 +36,13 @@ if TYPE_CHECKING:  # the read side is imported on first use
     from baton.readmodels.reading import KeptReadModels
 
 __all__ = ["Baton", "ReadModelsBehind"]
+
+# How often a goal driven here looks whether a command ended it (a `cancel` from another
+# process), while it waits for agents or a backoff; a `cancel` through this object wakes it now.
+WATCH_S = 5.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class ReadModelsBehind(RuntimeWarning):
@@ -44,8 +54,28 @@ def _warn_behind(exc: Exception) -> None:
         f"baton: read models not brought up to date: {exc} (the events are stored; the next "
         "catch-up applies them)",
         ReadModelsBehind,
-        stacklevel=5,
+        stacklevel=_callers_level(),
     )
+
+
+def _callers_level() -> int:
+    """The `stacklevel` of the first frame outside Baton (and the context managers it runs
+    in): the warning names the caller's line, not one inside contextlib."""
+    level, frame = 2, sys._getframe(2)  # 1: this warning's `warn`, 2: whoever called it
+    while frame.f_back is not None and (
+        frame.f_globals.get("__name__", "").partition(".")[0] in ("baton", "contextlib")
+    ):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+def _using(method: Callable[P, R]) -> Callable[P, R]:
+    """A method of `Baton` that `close()` waits for."""
+    @wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._in_use():  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+    return call
 
 
 class Baton:
@@ -60,6 +90,9 @@ class Baton:
         if url is not None and not isinstance(url, str):
             raise StoreError(f"store URL: expected a string such as 'sqlite:///baton.db', not "
                              f"{type(url).__name__}")
+        if url is not None and not url.strip():  # a setting read as "" would have meant the default
+            raise StoreError("store URL is empty: leave it out (None) for $BATON_STORE, then "
+                             "sqlite:///baton.db")
         self.url = url or settings().store
         self._store: BatonStore | None = None
         # One catch-up of the read models at a time from this object: concurrent ones (goals
@@ -67,6 +100,13 @@ class Baton:
         self._catching_up = threading.Lock()
         self._opening = threading.Lock()
         self._kept: KeptReadModels | None = None  # the read models, opened on first use
+        # Calls in progress (from any thread): a `close()` meanwhile is done by the last of them
+        # to return, so a goal driven on another thread (or on after an awaiting
+        # `AsyncBaton.run` was cancelled) is not left saving into a closed store.
+        self._calls = 0
+        self._driving = Driving()  # the runners of the goals driven through this object
+        self._close_when_idle = False
+        self._idle = threading.Lock()
 
     # --- the store ---
 
@@ -98,6 +138,17 @@ class Baton:
             return self._kept
 
     def close(self) -> None:
+        """Close the store now, or when the calls in progress on other threads have returned:
+        a goal driven there runs on until it ends or waits for a human, as it would have. A
+        call made after `close()` opens the store afresh."""
+        with self._idle:
+            if self._calls:
+                self._close_when_idle = True  # done by the last call to return
+                return
+            self._close_now()
+
+    def _close_now(self) -> None:  # under `_idle`, no call in progress
+        self._close_when_idle = False
         with self._opening:
             if self._kept is not None:
                 self._kept.close()
@@ -105,6 +156,18 @@ class Baton:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+    @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        with self._idle:
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._calls -= 1
+                if not self._calls and self._close_when_idle:
+                    self._close_now()
 
     def __enter__(self) -> Baton:
         return self.open()
@@ -136,6 +199,7 @@ class Baton:
         human (`status == "waiting"`). An invalid plan or input raises and stores nothing."""
         return self._run(plan, input, goal_id=goal_id, concurrency=concurrency)
 
+    @_using
     def submit(
         self,
         plan: PlanSource | LoadedPlan,
@@ -154,8 +218,9 @@ class Baton:
 
     def resume(self, goal_id: str, *, concurrency: int | None = None) -> GoalResult:
         """Drive an interrupted, submitted or resolved goal on from its events."""
-        return self._resume(goal_id, concurrency=concurrency)
+        return self._resume(_checked_goal_id(goal_id), concurrency=concurrency)
 
+    @_using
     def resolve(
         self,
         goal_id: str,
@@ -170,6 +235,7 @@ class Baton:
         `output`, validated against the task's output contract); on a task waiting for approval,
         `"approve"` or `"reject"`. Recorded with `by` (default $BATON_USER, then the login name)
         and `reason`; `resume` then drives the goal on."""
+        _checked_goal_id(goal_id)
         if isinstance(output, BaseModel):
             output = output.model_dump(mode="json")
         with self._writing():
@@ -179,20 +245,26 @@ class Baton:
             )
         return GoalResult.of_goal(goal)
 
+    @_using
     def answer(self, goal_id: str, task: str, answer: str, *, by: str | None = None) -> GoalResult:
         """Answer the question a task asked (its output's `clarification`); recorded with `by`,
         and the task runs again with every question and answer when the goal is resumed.
         `CommandError` when the task has no question waiting."""
+        _checked_goal_id(goal_id)
         with self._writing():
             goal = service.answer_task(
                 self.store, goal_id, task, answer=answer, by=service.who(by)
             )
         return GoalResult.of_goal(goal)
 
+    @_using
     def cancel(self, goal_id: str, *, reason: str, by: str | None = None) -> GoalResult:
         """Stop a goal; `CommandError` if it has already ended."""
+        _checked_goal_id(goal_id)
         with self._writing():
             goal = service.cancel_goal(self.store, goal_id, reason=reason, by=service.who(by))
+        # A `run` of it here waiting for an agent or a backoff returns now, not when that ends.
+        self._driving.wake_all()
         return GoalResult.of_goal(goal)
 
     @overload
@@ -201,12 +273,15 @@ class Baton:
     @overload
     def status(self, goal_id: None = None) -> list[GoalSummary]: ...
 
+    @_using
     def status(self, goal_id: str | None = None) -> GoalResult | list[GoalSummary]:
         """One goal (as `run` returns it), or every goal, newest first: from the read models,
         caught up with the event log first (so what other processes wrote is included)."""
         from baton.readmodels.reading import goal_status_json
         from baton.store.ownership import owner_json
 
+        if goal_id is not None:
+            _checked_goal_id(goal_id)
         self._catch_up()
         with self._read_models.read() as models:
             if goal_id is None:
@@ -217,10 +292,12 @@ class Baton:
 
     # --- debugging a run (a goal id, or the path of a run file) ---
 
+    @_using
     def audit(self, goal: str | os.PathLike[str], *, task: str | None = None) -> dict[str, Any]:
         """The decision timeline, as `audit --json`: `{"goal_id", "decisions", ...}`."""
         return history.audit_history(self._history(goal), task=task)
 
+    @_using
     def replay(
         self, goal: str | os.PathLike[str], *, at: int | None = None, reexecute: bool = False
     ) -> ReplayResult:
@@ -242,21 +319,35 @@ class Baton:
         """A new goal from the first `at` events of `goal`; `run=True` drives it on."""
         return self._fork(goal, at=at, goal_id=goal_id, run=run)
 
+    @_using
     def export_run(self, goal_id: str, file: str | os.PathLike[str] | IO[str]) -> int:
         """Write the goal's run file (JSON Lines) to a path or an open text file; the number of
         events written."""
+        _checked_goal_id(goal_id)
         if not isinstance(file, str | os.PathLike):
             if not callable(getattr(file, "write", None)):
                 raise service.CommandError(
                     f"file {file!r}: expected a path or an open text file, not "
                     f"{type(file).__name__}"
                 )
-            return history.export_goal(self.store, goal_id, file)
+            if isinstance(file, io.RawIOBase | io.BufferedIOBase) or "b" in str(
+                getattr(file, "mode", "")
+            ):
+                raise service.CommandError(
+                    f"file {file!r}: expected a file open for text ('w'), not a binary one"
+                )
+            if getattr(file, "closed", False):
+                raise service.CommandError(f"file {file!r}: is closed")
+            try:
+                return history.export_goal(self.store, goal_id, file)
+            except OSError as exc:  # a full disk, a closed pipe
+                raise service.CommandError(f"file {file!r}: {exc.strerror or exc}") from None
         try:
             return history.export_goal(self.store, goal_id, file)
         except OSError as exc:
             raise service.CommandError(f"{os.fspath(file)}: {exc.strerror or exc}") from None
 
+    @_using
     def import_run(self, file: str | os.PathLike[str]) -> str:
         """Load a run file into this store (refused whole if edited); the goal's id."""
         with self._writing():
@@ -265,6 +356,7 @@ class Baton:
 
     # --- shared with AsyncBaton, which passes its caller's event loop for async agents ---
 
+    @_using
     def _run(
         self,
         plan: PlanSource | LoadedPlan,
@@ -278,10 +370,11 @@ class Baton:
         with self._writing():
             goal = service.start_goal(
                 self.store, loaded, goal_input, goal_id=goal_id, concurrency=concurrency,
-                agent_loop=agent_loop,
+                agent_loop=agent_loop, watch_s=WATCH_S, driving=self._driving,
             )
         return GoalResult.of_goal(goal)
 
+    @_using
     def _resume(
         self,
         goal_id: str,
@@ -291,10 +384,12 @@ class Baton:
     ) -> GoalResult:
         with self._writing():
             goal = service.resume_goal(
-                self.store, goal_id, concurrency=concurrency, agent_loop=agent_loop
+                self.store, goal_id, concurrency=concurrency, agent_loop=agent_loop,
+                watch_s=WATCH_S, driving=self._driving,
             )
         return GoalResult.of_goal(goal)
 
+    @_using
     def _fork(
         self,
         goal: str | os.PathLike[str],
@@ -326,6 +421,16 @@ class Baton:
     def _catch_up(self) -> None:
         with self._catching_up:
             service.catch_up_read_models(self.store, warn=_warn_behind, kept=self._read_models)
+
+
+def _checked_goal_id(goal_id: object) -> str:
+    """A goal id given to a method that reads or writes an existing goal: a string (the API's
+    callers are not type-checked; the store would fail deep inside on anything else)."""
+    if not isinstance(goal_id, str):
+        raise service.CommandError(
+            f"goal id {goal_id!r}: expected a string, not {type(goal_id).__name__}"
+        )
+    return goal_id
 
 
 def _prepared(plan: PlanSource | LoadedPlan, goal_input: Any) -> tuple[LoadedPlan, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import math
 import queue
@@ -322,7 +323,10 @@ class CallPool:
         # None: no completion, a wake-up (`wake`): the runner asks whether to stop again.
         self.completions: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
         self.observer = observer or Observer()
-        self._jobs: queue.SimpleQueue[AgentCall | None] = queue.SimpleQueue()
+        # Each call with the context it was submitted in (its driver's: the caller's contextvars,
+        # a request id or a trace, reach the agent as they would a function it called).
+        self._jobs: queue.SimpleQueue[tuple[AgentCall, contextvars.Context] | None] = (
+            queue.SimpleQueue())
         self._max_workers = max(1, workers)
         # Under the lock: threads serving `_jobs` (one stuck in a timed-out call no longer
         # counts), how many of them no submitted call has claimed yet (`workers - calls not
@@ -344,9 +348,10 @@ class CallPool:
 
     def submit(self, call: AgentCall) -> None:
         self._spending[(call.task, call.attempt)] = Spending(cost_left_usd=call.cost_left_usd)
+        context = contextvars.copy_context()
         if call.is_async:
             loop = self._event_loop()
-            future = asyncio.run_coroutine_threadsafe(self._run_async(call), loop)
+            future = asyncio.run_coroutine_threadsafe(self._run_async(call, context), loop)
             self._futures[(call.task, call.attempt)] = future
             return
         with self._lock:
@@ -355,7 +360,7 @@ class CallPool:
                 self._free += 1
                 threading.Thread(target=self._work, name="baton-agent", daemon=True).start()
             self._free -= 1  # this call claims a worker (or waits for one)
-        self._jobs.put(call)
+        self._jobs.put((call, context))
 
     def wake(self) -> None:
         """Wake whoever waits on `completions` without a completion (safe in a signal handler:
@@ -420,7 +425,8 @@ class CallPool:
     # --- internals ---
 
     def _work(self) -> None:
-        while (call := self._jobs.get()) is not None:
+        while (job := self._jobs.get()) is not None:
+            call, context = job
             key = (call.task, call.attempt)
             with self._lock:
                 self._running.add(key)
@@ -429,8 +435,7 @@ class CallPool:
                 if call.isolation == "process":
                     result = self._processes.run(key, call.agent, call.agent_input, _kwargs(call))
                 else:
-                    with spending_of(self._spending_for(call)):
-                        result = call.agent(call.agent_input, **_kwargs(call))
+                    result = context.run(self._call_sync, call)
             except BaseException as exc:  # an agent must never take the orchestrator down
                 outcome = CallOutcome(call.task, call.attempt, raised=exc,
                                       duration_ms=_elapsed_ms(started))
@@ -450,13 +455,25 @@ class CallPool:
             if stuck:
                 return
 
-    async def _run_async(self, call: AgentCall) -> None:
+    def _call_sync(self, call: AgentCall) -> Any:
+        with spending_of(self._spending_for(call)):
+            return call.agent(call.agent_input, **_kwargs(call))
+
+    async def _run_async(self, call: AgentCall, context: contextvars.Context) -> None:
+        for var, value in context.items():  # into this task's own copy of the loop's context
+            var.set(value)
         started = time.perf_counter()
         try:
             with spending_of(self._spending_for(call)):  # this task's context only
                 result = await call.agent(call.agent_input, **_kwargs(call))
-        except asyncio.CancelledError:
-            return  # timed out and already recorded as such
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                return  # cancelled here (timed out, and recorded as such) or by the loop's end
+            # The agent's own (an HTTP client's cancelled request, say): a failed attempt, not
+            # a call left to run into its timeout.
+            outcome = CallOutcome(call.task, call.attempt, raised=exc,
+                                  duration_ms=_elapsed_ms(started))
         except BaseException as exc:
             outcome = CallOutcome(call.task, call.attempt, raised=exc,
                                   duration_ms=_elapsed_ms(started))

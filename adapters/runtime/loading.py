@@ -174,6 +174,13 @@ def _attempt_model(annotation: Any) -> type[BaseModel] | None:
     return annotation
 
 
+_KINDS = {
+    inspect.Parameter.KEYWORD_ONLY: "keyword-only",
+    inspect.Parameter.VAR_POSITIONAL: "a *args parameter",
+    inspect.Parameter.VAR_KEYWORD: "a **kwargs parameter",
+}
+
+
 def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     """Read an agent's contract from its signature: first parameter in, return annotation out."""
     if not callable(agent):
@@ -185,6 +192,13 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     params = list(inspect.signature(agent).parameters.values())
     if not params:
         raise TypeError("takes no parameter; its first parameter must be its input model")
+    first = params[0]
+    if first.kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                          inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        raise TypeError(
+            f"first parameter {first.name!r} is {_KINDS[first.kind]}: Baton passes the input "
+            "as the first positional argument"
+        )
     input_model = hints.get(params[0].name)
     output_model = hints.get("return")
     if not (isinstance(input_model, type) and issubclass(input_model, BaseModel)):
@@ -198,6 +212,9 @@ def inspect_agent(agent: Callable[..., Any]) -> AgentContract:
     attempt_model = _attempt_model(hints.get("attempt"))
     for extra in params[1:]:
         bound = extra.name in ("idempotency_key", "attempt")
+        if bound and extra.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise TypeError(f"parameter {extra.name!r} is positional-only: Baton passes it by "
+                            "keyword")
         if not bound and extra.default is inspect.Parameter.empty and (
             extra.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ):
@@ -389,26 +406,39 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
     return " ".join(detail.split())
 
 
+class Nameless(ValueError):
+    """An agent given as an object that has no `module:qualname` (an instance, a partial)."""
+
+
 def agent_path(agent: Callable[..., Any]) -> str:
     """The `module:callable` path that imports `agent` again, recorded in the goal's plan so that
     `resume` (in any process) finds the same function; ValueError when there is none."""
     module, name = getattr(agent, "__module__", None), getattr(agent, "__qualname__", None)
     if not callable(agent) or not module or not name:
-        raise ValueError(f"{agent!r} is not a function or class with a module and a name")
+        raise Nameless(
+            f"an object of type {type(agent).__name__} is not a function or class with a module "
+            "and a name: give a function defined at the top level of a module, or for a "
+            "pydantic-ai Agent object the 'module:name' path that imports it"
+        )
     path = f"{module}:{name}"
     if module == "__main__":  # imports back here only: a worker or `resume` has another __main__
         raise ValueError(
             f"{path} is defined in the script being run, which another process (a worker, "
             "`baton resume`) cannot import; define it in a module and import it from there"
         )
+    why = ""
     try:
         found = import_object(path)
-    except Exception:
+    except ImportError as exc:  # a module loaded from a file path, not importable by its name
+        found, why = None, f" ({_short(exc)})"
+    except Exception:  # a lambda's or a nested function's name: not an attribute
         found = None
-    if found is not agent:  # a lambda, a function defined inside another, a callable object
+    # A classmethod (or a staticmethod reached through an instance) is a new bound method at
+    # every access: equal, not identical.
+    if found is not agent and found != agent:  # a lambda, a nested function, a callable object
         raise ValueError(
-            f"{path} does not import back as this callable; pass a function defined at the top "
-            "level of a module (a resumed goal imports it by that name)"
+            f"{path} does not import back as this callable{why}; pass a function defined at "
+            "the top level of an importable module (a resumed goal imports it by that name)"
         )
     return path
 
@@ -429,6 +459,8 @@ def _with_agents(
         except ValueError as exc:
             issues.append(PlanIssue(f"agents.{name}", str(exc)))
             allowlist[name] = f"{getattr(agent, '__module__', '?')}:{name}"  # checked on, not run
+            if isinstance(exc, Nameless):  # no contract to read either: said once
+                continue
         given[name] = agent
     return {**data, "agents": allowlist}, given, issues
 
@@ -450,6 +482,7 @@ def prepare_plan(
     early: list[PlanIssue] = []
     if agents:
         data, given, early = _with_agents(data, agents)
+    refused = {issue.where.removeprefix("agents.") for issue in early} - set(given)
     plan = parse_plan(data, source=source)
     binding_issues = plan.binding_issues()
     if binding_issues:  # every check below reads the parsed bindings
@@ -461,8 +494,8 @@ def prepare_plan(
     contracts = PlanContracts()
     used = {task.agent for task in plan.tasks} | expansion_agents(plan)
     for name, target in plan.agents.items():
-        if name not in used:
-            continue  # allowlisted but unused: nothing to import
+        if name not in used or name in refused:
+            continue  # allowlisted but unused, or refused above: nothing to import
         try:
             if name in given:
                 agent, contracts[name] = given[name], inspect_agent(given[name])

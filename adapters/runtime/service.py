@@ -195,10 +195,13 @@ def start_goal(
     agent_loop: asyncio.AbstractEventLoop | None = None,
     wait: bool = False,
     observer: RunObserver | None = None,
+    watch_s: float | None = None,
+    driving: Driving | None = None,
 ) -> Goal:
     """Validate the input, store the new goal, and drive it; nothing is stored on bad input.
 
     `agent_loop`: the event loop async agents run on (the API's `AsyncBaton` passes its caller's).
+    `watch_s`, `driving`: as `resume_goal`'s.
     """
     check_concurrency(concurrency)
     loaded.check_calls()  # a model no call could reach (no API key): nothing is stored
@@ -218,8 +221,17 @@ def start_goal(
         at=runner.clock(),
         schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
+    if watch_s is not None:
+        runner.watch_s = watch_s
     with owning(store, goal_id, wait=wait):  # one owner per goal, from its first event
-        return runner.start(goal)
+        if store.exists(goal_id):  # started by another call between the look above and the lock
+            raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
+        driving = driving or Driving()
+        driving.add(goal_id, runner)
+        try:
+            return runner.start(goal)
+        finally:
+            driving.remove(goal_id)
 
 
 def submit_goal(
@@ -283,11 +295,13 @@ def resume_goal(
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
     driving: Driving | None = None,
+    watch_s: float | None = None,
 ) -> Goal:
     """Drive a goal on from its events (after a crash, a human's resolution, or a submit);
     `should_stop`: once it says so, leave the goal at a safe point (Runner.should_stop);
     `driving`: holds the runner while it drives, so that another thread can wake it when
-    `should_stop` changes (Runner.wake)."""
+    `should_stop` changes, or when it has ended the goal (Runner.wake); `watch_s`: look that
+    often, and when woken, whether a command ended the goal meanwhile (Runner.watch_s)."""
     if concurrency is not None:
         check_concurrency(concurrency)
     goal = store.get(goal_id)
@@ -307,6 +321,8 @@ def resume_goal(
             )
         if should_stop is not None:
             runner.should_stop = should_stop
+        if watch_s is not None:
+            runner.watch_s = watch_s
         driving = driving or Driving()
         driving.add(goal_id, runner)
         try:
@@ -367,6 +383,14 @@ def resolve_task(
         )
     if task.waiting_for != "approval" and action in _GATE_ACTIONS["approval"][0]:
         raise CommandError(f"goal {goal_id}: task {task_id!r} is not waiting for approval")
+    # (The CLI and the web view pass an output with "output" only; the Python API is not
+    # type-checked.) Recorded with another action, the output would mean nothing to any reader.
+    if action == "output" and output is None:
+        raise CommandError(f"goal {goal_id}: task {task_id!r}: action 'output' needs an output "
+                           "(the value the task should have produced)")
+    if action != "output" and output is not None:
+        raise CommandError(f"goal {goal_id}: task {task_id!r}: an output goes with action "
+                           f"'output' only, not {action!r}")
     resolved = {"task": task_id, "action": action, "reason": reason, "by": by, "output": output}
     if action == "abandon":  # usually decided from the state alone: then no agent is imported
         goal.observe("HumanResolved", at=utc_now(), **resolved)

@@ -12,8 +12,11 @@ import functools
 import json
 import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -440,12 +443,27 @@ def _pg_latest_topics(schema: str, table: str) -> str:
     ).format(Identifier(schema), Identifier(table)).as_string(None)
 
 
+# Where a `sqlite:///:memory:` store keeps its file: the first of these that exists (a tmpfs),
+# else the system's temporary directory.
+MEMORY_DIRS = ("/dev/shm",)
+
+
 class BatonStore:
     """Goals in and out of the event store; the one place that touches persistence."""
 
     def __init__(self, *, url: str, creates: bool = True) -> None:
         self.url = url
         self.env = with_lock_timeout(store_env(url))
+        self._memory_dir: str | None = None
+        if self.env.get("SQLITE_DBNAME") == ":memory:":
+            # SQLite's ":memory:" is a database per connection: the pool's second connection
+            # (a second thread, the read models) found no tables. The store is a file of its own
+            # instead, in memory where the system has a tmpfs, removed when the store closes.
+            parent = next((path for path in MEMORY_DIRS if os.path.isdir(path)), None)
+            self._memory_dir = tempfile.mkdtemp(prefix="baton-memory-", dir=parent)
+            weakref.finalize(self, shutil.rmtree, self._memory_dir, ignore_errors=True)
+            self.env["SQLITE_DBNAME"] = os.path.join(self._memory_dir, "baton.db")
+            Path(self.env["SQLITE_DBNAME"]).touch()  # an empty file: a new, empty database
         self.sqlite_file = _sqlite_file(self.env)  # resolved now, in the opening directory
         # False for a command that only reads or changes what is recorded: a SQLite file, or a
         # PostgreSQL schema's tables, that do not exist are then not created (an empty
@@ -659,6 +677,8 @@ class BatonStore:
             if notifier is not None:  # PostgreSQL: the last saves' NOTIFY, before the pool goes
                 notifier.flush()
             self.app.close()
+        if self._memory_dir is not None:
+            shutil.rmtree(self._memory_dir, ignore_errors=True)
 
 
 def open_store(url: str | None = None, *, creates: bool = True) -> BatonStore:

@@ -474,12 +474,20 @@ def owning(store: BatonStore, goal_id: str, *, wait: bool = False) -> Iterator[G
         released = True
         current = owners.owner(goal_id)
         if current is not None and current.alive:
-            raise GoalOwned(goal_id, host=current.host, pid=current.pid, since=current.since,
-                            unrecorded=fenced.unrecorded) from None
+            raise _owned(goal_id, current, fenced.unrecorded) from None
         raise
     finally:
         if not released:
             lock.release()
+
+
+def _owned(goal_id: str, owner: Owner, unrecorded: Sequence[str] = ()) -> GoalOwned:
+    """`GoalOwned` naming `owner`, and saying so when that is this very process (a second
+    thread or call of a service that drives the goal already)."""
+    host, pid, _ = _me()
+    here = owner.pid == pid and bool(owner.host) and host.startswith(owner.host)
+    return GoalOwned(goal_id, host=owner.host, pid=owner.pid, since=owner.since,
+                     unrecorded=unrecorded, this_process=here)
 
 
 def _claim(owners: Ownership, store: BatonStore, goal_id: str, *, wait: bool) -> GoalLock:
@@ -492,7 +500,7 @@ def _claim(owners: Ownership, store: BatonStore, goal_id: str, *, wait: bool) ->
                 return lock
             found = owners.owner(goal_id)
             if found is not None:
-                raise GoalOwned(goal_id, host=found.host, pid=found.pid, since=found.since)
+                raise _owned(goal_id, found)
             # the holder let go between our try and our look: try again
     except OSError as exc:
         raise BatonError(

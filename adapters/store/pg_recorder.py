@@ -305,6 +305,7 @@ class _Notifier:
         self.pending = False  # a save committed since the last NOTIFY was sent
         self.sending = False
         self.running = False  # the thread is alive (sending, or lingering for the next save)
+        self.closed = False  # the store is closing: the thread ends instead of lingering
 
     def poke(self) -> None:
         with self.changed:
@@ -316,14 +317,19 @@ class _Notifier:
         threading.Thread(target=self._run, name="baton-notify", daemon=True).start()
 
     def flush(self) -> None:
-        """Wait until every save so far has been announced (a store about to close)."""
+        """Wait until every save so far has been announced (a store about to close), then let
+        the thread end now: a closed store leaves no thread behind, even for a moment."""
         with self.changed:
             self.changed.wait_for(lambda: not self.pending and not self.sending, timeout=5)
+            self.closed = True
+            self.changed.notify_all()
 
     def _run(self) -> None:
         while True:
             with self.changed:
-                if not self.changed.wait_for(lambda: self.pending, timeout=self.LINGER_S):
+                waited = self.changed.wait_for(lambda: self.pending or self.closed,
+                                               timeout=self.LINGER_S)
+                if not waited or not self.pending:
                     self.running = False
                     return
                 self.pending, self.sending = False, True

@@ -10,6 +10,7 @@ runner all connect the same way). Only this module and the store's PostgreSQL pa
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -48,6 +49,13 @@ def parse_postgres_url(url: str) -> tuple[dict[str, str], str | None]:
             f"schema is {shown}: ?schema=NAME names one schema (leave it out for public)"
         )
     schema = schemas[0] if schemas else None
+    if schema is not None and not re.fullmatch(r"[^\W\d][\w$]*", schema):
+        # eventsourcing names some of the schema's objects unquoted: anything else failed as an
+        # SQL "syntax error at or near ..." when the store opened.
+        raise UrlError(
+            f"schema {schema!r}: expected a plain name (letters, digits, _ and $, not starting "
+            "with a digit)"
+        )
     # quote, not urlencode's default quote_plus: libpq decodes %20 in a URI but not "+".
     rest = urlencode([(key, value) for key, value in query if key != "schema"], quote_via=quote)
     try:
