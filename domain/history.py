@@ -229,11 +229,11 @@ def check_at(at: object, events: Sequence[GoalEvent]) -> None:
     """`at` (fork, replay): the number of an event of `events`, 1-based."""
     if not isinstance(at, int) or isinstance(at, bool):
         raise HistoryError(
-            f"--at {at!r}: expected a whole number of events, 1..{len(events)}, not "
+            f"at {at!r}: expected a whole number of events, 1..{len(events)}, not "
             f"{type(at).__name__}"
         )
     if not 1 <= at <= len(events):
-        raise HistoryError(f"--at {at} is outside 1..{len(events)} (the goal's events)")
+        raise HistoryError(f"at {at} is outside 1..{len(events)} (the goal's events)")
 
 
 def fork_goal(

@@ -333,9 +333,9 @@ def test_arguments_of_the_wrong_type_raise_batons_own_errors_and_record_nothing(
     waiting = bt.run(plan, {"text": "a"}, goal_id="w")
     events = len(bt.store.events("w"))
     for at in ("2", 2.0, True):
-        with pytest.raises(baton.BatonError, match=r"--at .*: expected a whole number of events"):
+        with pytest.raises(baton.BatonError, match=r"^at .*: expected a whole number of events"):
             bt.fork("w", at=at)  # type: ignore[arg-type]
-        with pytest.raises(baton.BatonError, match=r"--at .*: expected a whole number of events"):
+        with pytest.raises(baton.BatonError, match=r"^at .*: expected a whole number of events"):
             bt.replay("w", at=at)  # type: ignore[arg-type]
     with pytest.raises(baton.CommandError, match=r"5: expected a goal id or a run file path"):
         bt.audit(5)  # type: ignore[arg-type]
