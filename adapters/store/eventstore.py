@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -348,13 +349,18 @@ def _file_identity(path: str | None) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
+# libpq parameters a URL's query may carry that are secrets (`?password=...` logs in as well
+# as `user:pass@`): masked in messages like the password of the netloc.
+_SECRET_PARAMS = re.compile(r"(?<=[?&])((?:ssl)?password=)[^&#]*")
+
+
 def describe_store(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+        url = parts._replace(netloc=netloc).geturl()
+    return _SECRET_PARAMS.sub(r"\1***", url)
 
 
 @contextlib.contextmanager
