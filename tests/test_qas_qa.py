@@ -1,11 +1,17 @@
-"""What an SRE running workers on PostgreSQL found: secrets in messages, ..."""
+"""What an SRE running workers on PostgreSQL found: a password in messages, a silent stop."""
 
 from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from baton.store.eventstore import describe_store
 from tests.cli_support import baton
+from tests.test_workers import recorded, waits_then_steps, worker_in_its_agent
 
 
 @pytest.mark.parametrize("url, secret", [
@@ -28,3 +34,42 @@ def test_a_store_that_refuses_the_connection_never_prints_a_url_parameter_passwo
     result = baton("status", store="postgresql://sre@127.0.0.1:1/db?schema=x&password=hunter2")
     assert result.code == 2 and result.err.count("\n") == 1
     assert "hunter2" not in result.err and "password=***" in result.err
+
+
+def test_a_stopping_worker_says_so_at_once_and_names_the_unsafe_attempt_it_waits_for(
+    store_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM with an unsafe attempt in flight: the worker waits for it (up to its timeout)
+    and said nothing until it left, so an operator (or a supervisor's stop timeout) took the
+    silence for a hung worker and SIGKILLed it, leaving the outcome unknown. It says at once
+    that it heard the stop, which goal waits for which attempt, and so for a second stop."""
+    plan = waits_then_steps(tmp_path, waits="unsafe", then="none")
+    assert baton("submit", plan, "--input", '{"text": "z"}', "--goal-id", "t",
+                 store=store_url).code == 0
+    proc = worker_in_its_agent(store_url, tmp_path)
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
+    reader.start()
+
+    def said(text: str) -> bool:
+        deadline = time.monotonic() + 30
+        while not any(text in line for line in list(lines)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert said("INFO stopping: taking no new goal; leaving the 1 goal(s) driven here")
+        assert said("goal t: stopping: waits for its unsafe attempt(s) in flight (wait #1)")
+        assert "StopRequested" in recorded(store_url, "t")
+        proc.send_signal(signal.SIGTERM)
+        assert said("INFO stopping now: leaving each goal after its current save")
+    finally:
+        (tmp_path / "release").write_text("")
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines)
+    assert all(line.count("\n") == 1 for line in lines)

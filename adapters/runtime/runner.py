@@ -129,6 +129,9 @@ class Runner:
     must_stop: Callable[[], bool] | None = None
     # Told of every save, may wrap agent calls: live progress and live traces (observers.py).
     run_observer: RunObserver | None = None
+    # Told of a goal whose stop was recorded while unsafe attempts are still in flight: the
+    # runner waits for their outcomes (a worker says so: a stop can take an agent's timeout).
+    on_stopping: Callable[[Goal], None] | None = None
     # Waiting this long for agents with nothing else due, look whether a command in another
     # process ended the goal (`baton cancel`), and leave it if so; None: never (a worker's
     # runner looks: a cancelled goal whose agent hangs held its slot and lock until it returned).
@@ -211,6 +214,7 @@ class Runner:
                     if not goal.state.stop_requested:  # said before the wait: nothing new
                         goal, decided = self._settle_and_save(goal, [STOPPING])
                         self._launch(goal, pool, in_flight, decided)
+                        self._said_stopping(goal)
                         continue
                 first = self._next_observation(goal, pool, in_flight)
                 if first is None:  # woken, or time to look: nothing to record
@@ -225,10 +229,16 @@ class Runner:
                     observations.insert(0, STOPPING)
                 goal, decided = self._settle_and_save(goal, observations)
                 self._launch(goal, pool, in_flight, decided)
+                if observations[0] is STOPPING:
+                    self._said_stopping(goal)
         finally:
             self._pool = None
             pool.close()
         return goal
+
+    def _said_stopping(self, goal: Goal) -> None:
+        if self.on_stopping is not None and goal.state.unsafe_attempt_in_flight():
+            self.on_stopping(goal)
 
     def _stop_asked(self) -> bool:
         return (self.should_stop is not None and self.should_stop()) or self._leaving_now()

@@ -159,6 +159,18 @@ class Worker:
         self.wake.set()
         self.runners.wake_all()  # waiting for an agent: leave now if it is safe to
 
+    def _say_stopping(self, said: int) -> int:
+        """Say, once each, that a stop (and a second one) was heard: by the loop, not the
+        signal handler (logging there could deadlock on the handler's lock)."""
+        if said < 1:
+            log.info("stopping: taking no new goal; leaving the %d goal(s) driven here at a safe "
+                     "point (a second SIGTERM: after their current save)", len(self.driving))
+        if said < 2 and self.stopping_now.is_set():
+            log.info("stopping now: leaving each goal after its current save (attempts in "
+                     "flight follow the crash rules with the next owner)")
+            return 2
+        return 1
+
     @property
     def driven(self) -> int:
         """How many distinct goals this worker has driven so far."""
@@ -175,6 +187,7 @@ class Worker:
         log.info("worker started: %d goal(s) at a time (baton %s, decision rules %d, read "
                  "models %d)", self.concurrency, baton.__version__, RULES,
                  projections.VIEWS_VERSION)  # which release this is, beside others (upgrades)
+        said_stop = 0  # 1: the stop was said, 2: the second stop too
         try:
             while True:
                 self.wake.clear()
@@ -183,6 +196,7 @@ class Worker:
                     if len(self.driving) < self.concurrency and self._log_worth_reading():
                         self._follow()
                     if self.stopping.is_set():
+                        said_stop = self._say_stopping(said_stop)
                         if not self.driving:
                             break
                         self.wake.wait(self.poll_s)
@@ -536,6 +550,7 @@ class Worker:
             runner.watch_s = self.watch_s
             runner.should_stop = self.stopping.is_set  # leaves at a safe point (Runner)
             runner.must_stop = self.stopping_now.is_set
+            runner.on_stopping = _waits_for_unsafe
             self.runners.add(goal_id, runner)
             if goal.version == 1:
                 log.info("goal %s: claimed (submitted)", goal_id)
@@ -629,6 +644,21 @@ class Worker:
         claimed or ended)."""
         seen = self.seen.get(goal_id)
         return seen is not None and seen.wake == wake
+
+
+def _waits_for_unsafe(goal: Goal) -> None:
+    """A stopping worker waits for a goal's unsafe attempts (up to their timeout): said, so
+    that the silence until then is not taken for a hung worker (and SIGKILLed: outcome
+    unknown)."""
+    state = goal.state
+    waits = ", ".join(
+        f"{task.id} #{task.in_flight}" for task in state.tasks.values()
+        if task.status == "running" and task.in_flight is not None and task.outcome is None
+        and state.plan.task_map[task.id].side_effects == "unsafe"
+    )
+    log.info("goal %s: stopping: waits for its unsafe attempt(s) in flight (%s) to return, then "
+             "leaves it; nothing new is dispatched (a second SIGTERM leaves at once: outcome "
+             "unknown)", goal.id, waits)
 
 
 def _not_refreshed(exc: Exception) -> None:
