@@ -73,3 +73,14 @@ def test_a_stopping_worker_says_so_at_once_and_names_the_unsafe_attempt_it_waits
         reader.join(timeout=10)
     assert proc.returncode == 0, "".join(lines)
     assert all(line.count("\n") == 1 for line in lines)
+
+
+def test_a_worker_names_the_store_it_drives_in_its_first_line(postgres_url: str) -> None:
+    """A worker given a misspelt ?schema= creates it and idles there for ever, its log saying
+    nothing of where it looks: the first line names the store, its password masked."""
+    url = f"{postgres_url}&password=hunter2"
+    worker = baton("worker", "--burst", store=url, timeout=60)
+    assert worker.code == 0, worker.err
+    first = worker.err.splitlines()[0]
+    assert "worker started: 4 goal(s) at a time" in first
+    assert first.endswith(f" on {describe_store(url)}") and "hunter2" not in worker.err

@@ -55,7 +55,13 @@ from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import Driving, Runner, ends_goal, utc_now
 from baton.runtime.service import load_goal_plan
-from baton.store.eventstore import BatonStore, StoreError, StoreReplaced, UnknownEvent
+from baton.store.eventstore import (
+    BatonStore,
+    StoreError,
+    StoreReplaced,
+    UnknownEvent,
+    describe_store,
+)
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
 
 if TYPE_CHECKING:
@@ -185,8 +191,9 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="baton-goal")
         catching_up = self._catch_up_beside()
         log.info("worker started: %d goal(s) at a time (baton %s, decision rules %d, read "
-                 "models %d)", self.concurrency, baton.__version__, RULES,
-                 projections.VIEWS_VERSION)  # which release this is, beside others (upgrades)
+                 "models %d) on %s", self.concurrency, baton.__version__, RULES,
+                 projections.VIEWS_VERSION,  # which release this is, beside others (upgrades)
+                 describe_store(self.store.url))  # which store: a misspelt ?schema= idles
         said_stop = 0  # 1: the stop was said, 2: the second stop too
         try:
             while True:
