@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from baton.store.eventstore import describe_store
+from baton.store.eventstore import describe_store, open_store
+from baton.store.ownership import FencedOut
+from tests import worker_agents
 from tests.cli_support import baton
+from tests.support import kinds, plan, run, task
 from tests.test_workers import recorded, waits_then_steps, worker_in_its_agent
 
 
@@ -84,3 +87,31 @@ def test_a_worker_names_the_store_it_drives_in_its_first_line(postgres_url: str)
     first = worker.err.splitlines()[0]
     assert "worker started: 4 goal(s) at a time" in first
     assert first.endswith(f" on {describe_store(url)}") and "hunter2" not in worker.err
+
+
+def test_a_fenced_runner_names_the_unsafe_outcome_it_saw_and_could_not_record(
+    store_url: str,
+) -> None:
+    """Its lock session ended (a server restart, pg_terminate_backend), another worker took the
+    goal over and escalated the unsafe attempt as outcome unknown, while this runner had seen
+    it return: it said only that another runner had written, and the one word that the charge
+    went through was lost. The fence now names each outcome it saw and did not record."""
+    store = open_store(store_url)
+    worker_agents.TAKEOVER.update(url=store_url, goal="fenced")
+    worker_agents.CALLED.clear()
+    data = plan(
+        task("first", "takes_over", input={"text": "$goal.text"}, side_effects="unsafe"),
+        task("second", "after_takeover", input={"text": "$first.text"}),
+        agents=[],
+    )
+    data["agents"] = {name: f"tests.worker_agents:{name}"
+                      for name in ("takes_over", "after_takeover")}
+    try:
+        with pytest.raises(FencedOut) as fenced:
+            run(store, data, {"text": "x"}, goal_id="fenced")
+        assert fenced.value.unrecorded == ("first #1 (unsafe) returned",)
+        assert str(fenced.value).endswith(
+            "; outcomes seen here, not recorded: first #1 (unsafe) returned")
+        assert "AgentReturned" not in kinds(store, "fenced")
+    finally:
+        store.close()

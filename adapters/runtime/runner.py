@@ -87,6 +87,25 @@ class Driving:
             runner.wake()
 
 
+_OUTCOMES = {"AgentReturned": "returned", "AgentRaised": "raised", "AgentTimedOut": "timed out"}
+
+
+def _outcomes_of(goal: Goal, observations: list[tuple[str, dict[str, Any]]]) -> tuple[str, ...]:
+    """`pay #1 (unsafe) returned` for each agent outcome among `observations` (no output or
+    message: they may hold what must not reach a log)."""
+    said = []
+    for kind, fields in observations:
+        what = _OUTCOMES.get(kind)
+        if what is None:
+            continue
+        spec = goal.state.plan.task_map.get(fields["task"])
+        effects = spec.side_effects if spec is not None else "?"
+        if kind == "AgentRaised":
+            what += f" {fields['error_type']}"
+        said.append(f"{fields['task']} #{fields['attempt']} ({effects}) {what}")
+    return tuple(said)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -325,7 +344,7 @@ class Runner:
                 self.store.save(goal)
             except IntegrityError:
                 goal = self.store.get(goal.id)
-                self._fence(goal, known)
+                self._fence(goal, known, observations)
                 if not observations:
                     return goal, []
                 continue
@@ -345,11 +364,14 @@ class Runner:
             return False
         return ends_goal(topics.get(goal.id, ""))
 
-    def _fence(self, goal: Goal, known: int) -> None:
-        """Stop if a runner wrote after version `known` (never run a dispatch it recorded)."""
+    def _fence(
+        self, goal: Goal, known: int, observations: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Stop if a runner wrote after version `known` (never run a dispatch it recorded),
+        naming the agents' outcomes this runner saw and cannot record."""
         written = self.store.events(goal.id)[known:]
         if any(type(event).__name__ in RUNNER_OBSERVATIONS for event in written):
-            raise FencedOut(goal.id)
+            raise FencedOut(goal.id, _outcomes_of(goal, observations))
 
     def _launch(
         self,

@@ -168,7 +168,9 @@ class Worker:
     def _say_stopping(self, said: int) -> int:
         """Say, once each, that a stop (and a second one) was heard: by the loop, not the
         signal handler (logging there could deadlock on the handler's lock)."""
-        if said < 1:
+        if said < 1 and not self.driving:
+            log.info("stopping: taking no new goal (none driven here)")
+        elif said < 1:
             log.info("stopping: taking no new goal; leaving the %d goal(s) driven here at a safe "
                      "point (a second SIGTERM: after their current save)", len(self.driving))
         if said < 2 and self.stopping_now.is_set():
@@ -576,9 +578,10 @@ class Worker:
                 else:
                     self._driven_open.add(goal_id)
             log.info("goal %s: %s", goal_id, self._outcome(goal))
-        except FencedOut:
-            log.warning("goal %s: another runner recorded events in it; left to that runner",
-                        goal_id)
+        except FencedOut as exc:
+            log.warning("goal %s: another runner recorded events in it; left to that runner%s",
+                        goal_id, f"; outcomes seen here, not recorded: {', '.join(exc.unrecorded)}"
+                        if exc.unrecorded else "")
         except StoreReplaced as exc:  # no retry reaches the file again: stop, to be restarted
             log.error("goal %s: %s; the worker stops", goal_id, exc)
             self.failed = exc

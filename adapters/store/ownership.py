@@ -50,11 +50,17 @@ __all__ = [
 class FencedOut(BatonError):
     """Another runner wrote to the goal while this one drove it: this one stopped."""
 
-    def __init__(self, goal_id: str) -> None:
+    def __init__(self, goal_id: str, unrecorded: tuple[str, ...] = ()) -> None:
         self.goal_id = goal_id
+        # The agents' outcomes this runner saw and could not record (`pay #1 (unsafe)
+        # returned`): the other runner escalates an unsafe one as outcome unknown, and this is
+        # the only word that it did return.
+        self.unrecorded = unrecorded
         super().__init__(
             f"goal {goal_id!r}: another runner recorded events while this one drove it; "
             "this runner stopped and left the goal to it"
+            + (f"; outcomes seen here, not recorded: {', '.join(unrecorded)}"
+               if unrecorded else "")
         )
 
 
