@@ -115,3 +115,31 @@ def test_a_fenced_runner_names_the_unsafe_outcome_it_saw_and_could_not_record(
         assert "AgentReturned" not in kinds(store, "fenced")
     finally:
         store.close()
+
+
+def test_a_command_the_store_failed_does_not_catch_up_nor_say_the_events_are_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL stopped under `baton run`: the failing save ended it (exit 2), but first the
+    catch-up waited for the store as long again, then warned 'read models not brought up to
+    date: … (the events are stored; …)' above the error saying the last save was not."""
+    from baton.cli import commands
+    from baton.cli.main import main
+    from baton.readmodels import reading
+    from baton.store.eventstore import StoreError
+
+    url = f"sqlite:///{tmp_path}/b.db"
+    assert main(["--store", url, "submit", "examples/travel/plan.yaml",
+                 "--input", "@examples/travel/trip.json", "--goal-id", "g"]) == 0
+
+    def store_went_away(store: object, goal_id: str, **_: object) -> object:
+        raise StoreError(f"store {url}: couldn't get a connection after 5.00 sec")
+
+    caught_up: list[object] = []
+    monkeypatch.setattr(commands.goals, "resume_goal", store_went_away)
+    monkeypatch.setattr(reading, "refresh", lambda store: caught_up.append(store))
+    capsys.readouterr()
+    assert main(["--store", url, "resume", "g"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"baton: error: store {url}: couldn't get a connection after 5.00 sec\n"
+    assert caught_up == []
