@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -143,3 +144,39 @@ def test_a_command_the_store_failed_does_not_catch_up_nor_say_the_events_are_sto
     err = capsys.readouterr().err
     assert err == f"baton: error: store {url}: couldn't get a connection after 5.00 sec\n"
     assert caught_up == []
+
+
+def test_a_worker_stopped_while_the_store_is_down_leaves_without_waiting_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`systemctl stop` during a database outage: every turn of the loop read the log first,
+    failed, and went round again before looking at the stop, so the worker stayed until the
+    store came back (or the supervisor's SIGKILL)."""
+    from baton.runtime.worker import Worker
+
+    store = open_store(f"sqlite:///{tmp_path}/b.db")
+    worker = Worker(store=store, refresh_s=0)
+    store_down = threading.Event()
+    store_down.set()
+
+    def follow() -> None:
+        if store_down.is_set():
+            raise OSError("couldn't get a connection after 5.00 sec")
+
+    worker._follow = follow  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="baton.worker")
+    running = threading.Thread(target=worker.run)
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "cannot read the store" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        worker.request_stop()
+        running.join(timeout=10)
+        assert not running.is_alive()
+        assert "stopping: taking no new goal (none driven here)" in caplog.text
+    finally:
+        store_down.clear()  # without the fix: lets the loop see the stop
+        running.join(timeout=30)
+        store.close()

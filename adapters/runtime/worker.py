@@ -202,14 +202,14 @@ class Worker:
                 self.wake.clear()
                 try:
                     self._reap()
-                    if len(self.driving) < self.concurrency and self._log_worth_reading():
-                        self._follow()
-                    if self.stopping.is_set():
-                        said_stop = self._say_stopping(said_stop)
-                        if not self.driving:
+                    if self.stopping.is_set():  # before the log: a store that is down (each
+                        said_stop = self._say_stopping(said_stop)  # read failing) must not
+                        if not self.driving:  # keep a stopped worker from leaving
                             break
                         self.wake.wait(self.poll_s)
                         continue
+                    if len(self.driving) < self.concurrency and self._log_worth_reading():
+                        self._follow()
                     claimed = self._claim(pool)
                 except Exception as exc:  # the store went away for a moment: look again
                     log.warning("cannot read the store: %s: %s", type(exc).__name__,
