@@ -256,7 +256,8 @@ def _postgres_env(url: str) -> dict[str, str]:
     if not params.get("dbname"):
         raise StoreError(f"store {describe_store(url)!r}: no database name in the URL")
     env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        # eventsourcing's, its pool reconnecting promptly and given the URL's libpq parameters
+        "PERSISTENCE_MODULE": "baton.store.postgres",
         "POSTGRES_DBNAME": params["dbname"],
         "POSTGRES_HOST": params.get("host") or "127.0.0.1",
         "POSTGRES_PORT": params.get("port") or "5432",
@@ -267,7 +268,6 @@ def _postgres_env(url: str) -> dict[str, str]:
         "APPLICATION_RECORDER_TOPIC": PG_RECORDER_TOPIC,
     }
     if extra := extra_params(params):
-        env["PERSISTENCE_MODULE"] = "baton.store.postgres"  # eventsourcing's, passing them on
         env[LIBPQ_PARAMS] = json.dumps(extra, sort_keys=True)
     if schema is not None:
         env["POSTGRES_SCHEMA"] = schema
