@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,5 +198,34 @@ def test_the_pool_of_a_plain_postgres_url_gives_a_lost_connection_up_in_seconds(
     try:
         pool = store.app.factory.datastore.pool  # type: ignore[attr-defined]
         assert pool.reconnect_timeout == RECONNECT_TIMEOUT_S
+    finally:
+        store.close()
+
+
+def test_a_save_the_store_fails_names_the_agent_outcomes_it_could_not_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL down for longer than a save's retries while an unsafe charge ran: the worker
+    logged only the store's error, and the next owner escalated the charge as outcome unknown,
+    though this runner had seen it return. The error now names what it saw."""
+    from baton.store.eventstore import StoreError
+
+    store = open_store(f"sqlite:///{tmp_path}/b.db")
+    real_save = store.save
+
+    def save(goal: Any) -> Any:
+        if any(type(e).__name__ == "AgentReturned" for e in goal.pending_events):
+            raise StoreError("store postgresql://db/baton: couldn't get a connection after 5.00 s")
+        return real_save(goal)
+
+    monkeypatch.setattr(store, "save", save)
+    data = plan(task("pay", "upper", input={"text": "$goal.text"}, side_effects="unsafe"))
+    try:
+        with pytest.raises(StoreError) as failed:
+            run(store, data, {"text": "x"}, goal_id="g")
+        assert str(failed.value) == (
+            "store postgresql://db/baton: couldn't get a connection after 5.00 s; outcomes seen "
+            "here, not recorded: pay #1 (unsafe) returned")
+        assert kinds(store, "g")[-1] == "TaskDispatched"
     finally:
         store.close()

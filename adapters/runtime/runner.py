@@ -34,7 +34,7 @@ from baton.runtime.isolation import start_fork_server
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.observers import RunObserver, with_live_telemetry
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
-from baton.store.eventstore import BatonStore
+from baton.store.eventstore import BatonStore, StoreError
 from baton.store.ownership import FencedOut
 
 __all__ = [
@@ -91,18 +91,18 @@ _OUTCOMES = {"AgentReturned": "returned", "AgentRaised": "raised", "AgentTimedOu
 
 
 def _outcomes_of(goal: Goal, observations: list[tuple[str, dict[str, Any]]]) -> tuple[str, ...]:
-    """`pay #1 (unsafe) returned` for each agent outcome among `observations` (no output or
-    message: they may hold what must not reach a log)."""
+    """`pay #1 (unsafe) returned` for each outcome of an unsafe attempt among `observations`,
+    which the next owner escalates as outcome unknown (one of another task is re-run by the
+    crash rules). No output or message: they may hold what must not reach a log."""
     said = []
     for kind, fields in observations:
         what = _OUTCOMES.get(kind)
-        if what is None:
+        spec = goal.state.plan.task_map.get(fields.get("task", ""))
+        if what is None or spec is None or spec.side_effects != "unsafe":
             continue
-        spec = goal.state.plan.task_map.get(fields["task"])
-        effects = spec.side_effects if spec is not None else "?"
         if kind == "AgentRaised":
             what += f" {fields['error_type']}"
-        said.append(f"{fields['task']} #{fields['attempt']} ({effects}) {what}")
+        said.append(f"{fields['task']} #{fields['attempt']} (unsafe) {what}")
     return tuple(said)
 
 
@@ -342,6 +342,13 @@ class Runner:
             saved: list[Any] = list(goal.pending_events) if self.run_observer is not None else []
             try:
                 self.store.save(goal)
+            except StoreError as exc:  # down after its retries, or refusing: the goal's
+                outcomes = _outcomes_of(goal, observations)  # next owner escalates an unsafe
+                if not outcomes:  # attempt in flight as outcome unknown; this one is the
+                    raise  # only word that it returned
+                raise type(exc)(
+                    f"{exc}; outcomes seen here, not recorded: {', '.join(outcomes)}"
+                ) from None
             except IntegrityError:
                 goal = self.store.get(goal.id)
                 self._fence(goal, known, observations)
