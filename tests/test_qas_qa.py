@@ -229,3 +229,29 @@ def test_a_save_the_store_fails_names_the_agent_outcomes_it_could_not_record(
         assert kinds(store, "g")[-1] == "TaskDispatched"
     finally:
         store.close()
+
+
+def test_an_agents_module_that_exits_as_it_is_imported_is_a_plan_problem_not_the_workers_exit(
+    tmp_path: Path,
+) -> None:
+    """`sys.exit("API_KEY missing")` in an agents' module: the worker ended with its code (3,
+    which says "waits for a human"), without a line saying why, and a supervisor restarted it
+    into the same import for ever, the other goals never driven. Now the goal is left alone as
+    one whose plan does not load, and `validate` names the exit."""
+    module = tmp_path / "exits_on_import.py"
+    module.write_text("from pydantic import BaseModel\n\n\nclass T(BaseModel):\n    text: str\n\n\n"
+                      "def echo(inp: T) -> T:\n    return inp\n")
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text("version: 1\nname: exits\nagents: {echo: exits_on_import:echo}\n"
+                         "tasks: [{id: e, agent: echo, input: {text: $goal.text}}]\n")
+    url, env = f"sqlite:///{tmp_path}/b.db", {"PYTHONPATH": str(tmp_path)}
+    assert baton("submit", str(plan_path), "--input", '{"text": "x"}', "--goal-id", "g",
+                 store=url, env=env).code == 0
+    module.write_text(module.read_text() + "\nimport sys\nsys.exit(3)\n")
+    worker = baton("worker", "--burst", store=url, env=env, timeout=60)
+    assert worker.code == 0, worker.err
+    said = [line for line in worker.err.splitlines() if "ERROR goal g:" in line]
+    assert len(said) == 1 and said[0].endswith(
+        "exits_on_import:echo: ImportError: the module called sys.exit(3) as it was imported")
+    checked = baton("validate", str(plan_path), env=env)
+    assert checked.code == 2 and "called sys.exit(3)" in checked.out + checked.err
