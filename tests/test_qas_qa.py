@@ -255,3 +255,30 @@ def test_an_agents_module_that_exits_as_it_is_imported_is_a_plan_problem_not_the
         "exits_on_import:echo: ImportError: the module called sys.exit(3) as it was imported")
     checked = baton("validate", str(plan_path), env=env)
     assert checked.code == 2 and "called sys.exit(3)" in checked.out + checked.err
+
+
+def test_a_fenced_runner_names_the_unsafe_attempts_still_running_in_it(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fenced on another task's outcome while an unsafe charge still ran here: the charge's
+    result, when it came, was dropped unsaid, and the next owner escalated it as outcome
+    unknown. The fence names it as still running here, its outcome recorded by no one."""
+    monkeypatch.setenv("BATON_TEST_DIR", str(tmp_path))
+    store = open_store(store_url)
+    worker_agents.TAKEOVER.update(url=store_url, goal="fenced")
+    data = plan(
+        task("other", "takes_over", input={"text": "$goal.text"}),
+        task("pay", "wait", input={"text": "$goal.text"}, side_effects="unsafe"),
+        agents=[],
+    )
+    data["agents"] = {"takes_over": "tests.worker_agents:takes_over",
+                      "wait": "tests.agents:waits_for_file"}
+    try:
+        with pytest.raises(FencedOut) as fenced:
+            run(store, data, {"text": "x"}, goal_id="fenced")
+        assert fenced.value.running == ("pay #1 (unsafe)",)
+        assert str(fenced.value).endswith(
+            "; still running here, outcome to be recorded by no one: pay #1 (unsafe)")
+    finally:
+        (tmp_path / "release").write_text("")
+        store.close()

@@ -580,8 +580,7 @@ class Worker:
             log.info("goal %s: %s", goal_id, self._outcome(goal))
         except FencedOut as exc:
             log.warning("goal %s: another runner recorded events in it; left to that runner%s",
-                        goal_id, f"; outcomes seen here, not recorded: {', '.join(exc.unrecorded)}"
-                        if exc.unrecorded else "")
+                        goal_id, exc.what_is_lost())
         except StoreReplaced as exc:  # no retry reaches the file again: stop, to be restarted
             log.error("goal %s: %s; the worker stops", goal_id, exc)
             self.failed = exc

@@ -50,17 +50,26 @@ __all__ = [
 class FencedOut(BatonError):
     """Another runner wrote to the goal while this one drove it: this one stopped."""
 
-    def __init__(self, goal_id: str, unrecorded: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, goal_id: str, unrecorded: tuple[str, ...] = (), running: tuple[str, ...] = ()
+    ) -> None:
         self.goal_id = goal_id
-        # The agents' outcomes this runner saw and could not record (`pay #1 (unsafe)
-        # returned`): the other runner escalates an unsafe one as outcome unknown, and this is
-        # the only word that it did return.
+        # The unsafe attempts' outcomes this runner saw and could not record (`pay #1 (unsafe)
+        # returned`), and those still running here, whose outcomes no one will record: the
+        # other runner escalates them as outcome unknown, and this is the only word of them.
         self.unrecorded = unrecorded
+        self.running = running
         super().__init__(
             f"goal {goal_id!r}: another runner recorded events while this one drove it; "
-            "this runner stopped and left the goal to it"
-            + (f"; outcomes seen here, not recorded: {', '.join(unrecorded)}"
-               if unrecorded else "")
+            "this runner stopped and left the goal to it" + self.what_is_lost()
+        )
+
+    def what_is_lost(self) -> str:
+        return (
+            (f"; outcomes seen here, not recorded: {', '.join(self.unrecorded)}"
+             if self.unrecorded else "")
+            + (f"; still running here, outcome to be recorded by no one: "
+               f"{', '.join(self.running)}" if self.running else "")
         )
 
 
