@@ -282,3 +282,33 @@ def test_a_fenced_runner_names_the_unsafe_attempts_still_running_in_it(
     finally:
         (tmp_path / "release").write_text("")
         store.close()
+
+
+def test_a_save_the_store_fails_names_the_unsafe_attempts_still_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton.store.eventstore import StoreError
+
+    monkeypatch.setenv("BATON_TEST_DIR", str(tmp_path))
+    store = open_store(f"sqlite:///{tmp_path}/b.db")
+    real_save = store.save
+
+    def save(goal: Any) -> Any:
+        if any(type(e).__name__ == "AgentReturned" for e in goal.pending_events):
+            raise StoreError("store postgresql://db/baton: couldn't get a connection after 5.00 s")
+        return real_save(goal)
+
+    monkeypatch.setattr(store, "save", save)
+    data = plan(task("other", "upper", input={"text": "$goal.text"}),
+                task("pay", "wait", input={"text": "$goal.text"}, side_effects="unsafe"),
+                agents=[])
+    data["agents"] = {"upper": "tests.agents:upper", "wait": "tests.agents:waits_for_file"}
+    try:
+        with pytest.raises(StoreError) as failed:
+            run(store, data, {"text": "x"}, goal_id="g")
+        assert str(failed.value) == (
+            "store postgresql://db/baton: couldn't get a connection after 5.00 s; still running "
+            "here, outcome to be recorded by no one: pay #1 (unsafe)")
+    finally:
+        (tmp_path / "release").write_text("")
+        store.close()

@@ -250,7 +250,7 @@ class Runner:
                 self._launch(goal, pool, in_flight, decided)
                 if observations[0] is STOPPING:
                     self._said_stopping(goal)
-        except FencedOut as exc:
+        except (FencedOut, StoreError) as exc:
             running = tuple(  # their outcomes, when they come, are recorded by no one
                 f"{call.task} #{call.attempt} (unsafe)" for call in in_flight.values()
                 if (spec := goal.state.plan.task_map.get(call.task)) is not None
@@ -258,7 +258,12 @@ class Runner:
             )
             if not running:
                 raise
-            raise FencedOut(exc.goal_id, exc.unrecorded, running) from None
+            if isinstance(exc, FencedOut):
+                raise FencedOut(exc.goal_id, exc.unrecorded, running) from None
+            raise type(exc)(
+                f"{exc}; still running here, outcome to be recorded by no one: "
+                f"{', '.join(running)}"
+            ) from None
         finally:
             self._pool = None
             pool.close()
