@@ -72,6 +72,9 @@ def test_a_stopping_worker_says_so_at_once_and_names_the_unsafe_attempt_it_waits
         assert "StopRequested" in recorded(store_url, "t")
         proc.send_signal(signal.SIGTERM)
         assert said("INFO stopping now: leaving each goal after its current save")
+        assert said("goal t: left with attempts in flight (stopping): wait #1 (unsafe); the "
+                    "next owner runs none and idempotent ones again (same key) and escalates "
+                    "unsafe ones as outcome unknown")
     finally:
         (tmp_path / "release").write_text("")
         proc.wait(timeout=60)

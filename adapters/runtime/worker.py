@@ -612,8 +612,14 @@ class Worker:
             return f"{state.status} — {reason}" if reason else state.status
         if state.status in GOAL_FINAL:
             return state.status
-        if any(t.in_flight is not None and t.outcome is None for t in state.tasks.values()):
-            return "left with attempts in flight (stopping)"
+        running = [t for t in state.tasks.values() if t.in_flight is not None and t.outcome is None]
+        if running:  # which, and what becomes of them: an operator greps the goal's lines
+            return "left with attempts in flight (stopping): " + ", ".join(
+                f"{t.id} #{t.in_flight} ({effects})"
+                for t in running
+                for effects in [state.plan.task_map[t.id].side_effects]
+            ) + ("; the next owner runs none and idempotent ones again (same key) and "
+                 "escalates unsafe ones as outcome unknown")
         if state.stop_requested:
             return ("left at a safe point (stopping): its unsafe attempts recorded, nothing new "
                     "dispatched; the next owner goes on")
