@@ -6,6 +6,7 @@ down). Business failures of a goal (an agent raised, a budget ran out) are event
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "ResolveError",
     "UnknownRules",
     "one_line",
+    "still_running",
+    "unrecorded_outcomes",
 ]
 
 
@@ -76,15 +79,38 @@ GoalInputError = InputError  # its name before release 0.2; kept so existing imp
 class GoalOwned(BatonError):
     """Another live process drives this goal (docs/reference.md, "Workers"): one owner at a time."""
 
-    def __init__(self, goal_id: str, *, host: str, pid: int, since: str) -> None:
+    def __init__(
+        self, goal_id: str, *, host: str, pid: int, since: str, unrecorded: Sequence[str] = ()
+    ) -> None:
         self.goal_id = goal_id
         self.host = host
         self.pid = pid
         self.since = since
+        self.unrecorded = list(unrecorded)  # see `unrecorded_outcomes`
         super().__init__(
             f"goal {goal_id!r} is driven by another process "
-            f"(host {host!r}, pid {pid}, since {since})"
+            f"(host {host!r}, pid {pid}, since {since}){unrecorded_outcomes(unrecorded)}"
         )
+
+
+def unrecorded_outcomes(unrecorded: Sequence[str]) -> str:
+    """What a runner that lost its goal to another runner got from unsafe calls it could no
+    longer record (`book #1 returned {...}`): the new owner escalates each as "outcome
+    unknown", and the human who resolves it needs what the agent said, which is nowhere else."""
+    if not unrecorded:
+        return ""
+    return ("; not recorded, so the goal holds these unsafe attempts as outcome unknown: "
+            + "; ".join(unrecorded))
+
+
+def still_running(running: Sequence[str]) -> str:
+    """The unsafe attempts a runner leaves still running when it loses its goal or its store
+    (`pay #1`): their outcomes, when they come, are recorded by no one, and the next owner
+    escalates them as outcome unknown; this is the only word that they were running here."""
+    if not running:
+        return ""
+    return ("; still running here, their outcome to be recorded by no one (the goal holds "
+            "them as outcome unknown): " + ", ".join(running))
 
 
 class ResolveError(BatonError):

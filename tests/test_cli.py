@@ -22,6 +22,24 @@ def test_validate_accepts_the_example() -> None:
     assert "ok" in result.out and "4 tasks" in result.out
 
 
+def test_validate_counts_one_task_and_one_agent_in_the_singular(tmp_path: Path) -> None:
+    one = tmp_path / "one.yaml"
+    one.write_text(
+        "version: 1\n"
+        "name: one\n"
+        "agents: {search: 'examples.travel.agents:search_flights'}\n"
+        "input: examples.travel.agents:TripRequest\n"
+        "tasks:\n"
+        "  - id: search\n"
+        "    agent: search\n"
+        "    input: {origin: $goal.origin, destination: $goal.destination,"
+        " passengers: $goal.passengers, max_price: $goal.max_price}\n"
+    )
+    result = baton("validate", str(one))
+    assert result.code == 0, result.err
+    assert result.out.endswith("ok — plan 'one', 1 task, 1 agent checked\n"), result.out
+
+
 def test_validate_reports_each_problem_on_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     text = Path(PLAN).read_text().replace("$search.flights", "$search.flihgts")

@@ -99,6 +99,35 @@ def test_a_command_that_creates_no_goal_creates_no_sqlite_file(tmp_path: Path) -
     assert baton("status", "g", store=store).code == 0
 
 
+@pytest.mark.postgres
+def test_a_command_that_creates_no_goal_creates_no_postgres_schema(pg_base: str) -> None:
+    """A misspelt `?schema=` made `status` create the schema and its tables and list no goals,
+    as the SQLite file did in the wrong directory; now it is refused the same way."""
+    import psycopg
+
+    schema = f"qa_typo_{uuid.uuid4().hex[:8]}"
+    store = f"{pg_base}?schema={schema}"
+    no_store = (f"baton: error: store {store}: schema {schema!r} of database 'test' has no "
+                "Baton tables: nothing has been recorded there (--store or $BATON_STORE names "
+                "the store)\n")
+    try:
+        for args in (["status"], ["stats"], ["escalations"], ["projections", "status"]):
+            result = baton(*args, store=store)
+            assert (result.code, result.err) == (2, no_store), args
+        for args in (["status", "g"], ["audit", "g"], ["resume", "g"]):
+            result = baton(*args, store=store)
+            assert (result.code, result.err) == (2, "baton: error: no goal 'g' in this store\n")
+        with psycopg.connect(pg_base) as conn:
+            found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                                 (schema,)).fetchone()
+        assert found is None
+        assert baton("submit", PLAN, "--input", TRIP, "--goal-id", "g", store=store).code == 0
+        assert baton("status", "g", store=store).code == 0
+    finally:
+        with psycopg.connect(pg_base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def test_an_invalid_goal_input_creates_no_sqlite_file(tmp_path: Path) -> None:
     db = tmp_path / "baton.db"
     result = baton("run", PLAN, "--input", '{"origin": "LHR"}', store=f"sqlite:///{db}")
@@ -129,6 +158,9 @@ def pg_base() -> str:
 
 @pytest.mark.postgres
 def test_postgres_url_parameters_reach_libpq(postgres_url: str) -> None:
+    from baton.store.eventstore import open_store
+
+    open_store(postgres_url).close()  # a store to read: `status` creates none
     name = f"baton-{uuid.uuid4().hex[:8]}"
     ok = baton("status", store=f"{postgres_url}&application_name={name}&sslmode=disable")
     assert ok.code == 0, ok.err
@@ -215,6 +247,9 @@ def test_a_postgres_url_without_host_or_user_uses_the_documented_defaults() -> N
 
 @pytest.mark.postgres
 def test_a_postgres_url_without_host_reaches_the_default_server(postgres_url: str) -> None:
+    from baton.store.eventstore import open_store
+
+    open_store(postgres_url).close()  # a store to read: `status` creates none
     hostless = "postgresql:///" + postgres_url.split("/", 3)[3]  # db?schema=…, no user or host
     assert hostless.startswith("postgresql:///") and "@" not in hostless
     result = baton("status", store=hostless, env={"PGUSER": "postgres"})

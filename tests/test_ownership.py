@@ -148,6 +148,31 @@ def test_a_runner_whose_save_conflicts_with_another_runner_stops(store_url: str)
         store.close()
 
 
+def test_a_fenced_runner_says_what_its_unsafe_call_returned(store_url: str) -> None:
+    """The runner that took over holds the unsafe attempt as outcome unknown; what the agent
+    returned (a booking's confirmation) reached no event: the fenced runner's error says it,
+    for the human who resolves the escalation."""
+    store = open_store(store_url)
+    worker_agents.TAKEOVER.update(url=store_url, goal="fenced-unsafe")
+    data = plan(
+        task("first", "takes_over", input={"text": "$goal.text"}, side_effects="unsafe"),
+        task("second", "after_takeover", input={"text": "$first.text"}),
+        agents=[],
+    )
+    data["agents"] = {name: f"tests.worker_agents:{name}"
+                      for name in ("takes_over", "after_takeover")}
+    try:
+        with pytest.raises(FencedOut) as fenced:
+            run(store, data, {"text": "BK-42"}, goal_id="fenced-unsafe")
+        assert fenced.value.unrecorded == ['first #1 returned {"text": "BK-42"}']
+        assert str(fenced.value).endswith(
+            "; not recorded, so the goal holds these unsafe attempts as outcome unknown: "
+            'first #1 returned {"text": "BK-42"}')
+        assert "AgentReturned" not in kinds(store, "fenced-unsafe")
+    finally:
+        store.close()
+
+
 # --- PostgreSQL: one lock session per process ---
 
 

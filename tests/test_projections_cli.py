@@ -73,7 +73,10 @@ def test_stats_json_and_csv(store_url: str, tmp_path: Path) -> None:
     csv_lines = baton("stats", "--format", "csv", store=store_url).out.splitlines()
     assert csv_lines[0].startswith("agent,attempts,succeeded,failed,retries,escalations")
     assert sorted(line.split(",")[0] for line in csv_lines[1:]) == ["costly", "flaky", "upper"]
-    assert "flaky" in baton("stats", store=store_url).out
+    table = [line.split() for line in baton("stats", store=store_url).out.splitlines()]
+    by_agent = next(row for row in table if row[:1] == ["costly"] and len(row) == 11)
+    by_model = next(row for row in table if row[:1] == ["costly"] and len(row) == 7)
+    assert by_agent[8] == by_model[6] == "0.010000"  # one precision: a cent's tenth is seen
 
 
 def test_escalations_resolve_and_resume_keep_the_views_current(

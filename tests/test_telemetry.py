@@ -227,6 +227,29 @@ def test_run_exports_live_when_otel_is_configured(collector: Any, tmp_path: Path
     assert sorted(name for _, name in collector.received) == live
 
 
+def test_spans_a_human_decision_closes_are_exported_live_by_the_command_that_recorded_it(
+    collector: Any, tmp_path: Path
+) -> None:
+    """A goal waiting for a human, then cancelled from another process: the goal's span and
+    its waiting task's (closed by the cancel) were exported by nobody, so a tracing backend
+    showed the goal open for ever. Now `cancel` (as `resolve` and `answer`) exports them."""
+    from tests.support import plan_file
+    from tests.test_gates import gated_plan
+
+    store, env = f"sqlite:///{tmp_path}/b.db", _otlp_env(collector)
+    plan = plan_file(tmp_path, gated_plan())
+    waiting = baton("run", plan, "--input", '{"question": "sales"}', "--goal-id", "g",
+                    store=store, env=env)
+    assert waiting.code == 3, waiting.err
+    assert "goal gates" not in [name for _, name in collector.received]  # still open
+    assert baton("cancel", "g", "--reason", "not needed", store=store, env=env).code == 0
+    live = sorted(name for _, name in collector.received)
+    collector.received.clear()
+    assert baton("trace", "g", store=store, env=env).code == 0
+    assert live == sorted(name for _, name in collector.received)
+    assert "goal gates" in live and "task ask" in live
+
+
 def test_trace_console_and_errors(tmp_path: Path) -> None:
     result = baton("trace", str(GOLDEN / "travel.jsonl"), "--console")
     assert result.code == 0, result.err

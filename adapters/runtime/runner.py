@@ -11,6 +11,7 @@ in `CallPool`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import signal
@@ -27,6 +28,7 @@ from baton.domain.attempts import context_for, cost_left
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.decisions import GOAL_ENDINGS, Decision
+from baton.domain.errors import still_running, unrecorded_outcomes
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.calls import AgentCall, CallOutcome, CallPool, Completion, Observer
@@ -87,25 +89,6 @@ class Driving:
             runner.wake()
 
 
-_OUTCOMES = {"AgentReturned": "returned", "AgentRaised": "raised", "AgentTimedOut": "timed out"}
-
-
-def _outcomes_of(goal: Goal, observations: list[tuple[str, dict[str, Any]]]) -> tuple[str, ...]:
-    """`pay #1 (unsafe) returned` for each outcome of an unsafe attempt among `observations`,
-    which the next owner escalates as outcome unknown (one of another task is re-run by the
-    crash rules). No output or message: they may hold what must not reach a log."""
-    said = []
-    for kind, fields in observations:
-        what = _OUTCOMES.get(kind)
-        spec = goal.state.plan.task_map.get(fields.get("task", ""))
-        if what is None or spec is None or spec.side_effects != "unsafe":
-            continue
-        if kind == "AgentRaised":
-            what += f" {fields['error_type']}"
-        said.append(f"{fields['task']} #{fields['attempt']} (unsafe) {what}")
-    return tuple(said)
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -115,6 +98,31 @@ class _InFlight:
     task: str
     attempt: int
     deadline: float | None  # monotonic seconds, None for no timeout
+
+
+_SHOWN_OUTPUT = 2000  # characters of an unrecorded output a message quotes
+
+
+def _unsafe_outcomes(
+    goal: Goal, observations: Sequence[tuple[str, dict[str, Any]]]
+) -> list[str]:
+    """`book #1 returned {...}` for each unsafe call among `observations` (outputs as they
+    would have been recorded: secrets already masked)."""
+    tasks = goal.state.plan.task_map
+    said = []
+    for kind, fields in observations:
+        spec = tasks.get(fields.get("task", ""))
+        if spec is None or spec.side_effects != "unsafe":
+            continue
+        if kind == "AgentReturned":
+            text = json.dumps(fields.get("output"), sort_keys=True, default=str)
+            if len(text) > _SHOWN_OUTPUT:
+                text = f"{text[:_SHOWN_OUTPUT]}… ({len(text)} characters)"
+            said.append(f"{spec.id} #{fields['attempt']} returned {text}")
+        elif kind == "AgentRaised":
+            said.append(f"{spec.id} #{fields['attempt']} raised {fields['error_type']}: "
+                        f"{fields['message']}")
+    return said
 
 
 @dataclass
@@ -251,19 +259,16 @@ class Runner:
                 if observations[0] is STOPPING:
                     self._said_stopping(goal)
         except (FencedOut, StoreError) as exc:
-            running = tuple(  # their outcomes, when they come, are recorded by no one
-                f"{call.task} #{call.attempt} (unsafe)" for call in in_flight.values()
+            running = [  # their outcomes, when they come, are recorded by no one
+                f"{call.task} #{call.attempt}" for call in in_flight.values()
                 if (spec := goal.state.plan.task_map.get(call.task)) is not None
                 and spec.side_effects == "unsafe"
-            )
+            ]
             if not running:
                 raise
             if isinstance(exc, FencedOut):
                 raise FencedOut(exc.goal_id, exc.unrecorded, running) from None
-            raise type(exc)(
-                f"{exc}; still running here, outcome to be recorded by no one: "
-                f"{', '.join(running)}"
-            ) from None
+            raise type(exc)(f"{exc}{still_running(running)}") from None
         finally:
             self._pool = None
             pool.close()
@@ -357,12 +362,10 @@ class Runner:
             try:
                 self.store.save(goal)
             except StoreError as exc:  # down after its retries, or refusing: the goal's
-                outcomes = _outcomes_of(goal, observations)  # next owner escalates an unsafe
-                if not outcomes:  # attempt in flight as outcome unknown; this one is the
-                    raise  # only word that it returned
-                raise type(exc)(
-                    f"{exc}; outcomes seen here, not recorded: {', '.join(outcomes)}"
-                ) from None
+                outcomes = _unsafe_outcomes(goal, observations)  # next owner escalates an
+                if not outcomes:  # unsafe attempt in flight as outcome unknown; this is the
+                    raise  # only word of what it came to
+                raise type(exc)(f"{exc}{unrecorded_outcomes(outcomes)}") from None
             except IntegrityError:
                 goal = self.store.get(goal.id)
                 self._fence(goal, known, observations)
@@ -386,13 +389,13 @@ class Runner:
         return ends_goal(topics.get(goal.id, ""))
 
     def _fence(
-        self, goal: Goal, known: int, observations: list[tuple[str, dict[str, Any]]]
+        self, goal: Goal, known: int, observations: Sequence[tuple[str, dict[str, Any]]] = ()
     ) -> None:
         """Stop if a runner wrote after version `known` (never run a dispatch it recorded),
-        naming the agents' outcomes this runner saw and cannot record."""
+        saying what the unsafe calls among `observations` came to: they go unrecorded."""
         written = self.store.events(goal.id)[known:]
         if any(type(event).__name__ in RUNNER_OBSERVATIONS for event in written):
-            raise FencedOut(goal.id, _outcomes_of(goal, observations))
+            raise FencedOut(goal.id, _unsafe_outcomes(goal, observations))
 
     def _launch(
         self,

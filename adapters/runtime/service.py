@@ -41,6 +41,7 @@ from baton.runtime.runner import DEFAULT_CONCURRENCY, Driving, Runner, utc_now
 from baton.settings import settings
 from baton.store.eventstore import BatonStore
 from baton.store.ownership import owning
+from baton.telemetry.live import live_telemetry
 
 if TYPE_CHECKING:  # the read side is imported only when something was written
     from baton.readmodels.reading import KeptReadModels
@@ -370,7 +371,7 @@ def resolve_task(
     if action == "abandon":  # usually decided from the state alone: then no agent is imported
         goal.observe("HumanResolved", at=utc_now(), **resolved)
         if _settled_without_agents(goal):
-            store.save(goal)
+            _save_decided(store, goal)
             return goal
         goal = store.get(goal_id)  # it makes a task runnable, say: decided below, with agents
         _waiting_task(goal, task_id)
@@ -416,8 +417,18 @@ def resolve_task(
         resolved["output"] = output  # as its contract reads it (coerced, defaults filled in)
     goal.observe("HumanResolved", at=utc_now(), **resolved)
     settle(goal, loaded.contracts)
-    store.save(goal)
+    _save_decided(store, goal)
     return goal
+
+
+def _save_decided(store: BatonStore, goal: Goal) -> None:
+    """Save a human's decision and what it decided, handing the events to live span export
+    (OTEL_*) as a run does: the spans a decision closes (an escalation resolved, the goal a
+    cancel ended) are exported by the process that recorded them, or by none."""
+    saved = store.save(goal)
+    telemetry = live_telemetry(store)
+    if telemetry is not None and saved:
+        telemetry.saved(goal, saved)
 
 
 class _AgentsNeeded(Exception):
@@ -493,7 +504,7 @@ def answer_task(store: BatonStore, goal_id: str, task_id: str, *, answer: str, b
     loaded = load_goal_plan(goal, calls_models=False)
     goal.observe("HumanAnswered", at=utc_now(), task=task_id, answer=answer, by=by)
     settle(goal, loaded.contracts)
-    store.save(goal)
+    _save_decided(store, goal)
     return goal
 
 
@@ -528,5 +539,5 @@ def cancel_goal(store: BatonStore, goal_id: str, *, reason: str, by: str) -> Goa
         goal = store.get(goal_id)
         goal.observe("CancelRequested", at=utc_now(), reason=reason, by=by)
         settle(goal, load_goal_plan(goal, calls_models=False).contracts)
-    store.save(goal)
+    _save_decided(store, goal)
     return goal

@@ -578,9 +578,9 @@ class Worker:
                 else:
                     self._driven_open.add(goal_id)
             log.info("goal %s: %s", goal_id, self._outcome(goal))
-        except FencedOut as exc:
+        except FencedOut as fenced:
             log.warning("goal %s: another runner recorded events in it; left to that runner%s",
-                        goal_id, exc.what_is_lost())
+                        goal_id, fenced.what_is_lost())
         except StoreReplaced as exc:  # no retry reaches the file again: stop, to be restarted
             log.error("goal %s: %s; the worker stops", goal_id, exc)
             self.failed = exc

@@ -449,24 +449,49 @@ def _pg_latest_topics(schema: str, table: str) -> str:
 class BatonStore:
     """Goals in and out of the event store; the one place that touches persistence."""
 
-    def __init__(self, *, url: str) -> None:
+    def __init__(self, *, url: str, creates: bool = True) -> None:
         self.url = url
         self.env = with_lock_timeout(store_env(url))
         self.sqlite_file = _sqlite_file(self.env)  # resolved now, in the opening directory
-        # False for a command that only reads or changes what is recorded: a SQLite file that
-        # does not exist is then not created (an empty `baton.db` in the wrong directory hid
-        # that the command looked in the wrong place, and stayed behind). See `missing`.
-        self.creates = True
-        if not self._would_create_a_file():
+        # False for a command that only reads or changes what is recorded: a SQLite file, or a
+        # PostgreSQL schema's tables, that do not exist are then not created (an empty
+        # `baton.db` in the wrong directory, or an empty schema named by a misspelt
+        # `?schema=`, hid that the command looked in the wrong place, and stayed behind).
+        self.creates = creates
+        self._no_pg_tables = not creates and self._pg_tables_missing()
+        if not self._would_create_a_file() and not self._no_pg_tables:
             self.app  # noqa: B018 -- opened now, as it always was; errors surface here
 
     @property
     def missing(self) -> bool:
-        """A SQLite store whose file does not exist, opened by a command that creates none."""
-        return not self.creates and not self.is_open and self._would_create_a_file()
+        """A store with nothing in it yet (no SQLite file, no tables in the PostgreSQL schema),
+        opened by a command that creates none."""
+        return (not self.creates and not self.is_open
+                and (self._would_create_a_file() or self._no_pg_tables))
 
     def _would_create_a_file(self) -> bool:
         return self.sqlite_file is not None and not Path(self.sqlite_file).exists()
+
+    def _pg_tables_missing(self) -> bool:
+        """Asked on a connection of its own: a server that refuses it is the command's one-line
+        error at once (opening the pool would wait ~5 s for a server that is down)."""
+        if not self.is_postgres:
+            return False
+        import psycopg
+
+        from baton.store.postgres import holds_events_table, server_words
+
+        try:
+            return not holds_events_table(self.env, f"{BatonApplication.name}_events")
+        except psycopg.Error as exc:
+            raise StoreError(f"store {describe_store(self.url)}: {server_words(exc)}") from None
+
+    def _nothing_recorded(self) -> str:
+        if self.sqlite_file is not None:
+            return f"there is no file {self.sqlite_file!r}"
+        schema = self.env.get("POSTGRES_SCHEMA") or "public"
+        return (f"schema {schema!r} of database {self.env['POSTGRES_DBNAME']!r} has no "
+                "Baton tables")
 
     @functools.cached_property
     def app(self) -> BatonApplication:
@@ -474,8 +499,7 @@ class BatonStore:
         writes (an invalid goal input) creates none, nor does one that creates no goal. Every
         other store opens at once."""
         if self.missing:
-            raise StoreError(f"store {describe_store(self.url)}: there is no file "
-                             f"{self.sqlite_file!r}: "
+            raise StoreError(f"store {describe_store(self.url)}: {self._nothing_recorded()}: "
                              "nothing has been recorded there (--store or $BATON_STORE names "
                              "the store)")
         try:
@@ -559,8 +583,9 @@ class BatonStore:
             return False
         return True
 
-    def save(self, goal: Goal) -> None:
-        """Save pending events in one transaction; a conflict propagates for the caller.
+    def save(self, goal: Goal) -> Sequence[GoalEvent]:
+        """Save pending events in one transaction, and return them; a conflict propagates for
+        the caller.
 
         Straight through the application's mapper, then one recorder insert (what its event
         store's `put` does, without the `Recording` and `Notification` it builds per event):
@@ -572,9 +597,9 @@ class BatonStore:
         """
         with translated_errors(self.url):
             if self.app.repository.cache is not None:
-                self.app.save(goal)
+                recordings = self.app.save(goal)
                 self.check_same_file()
-                return
+                return [recording.domain_event for recording in recordings]  # type: ignore[misc]
             pending = goal.collect_events()
             if pending:  # the application's event store, less the notifications it builds
                 to_stored = self.app.mapper.to_stored_event
@@ -582,6 +607,7 @@ class BatonStore:
                 self.check_same_file()  # after the insert: it may have gone to a dead file
         if pending and snapshot_due(goal, pending[0].originator_version):
             self._snapshot(goal)
+        return pending
 
     def _snapshot(self, goal: Goal) -> None:
         """Store a snapshot of the goal as just saved. A cache only: a goal it cannot encode,
@@ -641,6 +667,7 @@ class BatonStore:
             self.app.close()
 
 
-def open_store(url: str | None = None) -> BatonStore:
-    """Open the store at `url`, else $BATON_STORE, else sqlite:///baton.db."""
-    return BatonStore(url=url or settings().store)
+def open_store(url: str | None = None, *, creates: bool = True) -> BatonStore:
+    """Open the store at `url`, else $BATON_STORE, else sqlite:///baton.db; one that `creates`
+    nothing refuses to read a store with nothing recorded (`BatonStore.missing`)."""
+    return BatonStore(url=url or settings().store, creates=creates)

@@ -25,14 +25,14 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from baton.domain.errors import BatonError, GoalOwned
+from baton.domain.errors import BatonError, GoalOwned, still_running, unrecorded_outcomes
 from baton.store.eventstore import BatonStore, describe_store
 
 __all__ = [
@@ -51,26 +51,20 @@ class FencedOut(BatonError):
     """Another runner wrote to the goal while this one drove it: this one stopped."""
 
     def __init__(
-        self, goal_id: str, unrecorded: tuple[str, ...] = (), running: tuple[str, ...] = ()
+        self, goal_id: str, unrecorded: Sequence[str] = (), running: Sequence[str] = ()
     ) -> None:
         self.goal_id = goal_id
-        # The unsafe attempts' outcomes this runner saw and could not record (`pay #1 (unsafe)
-        # returned`), and those still running here, whose outcomes no one will record: the
-        # other runner escalates them as outcome unknown, and this is the only word of them.
-        self.unrecorded = unrecorded
-        self.running = running
+        self.unrecorded = list(unrecorded)  # see `unrecorded_outcomes`
+        # Unsafe attempts still running here (`pay #1`): their outcomes, when they come, are
+        # recorded by no one, and the new owner escalates them as outcome unknown.
+        self.running = list(running)
         super().__init__(
             f"goal {goal_id!r}: another runner recorded events while this one drove it; "
-            "this runner stopped and left the goal to it" + self.what_is_lost()
+            f"this runner stopped and left the goal to it{self.what_is_lost()}"
         )
 
     def what_is_lost(self) -> str:
-        return (
-            (f"; outcomes seen here, not recorded: {', '.join(self.unrecorded)}"
-             if self.unrecorded else "")
-            + (f"; still running here, outcome to be recorded by no one: "
-               f"{', '.join(self.running)}" if self.running else "")
-        )
+        return unrecorded_outcomes(self.unrecorded) + still_running(self.running)
 
 
 @dataclass(frozen=True)
@@ -483,13 +477,13 @@ def owning(store: BatonStore, goal_id: str, *, wait: bool = False) -> Iterator[G
     released = False
     try:
         yield lock
-    except FencedOut:
+    except FencedOut as fenced:
         lock.release()
         released = True
         current = owners.owner(goal_id)
         if current is not None and current.alive:
-            raise GoalOwned(goal_id, host=current.host, pid=current.pid,
-                            since=current.since) from None
+            raise GoalOwned(goal_id, host=current.host, pid=current.pid, since=current.since,
+                            unrecorded=fenced.unrecorded) from None
         raise
     finally:
         if not released:

@@ -22,7 +22,9 @@ __all__ = [
     "PostgresFactory",
     "connect_kwargs",
     "connect_problem",
+    "holds_events_table",
     "parse_postgres_url",
+    "server_words",
 ]
 
 LIBPQ_PARAMS = "POSTGRES_LIBPQ_PARAMS"  # env key: JSON of the extra libpq parameters
@@ -87,9 +89,24 @@ def connect_problem(env: dict[str, str]) -> str | None:
     try:
         psycopg.connect(**connect_kwargs(env)).close()
     except psycopg.Error as exc:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        return text.rpartition("FATAL: ")[2]  # 'database "x" does not exist', if it says so
+        return server_words(exc)
     return None
+
+
+def server_words(exc: psycopg.Error) -> str:
+    """A connection error on one line, in the server's words where it gave some."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.rpartition("FATAL: ")[2]  # 'database "x" does not exist', if it says so
+
+
+def holds_events_table(env: dict[str, str], table: str) -> bool:
+    """Whether the store's schema holds its events table (one connection; its `psycopg.Error`
+    is the caller's)."""
+    schema = env.get("POSTGRES_SCHEMA") or "public"
+    with psycopg.connect(**connect_kwargs(env)) as conn:
+        row = conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))",
+                           (schema, table)).fetchone()
+    return row is not None and row[0] is not None
 
 
 class PostgresFactory(es_postgres.PostgresFactory):

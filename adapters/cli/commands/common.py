@@ -27,8 +27,7 @@ def store_from(args: argparse.Namespace, *, creates: bool = False) -> BatonStore
     command that `creates` goals (or waits for them) makes a new SQLite file."""
     store: BatonStore | None = getattr(args, "opened_store", None)
     if store is None:
-        store = open_store(args.store)
-        store.creates = creates
+        store = open_store(args.store, creates=creates)
         args.opened_store = store
     elif creates:
         store.creates = True

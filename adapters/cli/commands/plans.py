@@ -43,9 +43,9 @@ def _validate(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"{one_line(args.plan)}: {exc.located(issue)}", file=sys.stderr)
         return exits.INVALID
-    tasks = len(loaded.plan.tasks)
-    print(f"{args.plan}: ok — plan {loaded.plan.name!r}, {tasks} tasks, "
-          f"{len(loaded.contracts)} agents checked")
+    print(f"{args.plan}: ok — plan {loaded.plan.name!r}, "
+          f"{_counted(len(loaded.plan.tasks), 'task')}, "
+          f"{_counted(len(loaded.contracts), 'agent')} checked")
     return exits.OK
 
 
@@ -68,3 +68,7 @@ def _graph(args: argparse.Namespace) -> int:
         statuses = {tid: task.status for tid, task in goal.state.tasks.items()}
     print(render_graph(plan, statuses, args.format))
     return exits.OK
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
