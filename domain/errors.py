@@ -21,6 +21,7 @@ __all__ = [
     "ResolveError",
     "UnknownRules",
     "one_line",
+    "still_running",
     "unrecorded_outcomes",
 ]
 
@@ -103,6 +104,16 @@ def unrecorded_outcomes(unrecorded: Sequence[str]) -> str:
         return ""
     return ("; not recorded, so the goal holds these unsafe attempts as outcome unknown: "
             + "; ".join(unrecorded))
+
+
+def still_running(running: Sequence[str]) -> str:
+    """The unsafe attempts a runner leaves still running when it loses its goal or its store
+    (`pay #1`): their outcomes, when they come, are recorded by no one, and the next owner
+    escalates them as outcome unknown; this is the only word that they were running here."""
+    if not running:
+        return ""
+    return ("; still running here, their outcome to be recorded by no one (the goal holds "
+            "them as outcome unknown): " + ", ".join(running))
 
 
 class ResolveError(BatonError):

@@ -19,6 +19,7 @@ from baton.cli.commands import COMMANDS
 from baton.cli.pipes import tolerate_closed_stdout
 from baton.domain.errors import BatonError, BatonWarning, one_line
 from baton.runtime.service import catch_up_read_models
+from baton.store.eventstore import StoreError
 
 __all__ = ["main"]
 
@@ -82,13 +83,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"argument {index} ({argument!r}) contains a NUL byte")
     args = parser.parse_args(arguments)
     try:
+        store_failed = False
         try:
             with tolerate_closed_stdout(), warnings.catch_warnings():
                 warnings.showwarning = _show_warning
                 warnings.simplefilter("always", BatonWarning)  # every run says it
                 code: int = args.func(args)
+        except StoreError:
+            # The store failed the command (down, refusing, locked): a catch-up now would wait
+            # for it as long again, only to warn that "the events are stored" above the error
+            # saying the last save was not. Any later catch-up applies what was stored.
+            store_failed = True
+            raise
         finally:
-            if args.command in WRITING_COMMANDS:
+            if args.command in WRITING_COMMANDS and not store_failed:
                 _refresh_read_models(args)
     except BatonError as exc:
         print(f"baton: error: {one_line(str(exc))}", file=sys.stderr)

@@ -118,6 +118,13 @@ def import_object(path: str) -> Any:
     _ensure_cwd_importable()
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as exc:
+        # `sys.exit("API_KEY missing")` at import (a script's habit): not this process's exit.
+        # A worker ended with the module's code (3: "waits for a human"), no word of why, and
+        # its supervisor restarted it into the same import; `run` too, before anything ran.
+        raise ImportError(
+            f"the module called sys.exit({exc.code!r}) as it was imported"
+        ) from None
     except ModuleNotFoundError as exc:
         top = exc.name or ""
         if module_name != top and not module_name.startswith(top + "."):

@@ -28,6 +28,7 @@ from baton.domain.attempts import context_for, cost_left
 from baton.domain.contracts import build_input
 from baton.domain.decide import settle
 from baton.domain.decisions import GOAL_ENDINGS, Decision
+from baton.domain.errors import still_running, unrecorded_outcomes
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.runtime.calls import AgentCall, CallOutcome, CallPool, Completion, Observer
@@ -35,7 +36,7 @@ from baton.runtime.isolation import start_fork_server
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.observers import RunObserver, with_live_telemetry
 from baton.settings import DEFAULT_MAX_OUTPUT_BYTES, settings
-from baton.store.eventstore import BatonStore
+from baton.store.eventstore import BatonStore, StoreError
 from baton.store.ownership import FencedOut
 
 __all__ = [
@@ -155,6 +156,9 @@ class Runner:
     must_stop: Callable[[], bool] | None = None
     # Told of every save, may wrap agent calls: live progress and live traces (observers.py).
     run_observer: RunObserver | None = None
+    # Told of a goal whose stop was recorded while unsafe attempts are still in flight: the
+    # runner waits for their outcomes (a worker says so: a stop can take an agent's timeout).
+    on_stopping: Callable[[Goal], None] | None = None
     # Waiting this long for agents with nothing else due, look whether a command in another
     # process ended the goal (`baton cancel`), and leave it if so; None: never (a worker's
     # runner looks: a cancelled goal whose agent hangs held its slot and lock until it returned).
@@ -237,6 +241,7 @@ class Runner:
                     if not goal.state.stop_requested:  # said before the wait: nothing new
                         goal, decided = self._settle_and_save(goal, [STOPPING])
                         self._launch(goal, pool, in_flight, decided)
+                        self._said_stopping(goal)
                         continue
                 first = self._next_observation(goal, pool, in_flight)
                 if first is None:  # woken, or time to look: nothing to record
@@ -251,10 +256,27 @@ class Runner:
                     observations.insert(0, STOPPING)
                 goal, decided = self._settle_and_save(goal, observations)
                 self._launch(goal, pool, in_flight, decided)
+                if observations[0] is STOPPING:
+                    self._said_stopping(goal)
+        except (FencedOut, StoreError) as exc:
+            running = [  # their outcomes, when they come, are recorded by no one
+                f"{call.task} #{call.attempt}" for call in in_flight.values()
+                if (spec := goal.state.plan.task_map.get(call.task)) is not None
+                and spec.side_effects == "unsafe"
+            ]
+            if not running:
+                raise
+            if isinstance(exc, FencedOut):
+                raise FencedOut(exc.goal_id, exc.unrecorded, running) from None
+            raise type(exc)(f"{exc}{still_running(running)}") from None
         finally:
             self._pool = None
             pool.close()
         return goal
+
+    def _said_stopping(self, goal: Goal) -> None:
+        if self.on_stopping is not None and goal.state.unsafe_attempt_in_flight():
+            self.on_stopping(goal)
 
     def _stop_asked(self) -> bool:
         return (self.should_stop is not None and self.should_stop()) or self._leaving_now()
@@ -339,6 +361,11 @@ class Runner:
             saved: list[Any] = list(goal.pending_events) if self.run_observer is not None else []
             try:
                 self.store.save(goal)
+            except StoreError as exc:  # down after its retries, or refusing: the goal's
+                outcomes = _unsafe_outcomes(goal, observations)  # next owner escalates an
+                if not outcomes:  # unsafe attempt in flight as outcome unknown; this is the
+                    raise  # only word of what it came to
+                raise type(exc)(f"{exc}{unrecorded_outcomes(outcomes)}") from None
             except IntegrityError:
                 goal = self.store.get(goal.id)
                 self._fence(goal, known, observations)

@@ -48,14 +48,20 @@ from typing import TYPE_CHECKING
 import baton
 from baton import projections
 from baton.domain.decide import settle
-from baton.domain.errors import BatonError, PlanError, UnknownRules, unrecorded_outcomes
+from baton.domain.errors import BatonError, PlanError, UnknownRules
 from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import Driving, Runner, ends_goal, utc_now
 from baton.runtime.service import load_goal_plan
-from baton.store.eventstore import BatonStore, StoreError, StoreReplaced, UnknownEvent
+from baton.store.eventstore import (
+    BatonStore,
+    StoreError,
+    StoreReplaced,
+    UnknownEvent,
+    describe_store,
+)
 from baton.store.ownership import FencedOut, GoalLock, ownership_of
 
 if TYPE_CHECKING:
@@ -159,6 +165,20 @@ class Worker:
         self.wake.set()
         self.runners.wake_all()  # waiting for an agent: leave now if it is safe to
 
+    def _say_stopping(self, said: int) -> int:
+        """Say, once each, that a stop (and a second one) was heard: by the loop, not the
+        signal handler (logging there could deadlock on the handler's lock)."""
+        if said < 1 and not self.driving:
+            log.info("stopping: taking no new goal (none driven here)")
+        elif said < 1:
+            log.info("stopping: taking no new goal; leaving the %d goal(s) driven here at a safe "
+                     "point (a second SIGTERM: after their current save)", len(self.driving))
+        if said < 2 and self.stopping_now.is_set():
+            log.info("stopping now: leaving each goal after its current save (attempts in "
+                     "flight follow the crash rules with the next owner)")
+            return 2
+        return 1
+
     @property
     def driven(self) -> int:
         """How many distinct goals this worker has driven so far."""
@@ -173,20 +193,23 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="baton-goal")
         catching_up = self._catch_up_beside()
         log.info("worker started: %d goal(s) at a time (baton %s, decision rules %d, read "
-                 "models %d)", self.concurrency, baton.__version__, RULES,
-                 projections.VIEWS_VERSION)  # which release this is, beside others (upgrades)
+                 "models %d) on %s", self.concurrency, baton.__version__, RULES,
+                 projections.VIEWS_VERSION,  # which release this is, beside others (upgrades)
+                 describe_store(self.store.url))  # which store: a misspelt ?schema= idles
+        said_stop = 0  # 1: the stop was said, 2: the second stop too
         try:
             while True:
                 self.wake.clear()
                 try:
                     self._reap()
-                    if len(self.driving) < self.concurrency and self._log_worth_reading():
-                        self._follow()
-                    if self.stopping.is_set():
-                        if not self.driving:
+                    if self.stopping.is_set():  # before the log: a store that is down (each
+                        said_stop = self._say_stopping(said_stop)  # read failing) must not
+                        if not self.driving:  # keep a stopped worker from leaving
                             break
                         self.wake.wait(self.poll_s)
                         continue
+                    if len(self.driving) < self.concurrency and self._log_worth_reading():
+                        self._follow()
                     claimed = self._claim(pool)
                 except Exception as exc:  # the store went away for a moment: look again
                     log.warning("cannot read the store: %s: %s", type(exc).__name__,
@@ -536,6 +559,7 @@ class Worker:
             runner.watch_s = self.watch_s
             runner.should_stop = self.stopping.is_set  # leaves at a safe point (Runner)
             runner.must_stop = self.stopping_now.is_set
+            runner.on_stopping = _waits_for_unsafe
             self.runners.add(goal_id, runner)
             if goal.version == 1:
                 log.info("goal %s: claimed (submitted)", goal_id)
@@ -556,7 +580,7 @@ class Worker:
             log.info("goal %s: %s", goal_id, self._outcome(goal))
         except FencedOut as fenced:
             log.warning("goal %s: another runner recorded events in it; left to that runner%s",
-                        goal_id, unrecorded_outcomes(fenced.unrecorded))
+                        goal_id, fenced.what_is_lost())
         except StoreReplaced as exc:  # no retry reaches the file again: stop, to be restarted
             log.error("goal %s: %s; the worker stops", goal_id, exc)
             self.failed = exc
@@ -588,8 +612,14 @@ class Worker:
             return f"{state.status} — {reason}" if reason else state.status
         if state.status in GOAL_FINAL:
             return state.status
-        if any(t.in_flight is not None and t.outcome is None for t in state.tasks.values()):
-            return "left with attempts in flight (stopping)"
+        running = [t for t in state.tasks.values() if t.in_flight is not None and t.outcome is None]
+        if running:  # which, and what becomes of them: an operator greps the goal's lines
+            return "left with attempts in flight (stopping): " + ", ".join(
+                f"{t.id} #{t.in_flight} ({effects})"
+                for t in running
+                for effects in [state.plan.task_map[t.id].side_effects]
+            ) + ("; the next owner runs none and idempotent ones again (same key) and "
+                 "escalates unsafe ones as outcome unknown")
         if state.stop_requested:
             return ("left at a safe point (stopping): its unsafe attempts recorded, nothing new "
                     "dispatched; the next owner goes on")
@@ -629,6 +659,21 @@ class Worker:
         claimed or ended)."""
         seen = self.seen.get(goal_id)
         return seen is not None and seen.wake == wake
+
+
+def _waits_for_unsafe(goal: Goal) -> None:
+    """A stopping worker waits for a goal's unsafe attempts (up to their timeout): said, so
+    that the silence until then is not taken for a hung worker (and SIGKILLed: outcome
+    unknown)."""
+    state = goal.state
+    waits = ", ".join(
+        f"{task.id} #{task.in_flight}" for task in state.tasks.values()
+        if task.status == "running" and task.in_flight is not None and task.outcome is None
+        and state.plan.task_map[task.id].side_effects == "unsafe"
+    )
+    log.info("goal %s: stopping: waits for its unsafe attempt(s) in flight (%s) to return, then "
+             "leaves it; nothing new is dispatched (a second SIGTERM leaves at once: outcome "
+             "unknown)", goal.id, waits)
 
 
 def _not_refreshed(exc: Exception) -> None:

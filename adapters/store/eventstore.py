@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -258,7 +259,8 @@ def _postgres_env(url: str) -> dict[str, str]:
     if not params.get("dbname"):
         raise StoreError(f"store {describe_store(url)!r}: no database name in the URL")
     env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        # eventsourcing's, its pool reconnecting promptly and given the URL's libpq parameters
+        "PERSISTENCE_MODULE": "baton.store.postgres",
         "POSTGRES_DBNAME": params["dbname"],
         "POSTGRES_HOST": params.get("host") or "127.0.0.1",
         "POSTGRES_PORT": params.get("port") or "5432",
@@ -269,7 +271,6 @@ def _postgres_env(url: str) -> dict[str, str]:
         "APPLICATION_RECORDER_TOPIC": PG_RECORDER_TOPIC,
     }
     if extra := extra_params(params):
-        env["PERSISTENCE_MODULE"] = "baton.store.postgres"  # eventsourcing's, passing them on
         env[LIBPQ_PARAMS] = json.dumps(extra, sort_keys=True)
     if schema is not None:
         env["POSTGRES_SCHEMA"] = schema
@@ -351,13 +352,18 @@ def _file_identity(path: str | None) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
+# libpq parameters a URL's query may carry that are secrets (`?password=...` logs in as well
+# as `user:pass@`): masked in messages like the password of the netloc.
+_SECRET_PARAMS = re.compile(r"(?<=[?&])((?:ssl)?password=)[^&#]*")
+
+
 def describe_store(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+        url = parts._replace(netloc=netloc).geturl()
+    return _SECRET_PARAMS.sub(r"\1***", url)
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from baton.domain.errors import BatonError, GoalOwned, unrecorded_outcomes
+from baton.domain.errors import BatonError, GoalOwned, still_running, unrecorded_outcomes
 from baton.store.eventstore import BatonStore, describe_store
 
 __all__ = [
@@ -50,13 +50,21 @@ __all__ = [
 class FencedOut(BatonError):
     """Another runner wrote to the goal while this one drove it: this one stopped."""
 
-    def __init__(self, goal_id: str, unrecorded: Sequence[str] = ()) -> None:
+    def __init__(
+        self, goal_id: str, unrecorded: Sequence[str] = (), running: Sequence[str] = ()
+    ) -> None:
         self.goal_id = goal_id
         self.unrecorded = list(unrecorded)  # see `unrecorded_outcomes`
+        # Unsafe attempts still running here (`pay #1`): their outcomes, when they come, are
+        # recorded by no one, and the new owner escalates them as outcome unknown.
+        self.running = list(running)
         super().__init__(
             f"goal {goal_id!r}: another runner recorded events while this one drove it; "
-            f"this runner stopped and left the goal to it{unrecorded_outcomes(unrecorded)}"
+            f"this runner stopped and left the goal to it{self.what_is_lost()}"
         )
+
+    def what_is_lost(self) -> str:
+        return unrecorded_outcomes(self.unrecorded) + still_running(self.running)
 
 
 @dataclass(frozen=True)

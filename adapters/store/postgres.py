@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 LIBPQ_PARAMS = "POSTGRES_LIBPQ_PARAMS"  # env key: JSON of the extra libpq parameters
+# How long the pool tries to reconnect a lost connection before it gives the slot up (below).
+RECONNECT_TIMEOUT_S = 10.0
 # What eventsourcing's datastore sets itself, from its own settings.
 _OWN = ("host", "port", "user", "password", "dbname", "connect_timeout")
 
@@ -120,6 +122,12 @@ class PostgresFactory(es_postgres.PostgresFactory):
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
+        # A connection the pool lost (the server restarted or failed over) is reconnected with
+        # a backoff that doubles from 1 s for `reconnect_timeout` (psycopg_pool's default: 5
+        # min): after a 90 s outage the next try came up to a minute after the server was back,
+        # and every command and worker of the process failed until then. Given up sooner, the
+        # slot is freed and the next request for a connection opens one at once.
+        self.datastore.pool.reconnect_timeout = RECONNECT_TIMEOUT_S
         extra = json.loads(self.env.get(LIBPQ_PARAMS) or "{}")
         pool_kwargs = self.datastore.pool.kwargs
         if extra and isinstance(pool_kwargs, dict):  # eventsourcing passes a dict
