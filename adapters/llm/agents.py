@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -99,6 +100,10 @@ def _endpoint(model: Model) -> str:
     url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
     return f" (at {url.rstrip('/')})"
 
+
+# pydantic-ai's words for a tool call that failed (an unknown tool, a tool's ModelRetry), as
+# opposed to an output that did not validate ("Exceeded maximum output retries").
+_TOOL_FAILED = re.compile(r"Tool '(.+?)' exceeded max retries count")
 
 # A re-ask quotes at most this much of each previous error: a planner's fragment of thousands of
 # bad tasks is rejected with a problem per task, and re-sending all of it would spend more
@@ -190,10 +195,21 @@ class LlmAgent:
                          else "pydantic-ai's usage limit")  # its request_limit of 50, say
                 self._raise(messages, f"{stops} stops this attempt: {why}")
             except UnexpectedModelBehavior as exc:
+                # A request sent and never answered usably (a body that is no completion) counts.
+                unanswered = bool(messages) and isinstance(messages[-1], ModelRequest) and bool(
+                    messages[-1].parts)
+                tool = _TOOL_FAILED.match(exc.message)
+                if tool is not None:
+                    # A call of a tool the agent lacks, or one of its tools asking for a retry
+                    # (pydantic-ai's retries are 0): not an answer, however its arguments look.
+                    self._raise(messages, f"the model's call of tool {tool[1]!r} failed: "
+                                f"{exc.__cause__ or exc.message}")
                 raw = _last_answer(messages)
                 if isinstance(raw, dict):  # Baton judges it, records why, and re-asks
                     return raw, self._usage(messages)
-                self._raise(messages, f"the model's answer is unusable: {exc}; {raw}")
+                # `message`, not str(exc): that appends the response's whole message dump.
+                self._raise(messages, f"the model's answer is unusable: {exc.message}; {raw}",
+                            failed_request=unanswered)
             except AgentRunError as exc:
                 self._raise(messages, f"{type(exc).__name__}: {exc}")
             except Exception as exc:

@@ -1,0 +1,79 @@
+"""QA of LLM agents against a loopback OpenAI-compatible server: answers a user's model really
+sends (a refusal, a call of a tool the agent does not have, a body that is not a completion)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pydantic_ai")
+
+from tests.openai_server import Answer, chat_server, tool
+from tests.support import events_of, run
+from tests.test_llm_http import VALID, llm_plan
+
+KEY = "sk-test-4f9c2b7e-DO-NOT-LEAK"
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_LLM_API_KEY", KEY)
+    monkeypatch.delenv("BATON_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("BATON_LLM_MODEL", raising=False)
+
+
+def completion(message: dict[str, Any], **extra: Any) -> Answer:
+    """A 200 chat completion with this assistant message (and usage)."""
+    return Answer("raw", {
+        "id": "c1", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+        **extra,
+    })
+
+
+def test_a_call_of_a_tool_the_agent_lacks_is_not_taken_for_its_answer(store) -> None:
+    # The model calls `search_web` (the agent has no such tool) with arguments that happen to
+    # fit the output contract: that is not the agent's answer, and says which tool it called.
+    script = [Answer("tool", VALID, tool_name="search_web"), tool(VALID)]
+    with chat_server(script) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    assert len(server.requests) == 2
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert raised.error_type == "LlmCallFailed"
+    assert "search_web" in raised.message and "Unknown tool name" in raised.message
+    assert "pydantic.dev" not in raised.message  # not pydantic-ai's advice on its own retries
+    assert raised.usage["tokens"] == 120 and raised.usage["requests"] == 1
+    # the re-ask says why
+    assert "search_web" in server.requests[1].prompt()
+
+
+def test_a_refusal_is_one_clear_line_without_the_message_dump(store) -> None:
+    refusal = completion({"role": "assistant", "content": None,
+                          "refusal": "I can't help with that."})
+    with chat_server([refusal, tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert "I can't help with that." in raised.message
+    assert "parts" not in raised.message and "cache_write" not in raised.message
+    assert raised.usage["tokens"] == 120
+
+
+def test_a_body_that_is_not_a_completion_counts_its_request(store) -> None:
+    with chat_server([Answer("raw", {"foo": 1}), tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert "Invalid response" in raised.message
+    assert raised.usage["requests"] == 1  # it was sent, and answered: a request made
+
+
+def test_a_malformed_answer_counts_one_request(store) -> None:
+    with chat_server([Answer("malformed"), tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed"
+    [raised] = events_of(store, goal.id, "AgentRaised")
+    assert (raised.usage["requests"], raised.usage["tokens"]) == (1, 120)
