@@ -77,3 +77,30 @@ def test_a_malformed_answer_counts_one_request(store) -> None:
     assert goal.state.status == "completed"
     [raised] = events_of(store, goal.id, "AgentRaised")
     assert (raised.usage["requests"], raised.usage["tokens"]) == (1, 120)
+
+
+@pytest.mark.parametrize(("then", "now", "kind"), [
+    ([Answer("status", status=500), tool(VALID)], [tool(VALID)], "AgentReturned"),
+    ([tool(VALID)], [Answer("status", status=500)], "AgentRaised"),
+])
+def test_reexecution_shows_an_agent_that_now_returns_where_it_raised_or_the_reverse(
+    store, then: list[Answer], now: list[Answer], kind: str
+) -> None:
+    # `replay --reexecute --call-agents` where today's model answers differently in kind: the
+    # divergence shows today's observation, not an internal TypeError building the event.
+    from baton.history.live import LiveAgents
+    from baton.history.recorded import reexecute
+    from baton.runtime.loading import prepare_plan
+
+    with chat_server(then) as server:
+        data = llm_plan(server.url)
+        goal = run(store, data, {"item": "tea"})
+        assert goal.state.status == "completed"
+        server.script[:] = now
+        loaded = prepare_plan(data)
+        events = list(store.events(goal.id))
+        again = reexecute(events, loaded, agents=LiveAgents(loaded, events))
+    assert again.divergence is not None
+    assert again.divergence.replayed is not None
+    assert "error" not in again.divergence.replayed, again.divergence.replayed
+    assert again.divergence.replayed["kind"] == kind
