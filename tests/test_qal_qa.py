@@ -104,3 +104,25 @@ def test_reexecution_shows_an_agent_that_now_returns_where_it_raised_or_the_reve
     assert again.divergence.replayed is not None
     assert "error" not in again.divergence.replayed, again.divergence.replayed
     assert again.divergence.replayed["kind"] == kind
+
+
+def test_the_llm_guides_declaration_example_is_a_valid_plan(monkeypatch) -> None:
+    # docs/llm.md, "Two ways in": its `agents:` block, put in the example plan, loads as written
+    # (it once paired `model: test`, a local model, with a `base_url`: refused at load).
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from baton.runtime.loading import prepare_plan
+
+    monkeypatch.delenv("BATON_LLM_API_KEY", raising=False)
+    root = Path(__file__).resolve().parent.parent
+    guide = (root / "docs" / "llm.md").read_text()
+    block = re.search(r"## Two ways in\n\n```yaml\n(.*?)```", guide, re.S)
+    assert block is not None
+    data = yaml.safe_load((root / "examples" / "llm" / "plan.yaml").read_text())
+    data["agents"] = yaml.safe_load(block[1])["agents"] | {
+        name: agent for name, agent in data["agents"].items() if name in ("search", "book")}
+    loaded = prepare_plan(data)
+    assert loaded.plan.name == "trip-booking-llm"
