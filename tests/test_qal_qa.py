@@ -126,3 +126,19 @@ def test_the_llm_guides_declaration_example_is_a_valid_plan(monkeypatch) -> None
         name: agent for name, agent in data["agents"].items() if name in ("search", "book")}
     loaded = prepare_plan(data)
     assert loaded.plan.name == "trip-booking-llm"
+
+
+def test_a_base_url_with_a_query_key_is_refused_at_plan_load_not_stored() -> None:
+    # `?api-key=...` in the plan's base_url: the client appended /chat/completions after the
+    # query (`/v1?api-key=KEYchat/completions`), and the key was stored with the goal.
+    from baton.domain.errors import PlanError
+    from baton.runtime.loading import prepare_plan
+
+    secret = "sk-query-5e1a"
+    with pytest.raises(PlanError) as refused:
+        prepare_plan(llm_plan(f"http://127.0.0.1:9/v1?api-key={secret}"))
+    assert "agents.quote.llm.base_url: has a query or fragment" in str(refused.value)
+    assert secret not in str(refused.value)
+    data = llm_plan(f"http://127.0.0.1:9/v1?api-key={secret}")
+    # A goal stored before the check still loads (replay, resume): it is not judged again.
+    assert prepare_plan(data, recorded=True).plan.agents["quote"].llm.base_url.endswith(secret)
