@@ -3,6 +3,7 @@ sends (a refusal, a call of a tool the agent does not have, a body that is not a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -142,3 +143,26 @@ def test_a_base_url_with_a_query_key_is_refused_at_plan_load_not_stored() -> Non
     data = llm_plan(f"http://127.0.0.1:9/v1?api-key={secret}")
     # A goal stored before the check still loads (replay, resume): it is not judged again.
     assert prepare_plan(data, recorded=True).plan.agents["quote"].llm.base_url.endswith(secret)
+
+
+def test_a_call_of_the_agents_own_tool_beside_a_bad_answer_is_not_recorded_as_the_answer(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One response calls the Agent's `stock` tool and answers (badly) at once: the answer that is
+    # recorded and judged is the output tool's, not the stock call's arguments.
+    def call(i: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"call_{i}", "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+    both = completion({"role": "assistant", "content": None, "tool_calls": [
+        call(1, "stock", {"item": "tea"}), call(2, "final_result", {"price": "cheap"})]})
+    with chat_server([both, Answer("tool", VALID, tool_name="final_result")]) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", server.url)
+        data = llm_plan(server.url)
+        data["agents"]["quote"] = "tests.llm_agents:with_a_tool"
+        goal = run(store, data, {"item": "tea"})
+    assert goal.state.status == "completed", goal.state.reason
+    first = events_of(store, goal.id, "AgentReturned")[0]
+    assert first.output == {"price": "cheap"}
+    [rejected] = events_of(store, goal.id, "OutputRejected")
+    assert any("price" in error for error in rejected.errors), rejected.errors

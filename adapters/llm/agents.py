@@ -48,6 +48,7 @@ from pydantic_ai.messages import (
     ToolCallPart,
 )
 from pydantic_ai.models import Model
+from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from baton.domain.attempts import AttemptContext
@@ -204,7 +205,7 @@ class LlmAgent:
                     # (pydantic-ai's retries are 0): not an answer, however its arguments look.
                     self._raise(messages, f"the model's call of tool {tool[1]!r} failed: "
                                 f"{exc.__cause__ or exc.message}")
-                raw = _last_answer(messages)
+                raw = _last_answer(messages, skip=_function_tools(self.agent))
                 if isinstance(raw, dict):  # Baton judges it, records why, and re-asks
                     return raw, self._usage(messages)
                 # `message`, not str(exc): that appends the response's whole message dump.
@@ -357,12 +358,23 @@ class _BudgetLeft(UsageLimits):
         super().check_before_request(usage)  # its request cap
 
 
-def _last_answer(messages: list[ModelMessage]) -> Any:
-    """The last response's structured answer as the model sent it: a dict, or why it is not."""
+def _function_tools(agent: Agent[Any, Any]) -> frozenset[str]:
+    """The names of the Agent's own function tools: a call of one is not its answer."""
+    return frozenset(
+        name for toolset in agent.toolsets if isinstance(toolset, FunctionToolset)
+        for name in toolset.tools
+    )
+
+
+def _last_answer(messages: list[ModelMessage], skip: frozenset[str] = frozenset()) -> Any:
+    """The last response's structured answer as the model sent it: a dict, or why it is not.
+    A call of one of the agent's own tools (`skip`), beside the answer, is not the answer."""
     for message in reversed(messages):
         if not isinstance(message, ModelResponse):
             continue
         for part in message.parts:
+            if isinstance(part, ToolCallPart) and part.tool_name in skip:
+                continue
             if isinstance(part, ToolCallPart):
                 try:
                     return part.args_as_dict(raise_if_invalid=True)
