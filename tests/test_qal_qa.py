@@ -166,3 +166,25 @@ def test_a_call_of_the_agents_own_tool_beside_a_bad_answer_is_not_recorded_as_th
     assert first.output == {"price": "cheap"}
     [rejected] = events_of(store, goal.id, "OutputRejected")
     assert any("price" in error for error in rejected.errors), rejected.errors
+
+
+def test_stats_shows_a_cheap_models_cost_in_the_agent_table_not_zero(sqlite_url: str) -> None:
+    # 120 tokens of gpt-4o-mini cost $0.000027: the per-agent table said 0.0000 while the
+    # per-model table below it said 0.000027.
+    from baton.readmodels.reading import refresh
+    from baton.store.eventstore import open_store
+    from tests.cli_support import baton
+
+    store = open_store(sqlite_url)
+    try:
+        with chat_server([tool(VALID)]) as server:
+            goal = run(store, llm_plan(server.url), {"item": "tea"})
+        refresh(store)
+    finally:
+        store.close()
+    assert goal.state.status == "completed"
+    shown = baton("stats", store=sqlite_url)
+    assert shown.code == 0, shown.err
+    [agent_row] = [line for line in shown.out.splitlines() if line.strip().startswith("quote ")
+                   and "gpt" not in line]
+    assert "0.000027" in agent_row, shown.out
