@@ -211,3 +211,15 @@ def test_a_base_url_the_client_cannot_reach_is_refused_before_anything_runs(
     assert "s3cr3t" not in str(refused.value)
     # replay and a human's decision call no model: loading for them is not refused
     assert prepare_plan(llm_plan(""), calls_models=False).plan.name == "llm-http"
+
+
+def test_a_key_ending_in_a_newline_is_sent_without_it(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A key from a secret file (`KEY=$(cat key)` keeps none, a mounted secret often keeps one):
+    # sent with its newline the header is illegal, and every attempt failed "Connection error."
+    monkeypatch.setenv("BATON_LLM_API_KEY", f"{KEY}\n")
+    with chat_server([tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed", goal.state.reason
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"

@@ -51,7 +51,9 @@ def _model(
 ) -> _Resolved:
     base = base_url or current.llm_base_url
     wanted: str | Model | None = current.llm_model or requested
-    key = current.llm_api_key or os.environ.get("OPENAI_API_KEY") or None
+    # A key read from a file or a secret store often ends in a newline: sent as it is, the
+    # header is illegal and every attempt fails with "Connection error." that does not say why.
+    key = (current.llm_api_key or os.environ.get("OPENAI_API_KEY") or "").strip() or None
     own_settings = None
     if isinstance(wanted, OpenAIChatModel | OpenAIResponsesModel):
         # What `Agent("openai:<model>")` holds: an OpenAI client with retries of its own and a
