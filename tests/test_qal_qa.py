@@ -194,6 +194,7 @@ def test_stats_shows_a_cheap_models_cost_in_the_agent_table_not_zero(sqlite_url:
     ("localhost:11434/v1", "base URL 'localhost:11434/v1' needs http:// or https://"),
     ("ftp://ana:s3cr3t@127.0.0.1:9/v1", "base URL 'ftp://127.0.0.1:9/v1' needs http://"),
     ("http://127.0.0.1:99999/v1", "base URL is not a URL (Port out of range"),
+    ("http://127.0.0.1:9/v 1", "base URL holds a space or a control character"),
 ])
 def test_a_base_url_the_client_cannot_reach_is_refused_before_anything_runs(
     monkeypatch: pytest.MonkeyPatch, url: str, says: str
@@ -223,3 +224,14 @@ def test_a_key_ending_in_a_newline_is_sent_without_it(
         goal = run(store, llm_plan(server.url), {"item": "tea"})
     assert goal.state.status == "completed", goal.state.reason
     assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_base_url_ending_in_a_newline_is_used_without_it(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BATON_LLM_BASE_URL from an env file with its newline: every attempt failed with
+    # "InvalidURL: Invalid non-printable ASCII character in URL".
+    with chat_server([tool(VALID)]) as server:
+        monkeypatch.setenv("BATON_LLM_BASE_URL", f"{server.url}\n")
+        goal = run(store, llm_plan(""), {"item": "tea"})
+    assert goal.state.status == "completed", goal.state.reason

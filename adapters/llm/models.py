@@ -49,7 +49,7 @@ class _Resolved(NamedTuple):
 def _model(
     requested: str | Model | None, base_url: str | None, current: Settings
 ) -> _Resolved:
-    base = base_url or current.llm_base_url
+    base = (base_url or current.llm_base_url or "").strip() or None  # an env file's newline
     wanted: str | Model | None = current.llm_model or requested
     # A key read from a file or a secret store often ends in a newline: sent as it is, the
     # header is illegal and every attempt fails with "Connection error." that does not say why.
@@ -108,6 +108,8 @@ def _check_base_url(base: str) -> None:
     """A base URL the client could never reach (no http:// or https://, as `localhost:11434/v1`
     is often written; a port out of range) fails every attempt with a connection error that
     does not say why: refused before anything runs. Quoted without user, password or query."""
+    if any(char.isspace() or not char.isprintable() for char in base):
+        raise ValueError("base URL holds a space or a control character")
     try:
         parts = urlsplit(base)
         parts.port  # noqa: B018 (raises ValueError for a port out of range)
