@@ -235,3 +235,17 @@ def test_a_base_url_ending_in_a_newline_is_used_without_it(
         monkeypatch.setenv("BATON_LLM_BASE_URL", f"{server.url}\n")
         goal = run(store, llm_plan(""), {"item": "tea"})
     assert goal.state.status == "completed", goal.state.reason
+
+
+def test_a_model_name_ending_in_a_newline_is_asked_for_without_it(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BATON_LLM_MODEL from an env file: "gpt-4o-mini\n" was sent (a real server: no such
+    # model) and recorded as the usage's model, a row of its own in `baton stats`.
+    monkeypatch.setenv("BATON_LLM_MODEL", "gpt-4o-mini\n")
+    with chat_server([tool(VALID)]) as server:
+        goal = run(store, llm_plan(server.url), {"item": "tea"})
+    assert goal.state.status == "completed", goal.state.reason
+    assert server.requests[0].body["model"] == "gpt-4o-mini"
+    [returned] = events_of(store, goal.id, "AgentReturned")
+    assert returned.usage["request_model"] == "gpt-4o-mini"

@@ -50,7 +50,7 @@ def _model(
     requested: str | Model | None, base_url: str | None, current: Settings
 ) -> _Resolved:
     base = (base_url or current.llm_base_url or "").strip() or None  # an env file's newline
-    wanted: str | Model | None = current.llm_model or requested
+    wanted: str | Model | None = (current.llm_model or "").strip() or requested
     # A key read from a file or a secret store often ends in a newline: sent as it is, the
     # header is illegal and every attempt fails with "Connection error." that does not say why.
     key = (current.llm_api_key or os.environ.get("OPENAI_API_KEY") or "").strip() or None
