@@ -249,3 +249,42 @@ def test_a_model_name_ending_in_a_newline_is_asked_for_without_it(
     assert server.requests[0].body["model"] == "gpt-4o-mini"
     [returned] = events_of(store, goal.id, "AgentReturned")
     assert returned.usage["request_model"] == "gpt-4o-mini"
+
+
+def test_a_run_leaves_a_goal_cancelled_elsewhere_while_its_llm_call_hangs(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `baton run` in one terminal, `baton cancel` in another while the model takes its time:
+    # the run waited until the call's timeout_s, then recorded the late answer after
+    # GoalCancelled. It now leaves within the watch interval, as a worker does.
+    import threading
+    import time
+
+    from baton.runtime import runner as runner_module
+    from baton.runtime.loading import prepare_plan
+    from baton.runtime.service import cancel_goal, start_goal
+    from baton.store.eventstore import open_store
+    from tests.support import kinds
+
+    monkeypatch.setattr(runner_module, "WATCH_S", 0.05)
+    store = open_store(store_url)
+    try:
+        with chat_server([Answer("hang")]) as server:
+            loaded = prepare_plan(llm_plan(server.url, timeout_s=60))
+            ended: list[Any] = []
+            running = threading.Thread(
+                target=lambda: ended.append(start_goal(store, loaded, {"item": "tea"},
+                                                       goal_id="slow")), daemon=True)
+            running.start()
+            deadline = time.monotonic() + 20
+            while not server.requests:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            cancel_goal(store, "slow", reason="too slow", by="ops")
+            running.join(20)
+            assert not running.is_alive(), "the run still waits for the hung call"
+            assert server.closed.wait(10)  # the request was abandoned, not left open
+        assert ended[0].state.status == "cancelled"
+        assert kinds(store, "slow")[-1] == "GoalCancelled"
+    finally:
+        store.close()
