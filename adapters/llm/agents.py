@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import linecache
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -218,8 +219,10 @@ class LlmAgent:
                     # A request sent and never answered usably: the client choked on what the
                     # server sent (a completion without choices is an IndexError in it). While
                     # tools run, the next request is still empty.
-                    self._raise(messages, f"the model's answer is unusable: "
-                                f"{type(exc).__name__}: {exc}", failed_request=True)
+                    why = ("the response holds no choices (as a content filter answers)"
+                           if _no_choices(exc) else f"{type(exc).__name__}: {exc}")
+                    self._raise(messages, f"the model's answer is unusable: {why}",
+                                failed_request=True)
                 # The Agent's own code (a tool) raised: raised as it is, with what the
                 # requests before it spent, so the budget and stats count them.
                 if not isinstance(getattr(exc, "usage", None), dict):
@@ -356,6 +359,17 @@ class _BudgetLeft(UsageLimits):
                     f"${spent:g} spent of the ${left:g} the goal's max_cost_usd left this "
                     "attempt; no further request is sent", budget=budget)
         super().check_before_request(usage)  # its request cap
+
+
+def _no_choices(exc: Exception) -> bool:
+    """Whether the client choked on a completion with an empty `choices` list (an IndexError
+    where it reads `response.choices[0]`), which says nothing to a user as it is."""
+    tb = exc.__traceback__
+    if not isinstance(exc, IndexError) or tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return "choices" in linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
 
 
 def _function_tools(agent: Agent[Any, Any]) -> frozenset[str]:
