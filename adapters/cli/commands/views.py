@@ -275,7 +275,7 @@ def _print_stats(
             for field, _ in _STATS_TABLE:
                 value = row[field]
                 cells.append("" if value is None else
-                             f"{value:.6f}" if field == "cost_usd" else
+                             f"{value:.4f}" if field == "cost_usd" else
                              f"{value:.1f}" if field.endswith("_ms") else str(value))
             table.add_row(shown(row["agent"]), *cells)
         Console().print(table)
