@@ -168,6 +168,30 @@ def test_a_call_of_the_agents_own_tool_beside_a_bad_answer_is_not_recorded_as_th
     assert any("price" in error for error in rejected.errors), rejected.errors
 
 
+@pytest.mark.parametrize(("url", "says"), [
+    ("localhost:11434/v1", "base URL 'localhost:11434/v1' needs http:// or https://"),
+    ("ftp://ana:s3cr3t@127.0.0.1:9/v1", "base URL 'ftp://127.0.0.1:9/v1' needs http://"),
+    ("http://127.0.0.1:99999/v1", "base URL is not a URL (Port out of range"),
+    ("http://127.0.0.1:9/v 1", "base URL holds a space or a control character"),
+])
+def test_a_base_url_the_client_cannot_reach_is_refused_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch, url: str, says: str
+) -> None:
+    # BATON_LLM_BASE_URL=localhost:11434/v1 (no scheme, as Ollama's address is often written)
+    # failed every attempt with "Connection error." and a port out of range with "the model's
+    # answer is unusable: ExceptionGroup: ...": refused when the plan is loaded to run.
+    from baton.domain.errors import PlanError
+    from baton.runtime.loading import prepare_plan
+
+    monkeypatch.setenv("BATON_LLM_BASE_URL", url)
+    with pytest.raises(PlanError) as refused:
+        prepare_plan(llm_plan(""))
+    assert says in str(refused.value)
+    assert "s3cr3t" not in str(refused.value)
+    # replay and a human's decision call no model: loading for them is not refused
+    assert prepare_plan(llm_plan(""), calls_models=False).plan.name == "llm-http"
+
+
 def test_a_key_ending_in_a_newline_is_sent_without_it(
     store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
