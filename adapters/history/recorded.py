@@ -41,7 +41,7 @@ from baton.domain.history import (
 )
 from baton.domain.plan import Plan
 from baton.domain.replay import Divergence, ReplayResult, compare_events
-from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, CallOutcome, Observer
+from baton.runtime.calls import DEFAULT_MAX_OUTPUT_BYTES, CallOutcome, Completion, Observer
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.spending import Spending, spending_of
 
@@ -137,21 +137,23 @@ class _Reexecution:
             self.position += 1
         return None
 
-    def observation(self, goal: Goal, recorded: GoalEvent) -> dict[str, Any]:
-        """The observation the pipeline makes today where `recorded` was made then."""
+    def observation(self, goal: Goal, recorded: GoalEvent) -> tuple[str, dict[str, Any]]:
+        """The observation the pipeline makes today where `recorded` was made then: its kind
+        (today's agent may return where the recorded one raised) and its fields."""
         fields = payload(recorded, timestamp=False)
         kind = kind_of(recorded)
         if kind in OUTCOME_KINDS and fields.get("output_error") is None:
             # (An output that could not be recorded is kept as it was: its value is not in the
             # recording, so there is nothing to call the double with.)
-            fields = self._call(goal, fields)
+            completion = self._call(goal, fields)
+            return completion.kind, completion.fields
         elif kind == "HumanResolved" and fields["action"] == "output":
             spec = goal.state.plan.task_map[fields["task"]]
             model = self.loaded.contracts[spec.agent].output_model
             fields["output"] = model.model_validate(fields["output"]).model_dump(mode="json")
-        return fields
+        return kind, fields
 
-    def _call(self, goal: Goal, recorded: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, goal: Goal, recorded: dict[str, Any]) -> Completion:
         task_id, attempt = recorded["task"], recorded["attempt"]
         spec = goal.state.plan.task_map[task_id]
         contract = self.loaded.contracts[spec.agent]
@@ -178,7 +180,7 @@ class _Reexecution:
             outcome = CallOutcome(task_id, attempt, raised=exc, duration_ms=duration)
         else:
             outcome = CallOutcome(task_id, attempt, returned=result, duration_ms=duration)
-        return self.observer.observe(outcome).fields
+        return self.observer.observe(outcome)
 
 
 def reexecute(
@@ -220,8 +222,8 @@ def reexecute(
             if not is_observation(recorded):
                 divergence = Divergence(recorded.originator_version, to_json(recorded), None)
                 break
-            fields = run.observation(goal, recorded)
-            goal.observe(kind_of(recorded), at=recorded.timestamp, **fields)
+            kind, fields = run.observation(goal, recorded)
+            goal.observe(kind, at=recorded.timestamp, **fields)
             settle(goal, loaded.contracts)
             divergence = run.check(goal)
     except Exception as exc:  # today's pipeline fails where it once worked: that is the finding

@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import linecache
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -47,6 +49,7 @@ from pydantic_ai.messages import (
     ToolCallPart,
 )
 from pydantic_ai.models import Model
+from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from baton.domain.attempts import AttemptContext
@@ -99,6 +102,10 @@ def _endpoint(model: Model) -> str:
     url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
     return f" (at {url.rstrip('/')})"
 
+
+# pydantic-ai's words for a tool call that failed (an unknown tool, a tool's ModelRetry), as
+# opposed to an output that did not validate ("Exceeded maximum output retries").
+_TOOL_FAILED = re.compile(r"Tool '(.+?)' exceeded max retries count")
 
 # A re-ask quotes at most this much of each previous error: a planner's fragment of thousands of
 # bad tasks is rejected with a problem per task, and re-sending all of it would spend more
@@ -190,10 +197,21 @@ class LlmAgent:
                          else "pydantic-ai's usage limit")  # its request_limit of 50, say
                 self._raise(messages, f"{stops} stops this attempt: {why}")
             except UnexpectedModelBehavior as exc:
-                raw = _last_answer(messages)
+                # A request sent and never answered usably (a body that is no completion) counts.
+                unanswered = bool(messages) and isinstance(messages[-1], ModelRequest) and bool(
+                    messages[-1].parts)
+                tool = _TOOL_FAILED.match(exc.message)
+                if tool is not None:
+                    # A call of a tool the agent lacks, or one of its tools asking for a retry
+                    # (pydantic-ai's retries are 0): not an answer, however its arguments look.
+                    self._raise(messages, f"the model's call of tool {tool[1]!r} failed: "
+                                f"{exc.__cause__ or exc.message}")
+                raw = _last_answer(messages, skip=_function_tools(self.agent))
                 if isinstance(raw, dict):  # Baton judges it, records why, and re-asks
                     return raw, self._usage(messages)
-                self._raise(messages, f"the model's answer is unusable: {exc}; {raw}")
+                # `message`, not str(exc): that appends the response's whole message dump.
+                self._raise(messages, f"the model's answer is unusable: {exc.message}; {raw}",
+                            failed_request=unanswered)
             except AgentRunError as exc:
                 self._raise(messages, f"{type(exc).__name__}: {exc}")
             except Exception as exc:
@@ -201,8 +219,10 @@ class LlmAgent:
                     # A request sent and never answered usably: the client choked on what the
                     # server sent (a completion without choices is an IndexError in it). While
                     # tools run, the next request is still empty.
-                    self._raise(messages, f"the model's answer is unusable: "
-                                f"{type(exc).__name__}: {exc}", failed_request=True)
+                    why = ("the response holds no choices (as a content filter answers)"
+                           if _no_choices(exc) else f"{type(exc).__name__}: {exc}")
+                    self._raise(messages, f"the model's answer is unusable: {why}",
+                                failed_request=True)
                 # The Agent's own code (a tool) raised: raised as it is, with what the
                 # requests before it spent, so the budget and stats count them.
                 if not isinstance(getattr(exc, "usage", None), dict):
@@ -341,12 +361,34 @@ class _BudgetLeft(UsageLimits):
         super().check_before_request(usage)  # its request cap
 
 
-def _last_answer(messages: list[ModelMessage]) -> Any:
-    """The last response's structured answer as the model sent it: a dict, or why it is not."""
+def _no_choices(exc: Exception) -> bool:
+    """Whether the client choked on a completion with an empty `choices` list (an IndexError
+    where it reads `response.choices[0]`), which says nothing to a user as it is."""
+    tb = exc.__traceback__
+    if not isinstance(exc, IndexError) or tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return "choices" in linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+
+
+def _function_tools(agent: Agent[Any, Any]) -> frozenset[str]:
+    """The names of the Agent's own function tools: a call of one is not its answer."""
+    return frozenset(
+        name for toolset in agent.toolsets if isinstance(toolset, FunctionToolset)
+        for name in toolset.tools
+    )
+
+
+def _last_answer(messages: list[ModelMessage], skip: frozenset[str] = frozenset()) -> Any:
+    """The last response's structured answer as the model sent it: a dict, or why it is not.
+    A call of one of the agent's own tools (`skip`), beside the answer, is not the answer."""
     for message in reversed(messages):
         if not isinstance(message, ModelResponse):
             continue
         for part in message.parts:
+            if isinstance(part, ToolCallPart) and part.tool_name in skip:
+                continue
             if isinstance(part, ToolCallPart):
                 try:
                     return part.args_as_dict(raise_if_invalid=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 from openai import AsyncOpenAI
 from pydantic import BaseModel
@@ -48,9 +49,11 @@ class _Resolved(NamedTuple):
 def _model(
     requested: str | Model | None, base_url: str | None, current: Settings
 ) -> _Resolved:
-    base = base_url or current.llm_base_url
-    wanted: str | Model | None = current.llm_model or requested
-    key = current.llm_api_key or os.environ.get("OPENAI_API_KEY") or None
+    base = (base_url or current.llm_base_url or "").strip() or None  # an env file's newline
+    wanted: str | Model | None = (current.llm_model or "").strip() or requested
+    # A key read from a file or a secret store often ends in a newline: sent as it is, the
+    # header is illegal and every attempt fails with "Connection error." that does not say why.
+    key = (current.llm_api_key or os.environ.get("OPENAI_API_KEY") or "").strip() or None
     own_settings = None
     if isinstance(wanted, OpenAIChatModel | OpenAIResponsesModel):
         # What `Agent("openai:<model>")` holds: an OpenAI client with retries of its own and a
@@ -68,6 +71,8 @@ def _model(
     if wanted == "test" and base is None:
         return _Resolved(lambda: (TestModel(), None), "test", None)
     if isinstance(wanted, str) and (wanted.startswith(_OPENAI) or base is not None):
+        if base is not None:
+            _check_base_url(base)
         name = wanted.removeprefix(_OPENAI)
         if name == "test" or not name:
             raise ValueError("with a base URL, set BATON_LLM_MODEL (or the plan's model) "
@@ -97,6 +102,25 @@ def _model(
         f"model {wanted!r}: use 'test' or 'openai:<model>' (any OpenAI-compatible server "
         "through base_url or BATON_LLM_BASE_URL)"
     )
+
+
+def _check_base_url(base: str) -> None:
+    """A base URL the client could never reach (no http:// or https://, as `localhost:11434/v1`
+    is often written; a port out of range) fails every attempt with a connection error that
+    does not say why: refused before anything runs. Quoted without user, password or query."""
+    if any(char.isspace() or not char.isprintable() for char in base):
+        raise ValueError("base URL holds a space or a control character")
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError as exc:
+        raise ValueError(f"base URL is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+        raise ValueError(
+            f"base URL {shown!r} needs http:// or https:// and a host "
+            "(say http://127.0.0.1:11434/v1)"
+        )
 
 
 def _pydantic_model(target: Any, what: str) -> type[BaseModel]:

@@ -559,6 +559,15 @@ def _credential_issues(plan: Plan) -> list[PlanIssue]:
                 "holds credentials (user:password@), which would be stored with the goal; "
                 "put the key in BATON_LLM_API_KEY (or OPENAI_API_KEY) and drop it from the URL",
             ))
+        elif "?" in url or "#" in url:
+            # `?api-key=...` as some gateways take it: the client appends `/chat/completions`
+            # after the query, so it never reaches the server as one, and the key is stored.
+            issues.append(PlanIssue(
+                f"agents.{name}.llm.base_url",
+                "has a query or fragment (?... or #...), which the OpenAI client cannot use (it "
+                "appends /chat/completions after it) and which would be stored with the goal; "
+                "give the endpoint only, and the key in BATON_LLM_API_KEY (or OPENAI_API_KEY)",
+            ))
     return issues
 
 

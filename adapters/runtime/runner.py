@@ -93,6 +93,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# While a runner waits for agents with nothing else due, how often it looks whether a command in
+# another process ended the goal (`baton cancel`). A worker sets its own (Worker.watch_s).
+WATCH_S = 5.0
+
+
 @dataclass
 class _InFlight:
     task: str
@@ -192,6 +197,10 @@ class Runner:
             crash_at_event=current.crash_at_event,
             agent_loop=agent_loop,
             run_observer=with_live_telemetry(observer, store),
+            # `baton run` / `resume` too: a goal cancelled from another terminal while its LLM
+            # call hung kept the run waiting until the call's timeout, then recorded its late
+            # result after GoalCancelled. Left within this long instead, as a worker leaves it.
+            watch_s=WATCH_S,
         )
 
     def start(self, goal: Goal) -> Goal:
