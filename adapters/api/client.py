@@ -37,10 +37,6 @@ if TYPE_CHECKING:  # the read side is imported on first use
 
 __all__ = ["Baton", "ReadModelsBehind"]
 
-# How often a goal driven here looks whether a command ended it (a `cancel` from another
-# process), while it waits for agents or a backoff; a `cancel` through this object wakes it now.
-WATCH_S = 5.0
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -370,7 +366,7 @@ class Baton:
         with self._writing():
             goal = service.start_goal(
                 self.store, loaded, goal_input, goal_id=goal_id, concurrency=concurrency,
-                agent_loop=agent_loop, watch_s=WATCH_S, driving=self._driving,
+                agent_loop=agent_loop, driving=self._driving,
             )
         return GoalResult.of_goal(goal)
 
@@ -385,7 +381,7 @@ class Baton:
         with self._writing():
             goal = service.resume_goal(
                 self.store, goal_id, concurrency=concurrency, agent_loop=agent_loop,
-                watch_s=WATCH_S, driving=self._driving,
+                driving=self._driving,
             )
         return GoalResult.of_goal(goal)
 

@@ -195,13 +195,12 @@ def start_goal(
     agent_loop: asyncio.AbstractEventLoop | None = None,
     wait: bool = False,
     observer: RunObserver | None = None,
-    watch_s: float | None = None,
     driving: Driving | None = None,
 ) -> Goal:
     """Validate the input, store the new goal, and drive it; nothing is stored on bad input.
 
     `agent_loop`: the event loop async agents run on (the API's `AsyncBaton` passes its caller's).
-    `watch_s`, `driving`: as `resume_goal`'s.
+    `driving`: as `resume_goal`'s.
     """
     check_concurrency(concurrency)
     loaded.check_calls()  # a model no call could reach (no API key): nothing is stored
@@ -221,8 +220,6 @@ def start_goal(
         at=runner.clock(),
         schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
-    if watch_s is not None:
-        runner.watch_s = watch_s
     with owning(store, goal_id, wait=wait):  # one owner per goal, from its first event
         if store.exists(goal_id):  # started by another call between the look above and the lock
             raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
@@ -295,13 +292,11 @@ def resume_goal(
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] | None = None,
     driving: Driving | None = None,
-    watch_s: float | None = None,
 ) -> Goal:
     """Drive a goal on from its events (after a crash, a human's resolution, or a submit);
     `should_stop`: once it says so, leave the goal at a safe point (Runner.should_stop);
     `driving`: holds the runner while it drives, so that another thread can wake it when
-    `should_stop` changes, or when it has ended the goal (Runner.wake); `watch_s`: look that
-    often, and when woken, whether a command ended the goal meanwhile (Runner.watch_s)."""
+    `should_stop` changes, or when a command ended the goal (Runner.wake)."""
     if concurrency is not None:
         check_concurrency(concurrency)
     goal = store.get(goal_id)
@@ -321,8 +316,6 @@ def resume_goal(
             )
         if should_stop is not None:
             runner.should_stop = should_stop
-        if watch_s is not None:
-            runner.watch_s = watch_s
         driving = driving or Driving()
         driving.add(goal_id, runner)
         try:
