@@ -178,6 +178,20 @@ def test_the_pool_of_a_plain_postgres_url_gives_a_lost_connection_up_in_seconds(
         store.close()
 
 
+def _failing_saves_of_results(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store goes down as an agent's result is saved (down past a save's retries)."""
+    from baton.store.eventstore import StoreError
+
+    real_save = store.save
+
+    def save(goal: Any) -> Any:
+        if any(type(e).__name__ == "AgentReturned" for e in goal.pending_events):
+            raise StoreError("store postgresql://db/baton: couldn't get a connection after 5.00 s")
+        return real_save(goal)
+
+    monkeypatch.setattr(store, "save", save)
+
+
 def test_a_save_the_store_fails_names_the_agent_outcomes_it_could_not_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -187,14 +201,7 @@ def test_a_save_the_store_fails_names_the_agent_outcomes_it_could_not_record(
     from baton.store.eventstore import StoreError
 
     store = open_store(f"sqlite:///{tmp_path}/b.db")
-    real_save = store.save
-
-    def save(goal: Any) -> Any:
-        if any(type(e).__name__ == "AgentReturned" for e in goal.pending_events):
-            raise StoreError("store postgresql://db/baton: couldn't get a connection after 5.00 s")
-        return real_save(goal)
-
-    monkeypatch.setattr(store, "save", save)
+    _failing_saves_of_results(store, monkeypatch)
     data = plan(task("pay", "upper", input={"text": "$goal.text"}, side_effects="unsafe"))
     try:
         with pytest.raises(StoreError) as failed:
@@ -269,14 +276,7 @@ def test_a_save_the_store_fails_names_the_unsafe_attempts_still_running(
 
     monkeypatch.setenv("BATON_TEST_DIR", str(tmp_path))
     store = open_store(f"sqlite:///{tmp_path}/b.db")
-    real_save = store.save
-
-    def save(goal: Any) -> Any:
-        if any(type(e).__name__ == "AgentReturned" for e in goal.pending_events):
-            raise StoreError("store postgresql://db/baton: couldn't get a connection after 5.00 s")
-        return real_save(goal)
-
-    monkeypatch.setattr(store, "save", save)
+    _failing_saves_of_results(store, monkeypatch)
     data = plan(task("other", "upper", input={"text": "$goal.text"}),
                 task("pay", "wait", input={"text": "$goal.text"}, side_effects="unsafe"),
                 agents=[])
