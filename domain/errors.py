@@ -81,18 +81,19 @@ class GoalOwned(BatonError):
 
     def __init__(
         self, goal_id: str, *, host: str, pid: int, since: str, unrecorded: Sequence[str] = (),
-        this_process: bool = False,
+        running: Sequence[str] = (), this_process: bool = False,
     ) -> None:
         self.goal_id = goal_id
         self.host = host
         self.pid = pid
         self.since = since
         self.unrecorded = list(unrecorded)  # see `unrecorded_outcomes`
+        self.running = list(running)  # see `still_running`
         driver = ("this process already, from another thread or call" if this_process
                   else "another process")
         super().__init__(
             f"goal {goal_id!r} is driven by {driver} (host {host!r}, pid {pid}, since {since})"
-            f"{unrecorded_outcomes(unrecorded)}"
+            f"{unrecorded_outcomes(unrecorded)}{still_running(running)}"
         )
 
 
@@ -112,7 +113,7 @@ def still_running(running: Sequence[str]) -> str:
     escalates them as outcome unknown; this is the only word that they were running here."""
     if not running:
         return ""
-    return ("; still running here, their outcome to be recorded by no one (the goal holds "
+    return ("; in flight here when it stopped, their outcome recorded by no one (the goal holds "
             "them as outcome unknown): " + ", ".join(running))
 
 

@@ -82,9 +82,10 @@ def count_saves(store: BatonStore) -> list[int]:
     versions: list[int] = []
     save = store.save
 
-    def counted(goal: Any) -> None:
-        save(goal)
+    def counted(goal: Any) -> Any:
+        saved = save(goal)
         versions.append(goal.version)
+        return saved
 
     store.save = counted  # type: ignore[method-assign]
     return versions

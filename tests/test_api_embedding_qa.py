@@ -487,6 +487,35 @@ def test_a_cancel_returns_the_run_waiting_on_the_goal_at_once(
         assert [result.status for result in results] == ["cancelled"]
 
 
+def test_a_cancel_returns_a_fork_run_waiting_on_its_backoff_at_once(
+    bt: baton.Baton, holding: None
+) -> None:
+    """`fork(run=True)` was driven without this object's runners: a `cancel` left it waiting
+    out the backoff it inherited (600 s here)."""
+    plan = baton.load_plan(_counting_plan(retry={"max_attempts": 3, "backoff_s": 600}),
+                           agents={"count": split_count, "double": refuses})
+    results: list[Any] = []
+    driver = threading.Thread(target=lambda: results.append(bt.run(plan, {"text": "a"},
+                                                                   goal_id="orig")))
+    driver.start()
+    while not results and _task_status(bt, "orig", "double") != "retry_wait":
+        threading.Event().wait(0.01)
+    bt.cancel("orig", reason="forked instead")
+    driver.join(timeout=20)
+    kinds = [type(event).__name__ for event in bt.store.events("orig")]
+    at = kinds.index("RetryScheduled") + 1
+    forked: list[Any] = []
+    driver = threading.Thread(target=lambda: forked.append(
+        bt.fork("orig", at=at, goal_id="fork", run=True)))
+    driver.start()
+    while not forked and _task_status(bt, "fork", "double") != "retry_wait":
+        threading.Event().wait(0.01)
+    assert bt.cancel("fork", reason="the customer left").status == "cancelled"
+    driver.join(timeout=20)
+    assert not driver.is_alive()
+    assert [result.status for result in forked] == ["cancelled"]
+
+
 def _task_status(bt: baton.Baton, goal_id: str, task: str) -> str | None:
     try:
         return bt.status(goal_id).tasks[task].status

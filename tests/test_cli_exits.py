@@ -128,6 +128,20 @@ def test_a_command_that_creates_no_goal_creates_no_postgres_schema(pg_base: str)
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def test_an_empty_store_url_is_refused_not_taken_for_the_default(tmp_path: Path) -> None:
+    # `--store "$STORE"` with the variable unset silently meant $BATON_STORE or ./baton.db.
+    result = baton("--store", "", "status", env={"BATON_STORE": f"sqlite:///{tmp_path}/b.db"})
+    assert (result.code, result.err) == (
+        2, "baton: error: store URL is empty: leave it out for $BATON_STORE, then "
+           "sqlite:///baton.db\n")
+
+
+def test_a_url_of_an_unsupported_scheme_is_quoted_without_its_password() -> None:
+    result = baton("status", store="postgresql+psycopg://u:s3cret@h/db")
+    assert result.code == 2 and "unsupported scheme 'postgresql+psycopg'" in result.err
+    assert "s3cret" not in result.err and "u:***@h" in result.err
+
+
 def test_an_invalid_goal_input_creates_no_sqlite_file(tmp_path: Path) -> None:
     db = tmp_path / "baton.db"
     result = baton("run", PLAN, "--input", '{"origin": "LHR"}', store=f"sqlite:///{db}")

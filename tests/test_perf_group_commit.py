@@ -60,9 +60,10 @@ def saves(store: BatonStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[i
     versions: list[int] = []
     real = store.save
 
-    def save(goal: Any) -> None:
-        real(goal)
+    def save(goal: Any) -> Any:
+        saved = real(goal)
         versions.append(goal.version)
+        return saved
 
     monkeypatch.setattr(store, "save", save)
     yield versions
@@ -101,7 +102,7 @@ def test_a_conflicting_batch_is_recorded_again_on_top_of_the_other_write(
     real = store.save
     other = threading.Event()
 
-    def save(goal: Any) -> None:
+    def save(goal: Any) -> Any:
         if saves and not other.is_set():  # before the batch's save: another process cancels
             other.set()
             elsewhere = open_store(store_url)
@@ -109,8 +110,9 @@ def test_a_conflicting_batch_is_recorded_again_on_top_of_the_other_write(
                 cancel_goal(elsewhere, goal.id, reason="not needed", by="ops")
             finally:
                 elsewhere.close()
-        real(goal)
+        saved = real(goal)
         saves.append(goal.version)
+        return saved
 
     monkeypatch.setattr(store, "save", save)
     goal = run(store, _fanout(), {}, concurrency=WIDTH)

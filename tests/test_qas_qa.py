@@ -246,7 +246,7 @@ def test_a_fenced_runner_names_the_unsafe_attempts_still_running_in_it(
 ) -> None:
     """Fenced on another task's outcome while an unsafe charge still ran here: the charge's
     result, when it came, was dropped unsaid, and the next owner escalated it as outcome
-    unknown. The fence names it as still running here, its outcome recorded by no one."""
+    unknown. The fence names it as in flight here, its outcome recorded by no one."""
     monkeypatch.setenv("BATON_TEST_DIR", str(tmp_path))
     store = open_store(store_url)
     worker_agents.TAKEOVER.update(url=store_url, goal="fenced")
@@ -262,8 +262,8 @@ def test_a_fenced_runner_names_the_unsafe_attempts_still_running_in_it(
             run(store, data, {"text": "x"}, goal_id="fenced")
         assert fenced.value.running == ["pay #1"]
         assert str(fenced.value).endswith(
-            "; still running here, their outcome to be recorded by no one (the goal holds them "
-            "as outcome unknown): pay #1")
+            "; in flight here when it stopped, their outcome recorded by no one (the goal "
+            "holds them as outcome unknown): pay #1")
     finally:
         (tmp_path / "release").write_text("")
         store.close()
@@ -285,9 +285,9 @@ def test_a_save_the_store_fails_names_the_unsafe_attempts_still_running(
         with pytest.raises(StoreError) as failed:
             run(store, data, {"text": "x"}, goal_id="g")
         assert str(failed.value) == (
-            "store postgresql://db/baton: couldn't get a connection after 5.00 s; still running "
-            "here, their outcome to be recorded by no one (the goal holds them as outcome "
-            "unknown): pay #1")
+            "store postgresql://db/baton: couldn't get a connection after 5.00 s; in flight "
+            "here when it stopped, their outcome recorded by no one (the goal holds them as "
+            "outcome unknown): pay #1")
     finally:
         (tmp_path / "release").write_text("")
         store.close()

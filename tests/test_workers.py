@@ -992,11 +992,11 @@ def test_a_worker_whose_saves_the_store_refuses_leaves_the_goal_alone_for_a_whil
         refusals: list[int] = []
         save = store.save
 
-        def refused_five_times(goal: object) -> None:
+        def refused_five_times(goal: object) -> object:
             if len(refusals) < 5:
                 refusals.append(1)
                 raise StoreError("store x: cannot execute INSERT in a read-only transaction")
-            save(goal)  # type: ignore[arg-type]
+            return save(goal)  # type: ignore[arg-type]
 
         store.save = refused_five_times  # type: ignore[method-assign]
         caplog.set_level("INFO", logger="baton.worker")

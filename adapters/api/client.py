@@ -29,8 +29,7 @@ from baton.history import service as history
 from baton.runtime import service
 from baton.runtime.loading import LoadedPlan
 from baton.runtime.runner import DEFAULT_CONCURRENCY, Driving
-from baton.settings import settings
-from baton.store.eventstore import BatonStore, StoreError, open_store
+from baton.store.eventstore import BatonStore, StoreError, open_store, store_url
 
 if TYPE_CHECKING:  # the read side is imported on first use
     from baton.readmodels.reading import KeptReadModels
@@ -86,10 +85,7 @@ class Baton:
         if url is not None and not isinstance(url, str):
             raise StoreError(f"store URL: expected a string such as 'sqlite:///baton.db', not "
                              f"{type(url).__name__}")
-        if url is not None and not url.strip():  # a setting read as "" would have meant the default
-            raise StoreError("store URL is empty: leave it out (None) for $BATON_STORE, then "
-                             "sqlite:///baton.db")
-        self.url = url or settings().store
+        self.url = store_url(url)
         self._store: BatonStore | None = None
         # One catch-up of the read models at a time from this object: concurrent ones (goals
         # run from several threads or tasks) would only race to apply the same events.
@@ -398,7 +394,8 @@ class Baton:
         events = self._history(goal).events
         with self._writing():
             forked: Goal = service.fork_from(
-                self.store, events, at=at, goal_id=goal_id, run=run, agent_loop=agent_loop
+                self.store, events, at=at, goal_id=goal_id, run=run, agent_loop=agent_loop,
+                driving=self._driving,
             )
         return GoalResult.of_goal(forked)
 

@@ -348,10 +348,9 @@ class CallPool:
 
     def submit(self, call: AgentCall) -> None:
         self._spending[(call.task, call.attempt)] = Spending(cost_left_usd=call.cost_left_usd)
-        context = contextvars.copy_context()
         if call.is_async:
             loop = self._event_loop()
-            future = asyncio.run_coroutine_threadsafe(self._run_async(call, context), loop)
+            future = asyncio.run_coroutine_threadsafe(self._run_async(call), loop)
             self._futures[(call.task, call.attempt)] = future
             return
         with self._lock:
@@ -360,7 +359,7 @@ class CallPool:
                 self._free += 1
                 threading.Thread(target=self._work, name="baton-agent", daemon=True).start()
             self._free -= 1  # this call claims a worker (or waits for one)
-        self._jobs.put((call, context))
+        self._jobs.put((call, contextvars.copy_context()))
 
     def wake(self) -> None:
         """Wake whoever waits on `completions` without a completion (safe in a signal handler:
@@ -459,9 +458,9 @@ class CallPool:
         with spending_of(self._spending_for(call)):
             return call.agent(call.agent_input, **_kwargs(call))
 
-    async def _run_async(self, call: AgentCall, context: contextvars.Context) -> None:
-        for var, value in context.items():  # into this task's own copy of the loop's context
-            var.set(value)
+    async def _run_async(self, call: AgentCall) -> None:
+        # In a copy of the submitter's context: `run_coroutine_threadsafe` schedules the task
+        # with the context of the thread that submits it (the caller's contextvars reach it).
         started = time.perf_counter()
         try:
             with spending_of(self._spending_for(call)):  # this task's context only

@@ -119,7 +119,10 @@ def _unsafe_outcomes(
         spec = tasks.get(fields.get("task", ""))
         if spec is None or spec.side_effects != "unsafe":
             continue
-        if kind == "AgentReturned":
+        if kind == "AgentReturned" and fields.get("output_error"):
+            said.append(f"{spec.id} #{fields['attempt']} returned what could not be recorded "
+                        f"({fields['output_error']})")
+        elif kind == "AgentReturned":
             text = json.dumps(fields.get("output"), sort_keys=True, default=str)
             if len(text) > _SHOWN_OUTPUT:
                 text = f"{text[:_SHOWN_OUTPUT]}… ({len(text)} characters)"
@@ -367,9 +370,8 @@ class Runner:
             for kind, fields in observations:
                 goal.observe(kind, at=self.clock(), **fields)
                 decided += settle(goal, self.loaded.contracts)
-            saved: list[Any] = list(goal.pending_events) if self.run_observer is not None else []
             try:
-                self.store.save(goal)
+                saved = self.store.save(goal)
             except StoreError as exc:  # down after its retries, or refusing: the goal's
                 outcomes = _unsafe_outcomes(goal, observations)  # next owner escalates an
                 if not outcomes:  # unsafe attempt in flight as outcome unknown; this is the

@@ -332,8 +332,10 @@ def fork_from(
     goal_id: str | None = None,
     run: bool = False,
     agent_loop: asyncio.AbstractEventLoop | None = None,
+    driving: Driving | None = None,
 ) -> Goal:
-    """A new goal that starts from the first `at` events of a history; `run` drives it on."""
+    """A new goal that starts from the first `at` events of a history; `run` drives it on
+    (`driving`: as `resume_goal`'s)."""
     goal_id = chosen_goal_id(goal_id)
     if store.exists(goal_id):
         raise CommandError(f"goal {goal_id!r} already exists in this store")
@@ -347,7 +349,7 @@ def fork_from(
         runner = Runner.from_settings(store=store, loaded=loaded, agent_loop=agent_loop)
     store.save(goal)
     if runner is not None:
-        goal = resume_goal(store, goal_id, runner=runner)
+        goal = resume_goal(store, goal_id, runner=runner, driving=driving)
     return goal
 
 

@@ -53,7 +53,7 @@ from baton.domain.goal import Goal
 from baton.domain.lifecycle import GOAL_FINAL
 from baton.domain.state import RULES
 from baton.runtime.loading import LoadedPlan
-from baton.runtime.runner import Driving, Runner, ends_goal, utc_now
+from baton.runtime.runner import WATCH_S, Driving, Runner, ends_goal, utc_now
 from baton.runtime.service import load_goal_plan
 from baton.store.eventstore import (
     BatonStore,
@@ -104,7 +104,7 @@ class Worker:
     refresh_s: float = 1.0  # bring the read models up to date this often (0: never)
     # A goal driven here whose agents have said nothing this long is looked up: ended by a
     # command elsewhere (`baton cancel`), it is left and its slot freed (Runner.watch_s).
-    watch_s: float = 5.0
+    watch_s: float = WATCH_S
     make_runner: Callable[[BatonStore, LoadedPlan], Runner] = field(
         default=lambda store, loaded: Runner.from_settings(store=store, loaded=loaded)
     )
@@ -177,7 +177,7 @@ class Worker:
             log.info("stopping now: leaving each goal after its current save (attempts in "
                      "flight follow the crash rules with the next owner)")
             return 2
-        return 1
+        return max(said, 1)
 
     @property
     def driven(self) -> int:

@@ -63,6 +63,7 @@ __all__ = [
     "describe_store",
     "open_store",
     "store_env",
+    "store_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ class BatonApplication(Application[str]):
 def store_env(url: str) -> dict[str, str]:
     """The eventsourcing environment for a store URL (settings read in this one place)."""
     if "\x00" in url:  # no file name, host or database name can hold one
-        raise StoreError(f"store {url!r}: contains a NUL byte")
+        raise StoreError(f"store {describe_store(url)!r}: contains a NUL byte")
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         raw_path = unquote(parts.path)
@@ -243,7 +244,8 @@ def store_env(url: str) -> dict[str, str]:
     if parts.scheme in ("postgresql", "postgres"):
         return _postgres_env(url)
     raise StoreError(
-        f"store {url!r}: unsupported scheme {parts.scheme!r} (use sqlite:/// or postgresql://)"
+        f"store {describe_store(url)!r}: unsupported scheme {parts.scheme!r} "
+        "(use sqlite:/// or postgresql://)"
     )
 
 
@@ -687,7 +689,16 @@ class BatonStore:
             shutil.rmtree(self._memory_dir, ignore_errors=True)
 
 
+def store_url(url: str | None) -> str:
+    """`url`, else $BATON_STORE, else sqlite:///baton.db. An empty one is refused: a setting
+    read as "" (`--store "$UNSET"`) silently meant the default store."""
+    if url is not None and not url.strip():
+        raise StoreError("store URL is empty: leave it out for $BATON_STORE, then "
+                         "sqlite:///baton.db")
+    return url or settings().store
+
+
 def open_store(url: str | None = None, *, creates: bool = True) -> BatonStore:
-    """Open the store at `url`, else $BATON_STORE, else sqlite:///baton.db; one that `creates`
-    nothing refuses to read a store with nothing recorded (`BatonStore.missing`)."""
-    return BatonStore(url=url or settings().store, creates=creates)
+    """Open the store at `store_url(url)`; one that `creates` nothing refuses to read a store
+    with nothing recorded (`BatonStore.missing`)."""
+    return BatonStore(url=store_url(url), creates=creates)

@@ -55,7 +55,7 @@ class FencedOut(BatonError):
     ) -> None:
         self.goal_id = goal_id
         self.unrecorded = list(unrecorded)  # see `unrecorded_outcomes`
-        # Unsafe attempts still running here (`pay #1`): their outcomes, when they come, are
+        # Unsafe attempts in flight here when it stopped (`pay #1`): their outcomes are
         # recorded by no one, and the new owner escalates them as outcome unknown.
         self.running = list(running)
         super().__init__(
@@ -482,20 +482,22 @@ def owning(store: BatonStore, goal_id: str, *, wait: bool = False) -> Iterator[G
         released = True
         current = owners.owner(goal_id)
         if current is not None and current.alive:
-            raise _owned(goal_id, current, fenced.unrecorded) from None
+            raise _owned(goal_id, current, fenced.unrecorded, fenced.running) from None
         raise
     finally:
         if not released:
             lock.release()
 
 
-def _owned(goal_id: str, owner: Owner, unrecorded: Sequence[str] = ()) -> GoalOwned:
+def _owned(
+    goal_id: str, owner: Owner, unrecorded: Sequence[str] = (), running: Sequence[str] = ()
+) -> GoalOwned:
     """`GoalOwned` naming `owner`, and saying so when that is this very process (a second
     thread or call of a service that drives the goal already)."""
     host, pid, _ = _me()
     here = owner.pid == pid and bool(owner.host) and host.startswith(owner.host)
     return GoalOwned(goal_id, host=owner.host, pid=owner.pid, since=owner.since,
-                     unrecorded=unrecorded, this_process=here)
+                     unrecorded=unrecorded, running=running, this_process=here)
 
 
 def _claim(owners: Ownership, store: BatonStore, goal_id: str, *, wait: bool) -> GoalLock:
