@@ -224,11 +224,15 @@ class GoalState:
     def unsafe_attempt_in_flight(self) -> bool:
         """Is an unsafe agent called and not yet answered? A runner that leaves now hands it
         to the crash rules (escalated as outcome unknown), so one stopping politely waits."""
-        return any(
-            task.in_flight is not None and task.outcome is None
+        return bool(self.unsafe_attempts_in_flight())
+
+    def unsafe_attempts_in_flight(self) -> list[str]:
+        """The unsafe attempts called and not yet answered, as `pay #1`."""
+        return [
+            f"{task.id} #{task.in_flight}" for task in self.tasks.values()
+            if task.status == "running" and task.in_flight is not None and task.outcome is None
             and self.plan.task_map[task.id].side_effects == "unsafe"
-            for task in self.tasks.values() if task.status == "running"
-        )
+        ]
 
     def count(self, *statuses: TaskStatus) -> int:
         return sum(len(self.by_status.get(status, ())) for status in statuses)

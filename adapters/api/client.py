@@ -316,6 +316,7 @@ class Baton:
         """Write the goal's run file (JSON Lines) to a path or an open text file; the number of
         events written."""
         _checked_goal_id(goal_id)
+        where = os.fspath(file) if isinstance(file, str | os.PathLike) else f"file {file!r}"
         if not isinstance(file, str | os.PathLike):
             if not callable(getattr(file, "write", None)):
                 raise service.CommandError(
@@ -330,14 +331,10 @@ class Baton:
                 )
             if getattr(file, "closed", False):
                 raise service.CommandError(f"file {file!r}: is closed")
-            try:
-                return history.export_goal(self.store, goal_id, file)
-            except OSError as exc:  # a full disk, a closed pipe
-                raise service.CommandError(f"file {file!r}: {exc.strerror or exc}") from None
         try:
             return history.export_goal(self.store, goal_id, file)
-        except OSError as exc:
-            raise service.CommandError(f"{os.fspath(file)}: {exc.strerror or exc}") from None
+        except OSError as exc:  # a full disk, a closed pipe, a directory that is not there
+            raise service.CommandError(f"{where}: {exc.strerror or exc}") from None
 
     @_using
     def import_run(self, file: str | os.PathLike[str]) -> str:

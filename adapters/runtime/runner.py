@@ -17,7 +17,8 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +82,15 @@ class Driving:
     def remove(self, goal_id: str) -> None:
         with self._lock:
             self._runners.pop(goal_id, None)
+
+    @contextmanager
+    def holding(self, goal_id: str, runner: Runner) -> Iterator[Runner]:
+        """`runner`, held here while the block drives `goal_id`."""
+        self.add(goal_id, runner)
+        try:
+            yield runner
+        finally:
+            self.remove(goal_id)
 
     def wake_all(self) -> None:
         with self._lock:

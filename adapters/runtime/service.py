@@ -207,8 +207,7 @@ def start_goal(
     _warn_of_costs(loaded)
     validated = loaded.validate_input(goal_input)
     goal_id = chosen_goal_id(goal_id)
-    if store.exists(goal_id):
-        raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
+    _refuse_taken(store, goal_id)
     runner = runner or Runner.from_settings(
         store=store, loaded=loaded, agent_loop=agent_loop, observer=observer
     )
@@ -221,14 +220,14 @@ def start_goal(
         schemas=recorded_schemas(loaded.contracts, loaded.input_model),
     )
     with owning(store, goal_id, wait=wait):  # one owner per goal, from its first event
-        if store.exists(goal_id):  # started by another call between the look above and the lock
-            raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
-        driving = driving or Driving()
-        driving.add(goal_id, runner)
-        try:
+        _refuse_taken(store, goal_id)  # started by another call since the look above
+        with (driving or Driving()).holding(goal_id, runner):
             return runner.start(goal)
-        finally:
-            driving.remove(goal_id)
+
+
+def _refuse_taken(store: BatonStore, goal_id: str) -> None:
+    if store.exists(goal_id):
+        raise CommandError(f"goal {goal_id!r} already exists in this store (use resume)")
 
 
 def submit_goal(
@@ -316,12 +315,8 @@ def resume_goal(
             )
         if should_stop is not None:
             runner.should_stop = should_stop
-        driving = driving or Driving()
-        driving.add(goal_id, runner)
-        try:
+        with (driving or Driving()).holding(goal_id, runner):
             return runner.resume(goal, concurrency=concurrency or goal.state.concurrency)
-        finally:
-            driving.remove(goal_id)
 
 
 def fork_from(

@@ -665,12 +665,7 @@ def _waits_for_unsafe(goal: Goal) -> None:
     """A stopping worker waits for a goal's unsafe attempts (up to their timeout): said, so
     that the silence until then is not taken for a hung worker (and SIGKILLed: outcome
     unknown)."""
-    state = goal.state
-    waits = ", ".join(
-        f"{task.id} #{task.in_flight}" for task in state.tasks.values()
-        if task.status == "running" and task.in_flight is not None and task.outcome is None
-        and state.plan.task_map[task.id].side_effects == "unsafe"
-    )
+    waits = ", ".join(goal.state.unsafe_attempts_in_flight())
     log.info("goal %s: stopping: waits for its unsafe attempt(s) in flight (%s) to return, then "
              "leaves it; nothing new is dispatched (a second SIGTERM leaves at once: outcome "
              "unknown)", goal.id, waits)

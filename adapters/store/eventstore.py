@@ -18,7 +18,7 @@ import sqlite3
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -337,10 +337,11 @@ def _already_stored(recorder: Any, stored_events: Sequence[Any]) -> bool:
 
 
 def _sqlite_file(env: dict[str, str]) -> str | None:
-    """The absolute path of a SQLite store's file; None for PostgreSQL and `:memory:`. Absolute:
-    an agent that changes the working directory must not make the store seem another file."""
+    """The absolute path of a SQLite store's file (a `:memory:` store's is its private file);
+    None for PostgreSQL. Absolute: an agent that changes the working directory must not make
+    the store seem another file."""
     path = env.get("SQLITE_DBNAME")
-    return None if path is None or path == ":memory:" else os.path.abspath(path)
+    return None if path is None else os.path.abspath(path)
 
 
 def _file_identity(path: str | None) -> tuple[int, int] | None:
@@ -462,15 +463,16 @@ class BatonStore:
     def __init__(self, *, url: str, creates: bool = True) -> None:
         self.url = url
         self.env = with_lock_timeout(store_env(url))
-        self._memory_dir: str | None = None
+        self._remove_memory_file: Callable[[], Any] | None = None
         if self.env.get("SQLITE_DBNAME") == ":memory:":
             # SQLite's ":memory:" is a database per connection: the pool's second connection
             # (a second thread, the read models) found no tables. The store is a file of its own
             # instead, in memory where the system has a tmpfs, removed when the store closes.
             parent = next((path for path in MEMORY_DIRS if os.path.isdir(path)), None)
-            self._memory_dir = tempfile.mkdtemp(prefix="baton-memory-", dir=parent)
-            weakref.finalize(self, shutil.rmtree, self._memory_dir, ignore_errors=True)
-            self.env["SQLITE_DBNAME"] = os.path.join(self._memory_dir, "baton.db")
+            memory_dir = tempfile.mkdtemp(prefix="baton-memory-", dir=parent)
+            self._remove_memory_file = weakref.finalize(
+                self, shutil.rmtree, memory_dir, ignore_errors=True)  # on close, or when dropped
+            self.env["SQLITE_DBNAME"] = os.path.join(memory_dir, "baton.db")
             Path(self.env["SQLITE_DBNAME"]).touch()  # an empty file: a new, empty database
         self.sqlite_file = _sqlite_file(self.env)  # resolved now, in the opening directory
         # False for a command that only reads or changes what is recorded: a SQLite file, or a
@@ -540,7 +542,7 @@ class BatonStore:
         file (or none) at the path ends the command in one line instead; whichever file that
         save reached, `baton resume` goes on from what the file at the path now holds."""
         opened = getattr(self, "_opened_file", None)
-        if opened is None:  # PostgreSQL, :memory:, or not opened
+        if opened is None:  # PostgreSQL, or not opened
             return
         if _file_identity(self.sqlite_file) != opened:
             raise StoreReplaced(
@@ -685,8 +687,8 @@ class BatonStore:
             if notifier is not None:  # PostgreSQL: the last saves' NOTIFY, before the pool goes
                 notifier.flush()
             self.app.close()
-        if self._memory_dir is not None:
-            shutil.rmtree(self._memory_dir, ignore_errors=True)
+        if self._remove_memory_file is not None:
+            self._remove_memory_file()
 
 
 def store_url(url: str | None) -> str:

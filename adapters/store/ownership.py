@@ -105,7 +105,7 @@ def _me() -> tuple[str, int, str]:
     return socket.gethostname(), os.getpid(), since
 
 
-# --- in memory (a store at sqlite:///:memory:, and unit tests) ---
+# --- in memory (a SQLite URI naming a shared in-memory database, `file::memory:…`) ---
 
 
 @dataclass
@@ -464,7 +464,7 @@ def _new_ownership(store: BatonStore) -> Ownership:
     if store.is_postgres:
         return PostgresOwnership(store.env)
     path = store.env["SQLITE_DBNAME"]
-    if path == ":memory:" or path.startswith("file::memory:"):
+    if path.startswith("file::memory:"):  # (a `:memory:` store is a private file by now)
         return MemoryOwnership()
     return FileOwnership(path)
 
