@@ -452,11 +452,13 @@ def agent_path(agent: Callable[..., Any]) -> str:
 
 def _with_agents(
     data: dict[str, Any], agents: Mapping[str, AgentRef]
-) -> tuple[dict[str, Any], dict[str, Callable[..., Any]], list[PlanIssue]]:
-    """The plan data with `agents` over its `agents:` (callables recorded by their path)."""
+) -> tuple[dict[str, Any], dict[str, Callable[..., Any]], list[PlanIssue], set[str]]:
+    """The plan data with `agents` over its `agents:` (callables recorded by their path), the
+    callables, the issues, and the agents given as objects with no name to import them by."""
     allowlist = dict(data.get("agents") or {}) if isinstance(data.get("agents"), dict) else {}
     given: dict[str, Callable[..., Any]] = {}
     issues: list[PlanIssue] = []
+    nameless: set[str] = set()
     for name, agent in agents.items():
         if isinstance(agent, str):
             allowlist[name] = agent
@@ -467,9 +469,10 @@ def _with_agents(
             issues.append(PlanIssue(f"agents.{name}", str(exc)))
             allowlist[name] = f"{getattr(agent, '__module__', '?')}:{name}"  # checked on, not run
             if isinstance(exc, Nameless):  # no contract to read either: said once
+                nameless.add(name)
                 continue
         given[name] = agent
-    return {**data, "agents": allowlist}, given, issues
+    return {**data, "agents": allowlist}, given, issues, nameless
 
 
 def prepare_plan(
@@ -487,9 +490,9 @@ def prepare_plan(
     """
     given: dict[str, Callable[..., Any]] = {}
     early: list[PlanIssue] = []
+    refused: set[str] = set()
     if agents:
-        data, given, early = _with_agents(data, agents)
-    refused = {issue.where.removeprefix("agents.") for issue in early} - set(given)
+        data, given, early, refused = _with_agents(data, agents)
     plan = parse_plan(data, source=source)
     binding_issues = plan.binding_issues()
     if binding_issues:  # every check below reads the parsed bindings
